@@ -1,0 +1,3 @@
+from colobench.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Pure functions from records to numbers: no printing, no plotting, no devices."""

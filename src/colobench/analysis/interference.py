@@ -1,0 +1,93 @@
+"""How much co-located instances slow each other, from solo and co-located phase metrics.
+
+- **slowdown** of an instance = co-located value / solo value, for the median and p99 of TTFT,
+  TPOT and end-to-end latency (1.0 = no interference, 2.0 = twice as slow), plus its output
+  throughput ratio (co-located / solo; below 1 means it lost throughput).
+- **throughput scaling** = sum of the instances' co-located output throughputs / mean of their
+  solo output throughputs. N instances that do not interfere give N; one that gains nothing
+  from co-location gives 1. Below 0.75 N (1.5x for two) means they share a bottleneck.
+- **stability**: a phase is stable when the coefficient of variation of its TPOT is under 10%
+  (std under a tenth of the mean), the headline decode latency.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SCALING_BOTTLENECK_FRACTION = 0.75  # of the ideal N: 1.5x for two instances
+STABLE_CV = 0.10
+MIN_REQUESTS_FOR_P99 = 100
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def slowdown(solo: dict[str, Any], coloc: dict[str, Any]) -> dict[str, float | None]:
+    out = {}
+    for metric in ("ttft", "tpot", "e2el"):
+        out[f"{metric}_p50"] = _ratio(coloc.get(f"median_{metric}_ms"), solo.get(f"median_{metric}_ms"))
+        out[f"{metric}_p99"] = _ratio(coloc.get(f"p99_{metric}_ms"), solo.get(f"p99_{metric}_ms"))
+    out["output_throughput"] = _ratio(coloc.get("output_throughput"), solo.get("output_throughput"))
+    return out
+
+
+def throughput_scaling(solo: dict[str, Any], coloc: dict[str, Any]) -> float | None:
+    """Sum of co-located throughputs over the mean solo throughput (ideal = number of instances)."""
+    names = [n for n in coloc if n in solo]
+    solo_t = [solo[n].get("output_throughput") for n in names]
+    coloc_t = [coloc[n].get("output_throughput") for n in names]
+    if not names or any(v is None for v in solo_t + coloc_t):
+        return None
+    mean_solo = sum(solo_t) / len(solo_t)
+    return sum(coloc_t) / mean_solo if mean_solo else None
+
+
+def _stability(name: str, phase: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    cv = metrics["distributions"]["tpot_ms"].get("cv")
+    if cv is not None:
+        verdict = "stable" if cv < STABLE_CV else "unstable"
+        out.append({"check": "stability", "subject": f"{name}/{phase}", "verdict": verdict, "value": cv,
+                    "threshold": STABLE_CV,
+                    "detail": f"TPOT cv {cv * 100:.1f}% ({'<' if cv < STABLE_CV else '>='} {STABLE_CV * 100:.0f}%)"})
+    if metrics.get("failed"):
+        out.append({"check": "failures", "subject": f"{name}/{phase}", "verdict": "failed_requests",
+                    "value": metrics["failed"], "threshold": 0,
+                    "detail": f"{metrics['failed']} failed request(s): {', '.join(metrics['errors'])}"})
+    return out
+
+
+def interference(solo: dict[str, dict[str, Any]], coloc: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The `interference` block of the summary."""
+    n = len(coloc)
+    scaling = throughput_scaling(solo, coloc) if n > 1 else None
+    verdicts: list[dict[str, Any]] = []
+    if scaling is not None:
+        threshold = SCALING_BOTTLENECK_FRACTION * n
+        ok = scaling >= threshold
+        verdicts.append({
+            "check": "scaling", "subject": "aggregate", "verdict": "ok" if ok else "bottleneck", "value": scaling,
+            "threshold": threshold,
+            "detail": f"{scaling:.2f}x aggregate throughput for {n} instances (ideal {n}x; "
+                      f"{'at least' if ok else 'below'} {threshold:.2f}x{'' if ok else ': a shared bottleneck'})",
+        })
+    few: dict[str, int] = {}
+    for phase, metrics_by_name in (("solo", solo), ("colocated", coloc)):
+        for name, metrics in metrics_by_name.items():
+            verdicts += _stability(name, phase, metrics)
+            if metrics.get("completed", 0) < MIN_REQUESTS_FOR_P99:
+                few[f"{name}/{phase}"] = metrics.get("completed", 0)
+    if few:
+        least = min(few.values())
+        verdicts.append({"check": "sample_size", "subject": ", ".join(few), "verdict": "few_requests", "value": least,
+                         "threshold": MIN_REQUESTS_FOR_P99,
+                         "detail": f"as few as {least} measured requests: below {MIN_REQUESTS_FOR_P99} a p99 is "
+                                   f"close to the maximum; use --requests or --repetitions for tail latency"})
+    return {
+        "instances": n,
+        "ideal_scaling": n if n > 1 else None,
+        "throughput_scaling": scaling,
+        "slowdown": {name: slowdown(solo[name], coloc[name]) for name in coloc if name in solo},
+        "verdicts": verdicts,
+    }

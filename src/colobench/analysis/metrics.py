@@ -1,0 +1,70 @@
+"""Metric formulas, one small function each, over `RequestRecord`s.
+
+Definitions follow vLLM's benchmark so numbers are comparable:
+
+- TTFT (time to first token) = first_token_ns - submit_ns. With static batching the whole
+  batch is submitted together, so TTFT includes the batch's prefill.
+- TPOT (time per output token) = (done_ns - first_token_ns) / (output_tokens - 1), per request;
+  undefined for a single-token request.
+- ITL (inter-token latency) = every gap between consecutive tokens of a request, pooled.
+- E2EL (end-to-end latency) = done_ns - submit_ns.
+- output throughput = output tokens of completed requests / window, in tokens/s, where the
+  window runs from the first submit to the last completion of the repetition.
+
+Only successful, non-warm-up records count; callers filter with `measured()`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from colobench.records import RequestRecord
+
+NS_PER_S = 1e9
+
+
+def measured(records: Iterable[RequestRecord]) -> list[RequestRecord]:
+    """Records that count: not warm-up, completed successfully."""
+    return [r for r in records if not r.warmup and r.ok and r.token_ns and r.done_ns is not None]
+
+
+def ttft_ns(r: RequestRecord) -> int:
+    """Time to first token, ns."""
+    return r.token_ns[0] - r.submit_ns
+
+
+def e2el_ns(r: RequestRecord) -> int:
+    """End-to-end latency, ns."""
+    return r.done_ns - r.submit_ns
+
+
+def tpot_ns(r: RequestRecord) -> float | None:
+    """Mean time per output token after the first, ns; None with fewer than 2 tokens."""
+    n = len(r.token_ns)
+    return (r.done_ns - r.token_ns[0]) / (n - 1) if n > 1 else None
+
+
+def itl_ns(r: RequestRecord) -> list[int]:
+    """Gaps between consecutive tokens, ns (empty with fewer than 2 tokens)."""
+    return np.diff(np.asarray(r.token_ns, dtype=np.int64)).tolist()
+
+
+def window_s(records: list[RequestRecord]) -> float:
+    """Seconds from the first submit to the last completion; 0 for no records."""
+    if not records:
+        return 0.0
+    return (max(r.done_ns for r in records) - min(r.submit_ns for r in records)) / NS_PER_S
+
+
+def output_throughput_tok_s(records: list[RequestRecord]) -> float | None:
+    """Output tokens per second over the records' window."""
+    w = window_s(records)
+    return sum(len(r.token_ns) for r in records) / w if w > 0 else None
+
+
+def request_throughput_req_s(records: list[RequestRecord]) -> float | None:
+    """Completed requests per second over the records' window."""
+    w = window_s(records)
+    return len(records) / w if w > 0 else None

@@ -1,0 +1,210 @@
+"""What the CLI and notebooks call: plan, run, summarise. Never prints.
+
+`run_experiment(spec)` validates and checks everything first (nothing is written if the spec
+cannot work), builds any preset not yet cached, writes `manifest.json`, runs each planned run
+with the local launcher, and writes `summary.json`. A run directory looks like:
+
+    manifest.json                    spec, plan, environment (written before anything runs)
+    runs/<run_id>/run.json           workers: pids, load facts, outcome (rewritten as it goes)
+    runs/<run_id>/records/<i>.jsonl  one line per request, appended as each completes
+    runs/<run_id>/logs/<i>.log       the worker's stdout and stderr
+    summary.json                     derived by `summarize(run_dir)`, re-computable any time
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from colobench import __version__
+from colobench.analysis.summary import summarize_run_dir
+from colobench.clock import wall_unix_s
+from colobench.devices.cpu import cpu_model_name, total_memory_bytes
+from colobench.errors import ColobenchError
+from colobench.launch.local import RunInterrupted, run_local, write_json_atomic
+from colobench.models.presets import ensure_preset, is_built
+from colobench.plan import ExperimentPlan, check_plan, plan_experiment
+from colobench.specs import ExperimentSpec, InstanceSpec
+
+DEFAULT_RUNS_DIR = Path("colobench-runs")
+
+
+@dataclass
+class ExperimentResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    interrupted: bool = False
+
+
+class Progress:
+    """Callbacks the API reports through; the CLI draws them, a notebook may ignore them."""
+
+    def phase(self, text: str) -> None: ...
+
+    def run_started(self, run_id: str, total_requests: int) -> None: ...
+
+    def requests_done(self, run_id: str, instance: str, count: int) -> None: ...
+
+    def worker_event(self, run_id: str, kind: str, instance: str, payload: Any) -> None: ...
+
+    def run_finished(self, run_id: str, state: dict[str, Any]) -> None: ...
+
+
+def auto_device() -> str:
+    from colobench.devices import resolve_auto
+
+    return resolve_auto()
+
+
+def default_experiment(device: str | None = None) -> ExperimentSpec:
+    """The embedded default: two instances of one random-weight Llama preset on one device,
+    `tiny` on CPU and `llama-3.2-1b` on an accelerator."""
+    device = device or auto_device()
+    model = "tiny" if device == "cpu" else "llama-3.2-1b"
+    return ExperimentSpec(name="default-colocation",
+                          instances=[InstanceSpec(model=model, device=device), InstanceSpec(model=model, device=device)])
+
+
+def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
+    """Validate against this host: resolve `auto`, check devices and model folders. Writes nothing."""
+    needs_auto = any(i.device == "auto" for i in spec.instances)
+    plan = plan_experiment(spec, auto_device=auto_device() if needs_auto else "cpu")
+    check_plan(plan, source)
+    return plan
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module)
+    except Exception:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Host facts for the manifest. Never initialises an accelerator (workers report devices)."""
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "cpu_model": cpu_model_name(),
+        "logical_cores": os.cpu_count(),
+        "memory_bytes": total_memory_bytes(),
+        "load_average_1_5_15": load,
+        "versions": {"colobench": __version__, **{k: _version(k) for k in ("torch", "transformers", "torch_npu",
+                                                                           "numpy", "pydantic")}},
+        "git_commit": _git_commit(),
+    }
+
+
+def build_presets(plan: ExperimentPlan, progress: Progress) -> None:
+    cache = Path(plan.cache_dir)
+    for name in sorted({i.preset for i in plan.instances if i.preset}):
+        if not is_built(name, cache):
+            progress.phase(f"building preset {name} (random weights, once; cached in {cache})")
+            t0 = time.perf_counter()
+            ensure_preset(name, cache)
+            progress.phase(f"built preset {name} in {time.perf_counter() - t0:.1f} s")
+
+
+def new_run_dir(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = DEFAULT_RUNS_DIR / f"{stamp}-{name}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    return path
+
+
+def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Progress | None = None,
+                   source: str = "experiment", command: list[str] | None = None) -> ExperimentResult:
+    """Run every planned run of `spec`; on Ctrl-C stop, summarise what completed, and return with
+    `interrupted=True`."""
+    progress = progress or Progress()
+    plan = prepare(spec, source)
+    run_dir = Path(out) if out else new_run_dir(spec.name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ColobenchError(f"--out {run_dir}: folder exists and is not empty; choose another")
+    build_presets(plan, progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "schema": "colobench.manifest/1",
+        "colobench_version": __version__,
+        "created_unix_s": wall_unix_s(),
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command,
+        "experiment": spec.model_dump(),
+        "plan": plan.model_dump(),
+        "environment": environment(),
+        "devices": {},
+    }
+    write_json_atomic(run_dir / "manifest.json", manifest)
+    interrupted = False
+    try:
+        for run in plan.runs:
+            total = sum(i.workload.requests for i in run.instances) * run.repetitions
+            progress.run_started(run.run_id, total)
+
+            def on_event(kind: str, name: str, payload: Any, run_id: str = run.run_id) -> None:
+                if kind == "loaded" and isinstance(payload, dict) and payload.get("device"):
+                    dev = payload["device"]
+                    if dev.get("device") not in manifest["devices"]:
+                        manifest["devices"][dev["device"]] = dev
+                        write_json_atomic(run_dir / "manifest.json", manifest)
+                progress.worker_event(run_id, kind, name, payload)
+
+            state = run_local(run, run_dir / "runs" / run.run_id,
+                              on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
+                              on_event=on_event)
+            progress.run_finished(run.run_id, state)
+    except RunInterrupted:
+        interrupted = True
+    summary = summarize(run_dir)
+    return ExperimentResult(run_dir, summary, interrupted)
+
+
+def summarize(run_dir: Path | str, write: bool = True) -> dict[str, Any]:
+    """Recompute the summary from a run directory's files (and write `summary.json`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "manifest.json").is_file():
+        raise ColobenchError(f"{run_dir}: not a colobench run directory (no manifest.json)")
+    try:
+        summary = summarize_run_dir(run_dir)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ColobenchError(f"{run_dir}: cannot read run directory ({exc.__class__.__name__}: {exc})") from None
+    summary["run_dir"] = str(run_dir)
+    if write:
+        write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def load_summary(run_dir: Path | str) -> dict[str, Any]:
+    """The summary of a run directory, recomputed from its records."""
+    return summarize(run_dir, write=False)
+
+
+def dump_json_line(summary: dict[str, Any]) -> str:
+    return json.dumps(summary, separators=(",", ":"), default=str)

@@ -1,0 +1,53 @@
+"""The host CPU as a device: nothing to synchronise, memory is the process's resident set."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from typing import Any
+
+from colobench.devices.base import DeviceInfo
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def total_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class CpuDevice:
+    kind = "cpu"
+    index = None
+
+    def torch_device(self) -> Any:
+        import torch
+
+        return torch.device("cpu")
+
+    def synchronize(self) -> None:
+        """CPU kernels run synchronously in the calling thread: nothing to wait for."""
+
+    def info(self) -> DeviceInfo:
+        return DeviceInfo("cpu", "cpu", cpu_model_name(), total_memory_bytes(), None,
+                          {"logical_cores": os.cpu_count()})
+
+    def reset_peak_memory(self) -> None:
+        """ru_maxrss cannot be reset; the peak is the process's lifetime peak."""
+
+    def peak_memory_bytes(self) -> int | None:
+        # Linux reports ru_maxrss in KiB.
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

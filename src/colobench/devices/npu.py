@@ -1,0 +1,76 @@
+"""Huawei Ascend NPUs through torch_npu.
+
+`import torch_npu` registers the `npu` device type with torch and a `torch.npu` namespace that
+mirrors `torch.cuda` (`is_available`, `device_count`, `synchronize`, `get_device_name`,
+`max_memory_allocated`, ...). Ascend executes asynchronously like CUDA, and with
+TASK_QUEUE_ENABLE the host even queues operators in a second thread, so synchronising before
+reading the clock matters at least as much here. The CANN version comes from
+`torch_npu.version.cann` where the build records it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from colobench.devices.base import DeviceInfo, DeviceUnavailable
+
+
+def _torch_npu() -> Any:
+    """Import torch_npu (registers torch.npu) or explain why the NPU path is unavailable."""
+    try:
+        import torch_npu  # noqa: F401  (import registers the device type)
+    except ImportError as exc:
+        raise DeviceUnavailable(f"torch_npu is not installed ({exc.__class__.__name__}: {exc})") from None
+    return torch_npu
+
+
+def check(index: int) -> None:
+    import torch
+
+    _torch_npu()
+    if not torch.npu.is_available():
+        raise DeviceUnavailable("torch_npu is installed but reports no NPU (driver or CANN missing?)")
+    count = torch.npu.device_count()
+    if index >= count:
+        raise DeviceUnavailable(f"only {count} NPU{'s' if count != 1 else ''} present (npu:0..npu:{count - 1})")
+
+
+class NpuDevice:
+    kind = "npu"
+
+    def __init__(self, index: int):
+        self.index = index
+        self._torch_npu = _torch_npu()
+
+    def torch_device(self) -> Any:
+        import torch
+
+        return torch.device(f"npu:{self.index}")
+
+    def synchronize(self) -> None:
+        import torch
+
+        torch.npu.synchronize(self.index)
+
+    def info(self) -> DeviceInfo:
+        import torch
+
+        cann = getattr(getattr(self._torch_npu, "version", None), "cann", None)
+        total = None
+        try:
+            total = int(torch.npu.get_device_properties(self.index).total_memory)
+        except Exception:  # older torch_npu builds lack total_memory; the manifest says unknown
+            pass
+        return DeviceInfo(f"npu:{self.index}", "npu", torch.npu.get_device_name(self.index), total,
+                          f"CANN {cann}" if cann else None,
+                          {"torch_npu": getattr(self._torch_npu, "__version__", None)})
+
+    def reset_peak_memory(self) -> None:
+        import torch
+
+        torch.npu.reset_peak_memory_stats(self.index)
+
+    def peak_memory_bytes(self) -> int | None:
+        import torch
+
+        return int(torch.npu.max_memory_allocated(self.index))

@@ -1,0 +1,1 @@
+"""Launchers: how instances become processes started together."""

@@ -1,0 +1,183 @@
+"""Local launcher: one spawned worker process per instance, started together at a barrier.
+
+Why processes: co-located instances in production are separate processes (separate Python
+interpreters, allocators and device contexts), and only separate processes can be killed,
+run out of memory or crash without taking their partner down. `spawn` (not fork) gives each
+worker a clean interpreter, required for CUDA and Ascend.
+
+The barrier is coordinated by the parent: each worker reports `ready` for repetition k after
+loading and warming up (or finishing k-1); when every live worker is ready the parent sets
+event k and they all start within microseconds of each other. A worker that dies is dropped
+from the barrier, its death recorded with the reason, and the others carry on. Records go
+straight from each worker to its own JSONL file, so nothing completed is lost.
+
+`runs/<run_id>/run.json` is written before any worker starts and rewritten as workers load,
+finish or die; its `workers` entries hold pids, load facts and outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+from colobench.clock import now_ns, wall_unix_s
+from colobench.launch.worker import worker_main
+from colobench.plan import RunSpec
+
+POLL_S = 0.05
+DEFAULT_LOAD_TIMEOUT_S = 1800.0
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C during a run: workers were stopped, what they recorded is on disk."""
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _death_reason(exitcode: int | None, reported: str | None) -> str:
+    if reported:
+        return reported
+    if exitcode is None:
+        return "unknown"
+    if exitcode < 0:
+        sig = signal.Signals(-exitcode).name
+        hint = " (out-of-memory killer or kill -9)" if sig == "SIGKILL" else ""
+        return f"killed by {sig}{hint}"
+    return f"exited with code {exitcode}"
+
+
+def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], None] | None = None,
+              on_event: Callable[[str, str, Any], None] | None = None,
+              load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S) -> dict[str, Any]:
+    """Run `run` in worker processes; return the run record (also written to run.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "records").mkdir(exist_ok=True)
+    ctx = mp.get_context("spawn")
+    msgs = ctx.Queue()
+    go = [ctx.Event() for _ in range(run.repetitions)]
+    names = [i.name for i in run.instances]
+    state: dict[str, Any] = {
+        "run_id": run.run_id, "phase": run.phase, "repetitions": run.repetitions,
+        "instances": [i.model_dump() for i in run.instances], "status": "starting",
+        "started_unix_s": wall_unix_s(), "repetition_start_ns": [],
+        "workers": {n: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None}
+                    for n in names},
+    }
+    run_json = run_dir / "run.json"
+    write_json_atomic(run_json, state)
+
+    procs: dict[str, Any] = {}
+    for inst in run.instances:
+        p = ctx.Process(target=worker_main, name=f"colobench-{inst.name}", daemon=True,
+                        args=(inst.model_dump(), run.run_id, str(run_dir), run.repetitions, msgs, go, os.getpid()))
+        p.start()
+        procs[inst.name] = p
+        state["workers"][inst.name]["pid"] = p.pid
+    state["status"] = "running"
+    write_json_atomic(run_json, state)
+
+    workers = state["workers"]
+    ready: dict[int, set[str]] = {k: set() for k in range(1, run.repetitions + 1)}
+    errors: dict[str, str] = {}
+    next_rep = 1
+    started = wall_unix_s()
+
+    def live() -> list[str]:
+        return [n for n in names if workers[n]["status"] in ("starting", "loaded", "running")]
+
+    def handle(kind: str, name: str, payload: Any) -> None:
+        w = workers[name]
+        if kind == "loaded":
+            w["status"], w["info"] = "loaded", payload
+            write_json_atomic(run_json, state)
+        elif kind == "ready":
+            ready[payload].add(name)
+        elif kind == "progress" and on_progress:
+            on_progress(name, payload)
+        elif kind == "error":
+            errors[name] = payload
+        elif kind == "done":
+            w["status"] = "completed"
+            w["peak_memory_bytes"] = payload.get("peak_memory_bytes")
+            write_json_atomic(run_json, state)
+        if on_event:
+            on_event(kind, name, payload)
+
+    try:
+        while live():
+            try:
+                kind, name, payload = msgs.get(timeout=POLL_S)
+                handle(kind, name, payload)
+                continue
+            except queue_mod.Empty:
+                pass
+            # deaths: a process that exited without saying "done"
+            for n in live():
+                p = procs[n]
+                if p.exitcode is not None:
+                    _drain(msgs, handle)
+                    if workers[n]["status"] == "completed":
+                        continue
+                    workers[n].update(status="failed" if n in errors else "died", exitcode=p.exitcode,
+                                      reason=_death_reason(p.exitcode, errors.get(n)))
+                    write_json_atomic(run_json, state)
+                    if on_event:
+                        on_event("died", n, workers[n]["reason"])
+                elif workers[n]["status"] == "starting" and wall_unix_s() - started > load_timeout_s:
+                    p.kill()
+                    p.join(5)
+                    workers[n].update(status="died", exitcode=p.exitcode,
+                                      reason=f"did not load within {load_timeout_s:.0f} s")
+                    write_json_atomic(run_json, state)
+            # barrier: start repetition k when every live worker is ready for it
+            while next_rep <= run.repetitions and live() and set(live()) <= ready[next_rep]:
+                for n in live():
+                    workers[n]["status"] = "running"
+                state["repetition_start_ns"].append(now_ns())
+                go[next_rep - 1].set()
+                next_rep += 1
+                write_json_atomic(run_json, state)
+    except KeyboardInterrupt:
+        _stop_all(procs)
+        for n in names:
+            if workers[n]["status"] not in ("completed", "failed", "died"):
+                workers[n].update(status="interrupted", reason="interrupted by user", exitcode=procs[n].exitcode)
+        state["status"] = "interrupted"
+        state["ended_unix_s"] = wall_unix_s()
+        write_json_atomic(run_json, state)
+        raise RunInterrupted() from None
+    for p in procs.values():
+        p.join(10)
+    bad = [n for n in names if workers[n]["status"] != "completed"]
+    state["status"] = "completed" if not bad else ("failed" if len(bad) == len(names) else "partial")
+    state["ended_unix_s"] = wall_unix_s()
+    write_json_atomic(run_json, state)
+    return state
+
+
+def _drain(msgs: Any, handle: Callable[[str, str, Any], None]) -> None:
+    while True:
+        try:
+            handle(*msgs.get_nowait())
+        except queue_mod.Empty:
+            return
+
+
+def _stop_all(procs: dict[str, Any]) -> None:
+    for p in procs.values():
+        if p.is_alive():
+            p.terminate()
+    for p in procs.values():
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(5)

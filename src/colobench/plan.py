@@ -1,0 +1,153 @@
+"""From what the user asked (`ExperimentSpec`) to what will run (`ExperimentPlan`).
+
+Planning resolves everything a worker must not guess: `auto` devices and dtypes, preset or
+checkpoint folders, thread counts, each instance's own workload; then expands the experiment
+into runs with stable readable ids: one *solo* run per instance (its baseline) and one
+*co-located* run with all instances started together.
+
+CPU threads: co-located workers sharing a CPU each get `cores // n` torch threads (at least 1),
+and the solo baselines use the same count, so a slowdown reflects interference, not a change of
+thread count. Every count is recorded in the plan and the run records.
+
+Preflight (`check_plan`) raises a one-line `ColobenchError` for anything that cannot work
+(missing device, missing checkpoint, prompt longer than the model's context) before a single
+file is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from colobench.errors import ColobenchError, SpecError
+from colobench.models.presets import PRESETS, default_cache_dir, preset_path
+from colobench.specs import ExperimentSpec, FakeTimings, WorkloadSpec
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ResolvedInstance(_Frozen):
+    """An instance with nothing left to decide."""
+
+    name: str
+    model: str  # as the user wrote it
+    preset: str | None  # preset name when `model` is one
+    model_path: str | None  # folder the worker loads (built preset or checkpoint)
+    backend: str
+    device: str  # cpu, cuda:0, npu:1 (never auto)
+    dtype: str  # float32, bfloat16, float16 (never auto)
+    cpu_threads: int
+    workload: WorkloadSpec
+    fake: FakeTimings | None = None
+
+
+class RunSpec(_Frozen):
+    """Instances started together on a shared clock, measured over `repetitions` windows."""
+
+    run_id: str
+    phase: Literal["solo", "colocated"]
+    instances: list[ResolvedInstance]
+    repetitions: int
+
+
+class ExperimentPlan(_Frozen):
+    name: str
+    instances: list[ResolvedInstance]
+    runs: list[RunSpec]
+    cache_dir: str
+
+
+def default_dtype(device: str) -> str:
+    """float32 on CPU (bf16 matmuls are slow on many CPUs), bfloat16 on CUDA, float16 on Ascend
+    (supported on every Ascend generation; 310P has no bf16)."""
+    kind = device.split(":")[0]
+    return {"cpu": "float32", "cuda": "bfloat16", "npu": "float16"}[kind]
+
+
+def _resolve_device(device: str, auto_device: str) -> str:
+    if device == "auto":
+        return auto_device
+    if device in ("cuda", "npu"):
+        return f"{device}:0"
+    return device
+
+
+def _model_source(model: str, cache_dir: Path) -> tuple[str | None, str]:
+    """(preset name, folder to load) for a model reference."""
+    if model in PRESETS:
+        return model, str(preset_path(model, cache_dir))
+    return None, str(Path(model).expanduser())
+
+
+def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: int | None = None) -> ExperimentPlan:
+    """Resolve and expand `spec`. Pure: `auto_device` and `cpu_count` are passed in."""
+    cores = cpu_count or os.cpu_count() or 1
+    cache_dir = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
+    names = spec.instance_names()
+    devices = [_resolve_device(i.device, auto_device) for i in spec.instances]
+    # Workers that share the host CPU for compute split its cores; accelerator workers also need
+    # host threads (dispatch), split the same way so co-located workers never oversubscribe.
+    share = max(1, cores // len(spec.instances))
+    resolved = []
+    for k, inst in enumerate(spec.instances):
+        preset, path = _model_source(inst.model, cache_dir) if inst.backend == "transformers" else (None, None)
+        dtype = inst.dtype if inst.dtype != "auto" else default_dtype(devices[k])
+        resolved.append(ResolvedInstance(
+            name=names[k], model=inst.model, preset=preset, model_path=path, backend=inst.backend,
+            device=devices[k], dtype=dtype if inst.backend == "transformers" else "none",
+            cpu_threads=inst.cpu_threads or share, workload=spec.workload_for(k), fake=inst.fake,
+        ))
+    runs: list[RunSpec] = []
+    if spec.solo_baselines or len(resolved) == 1:
+        runs += [RunSpec(run_id=f"solo-{r.name}", phase="solo", instances=[r], repetitions=spec.repetitions)
+                 for r in resolved]
+    if len(resolved) > 1:
+        runs.append(RunSpec(run_id="colocated", phase="colocated", instances=resolved, repetitions=spec.repetitions))
+    return ExperimentPlan(name=spec.name, instances=resolved, runs=runs, cache_dir=str(cache_dir))
+
+
+def _max_context(inst: ResolvedInstance) -> int | None:
+    if inst.preset:
+        return PRESETS[inst.preset].config.get("max_position_embeddings")
+    if inst.model_path:
+        try:
+            config = json.loads((Path(inst.model_path) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return config.get("max_position_embeddings")
+    return None
+
+
+def check_plan(plan: ExperimentPlan, source: str = "experiment") -> None:
+    """Everything that can be known wrong before running, as one-line errors."""
+    from colobench.devices import DeviceUnavailable, check_device
+
+    for k, inst in enumerate(plan.instances):
+        field = f"instances[{k}]"
+        if inst.backend == "transformers":
+            try:
+                check_device(inst.device)
+            except DeviceUnavailable as exc:
+                raise SpecError(source, f"{field}.device", f"device not available: {exc}", inst.device) from None
+            if inst.preset is None:
+                path = Path(inst.model_path or "")
+                if not path.is_dir():
+                    presets = ", ".join(PRESETS)
+                    raise SpecError(source, f"{field}.model",
+                                    f"not a preset ({presets}) and no such checkpoint folder", inst.model)
+                if not (path / "config.json").is_file():
+                    raise SpecError(source, f"{field}.model", "checkpoint folder has no config.json", inst.model)
+        context = _max_context(inst)
+        wl = inst.workload
+        if context and wl.prompt_tokens + wl.output_tokens > context:
+            raise SpecError(source, f"{field}.workload",
+                            f"prompt_tokens + output_tokens = {wl.prompt_tokens + wl.output_tokens} exceeds the "
+                            f"model's context of {context} tokens", show_value=False)
+    if not plan.runs:
+        raise ColobenchError(f"{source}: nothing to run")

@@ -1,0 +1,84 @@
+"""Raw facts measured at run time, appended to JSONL as they happen.
+
+A `RequestRecord` holds integer nanoseconds from `colobench.clock` (one monotonic clock shared
+by every process on the host): when the request was submitted, when each output token existed
+on the host (after the device finished the step that made it), and when it completed. TTFT,
+TPOT, ITL and latency are derived later by `colobench.analysis`, never stored, so a summary can
+always be recomputed from the records alone.
+
+Each record is written as one line and flushed, so a worker that dies leaves every completed
+request on disk; a reader skips a torn last line instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+@dataclass
+class RequestRecord:
+    instance: str
+    run_id: str
+    repetition: int  # 1-based measured window; 0 for warm-up
+    request_id: int
+    batch_id: int
+    batch_size: int
+    prompt_tokens: int
+    output_tokens: int
+    submit_ns: int
+    token_ns: list[int] = field(default_factory=list)  # one per output token, first token first
+    done_ns: int | None = None
+    warmup: bool = False
+    ok: bool = True
+    error: str | None = None
+
+    @property
+    def first_token_ns(self) -> int | None:
+        return self.token_ns[0] if self.token_ns else None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class RecordWriter:
+    """Appends records to a JSONL file, one flushed line each."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] = open(path, "a", encoding="utf-8")
+
+    def write(self, record: RequestRecord) -> None:
+        self._file.write(record.to_json() + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Objects of a JSONL file; a torn or malformed line (a worker killed mid-write) is skipped."""
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                yield obj
+
+
+def read_records(path: Path) -> list[RequestRecord]:
+    return [RequestRecord.from_dict(d) for d in read_jsonl(path)]

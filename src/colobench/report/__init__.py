@@ -1,0 +1,1 @@
+"""Reports: console tables now; files and HTML build on the same summary."""

@@ -1,0 +1,151 @@
+"""Console tables from a summary: llama-bench style `mean ± std`, the verdicts next to the table.
+
+Only formatting here; every number comes from the summary. Strings that came from outside
+(model paths, error text) are escaped before rich renders them, so `[bold]` in a path prints
+as written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+ROWS = [  # (label, distribution key, unit note)
+    ("TTFT ms", "ttft_ms"),
+    ("TPOT ms", "tpot_ms"),
+    ("ITL ms", "itl_ms"),
+    ("E2E latency ms", "e2el_ms"),
+    ("output tok/s", "output_throughput_tok_s"),
+    ("requests/s", "request_throughput_req_s"),
+]
+
+
+def _num(v: float | None, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+def _pm(d: dict[str, Any] | None) -> str:
+    if not d or not d.get("count"):
+        return "-"
+    return f"{_num(d['mean'])} ± {_num(d['std'])}"
+
+
+def _ratio(v: float | None) -> str:
+    if v is None:
+        return "-"
+    style = "red" if v >= 1.5 else "yellow" if v >= 1.1 else "green"
+    return f"[{style}]{v:.2f}x[/]"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def instance_header(name: str, facts: dict[str, Any]) -> str:
+    wl = facts.get("workload", {})
+    params = facts.get("parameters")
+    size = f", {params / 1e6:,.1f} M params, {_bytes(facts.get('weight_bytes'))} weights" if params else ""
+    info = facts.get("device_info") or {}
+    dev_name = f" ({escape(str(info['name']))})" if info.get("name") else ""
+    return (f"[bold]{escape(name)}[/]: {escape(str(facts.get('model')))} on {escape(str(facts.get('device')))}"
+            f"{dev_name}, {facts.get('dtype')}, {facts.get('cpu_threads')} CPU thread(s){size}; "
+            f"batch {wl.get('batch_size')}, prompt {wl.get('prompt_tokens')}, output {wl.get('output_tokens')}, "
+            f"{wl.get('requests')} requests x {facts.get('repetitions', '?')} repetitions")
+
+
+def instance_table(name: str, solo: dict[str, Any] | None, coloc: dict[str, Any] | None) -> Table:
+    table = Table(title=None, show_edge=False, header_style="bold")
+    table.add_column("metric")
+    if solo:
+        table.add_column("solo mean ± std", justify="right")
+        table.add_column("p50", justify="right")
+        table.add_column("p99", justify="right")
+    if coloc:
+        table.add_column("co-located mean ± std", justify="right")
+        table.add_column("p50", justify="right")
+        table.add_column("p99", justify="right")
+    if solo and coloc:
+        table.add_column("p50 ratio", justify="right")
+        table.add_column("p99 ratio", justify="right")
+    for label, key in ROWS:
+        row = [label]
+        for phase in (solo, coloc):
+            if phase:
+                d = phase["distributions"].get(key) or {}
+                row += [_pm(d), _num(d.get("p50")), _num(d.get("p99"))]
+        if solo and coloc:
+            s, c = solo["distributions"].get(key) or {}, coloc["distributions"].get(key) or {}
+            for q in ("p50", "p99"):
+                row.append(_ratio(c[q] / s[q]) if s.get(q) and c.get(q) is not None else "-")
+        table.add_row(*row)
+    return table
+
+
+def interference_table(summary: dict[str, Any]) -> Table | None:
+    inter = summary.get("interference") or {}
+    if not inter.get("slowdown"):
+        return None
+    table = Table(show_edge=False, header_style="bold", title="slowdown (co-located / solo)", title_justify="left")
+    for col in ("instance", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "E2E p50", "E2E p99",
+                "tok/s solo", "tok/s co-loc"):
+        table.add_column(col, justify="left" if col == "instance" else "right")
+    solo = summary["phases"].get("solo", {})
+    coloc = summary["phases"].get("colocated", {})
+    for name, s in inter["slowdown"].items():
+        table.add_row(escape(name), *(_ratio(s.get(k)) for k in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99",
+                                                                  "e2el_p50", "e2el_p99")),
+                      _num(solo.get(name, {}).get("output_throughput"), 1),
+                      _num(coloc.get(name, {}).get("output_throughput"), 1))
+    return table
+
+
+def print_summary(summary: dict[str, Any], console: Console) -> None:
+    phases = summary.get("phases", {})
+    names = list(summary.get("instances", {}))
+    reps = None
+    for name in names:
+        facts = dict(summary["instances"][name])
+        solo, coloc = phases.get("solo", {}).get(name), phases.get("colocated", {}).get(name)
+        reps = (solo or coloc or {}).get("repetitions")
+        facts["repetitions"] = reps
+        console.print()
+        console.print(instance_header(name, facts))
+        if solo or coloc:
+            console.print(instance_table(name, solo, coloc))
+            if (solo or {}).get("peak_memory_bytes") or (coloc or {}).get("peak_memory_bytes"):
+                console.print(f"  peak memory: solo {_bytes((solo or {}).get('peak_memory_bytes'))}, "
+                              f"co-located {_bytes((coloc or {}).get('peak_memory_bytes'))}", style="dim")
+        else:
+            console.print("  no measurements", style="yellow")
+    table = interference_table(summary)
+    if table is not None:
+        console.print()
+        console.print(table)
+    inter = summary.get("interference") or {}
+    if inter.get("throughput_scaling") is not None:
+        console.print(f"aggregate throughput scaling: [bold]{inter['throughput_scaling']:.2f}x[/] "
+                      f"(ideal {inter['ideal_scaling']}x)")
+    verdicts = inter.get("verdicts", [])
+    if verdicts:
+        console.print()
+        console.print("[bold]verdicts[/]")
+        for v in verdicts:
+            colour = {"ok": "green", "stable": "green"}.get(v["verdict"], "yellow")
+            console.print(f"  [{colour}]{v['verdict']:<15}[/] {escape(v['subject'])}: {escape(v['detail'])}")
+    for problem in summary.get("problems", []):
+        console.print(f"  [red]problem[/] {escape(problem)}")

@@ -1,0 +1,1 @@
+"""What an instance is asked to do: prompts and how they are grouped. Knows nothing of backends."""

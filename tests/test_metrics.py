@@ -1,0 +1,103 @@
+import math
+
+from colobench.analysis import metrics as m
+from colobench.analysis.interference import interference, slowdown, throughput_scaling
+from colobench.analysis.summary import instance_phase_metrics
+from colobench.records import RequestRecord
+
+MS = 1_000_000
+
+
+def rec(submit_ms, token_ms, rep=1, warmup=False, ok=True, rid=0):
+    tokens = [int(t * MS) for t in token_ms]
+    return RequestRecord(instance="a", run_id="r", repetition=rep, request_id=rid, batch_id=rid, batch_size=1,
+                         prompt_tokens=10, output_tokens=len(tokens), submit_ns=int(submit_ms * MS), token_ns=tokens,
+                         done_ns=tokens[-1] if tokens else None, warmup=warmup, ok=ok,
+                         error=None if ok else "RuntimeError: boom")
+
+
+def test_single_request_formulas():
+    r = rec(0, [50, 60, 75, 90])
+    assert m.ttft_ns(r) == 50 * MS
+    assert m.e2el_ns(r) == 90 * MS
+    assert m.tpot_ns(r) == (90 - 50) / 3 * MS
+    assert m.itl_ns(r) == [10 * MS, 15 * MS, 15 * MS]
+    assert m.tpot_ns(rec(0, [5])) is None and m.itl_ns(rec(0, [5])) == []
+
+
+def test_throughput_over_window():
+    records = [rec(0, [10, 20, 30, 40], rid=0), rec(40, [50, 60, 70, 80], rid=1)]
+    assert m.window_s(records) == 0.08
+    assert math.isclose(m.output_throughput_tok_s(records), 8 / 0.08)
+    assert math.isclose(m.request_throughput_req_s(records), 2 / 0.08)
+
+
+def test_measured_excludes_warmup_and_failures():
+    records = [rec(0, [1, 2], warmup=True, rep=0), rec(0, [1, 2], ok=False), rec(0, [1, 2])]
+    assert len(m.measured(records)) == 1
+
+
+def test_instance_phase_metrics_hand_computed():
+    # repetition 1: two requests back to back; repetition 2: one slower request
+    records = [
+        rec(0, [10, 20, 30], rep=1, rid=0),
+        rec(30, [40, 50, 60], rep=1, rid=1),
+        rec(1000, [1020, 1040, 1060], rep=2, rid=0),
+        rec(0, [1, 2, 3], rep=0, warmup=True),
+        rec(2000, [], rep=2, ok=False, rid=1),
+    ]
+    out = instance_phase_metrics(records)
+    assert out["completed"] == 3 and out["failed"] == 1 and out["warmup_requests"] == 1
+    assert out["repetitions"] == 2
+    assert out["total_output_tokens"] == 9 and out["total_input_tokens"] == 30
+    # TTFTs 10, 10, 20 ms
+    assert math.isclose(out["mean_ttft_ms"], 40 / 3)
+    assert math.isclose(out["median_ttft_ms"], 10)
+    # TPOTs 10, 10, 20 ms; ITLs 10,10,10,10,20,20
+    assert math.isclose(out["mean_tpot_ms"], 40 / 3)
+    assert math.isclose(out["mean_itl_ms"], 80 / 6)
+    # E2E 30, 30, 60
+    assert math.isclose(out["mean_e2el_ms"], 40)
+    # throughput per repetition: 6 tokens / 0.06 s = 100, 3 tokens / 0.06 s = 50 -> mean 75
+    assert math.isclose(out["output_throughput"], 75)
+    assert math.isclose(out["request_throughput"], (2 / 0.06 + 1 / 0.06) / 2)
+    assert out["errors"] == {"RuntimeError: boom": 1}
+    for key in ("mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms", "p99_tpot_ms", "p99_itl_ms",
+                "p99_e2el_ms", "output_throughput", "request_throughput"):
+        assert key in out
+
+
+def _phase(median_ttft, p99_ttft, tput, tpot_cv=0.05, completed=200):
+    return {"median_ttft_ms": median_ttft, "p99_ttft_ms": p99_ttft, "median_tpot_ms": 2.0, "p99_tpot_ms": 3.0,
+            "median_e2el_ms": 100.0, "p99_e2el_ms": 150.0, "output_throughput": tput, "completed": completed,
+            "failed": 0, "errors": {}, "distributions": {"tpot_ms": {"cv": tpot_cv}}}
+
+
+def test_interference_hand_computed():
+    solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 300)}
+    coloc = {"a": _phase(15, 50, 80), "b": _phase(10, 20, 200)}
+    s = slowdown(solo["a"], coloc["a"])
+    assert s["ttft_p50"] == 1.5 and s["ttft_p99"] == 2.5 and s["tpot_p50"] == 1.0
+    assert s["output_throughput"] == 0.8
+    # (80 + 200) / mean(100, 300) = 280 / 200
+    assert math.isclose(throughput_scaling(solo, coloc), 1.4)
+    block = interference(solo, coloc)
+    assert block["ideal_scaling"] == 2
+    scaling = [v for v in block["verdicts"] if v["check"] == "scaling"][0]
+    assert scaling["verdict"] == "bottleneck" and scaling["threshold"] == 1.5
+
+
+def test_interference_verdicts_ok_unstable_and_few():
+    solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 100, tpot_cv=0.2)}
+    coloc = {"a": _phase(11, 22, 95, completed=10), "b": _phase(11, 22, 95)}
+    block = interference(solo, coloc)
+    verdicts = {(v["check"], v["subject"]): v["verdict"] for v in block["verdicts"]}
+    assert verdicts[("scaling", "aggregate")] == "ok"
+    assert verdicts[("stability", "b/solo")] == "unstable"
+    assert verdicts[("stability", "a/solo")] == "stable"
+    assert verdicts[("sample_size", "a/colocated")] == "few_requests"
+
+
+def test_solo_only_has_no_scaling():
+    block = interference({"a": _phase(10, 20, 100)}, {})
+    assert block["throughput_scaling"] is None and block["slowdown"] == {}
