@@ -1,0 +1,200 @@
+"""The real pipeline on CPU: spawned workers, the tiny preset, run directories, the CLI.
+
+Nothing here asserts on timing; short workloads keep the suite fast on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from colobench import api
+from colobench.records import read_jsonl
+from colobench.specs import experiment_from_dict
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+VLLM_KEYS = [f"{stat}_{metric}_ms" for metric in ("ttft", "tpot", "itl", "e2el")
+             for stat in ("mean", "median", "std", "p99")] + ["output_throughput", "request_throughput"]
+SMALL = {"prompt_tokens": 16, "output_tokens": 8, "requests": 4, "batch_size": 2}
+
+
+def _spec(cache_dir: Path, instances: list[dict], **extra):
+    return experiment_from_dict({"instances": instances, "workload": SMALL, "repetitions": 2,
+                                 "cache_dir": str(cache_dir), **extra}, "test")
+
+
+def test_solo_run(tmp_path: Path, cache_dir: Path):
+    result = api.run_experiment(_spec(cache_dir, [{"model": "tiny", "device": "cpu"}]), out=tmp_path / "run")
+    run_dir = result.run_dir
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    env = manifest["environment"]
+    assert env["versions"]["torch"] and env["versions"]["transformers"] and env["logical_cores"] >= 1
+    assert manifest["plan"]["runs"][0]["instances"][0]["cpu_threads"] >= 1
+    assert manifest["devices"]["cpu"]["kind"] == "cpu"
+    records = list(read_jsonl(run_dir / "runs" / "solo-tiny" / "records" / "tiny.jsonl"))
+    measured = [r for r in records if not r["warmup"]]
+    assert len(measured) == 8 and len(records) == 10  # 2 reps x 4, plus one warm-up batch of 2
+    assert all(len(r["token_ns"]) == 8 and r["token_ns"] == sorted(r["token_ns"]) for r in measured)
+    assert all(isinstance(r["submit_ns"], int) and r["submit_ns"] < r["token_ns"][0] for r in measured)
+    solo = result.summary["phases"]["solo"]["tiny"]
+    assert solo["completed"] == 8 and solo["total_output_tokens"] == 64 and solo["repetitions"] == 2
+    assert all(solo[k] is not None and solo[k] >= 0 for k in VLLM_KEYS)
+    assert result.summary["interference"]["throughput_scaling"] is None
+    assert json.loads((run_dir / "summary.json").read_text())["phases"]["solo"]["tiny"]["completed"] == 8
+
+
+def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
+    out = tmp_path / "coloc"
+    proc = run_cli(["run", "-m", "tiny", "-m", "tiny", "--device", "cpu", "-p", "16", "-n", "8", "-r", "4",
+                    "-b", "2", "--repetitions", "2", "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(lines[-1])  # the last line of stdout is the summary
+    assert "co-located mean ± std" in proc.stdout and "aggregate throughput scaling" in proc.stdout
+    assert set(summary["phases"]) == {"solo", "colocated"}
+    for phase in ("solo", "colocated"):
+        for name in ("tiny-1", "tiny-2"):
+            metrics = summary["phases"][phase][name]
+            assert metrics["completed"] == 8
+            assert all(k in metrics for k in VLLM_KEYS)
+    inter = summary["interference"]
+    assert isinstance(inter["throughput_scaling"], float) and inter["throughput_scaling"] > 0
+    assert set(inter["slowdown"]) == {"tiny-1", "tiny-2"}
+    for key in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "e2el_p50", "e2el_p99"):
+        assert inter["slowdown"]["tiny-1"][key] > 0
+    assert any(v["check"] == "scaling" for v in inter["verdicts"])
+    # every worker got an explicit thread count, recorded with the run
+    run_state = json.loads((out / "runs" / "colocated" / "run.json").read_text())
+    assert {w["info"]["torch_threads"] for w in run_state["workers"].values()} == {max(1, os.cpu_count() // 2)}
+    assert len(run_state["repetition_start_ns"]) == 2
+
+    again = run_cli(["report", str(out)], cli_env, tmp_path)
+    assert again.returncode == 0 and "co-located mean ± std" in again.stdout
+    rebuilt = json.loads(run_cli(["report", str(out), "--json"], cli_env, tmp_path).stdout)
+    assert rebuilt["phases"] == summary["phases"] and rebuilt["interference"] == summary["interference"]
+
+
+def test_killed_worker_keeps_partner_records(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    exp = tmp_path / "kill.yaml"
+    exp.write_text(f"""
+name: kill
+repetitions: 1
+solo_baselines: false
+cache_dir: {cache_dir}
+workload: {{prompt_tokens: 16, output_tokens: 8, requests: 120, batch_size: 1}}
+instances:
+  - {{name: victim, model: tiny, device: cpu}}
+  - {{name: partner, model: tiny, device: cpu}}
+""")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out)], env=cli_env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim_records = out / "runs" / "colocated" / "records" / "victim.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if victim_records.is_file() and sum(1 for _ in read_jsonl(victim_records)) >= 6:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("victim never produced records")
+    pid = json.loads((out / "runs" / "colocated" / "run.json").read_text())["workers"]["victim"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 1, stderr  # ran, but a worker died
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    victim = summary["runs"]["colocated"]["workers"]["victim"]
+    assert victim["status"] == "died" and "SIGKILL" in victim["reason"]
+    assert summary["runs"]["colocated"]["workers"]["partner"]["status"] == "completed"
+    assert summary["phases"]["colocated"]["partner"]["completed"] == 120
+    kept = [r for r in read_jsonl(victim_records) if not r["warmup"]]
+    assert 5 <= len(kept) < 120
+    assert summary["phases"]["colocated"]["victim"]["completed"] == len(kept)
+    assert any("victim died" in p for p in summary["problems"])
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", "-m", "tiny", "--device", "cpu", "-p", "16",
+                             "-n", "8", "-r", "400", "--repetitions", "1", "--cache-dir", str(cache_dir),
+                             "-o", str(out)], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    records = out / "runs" / "solo-tiny" / "records" / "tiny.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (records.is_file() and sum(1 for _ in read_jsonl(records)) >= 5):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    completed = summary["phases"]["solo"]["tiny"]["completed"]
+    assert 1 <= completed < 400
+    assert json.loads((out / "runs" / "solo-tiny" / "run.json").read_text())["status"] == "interrupted"
+    assert json.loads(stdout.strip().splitlines()[-1])["phases"]["solo"]["tiny"]["completed"] == completed
+
+
+def test_fake_backend_colocated_pipeline(tmp_path: Path):
+    spec = experiment_from_dict({
+        "instances": [{"name": "a", "model": "fake", "backend": "fake", "fake": {"ttft_ms": 20, "tpot_ms": 5}},
+                      {"name": "b", "model": "fake", "backend": "fake", "fake": {"ttft_ms": 20, "tpot_ms": 5}}],
+        "workload": {"prompt_tokens": 4, "output_tokens": 5, "requests": 4}, "repetitions": 1}, "test")
+    result = api.run_experiment(spec, out=tmp_path / "fake")
+    for phase in ("solo", "colocated"):
+        a = result.summary["phases"][phase]["a"]
+        assert a["completed"] == 4
+        # sleeps are lower bounds: measured values are at least the configured ones
+        assert a["median_ttft_ms"] >= 20 and a["median_tpot_ms"] >= 5
+
+
+BAD_YAML = {
+    "malformed.yaml": ("instances:\n  - model: tiny\n   device: cpu\n", "malformed YAML"),
+    "unknown.yaml": ("instances:\n  - model: tiny\n    colour: red\n", "instances[0].colour: unknown key"),
+    "wrongtype.yaml": ("instances: [{model: tiny}]\nworkload: {requests: lots}\n", "workload.requests"),
+    "negative.yaml": ("instances: [{model: tiny}]\nworkload: {prompt_tokens: -3}\n", "(got -3)"),
+    "nodevice.yaml": ("instances: [{model: tiny, device: 'cuda:5'}]\n", "instances[0].device: device not available"),
+    "nockpt.yaml": ("instances: [{model: ./missing/checkpoint}]\n", "no such checkpoint folder"),
+}
+
+
+@pytest.mark.parametrize("filename", sorted(BAD_YAML))
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path: Path, cli_env: dict, filename: str):
+    text, fragment = BAD_YAML[filename]
+    (tmp_path / filename).write_text(text)
+    out = tmp_path / "out"
+    proc = run_cli(["run", filename, "-o", str(out)], cli_env, tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    message = proc.stderr.strip()
+    assert len(message.splitlines()) == 1 and message.startswith(f"error: {filename}")
+    assert fragment in message
+    assert not out.exists() and not (tmp_path / "colobench-runs").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-m", "tiny", "-p", "-1"], "--prompt-tokens"),
+    (["-m", "tiny", "--requests", "0"], "--requests"),
+    (["-m", "tiny", "--device", "tpu"], "--device"),
+    (["-m", "./nowhere"], "--model"),
+    (["missing.yaml"], "missing.yaml: experiment file not found"),
+])
+def test_bad_flags(tmp_path: Path, cli_env: dict, args, fragment):
+    proc = run_cli(["run", *args], cli_env, tmp_path, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr
+    assert not (tmp_path / "colobench-runs").exists()
+
+
+def test_report_on_a_non_run_dir(tmp_path: Path, cli_env: dict):
+    proc = run_cli(["report", str(tmp_path)], cli_env, tmp_path)
+    assert proc.returncode == 2 and "not a colobench run directory" in proc.stderr
