@@ -198,3 +198,60 @@ def test_bad_flags(tmp_path: Path, cli_env: dict, args, fragment):
 def test_report_on_a_non_run_dir(tmp_path: Path, cli_env: dict):
     proc = run_cli(["report", str(tmp_path)], cli_env, tmp_path)
     assert proc.returncode == 2 and "not a colobench run directory" in proc.stderr
+
+
+def test_checkpoint_folder_and_per_instance_workloads(tmp_path: Path, cache_dir: Path):
+    """A local HF checkpoint next to a preset, each with its own prompt length."""
+    import shutil
+
+    from colobench.models.presets import ensure_preset
+
+    ckpt = tmp_path / "My-Checkpoint"
+    shutil.copytree(ensure_preset("tiny", cache_dir), ckpt)
+    spec = experiment_from_dict({
+        "name": "mixed", "repetitions": 1, "solo_baselines": False, "cache_dir": str(cache_dir),
+        "workload": {"output_tokens": 4, "requests": 3},
+        "instances": [{"model": str(ckpt), "device": "cpu", "workload": {"prompt_tokens": 8}},
+                      {"model": "tiny", "device": "cpu", "workload": {"prompt_tokens": 24, "batch_size": 3}}],
+    }, "test")
+    result = api.run_experiment(spec, out=tmp_path / "run")
+    assert set(result.summary["phases"]) == {"colocated"}
+    facts = result.summary["instances"]
+    assert facts["my-checkpoint"]["model"] == str(ckpt) and facts["my-checkpoint"]["preset"] is None
+    records = tmp_path / "run" / "runs" / "colocated" / "records"
+    a = [r for r in read_jsonl(records / "my-checkpoint.jsonl") if not r["warmup"]]
+    b = [r for r in read_jsonl(records / "tiny.jsonl") if not r["warmup"]]
+    assert {r["prompt_tokens"] for r in a} == {8} and {r["batch_size"] for r in a} == {1}
+    assert {r["prompt_tokens"] for r in b} == {24} and {r["batch_size"] for r in b} == {3}
+    assert all(r["output_tokens"] == 4 for r in a + b)
+
+
+def _fake(name: str, **timings) -> dict:
+    return {"name": name, "model": "fake", "backend": "fake", "fake": {"ttft_ms": 1, "tpot_ms": 1, **timings}}
+
+
+def test_worker_failing_to_load_is_recorded_and_partner_runs(tmp_path: Path):
+    spec = experiment_from_dict({"instances": [_fake("broken", fail_load=True), _fake("fine")],
+                                 "workload": {"output_tokens": 3, "requests": 4}, "repetitions": 2}, "test")
+    result = api.run_experiment(spec, out=tmp_path / "run")
+    runs = result.summary["runs"]
+    assert runs["colocated"]["workers"]["broken"]["status"] == "failed"
+    assert runs["colocated"]["workers"]["broken"]["reason"] == "RuntimeError: simulated load failure"
+    assert runs["colocated"]["status"] == "partial"
+    assert runs["solo-broken"]["status"] == "failed"
+    assert result.summary["phases"]["colocated"]["fine"]["completed"] == 8
+    assert any("broken failed" in p for p in result.summary["problems"])
+    log = (tmp_path / "run" / "runs" / "colocated" / "logs" / "broken.log").read_text()
+    assert "Traceback" in log and "simulated load failure" in log
+
+
+def test_failed_batches_are_counted_not_timed(tmp_path: Path):
+    spec = experiment_from_dict({"instances": [_fake("a", fail_batches=[1, 3])],
+                                 "workload": {"output_tokens": 3, "requests": 6, "batch_size": 1},
+                                 "repetitions": 1}, "test")
+    result = api.run_experiment(spec, out=tmp_path / "run")
+    a = result.summary["phases"]["solo"]["a"]
+    assert a["completed"] == 4 and a["failed"] == 2
+    assert a["errors"] == {"RuntimeError: simulated out of memory": 2}
+    assert a["distributions"]["ttft_ms"]["count"] == 4
+    assert any(v["check"] == "failures" for v in result.summary["interference"]["verdicts"])

@@ -63,6 +63,8 @@ class FakeTimings(_Frozen):
     ttft_ms: float = Field(5.0, ge=0)
     tpot_ms: float = Field(1.0, ge=0)
     load_s: float = Field(0.0, ge=0)
+    fail_batches: list[int] = Field(default_factory=list, description="measured batch ids that raise (fault tests)")
+    fail_load: bool = Field(False, description="raise while loading (fault tests)")
 
 
 class InstanceSpec(_Frozen):
