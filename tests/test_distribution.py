@@ -38,3 +38,11 @@ def test_scaled_keeps_cv_and_count():
     d = Distribution.of([1e6, 3e6]).scaled(1e-6)
     assert d.mean == 2.0 and d.min == 1.0 and d.max == 3.0 and d.count == 2
     assert math.isclose(d.cv, Distribution.of([1.0, 3.0]).cv)
+
+
+def test_large_samples_use_the_normal_interval():
+    x = np.random.default_rng(2).exponential(1.0, size=50_000)
+    d = Distribution.of(x)
+    half = 1.959964 * x.std(ddof=1) / math.sqrt(x.size)
+    assert math.isclose(d.ci95_low, x.mean() - half, rel_tol=1e-6)
+    assert math.isclose(d.ci95_high, x.mean() + half, rel_tol=1e-6)

@@ -115,9 +115,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     try:
         while live():
             try:
-                kind, name, payload = msgs.get(timeout=POLL_S)
-                handle(kind, name, payload)
-                continue
+                handle(*msgs.get(timeout=POLL_S))
+                _drain(msgs, handle)
             except queue_mod.Empty:
                 pass
             # deaths: a process that exited without saying "done"
