@@ -49,7 +49,7 @@ class Progress:
 
     def phase(self, text: str) -> None: ...
 
-    def run_started(self, run_id: str, total_requests: int) -> None: ...
+    def run_started(self, run_id: str, total_requests: int | None) -> None: ...
 
     def requests_done(self, run_id: str, instance: str, count: int) -> None: ...
 
@@ -75,10 +75,55 @@ def default_experiment(device: str | None = None) -> ExperimentSpec:
 
 def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
     """Validate against this host: resolve `auto`, check devices and model folders. Writes nothing."""
-    needs_auto = any(i.device == "auto" for i in spec.instances)
-    plan = plan_experiment(spec, auto_device=auto_device() if needs_auto else "cpu")
+    needs_auto = any(i.device == "auto" for i in spec.instances) or any(
+        v == "auto" for k, vs in spec.sweep.items() if k.endswith(".device") for v in vs)
+    plan = plan_experiment(spec, auto_device=auto_device() if needs_auto else "cpu", source=source)
     check_plan(plan, source)
     return plan
+
+
+def _prompt_key(model_path: str, prompts: Any) -> str:
+    import hashlib
+
+    blob = json.dumps([model_path, prompts.model_dump()], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def tokenize_prompts(plan: ExperimentPlan, source: str = "experiment") -> dict[str, list[list[int]]]:
+    """Token ids of every text prompt source in the plan, keyed by (checkpoint, source); checks
+    each prompt plus its output against the model's context. Raises SpecError; writes nothing."""
+    from colobench.errors import SpecError
+    from colobench.plan import _max_context
+    from colobench.workload.prompts import builtin_prompts, read_prompt_file, tokenize
+
+    out: dict[str, list[list[int]]] = {}
+    for inst in plan.instances:
+        src = inst.workload.prompts
+        if src is None or inst.backend != "transformers" or not inst.model_path:
+            continue
+        key = _prompt_key(inst.model_path, src)
+        where = src.file or "built-in prompts"
+        if key not in out:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(inst.model_path)
+            except Exception as exc:
+                raise SpecError(source, f"{inst.name}.model", f"cannot load a tokenizer for text prompts "
+                                f"({exc.__class__.__name__})", inst.model) from None
+            texts = read_prompt_file(src.file) if src.file else builtin_prompts(
+                None if src.builtin == "all" else list(src.builtin))
+            try:
+                out[key] = tokenize(texts, tokenizer)
+            except Exception as exc:
+                raise SpecError(where, "", f"cannot tokenize with {inst.model}'s tokenizer: "
+                                f"{str(exc).splitlines()[0]}", show_value=False) from None
+        context = _max_context(inst)
+        longest = max(len(p) for p in out[key])
+        if context and longest + inst.workload.max_output_tokens() > context:
+            raise SpecError(where, "", f"a prompt of {longest} tokens plus {inst.workload.max_output_tokens()} "
+                            f"output tokens exceeds {inst.name}'s context of {context} tokens", show_value=False)
+    return out
 
 
 def _git_commit() -> str | None:
@@ -139,17 +184,63 @@ def new_run_dir(name: str) -> Path:
     return path
 
 
+def _run_finished(run_dir: Path) -> bool:
+    state_file = run_dir / "run.json"
+    if not state_file.is_file():
+        return False
+    try:
+        return json.loads(state_file.read_text()).get("status") == "completed"
+    except ValueError:
+        return False
+
+
+def _check_resumable(run_dir: Path, spec: ExperimentSpec) -> dict[str, Any]:
+    manifest_file = run_dir / "manifest.json"
+    if not manifest_file.is_file():
+        raise ColobenchError(f"--resume {run_dir}: no manifest.json there; nothing to resume")
+    manifest = json.loads(manifest_file.read_text())
+    before = json.loads(json.dumps(manifest.get("experiment"), default=str))
+    now = json.loads(json.dumps(spec.model_dump(), default=str))
+    if before != now:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise ColobenchError(f"--resume {run_dir}: the experiment differs from the one that run started "
+                             f"(changed: {', '.join(changed)}); use another --out")
+    return manifest
+
+
+def spec_from_run_dir(run_dir: Path) -> ExperimentSpec:
+    """The experiment a run directory was started with (for `--resume` without a spec)."""
+    manifest_file = Path(run_dir) / "manifest.json"
+    if not manifest_file.is_file():
+        raise ColobenchError(f"--resume {run_dir}: no manifest.json there; nothing to resume")
+    return ExperimentSpec.model_validate(json.loads(manifest_file.read_text())["experiment"])
+
+
 def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Progress | None = None,
-                   source: str = "experiment", command: list[str] | None = None) -> ExperimentResult:
+                   source: str = "experiment", command: list[str] | None = None,
+                   resume: bool = False) -> ExperimentResult:
     """Run every planned run of `spec`; on Ctrl-C stop, summarise what completed, and return with
-    `interrupted=True`."""
+    `interrupted=True`. With `resume`, runs already completed in `out` are kept and skipped."""
+    import shutil
+
     progress = progress or Progress()
     plan = prepare(spec, source)
+    prompt_sets = tokenize_prompts(plan, source)
     run_dir = Path(out) if out else new_run_dir(spec.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ColobenchError(f"--out {run_dir}: folder exists and is not empty; choose another")
+    previous = None
+    if resume:
+        if out is None:
+            raise ColobenchError("--resume needs --out: the run directory to resume")
+        previous = _check_resumable(run_dir, spec)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise ColobenchError(f"--out {run_dir}: folder exists and is not empty; choose another or add --resume")
     build_presets(plan, progress)
     run_dir.mkdir(parents=True, exist_ok=True)
+    prompt_files = {}
+    for key, ids in prompt_sets.items():
+        (run_dir / "prompts").mkdir(exist_ok=True)
+        (run_dir / "prompts" / f"{key}.json").write_text(json.dumps(ids))
+        prompt_files[key] = str((run_dir / "prompts" / f"{key}.json").resolve())
     manifest = {
         "schema": "colobench.manifest/1",
         "colobench_version": __version__,
@@ -161,12 +252,25 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
         "environment": environment(),
         "devices": {},
     }
+    if previous is not None:
+        manifest["created_utc"] = previous.get("created_utc")
+        manifest["resumed_utc"] = [*previous.get("resumed_utc", []), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
+        manifest["devices"] = previous.get("devices", {})
     write_json_atomic(run_dir / "manifest.json", manifest)
     interrupted = False
     try:
         for run in plan.runs:
-            total = sum(i.workload.requests for i in run.instances) * run.repetitions
+            rdir = run_dir / "runs" / run.run_id
+            if resume and _run_finished(rdir):
+                progress.phase(f"{run.run_id}: already completed, skipped")
+                continue
+            if rdir.exists():
+                shutil.rmtree(rdir)  # an unfinished run is redone from scratch
+            counts = [_expected_requests(i.workload) for i in run.instances]
+            total = None if None in counts else sum(counts) * run.repetitions
             progress.run_started(run.run_id, total)
+            files = {i.name: prompt_files[_prompt_key(i.model_path, i.workload.prompts)]
+                     for i in run.instances if i.workload.prompts is not None and i.model_path}
 
             def on_event(kind: str, name: str, payload: Any, run_id: str = run.run_id) -> None:
                 if kind == "loaded" and isinstance(payload, dict) and payload.get("device"):
@@ -176,14 +280,21 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
                         write_json_atomic(run_dir / "manifest.json", manifest)
                 progress.worker_event(run_id, kind, name, payload)
 
-            state = run_local(run, run_dir / "runs" / run.run_id,
+            state = run_local(run, rdir,
                               on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
-                              on_event=on_event)
+                              on_event=on_event, prompts_files=files)
             progress.run_finished(run.run_id, state)
-    except RunInterrupted:
+    except (RunInterrupted, KeyboardInterrupt):
         interrupted = True
     summary = summarize(run_dir)
     return ExperimentResult(run_dir, summary, interrupted)
+
+
+def _expected_requests(wl: Any) -> int | None:
+    """Requests one repetition will send, for the progress bar (None when bounded by time)."""
+    if wl.duration_s:
+        return round(wl.rate * wl.duration_s) if wl.load_model == "open" else None
+    return wl.requests
 
 
 def summarize(run_dir: Path | str, write: bool = True) -> dict[str, Any]:

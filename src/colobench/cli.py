@@ -27,6 +27,14 @@ FLAG_FIELDS = {  # spec field -> the flag that sets it, for error messages about
     r"workload\.output_tokens": "--output-tokens",
     r"workload\.requests": "--requests",
     r"workload\.batch_size": "--batch-size",
+    r"workload\.concurrency": "--concurrency",
+    r"workload\.rate": "--rate",
+    r"workload\.duration_s": "--duration",
+    r"workload\.load": "--load",
+    r"workload\.arrival": "--arrival",
+    r"workload\.burstiness": "--burstiness",
+    r"workload\.prompts.*": "--prompts",
+    r"workload": "workload flags",
     r"repetitions": "--repetitions",
     r"instances\[\d+\]\.device": "--device",
     r"instances\[\d+\]\.dtype": "--dtype",
@@ -70,7 +78,7 @@ class _RichProgress:
     def phase(self, text: str) -> None:
         self.console.print(escape(text), style="dim")
 
-    def run_started(self, run_id: str, total_requests: int) -> None:
+    def run_started(self, run_id: str, total_requests: int | None) -> None:
         self.tasks[run_id] = self.bar.add_task(f"{run_id}: loading", total=total_requests)
 
     def requests_done(self, run_id: str, instance: str, count: int) -> None:
@@ -84,36 +92,118 @@ class _RichProgress:
         self.bar.update(self.tasks[run_id], description=f"{run_id}: {state['status']}")
 
 
-def _build_spec(experiment: Optional[Path], models: list[str], overrides: dict[str, Any], device: Optional[str],
-                dtype: Optional[str], name: Optional[str], cache_dir: Optional[Path]):
+LIST_FLAGS = {  # flag -> (spec field, value kind); a comma list makes the field a sweep axis
+    "--prompt-tokens": ("prompt_tokens", "int"),
+    "--output-tokens": ("output_tokens", "int"),
+    "--requests": ("requests", "int"),
+    "--batch-size": ("batch_size", "int|max"),
+    "--concurrency": ("concurrency", "int|max"),
+    "--rate": ("rate", "float"),
+    "--duration": ("duration_s", "float"),
+    "--load": ("load", "str"),
+    "--arrival": ("arrival", "str"),
+    "--burstiness": ("burstiness", "float"),
+    "--dtype": ("dtype", "str"),
+    "--device": ("device", "str"),
+    "--scenario": ("scenario", "str"),
+}
+
+
+def _parse_values(flag: str, text: str, kind: str) -> list[Any]:
+    """`1,2,4` -> [1, 2, 4]; a wrong item is a one-line error naming the flag."""
+    out: list[Any] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise SpecError("command line", flag, "empty item in the list", text)
+        try:
+            if kind == "int" or (kind == "int|max" and item != "max"):
+                out.append(int(item))
+            elif kind == "float":
+                out.append(float(item))
+            else:
+                out.append(item)
+        except ValueError:
+            raise SpecError("command line", flag, f"{item!r} is not {'a number' if kind == 'float' else 'an integer'}",
+                            show_value=False) from None
+    return out
+
+
+def _prompt_source(text: str) -> dict[str, Any]:
+    """`--prompts FILE`, `--prompts builtin` or `--prompts builtin:code,en_qa`."""
+    if text == "builtin":
+        return {"builtin": "all"}
+    if text.startswith("builtin:"):
+        return {"builtin": [c for c in text.split(":", 1)[1].split(",") if c]}
+    return {"file": text}
+
+
+def _default_name(models: list[str]) -> str:
+    from colobench.specs import model_label
+
+    labels = [model_label(m) for m in models]
+    unique = list(dict.fromkeys(labels))
+    if len(unique) == 1:
+        return unique[0] if len(labels) == 1 else f"{unique[0]}-x{len(labels)}"
+    return "+".join(unique)
+
+
+def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, Optional[str]],
+                repetitions: Optional[int], prompts: Optional[str], name: Optional[str], cache_dir: Optional[Path],
+                resume_dir: Optional[Path]):
     from colobench import api
     from colobench.specs import experiment_from_dict, load_experiment_yaml
+    from colobench.sweep import canonical_path
 
     if experiment is not None and models:
         raise ColobenchError(f"{experiment}: give the models either in the file or with --model, not both")
+    given = {flag: text for flag, text in flags.items() if text is not None}
     if experiment is not None:
-        spec = load_experiment_yaml(experiment)
-        data = spec.model_dump(exclude_unset=True)
+        data = load_experiment_yaml(experiment).model_dump(exclude_unset=True)
         source = str(experiment)
+    elif models:
+        source = "command line"
+        data = {"name": _default_name(models), "instances": [{"model": m} for m in models]}
+    elif resume_dir is not None and not given and repetitions is None and prompts is None:
+        spec = api.spec_from_run_dir(resume_dir)
+        return spec, str(resume_dir / "manifest.json")
     else:
         source = "command line"
-        if models:
-            data = {"name": "colocation" if len(models) > 1 else "solo", "instances": [{"model": m} for m in models]}
-        else:
-            data = api.default_experiment(device if device not in (None, "auto") else None).model_dump(exclude_unset=True)
+        device = given.get("--device")
+        default_device = device if device and "," not in device and device != "auto" else None
+        data = api.default_experiment(default_device).model_dump(exclude_unset=True)
     data = dict(data)
-    workload = {k: v for k, v in overrides.items() if k != "repetitions" and v is not None}
-    if workload:
-        data["workload"] = {**(data.get("workload") or {}), **workload}
-    if overrides.get("repetitions") is not None:
-        data["repetitions"] = overrides["repetitions"]
+    sweep = dict(data.get("sweep") or {})
+    workload = dict(data.get("workload") or {})
+    instances = [dict(i) for i in data.get("instances", [])]
+    for flag, text in given.items():
+        field, kind = LIST_FLAGS[flag]
+        values = _parse_values(flag, text, kind)
+        path = canonical_path(field)
+        sweep.pop(path, None)
+        for inst in instances:  # a flag for every instance replaces their own values
+            inst.pop(field, None)
+            if isinstance(inst.get("workload"), dict):
+                inst["workload"] = {k: v for k, v in inst["workload"].items() if k != field}
+        if len(values) > 1:
+            sweep[path] = values
+        elif field == "scenario":
+            data["scenario"] = values[0]
+        elif path.startswith("instances.*."):
+            for inst in instances:
+                inst[field] = values[0]
+        else:
+            workload[field] = values[0]
+    if prompts:
+        workload["prompts"] = _prompt_source(prompts)
+    data.update(workload=workload, instances=instances)
+    if sweep:
+        data["sweep"] = sweep
+    if repetitions is not None:
+        data["repetitions"] = repetitions
     if name:
         data["name"] = name
     if cache_dir:
         data["cache_dir"] = str(cache_dir)
-    if device or dtype:
-        data["instances"] = [{**i, **({"device": device} if device else {}), **({"dtype": dtype} if dtype else {})}
-                             for i in data.get("instances", [])]
     try:
         return experiment_from_dict(data, source), source
     except SpecError as exc:
@@ -129,29 +219,47 @@ def _for_flags(exc: SpecError) -> SpecError:
 def run(
     experiment: Optional[Path] = typer.Argument(None, help="experiment YAML; without it, -m flags or the default job"),
     model: list[str] = typer.Option([], "--model", "-m", help="preset name or HF checkpoint folder; repeat to co-locate"),
-    device: Optional[str] = typer.Option(None, "--device", "-d", help="auto, cpu, cuda[:N] or npu[:N] for every instance"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16"),
-    prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens", "-p", help="tokens per prompt"),
-    output_tokens: Optional[int] = typer.Option(None, "--output-tokens", "-n", help="tokens generated per request"),
-    requests: Optional[int] = typer.Option(None, "--requests", "-r", help="measured requests per repetition"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="requests per static batch"),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="auto, cpu, cuda[:N] or npu[:N] (list = axis)"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16 (list = axis)"),
+    prompt_tokens: Optional[str] = typer.Option(None, "--prompt-tokens", "-p", help="tokens per prompt, e.g. 128 or 128,1024"),
+    output_tokens: Optional[str] = typer.Option(None, "--output-tokens", "-n", help="tokens generated per request"),
+    requests: Optional[str] = typer.Option(None, "--requests", "-r", help="measured requests per repetition"),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", "-b", help="static batch size(s), or max"),
+    concurrency: Optional[str] = typer.Option(None, "--concurrency", "-c", help="closed loop: requests in flight; open loop: cap"),
+    rate: Optional[str] = typer.Option(None, "--rate", help="open loop: requests/s (Poisson unless --arrival)"),
+    duration: Optional[str] = typer.Option(None, "--duration", help="bound each repetition by seconds instead of count"),
+    load: Optional[str] = typer.Option(None, "--load", help="static, closed or open (inferred from the flags)"),
+    arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson, gamma or constant"),
+    burstiness: Optional[str] = typer.Option(None, "--burstiness", help="gamma arrivals: 1 = Poisson, > 1 burstier"),
+    scenario: Optional[str] = typer.Option(None, "--scenario", "-s", help="short, long, mixed, peak (list = axis)"),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="prompt file (JSONL / ShareGPT), builtin, or builtin:cat,..."),
     repetitions: Optional[int] = typer.Option(None, "--repetitions", help="measured windows per run (default 3)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default colobench-runs/<time>-<name>)"),
-    name: Optional[str] = typer.Option(None, "--name", help="experiment name"),
+    resume: bool = typer.Option(False, "--resume", help="keep the completed runs in --out and redo the rest"),
+    name: Optional[str] = typer.Option(None, "--name", help="experiment name (prefix of sweep point ids)"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where presets are built (default ~/.cache/colobench)"),
     json_only: bool = typer.Option(False, "--json", help="print only the summary JSON line on stdout"),
 ) -> None:
-    """Run each instance alone, then all together, and report how much they slow each other."""
+    """Run each instance alone, then all together, and report how much they slow each other.
+
+    Comma lists (--batch-size 1,2,4,8 --scenario short,long) sweep the product of their values.
+    """
     from colobench import api
     from colobench.report.console import print_summary
 
-    overrides = {"prompt_tokens": prompt_tokens, "output_tokens": output_tokens, "requests": requests,
-                 "batch_size": batch_size, "repetitions": repetitions}
-    spec, source = _build_spec(experiment, model, overrides, device, dtype, name, cache_dir)
+    flags = {"--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens, "--requests": requests,
+             "--batch-size": batch_size, "--concurrency": concurrency, "--rate": rate, "--duration": duration,
+             "--load": load, "--arrival": arrival, "--burstiness": burstiness, "--dtype": dtype, "--device": device,
+             "--scenario": scenario}
+    if resume and out is None:
+        raise ColobenchError("--resume needs --out: the run directory to resume")
+    spec, source = _build_spec(experiment, model, flags, repetitions, prompts, name, cache_dir,
+                               out if resume else None)
     err = _stderr()
     try:
         with _RichProgress(err) as progress:
-            result = api.run_experiment(spec, out=out, progress=progress, source=source, command=sys.argv)
+            result = api.run_experiment(spec, out=out, progress=progress, source=source, command=sys.argv,
+                                        resume=resume)
     except SpecError as exc:
         raise _for_flags(exc) from None
     if not json_only:
@@ -159,7 +267,7 @@ def run(
     err.print(f"run directory: {escape(str(result.run_dir))}")
     print(api.dump_json_line(result.summary), flush=True)
     if result.interrupted:
-        err.print("[yellow]interrupted: the summary covers what completed[/]")
+        err.print("[yellow]interrupted: the summary covers what completed; --resume redoes the rest[/]")
         raise typer.Exit(130)
     if result.summary.get("problems"):
         raise typer.Exit(1)

@@ -1,9 +1,10 @@
 """From what the user asked (`ExperimentSpec`) to what will run (`ExperimentPlan`).
 
-Planning resolves everything a worker must not guess: `auto` devices and dtypes, preset or
-checkpoint folders, thread counts, each instance's own workload; then expands the experiment
-into runs with stable readable ids: one *solo* run per instance (its baseline) and one
-*co-located* run with all instances started together.
+Planning expands sweep axes into points (`colobench.sweep`), then for each point resolves
+everything a worker must not guess: `auto` devices and dtypes, preset or checkpoint folders,
+thread counts, memory shares, each instance's own workload (scenario applied); and names the
+runs with stable readable ids: one *solo* run per instance (its baseline) and one *co-located*
+run with all instances started together, under the point's id (`tiny-bs8/solo-tiny`).
 
 CPU threads: co-located workers sharing a CPU each get `cores // n` torch threads (at least 1),
 and the solo baselines use the same count, so a slowdown reflects interference, not a change of
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -43,6 +44,7 @@ class ResolvedInstance(_Frozen):
     device: str  # cpu, cuda:0, npu:1 (never auto)
     dtype: str  # float32, bfloat16, float16 (never auto)
     cpu_threads: int
+    memory_share: float = 1.0  # fraction of its device's memory this instance may plan for
     workload: WorkloadSpec
     fake: FakeTimings | None = None
 
@@ -50,17 +52,29 @@ class ResolvedInstance(_Frozen):
 class RunSpec(_Frozen):
     """Instances started together on a shared clock, measured over `repetitions` windows."""
 
-    run_id: str
+    run_id: str  # "<point>/<run>" in a sweep, "<run>" otherwise
+    point: str = ""
     phase: Literal["solo", "colocated"]
     instances: list[ResolvedInstance]
     repetitions: int
 
 
+class PlannedPoint(_Frozen):
+    id: str
+    axes: dict[str, Any]
+    instances: list[ResolvedInstance]
+
+
 class ExperimentPlan(_Frozen):
     name: str
-    instances: list[ResolvedInstance]
+    points: list[PlannedPoint]
     runs: list[RunSpec]
     cache_dir: str
+
+    @property
+    def instances(self) -> list[ResolvedInstance]:
+        """Every resolved instance of every point (what preflight checks)."""
+        return [i for p in self.points for i in p.instances]
 
 
 def default_dtype(device: str) -> str:
@@ -85,10 +99,7 @@ def _model_source(model: str, cache_dir: Path) -> tuple[str | None, str]:
     return None, str(Path(model).expanduser())
 
 
-def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: int | None = None) -> ExperimentPlan:
-    """Resolve and expand `spec`. Pure: `auto_device` and `cpu_count` are passed in."""
-    cores = cpu_count or os.cpu_count() or 1
-    cache_dir = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
+def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache_dir: Path) -> list[ResolvedInstance]:
     names = spec.instance_names()
     devices = [_resolve_device(i.device, auto_device) for i in spec.instances]
     # Workers that share the host CPU for compute split its cores; accelerator workers also need
@@ -101,15 +112,36 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
         resolved.append(ResolvedInstance(
             name=names[k], model=inst.model, preset=preset, model_path=path, backend=inst.backend,
             device=devices[k], dtype=dtype if inst.backend == "transformers" else "none",
-            cpu_threads=inst.cpu_threads or share, workload=spec.workload_for(k), fake=inst.fake,
+            cpu_threads=inst.cpu_threads or share, memory_share=1.0 / devices.count(devices[k]),
+            workload=spec.workload_for(k), fake=inst.fake,
         ))
+    return resolved
+
+
+def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: int | None = None,
+                    source: str = "experiment") -> ExperimentPlan:
+    """Expand and resolve `spec`. Pure: `auto_device` and `cpu_count` are passed in."""
+    from colobench.sweep import expand
+
+    cores = cpu_count or os.cpu_count() or 1
+    cache_dir = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
+    points: list[PlannedPoint] = []
     runs: list[RunSpec] = []
-    if spec.solo_baselines or len(resolved) == 1:
-        runs += [RunSpec(run_id=f"solo-{r.name}", phase="solo", instances=[r], repetitions=spec.repetitions)
-                 for r in resolved]
-    if len(resolved) > 1:
-        runs.append(RunSpec(run_id="colocated", phase="colocated", instances=resolved, repetitions=spec.repetitions))
-    return ExperimentPlan(name=spec.name, instances=resolved, runs=runs, cache_dir=str(cache_dir))
+    for point in expand(spec, source):
+        try:
+            resolved = _resolve_instances(point.spec, auto_device, cores, cache_dir)
+        except ValueError as exc:
+            where = f"{source} (sweep point {point.id})" if point.id else source
+            raise SpecError(where, "", str(exc), show_value=False) from None
+        points.append(PlannedPoint(id=point.id, axes=point.axes, instances=resolved))
+        prefix = f"{point.id}/" if point.id else ""
+        if point.spec.solo_baselines or len(resolved) == 1:
+            runs += [RunSpec(run_id=f"{prefix}solo-{r.name}", point=point.id, phase="solo", instances=[r],
+                             repetitions=point.spec.repetitions) for r in resolved]
+        if len(resolved) > 1:
+            runs.append(RunSpec(run_id=f"{prefix}colocated", point=point.id, phase="colocated", instances=resolved,
+                                repetitions=point.spec.repetitions))
+    return ExperimentPlan(name=spec.name, points=points, runs=runs, cache_dir=str(cache_dir))
 
 
 def _max_context(inst: ResolvedInstance) -> int | None:
@@ -126,9 +158,18 @@ def _max_context(inst: ResolvedInstance) -> int | None:
 
 def check_plan(plan: ExperimentPlan, source: str = "experiment") -> None:
     """Everything that can be known wrong before running, as one-line errors."""
+    for point in plan.points:
+        _check_point(point, source)
+    if not plan.runs:
+        raise ColobenchError(f"{source}: nothing to run")
+
+
+def _check_point(point: PlannedPoint, source: str) -> None:
     from colobench.devices import DeviceUnavailable, check_device
 
-    for k, inst in enumerate(plan.instances):
+    if point.id:
+        source = f"{source} (sweep point {point.id})"
+    for k, inst in enumerate(point.instances):
         field = f"instances[{k}]"
         if inst.backend == "transformers":
             try:
@@ -145,9 +186,16 @@ def check_plan(plan: ExperimentPlan, source: str = "experiment") -> None:
                     raise SpecError(source, f"{field}.model", "checkpoint folder has no config.json", inst.model)
         context = _max_context(inst)
         wl = inst.workload
-        if context and wl.prompt_tokens + wl.output_tokens > context:
+        if wl.prompts is not None:
+            if inst.backend == "transformers" and inst.preset is not None:
+                raise SpecError(source, f"{field}.workload.prompts",
+                                f"text prompts need a checkpoint with a tokenizer; preset {inst.preset!r} takes "
+                                "synthetic token ids (drop prompts, or use a checkpoint folder)", show_value=False)
+            if wl.prompts.file is not None:
+                from colobench.workload.prompts import read_prompt_file
+
+                read_prompt_file(wl.prompts.file)  # missing, empty, malformed: SpecError naming the line
+        elif context and wl.max_prompt_tokens() + wl.max_output_tokens() > context:
             raise SpecError(source, f"{field}.workload",
-                            f"prompt_tokens + output_tokens = {wl.prompt_tokens + wl.output_tokens} exceeds the "
-                            f"model's context of {context} tokens", show_value=False)
-    if not plan.runs:
-        raise ColobenchError(f"{source}: nothing to run")
+                            f"prompt + output tokens (up to {wl.max_prompt_tokens() + wl.max_output_tokens()}) exceed "
+                            f"the model's context of {context} tokens", show_value=False)

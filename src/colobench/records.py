@@ -1,7 +1,8 @@
 """Raw facts measured at run time, appended to JSONL as they happen.
 
 A `RequestRecord` holds integer nanoseconds from `colobench.clock` (one monotonic clock shared
-by every process on the host): when the request was submitted, when each output token existed
+by every process on the host): when the request was due (open loop), when it was submitted,
+when each output token existed
 on the host (after the device finished the step that made it), and when it completed. TTFT,
 TPOT, ITL and latency are derived later by `colobench.analysis`, never stored, so a summary can
 always be recomputed from the records alone.
@@ -28,7 +29,8 @@ class RequestRecord:
     batch_size: int
     prompt_tokens: int
     output_tokens: int
-    submit_ns: int
+    submit_ns: int  # when the request was handed to the backend
+    scheduled_ns: int | None = None  # open loop: when it was due (latency counts from here)
     token_ns: list[int] = field(default_factory=list)  # one per output token, first token first
     done_ns: int | None = None
     warmup: bool = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,28 +33,146 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+LOADS = ("static", "closed", "open")
+
+
+class LengthDist(_Frozen):
+    """A token-length distribution: `{mean, std}` (normal, rounded, at least 1) or `{min, max}`
+    (uniform integers, both ends included)."""
+
+    mean: int | None = Field(None, gt=0)
+    std: float | None = Field(None, ge=0)
+    min: int | None = Field(None, gt=0)
+    max: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "LengthDist":
+        normal = self.mean is not None
+        uniform = self.min is not None or self.max is not None
+        if normal == uniform:
+            raise ValueError("give either {mean, std} or {min, max}")
+        if uniform and (self.min is None or self.max is None or self.min > self.max):
+            raise ValueError("uniform lengths need min <= max")
+        if normal and self.std is None:
+            raise ValueError("a normal length needs std (use a plain number for a fixed length)")
+        return self
+
+    def upper_bound(self) -> int:
+        """The largest length this distribution is allowed to produce (normal: mean + 4 std)."""
+        if self.max is not None:
+            return self.max
+        return int(self.mean + 4 * (self.std or 0)) + 1
+
+
+Length = Annotated[int, Field(gt=0)] | LengthDist
+
+
+def length_upper_bound(length: Length) -> int:
+    return length if isinstance(length, int) else length.upper_bound()
+
+
+class PromptSource(_Frozen):
+    """Where prompt text comes from when it is not synthetic: a local file, or the built-in set."""
+
+    file: str | None = Field(None, description="JSONL (prompt or messages per line) or ShareGPT JSON")
+    builtin: list[str] | Literal["all"] | None = Field(None, description="built-in categories, or all")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "PromptSource":
+        if (self.file is None) == (self.builtin is None):
+            raise ValueError("give either file or builtin")
+        return self
+
+
 class WorkloadSpec(_Frozen):
-    """A static-batch workload with exact lengths: every request has `prompt_tokens` tokens in and
-    exactly `output_tokens` out (end-of-sequence is ignored), `batch_size` requests are generated
-    together, and `warmup_batches` batches run first and are never counted."""
+    """What one instance is asked to do.
 
-    prompt_tokens: int = Field(128, gt=0, description="tokens per prompt")
-    output_tokens: int = Field(64, gt=0, description="tokens generated per request (exact)")
+    Load models: `static` generates `batch_size` requests together; `closed` keeps `concurrency`
+    requests in flight; `open` sends requests at `rate` per second (Poisson, or gamma with
+    `burstiness`) whether or not earlier ones finished, optionally capped at `concurrency` in
+    flight. When `load` is not given it follows from the fields: a rate means open, a
+    concurrency means closed, otherwise static.
+
+    Every request gets exactly its output length (end-of-sequence ignored). The run is bounded by
+    `requests` per repetition or, when given, by `duration_s`. Warm-up requests run first and are
+    never counted.
+    """
+
+    load: Literal["static", "closed", "open"] | None = None
+    prompt_tokens: Length = Field(128, description="tokens per prompt: a number or {mean, std} / {min, max}")
+    output_tokens: Length = Field(64, description="tokens generated per request (exact)")
     requests: int = Field(16, gt=0, description="measured requests per repetition")
-    batch_size: int = Field(1, gt=0, description="requests generated together")
-    warmup_batches: int = Field(1, ge=0, description="batches run before measuring, never counted")
-    seed: int = Field(0, description="seed of the synthetic prompt generator")
+    duration_s: float | None = Field(None, gt=0, description="bound each repetition by time instead of count")
+    batch_size: int | Literal["max"] = Field(1, description="static batch size; max = largest that fits")
+    concurrency: int | Literal["max"] | None = Field(None, description="closed loop: in flight; open loop: cap")
+    rate: float | None = Field(None, gt=0, description="open loop arrival rate, requests/s")
+    arrival: Literal["poisson", "gamma", "constant"] = "poisson"
+    burstiness: float = Field(1.0, gt=0, description="gamma arrivals: 1 = Poisson, > 1 burstier")
+    warmup_requests: int | None = Field(None, ge=0, description="default: one batch, or `concurrency` requests")
+    kv_cache_tokens: int | None = Field(None, gt=0, description="continuous batching KV cache size in tokens")
+    max_parallel: int = Field(256, gt=0, description="upper bound for batch_size / concurrency 'max'")
+    prompts: PromptSource | None = Field(None, description="prompt text source; synthetic token ids when absent")
+    seed: int = Field(0, description="seed of prompts, lengths and arrivals")
+
+    @field_validator("batch_size", "concurrency")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("must be greater than 0 (or max)")
+        return value
+
+    @model_validator(mode="after")
+    def _load_fits_fields(self) -> "WorkloadSpec":
+        load = self.load_model
+        if load == "open" and self.rate is None:
+            raise ValueError("load 'open' needs a rate (requests/s)")
+        if load == "closed" and self.concurrency is None:
+            raise ValueError("load 'closed' needs a concurrency")
+        if load != "open" and self.rate is not None:
+            raise ValueError(f"rate applies to load 'open', not {load!r}")
+        if load == "static" and self.concurrency is not None:
+            raise ValueError("concurrency applies to load 'closed' or 'open', not 'static'")
+        return self
+
+    @property
+    def load_model(self) -> str:
+        if self.load:
+            return self.load
+        if self.rate is not None:
+            return "open"
+        if self.concurrency is not None:
+            return "closed"
+        return "static"
+
+    def max_prompt_tokens(self) -> int:
+        return length_upper_bound(self.prompt_tokens)
+
+    def max_output_tokens(self) -> int:
+        return length_upper_bound(self.output_tokens)
 
 
-class WorkloadOverride(_Frozen):
-    """An instance's own workload: any `WorkloadSpec` field, overriding the experiment's."""
+def _optional_copy(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """A model with the same fields and constraints as `model`, every one optional (default None)."""
+    from pydantic import create_model
+    from pydantic.fields import FieldInfo
 
-    prompt_tokens: int | None = Field(None, gt=0)
-    output_tokens: int | None = Field(None, gt=0)
-    requests: int | None = Field(None, gt=0)
-    batch_size: int | None = Field(None, gt=0)
-    warmup_batches: int | None = Field(None, ge=0)
-    seed: int | None = None
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        copy = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+        fields[field_name] = (info.annotation | None, copy)
+    return create_model(name, __base__=_Frozen, __doc__=doc, **fields)
+
+
+WorkloadOverride = _optional_copy(
+    WorkloadSpec, "WorkloadOverride", "Any `WorkloadSpec` fields, overriding the experiment's workload.")
+
+
+class ScenarioSpec(_Frozen):
+    """A named workload: fields for every instance, and/or per-instance fields by position
+    (instance k gets `instances[k % len]`, so `mixed` gives A short and B long)."""
+
+    workload: WorkloadOverride | None = None  # type: ignore[valid-type]
+    instances: list[WorkloadOverride] | None = None  # type: ignore[valid-type]
 
 
 class FakeTimings(_Frozen):
@@ -76,7 +194,8 @@ class InstanceSpec(_Frozen):
     device: str = Field("auto", description="auto, cpu, cuda[:N] or npu[:N]")
     dtype: Dtype = "auto"
     cpu_threads: int | None = Field(None, gt=0, description="torch threads for this worker; default shares the cores evenly")
-    workload: WorkloadOverride | None = Field(None, description="fields overriding the experiment's workload for this instance")
+    workload: WorkloadOverride | None = Field(  # type: ignore[valid-type]
+        None, description="fields overriding the experiment's workload for this instance")
     fake: FakeTimings | None = None
 
     @field_validator("device")
@@ -96,14 +215,29 @@ class InstanceSpec(_Frozen):
 
 
 class ExperimentSpec(_Frozen):
-    """What the user asks for: instances, a workload, repetitions."""
+    """What the user asks for: instances, a workload, a scenario, sweep axes, repetitions.
+
+    `sweep` maps axis paths to lists of values; each combination is one *point* of the
+    experiment (see `colobench.sweep`). Lists written in place of a value
+    (`batch_size: [1, 2, 4, 8]`) become axes too.
+    """
 
     name: str = "colocation"
     instances: list[InstanceSpec] = Field(min_length=1)
     workload: WorkloadSpec = WorkloadSpec()
+    scenario: str | None = Field(None, description="a built-in (short, long, mixed, peak) or a name in scenarios")
+    scenarios: dict[str, ScenarioSpec] = Field(default_factory=dict, description="user-defined scenarios")
+    sweep: dict[str, list[Any]] = Field(default_factory=dict, description="axis path -> values")
     repetitions: int = Field(3, gt=0, description="measured windows per run, for confidence intervals")
     solo_baselines: bool = Field(True, description="run each instance alone before the co-located run")
     cache_dir: str | None = Field(None, description="where built presets are kept (default ~/.cache/colobench)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_inline_lists(cls, data: Any) -> Any:
+        from colobench.sweep import lift_inline_axes
+
+        return lift_inline_axes(data) if isinstance(data, dict) else data
 
     @field_validator("name")
     @classmethod
@@ -112,13 +246,38 @@ class ExperimentSpec(_Frozen):
             raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
         return value
 
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_axes(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        from colobench.sweep import normalise_axes
+
+        return normalise_axes(value)
+
     @model_validator(mode="after")
-    def _unique_names(self) -> "ExperimentSpec":
+    def _consistent(self) -> "ExperimentSpec":
         names = [i.name for i in self.instances if i.name is not None]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"instance names must be unique; repeated: {', '.join(dupes)}")
+        scenario_names = [self.scenario] if self.scenario else []
+        scenario_names += [v for v in self.sweep.get("scenario", []) if isinstance(v, str)]
+        for name in scenario_names:
+            if self.scenario_definition(name) is None:
+                from colobench.workload.scenarios import BUILTIN_SCENARIOS
+
+                known = ", ".join([*BUILTIN_SCENARIOS, *self.scenarios])
+                raise ValueError(f"unknown scenario {name!r}; known: {known}")
+        if not self.sweep:  # a sweep validates each point when it is expanded
+            for k in range(len(self.instances)):
+                self.workload_for(k)
         return self
+
+    def scenario_definition(self, name: str) -> dict[str, Any] | None:
+        from colobench.workload.scenarios import BUILTIN_SCENARIOS
+
+        if name in self.scenarios:
+            return self.scenarios[name].model_dump(exclude_none=True)
+        return BUILTIN_SCENARIOS.get(name)
 
     def instance_names(self) -> list[str]:
         """Names of the instances, derived from the model where not given (`tiny-1`, `tiny-2`)."""
@@ -132,11 +291,25 @@ class ExperimentSpec(_Frozen):
         return out
 
     def workload_for(self, index: int) -> WorkloadSpec:
-        """The experiment's workload with the instance's own overrides applied."""
+        """Instance `index`'s workload: the experiment's, then the instance's own fields, then the
+        scenario's. Raises ValueError naming the instance if the combination is invalid."""
+        from colobench.workload.scenarios import scenario_fields
+
+        fields = self.workload.model_dump(exclude_unset=True)
         override = self.instances[index].workload
-        if override is None:
-            return self.workload
-        return self.workload.model_copy(update=override.model_dump(exclude_unset=True, exclude_none=True))
+        if override is not None:
+            fields.update(override.model_dump(exclude_unset=True, exclude_none=True))
+        try:
+            merged = WorkloadSpec.model_validate(fields)
+            if self.scenario:
+                fields.update(scenario_fields(self.scenario_definition(self.scenario) or {}, index, merged.load_model))
+                merged = WorkloadSpec.model_validate(fields)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            message = first["msg"].removeprefix("Value error, ")
+            raise ValueError(f"instances[{index}].workload{'.' + where if where else ''}: {message}") from None
+        return merged
 
 
 def model_label(model: str) -> str:
@@ -149,9 +322,20 @@ def model_label(model: str) -> str:
 # ---- loading and error formatting -------------------------------------------------------------
 
 
+_SCALAR_TAG = re.compile(r"^(constrained-)?(int|float|str|bool)$")
+_TYPE_TAG = re.compile(r"^(constrained-\w+|int|float|str|bool|none|list\[.*\]|dict\[.*\]|literal\[.*\]|function-.*|[A-Z]\w*)$")
+
+
+def _is_tag(part: Any) -> bool:
+    """pydantic names the union branch it tried inside an error's location (`int`, `LengthDist`)."""
+    return isinstance(part, str) and bool(_TYPE_TAG.match(part))
+
+
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if _is_tag(part):
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -159,21 +343,30 @@ def _loc_to_field(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _pick_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The most useful error: for a union field given a mapping, the error of the model branch."""
+    first = errors[0]
+    base = [p for p in first["loc"] if not _is_tag(p)]
+    siblings = [e for e in errors if [p for p in e["loc"] if not _is_tag(p)][:len(base)] == base]
+    if isinstance(first.get("input"), dict):
+        for e in siblings:
+            if any(isinstance(p, str) and _is_tag(p) and not _SCALAR_TAG.match(p) for p in e["loc"]):
+                return e
+    return first
+
+
 def validation_error_to_spec_error(err: ValidationError, source: str, field_names: dict[str, str] | None = None) -> SpecError:
     """The first problem of a pydantic error as one line: source, field path, message, value."""
-    first = err.errors()[0]
+    errors = err.errors()
+    first = _pick_error(errors)
     field = _loc_to_field(first["loc"])
     if field_names and field in field_names:
         field = field_names[field]
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown key"
-        return SpecError(source, field, message, show_value=False)
+        return SpecError(source, field, "unknown key", show_value=False)
     if first["type"] == "missing":
         return SpecError(source, field, "required field is missing", show_value=False)
-    more = len(err.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
     value = first.get("input")
     if isinstance(value, (dict, list)):
         return SpecError(source, field, message, show_value=False)

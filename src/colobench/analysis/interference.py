@@ -51,6 +51,12 @@ def _stability(name: str, phase: str, metrics: dict[str, Any]) -> list[dict[str,
         out.append({"check": "stability", "subject": f"{name}/{phase}", "verdict": verdict, "value": cv,
                     "threshold": STABLE_CV,
                     "detail": f"TPOT cv {cv * 100:.1f}% ({'<' if cv < STABLE_CV else '>='} {STABLE_CV * 100:.0f}%)"})
+    open_loop = metrics.get("open_loop") or {}
+    if open_loop.get("rate_ok") is False:
+        out.append({"check": "rate", "subject": f"{name}/{phase}", "verdict": "rate_off",
+                    "value": open_loop["achieved_rate"], "threshold": open_loop["requested_rate"],
+                    "detail": f"sent {open_loop['achieved_rate']:.2f} req/s for {open_loop['requested_rate']:.2f} "
+                              f"requested ({open_loop['rate_error_pct']:+.1f}%, more than 1% off)"})
     if metrics.get("failed"):
         out.append({"check": "failures", "subject": f"{name}/{phase}", "verdict": "failed_requests",
                     "value": metrics["failed"], "threshold": 0,

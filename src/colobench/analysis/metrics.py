@@ -2,12 +2,17 @@
 
 Definitions follow vLLM's benchmark so numbers are comparable:
 
-- TTFT (time to first token) = first_token_ns - submit_ns. With static batching the whole
-  batch is submitted together, so TTFT includes the batch's prefill.
+- start = scheduled_ns when the request had a schedule (open loop), else submit_ns: latency
+  counts from when the user arrived, so time spent waiting for a free slot is included.
+- TTFT (time to first token) = first_token_ns - start. With static batching the whole batch is
+  submitted together, so TTFT includes the batch's prefill.
 - TPOT (time per output token) = (done_ns - first_token_ns) / (output_tokens - 1), per request;
   undefined for a single-token request.
 - ITL (inter-token latency) = every gap between consecutive tokens of a request, pooled.
-- E2EL (end-to-end latency) = done_ns - submit_ns.
+- E2EL (end-to-end latency) = done_ns - start.
+- schedule lag = submit_ns - scheduled_ns: how late the load generator sent a due request.
+- achieved rate = (n - 1) / (last submit - first submit): the open-loop rate actually sent.
+- mean concurrency = sum of E2EL / window (Little's law): requests in flight on average.
 - output throughput = output tokens of completed requests / window, in tokens/s, where the
   window runs from the first submit to the last completion of the repetition.
 
@@ -30,14 +35,39 @@ def measured(records: Iterable[RequestRecord]) -> list[RequestRecord]:
     return [r for r in records if not r.warmup and r.ok and r.token_ns and r.done_ns is not None]
 
 
+def start_ns(r: RequestRecord) -> int:
+    """When the request's latency starts: its scheduled arrival if it had one, else its submit."""
+    return r.scheduled_ns if r.scheduled_ns is not None else r.submit_ns
+
+
 def ttft_ns(r: RequestRecord) -> int:
     """Time to first token, ns."""
-    return r.token_ns[0] - r.submit_ns
+    return r.token_ns[0] - start_ns(r)
 
 
 def e2el_ns(r: RequestRecord) -> int:
     """End-to-end latency, ns."""
-    return r.done_ns - r.submit_ns
+    return r.done_ns - start_ns(r)
+
+
+def schedule_lag_ns(r: RequestRecord) -> int | None:
+    """How late a scheduled request was sent, ns (None without a schedule)."""
+    return r.submit_ns - r.scheduled_ns if r.scheduled_ns is not None else None
+
+
+def achieved_rate_req_s(records: list[RequestRecord]) -> float | None:
+    """Requests sent per second: (n - 1) / (last submit - first submit); None below 2 requests."""
+    if len(records) < 2:
+        return None
+    submits = sorted(r.submit_ns for r in records)
+    span = (submits[-1] - submits[0]) / NS_PER_S
+    return (len(submits) - 1) / span if span > 0 else None
+
+
+def mean_concurrency(records: list[RequestRecord]) -> float | None:
+    """Average requests in flight over the window (Little's law)."""
+    w = window_s(records)
+    return sum(e2el_ns(r) for r in records) / NS_PER_S / w if w > 0 else None
 
 
 def tpot_ns(r: RequestRecord) -> float | None:
@@ -52,10 +82,10 @@ def itl_ns(r: RequestRecord) -> list[int]:
 
 
 def window_s(records: list[RequestRecord]) -> float:
-    """Seconds from the first submit to the last completion; 0 for no records."""
+    """Seconds from the first start to the last completion; 0 for no records."""
     if not records:
         return 0.0
-    return (max(r.done_ns for r in records) - min(r.submit_ns for r in records)) / NS_PER_S
+    return (max(r.done_ns for r in records) - min(start_ns(r) for r in records)) / NS_PER_S
 
 
 def output_throughput_tok_s(records: list[RequestRecord]) -> float | None:

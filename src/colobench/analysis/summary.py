@@ -5,7 +5,12 @@ Per instance and phase (solo, colocated) the summary holds vLLM-compatible keys
 `output_throughput` in tokens/s, `request_throughput` in requests/s) and the full
 `Distribution` of each metric. Latency distributions pool every measured request of every
 repetition; throughputs are computed per repetition window and their mean is reported, with the
-spread across repetitions as their distribution.
+spread across repetitions as their distribution. Open-loop phases add the requested and achieved
+rate and the schedule lag.
+
+An experiment without sweep axes is summarised at the top level (`phases`, `interference`,
+`runs`, `instances`); a sweep has one entry per point under `points`, each carrying its axis
+values next to its metrics, plus `batch_scaling` when batch size is an axis.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Any
 from colobench.analysis import metrics as m
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.interference import interference
+from colobench.analysis.sweeps import batch_scaling
 from colobench.records import RequestRecord, read_records
 
 SCHEMA = "colobench.summary/1"
 NS_TO_MS = 1e-6
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
+RATE_TOLERANCE = 0.01
 
 
 def _vllm_keys(metric: str, d: Distribution) -> dict[str, float | None]:
@@ -30,24 +37,47 @@ def _vllm_keys(metric: str, d: Distribution) -> dict[str, float | None]:
             f"p90_{metric}_ms": d.p90, f"p99_{metric}_ms": d.p99}
 
 
-def instance_phase_metrics(records: list[RequestRecord]) -> dict[str, Any]:
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _open_loop(sent_by_rep: dict[int, list[RequestRecord]], ok: list[RequestRecord],
+               requested_rate: float | None) -> dict[str, Any]:
+    """Requested vs achieved rate and the schedule lag of an open-loop phase."""
+    achieved = _mean([m.achieved_rate_req_s(v) for v in sent_by_rep.values()])
+    lag = Distribution.of([lag for r in ok if (lag := m.schedule_lag_ns(r)) is not None]).scaled(NS_TO_MS)
+    error = achieved / requested_rate - 1 if achieved and requested_rate else None
+    return {
+        "requested_rate": requested_rate,
+        "achieved_rate": achieved,
+        "rate_error_pct": error * 100 if error is not None else None,
+        "rate_ok": abs(error) <= RATE_TOLERANCE if error is not None else None,
+        "mean_schedule_lag_ms": lag.mean, "p99_schedule_lag_ms": lag.p99,
+        "schedule_lag_ms": lag.to_dict(),
+    }
+
+
+def instance_phase_metrics(records: list[RequestRecord], workload: dict[str, Any] | None = None) -> dict[str, Any]:
     """Metrics of one instance in one run from its records (all repetitions)."""
     ok = m.measured(records)
-    failed = [r for r in records if not r.warmup and not r.ok]
+    sent = [r for r in records if not r.warmup]
+    failed = [r for r in sent if not r.ok]
     by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
+    sent_by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
     for r in ok:
         by_rep[r.repetition].append(r)
+    for r in sent:
+        sent_by_rep[r.repetition].append(r)
     reps = sorted(by_rep)
-    out_tput = [m.output_throughput_tok_s(by_rep[k]) for k in reps]
-    req_tput = [m.request_throughput_req_s(by_rep[k]) for k in reps]
     dists = {
         "ttft": Distribution.of([m.ttft_ns(r) for r in ok]).scaled(NS_TO_MS),
         "tpot": Distribution.of([t for r in ok if (t := m.tpot_ns(r)) is not None]).scaled(NS_TO_MS),
         "itl": Distribution.of([g for r in ok for g in m.itl_ns(r)]).scaled(NS_TO_MS),
         "e2el": Distribution.of([m.e2el_ns(r) for r in ok]).scaled(NS_TO_MS),
     }
-    out_d = Distribution.of([v for v in out_tput if v is not None])
-    req_d = Distribution.of([v for v in req_tput if v is not None])
+    out_d = Distribution.of([v for k in reps if (v := m.output_throughput_tok_s(by_rep[k])) is not None])
+    req_d = Distribution.of([v for k in reps if (v := m.request_throughput_req_s(by_rep[k])) is not None])
     total_in = sum(r.prompt_tokens for r in ok)
     total_out = sum(len(r.token_ns) for r in ok)
     duration = sum(m.window_s(by_rep[k]) for k in reps)
@@ -62,6 +92,7 @@ def instance_phase_metrics(records: list[RequestRecord]) -> dict[str, Any]:
         "request_throughput": req_d.mean,
         "output_throughput": out_d.mean,
         "total_token_throughput": (total_in + total_out) / duration if duration > 0 else None,
+        "mean_concurrency": _mean([m.mean_concurrency(by_rep[k]) for k in reps]),
     }
     for name in LATENCY_METRICS:
         result.update(_vllm_keys(name, dists[name]))
@@ -70,9 +101,11 @@ def instance_phase_metrics(records: list[RequestRecord]) -> dict[str, Any]:
         "output_throughput_tok_s": out_d.to_dict(),
         "request_throughput_req_s": req_d.to_dict(),
     }
+    if any(r.scheduled_ns is not None for r in sent):
+        result["open_loop"] = _open_loop(sent_by_rep, ok, (workload or {}).get("rate"))
     result["errors"] = dict(Counter(r.error or "unknown" for r in failed))
     if ok:
-        result["window_ns"] = [min(r.submit_ns for r in ok), max(r.done_ns for r in ok)]
+        result["window_ns"] = [min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok)]
     return result
 
 
@@ -80,49 +113,67 @@ def load_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
-    """Rebuild the whole summary from the files of a run directory."""
-    manifest = load_json(run_dir / "manifest.json")
-    plan = manifest["plan"]
+def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs, phases, interference and instance facts of one point's runs."""
     phases: dict[str, dict[str, Any]] = {"solo": {}, "colocated": {}}
-    runs: dict[str, Any] = {}
+    run_entries: dict[str, Any] = {}
     problems: list[str] = []
-    instance_facts: dict[str, Any] = {}
-    for run in plan["runs"]:
+    facts: dict[str, Any] = {}
+    for run in runs:
         rdir = run_dir / "runs" / run["run_id"]
-        state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started", "workers": {}}
-        run_entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {}}
+        state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
+        entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {}}
         for inst in run["instances"]:
             name = inst["name"]
             worker = state.get("workers", {}).get(name, {})
-            run_entry["workers"][name] = {k: worker.get(k) for k in ("status", "reason", "pid", "exitcode")}
+            entry["workers"][name] = {k: worker.get(k) for k in ("status", "reason", "pid", "exitcode")}
             if worker.get("status") in ("died", "failed", "interrupted"):
                 problems.append(f"{run['run_id']}: {name} {worker.get('status')}: {worker.get('reason')}")
             info = worker.get("info") or {}
-            instance_facts.setdefault(name, {
+            f = facts.setdefault(name, {
                 "model": inst["model"], "preset": inst.get("preset"), "backend": inst["backend"],
                 "device": inst["device"], "dtype": inst["dtype"], "cpu_threads": inst["cpu_threads"],
                 "workload": inst["workload"],
             })
-            for key in ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture"):
+            for key in ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture",
+                        "load_model", "parallel"):
                 if info.get(key) is not None:
-                    instance_facts[name].setdefault(key, info[key])
+                    f.setdefault(key, info[key])
             if info.get("device"):
-                instance_facts[name].setdefault("device_info", info["device"])
-            records = read_records(rdir / "records" / f"{name}.jsonl")
+                f.setdefault("device_info", info["device"])
             if state.get("status") == "not started":
                 continue
-            metrics = instance_phase_metrics(records)
+            metrics = instance_phase_metrics(read_records(rdir / "records" / f"{name}.jsonl"), inst["workload"])
             metrics["peak_memory_bytes"] = worker.get("peak_memory_bytes")
+            metrics["load_model"] = info.get("load_model")
+            metrics["parallel"] = info.get("parallel")
             phases[run["phase"]][name] = metrics
-        runs[run["run_id"]] = run_entry
+        run_entries[run["run_id"]] = entry
     return {
-        "schema": SCHEMA,
-        "experiment": plan["name"],
-        "colobench_version": manifest.get("colobench_version"),
-        "instances": instance_facts,
-        "runs": runs,
+        "instances": facts,
+        "runs": run_entries,
         "phases": {k: v for k, v in phases.items() if v},
         "interference": interference(phases["solo"], phases["colocated"]),
         "problems": problems,
     }
+
+
+def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
+    """Rebuild the whole summary from the files of a run directory."""
+    manifest = load_json(run_dir / "manifest.json")
+    plan = manifest["plan"]
+    head = {"schema": SCHEMA, "experiment": plan["name"], "colobench_version": manifest.get("colobench_version")}
+    points = plan.get("points") or [{"id": "", "axes": {}}]
+    by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in plan["runs"]:
+        by_point[run.get("point", "")].append(run)
+    if len(points) == 1 and not points[0]["id"]:
+        return {**head, **summarize_point(run_dir, by_point[""])}
+    out_points = []
+    problems: list[str] = []
+    for point in points:
+        body = summarize_point(run_dir, by_point[point["id"]])
+        problems += body.pop("problems")
+        out_points.append({"id": point["id"], **point["axes"], "axes": point["axes"], **body})
+    return {**head, "sweep": {"axes": list(points[0]["axes"])}, "points": out_points,
+            "batch_scaling": batch_scaling(out_points), "problems": problems}

@@ -1,18 +1,21 @@
-"""A backend with known timings: sleeps `ttft_ms`, then `tpot_ms` per further token.
+"""A backend with known timings: `ttft_ms` to the first token, then `tpot_ms` per token.
 
-It exercises the whole pipeline (spawn, barrier, records, summary) in milliseconds and without
-torch, and its ground truth makes the metric formulas checkable end to end. `fail_load` and
-`fail_batches` plant faults, to check that failures are recorded and the run carries on.
+It exercises the whole pipeline (spawn, barrier, schedulers, records, summary) in milliseconds
+and without torch, and its ground truth makes the metric formulas checkable end to end. With
+zero timings it returns at once, which is how the load generator's own overhead is measured.
+`fail_load` and `fail_batches` plant faults, to check that failures are recorded and the run
+carries on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Any
+from typing import Any, AsyncIterator
 
 from colobench.clock import now_ns
 from colobench.specs import FakeTimings
-from colobench.workload.synthetic import Batch
+from colobench.workload.synthetic import Batch, Request
 
 
 class FakeBackend:
@@ -38,6 +41,25 @@ class FakeBackend:
             time.sleep(self.timings.tpot_ms / 1e3)
             steps.append(now_ns())
         return steps
+
+    def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
+        return {"engine": "fake", "max_concurrency": max_concurrency}
+
+    async def stream(self, request: Request) -> AsyncIterator[list[int]]:
+        if request.request_id in self.timings.fail_batches:
+            raise RuntimeError("simulated out of memory")
+        ttft, tpot = self.timings.ttft_ms / 1e3, self.timings.tpot_ms / 1e3
+        start = time.perf_counter()
+        # sleep to absolute targets so per-token error does not accumulate
+        for k in range(request.output_tokens):
+            target = start + ttft + k * tpot
+            delay = target - time.perf_counter()
+            if delay > 0 or k == 0:
+                await asyncio.sleep(max(delay, 0))
+            yield [now_ns()]
+
+    def stop_streaming(self) -> None:
+        pass
 
     def stop(self) -> None:
         pass

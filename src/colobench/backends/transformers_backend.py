@@ -2,7 +2,15 @@
 
 Static batching with exact output lengths: `min_new_tokens = max_new_tokens = N`, so the
 end-of-sequence token is suppressed and every request produces exactly N tokens, as the
-workload asked. Greedy decoding (no sampling cost in the step time).
+workload asked. Greedy decoding (no sampling cost in the step time). Prompts of different
+lengths in one batch are left-padded with an attention mask, as any static-batching server
+does; the batch runs to its longest output and shorter requests finish at their own step.
+
+Streaming (closed and open loop) uses transformers' continuous-batching manager: a background
+thread schedules requests into a paged KV cache and decodes them together; requests join and
+leave between steps. Its KV cache is sized explicitly (`kv_cache_tokens`), never from free
+memory, so two co-located workers cannot each grab most of the RAM. Token timestamps are the
+manager's own, taken in its thread when a step's tokens reach the host.
 
 Per-step timing: `generate` calls its stopping criteria once per decoding step, right after the
 new tokens are appended. `_StepClock` is such a criterion that never stops anything; it
@@ -13,11 +21,14 @@ end-of-sequence, so the extra synchronise costs nothing measurable.)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, AsyncIterator
 
 from colobench.clock import now_ns
 from colobench.devices import Device
-from colobench.workload.synthetic import Batch
+from colobench.workload.synthetic import Batch, Request
+
+STREAM_PAGE_TOKENS = 64
+STREAM_MIN_BATCH_TOKENS = 256
 
 
 def torch_dtype(name: str) -> Any:
@@ -109,10 +120,17 @@ class TransformersBackend:
 
         clock = _StepClock(self.device.synchronize)
         n = batch.output_tokens
+        longest = max(len(p) for p in batch.prompts)
+        ids = torch.full((len(batch.prompts), longest), self._pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, prompt in enumerate(batch.prompts):  # left padding: every prompt ends at the last column
+            ids[row, longest - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, longest - len(prompt):] = 1
         with torch.inference_mode():
-            ids = torch.tensor(batch.prompts, dtype=torch.long).to(self.device.torch_device())
+            dev = self.device.torch_device()
+            ids, mask = ids.to(dev), mask.to(dev)
             out = self.model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
                 do_sample=False, stopping_criteria=StoppingCriteriaList([clock]), pad_token_id=self._pad_id,
             )
         generated = out.shape[1] - ids.shape[1]
@@ -120,5 +138,55 @@ class TransformersBackend:
             raise RuntimeError(f"asked for {n} tokens, got {generated} ({len(clock.step_ns)} timed steps)")
         return clock.step_ns
 
+    def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
+        from transformers import GenerationConfig
+        from transformers.generation.configuration_utils import ContinuousBatchingConfig
+
+        page = STREAM_PAGE_TOKENS
+        # whole pages per request, plus one spare page per request for partially filled pages
+        num_blocks = -(-kv_cache_tokens // page) + max_concurrency
+        max_batch_tokens = max(STREAM_MIN_BATCH_TOKENS, min(max_request_tokens + max_concurrency, 8192))
+        config = ContinuousBatchingConfig(
+            page_size=page, num_blocks=num_blocks, max_batch_tokens=max_batch_tokens,
+            max_requests_per_batch=max_concurrency, allow_block_sharing=False,
+        )
+        generation = GenerationConfig(do_sample=False, eos_token_id=-1, max_new_tokens=max_request_tokens)
+        self._manager = self.model.init_continuous_batching(generation_config=generation,
+                                                            continuous_batching_config=config)
+        self._manager.start()
+        self._stream_ids = 0
+        return {"engine": "transformers-continuous-batching", "kv_cache_tokens": num_blocks * page,
+                "page_tokens": page, "max_batch_tokens": max_batch_tokens, "max_concurrency": max_concurrency}
+
+    async def stream(self, request: Request) -> AsyncIterator[list[int]]:
+        import asyncio
+
+        results: asyncio.Queue = asyncio.Queue()
+        self._stream_ids += 1
+        rid = f"r{request.request_id}-{self._stream_ids}"
+        self._manager.register_result_handler(rid, results.put_nowait)
+        added = self._manager.add_request(list(request.prompt), request_id=rid, max_new_tokens=request.output_tokens,
+                                          streaming=True, record_timestamps=True, eos_token_id=-1)
+        if added is None:
+            raise RuntimeError("continuous-batching manager refused the request (stopped or queue full)")
+        seen = 0
+        while True:
+            result = await results.get()
+            if result.error:
+                raise RuntimeError(f"generation failed: {result.error}")
+            stamps = result.timestamps or []
+            if len(stamps) > seen:
+                yield [int(t * 1e9) for t in stamps[seen:]]  # perf_counter seconds -> the records' ns clock
+                seen = len(stamps)
+            if result.is_finished():
+                return
+
+    def stop_streaming(self) -> None:
+        manager, self._manager = getattr(self, "_manager", None), None
+        if manager is not None:
+            manager.stop(block=True, timeout=60)
+            manager.destroy()
+
     def stop(self) -> None:
+        self.stop_streaming()
         self.model = None

@@ -57,7 +57,8 @@ def _death_reason(exitcode: int | None, reported: str | None) -> str:
 
 def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
-              load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S) -> dict[str, Any]:
+              load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
+              prompts_files: dict[str, str] | None = None) -> dict[str, Any]:
     """Run `run` in worker processes; return the run record (also written to run.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "records").mkdir(exist_ok=True)
@@ -66,7 +67,7 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     go = [ctx.Event() for _ in range(run.repetitions)]
     names = [i.name for i in run.instances]
     state: dict[str, Any] = {
-        "run_id": run.run_id, "phase": run.phase, "repetitions": run.repetitions,
+        "run_id": run.run_id, "point": run.point, "phase": run.phase, "repetitions": run.repetitions,
         "instances": [i.model_dump() for i in run.instances], "status": "starting",
         "started_unix_s": wall_unix_s(), "repetition_start_ns": [],
         "workers": {n: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None}
@@ -78,7 +79,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     procs: dict[str, Any] = {}
     for inst in run.instances:
         p = ctx.Process(target=worker_main, name=f"colobench-{inst.name}", daemon=True,
-                        args=(inst.model_dump(), run.run_id, str(run_dir), run.repetitions, msgs, go, os.getpid()))
+                        args=(inst.model_dump(), run.run_id, str(run_dir), run.repetitions, msgs, go, os.getpid(),
+                              (prompts_files or {}).get(inst.name)))
         p.start()
         procs[inst.name] = p
         state["workers"][inst.name]["pid"] = p.pid

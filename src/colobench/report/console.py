@@ -58,14 +58,34 @@ def _bytes(n: int | None) -> str:
 
 def instance_header(name: str, facts: dict[str, Any]) -> str:
     wl = facts.get("workload", {})
+    load = facts.get("load_model") or "static"
+    parallel = facts.get("parallel")
+    if load == "static":
+        shape = f"static batch {parallel or wl.get('batch_size')}"
+    elif load == "closed":
+        shape = f"closed loop, concurrency {parallel or wl.get('concurrency')}"
+    else:
+        shape = f"open loop, {wl.get('arrival')} {wl.get('rate')} req/s"
     params = facts.get("parameters")
     size = f", {params / 1e6:,.1f} M params, {_bytes(facts.get('weight_bytes'))} weights" if params else ""
     info = facts.get("device_info") or {}
     dev_name = f" ({escape(str(info['name']))})" if info.get("name") else ""
     return (f"[bold]{escape(name)}[/]: {escape(str(facts.get('model')))} on {escape(str(facts.get('device')))}"
             f"{dev_name}, {facts.get('dtype')}, {facts.get('cpu_threads')} CPU thread(s){size}; "
-            f"batch {wl.get('batch_size')}, prompt {wl.get('prompt_tokens')}, output {wl.get('output_tokens')}, "
-            f"{wl.get('requests')} requests x {facts.get('repetitions', '?')} repetitions")
+            f"{shape}, prompt {_length(wl.get('prompt_tokens'))}, output {_length(wl.get('output_tokens'))}, "
+            f"{_bound(wl)} x {facts.get('repetitions', '?')} repetitions")
+
+
+def _length(value: Any) -> str:
+    if isinstance(value, dict):
+        if value.get("mean") is not None:
+            return f"{value['mean']}±{value.get('std')}"
+        return f"{value.get('min')}..{value.get('max')}"
+    return str(value)
+
+
+def _bound(wl: dict[str, Any]) -> str:
+    return f"{wl['duration_s']:g} s" if wl.get("duration_s") else f"{wl.get('requests')} requests"
 
 
 def instance_table(name: str, solo: dict[str, Any] | None, coloc: dict[str, Any] | None) -> Table:
@@ -114,7 +134,76 @@ def interference_table(summary: dict[str, Any]) -> Table | None:
     return table
 
 
+def _fmt_axis(value: Any) -> str:
+    return escape(str(value))
+
+
+def sweep_table(summary: dict[str, Any]) -> Table:
+    axes = summary.get("sweep", {}).get("axes", [])
+    table = Table(show_edge=False, header_style="bold", title="sweep", title_justify="left")
+    for col in ["point", *axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50 ms", "TPOT ms",
+                "E2E p50 ms", "rate req/s", "scaling"]:
+        table.add_column(col, justify="left" if col in ("point", "instance", "phase", "load", *axes) else "right")
+    for point in summary.get("points", []):
+        scaling = (point.get("interference") or {}).get("throughput_scaling")
+        for phase, by_instance in point.get("phases", {}).items():
+            for name, mt in by_instance.items():
+                ol = mt.get("open_loop") or {}
+                rate = (f"{_num(ol.get('achieved_rate'), 1)}/{_num(ol.get('requested_rate'), 1)}"
+                        if ol else "-")
+                table.add_row(escape(point["id"]), *(_fmt_axis(point["axes"].get(a)) for a in axes), escape(name),
+                              phase, f"{mt.get('load_model') or '-'} x{mt.get('parallel') or '-'}",
+                              f"{mt['completed']}/{mt['failed']}", _num(mt.get("output_throughput"), 1),
+                              _num(mt.get("median_ttft_ms")), _pm(mt["distributions"].get("tpot_ms")),
+                              _num(mt.get("median_e2el_ms")), rate,
+                              f"{scaling:.2f}x" if scaling is not None and phase == "colocated" else "-")
+        if not point.get("phases"):
+            table.add_row(escape(point["id"]), *(_fmt_axis(point["axes"].get(a)) for a in axes), "-", "-", "-",
+                          "[red]no data[/]", *["-"] * 6)
+    return table
+
+
+def batch_scaling_tables(summary: dict[str, Any]) -> list[Table]:
+    tables = []
+    for group in summary.get("batch_scaling", []):
+        others = ", ".join(f"{k}={v}" for k, v in group["axes"].items())
+        title = f"batch scaling: {group['instance']} ({group['phase']}{', ' + others if others else ''})"
+        table = Table(show_edge=False, header_style="bold", title=escape(title), title_justify="left")
+        for col in ("batch", "tok/s", "speed-up", "linearity", "request latency ms", "step latency ms"):
+            table.add_column(col, justify="right")
+        for row in group["rows"]:
+            lin = row.get("linearity")
+            colour = "green" if lin and lin >= 0.8 else "yellow" if lin and lin >= 0.5 else "red"
+            table.add_row(str(row["batch_size"]), _num(row.get("output_throughput"), 1),
+                          f"{row['speedup']:.2f}x" if row.get("speedup") else "-",
+                          f"[{colour}]{lin * 100:.0f}%[/]" if lin else "-",
+                          _num(row.get("mean_e2el_ms")), _num(row.get("mean_tpot_ms")))
+        tables.append(table)
+    return tables
+
+
+def print_sweep(summary: dict[str, Any], console: Console) -> None:
+    console.print()
+    console.print(sweep_table(summary))
+    for table in batch_scaling_tables(summary):
+        console.print()
+        console.print(table)
+    verdicts = [(p["id"], v) for p in summary.get("points", []) for v in (p.get("interference") or {}).get("verdicts", [])
+                if v["verdict"] not in ("ok", "stable", "few_requests")]
+    if verdicts:
+        console.print()
+        console.print("[bold]verdicts[/]")
+        for point_id, v in verdicts:
+            console.print(f"  [yellow]{v['verdict']:<15}[/] {escape(point_id)} {escape(v['subject'])}: "
+                          f"{escape(v['detail'])}")
+    for problem in summary.get("problems", []):
+        console.print(f"  [red]problem[/] {escape(problem)}")
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
+    if "points" in summary:
+        print_sweep(summary, console)
+        return
     phases = summary.get("phases", {})
     names = list(summary.get("instances", {}))
     reps = None
@@ -127,6 +216,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print(instance_header(name, facts))
         if solo or coloc:
             console.print(instance_table(name, solo, coloc))
+            for label, mt in (("solo", solo), ("co-located", coloc)):
+                ol = (mt or {}).get("open_loop")
+                if ol:
+                    console.print(f"  {label} open loop: {_num(ol.get('achieved_rate'))} req/s sent for "
+                                  f"{_num(ol.get('requested_rate'))} requested, schedule lag mean "
+                                  f"{_num(ol.get('mean_schedule_lag_ms'), 3)} ms, p99 {_num(ol.get('p99_schedule_lag_ms'), 3)} ms",
+                                  style="dim")
             if (solo or {}).get("peak_memory_bytes") or (coloc or {}).get("peak_memory_bytes"):
                 console.print(f"  peak memory: solo {_bytes((solo or {}).get('peak_memory_bytes'))}, "
                               f"co-located {_bytes((coloc or {}).get('peak_memory_bytes'))}", style="dim")

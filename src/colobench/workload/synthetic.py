@@ -1,17 +1,21 @@
-"""Token-exact synthetic prompts from a seeded generator.
+"""Token-exact requests from a seeded generator.
 
 A prompt here is a list of token ids, so its length is exact by construction (text prompts
-re-tokenise to a different length on every tokenizer). Ids are drawn uniformly from the
-ordinary part of the vocabulary: the lowest ids and the top of large vocabularies, where
-tokenizers put control tokens (Llama-3 keeps 256 of them above id 128000), are avoided, so
-no prompt contains an end-of-sequence or chat-template marker by accident.
+re-tokenise to a different length on every tokenizer). Synthetic ids are drawn uniformly from
+the ordinary part of the vocabulary: the lowest ids and the top of large vocabularies, where
+tokenizers put control tokens (Llama-3 keeps 256 of them above id 128000), are avoided, so no
+prompt contains an end-of-sequence or chat-template marker by accident.
 
-The same (seed, count, length, vocabulary) always gives the same prompts, in every process.
+Lengths are fixed or drawn from a distribution (`{mean, std}` normal, rounded and at least 1;
+`{min, max}` uniform). Prompts from a file or the built-in set arrive as a pool of token-id
+lists and are used in a seeded shuffled order, cycling when more requests than prompts are
+needed. The same seed always gives the same requests, in every process.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,14 +24,28 @@ HIGH_RESERVED_IDS = 512
 
 
 @dataclass(frozen=True)
+class Request:
+    request_id: int
+    prompt: tuple[int, ...]
+    output_tokens: int
+
+
+@dataclass(frozen=True)
 class Batch:
     """Requests generated together in one static batch."""
 
     batch_id: int
-    request_ids: tuple[int, ...]
-    prompts: tuple[tuple[int, ...], ...]
-    output_tokens: int
+    requests: tuple[Request, ...]
     warmup: bool
+
+    @property
+    def prompts(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(r.prompt for r in self.requests)
+
+    @property
+    def output_tokens(self) -> int:
+        """Steps the batch runs: its longest output."""
+        return max(r.output_tokens for r in self.requests)
 
 
 def token_id_range(vocab_size: int) -> tuple[int, int]:
@@ -37,23 +55,35 @@ def token_id_range(vocab_size: int) -> tuple[int, int]:
     return low, max(low + 1, vocab_size - high_reserved)
 
 
-def synthetic_prompts(count: int, prompt_tokens: int, vocab_size: int, seed: int) -> np.ndarray:
-    """`count` prompts of exactly `prompt_tokens` ids each, shape (count, prompt_tokens), int64."""
-    low, high = token_id_range(vocab_size)
+def sample_lengths(length: Any, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` lengths from a fixed int or a `LengthDist`-like object (mean/std or min/max)."""
+    if isinstance(length, (int, np.integer)):
+        return np.full(count, int(length), dtype=np.int64)
+    if getattr(length, "mean", None) is not None:
+        drawn = np.rint(rng.normal(length.mean, length.std or 0.0, size=count))
+        return np.clip(drawn, 1, length.upper_bound()).astype(np.int64)
+    return rng.integers(length.min, length.max + 1, size=count, dtype=np.int64)
+
+
+def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_size: int, seed: int,
+                   prompt_pool: list[list[int]] | None = None) -> list[Request]:
+    """`count` requests with ids 0..count-1. With a `prompt_pool`, prompts come from it (their own
+    lengths); otherwise they are synthetic with `prompt_tokens` lengths."""
     rng = np.random.default_rng(seed)
-    return rng.integers(low, high, size=(count, prompt_tokens), dtype=np.int64)
+    outputs = sample_lengths(output_tokens, count, rng)
+    if prompt_pool:
+        order = rng.permutation(len(prompt_pool))
+        prompts = [tuple(prompt_pool[order[k % len(order)]]) for k in range(count)]
+    else:
+        lengths = sample_lengths(prompt_tokens, count, rng)
+        low, high = token_id_range(vocab_size)
+        flat = rng.integers(low, high, size=int(lengths.sum()), dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        prompts = [tuple(flat[bounds[k]:bounds[k + 1]].tolist()) for k in range(count)]
+    return [Request(k, prompts[k], int(outputs[k])) for k in range(count)]
 
 
-def make_batches(
-    count: int, batch_size: int, prompt_tokens: int, output_tokens: int, vocab_size: int, seed: int,
-    warmup: bool = False,
-) -> list[Batch]:
-    """`count` requests in static batches of `batch_size` (the last one smaller when `count` is
-    not a multiple), request ids 0..count-1, prompts from `synthetic_prompts(seed)`."""
-    prompts = synthetic_prompts(count, prompt_tokens, vocab_size, seed)
-    batches: list[Batch] = []
-    for start in range(0, count, batch_size):
-        end = min(start + batch_size, count)
-        rows = tuple(tuple(int(t) for t in prompts[k]) for k in range(start, end))
-        batches.append(Batch(len(batches), tuple(range(start, end)), rows, output_tokens, warmup))
-    return batches
+def static_batches(requests: list[Request], batch_size: int, warmup: bool = False) -> list[Batch]:
+    """Consecutive requests grouped in batches of `batch_size` (the last one may be smaller)."""
+    return [Batch(k // batch_size, tuple(requests[k:k + batch_size]), warmup)
+            for k in range(0, len(requests), batch_size)]

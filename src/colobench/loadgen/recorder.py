@@ -1,0 +1,41 @@
+"""Turns what a load generator saw into `RequestRecord`s, appended as each request completes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from colobench.records import RecordWriter, RequestRecord
+from colobench.workload.synthetic import Request
+
+
+@dataclass
+class Recorder:
+    writer: RecordWriter
+    instance: str
+    run_id: str
+    repetition: int = 0
+    warmup: bool = False
+    completed: int = 0
+    failed: int = 0
+
+    def record(self, request: Request, submit_ns: int, token_ns: list[int], error: str | None = None,
+               scheduled_ns: int | None = None, batch_id: int = -1, batch_size: int = 1) -> None:
+        ok = error is None and len(token_ns) == request.output_tokens
+        if error is None and not ok:
+            error = f"expected {request.output_tokens} tokens, got {len(token_ns)}"
+        self.writer.write(RequestRecord(
+            instance=self.instance, run_id=self.run_id, repetition=self.repetition, request_id=request.request_id,
+            batch_id=batch_id, batch_size=batch_size, prompt_tokens=len(request.prompt),
+            output_tokens=len(token_ns), submit_ns=submit_ns, scheduled_ns=scheduled_ns, token_ns=token_ns,
+            done_ns=token_ns[-1] if token_ns else None, warmup=self.warmup, ok=ok, error=error,
+        ))
+        if ok:
+            self.completed += 1
+        else:
+            self.failed += 1
+
+
+def error_text(exc: BaseException) -> str:
+    """`ExcType: first line of the message`, for records and summaries."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {text}".rstrip(": ")

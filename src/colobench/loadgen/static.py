@@ -1,0 +1,40 @@
+"""Static batching: batches generated back to back, each request submitted with its batch.
+
+A batch runs until its longest request is done; request i owns the first `output_tokens` steps
+of the batch. A batch that fails (out of memory, say) is recorded as failed requests and the
+next batch runs; too many failures in a row stop the worker with the last error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from colobench.clock import now_ns
+from colobench.loadgen.recorder import Recorder, error_text
+from colobench.workload.synthetic import Batch
+
+MAX_CONSECUTIVE_FAILED_BATCHES = 3
+
+
+def run_static(backend: Any, batches: Iterable[Batch], recorder: Recorder, deadline_ns: int | None = None,
+               on_batch: Callable[[int], None] | None = None, on_error: Callable[[], None] | None = None) -> None:
+    """Run `batches` in order (stop early once `deadline_ns` has passed)."""
+    failures = 0
+    for batch in batches:
+        if deadline_ns is not None and now_ns() >= deadline_ns:
+            return
+        submit = now_ns()
+        try:
+            steps, error = backend.generate(batch), None
+        except Exception as exc:
+            steps, error = [], error_text(exc)
+            if on_error:
+                on_error()
+        for request in batch.requests:
+            recorder.record(request, submit, steps[:request.output_tokens], error, batch_id=batch.batch_id,
+                            batch_size=len(batch.requests))
+        if on_batch:
+            on_batch(len(batch.requests))
+        failures = failures + 1 if error else 0
+        if failures >= MAX_CONSECUTIVE_FAILED_BATCHES:
+            raise RuntimeError(f"{failures} batches failed in a row, last: {error}")

@@ -1,0 +1,91 @@
+"""Closed- and open-loop load against a streaming backend, on one asyncio event loop.
+
+Closed loop: `concurrency` requests are in flight at all times; each completion sends the next.
+Open loop: request k is due at `start + offset[k]` (absolute deadlines on the monotonic clock,
+so lateness never accumulates into the achieved rate); with a concurrency cap a due request
+waits for a free slot. Each record keeps `scheduled_ns` (when it was due) and `submit_ns` (when
+it was actually sent): their difference is the schedule lag, which includes any wait for a slot,
+and latency is measured from the schedule, as a user would feel it.
+
+Timer precision: the event loop's sleep resolution is about a millisecond, so the driver sleeps
+until just before a deadline and then yields to the loop (which keeps serving token streams)
+until the deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable, Iterator
+
+from colobench.clock import now_ns
+from colobench.loadgen.recorder import Recorder, error_text
+from colobench.workload.synthetic import Request
+
+SPIN_BEFORE_DEADLINE_NS = 1_000_000
+
+
+async def _send(backend: Any, request: Request, recorder: Recorder, scheduled_ns: int | None,
+                on_done: Callable[[int], None] | None) -> None:
+    submit = now_ns()
+    tokens: list[int] = []
+    error = None
+    try:
+        async for chunk in backend.stream(request):
+            tokens.extend(chunk)
+    except Exception as exc:  # a failed request is recorded; the others carry on
+        error = error_text(exc)
+    recorder.record(request, submit, tokens, error, scheduled_ns=scheduled_ns)
+    if on_done:
+        on_done(1)
+
+
+async def _sleep_until(deadline_ns: int) -> None:
+    delay = deadline_ns - now_ns()
+    if delay > SPIN_BEFORE_DEADLINE_NS:
+        await asyncio.sleep((delay - SPIN_BEFORE_DEADLINE_NS) / 1e9)
+    while now_ns() < deadline_ns:
+        await asyncio.sleep(0)
+
+
+async def closed_loop(backend: Any, requests: Iterator[Request], concurrency: int, recorder: Recorder,
+                      deadline_ns: int | None = None, on_done: Callable[[int], None] | None = None) -> None:
+    """Keep `concurrency` requests in flight until `requests` runs out or `deadline_ns` passes."""
+
+    async def slot() -> None:
+        for request in requests:  # a shared iterator: each slot takes the next request
+            if deadline_ns is not None and now_ns() >= deadline_ns:
+                return
+            await _send(backend, request, recorder, None, on_done)
+
+    await asyncio.gather(*(slot() for _ in range(concurrency)))
+
+
+async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float], recorder: Recorder,
+                    max_concurrency: int | None = None, on_done: Callable[[int], None] | None = None) -> int:
+    """Send request k at start + offsets_s[k]; return the start time (ns)."""
+    slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+    start = now_ns()
+    tasks = []
+
+    async def send_in_slot(request: Request, due: int) -> None:
+        assert slots is not None
+        try:
+            await _send(backend, request, recorder, due, on_done)
+        finally:
+            slots.release()
+
+    for request, offset in zip(requests, offsets_s):
+        due = start + int(offset * 1e9)
+        await _sleep_until(due)
+        if slots is not None:
+            await slots.acquire()
+            tasks.append(asyncio.create_task(send_in_slot(request, due)))
+        else:
+            tasks.append(asyncio.create_task(_send(backend, request, recorder, due, on_done)))
+    await asyncio.gather(*tasks)
+    return start
+
+
+def run(coro: Any) -> Any:
+    """Run a driver coroutine on a fresh event loop (uvloop is not required)."""
+    return asyncio.run(coro)

@@ -1,0 +1,59 @@
+"""When requests arrive in an open-loop workload.
+
+Open loop means arrivals do not wait for earlier requests to finish: a real service sees users
+arrive whether it keeps up or not, and a closed-loop client hides overload by slowing down.
+
+- `poisson`: exponential gaps, the memoryless arrivals of many independent users.
+- `gamma`: gamma-distributed gaps with shape k = 1 / burstiness. Burstiness 1 is Poisson; above
+  1 requests come in clumps (cv of the gaps = sqrt(burstiness)); below 1 they are more regular.
+- `constant`: evenly spaced.
+
+The gaps are drawn from a seeded generator, then scaled so the schedule's mean rate is exactly
+the requested rate: (n - 1) / (t[n-1] - t[0]) = rate. The shape of the gap distribution is kept;
+only the sampling error of a finite draw (about 1/sqrt(n) of the rate) is removed, so the
+achieved rate can be judged against the requested rate to 1%, not to the luck of the draw.
+
+Times are offsets in seconds from the start of the window; the scheduler turns them into
+absolute deadlines on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ARRIVALS = ("poisson", "gamma", "constant")
+
+
+def interarrival_gaps_s(count: int, rate: float, arrival: str = "poisson", burstiness: float = 1.0,
+                        seed: int = 0) -> np.ndarray:
+    """`count - 1` gaps in seconds whose mean is exactly 1 / rate."""
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0 requests/s (got {rate})")
+    if burstiness <= 0:
+        raise ValueError(f"burstiness must be > 0 (got {burstiness})")
+    n = max(count - 1, 0)
+    if n == 0:
+        return np.zeros(0)
+    rng = np.random.default_rng(seed)
+    if arrival == "constant":
+        gaps = np.ones(n)
+    elif arrival == "poisson":
+        gaps = rng.exponential(1.0, size=n)
+    elif arrival == "gamma":
+        shape = 1.0 / burstiness
+        gaps = rng.gamma(shape, 1.0 / shape, size=n)
+    else:
+        raise ValueError(f"arrival must be one of {', '.join(ARRIVALS)} (got {arrival!r})")
+    return gaps * (1.0 / rate) / gaps.mean()
+
+
+def arrival_offsets_s(count: int, rate: float, arrival: str = "poisson", burstiness: float = 1.0,
+                      seed: int = 0) -> np.ndarray:
+    """Offsets of `count` arrivals from the window start; the first arrives at 0."""
+    gaps = interarrival_gaps_s(count, rate, arrival, burstiness, seed)
+    return np.concatenate([[0.0], np.cumsum(gaps)]) if count > 0 else np.zeros(0)
+
+
+def count_for_duration(rate: float, duration_s: float) -> int:
+    """Arrivals in a window of `duration_s` at `rate`: the schedule then spans the window."""
+    return max(1, int(round(rate * duration_s)))

@@ -1,0 +1,128 @@
+"""Prompts from files and the built-in set, turned into token ids once, before the run.
+
+Accepted files (read from local disk only):
+
+- JSONL, one object per line with `prompt` (text) or `messages` (a chat: a list of
+  `{"role", "content"}` objects). Chat prompts go through the tokenizer's chat template with the
+  generation prompt added, as a serving stack would.
+- ShareGPT JSON: a list of `{"conversations": [{"from": "human"|"gpt", "value": ...}, ...]}`; the
+  first human turn is the prompt.
+
+Tokenisation happens in the parent before anything runs (so a prompt longer than the model's
+context is an error up front) and the ids are handed to the workers; the hot path never
+tokenises. Random-weight presets have no tokenizer: their prompts are synthetic token ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from colobench.errors import SpecError
+
+BUILTIN_CATEGORIES = ("zh_qa", "en_qa", "code", "reasoning", "long_summary")
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    """A prompt before tokenisation: plain text or a chat."""
+
+    text: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+    category: str | None = None
+
+
+def _message_list(value: Any, where: str, field: str) -> tuple[dict[str, str], ...]:
+    if not isinstance(value, list) or not value:
+        raise SpecError(where, field, "must be a non-empty list of {role, content} objects", show_value=False)
+    for k, msg in enumerate(value):
+        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or not isinstance(msg.get("content"), str):
+            raise SpecError(where, f"{field}[{k}]", "each message needs string 'role' and 'content'", show_value=False)
+    return tuple({"role": m["role"], "content": m["content"]} for m in value)
+
+
+def read_jsonl_prompts(path: Path) -> list[TextPrompt]:
+    prompts = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SpecError(where, "", f"not valid JSON ({exc.msg}); prompt files are JSONL, one object a line",
+                                show_value=False) from None
+            if not isinstance(obj, dict):
+                raise SpecError(where, "", "each line must be a JSON object", show_value=False)
+            category = obj.get("category") if isinstance(obj.get("category"), str) else None
+            if isinstance(obj.get("prompt"), str) and obj["prompt"]:
+                prompts.append(TextPrompt(text=obj["prompt"], category=category))
+            elif "messages" in obj:
+                prompts.append(TextPrompt(messages=_message_list(obj["messages"], where, "messages"), category=category))
+            else:
+                raise SpecError(where, "", "line has neither a 'prompt' string nor a 'messages' list", show_value=False)
+    return prompts
+
+
+def read_sharegpt(path: Path, data: Any) -> list[TextPrompt]:
+    if not isinstance(data, list):
+        raise SpecError(str(path), "", "ShareGPT files are a JSON list of conversations", show_value=False)
+    prompts = []
+    for k, item in enumerate(data):
+        turns = item.get("conversations") if isinstance(item, dict) else None
+        if not isinstance(turns, list):
+            raise SpecError(str(path), f"[{k}].conversations", "missing or not a list", show_value=False)
+        first = next((t for t in turns if isinstance(t, dict) and t.get("from") in ("human", "user")), None)
+        if first is None or not isinstance(first.get("value"), str) or not first["value"]:
+            continue  # conversations without a human turn are skipped, as in vLLM's benchmark
+        prompts.append(TextPrompt(text=first["value"]))
+    return prompts
+
+
+def read_prompt_file(path: str | Path) -> list[TextPrompt]:
+    """Prompts of a JSONL or ShareGPT JSON file, or a `SpecError` naming the file and line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SpecError(str(path), "", "prompt file not found", show_value=False)
+    text_head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+    if text_head.startswith("["):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{path}:{exc.lineno}", "", f"not valid JSON ({exc.msg})", show_value=False) from None
+        prompts = read_sharegpt(path, data)
+    else:
+        prompts = read_jsonl_prompts(path)
+    if not prompts:
+        raise SpecError(str(path), "", "prompt file holds no prompts", show_value=False)
+    return prompts
+
+
+def builtin_prompts(categories: list[str] | None = None) -> list[TextPrompt]:
+    """The shipped prompt set, optionally only some categories."""
+    unknown = sorted(set(categories or []) - set(BUILTIN_CATEGORIES))
+    if unknown:
+        raise SpecError("prompts", "builtin", f"unknown categories {unknown}; known: {', '.join(BUILTIN_CATEGORIES)}",
+                        show_value=False)
+    path = resources.files("colobench.workload").joinpath("builtin_prompts.jsonl")
+    with resources.as_file(path) as real:
+        prompts = read_jsonl_prompts(Path(real))
+    return [p for p in prompts if not categories or p.category in categories]
+
+
+def tokenize(prompts: list[TextPrompt], tokenizer: Any) -> list[list[int]]:
+    """Token ids of each prompt: plain text encoded as is, chats through the chat template."""
+    out = []
+    for p in prompts:
+        if p.messages is not None:
+            ids = tokenizer.apply_chat_template(list(p.messages), add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            out.append([int(t) for t in ids])
+        else:
+            out.append([int(t) for t in tokenizer.encode(p.text)])
+    return out
