@@ -58,7 +58,7 @@ def test_single_instance_is_one_solo_run():
     ({"model": "tiny", "device": "cuda:7"}, "instances[0].device", "device not available"),
     ({"model": "tiny", "device": "npu:0"}, "instances[0].device", "device not available"),
     ({"model": "tiny", "workload": {"prompt_tokens": 8000, "output_tokens": 500}}, "instances[0].workload",
-     "exceeds the model's context of 8192"),
+     "exceed the model's context of 8192"),
 ])
 def test_preflight_errors(instance, field, fragment):
     import torch

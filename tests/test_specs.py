@@ -11,7 +11,7 @@ def test_defaults_and_derived_names():
                                 "t")
     assert spec.instance_names() == ["tiny-1", "tiny-2", "llama-3.2-1b"]
     assert spec.repetitions == 3
-    assert spec.workload.prompt_tokens == 128 and spec.workload.warmup_batches == 1
+    assert spec.workload.prompt_tokens == 128 and spec.workload.warmup_requests is None
 
 
 def test_instance_workload_overrides_only_given_fields():

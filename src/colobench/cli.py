@@ -43,9 +43,12 @@ FLAG_FIELDS = {  # spec field -> the flag that sets it, for error messages about
 
 
 def _flag_name(field: str) -> str:
-    for pattern, flag in FLAG_FIELDS.items():
-        if re.fullmatch(pattern, field):
-            return flag
+    # flags set the experiment's workload; preflight names the instance it checked
+    candidates = [field, re.sub(r"^instances\[\d+\]\.workload", "workload", field)]
+    for candidate in candidates:
+        for pattern, flag in FLAG_FIELDS.items():
+            if re.fullmatch(pattern, candidate):
+                return flag
     return field
 
 
@@ -69,16 +72,24 @@ class _RichProgress:
         self.tasks: dict[str, Any] = {}
 
     def __enter__(self) -> "_RichProgress":
-        self.bar.start()
+        self.started = False  # drawn from the first event on, so an early error prints alone
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.stop()
+        if self.started:
+            self.bar.stop()
+
+    def _start(self) -> None:
+        if not self.started:
+            self.bar.start()
+            self.started = True
 
     def phase(self, text: str) -> None:
+        self._start()
         self.console.print(escape(text), style="dim")
 
     def run_started(self, run_id: str, total_requests: int | None) -> None:
+        self._start()
         self.tasks[run_id] = self.bar.add_task(f"{run_id}: loading", total=total_requests)
 
     def requests_done(self, run_id: str, instance: str, count: int) -> None:

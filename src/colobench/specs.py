@@ -183,6 +183,7 @@ class FakeTimings(_Frozen):
     load_s: float = Field(0.0, ge=0)
     fail_batches: list[int] = Field(default_factory=list, description="measured batch ids that raise (fault tests)")
     fail_load: bool = Field(False, description="raise while loading (fault tests)")
+    fail_above_batch: int | None = Field(None, gt=0, description="batches larger than this raise out of memory")
 
 
 class InstanceSpec(_Frozen):

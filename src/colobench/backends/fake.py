@@ -3,7 +3,7 @@
 It exercises the whole pipeline (spawn, barrier, schedulers, records, summary) in milliseconds
 and without torch, and its ground truth makes the metric formulas checkable end to end. With
 zero timings it returns at once, which is how the load generator's own overhead is measured.
-`fail_load` and `fail_batches` plant faults, to check that failures are recorded and the run
+`fail_load`, `fail_batches` and `fail_above_batch` plant faults, to check that failures are recorded and the run
 carries on.
 """
 
@@ -32,7 +32,8 @@ class FakeBackend:
                 "ttft_ms": self.timings.ttft_ms, "tpot_ms": self.timings.tpot_ms}
 
     def generate(self, batch: Batch) -> list[int]:
-        if not batch.warmup and batch.batch_id in self.timings.fail_batches:
+        too_big = self.timings.fail_above_batch is not None and len(batch.requests) > self.timings.fail_above_batch
+        if too_big or (not batch.warmup and batch.batch_id in self.timings.fail_batches):
             raise RuntimeError("simulated out of memory")
         steps = []
         time.sleep(self.timings.ttft_ms / 1e3)

@@ -144,7 +144,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     elif warmup:
         streaming.run(streaming.closed_loop(backend, iter(warmup), min(parallel, len(warmup)), recorder))
     if warmup and recorder.failed:
-        raise RuntimeError(f"warm-up failed ({recorder.failed} of {len(warmup)} requests)")
+        raise RuntimeError(f"warm-up failed ({recorder.failed} of {len(warmup)} requests): {recorder.last_error}")
 
     if device is not None:
         device.reset_peak_memory()

@@ -17,6 +17,7 @@ class Recorder:
     warmup: bool = False
     completed: int = 0
     failed: int = 0
+    last_error: str | None = None
 
     def record(self, request: Request, submit_ns: int, token_ns: list[int], error: str | None = None,
                scheduled_ns: int | None = None, batch_id: int = -1, batch_size: int = 1) -> None:
@@ -33,6 +34,7 @@ class Recorder:
             self.completed += 1
         else:
             self.failed += 1
+            self.last_error = error
 
 
 def error_text(exc: BaseException) -> str:

@@ -36,6 +36,8 @@ def _num(v: float | None, digits: int = 2) -> str:
 def _pm(d: dict[str, Any] | None) -> str:
     if not d or not d.get("count"):
         return "-"
+    if d["count"] == 1:
+        return _num(d["mean"])
     return f"{_num(d['mean'])} ± {_num(d['std'])}"
 
 
@@ -223,9 +225,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                                   f"{_num(ol.get('requested_rate'))} requested, schedule lag mean "
                                   f"{_num(ol.get('mean_schedule_lag_ms'), 3)} ms, p99 {_num(ol.get('p99_schedule_lag_ms'), 3)} ms",
                                   style="dim")
-            if (solo or {}).get("peak_memory_bytes") or (coloc or {}).get("peak_memory_bytes"):
-                console.print(f"  peak memory: solo {_bytes((solo or {}).get('peak_memory_bytes'))}, "
-                              f"co-located {_bytes((coloc or {}).get('peak_memory_bytes'))}", style="dim")
+            peaks = [f"{label} {_bytes(mt['peak_memory_bytes'])}" for label, mt in (("solo", solo), ("co-located", coloc))
+                     if mt and mt.get("peak_memory_bytes")]
+            if peaks:
+                console.print(f"  peak memory: {', '.join(peaks)}", style="dim")
         else:
             console.print("  no measurements", style="yellow")
     table = interference_table(summary)

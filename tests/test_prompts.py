@@ -1,0 +1,67 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from colobench.errors import SpecError
+from colobench.workload.prompts import BUILTIN_CATEGORIES, builtin_prompts, read_prompt_file, tokenize
+
+
+def test_jsonl_prompts_and_messages(tmp_path: Path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "hello there"}\n\n{"messages": [{"role": "user", "content": "hi"}]}\n')
+    prompts = read_prompt_file(f)
+    assert prompts[0].text == "hello there" and prompts[1].messages == ({"role": "user", "content": "hi"},)
+
+
+def test_sharegpt(tmp_path: Path):
+    f = tmp_path / "sg.json"
+    f.write_text(json.dumps([
+        {"conversations": [{"from": "human", "value": "first question"}, {"from": "gpt", "value": "answer"}]},
+        {"conversations": [{"from": "gpt", "value": "no human turn"}]},
+        {"conversations": [{"from": "human", "value": "second"}]},
+    ]))
+    assert [p.text for p in read_prompt_file(f)] == ["first question", "second"]
+
+
+@pytest.mark.parametrize("content, fragment, line", [
+    ("", "holds no prompts", None),
+    ('{"prompt": "ok"}\nnot json at all\n', "not valid JSON", 2),
+    ('{"prompt": "ok"}\n{"text": "wrong field"}\n', "neither a 'prompt' string nor a 'messages' list", 2),
+    ('{"prompt": "ok"}\n{"prompt": "ok"}\n{"messages": [{"role": "user"}]}\n', "'role' and 'content'", 3),
+    ('[1, 2]', "conversations", None),
+])
+def test_prompt_file_errors_name_the_line(tmp_path: Path, content, fragment, line):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(content)
+    with pytest.raises(SpecError) as info:
+        read_prompt_file(f)
+    message = str(info.value)
+    assert fragment in message
+    assert message.startswith(f"{f}:{line}:" if line else f"{f}")
+
+
+def test_missing_prompt_file(tmp_path: Path):
+    with pytest.raises(SpecError, match="prompt file not found"):
+        read_prompt_file(tmp_path / "nope.jsonl")
+
+
+def test_builtin_set_covers_the_categories():
+    prompts = builtin_prompts()
+    assert {p.category for p in prompts} == set(BUILTIN_CATEGORIES)
+    assert any(p.messages for p in prompts) and any(p.text for p in prompts)
+    assert all(p.category == "code" for p in builtin_prompts(["code"]))
+    with pytest.raises(SpecError, match="unknown categories"):
+        builtin_prompts(["poetry"])
+
+
+def test_tokenize_text_and_chat(tokenizer_checkpoint: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_checkpoint)
+    prompts = builtin_prompts(["en_qa"])
+    ids = tokenize(prompts, tok)
+    assert len(ids) == len(prompts) and all(ids) and all(isinstance(t, int) for t in ids[0])
+    chat = next(k for k, p in enumerate(prompts) if p.messages)
+    expected = tok.apply_chat_template(list(prompts[chat].messages), add_generation_prompt=True, tokenize=False)
+    assert tok.decode(ids[chat]) == expected and expected.endswith("<|assistant|>")

@@ -1,0 +1,88 @@
+import pytest
+
+from colobench.cli import _build_spec
+from colobench.errors import SpecError
+from colobench.plan import plan_experiment
+from colobench.specs import experiment_from_dict
+from colobench.sweep import expand
+
+NO_FLAGS = {"--prompt-tokens": None, "--output-tokens": None, "--requests": None, "--batch-size": None,
+            "--concurrency": None, "--rate": None, "--duration": None, "--load": None, "--arrival": None,
+            "--burstiness": None, "--dtype": None, "--device": None, "--scenario": None}
+
+
+def test_inline_lists_become_axes_with_stable_ids():
+    spec = experiment_from_dict({"name": "llama1b", "instances": [{"model": "tiny"}],
+                                 "workload": {"batch_size": [1, 8]}, "scenario": ["short", "long"]}, "t")
+    assert spec.sweep == {"workload.batch_size": [1, 8], "scenario": ["short", "long"]}
+    points = expand(spec)
+    assert [p.id for p in points] == ["llama1b-bs1-short", "llama1b-bs1-long", "llama1b-bs8-short", "llama1b-bs8-long"]
+    assert points[2].axes == {"batch_size": 8, "scenario": "short"}
+    assert points[3].spec.workload_for(0).batch_size == 8 and points[3].spec.workload_for(0).prompt_tokens == 4096
+    assert [p.id for p in expand(spec)] == [p.id for p in points]  # same spec, same ids
+
+
+def test_explicit_sweep_aliases_and_instance_axes():
+    spec = experiment_from_dict({"name": "x", "instances": [{"model": "tiny"}, {"model": "tiny"}],
+                                 "sweep": {"dtype": ["bfloat16", "float32"], "instances.1.workload.rate": [2.0, 4]}}, "t")
+    ids = [p.id for p in expand(spec)]
+    assert ids == ["x-bf16-i1r2", "x-bf16-i1r4", "x-fp32-i1r2", "x-fp32-i1r4"]
+    point = expand(spec)[1]
+    assert point.axes == {"dtype": "bfloat16", "rate[1]": 4}
+    assert point.spec.workload_for(0).load_model == "static" and point.spec.workload_for(1).rate == 4.0
+    assert all(i.dtype == "bfloat16" for i in point.spec.instances)
+
+
+def test_plan_names_runs_under_points():
+    spec = experiment_from_dict({"name": "t", "instances": [{"model": "tiny"}, {"model": "tiny"}],
+                                 "workload": {"concurrency": [1, 4]}}, "t")
+    plan = plan_experiment(spec, cpu_count=2)
+    assert [r.run_id for r in plan.runs] == ["t-c1/solo-tiny-1", "t-c1/solo-tiny-2", "t-c1/colocated",
+                                            "t-c4/solo-tiny-1", "t-c4/solo-tiny-2", "t-c4/colocated"]
+    assert plan.runs[5].instances[0].workload.concurrency == 4 and plan.runs[5].point == "t-c4"
+    assert plan.runs[2].instances[0].memory_share == 0.5
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"sweep": {"colour": [1, 2]}}, "unknown sweep axis 'colour'"),
+    ({"sweep": {"batch_size": []}}, "non-empty list"),
+    ({"sweep": {"batch_size": [2, 2]}}, "repeats a value"),
+    ({"sweep": {"scenario": ["short", "huge"]}}, "unknown scenario 'huge'"),
+])
+def test_bad_axes(data, fragment):
+    with pytest.raises(SpecError, match=fragment):
+        experiment_from_dict({"instances": [{"model": "tiny"}], **data}, "exp.yaml")
+
+
+def test_a_bad_point_is_named():
+    spec = experiment_from_dict({"name": "s", "instances": [{"model": "tiny"}], "workload": {"batch_size": [1, 0]}},
+                                "exp.yaml")
+    with pytest.raises(SpecError) as info:
+        expand(spec, "exp.yaml")
+    assert str(info.value).startswith("exp.yaml (sweep point s-bs0): workload.batch_size")
+
+
+def test_cli_lists_become_axes():
+    flags = {**NO_FLAGS, "--batch-size": "1,2,4,8", "--scenario": "short,long", "--dtype": "bfloat16",
+             "--output-tokens": "16"}
+    spec, source = _build_spec(None, ["tiny"], flags, None, None, None, None, None)
+    assert source == "command line" and spec.name == "tiny"
+    assert spec.sweep == {"workload.batch_size": [1, 2, 4, 8], "scenario": ["short", "long"]}
+    assert spec.instances[0].dtype == "bfloat16" and spec.workload.output_tokens == 16
+    assert expand(spec)[-1].id == "tiny-bs8-long"
+    spec, _ = _build_spec(None, ["tiny", "tiny"], {**NO_FLAGS, "--rate": "5,10", "--concurrency": "max"}, None,
+                          None, None, None, None)
+    assert spec.name == "tiny-x2" and spec.sweep == {"workload.rate": [5.0, 10.0]}
+    assert spec.workload.concurrency == "max"
+
+
+@pytest.mark.parametrize("flag, text, fragment", [
+    ("--batch-size", "1,x", "--batch-size: 'x' is not an integer"),
+    ("--rate", "0", "--rate: Input should be greater than 0"),
+    ("--concurrency", "0", "--concurrency: must be greater than 0"),
+    ("--rate", "fast", "--rate: 'fast' is not a number"),
+])
+def test_cli_bad_lists(flag, text, fragment):
+    with pytest.raises(SpecError) as info:
+        _build_spec(None, ["tiny"], {**NO_FLAGS, flag: text}, None, None, None, None, None)
+    assert fragment in str(info.value)
