@@ -294,6 +294,8 @@ def _expected_requests(wl: Any) -> int | None:
     """Requests one repetition will send, for the progress bar (None when bounded by time)."""
     if wl.duration_s:
         return round(wl.rate * wl.duration_s) if wl.load_model == "open" else None
+    if "max" in (wl.batch_size, wl.concurrency):
+        return None  # the worker resolves "max" from device memory and may raise the count
     return wl.requests
 
 

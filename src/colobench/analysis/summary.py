@@ -136,7 +136,7 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
                 "workload": inst["workload"],
             })
             for key in ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture",
-                        "load_model", "parallel"):
+                        "load_model", "parallel", "requests_raised_to"):
                 if info.get(key) is not None:
                     f.setdefault(key, info[key])
             if info.get("device"):

@@ -126,6 +126,9 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     else:
         # a duration-bounded run cycles through a pool of requests until time is up
         count = wl.requests if not wl.duration_s else max(wl.requests, 4 * parallel)
+        if count < parallel and "max" in (wl.batch_size, wl.concurrency):
+            count = parallel  # "max" means a full batch (or full concurrency) at least once per repetition
+            info["requests_raised_to"] = count
     measured = build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, wl.seed, pool)
     n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
         min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if load == "open" else parallel)

@@ -75,7 +75,7 @@ def instance_header(name: str, facts: dict[str, Any]) -> str:
     return (f"[bold]{escape(name)}[/]: {escape(str(facts.get('model')))} on {escape(str(facts.get('device')))}"
             f"{dev_name}, {facts.get('dtype')}, {facts.get('cpu_threads')} CPU thread(s){size}; "
             f"{shape}, prompt {_length(wl.get('prompt_tokens'))}, output {_length(wl.get('output_tokens'))}, "
-            f"{_bound(wl)} x {facts.get('repetitions', '?')} repetitions")
+            f"{_bound(wl, facts.get('requests_raised_to'))} x {facts.get('repetitions', '?')} repetitions")
 
 
 def _length(value: Any) -> str:
@@ -86,8 +86,10 @@ def _length(value: Any) -> str:
     return str(value)
 
 
-def _bound(wl: dict[str, Any]) -> str:
-    return f"{wl['duration_s']:g} s" if wl.get("duration_s") else f"{wl.get('requests')} requests"
+def _bound(wl: dict[str, Any], raised_to: int | None = None) -> str:
+    if wl.get("duration_s"):
+        return f"{wl['duration_s']:g} s"
+    return f"{raised_to or wl.get('requests')} requests"
 
 
 def instance_table(name: str, solo: dict[str, Any] | None, coloc: dict[str, Any] | None) -> Table:
