@@ -32,7 +32,7 @@ from colobench.errors import ColobenchError
 from colobench.launch.local import RunInterrupted, run_local, write_json_atomic
 from colobench.models.presets import ensure_preset, is_built
 from colobench.plan import ExperimentPlan, check_plan, plan_experiment
-from colobench.specs import ExperimentSpec, InstanceSpec
+from colobench.specs import ExperimentSpec, InstanceSpec, redact
 
 DEFAULT_RUNS_DIR = Path("colobench-runs")
 
@@ -82,6 +82,83 @@ def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
     return plan
 
 
+def _http_get(url: str, headers: dict[str, str], timeout_s: float = 5.0) -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> dict[str, list[str]]:
+    """Check every endpoint before anything runs: reachable, and serving the model asked for.
+    Asks `/v1/models`; a server without it gets one tiny probe request instead."""
+    from colobench.backends.openai_http import auth_headers, endpoint_url, request_body
+    from colobench.errors import SpecError
+    from colobench.workload.synthetic import Request
+
+    served: dict[str, list[str]] = {}
+    for k, inst in enumerate(plan.instances):
+        if inst.backend != "openai" or inst.endpoint is None:
+            continue
+        cfg = inst.endpoint
+        headers = auth_headers(cfg)
+        url = cfg.base_url.rstrip("/") + "/models"
+        try:
+            status, body = _http_get(url, headers)
+        except OSError as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SpecError(source, f"instances[{k}].base_url", f"cannot reach the server ({reason})",
+                            cfg.base_url) from None
+        if status == 200:
+            try:
+                names = [m.get("id") for m in json.loads(body).get("data", [])]
+            except (ValueError, AttributeError):
+                names = []
+            served[cfg.base_url] = names
+            if names and inst.model not in names:
+                raise SpecError(source, f"instances[{k}].model",
+                                f"not served at {cfg.base_url} (it serves: {', '.join(map(str, names))})", inst.model)
+            continue
+        if status in (401, 403):
+            raise SpecError(source, f"instances[{k}].api_key_env", f"the server refused the credentials (HTTP {status})",
+                            cfg.api_key_env)
+        # no /models: one short non-streaming request tells whether URL and model are right
+        import urllib.error
+        import urllib.request
+
+        probe = request_body(cfg, inst.model, Request(0, (), 1, text="Hello"), stream=False)
+        req = urllib.request.Request(endpoint_url(cfg.base_url, cfg.api), data=json.dumps(probe).encode(),
+                                     headers={"Content-Type": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(req, timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise SpecError(source, f"instances[{k}]", f"probe request to {cfg.base_url} failed with HTTP {exc.code}",
+                            show_value=False) from None
+        except OSError as exc:
+            raise SpecError(source, f"instances[{k}].base_url", f"cannot reach the server ({exc})", cfg.base_url) from None
+    return served
+
+
+def scrape_metrics(run: Any, rdir: Path, when: str) -> None:
+    """Save each endpoint's Prometheus text to runs/<run>/metrics/<instance>.<when>.prom (fail-soft)."""
+    for inst in run.instances:
+        if inst.endpoint is None or not inst.endpoint.metrics_url:
+            continue
+        (rdir / "metrics").mkdir(parents=True, exist_ok=True)
+        try:
+            status, body = _http_get(inst.endpoint.metrics_url, {})
+            text = body.decode("utf-8", "replace") if status == 200 else f"# scrape failed: HTTP {status}\n"
+        except OSError as exc:
+            text = f"# scrape failed: {exc}\n"
+        (rdir / "metrics" / f"{inst.name}.{when}.prom").write_text(text)
+
+
 def _prompt_key(model_path: str, prompts: Any) -> str:
     import hashlib
 
@@ -96,9 +173,19 @@ def tokenize_prompts(plan: ExperimentPlan, source: str = "experiment") -> dict[s
     from colobench.plan import _max_context
     from colobench.workload.prompts import builtin_prompts, read_prompt_file, tokenize
 
-    out: dict[str, list[list[int]]] = {}
+    out: dict[str, list[Any]] = {}
     for inst in plan.instances:
         src = inst.workload.prompts
+        if src is not None and inst.backend == "openai":
+            key = _prompt_key(inst.model, src)
+            if key not in out:  # endpoints take text; the server tokenizes
+                texts = read_prompt_file(src.file) if src.file else builtin_prompts(
+                    None if src.builtin == "all" else list(src.builtin))
+                out[key] = [{"text": t.text} if t.text is not None else {"messages": list(t.messages)} for t in texts]
+            if inst.endpoint.api == "completions" and any("messages" in p for p in out[key]):
+                raise SpecError(src.file or "built-in prompts", "", f"chat prompts (messages) need api: chat for "
+                                f"{inst.name}", show_value=False)
+            continue
         if src is None or inst.backend != "transformers" or not inst.model_path:
             continue
         key = _prompt_key(inst.model_path, src)
@@ -200,7 +287,7 @@ def _check_resumable(run_dir: Path, spec: ExperimentSpec) -> dict[str, Any]:
         raise ColobenchError(f"--resume {run_dir}: no manifest.json there; nothing to resume")
     manifest = json.loads(manifest_file.read_text())
     before = json.loads(json.dumps(manifest.get("experiment"), default=str))
-    now = json.loads(json.dumps(spec.model_dump(), default=str))
+    now = json.loads(json.dumps(redact(spec.model_dump()), default=str))
     if before != now:
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         raise ColobenchError(f"--resume {run_dir}: the experiment differs from the one that run started "
@@ -226,6 +313,7 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
     progress = progress or Progress()
     plan = prepare(spec, source)
     prompt_sets = tokenize_prompts(plan, source)
+    probe_endpoints(plan, source)
     run_dir = Path(out) if out else new_run_dir(spec.name)
     previous = None
     if resume:
@@ -247,8 +335,8 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
         "created_unix_s": wall_unix_s(),
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": command,
-        "experiment": spec.model_dump(),
-        "plan": plan.model_dump(),
+        "experiment": redact(spec.model_dump()),
+        "plan": redact(plan.model_dump()),
         "environment": environment(),
         "devices": {},
     }
@@ -269,8 +357,8 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
             counts = [_expected_requests(i.workload) for i in run.instances]
             total = None if None in counts else sum(counts) * run.repetitions
             progress.run_started(run.run_id, total)
-            files = {i.name: prompt_files[_prompt_key(i.model_path, i.workload.prompts)]
-                     for i in run.instances if i.workload.prompts is not None and i.model_path}
+            files = {i.name: prompt_files[_prompt_key(i.model_path or i.model, i.workload.prompts)]
+                     for i in run.instances if i.workload.prompts is not None and (i.model_path or i.endpoint)}
 
             def on_event(kind: str, name: str, payload: Any, run_id: str = run.run_id) -> None:
                 if kind == "loaded" and isinstance(payload, dict) and payload.get("device"):
@@ -280,9 +368,11 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
                         write_json_atomic(run_dir / "manifest.json", manifest)
                 progress.worker_event(run_id, kind, name, payload)
 
+            scrape_metrics(run, rdir, "before")
             state = run_local(run, rdir,
                               on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
                               on_event=on_event, prompts_files=files)
+            scrape_metrics(run, rdir, "after")
             progress.run_finished(run.run_id, state)
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True

@@ -39,6 +39,12 @@ FLAG_FIELDS = {  # spec field -> the flag that sets it, for error messages about
     r"instances\[\d+\]\.device": "--device",
     r"instances\[\d+\]\.dtype": "--dtype",
     r"instances\[\d+\]\.model": "--model",
+    r"instances\[\d+\]\.base_url": "--endpoint",
+    r"instances\[\d+\]\.api": "--api",
+    r"instances\[\d+\]\.api_key_env": "--api-key-env",
+    r"instances\[\d+\]\.tokenizer": "--tokenizer",
+    r"instances\[\d+\]\.client_processes": "--client-processes",
+    r"instances\[\d+\]": "--endpoint",
 }
 
 
@@ -158,17 +164,36 @@ def _default_name(models: list[str]) -> str:
     return "+".join(unique)
 
 
+def _endpoint_instances(endpoints: list[str], models: list[str], endpoint_opts: dict[str, Any]) -> list[dict]:
+    """`--endpoint URL` instances: one per URL, each serving the -m name in the same position (or
+    the only -m name for all)."""
+    if not models:
+        raise SpecError("command line", "--model", "an --endpoint needs the served model name: -m NAME",
+                        show_value=False)
+    if len(models) not in (1, len(endpoints)):
+        raise SpecError("command line", "--model", f"give one -m for all {len(endpoints)} endpoints, or one each",
+                        show_value=False)
+    names = models * len(endpoints) if len(models) == 1 else models
+    opts = {k: v for k, v in endpoint_opts.items() if v is not None}
+    return [{"backend": "openai", "base_url": url, "model": m, **opts} for url, m in zip(endpoints, names)]
+
+
 def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, Optional[str]],
                 repetitions: Optional[int], prompts: Optional[str], name: Optional[str], cache_dir: Optional[Path],
-                resume_dir: Optional[Path]):
+                resume_dir: Optional[Path], endpoints: Optional[list[str]] = None,
+                endpoint_opts: Optional[dict[str, Any]] = None):
     from colobench import api
     from colobench.specs import experiment_from_dict, load_experiment_yaml
     from colobench.sweep import canonical_path
 
-    if experiment is not None and models:
-        raise ColobenchError(f"{experiment}: give the models either in the file or with --model, not both")
+    if experiment is not None and (models or endpoints):
+        raise ColobenchError(f"{experiment}: give the instances either in the file or with --model/--endpoint, not both")
     given = {flag: text for flag, text in flags.items() if text is not None}
-    if experiment is not None:
+    if endpoints:
+        source = "command line"
+        data = {"name": _default_name(models or ["endpoint"]),
+                "instances": _endpoint_instances(endpoints, models, endpoint_opts or {})}
+    elif experiment is not None:
         data = load_experiment_yaml(experiment).model_dump(exclude_unset=True)
         source = str(experiment)
     elif models:
@@ -250,6 +275,13 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="experiment name (prefix of sweep point ids)"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where presets are built (default ~/.cache/colobench)"),
     json_only: bool = typer.Option(False, "--json", help="print only the summary JSON line on stdout"),
+    endpoint: list[str] = typer.Option([], "--endpoint", "-e", help="OpenAI-compatible base URL (http://host:port/v1); "
+                                       "repeat to co-locate; -m gives the served model name"),
+    api_kind: Optional[str] = typer.Option(None, "--api", help="endpoints: completions or chat"),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="endpoints: variable holding the API key"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="endpoints: local tokenizer to count tokens"),
+    scrape_metrics: bool = typer.Option(False, "--scrape-metrics", help="endpoints: keep /metrics before and after"),
+    client_processes: Optional[int] = typer.Option(None, "--client-processes", help="endpoints: load-generator processes"),
 ) -> None:
     """Run each instance alone, then all together, and report how much they slow each other.
 
@@ -264,8 +296,13 @@ def run(
              "--scenario": scenario}
     if resume and out is None:
         raise ColobenchError("--resume needs --out: the run directory to resume")
+    endpoint_opts = {"api": api_kind, "api_key_env": api_key_env, "tokenizer": tokenizer,
+                     "metrics_url": "auto" if scrape_metrics else None, "client_processes": client_processes}
+    if not endpoint and any(v is not None for v in endpoint_opts.values()):
+        raise SpecError("command line", "--endpoint", "--api, --api-key-env, --tokenizer, --scrape-metrics and "
+                        "--client-processes apply to --endpoint instances", show_value=False)
     spec, source = _build_spec(experiment, model, flags, repetitions, prompts, name, cache_dir,
-                               out if resume else None)
+                               out if resume else None, endpoint, endpoint_opts)
     err = _stderr()
     try:
         with _RichProgress(err) as progress:
@@ -319,6 +356,49 @@ def presets() -> None:
     console = _stdout()
     console.print(table)
     console.print(f"cache: {escape(str(default_cache_dir()))}", style="dim")
+
+
+@app.command("fake-server")
+def fake_server(
+    port: int = typer.Option(8000, "--port", help="TCP port on 127.0.0.1"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    ttft_ms: float = typer.Option(50.0, "--ttft-ms", help="time to the first token"),
+    itl_ms: float = typer.Option(10.0, "--itl-ms", help="time between chunks"),
+    jitter_ms: float = typer.Option(0.0, "--jitter-ms", help="uniform +- jitter on every delay"),
+    error_rate: float = typer.Option(0.0, "--error-rate", help="fraction of requests that hit a fault"),
+    faults: str = typer.Option(",".join(("http_500", "cut", "malformed", "stall")), "--faults",
+                               help="faults drawn on error: http_500, cut, malformed, stall"),
+    model_names: str = typer.Option("fake-model", "--models", help="served model names, comma separated"),
+    tokens_per_chunk: int = typer.Option(1, "--tokens-per-chunk", help="tokens in each streamed chunk"),
+    usage: str = typer.Option("requested", "--usage", help="requested, always (in the last chunk) or never"),
+    no_done: bool = typer.Option(False, "--no-done", help="close the stream without data: [DONE]"),
+    keepalive: bool = typer.Option(False, "--keepalive", help="empty chunks and SSE comments between tokens"),
+    stamp: bool = typer.Option(False, "--stamp", help="server send times in every chunk (ground truth)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed of jitter and faults"),
+    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="require the key in this variable"),
+) -> None:
+    """Serve a fake OpenAI-compatible API with known timing and optional faults."""
+    import os
+
+    from colobench.serve.fake_openai import FAULTS, FakeServerConfig, serve
+
+    chosen = tuple(f for f in faults.split(",") if f)
+    unknown = [f for f in chosen if f not in FAULTS]
+    if unknown:
+        raise SpecError("command line", "--faults", f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}",
+                        show_value=False)
+    if usage not in ("requested", "always", "never"):
+        raise SpecError("command line", "--usage", "must be requested, always or never", usage)
+    if not 0 <= error_rate <= 1:
+        raise SpecError("command line", "--error-rate", "must be between 0 and 1", error_rate)
+    config = FakeServerConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, jitter_ms=jitter_ms, error_rate=error_rate,
+                              faults=chosen, models=tuple(m for m in model_names.split(",") if m),
+                              tokens_per_chunk=max(1, tokens_per_chunk), usage=usage, done=not no_done,
+                              keepalive=keepalive, stamp=stamp, seed=seed,
+                              require_api_key=os.environ.get(api_key_env) if api_key_env else None)
+    _stderr().print(f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
+                    f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")
+    serve(config, host=host, port=port)
 
 
 def main() -> None:

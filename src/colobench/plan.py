@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from colobench.errors import ColobenchError, SpecError
 from colobench.models.presets import PRESETS, default_cache_dir, preset_path
-from colobench.specs import ExperimentSpec, FakeTimings, WorkloadSpec
+from colobench.specs import EndpointConfig, ExperimentSpec, FakeTimings, WorkloadSpec
 
 
 class _Frozen(BaseModel):
@@ -47,6 +47,8 @@ class ResolvedInstance(_Frozen):
     memory_share: float = 1.0  # fraction of its device's memory this instance may plan for
     workload: WorkloadSpec
     fake: FakeTimings | None = None
+    endpoint: EndpointConfig | None = None
+    tokenizer: str | None = None  # openai backend: local tokenizer for counting tokens
 
 
 class RunSpec(_Frozen):
@@ -109,11 +111,19 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
     for k, inst in enumerate(spec.instances):
         preset, path = _model_source(inst.model, cache_dir) if inst.backend == "transformers" else (None, None)
         dtype = inst.dtype if inst.dtype != "auto" else default_dtype(devices[k])
+        workload = spec.workload_for(k)
+        device = devices[k]
+        if inst.backend == "openai":
+            device = "endpoint"
+            if workload.load_model == "static":
+                # a server has no static batch to ask for: `batch_size` requests in flight instead
+                workload = WorkloadSpec.model_validate({**workload.model_dump(exclude_unset=True), "load": "closed",
+                                                        "concurrency": workload.batch_size, "batch_size": 1})
         resolved.append(ResolvedInstance(
             name=names[k], model=inst.model, preset=preset, model_path=path, backend=inst.backend,
-            device=devices[k], dtype=dtype if inst.backend == "transformers" else "none",
+            device=device, dtype=dtype if inst.backend == "transformers" else "none",
             cpu_threads=inst.cpu_threads or share, memory_share=1.0 / devices.count(devices[k]),
-            workload=spec.workload_for(k), fake=inst.fake,
+            workload=workload, fake=inst.fake, endpoint=inst.endpoint_config(), tokenizer=inst.tokenizer,
         ))
     return resolved
 
@@ -184,6 +194,14 @@ def _check_point(point: PlannedPoint, source: str) -> None:
                                     f"not a preset ({presets}) and no such checkpoint folder", inst.model)
                 if not (path / "config.json").is_file():
                     raise SpecError(source, f"{field}.model", "checkpoint folder has no config.json", inst.model)
+        if inst.backend == "openai":
+            if inst.tokenizer and not Path(inst.tokenizer).expanduser().is_dir():
+                raise SpecError(source, f"{field}.tokenizer", "no such tokenizer folder", inst.tokenizer)
+            if inst.workload.prompts is not None and inst.workload.prompts.file is not None:
+                from colobench.workload.prompts import read_prompt_file
+
+                read_prompt_file(inst.workload.prompts.file)
+            continue
         context = _max_context(inst)
         wl = inst.workload
         if wl.prompts is not None:

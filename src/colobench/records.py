@@ -31,11 +31,13 @@ class RequestRecord:
     output_tokens: int
     submit_ns: int  # when the request was handed to the backend
     scheduled_ns: int | None = None  # open loop: when it was due (latency counts from here)
-    token_ns: list[int] = field(default_factory=list)  # one per output token, first token first
+    token_ns: list[int] = field(default_factory=list)  # one per output token (per content chunk for HTTP)
     done_ns: int | None = None
     warmup: bool = False
     ok: bool = True
     error: str | None = None
+    expected_output_tokens: int | None = None  # what was asked for, when it may differ (HTTP)
+    token_count_source: str | None = None  # HTTP: usage (server), tokenizer, or chunks (a lower bound)
 
     @property
     def first_token_ns(self) -> int | None:

@@ -186,12 +186,53 @@ class FakeTimings(_Frozen):
     fail_above_batch: int | None = Field(None, gt=0, description="batches larger than this raise out of memory")
 
 
-class InstanceSpec(_Frozen):
-    """One model on one backend on one device."""
+class EndpointConfig(_Frozen):
+    """How to talk to an OpenAI-compatible server (the `openai` backend's fields of an instance)."""
 
-    model: str = Field(min_length=1, description="preset name (see `colobench presets`) or a local HF checkpoint folder")
+    base_url: str
+    api: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    exact_output_fields: list[Literal["ignore_eos", "min_tokens"]] = Field(
+        default_factory=lambda: ["ignore_eos", "min_tokens"])
+    request_timeout_s: float = Field(600.0, gt=0)
+    stall_timeout_s: float = Field(60.0, gt=0)
+    metrics_url: str | None = None
+    client_processes: int = Field(1, gt=0)
+
+
+ENDPOINT_FIELDS = tuple(EndpointConfig.model_fields)
+
+
+class InstanceSpec(_Frozen):
+    """One model on one backend on one device, or one served model behind an endpoint.
+
+    For `backend: openai`, `model` is the served model name and the endpoint fields apply:
+    `base_url` (`http://host:port/v1`), `api` (completions or chat), `api_key_env` (the name of
+    the environment variable holding the key; the key itself is never written anywhere),
+    `headers` and `extra_body` (added to every request), `exact_output_fields` (ignore_eos and
+    min_tokens by default; [] for servers that refuse unknown fields), `tokenizer` (a local
+    folder, to count tokens when the server sends no usage), `metrics_url` (a Prometheus
+    `/metrics` URL, or `auto`, scraped before and after each run), `client_processes` (spread
+    the load generator over several processes), `request_timeout_s`, `stall_timeout_s`.
+    """
+
+    model: str = Field(min_length=1, description="preset name, local HF checkpoint folder, or served model name")
     name: str | None = Field(None, description="label in tables and file names; derived from `model` when absent")
-    backend: Literal["transformers", "fake"] = "transformers"
+    backend: Literal["transformers", "fake", "openai"] = "transformers"
+    base_url: str | None = Field(None, description="openai backend: http://host:port/v1")
+    api: Literal["completions", "chat"] = "completions"
+    api_key_env: str | None = Field(None, description="environment variable that holds the API key")
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    exact_output_fields: list[Literal["ignore_eos", "min_tokens"]] = Field(
+        default_factory=lambda: ["ignore_eos", "min_tokens"])
+    request_timeout_s: float = Field(600.0, gt=0)
+    stall_timeout_s: float = Field(60.0, gt=0)
+    metrics_url: str | None = Field(None, description="Prometheus URL scraped before and after each run, or auto")
+    client_processes: int = Field(1, gt=0, description="load-generator processes for this instance")
+    tokenizer: str | None = Field(None, description="local tokenizer folder for counting tokens without usage")
     device: str = Field("auto", description="auto, cpu, cuda[:N] or npu[:N]")
     dtype: Dtype = "auto"
     cpu_threads: int | None = Field(None, gt=0, description="torch threads for this worker; default shares the cores evenly")
@@ -206,6 +247,33 @@ class InstanceSpec(_Frozen):
         if not DEVICE_PATTERN.match(value):
             raise ValueError("device must be auto, cpu, cuda[:N] or npu[:N]")
         return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_format(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("base_url must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
+        return value
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> "InstanceSpec":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs base_url (http://host:port/v1)")
+        if self.backend != "openai":
+            if self.base_url:
+                raise ValueError("base_url applies to backend openai")
+            if self.client_processes != 1:
+                raise ValueError("client_processes applies to backend openai")
+        return self
+
+    def endpoint_config(self) -> EndpointConfig | None:
+        if self.backend != "openai":
+            return None
+        metrics = self.metrics_url
+        if metrics == "auto":
+            metrics = re.sub(r"/v1/?$", "", self.base_url.rstrip("/")) + "/metrics"
+        return EndpointConfig(**{f: getattr(self, f) for f in ENDPOINT_FIELDS if f != "metrics_url"},
+                              metrics_url=metrics)
 
     @field_validator("name")
     @classmethod
@@ -311,6 +379,25 @@ class ExperimentSpec(_Frozen):
             message = first["msg"].removeprefix("Value error, ")
             raise ValueError(f"instances[{index}].workload{'.' + where if where else ''}: {message}") from None
         return merged
+
+
+SECRET_HEADER = ("auth", "key", "token", "secret", "cookie", "password")
+
+
+def redact(data: Any) -> Any:
+    """A copy of a spec dump with header values that look like credentials replaced, for
+    everything written to disk (manifest, run.json). Keys belong in `api_key_env`."""
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            if k == "headers" and isinstance(v, dict):
+                out[k] = {h: ("<redacted>" if any(s in h.lower() for s in SECRET_HEADER) else val) for h, val in v.items()}
+            else:
+                out[k] = redact(v)
+        return out
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
 
 
 def model_label(model: str) -> str:

@@ -17,6 +17,9 @@ from typing import Any
 SCALING_BOTTLENECK_FRACTION = 0.75  # of the ideal N: 1.5x for two instances
 STABLE_CV = 0.10
 MIN_REQUESTS_FOR_P99 = 100
+CLIENT_CPU_BOUND = 0.90  # of one core
+CLIENT_LOOP_LAG_MS = 10.0
+CLIENT_CONCURRENCY_FRACTION = 0.75
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -57,10 +60,41 @@ def _stability(name: str, phase: str, metrics: dict[str, Any]) -> list[dict[str,
                     "value": open_loop["achieved_rate"], "threshold": open_loop["requested_rate"],
                     "detail": f"sent {open_loop['achieved_rate']:.2f} req/s for {open_loop['requested_rate']:.2f} "
                               f"requested ({open_loop['rate_error_pct']:+.1f}%, more than 1% off)"})
+    client = metrics.get("client") or {}
+    if metrics.get("backend") == "openai":
+        reasons = []
+        if (client.get("cpu_util_max") or 0) >= CLIENT_CPU_BOUND:
+            reasons.append(f"load generator at {client['cpu_util_max'] * 100:.0f}% of a core")
+        if (client.get("loop_lag_p99_ms") or 0) > CLIENT_LOOP_LAG_MS:
+            reasons.append(f"event-loop lag p99 {client['loop_lag_p99_ms']:.1f} ms")
+        target = metrics.get("parallel")
+        achieved = metrics.get("mean_concurrency")
+        if metrics.get("load_model") == "closed" and target and achieved is not None \
+                and achieved < CLIENT_CONCURRENCY_FRACTION * target:
+            reasons.append(f"mean concurrency {achieved:.1f} of {target} asked")
+        if open_loop.get("rate_ok") is False:
+            reasons.append("achieved rate off target")
+        if reasons:
+            out.append({"check": "client", "subject": f"{name}/{phase}", "verdict": "client_bound",
+                        "value": client.get("cpu_util_max"), "threshold": CLIENT_CPU_BOUND,
+                        "detail": "the client may be the bottleneck: " + "; ".join(reasons)
+                                  + " (add client_processes, or run the client on another host)"})
+    if metrics.get("output_length_mismatch"):
+        out.append({"check": "output_length", "subject": f"{name}/{phase}", "verdict": "inexact_lengths",
+                    "value": metrics["output_length_mismatch"], "threshold": 0,
+                    "detail": f"{metrics['output_length_mismatch']} request(s) got a different output length than "
+                              "asked: the server may ignore ignore_eos/min_tokens (see exact_output_fields, extra_body)"})
+    if "chunks" in (metrics.get("token_count_source") or {}):
+        out.append({"check": "token_count", "subject": f"{name}/{phase}", "verdict": "chunk_counts",
+                    "value": metrics["token_count_source"]["chunks"], "threshold": 0,
+                    "detail": "the server sent no usage: output tokens are counted as content chunks (a lower bound);"
+                              " set `tokenizer` to count them"})
     if metrics.get("failed"):
         out.append({"check": "failures", "subject": f"{name}/{phase}", "verdict": "failed_requests",
                     "value": metrics["failed"], "threshold": 0,
-                    "detail": f"{metrics['failed']} failed request(s): {', '.join(metrics['errors'])}"})
+                    "detail": f"{metrics['failed']} failed request(s), error rate "
+                              f"{metrics['failed'] / max(1, metrics['failed'] + metrics['completed']) * 100:.1f}%: "
+                              f"{', '.join(metrics['errors'])}"})
     return out
 
 

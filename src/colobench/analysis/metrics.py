@@ -8,7 +8,9 @@ Definitions follow vLLM's benchmark so numbers are comparable:
   submitted together, so TTFT includes the batch's prefill.
 - TPOT (time per output token) = (done_ns - first_token_ns) / (output_tokens - 1), per request;
   undefined for a single-token request.
-- ITL (inter-token latency) = every gap between consecutive tokens of a request, pooled.
+- ITL (inter-token latency) = every gap between consecutive tokens of a request, pooled; for
+  HTTP streams, between consecutive chunks that carry content (a chunk with only a finish
+  reason or usage is not a token).
 - E2EL (end-to-end latency) = done_ns - start.
 - schedule lag = submit_ns - scheduled_ns: how late the load generator sent a due request.
 - achieved rate = (n - 1) / (last submit - first submit): the open-loop rate actually sent.
@@ -71,8 +73,9 @@ def mean_concurrency(records: list[RequestRecord]) -> float | None:
 
 
 def tpot_ns(r: RequestRecord) -> float | None:
-    """Mean time per output token after the first, ns; None with fewer than 2 tokens."""
-    n = len(r.token_ns)
+    """Mean time per output token after the first, ns; None with fewer than 2 tokens. Uses the
+    token count, not the chunk count: an HTTP chunk may carry several tokens."""
+    n = r.output_tokens
     return (r.done_ns - r.token_ns[0]) / (n - 1) if n > 1 else None
 
 
@@ -91,7 +94,7 @@ def window_s(records: list[RequestRecord]) -> float:
 def output_throughput_tok_s(records: list[RequestRecord]) -> float | None:
     """Output tokens per second over the records' window."""
     w = window_s(records)
-    return sum(len(r.token_ns) for r in records) / w if w > 0 else None
+    return sum(r.output_tokens for r in records) / w if w > 0 else None
 
 
 def request_throughput_req_s(records: list[RequestRecord]) -> float | None:

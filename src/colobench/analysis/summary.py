@@ -79,11 +79,12 @@ def instance_phase_metrics(records: list[RequestRecord], workload: dict[str, Any
     out_d = Distribution.of([v for k in reps if (v := m.output_throughput_tok_s(by_rep[k])) is not None])
     req_d = Distribution.of([v for k in reps if (v := m.request_throughput_req_s(by_rep[k])) is not None])
     total_in = sum(r.prompt_tokens for r in ok)
-    total_out = sum(len(r.token_ns) for r in ok)
+    total_out = sum(r.output_tokens for r in ok)
     duration = sum(m.window_s(by_rep[k]) for k in reps)
     result: dict[str, Any] = {
         "completed": len(ok),
         "failed": len(failed),
+        "error_rate": len(failed) / len(sent) if sent else None,
         "warmup_requests": sum(1 for r in records if r.warmup),
         "repetitions": len(reps),
         "total_input_tokens": total_in,
@@ -103,6 +104,11 @@ def instance_phase_metrics(records: list[RequestRecord], workload: dict[str, Any
     }
     if any(r.scheduled_ns is not None for r in sent):
         result["open_loop"] = _open_loop(sent_by_rep, ok, (workload or {}).get("rate"))
+    sources = Counter(r.token_count_source for r in ok if r.token_count_source)
+    if sources:
+        result["token_count_source"] = dict(sources)
+        result["output_length_mismatch"] = sum(
+            1 for r in ok if r.expected_output_tokens is not None and r.output_tokens != r.expected_output_tokens)
     result["errors"] = dict(Counter(r.error or "unknown" for r in failed))
     if ok:
         result["window_ns"] = [min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok)]
@@ -111,6 +117,62 @@ def instance_phase_metrics(records: list[RequestRecord], workload: dict[str, Any
 
 def load_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _parts(workers: dict[str, Any], name: str) -> dict[str, Any]:
+    """The worker entries of an instance: `name`, or `name.0`, `name.1`, ... (client processes)."""
+    return {k: v for k, v in workers.items() if k == name or (k.startswith(name + ".") and k[len(name) + 1:].isdigit())}
+
+
+def _merge_workers(parts: dict[str, Any]) -> dict[str, Any]:
+    """One status for an instance run by several processes: the worst of them."""
+    if len(parts) == 1:
+        return next(iter(parts.values()))
+    order = ["died", "failed", "interrupted", "starting", "loaded", "running", "completed"]
+    worst = min(parts.values(), key=lambda w: order.index(w.get("status")) if w.get("status") in order else 0)
+    return {**worst, "pid": [w.get("pid") for w in parts.values()],
+            "info": next((w["info"] for w in parts.values() if w.get("info")), None),
+            "client": [c for w in parts.values() for c in w.get("client") or []]}
+
+
+def _client_block(client: list[dict[str, Any]], processes: int) -> dict[str, Any] | None:
+    """The load generator's own load: CPU (fraction of one core) and event-loop lag."""
+    if not client:
+        return None
+    utils = [c["cpu_util"] for c in client if c.get("cpu_util") is not None]
+    lags = [c["loop_lag_ms"]["p99"] for c in client if c.get("loop_lag_ms") and c["loop_lag_ms"].get("p99") is not None]
+    return {"processes": processes, "cpu_util_mean": _mean(utils), "cpu_util_max": max(utils) if utils else None,
+            "loop_lag_p99_ms": max(lags) if lags else None,
+            "cpu_s": sum(c.get("cpu_s") or 0 for c in client)}
+
+
+def _server_metrics(metrics_dir: Path, name: str) -> dict[str, float] | None:
+    """Counter deltas between the Prometheus scrapes taken before and after the run."""
+    before, after = metrics_dir / f"{name}.before.prom", metrics_dir / f"{name}.after.prom"
+    if not (before.is_file() and after.is_file()):
+        return None
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return None
+
+    def counters(text: str) -> dict[str, float]:
+        out = {}
+        for family in text_string_to_metric_families(text):
+            if family.type not in ("counter", "histogram", "summary"):
+                continue
+            for sample in family.samples:
+                if family.type != "counter" and not sample.name.endswith(("_count", "_sum")):
+                    continue
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return out
+
+    try:
+        a, b = counters(before.read_text()), counters(after.read_text())
+    except ValueError:
+        return None
+    return {k: b[k] - a.get(k, 0.0) for k in sorted(b)}
 
 
 def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -125,7 +187,8 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
         entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {}}
         for inst in run["instances"]:
             name = inst["name"]
-            worker = state.get("workers", {}).get(name, {})
+            parts = _parts(state.get("workers", {}), name)
+            worker = _merge_workers(parts) if parts else {}
             entry["workers"][name] = {k: worker.get(k) for k in ("status", "reason", "pid", "exitcode")}
             if worker.get("status") in ("died", "failed", "interrupted"):
                 problems.append(f"{run['run_id']}: {name} {worker.get('status')}: {worker.get('reason')}")
@@ -133,7 +196,7 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
             f = facts.setdefault(name, {
                 "model": inst["model"], "preset": inst.get("preset"), "backend": inst["backend"],
                 "device": inst["device"], "dtype": inst["dtype"], "cpu_threads": inst["cpu_threads"],
-                "workload": inst["workload"],
+                "workload": inst["workload"], "endpoint": inst.get("endpoint"),
             })
             for key in ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture",
                         "load_model", "parallel", "requests_raised_to"):
@@ -143,10 +206,18 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
                 f.setdefault("device_info", info["device"])
             if state.get("status") == "not started":
                 continue
-            metrics = instance_phase_metrics(read_records(rdir / "records" / f"{name}.jsonl"), inst["workload"])
+            records = [r for key in (parts or {name: None}) for r in read_records(rdir / "records" / f"{key}.jsonl")]
+            metrics = instance_phase_metrics(records, inst["workload"])
             metrics["peak_memory_bytes"] = worker.get("peak_memory_bytes")
             metrics["load_model"] = info.get("load_model")
-            metrics["parallel"] = info.get("parallel")
+            metrics["parallel"] = sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None
+            metrics["backend"] = inst["backend"]
+            client = _client_block(worker.get("client") or [], len(parts))
+            if client:
+                metrics["client"] = client
+            server = _server_metrics(rdir / "metrics", name)
+            if server is not None:
+                metrics["server_metrics"] = server
             phases[run["phase"]][name] = metrics
         run_entries[run["run_id"]] = entry
     return {

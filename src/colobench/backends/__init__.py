@@ -26,9 +26,16 @@ def _transformers(instance: "ResolvedInstance") -> "Backend":
     return TransformersBackend(instance.model_path, get_device(instance.device), instance.dtype)
 
 
+def _openai(instance: "ResolvedInstance") -> "Backend":
+    from colobench.backends.openai_http import OpenAIBackend
+
+    return OpenAIBackend(instance.model, instance.endpoint, instance.tokenizer)
+
+
 BACKENDS: dict[str, Callable[["ResolvedInstance"], "Backend"]] = {
     "transformers": _transformers,
     "fake": _fake,
+    "openai": _openai,
 }
 
 

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import now_ns, wall_unix_s
-from colobench.launch.worker import worker_main
+from colobench.launch.worker import worker_key, worker_main
 from colobench.plan import RunSpec
+from colobench.specs import redact
 
 POLL_S = 0.05
+START_LEAD_NS = 20_000_000  # open-loop schedules start this long after the go, so every process is awake
 DEFAULT_LOAD_TIMEOUT_S = 1800.0
 
 
@@ -65,10 +67,13 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     ctx = mp.get_context("spawn")
     msgs = ctx.Queue()
     go = [ctx.Event() for _ in range(run.repetitions)]
-    names = [i.name for i in run.instances]
+    shared_start = ctx.Value("q", 0)
+    parts = {worker_key(i.name, (k, n)): (i, (k, n)) for i in run.instances
+             for n in [i.endpoint.client_processes if i.endpoint else 1] for k in range(n)}
+    names = list(parts)
     state: dict[str, Any] = {
         "run_id": run.run_id, "point": run.point, "phase": run.phase, "repetitions": run.repetitions,
-        "instances": [i.model_dump() for i in run.instances], "status": "starting",
+        "instances": [redact(i.model_dump()) for i in run.instances], "status": "starting",
         "started_unix_s": wall_unix_s(), "repetition_start_ns": [],
         "workers": {n: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None}
                     for n in names},
@@ -77,13 +82,13 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     write_json_atomic(run_json, state)
 
     procs: dict[str, Any] = {}
-    for inst in run.instances:
-        p = ctx.Process(target=worker_main, name=f"colobench-{inst.name}", daemon=True,
+    for key, (inst, part) in parts.items():
+        p = ctx.Process(target=worker_main, name=f"colobench-{key}", daemon=True,
                         args=(inst.model_dump(), run.run_id, str(run_dir), run.repetitions, msgs, go, os.getpid(),
-                              (prompts_files or {}).get(inst.name)))
+                              (prompts_files or {}).get(inst.name), part, shared_start))
         p.start()
-        procs[inst.name] = p
-        state["workers"][inst.name]["pid"] = p.pid
+        procs[key] = p
+        state["workers"][key]["pid"] = p.pid
     state["status"] = "running"
     write_json_atomic(run_json, state)
 
@@ -107,6 +112,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
             on_progress(name, payload)
         elif kind == "error":
             errors[name] = payload
+        elif kind == "client":
+            w.setdefault("client", []).append(payload)
         elif kind == "done":
             w["status"] = "completed"
             w["peak_memory_bytes"] = payload.get("peak_memory_bytes")
@@ -144,6 +151,7 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
                 for n in live():
                     workers[n]["status"] = "running"
                 state["repetition_start_ns"].append(now_ns())
+                shared_start.value = now_ns() + START_LEAD_NS
                 go[next_rep - 1].set()
                 next_rep += 1
                 write_json_atomic(run_json, state)

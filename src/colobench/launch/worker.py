@@ -48,10 +48,13 @@ def _free_device_memory() -> None:
 
 
 def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, queue: Any, go_events: list,
-                parent_pid: int, prompts_file: str | None = None) -> None:
+                parent_pid: int, prompts_file: str | None = None, part: tuple[int, int] = (0, 1),
+                shared_start: Any = None) -> None:
+    """`part` = (k, n): this process is client process k of n for the instance (HTTP load split
+    over processes); `shared_start` holds the common start time of open-loop schedules."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_path = Path(run_dir)
-    name = instance["name"]
+    name = worker_key(instance["name"], part)
     (run_path / "logs").mkdir(parents=True, exist_ok=True)
     log = open(run_path / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)
@@ -61,7 +64,7 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
         os.environ[var] = str(instance["cpu_threads"])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        _work(instance, run_id, run_path, repetitions, queue, go_events, parent_pid, prompts_file)
+        _work(instance, run_id, run_path, repetitions, queue, go_events, parent_pid, prompts_file, part, shared_start)
     except SystemExit:
         raise
     except BaseException as exc:
@@ -71,6 +74,37 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
         queue.put(("error", name, error_text(exc)))
         log.flush()
         sys.exit(1)
+
+
+def worker_key(name: str, part: tuple[int, int]) -> str:
+    """The worker's name in messages, run.json and record files: `a`, or `a.1` for part 1 of n."""
+    return name if part[1] == 1 else f"{name}.{part[0]}"
+
+
+def _split(total: int, part: tuple[int, int]) -> int:
+    """This part's share of `total` (concurrency) when split as evenly as possible."""
+    k, n = part
+    return total // n + (1 if k < total % n else 0)
+
+
+async def _with_loop_monitor(coro: Any, lags_ns: list[int], interval_s: float = 0.01) -> Any:
+    """Run `coro` while measuring event-loop lag: how late a 10 ms sleep wakes up. A loop that
+    is late is a load generator that cannot keep up."""
+    import asyncio
+
+    from colobench.clock import now_ns
+
+    async def monitor() -> None:
+        while True:
+            t = now_ns()
+            await asyncio.sleep(interval_s)
+            lags_ns.append(max(0, now_ns() - t - int(interval_s * 1e9)))
+
+    task = asyncio.ensure_future(monitor())
+    try:
+        return await coro
+    finally:
+        task.cancel()
 
 
 def _parallelism(wl: Any, info: dict, device: Any, memory_share: float) -> int:
@@ -88,7 +122,10 @@ def _parallelism(wl: Any, info: dict, device: Any, memory_share: float) -> int:
 
 
 def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: Any, go_events: list,
-          parent_pid: int, prompts_file: str | None) -> None:
+          parent_pid: int, prompts_file: str | None, part: tuple[int, int], shared_start: Any) -> None:
+    import resource
+
+    from colobench.analysis.distribution import Distribution
     from colobench.backends import make_backend
     from colobench.clock import now_ns
     from colobench.devices import get_device
@@ -98,16 +135,17 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     from colobench.plan import ResolvedInstance
     from colobench.records import RecordWriter
     from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
-    from colobench.workload.synthetic import build_requests, static_batches
+    from colobench.workload.synthetic import build_requests, build_text_requests, static_batches
 
     inst = ResolvedInstance.model_validate(instance)
+    key = worker_key(inst.name, part)
     device = None
-    if inst.backend != "fake":
+    if inst.backend == "transformers":
         import torch
 
         torch.set_num_threads(inst.cpu_threads)
         device = get_device(inst.device)
-    print(f"[colobench] worker {inst.name} pid {os.getpid()} run {run_id}: loading {inst.model} on "
+    print(f"[colobench] worker {key} pid {os.getpid()} run {run_id}: loading {inst.model} on "
           f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
     t0 = time.perf_counter()
     backend = make_backend(inst)
@@ -129,18 +167,26 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         if count < parallel and "max" in (wl.batch_size, wl.concurrency):
             count = parallel  # "max" means a full batch (or full concurrency) at least once per repetition
             info["requests_raised_to"] = count
-    measured = build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, wl.seed, pool)
     n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
         min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if load == "open" else parallel)
-    warmup = build_requests(n_warm, wl.prompt_tokens, wl.output_tokens, backend.vocab_size,
-                            wl.seed + WARMUP_SEED_OFFSET, pool)
-    max_request_tokens = max((len(r.prompt) + r.output_tokens for r in measured + warmup), default=1)
+    if inst.backend == "openai":
+        measured = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, wl.seed, pool)
+        warmup = build_text_requests(n_warm, wl.prompt_tokens, wl.output_tokens, wl.seed + WARMUP_SEED_OFFSET, pool)
+    else:
+        measured = build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, wl.seed, pool)
+        warmup = build_requests(n_warm, wl.prompt_tokens, wl.output_tokens, backend.vocab_size,
+                                wl.seed + WARMUP_SEED_OFFSET, pool)
+    if part[1] > 1:  # client process k of n: every n-th request of the one schedule, its share of slots
+        measured, warmup = measured[part[0]::part[1]], warmup[part[0]::part[1]]
+        parallel = max(1, _split(parallel, part))
+        info["part"] = list(part)
+    max_request_tokens = max((r.prompt_len + r.output_tokens for r in measured + warmup), default=1)
     if load != "static":
         kv_tokens = wl.kv_cache_tokens or parallel * max_request_tokens
         info["streaming"] = backend.start_streaming(parallel, max_request_tokens, kv_tokens)
-    queue.put(("loaded", inst.name, info))
+    queue.put(("loaded", key, info))
 
-    writer = RecordWriter(run_path / "records" / f"{inst.name}.jsonl")
+    writer = RecordWriter(run_path / "records" / f"{key}.jsonl")
     recorder = Recorder(writer, inst.name, run_id, repetition=0, warmup=True)
     if load == "static":
         run_static(backend, static_batches(warmup, parallel, warmup=True), recorder)
@@ -153,12 +199,16 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         device.reset_peak_memory()
 
     def progress(n: int) -> None:
-        queue.put(("progress", inst.name, n))
+        queue.put(("progress", key, n))
 
+    if load == "open":  # one schedule for all client processes; this one takes every n-th arrival
+        offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()[part[0]::part[1]]
     for rep in range(1, repetitions + 1):
-        queue.put(("ready", inst.name, rep))
+        queue.put(("ready", key, rep))
         _wait_for_go(go_events[rep - 1], parent_pid)
         recorder = Recorder(writer, inst.name, run_id, repetition=rep)
+        usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
+        lags: list[int] = []
         deadline = now_ns() + int(wl.duration_s * 1e9) if wl.duration_s and load != "open" else None
         if load == "static":
             batches = static_batches(measured, parallel)
@@ -166,13 +216,20 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
             run_static(backend, source, recorder, deadline, on_batch=progress, on_error=_free_device_memory)
         elif load == "closed":
             source = itertools.cycle(measured) if deadline else iter(measured)
-            streaming.run(streaming.closed_loop(backend, source, parallel, recorder, deadline, on_done=progress))
+            streaming.run(_with_loop_monitor(
+                streaming.closed_loop(backend, source, parallel, recorder, deadline, on_done=progress), lags))
         else:
-            offsets = arrival_offsets_s(len(measured), wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()
-            cap = wl.concurrency if wl.concurrency is not None else None
-            streaming.run(streaming.open_loop(backend, measured, offsets, recorder,
-                                              parallel if cap is not None else None, on_done=progress))
+            cap = parallel if wl.concurrency is not None else None
+            start = shared_start.value if shared_start is not None and shared_start.value else None
+            streaming.run(_with_loop_monitor(
+                streaming.open_loop(backend, measured, offsets, recorder, cap, on_done=progress, start_ns=start), lags))
+        usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
+        cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+        wall_s = (wall1 - wall0) / 1e9
+        queue.put(("client", key, {"repetition": rep, "cpu_s": cpu_s, "wall_s": wall_s,
+                                   "cpu_util": cpu_s / wall_s if wall_s > 0 else None,
+                                   "loop_lag_ms": Distribution.of(lags).scaled(1e-6).to_dict() if lags else None}))
     writer.close()
     peak = device.peak_memory_bytes() if device is not None else None
     backend.stop()
-    queue.put(("done", inst.name, {"peak_memory_bytes": peak}))
+    queue.put(("done", key, {"peak_memory_bytes": peak}))

@@ -72,8 +72,14 @@ def instance_header(name: str, facts: dict[str, Any]) -> str:
     size = f", {params / 1e6:,.1f} M params, {_bytes(facts.get('weight_bytes'))} weights" if params else ""
     info = facts.get("device_info") or {}
     dev_name = f" ({escape(str(info['name']))})" if info.get("name") else ""
-    return (f"[bold]{escape(name)}[/]: {escape(str(facts.get('model')))} on {escape(str(facts.get('device')))}"
-            f"{dev_name}, {facts.get('dtype')}, {facts.get('cpu_threads')} CPU thread(s){size}; "
+    endpoint = facts.get("endpoint")
+    if endpoint:
+        where = (f"[bold]{escape(name)}[/]: {escape(str(facts.get('model')))} at {escape(str(endpoint.get('base_url')))} "
+                 f"({endpoint.get('api')} API, {endpoint.get('client_processes', 1)} client process(es)); ")
+    else:
+        where = (f"[bold]{escape(name)}[/]: {escape(str(facts.get('model')))} on {escape(str(facts.get('device')))}"
+                 f"{dev_name}, {facts.get('dtype')}, {facts.get('cpu_threads')} CPU thread(s){size}; ")
+    return (f"{where}"
             f"{shape}, prompt {_length(wl.get('prompt_tokens'))}, output {_length(wl.get('output_tokens'))}, "
             f"{_bound(wl, facts.get('requests_raised_to'))} x {facts.get('repetitions', '?')} repetitions")
 
@@ -226,6 +232,15 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                     console.print(f"  {label} open loop: {_num(ol.get('achieved_rate'))} req/s sent for "
                                   f"{_num(ol.get('requested_rate'))} requested, schedule lag mean "
                                   f"{_num(ol.get('mean_schedule_lag_ms'), 3)} ms, p99 {_num(ol.get('p99_schedule_lag_ms'), 3)} ms",
+                                  style="dim")
+            for label, mt in (("solo", solo), ("co-located", coloc)):
+                client = (mt or {}).get("client")
+                if client and (mt or {}).get("backend") == "openai":
+                    sources = ", ".join(f"{k} {v}" for k, v in ((mt or {}).get("token_count_source") or {}).items())
+                    console.print(f"  {label} client: {_num((client.get('cpu_util_max') or 0) * 100, 0)}% of a core "
+                                  f"at most, event-loop lag p99 {_num(client.get('loop_lag_p99_ms'))} ms, mean "
+                                  f"concurrency {_num(mt.get('mean_concurrency'), 1)}, error rate "
+                                  f"{_num((mt.get('error_rate') or 0) * 100, 1)}%; token counts from {sources or '-'}",
                                   style="dim")
             peaks = [f"{label} {_bytes(mt['peak_memory_bytes'])}" for label, mt in (("solo", solo), ("co-located", coloc))
                      if mt and mt.get("peak_memory_bytes")]

@@ -26,8 +26,19 @@ HIGH_RESERVED_IDS = 512
 @dataclass(frozen=True)
 class Request:
     request_id: int
-    prompt: tuple[int, ...]
+    prompt: tuple[int, ...]  # token ids (in-process backends; empty for text prompts)
     output_tokens: int
+    text: str | None = None  # text prompt (HTTP backends)
+    messages: tuple[dict[str, str], ...] | None = None  # chat prompt (HTTP backends)
+
+    @property
+    def prompt_len(self) -> int:
+        """Prompt length in tokens when known (token ids), else in words (text)."""
+        if self.prompt:
+            return len(self.prompt)
+        if self.text is not None:
+            return len(self.text.split())
+        return sum(len(m["content"].split()) for m in self.messages or ())
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,36 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
         bounds = np.concatenate([[0], np.cumsum(lengths)])
         prompts = [tuple(flat[bounds[k]:bounds[k + 1]].tolist()) for k in range(count)]
     return [Request(k, prompts[k], int(outputs[k])) for k in range(count)]
+
+
+# Common English words, most of which are one token in every mainstream tokenizer, so a synthetic
+# text prompt of N words is close to N tokens (exact counts come from the server's usage).
+WORDS = ("the of and to in is was for that on as with by at from his an were are which this be or "
+         "has had not but one all new more time first two may some than other also been into only "
+         "its after these over most year who can when would there many made people state world such "
+         "some city while part where between both system under during each well back long found work").split()
+
+
+def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed: int,
+                        text_pool: list[dict[str, Any]] | None = None) -> list[Request]:
+    """Requests with text prompts for HTTP backends: from `text_pool` (`{"text"}` / `{"messages"}`
+    entries, seeded order) or synthetic sentences of about `prompt_tokens` words."""
+    rng = np.random.default_rng(seed)
+    outputs = sample_lengths(output_tokens, count, rng)
+    requests = []
+    if text_pool:
+        order = rng.permutation(len(text_pool))
+        for k in range(count):
+            item = text_pool[order[k % len(order)]]
+            messages = tuple(item["messages"]) if item.get("messages") else None
+            requests.append(Request(k, (), int(outputs[k]), text=item.get("text"), messages=messages))
+        return requests
+    lengths = sample_lengths(prompt_tokens, count, rng)
+    words = np.array(WORDS)
+    for k in range(count):
+        text = " ".join(words[rng.integers(0, len(words), size=int(lengths[k]))])
+        requests.append(Request(k, (), int(outputs[k]), text=text))
+    return requests
 
 
 def static_batches(requests: list[Request], batch_size: int, warmup: bool = False) -> list[Batch]:

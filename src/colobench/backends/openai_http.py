@@ -1,0 +1,217 @@
+"""An instance behind an OpenAI-compatible HTTP API (vLLM, vLLM-Ascend, MindIE, SGLang, TGI,
+`transformers serve`, llama.cpp server), streamed with Server-Sent Events.
+
+What real servers differ in, and how each is handled:
+
+- the stream may end with `data: [DONE]` or just close;
+- token counts come from `usage`, sent when asked (`stream_options.include_usage`, a final chunk
+  with empty `choices`) or put in the last chunk anyway; without usage, a tokenizer (when one is
+  configured) counts the text after the stream ends, else the count of content chunks is used
+  (a lower bound) and the summary says which;
+- a chunk may carry several tokens; chat streams often start with a role-only chunk; some send
+  empty keep-alive chunks or SSE comments. Only chunks that carry content are tokens, so only
+  their arrival times enter TTFT and ITL;
+- exact output lengths: `ignore_eos` and `min_tokens` (vLLM, SGLang) by default, or any
+  server-specific field through `extra_body` (`transformers serve` takes `generation_config`).
+
+The hot path (every chunk) does the least possible work: raw network buffers are read as they
+arrive (`iter_any`), stamped with `time.perf_counter_ns()` once per read, split into SSE events by
+hand and parsed with orjson. No tokenisation, no per-line aiohttp `readline`. The connector has
+no connection limit, so the configured concurrency is the real concurrency.
+
+The API key is read from the environment variable the config names, in the worker, and goes
+only into the Authorization header.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orjson
+
+from colobench.clock import now_ns
+from colobench.loadgen.recorder import StreamResult, error_text
+from colobench.workload.synthetic import Batch, Request
+
+DATA = b"data:"
+
+
+class StreamError(Exception):
+    """The server answered, but not with a well-formed stream."""
+
+
+def endpoint_url(base_url: str, api: str) -> str:
+    return base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
+
+
+def auth_headers(config: Any) -> dict[str, str]:
+    headers = dict(config.headers or {})
+    if config.api_key_env:
+        key = os.environ.get(config.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def request_body(config: Any, model: str, request: Request, stream: bool = True) -> dict[str, Any]:
+    """The JSON body for one request: prompt, exact length fields, extra body fields."""
+    n = request.output_tokens
+    body: dict[str, Any] = {"model": model, "max_tokens": n, "stream": stream, "temperature": 0.0}
+    if config.api == "chat":
+        body["messages"] = list(request.messages) if request.messages else [{"role": "user", "content": request.text or ""}]
+    else:
+        if request.messages:
+            raise ValueError("chat prompts need api: chat")
+        body["prompt"] = list(request.prompt) if request.prompt else (request.text or "")
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    for name in config.exact_output_fields:
+        body[name] = True if name == "ignore_eos" else n
+    body.update(config.extra_body or {})
+    return body
+
+
+class OpenAIBackend:
+    vocab_size = 0  # prompts are text; nothing here depends on a vocabulary
+
+    def __init__(self, model: str, config: Any, tokenizer_path: str | None = None):
+        self.model, self.config = model, config
+        self.url = endpoint_url(config.base_url, config.api)
+        self.headers = {"Content-Type": "application/json", **auth_headers(config)}
+        self.tokenizer_path = tokenizer_path
+        self._tokenizer: Any = None
+        self._session: Any = None
+        self._content_key = b"delta" if config.api == "chat" else b"text"
+
+    def start(self) -> dict[str, Any]:
+        if self.tokenizer_path:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
+        return {"backend": "openai", "base_url": self.config.base_url, "served_model": self.model,
+                "api": self.config.api, "tokenizer": self.tokenizer_path}
+
+    def generate(self, batch: Batch) -> list[int]:
+        raise NotImplementedError("static batching runs in-process; endpoints use closed or open loop")
+
+    def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
+        return {"engine": "openai-http", "max_concurrency": max_concurrency}
+
+    async def _get_session(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None, enable_cleanup_closed=True)
+            timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, sock_connect=10,
+                                            sock_read=self.config.stall_timeout_s)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers,
+                                                  json_serialize=lambda o: orjson.dumps(o).decode(),
+                                                  auto_decompress=False)
+        return self._session
+
+    async def request(self, request: Request) -> StreamResult:
+        """Send one streaming request; never raises (a failure is in `result.error`)."""
+        result = StreamResult()
+        try:
+            session = await self._get_session()
+            body = orjson.dumps(request_body(self.config, self.model, request))
+            async with session.post(self.url, data=body) as resp:
+                if resp.status != 200:
+                    result.error = f"HTTP {resp.status}: {_error_message(await resp.read())}"
+                    return result
+                await self._read_stream(resp, result)
+        except Exception as exc:
+            result.error = error_text(exc) if str(exc) else f"{exc.__class__.__name__}: {_describe(exc)}"
+        return result
+
+    async def _read_stream(self, resp: Any, result: StreamResult) -> None:
+        stamps = result.token_ns
+        texts: list[str] | None = [] if self._tokenizer is not None else None
+        usage = None
+        content_chunks = 0
+        done = False
+        pending = b""
+        content_key = self._content_key
+        async for data in resp.content.iter_any():
+            t = now_ns()
+            pending = pending + data if pending else data
+            if b"\n\n" not in pending and b"\r\n\r\n" not in pending:
+                continue
+            if b"\r\n" in pending:
+                pending = pending.replace(b"\r\n", b"\n")
+            *events, pending = pending.split(b"\n\n")
+            for event in events:
+                for line in event.split(b"\n"):
+                    if not line.startswith(DATA):
+                        continue  # SSE comments (": keep-alive"), event names, ids
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        done = True
+                        continue
+                    try:
+                        obj = orjson.loads(payload)
+                    except orjson.JSONDecodeError:
+                        raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
+                    if "error" in obj:
+                        raise StreamError(f"server error in stream: {_error_message(payload)}")
+                    if obj.get("usage"):
+                        usage = obj["usage"]
+                    choices = obj.get("choices")
+                    if not choices:
+                        continue
+                    choice = choices[0]
+                    piece = choice.get("delta", {}).get("content") if content_key == b"delta" else choice.get("text")
+                    if piece:
+                        stamps.append(t)
+                        content_chunks += 1
+                        if texts is not None:
+                            texts.append(piece)
+            if done:
+                break
+        result.done_ns = now_ns()
+        if usage and usage.get("completion_tokens") is not None:
+            result.output_tokens = int(usage["completion_tokens"])
+            result.prompt_tokens = usage.get("prompt_tokens")
+            result.token_count_source = "usage"
+        elif texts is not None:
+            # after the stream has ended: this request's timing is already recorded
+            result.output_tokens = len(self._tokenizer.encode("".join(texts), add_special_tokens=False))
+            result.token_count_source = "tokenizer"
+        else:
+            result.output_tokens = content_chunks
+            result.token_count_source = "chunks"
+
+    def stop_streaming(self) -> None:
+        if self._session is not None and not self._session.closed:
+            from colobench.loadgen.streaming import run
+
+            run(self._session.close())
+        self._session = None
+
+    def stop(self) -> None:
+        self.stop_streaming()
+
+
+def _describe(exc: Exception) -> str:
+    import asyncio
+
+    if isinstance(exc, asyncio.TimeoutError):
+        return "no data before the stall or request timeout"
+    return repr(exc)
+
+
+def _error_message(raw: bytes) -> str:
+    """The `error.message` of an OpenAI-style error body, else its first 200 bytes."""
+    try:
+        obj = orjson.loads(raw)
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:200]
+        if isinstance(err, str):
+            return err[:200]
+        if isinstance(obj, dict) and obj.get("detail"):
+            return str(obj["detail"])[:200]
+    except orjson.JSONDecodeError:
+        pass
+    return raw[:200].decode("utf-8", "replace")

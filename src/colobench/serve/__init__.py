@@ -1,0 +1,1 @@
+"""Servers colobench ships: a fake OpenAI-compatible server for tests and self-checks."""

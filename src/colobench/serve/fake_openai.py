@@ -1,0 +1,226 @@
+"""A fake OpenAI-compatible server with known timing and injectable faults.
+
+`colobench fake-server --port 8000 --ttft-ms 50 --itl-ms 10 --jitter-ms 2 --error-rate 0.01`
+
+It serves `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (streaming
+Server-Sent Events or not) and `GET /metrics` (Prometheus text). Every request produces exactly
+`max_tokens` tokens (`max_completion_tokens` for chat): the first after `ttft_ms`, then one chunk
+every `itl_ms` (each +- up to `jitter_ms`), timed against absolute targets so delays do not
+accumulate. It reproduces what real servers differ in, so clients can be tested against all of
+it: a role-only first chunk (chat), several tokens per chunk, empty keep-alive chunks and SSE
+comments, usage when asked for (`stream_options.include_usage`) or always in the last chunk,
+and streams with or without the final `data: [DONE]`.
+
+Faults, drawn per request with `error_rate` (or forced by the `x-colobench-fault` header):
+`http_500`, `cut` (the connection closes mid-stream), `malformed` (a line that is not JSON),
+`stall` (the stream stops sending and hangs).
+
+Ground truth: with `stamp` on, each chunk carries `colobench_sent_ns` (the server's
+`time.perf_counter_ns()` when it wrote the chunk, on the same host clock as the client's
+records) and the response has `x-colobench-received-ns`, so a client's measured TTFT and ITL can
+be compared with what the server actually did.
+
+Used by the tests, and by users to check colobench itself on their machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+FAULTS = ("http_500", "cut", "malformed", "stall")
+
+
+@dataclass
+class FakeServerConfig:
+    ttft_ms: float = 50.0
+    itl_ms: float = 10.0
+    jitter_ms: float = 0.0
+    error_rate: float = 0.0
+    faults: tuple[str, ...] = FAULTS
+    models: tuple[str, ...] = ("fake-model",)
+    tokens_per_chunk: int = 1
+    usage: str = "requested"  # requested | always | never
+    done: bool = True  # end with `data: [DONE]`
+    keepalive: bool = False  # empty chunks and SSE comments between tokens
+    stamp: bool = False  # server timestamps in chunks (ground truth for tests and benchmarks)
+    stall_s: float = 3600.0
+    require_api_key: str | None = None  # answer 401 unless `Authorization: Bearer <key>` matches
+    seed: int | None = None
+    counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "tokens": 0})
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
+    return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
+
+
+def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
+    if chat:
+        return sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list):
+        return len(prompt)
+    return len(str(prompt).split())
+
+
+class FakeOpenAIServer:
+    def __init__(self, config: FakeServerConfig):
+        self.config = config
+        self.rng = random.Random(config.seed)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    def _unauthorised(self, request: web.Request) -> web.Response | None:
+        key = self.config.require_api_key
+        if key and request.headers.get("Authorization") != f"Bearer {key}":
+            return _error(401, "invalid API key", "AuthenticationError")
+        return None
+
+    async def models(self, request: web.Request) -> web.Response:
+        if (denied := self._unauthorised(request)) is not None:
+            return denied
+        return web.json_response({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "colobench"} for m in self.config.models]})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        c = self.config.counters
+        text = (
+            "# HELP fake_requests_total Requests received.\n# TYPE fake_requests_total counter\n"
+            f"fake_requests_total {c['requests']}\n"
+            "# HELP fake_errors_total Requests answered with a fault.\n# TYPE fake_errors_total counter\n"
+            f"fake_errors_total {c['errors']}\n"
+            "# HELP fake_generation_tokens_total Tokens generated.\n# TYPE fake_generation_tokens_total counter\n"
+            f"fake_generation_tokens_total {c['tokens']}\n"
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    def _fault(self, request: web.Request) -> str | None:
+        forced = request.headers.get("x-colobench-fault")
+        if forced:
+            return forced if forced in FAULTS else None
+        if self.config.error_rate > 0 and self.rng.random() < self.config.error_rate:
+            return self.rng.choice(self.config.faults)
+        return None
+
+    def _delay_s(self, base_ms: float) -> float:
+        jitter = self.rng.uniform(-self.config.jitter_ms, self.config.jitter_ms) if self.config.jitter_ms else 0.0
+        return max(0.0, base_ms + jitter) / 1e3
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        received_ns = time.perf_counter_ns()
+        cfg = self.config
+        cfg.counters["requests"] += 1
+        if (denied := self._unauthorised(request)) is not None:
+            return denied
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "body is not JSON")
+        if body.get("model") not in cfg.models:
+            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+        fault = self._fault(request)
+        if fault == "http_500":
+            cfg.counters["errors"] += 1
+            return _error(500, "simulated internal server error", "InternalServerError")
+        prompt_tokens = _prompt_tokens(body, chat)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{cfg.counters['requests']}"
+        obj = "chat.completion" if chat else "text_completion"
+        if not body.get("stream"):
+            await asyncio.sleep(self._delay_s(cfg.ttft_ms) + (n - 1) * cfg.itl_ms / 1e3)
+            cfg.counters["tokens"] += n
+            text = " tok" * n
+            choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
+                      if chat else {"index": 0, "text": text, "finish_reason": "length"})
+            return web.json_response({"id": rid, "object": obj, "model": body["model"], "choices": [choice],
+                                      "usage": usage})
+
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "x-colobench-received-ns": str(received_ns)})
+        await response.prepare(request)
+        obj = "chat.completion.chunk" if chat else "text_completion"
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(text: str | None, finish: str | None = None, role: bool = False) -> dict[str, Any]:
+            if chat:
+                delta: dict[str, Any] = {"role": "assistant"} if role else {}
+                if text is not None:
+                    delta["content"] = text
+                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            else:
+                choice = {"index": 0, "text": text or "", "finish_reason": finish}
+            return {"id": rid, "object": obj, "model": body["model"], "choices": [choice]}
+
+        async def send(payload: dict[str, Any] | str) -> None:
+            if isinstance(payload, dict):
+                if cfg.stamp:
+                    payload["colobench_sent_ns"] = time.perf_counter_ns()
+                data = json.dumps(payload, separators=(",", ":"))
+            else:
+                data = payload
+            await response.write(f"data: {data}\n\n".encode())
+
+        if chat:
+            await send(chunk(None, role=True))
+        start = time.perf_counter()
+        target = start + self._delay_s(cfg.ttft_ms)
+        sent = 0
+        while sent < n:
+            delay = target - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if fault in ("cut", "malformed", "stall") and sent >= n // 2:
+                cfg.counters["errors"] += 1
+                if fault == "cut":
+                    request.transport.close()  # the peer sees the connection drop mid-stream
+                    return response
+                if fault == "malformed":
+                    await response.write(b"data: {this is not json\n\n")
+                    fault = None  # carry on after the bad line, as a buggy proxy might
+                else:
+                    await asyncio.sleep(cfg.stall_s)
+                    return response
+            k = min(cfg.tokens_per_chunk, n - sent)
+            await send(chunk(" tok" * k))
+            sent += k
+            cfg.counters["tokens"] += k
+            if cfg.keepalive and sent < n:
+                await response.write(b": keep-alive\n\n")
+                await send(chunk(""))
+            target += self._delay_s(cfg.itl_ms)
+        last = chunk("" if not chat else None, finish="length")
+        if cfg.usage == "always":
+            last["usage"] = usage
+        await send(last)
+        if include_usage and cfg.usage != "never":
+            await send({"id": rid, "object": obj, "model": body["model"], "choices": [], "usage": usage})
+        if cfg.done:
+            await send("[DONE]")
+        await response.write_eof()
+        return response
+
+
+def serve(config: FakeServerConfig, host: str = "127.0.0.1", port: int = 8000, ready: Any = None) -> None:
+    """Run the fake server until interrupted (blocking)."""
+    server = FakeOpenAIServer(config)
+    web.run_app(server.app(), host=host, port=port, print=None, access_log=None, handle_signals=True,
+                shutdown_timeout=1.0)
