@@ -374,6 +374,7 @@ def fake_server(
     no_done: bool = typer.Option(False, "--no-done", help="close the stream without data: [DONE]"),
     keepalive: bool = typer.Option(False, "--keepalive", help="empty chunks and SSE comments between tokens"),
     stamp: bool = typer.Option(False, "--stamp", help="server send times in every chunk (ground truth)"),
+    trace: bool = typer.Option(False, "--trace", help="keep send times of every stream for GET /colobench/trace"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of jitter and faults"),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="require the key in this variable"),
 ) -> None:
@@ -394,7 +395,7 @@ def fake_server(
     config = FakeServerConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, jitter_ms=jitter_ms, error_rate=error_rate,
                               faults=chosen, models=tuple(m for m in model_names.split(",") if m),
                               tokens_per_chunk=max(1, tokens_per_chunk), usage=usage, done=not no_done,
-                              keepalive=keepalive, stamp=stamp, seed=seed,
+                              keepalive=keepalive, stamp=stamp, seed=seed, trace=trace,
                               require_api_key=os.environ.get(api_key_env) if api_key_env else None)
     _stderr().print(f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
                     f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")

@@ -14,9 +14,11 @@ request on disk; a reader skips a torn last line instead of failing.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+import orjson
 
 
 @dataclass
@@ -43,13 +45,20 @@ class RequestRecord:
     def first_token_ns(self) -> int | None:
         return self.token_ns[0] if self.token_ns else None
 
+    def to_dict(self) -> dict[str, Any]:
+        # not dataclasses.asdict: it deep-copies every timestamp, a fifth of the load generator's CPU
+        return {name: getattr(self, name) for name in _FIELDS}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        return orjson.dumps(self.to_dict()).decode()
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":
+    def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":  # noqa: D102
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+_FIELDS = tuple(RequestRecord.__dataclass_fields__)
 
 
 class RecordWriter:

@@ -12,7 +12,9 @@ What real servers differ in, and how each is handled:
   empty keep-alive chunks or SSE comments. Only chunks that carry content are tokens, so only
   their arrival times enter TTFT and ITL;
 - exact output lengths: `ignore_eos` and `min_tokens` (vLLM, SGLang) by default, or any
-  server-specific field through `extra_body` (`transformers serve` takes `generation_config`).
+  server-specific field through `extra_body`, where `$output_tokens` in a string stands for the
+  request's length (`transformers serve` refuses unknown fields with HTTP 422 and takes
+  `generation_config: '{"min_new_tokens": $output_tokens}'` with `exact_output_fields: []`).
 
 The hot path (every chunk) does the least possible work: raw network buffers are read as they
 arrive (`iter_any`), stamped with `time.perf_counter_ns()` once per read, split into SSE events by
@@ -35,6 +37,7 @@ from colobench.loadgen.recorder import StreamResult, error_text
 from colobench.workload.synthetic import Batch, Request
 
 DATA = b"data:"
+OUTPUT_TOKENS_PLACEHOLDER = "$output_tokens"
 
 
 class StreamError(Exception):
@@ -68,7 +71,10 @@ def request_body(config: Any, model: str, request: Request, stream: bool = True)
         body["stream_options"] = {"include_usage": True}
     for name in config.exact_output_fields:
         body[name] = True if name == "ignore_eos" else n
-    body.update(config.extra_body or {})
+    for key, value in (config.extra_body or {}).items():
+        # "$output_tokens" in a string value becomes this request's output length, e.g. for
+        # transformers serve: generation_config: '{"min_new_tokens": $output_tokens}'
+        body[key] = value.replace(OUTPUT_TOKENS_PLACEHOLDER, str(n)) if isinstance(value, str) else value
     return body
 
 

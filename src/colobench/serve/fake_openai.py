@@ -52,6 +52,8 @@ class FakeServerConfig:
     stamp: bool = False  # server timestamps in chunks (ground truth for tests and benchmarks)
     stall_s: float = 3600.0
     require_api_key: str | None = None  # answer 401 unless `Authorization: Bearer <key>` matches
+    trace: bool = False  # keep (received, content chunk send times) per stream for GET /colobench/trace
+    traces: list[list[int]] = field(default_factory=list)
     seed: int | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "tokens": 0})
 
@@ -80,7 +82,14 @@ class FakeOpenAIServer:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/colobench/trace", self.trace)
         return app
+
+    async def trace(self, request: web.Request) -> web.Response:
+        """Ground truth of every stream since the last call: [received_ns, sent_ns of each content
+        chunk...], on the host's monotonic clock. Empties the trace."""
+        traces, self.config.traces = self.config.traces, []
+        return web.json_response(traces)
 
     def _unauthorised(self, request: web.Request) -> web.Response | None:
         key = self.config.require_api_key
@@ -184,6 +193,7 @@ class FakeOpenAIServer:
         start = time.perf_counter()
         target = start + self._delay_s(cfg.ttft_ms)
         sent = 0
+        trace = [received_ns] if cfg.trace else None
         while sent < n:
             delay = target - time.perf_counter()
             if delay > 0:
@@ -201,6 +211,8 @@ class FakeOpenAIServer:
                     return response
             k = min(cfg.tokens_per_chunk, n - sent)
             await send(chunk(" tok" * k))
+            if trace is not None:
+                trace.append(time.perf_counter_ns())
             sent += k
             cfg.counters["tokens"] += k
             if cfg.keepalive and sent < n:
@@ -216,6 +228,8 @@ class FakeOpenAIServer:
         if cfg.done:
             await send("[DONE]")
         await response.write_eof()
+        if trace is not None:
+            cfg.traces.append(trace)
         return response
 
 

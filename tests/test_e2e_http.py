@@ -1,0 +1,175 @@
+"""Endpoints end to end through the CLI: the fake server in its own process, and two real
+`transformers serve` processes on a tiny local checkpoint. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from colobench.records import read_jsonl
+
+from conftest import run_cli
+from test_http import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early: {proc.stdout.read() if proc.stdout else ''}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (transformers serve's /v1/models may answer 500)
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up in {timeout_s} s")
+
+
+@pytest.fixture
+def server_process():
+    procs = []
+
+    def start(args: list[str], probe_path: str, env: dict | None = None) -> str:
+        port = free_port()
+        proc = subprocess.Popen([*args, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True, env=env)
+        procs.append(proc)
+        _wait_for(f"http://127.0.0.1:{port}{probe_path}", proc)
+        return f"http://127.0.0.1:{port}/v1"
+
+    yield start
+    for proc in procs:  # only the processes this test started
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def fake(start, *flags: str, env: dict | None = None) -> str:
+    return start([sys.executable, "-m", "colobench", "fake-server", "--ttft-ms", "5", "--itl-ms", "1", *flags],
+                 "/v1/models", env)
+
+
+def test_two_fake_endpoints_co_located_with_faults(tmp_path: Path, cli_env: dict, server_process):
+    a = fake(server_process, "--error-rate", "0.2", "--faults", "http_500,cut,malformed", "--seed", "1")
+    b = fake(server_process, "--tokens-per-chunk", "4", "--no-done", "--usage", "always", "--keepalive")
+    out = tmp_path / "run"
+    proc = run_cli(["run", "-e", a, "-e", b, "-m", "fake-model", "-c", "4", "-n", "16", "-r", "30",
+                    "--repetitions", "2", "--scrape-metrics", "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    faulty, clean = summary["phases"]["colocated"]["fake-model-1"], summary["phases"]["colocated"]["fake-model-2"]
+    assert faulty["failed"] > 0 and faulty["completed"] + faulty["failed"] == 60
+    assert 0 < faulty["error_rate"] < 0.6 and faulty["distributions"]["ttft_ms"]["count"] == faulty["completed"]
+    assert any(v["verdict"] == "failed_requests" for v in summary["interference"]["verdicts"])
+    assert clean["failed"] == 0 and clean["completed"] == 60 and clean["token_count_source"] == {"usage": 60}
+    assert clean["output_length_mismatch"] == 0 and clean["total_output_tokens"] == 60 * 16
+    assert clean["client"]["cpu_util_max"] is not None and clean["client"]["loop_lag_p99_ms"] is not None
+    assert clean["server_metrics"]["fake_generation_tokens_total"] >= 60 * 16
+    assert (out / "runs" / "colocated" / "metrics" / "fake-model-1.before.prom").is_file()
+    records = [r for r in read_jsonl(out / "runs" / "colocated" / "records" / "fake-model-2.jsonl") if not r["warmup"]]
+    assert all(len(r["token_ns"]) == 4 for r in records)  # 16 tokens in chunks of 4: four content chunks
+    assert "client:" in proc.stdout
+
+
+def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, server_process):
+    url = fake(server_process)
+    out = tmp_path / "run"
+    proc = run_cli(["run", "-e", url, "-m", "fake-model", "--rate", "50", "-r", "40", "-n", "4",
+                    "--repetitions", "1", "--client-processes", "2", "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])["phases"]["solo"]["fake-model"]
+    assert metrics["completed"] == 40 and metrics["client"]["processes"] == 2
+    parts = sorted(p.name for p in (out / "runs" / "solo-fake-model" / "records").iterdir())
+    assert parts == ["fake-model.0.jsonl", "fake-model.1.jsonl"]
+    ids = sorted(r["request_id"] for p in parts for r in read_jsonl(out / "runs" / "solo-fake-model" / "records" / p)
+                 if not r["warmup"])
+    assert ids == list(range(40))  # the two processes split one schedule, nothing twice
+    assert metrics["open_loop"]["achieved_rate"] > 0 and metrics["open_loop"]["requested_rate"] == 50
+
+
+def test_api_key_is_used_and_never_written(tmp_path: Path, cli_env: dict, server_process):
+    env = {**cli_env, "SERVER_KEY": "sk-very-secret-42", "CLIENT_KEY": "sk-very-secret-42"}
+    url = fake(server_process, "--api-key-env", "SERVER_KEY", env=env)
+    exp = tmp_path / "e.yaml"
+    exp.write_text(f"""
+name: keyed
+repetitions: 1
+workload: {{requests: 5, output_tokens: 3, concurrency: 2}}
+instances:
+  - {{model: fake-model, backend: openai, base_url: "{url}", api_key_env: CLIENT_KEY,
+     headers: {{X-Api-Key: hidden-header-value, X-Trace: visible}}}}
+""")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["phases"]["solo"]["fake-model"]["completed"] == 5
+    for path in out.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "sk-very-secret-42" not in text and "hidden-header-value" not in text, path
+    assert "visible" in (out / "manifest.json").read_text()
+    wrong = run_cli(["run", str(exp), "-o", str(tmp_path / "run2")], {**env, "CLIENT_KEY": "wrong"}, tmp_path)
+    assert wrong.returncode == 2 and "refused the credentials" in wrong.stderr
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["-m", "other-model"], "not served at"),
+    (["-m", "fake-model", "--api", "rest"], "--api"),
+])
+def test_endpoint_errors_before_running(tmp_path: Path, cli_env: dict, server_process, args, fragment):
+    url = fake(server_process)
+    proc = run_cli(["run", "-e", url, *args, "-c", "2"], cli_env, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and fragment in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "colobench-runs").exists()
+
+
+def test_unreachable_endpoint(tmp_path: Path, cli_env: dict):
+    proc = run_cli(["run", "-e", f"http://127.0.0.1:{free_port()}/v1", "-m", "x", "-c", "2"], cli_env, tmp_path)
+    assert proc.returncode == 2 and "cannot reach the server" in proc.stderr and "--endpoint" in proc.stderr
+
+
+def test_two_transformers_serve_endpoints(tmp_path: Path, cli_env: dict, server_process, tokenizer_checkpoint: Path):
+    """A real OpenAI-compatible server we did not write: no [DONE], usage in the last chunk,
+    several tokens per chunk, 422 for unknown fields, /v1/models answering 500."""
+    serve = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
+             str(tokenizer_checkpoint), "--device", "cpu"]
+    env = {**cli_env, "HF_HUB_OFFLINE": "1"}
+    a = server_process(serve, "/health", env)
+    b = server_process(serve, "/health", env)
+    model = str(tokenizer_checkpoint)
+    exp = tmp_path / "serve.yaml"
+    common = ('backend: openai, api: chat, exact_output_fields: [], '
+              'extra_body: {generation_config: \'{"min_new_tokens": $output_tokens, "max_new_tokens": $output_tokens}\'}')
+    exp.write_text(f"""
+name: tserve
+repetitions: 1
+workload: {{requests: 4, output_tokens: 6, concurrency: 2, prompts: {{builtin: [en_qa, code]}}}}
+instances:
+  - {{name: a, model: "{model}", base_url: "{a}", {common}}}
+  - {{name: b, model: "{model}", base_url: "{b}", {common}}}
+""")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], env, tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for phase in ("solo", "colocated"):
+        for name in ("a", "b"):
+            m = summary["phases"][phase][name]
+            assert m["completed"] == 4 and m["failed"] == 0
+            assert m["token_count_source"] == {"usage": 4} and m["output_length_mismatch"] == 0
+            assert m["mean_ttft_ms"] > 0 and m["mean_tpot_ms"] > 0
+    assert summary["interference"]["throughput_scaling"] > 0
