@@ -77,7 +77,7 @@ def test_without_usage_counts_chunks_or_uses_the_tokenizer(serve, tokenizer_chec
 
 @pytest.mark.parametrize("fault, fragment", [
     ("http_500", "HTTP 500: simulated internal server error"),
-    ("cut", "Error"),
+    ("cut", "connection closed mid-stream"),
     ("malformed", "malformed SSE data line"),
 ])
 def test_faults_become_failed_results(serve, fault, fragment):

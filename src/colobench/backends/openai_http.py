@@ -16,10 +16,11 @@ What real servers differ in, and how each is handled:
   request's length (`transformers serve` refuses unknown fields with HTTP 422 and takes
   `generation_config: '{"min_new_tokens": $output_tokens}'` with `exact_output_fields: []`).
 
-The hot path (every chunk) does the least possible work: raw network buffers are read as they
-arrive (`iter_any`), stamped with `time.perf_counter_ns()` once per read, split into SSE events by
-hand and parsed with orjson. No tokenisation, no per-line aiohttp `readline`. The connector has
-no connection limit, so the configured concurrency is the real concurrency.
+The hot path (every chunk) does the least possible work: bytes are handled in the connection's
+protocol callback as they arrive (`sse_client`, on httptools), stamped with
+`time.perf_counter_ns()` once per receive, split into SSE events by hand and parsed with
+orjson; the request's task wakes once, at the end. No tokenisation on the way. Connections
+have no pool limit, so the configured concurrency is the real concurrency.
 
 The API key is read from the environment variable the config names, in the worker, and goes
 only into the Authorization header.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -84,11 +86,12 @@ class OpenAIBackend:
     def __init__(self, model: str, config: Any, tokenizer_path: str | None = None):
         self.model, self.config = model, config
         self.url = endpoint_url(config.base_url, config.api)
-        self.headers = {"Content-Type": "application/json", **auth_headers(config)}
+        self._path = urlsplit(self.url).path
+        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **auth_headers(config)}
+        self._header_bytes = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items()).encode("latin-1")
         self.tokenizer_path = tokenizer_path
         self._tokenizer: Any = None
         self._session: Any = None
-        self._content_key = b"delta" if config.api == "chat" else b"text"
 
     def start(self) -> dict[str, Any]:
         if self.tokenizer_path:
@@ -104,99 +107,104 @@ class OpenAIBackend:
     def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
         return {"engine": "openai-http", "max_concurrency": max_concurrency}
 
-    async def _get_session(self) -> Any:
-        import aiohttp
+    def _pool(self) -> Any:
+        from colobench.backends.sse_client import ConnectionPool
 
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None, enable_cleanup_closed=True)
-            timeout = aiohttp.ClientTimeout(total=self.config.request_timeout_s, sock_connect=10,
-                                            sock_read=self.config.stall_timeout_s)
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers,
-                                                  json_serialize=lambda o: orjson.dumps(o).decode(),
-                                                  auto_decompress=False)
+        if self._session is None:
+            self._session = ConnectionPool(self.url, stall_timeout_s=self.config.stall_timeout_s)
         return self._session
 
     async def request(self, request: Request) -> StreamResult:
         """Send one streaming request; never raises (a failure is in `result.error`)."""
+        import asyncio
+
         result = StreamResult()
+        sse = _SSEStream(result.token_ns, self.config.api == "chat", self._tokenizer is not None)
         try:
-            session = await self._get_session()
             body = orjson.dumps(request_body(self.config, self.model, request))
-            async with session.post(self.url, data=body) as resp:
-                if resp.status != 200:
-                    result.error = f"HTTP {resp.status}: {_error_message(await resp.read())}"
-                    return result
-                await self._read_stream(resp, result)
+            response = await asyncio.wait_for(self._pool().post(self._path, body, self._header_bytes, sse),
+                                              self.config.request_timeout_s)
+            if response.status != 200:
+                result.error = f"HTTP {response.status}: {_error_message(bytes(response.body))}"
+                return result
         except Exception as exc:
             result.error = error_text(exc) if str(exc) else f"{exc.__class__.__name__}: {_describe(exc)}"
-        return result
-
-    async def _read_stream(self, resp: Any, result: StreamResult) -> None:
-        stamps = result.token_ns
-        texts: list[str] | None = [] if self._tokenizer is not None else None
-        usage = None
-        content_chunks = 0
-        done = False
-        pending = b""
-        content_key = self._content_key
-        async for data in resp.content.iter_any():
-            t = now_ns()
-            pending = pending + data if pending else data
-            if b"\n\n" not in pending and b"\r\n\r\n" not in pending:
-                continue
-            if b"\r\n" in pending:
-                pending = pending.replace(b"\r\n", b"\n")
-            *events, pending = pending.split(b"\n\n")
-            for event in events:
-                for line in event.split(b"\n"):
-                    if not line.startswith(DATA):
-                        continue  # SSE comments (": keep-alive"), event names, ids
-                    payload = line[5:].strip()
-                    if payload == b"[DONE]":
-                        done = True
-                        continue
-                    try:
-                        obj = orjson.loads(payload)
-                    except orjson.JSONDecodeError:
-                        raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
-                    if "error" in obj:
-                        raise StreamError(f"server error in stream: {_error_message(payload)}")
-                    if obj.get("usage"):
-                        usage = obj["usage"]
-                    choices = obj.get("choices")
-                    if not choices:
-                        continue
-                    choice = choices[0]
-                    piece = choice.get("delta", {}).get("content") if content_key == b"delta" else choice.get("text")
-                    if piece:
-                        stamps.append(t)
-                        content_chunks += 1
-                        if texts is not None:
-                            texts.append(piece)
-            if done:
-                break
+            return result
         result.done_ns = now_ns()
-        if usage and usage.get("completion_tokens") is not None:
-            result.output_tokens = int(usage["completion_tokens"])
-            result.prompt_tokens = usage.get("prompt_tokens")
+        if sse.usage and sse.usage.get("completion_tokens") is not None:
+            result.output_tokens = int(sse.usage["completion_tokens"])
+            result.prompt_tokens = sse.usage.get("prompt_tokens")
             result.token_count_source = "usage"
-        elif texts is not None:
+        elif sse.texts is not None:
             # after the stream has ended: this request's timing is already recorded
-            result.output_tokens = len(self._tokenizer.encode("".join(texts), add_special_tokens=False))
+            result.output_tokens = len(self._tokenizer.encode("".join(sse.texts), add_special_tokens=False))
             result.token_count_source = "tokenizer"
         else:
-            result.output_tokens = content_chunks
+            result.output_tokens = sse.content_chunks
             result.token_count_source = "chunks"
+        return result
 
     def stop_streaming(self) -> None:
-        if self._session is not None and not self._session.closed:
+        if self._session is not None:
             from colobench.loadgen.streaming import run
 
-            run(self._session.close())
+            run(self._session.aclose())
         self._session = None
 
     def stop(self) -> None:
         self.stop_streaming()
+
+
+class _SSEStream:
+    """Called with each piece of a 200 response body and its receive time: splits SSE events,
+    keeps the receive time of every chunk that carries content, the usage, and (when a tokenizer
+    will count tokens) the text. Raises on a malformed line or an error event."""
+
+    __slots__ = ("stamps", "chat", "texts", "pending", "usage", "content_chunks", "done")
+
+    def __init__(self, stamps: list[int], chat: bool, keep_text: bool):
+        self.stamps, self.chat = stamps, chat
+        self.texts: list[str] | None = [] if keep_text else None
+        self.pending = b""
+        self.usage: dict[str, Any] | None = None
+        self.content_chunks = 0
+        self.done = False
+
+    def __call__(self, data: bytes, t: int) -> None:
+        pending = self.pending + data if self.pending else data
+        if b"\r\n" in pending:
+            pending = pending.replace(b"\r\n", b"\n")
+        if b"\n\n" not in pending:
+            self.pending = pending
+            return
+        *events, self.pending = pending.split(b"\n\n")
+        for event in events:
+            for line in event.split(b"\n"):
+                if not line.startswith(DATA) or self.done:
+                    continue  # SSE comments (": keep-alive"), event names, ids
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    self.done = True
+                    continue
+                try:
+                    obj = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
+                if "error" in obj:
+                    raise StreamError(f"server error in stream: {_error_message(payload)}")
+                usage = obj.get("usage")
+                if usage:
+                    self.usage = usage
+                choices = obj.get("choices")
+                if not choices:
+                    continue
+                choice = choices[0]
+                piece = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+                if piece:
+                    self.stamps.append(t)
+                    self.content_chunks += 1
+                    if self.texts is not None:
+                        self.texts.append(piece)
 
 
 def _describe(exc: Exception) -> str:

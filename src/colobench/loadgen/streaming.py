@@ -97,10 +97,20 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
 _LOOP: asyncio.AbstractEventLoop | None = None
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (its C loop takes a third off the per-chunk cost of a stream), else
+    asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def run(coro: Any) -> Any:
     """Run a driver coroutine on this process's event loop. One loop serves every repetition, so
-    connections and sessions opened in one are still usable in the next."""
+    connections opened in one are still usable in the next."""
     global _LOOP
     if _LOOP is None or _LOOP.is_closed():
-        _LOOP = asyncio.new_event_loop()
+        _LOOP = new_event_loop()
     return _LOOP.run_until_complete(coro)
