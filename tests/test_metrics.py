@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 from colobench.analysis import metrics as m
 from colobench.analysis.interference import interference, slowdown, throughput_scaling
 from colobench.analysis.summary import instance_phase_metrics
@@ -101,3 +103,42 @@ def test_interference_verdicts_ok_unstable_and_few():
 def test_solo_only_has_no_scaling():
     block = interference({"a": _phase(10, 20, 100)}, {})
     assert block["throughput_scaling"] is None and block["slowdown"] == {}
+
+
+def _endpoint_phase(**extra):
+    base = _phase(10, 20, 100)
+    base.update(backend="openai", load_model="closed", parallel=64, mean_concurrency=63.0,
+                client={"cpu_util_max": 0.3, "loop_lag_p99_ms": 1.0}, token_count_source={"usage": 200},
+                output_length_mismatch=0)
+    base.update(extra)
+    return base
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ({"client": {"cpu_util_max": 0.97, "loop_lag_p99_ms": 1.0}}, "97% of a core"),
+    ({"client": {"cpu_util_max": 0.2, "loop_lag_p99_ms": 25.0}}, "event-loop lag p99 25.0 ms"),
+    ({"mean_concurrency": 30.0}, "mean concurrency 30.0 of 64 asked"),
+])
+def test_client_bound_verdicts(extra, fragment):
+    verdicts = interference({"a": _endpoint_phase(**extra)}, {})["verdicts"]
+    bound = [v for v in verdicts if v["verdict"] == "client_bound"]
+    assert len(bound) == 1 and fragment in bound[0]["detail"]
+
+
+def test_healthy_endpoint_has_no_client_or_count_verdicts():
+    checks = {v["check"] for v in interference({"a": _endpoint_phase()}, {})["verdicts"]}
+    assert not checks & {"client", "output_length", "token_count"}
+
+
+def test_inexact_lengths_and_chunk_counts_are_flagged():
+    verdicts = interference({"a": _endpoint_phase(output_length_mismatch=3,
+                                                   token_count_source={"chunks": 200})}, {})["verdicts"]
+    kinds = {v["verdict"] for v in verdicts}
+    assert {"inexact_lengths", "chunk_counts"} <= kinds
+
+
+def test_tpot_uses_token_count_not_chunks():
+    r = rec(0, [50, 60, 70])  # three chunks
+    r.output_tokens = 9  # carrying nine tokens
+    assert m.tpot_ns(r) == (70 - 50) / 8 * MS
+    assert m.output_throughput_tok_s([r]) == 9 / 0.07
