@@ -34,7 +34,8 @@ def _spec(cache_dir: Path, instances: list[dict], **extra):
 
 
 def test_solo_run(tmp_path: Path, cache_dir: Path):
-    result = api.run_experiment(_spec(cache_dir, [{"model": "tiny", "device": "cpu"}]), out=tmp_path / "run")
+    spec = _spec(cache_dir, [{"model": "tiny", "device": "cpu"}], telemetry={"host_interval_s": 0.1})
+    result = api.run_experiment(spec, out=tmp_path / "run")
     run_dir = result.run_dir
     manifest = json.loads((run_dir / "manifest.json").read_text())
     env = manifest["environment"]
@@ -51,6 +52,18 @@ def test_solo_run(tmp_path: Path, cache_dir: Path):
     assert all(solo[k] is not None and solo[k] >= 0 for k in VLLM_KEYS)
     assert result.summary["interference"]["throughput_scaling"] is None
     assert json.loads((run_dir / "summary.json").read_text())["phases"]["solo"]["tiny"]["completed"] == 8
+    # host telemetry on the records' clock, and the resource keys with reasons where null
+    samples = list(read_jsonl(run_dir / "runs" / "solo-tiny" / "telemetry.jsonl"))
+    assert samples and all(s["source"] == "host" and "tiny" in s["metrics"]["workers"] for s in samples[1:])
+    first, last = min(r["submit_ns"] for r in records), max(r["done_ns"] for r in records)
+    assert samples[0]["t_ns"] <= last and samples[-1]["t_ns"] >= first  # same clock as the records
+    assert json.loads((run_dir / "manifest.json").read_text())["telemetry"]["solo-tiny"] == {"host": "ok"}
+    for key in ("mean_device_util_pct", "peak_memory_bytes", "achieved_bandwidth_bytes_s", "mbu_pct", "mfu_pct",
+                "energy_j", "energy_per_token_j", "tokens_per_j"):
+        assert key in solo
+    assert solo["achieved_bandwidth_bytes_s"] > 0 and solo["peak_memory_bytes"] > 0
+    assert solo["mbu_pct"] is None and "peak memory bandwidth" in solo["unmeasured"]["mbu_pct"]
+    assert solo["energy_j"] is None and solo["unmeasured"]["energy_j"]
 
 
 def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
@@ -61,6 +74,7 @@ def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
     lines = proc.stdout.strip().splitlines()
     summary = json.loads(lines[-1])  # the last line of stdout is the summary
     assert "co-located mean ± std" in proc.stdout and "aggregate throughput scaling" in proc.stdout
+    assert "co-located telemetry:" in proc.stdout and "GB/s (no peak figure)" in proc.stdout
     assert set(summary["phases"]) == {"solo", "colocated"}
     for phase in ("solo", "colocated"):
         for name in ("tiny-1", "tiny-2"):

@@ -339,6 +339,7 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
         "plan": redact(plan.model_dump()),
         "environment": environment(),
         "devices": {},
+        "telemetry": {},
     }
     if previous is not None:
         manifest["created_utc"] = previous.get("created_utc")
@@ -347,6 +348,7 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
     write_json_atomic(run_dir / "manifest.json", manifest)
     interrupted = False
     try:
+        idle_power(plan, spec, run_dir, manifest, progress)
         for run in plan.runs:
             rdir = run_dir / "runs" / run.run_id
             if resume and _run_finished(rdir):
@@ -371,13 +373,32 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
             scrape_metrics(run, rdir, "before")
             state = run_local(run, rdir,
                               on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
-                              on_event=on_event, prompts_files=files)
+                              on_event=on_event, prompts_files=files, telemetry=spec.telemetry)
             scrape_metrics(run, rdir, "after")
+            if state.get("telemetry"):
+                manifest["telemetry"][run.run_id] = state["telemetry"]
+                write_json_atomic(run_dir / "manifest.json", manifest)
             progress.run_finished(run.run_id, state)
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True
     summary = summarize(run_dir)
     return ExperimentResult(run_dir, summary, interrupted)
+
+
+def idle_power(plan: ExperimentPlan, spec: ExperimentSpec, run_dir: Path, manifest: dict[str, Any],
+               progress: Progress) -> None:
+    """Sample the accelerators for `telemetry.idle_s` before anything runs: the idle power that
+    energy per token should be read against."""
+    devices = sorted({i.device for i in plan.instances if i.device.startswith(("cuda", "npu"))})
+    if not devices or not spec.telemetry.enabled or spec.telemetry.idle_s <= 0:
+        return
+    from colobench.telemetry import TelemetryRecorder, make_samplers
+
+    progress.phase(f"measuring idle power of {', '.join(devices)} for {spec.telemetry.idle_s:g} s")
+    recorder = TelemetryRecorder(make_samplers(devices, dict, spec.telemetry)[1:], run_dir / "idle_telemetry.jsonl")
+    manifest["telemetry"]["idle"] = recorder.start()
+    time.sleep(spec.telemetry.idle_s)
+    recorder.stop()
 
 
 def _expected_requests(wl: Any) -> int | None:
@@ -407,6 +428,59 @@ def summarize(run_dir: Path | str, write: bool = True) -> dict[str, Any]:
 def load_summary(run_dir: Path | str) -> dict[str, Any]:
     """The summary of a run directory, recomputed from its records."""
     return summarize(run_dir, write=False)
+
+
+def list_devices(probe: bool = False) -> dict[str, Any]:
+    """The environment check: host, versions, every visible device with its memory and peak
+    figures, and (with `probe`) measured copy bandwidth and matmul rate against those peaks."""
+    import torch
+
+    from colobench.devices import DeviceUnavailable, check_device, get_device
+    from colobench.devices.peaks import lookup
+
+    env = environment()
+    versions = dict(env["versions"])
+    versions["cuda_runtime"] = torch.version.cuda
+    devices = ["cpu"]
+    try:
+        check_device("cuda:0")
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except DeviceUnavailable:
+        pass
+    try:
+        check_device("npu:0")
+        devices += [f"npu:{i}" for i in range(torch.npu.device_count())]
+        import torch_npu
+
+        versions["cann"] = getattr(getattr(torch_npu, "version", None), "cann", None)
+    except (DeviceUnavailable, AttributeError, ImportError):
+        pass
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        versions["nvidia_driver"] = pynvml.nvmlSystemGetDriverVersion()
+    except Exception:
+        pass
+    rows = []
+    for device in devices:
+        info = get_device(device).info()
+        peak = lookup(info.name) if device != "cpu" else None
+        row: dict[str, Any] = {"device": device, "name": info.name, "memory_bytes": info.total_memory_bytes,
+                               "driver": info.driver, "extra": info.extra,
+                               "peak": peak.__dict__ if peak else None}
+        if probe:
+            from colobench.devices.probe import probe as run_probe
+
+            measured = run_probe(device)
+            if peak:
+                measured["copy_pct_of_peak"] = 100 * measured["copy_bandwidth_bytes_s"] / peak.memory_bandwidth_bytes_s
+                flops = peak.peak_flops("bfloat16")
+                measured["matmul_pct_of_peak"] = 100 * measured["matmul_flops"] / flops if flops else None
+            row["probe"] = measured
+        rows.append(row)
+    return {"host": {k: env[k] for k in ("hostname", "cpu_model", "logical_cores", "memory_bytes", "platform")},
+            "versions": versions, "devices": rows}
 
 
 def dump_json_line(summary: dict[str, Any]) -> str:

@@ -339,6 +339,46 @@ def report(
 
 
 @app.command()
+def devices(
+    probe: bool = typer.Option(False, "--probe", help="measure copy bandwidth and a large matmul on each device"),
+    json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """The environment check: devices, drivers and versions, memory, peak figures (and measured)."""
+    from rich.table import Table
+
+    from colobench import api
+
+    result = api.list_devices(probe=probe)
+    if json_out:
+        print(api.dump_json_line(result))
+        return
+    console = _stdout()
+    host = result["host"]
+    console.print(f"host: {escape(str(host['hostname']))}, {escape(str(host['cpu_model']))}, "
+                  f"{host['logical_cores']} logical cores, {(host['memory_bytes'] or 0) / 2**30:.1f} GiB")
+    console.print("versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v))
+    table = Table(show_edge=False, header_style="bold")
+    for col in ("device", "name", "memory", "driver", "peak bandwidth", "peak bf16", "measured copy", "measured matmul"):
+        table.add_column(col)
+    for row in result["devices"]:
+        peak = row.get("peak") or {}
+        probed = row.get("probe") or {}
+        copy = (f"{probed['copy_bandwidth_bytes_s'] / 1e9:,.0f} GB/s"
+                + (f" ({probed['copy_pct_of_peak']:.0f}%)" if probed.get("copy_pct_of_peak") else "")) if probed else "-"
+        matmul = (f"{probed['matmul_flops'] / 1e12:,.2f} TFLOP/s {probed['matmul_dtype']}"
+                  + (f" ({probed['matmul_pct_of_peak']:.0f}%)" if probed.get("matmul_pct_of_peak") else "")) if probed else "-"
+        table.add_row(row["device"], escape(str(row["name"])),
+                      f"{row['memory_bytes'] / 2**30:.1f} GiB" if row.get("memory_bytes") else "-",
+                      escape(str(row.get("driver") or "-")),
+                      f"{peak['memory_bandwidth_gb_s']:,.0f} GB/s" if peak else "-",
+                      f"{peak['bf16_tflops']:,.0f} TFLOP/s" if peak.get("bf16_tflops") else "-", copy, matmul)
+    console.print(table)
+    if not probe:
+        console.print("add --probe to measure copy bandwidth and a large matmul on each device", style="dim")
+    print(api.dump_json_line(result))
+
+
+@app.command()
 def presets() -> None:
     """List the architecture presets (real shapes, random weights)."""
     from rich.table import Table

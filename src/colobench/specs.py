@@ -283,6 +283,18 @@ class InstanceSpec(_Frozen):
         return value
 
 
+class TelemetrySpec(_Frozen):
+    """What to sample during runs, how often, and the peak figures to compare with."""
+
+    enabled: bool = True
+    host_interval_s: float = Field(0.5, gt=0)
+    nvidia_interval_s: float = Field(0.1, gt=0)
+    ascend_interval_s: float = Field(1.0, gt=0, description="npu-smi is slow; DCMI, when present, samples faster")
+    idle_s: float = Field(1.0, ge=0, description="seconds of idle sampling before the first run (idle power)")
+    peaks: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per device (cpu, cuda:0, npu:1): memory_bandwidth_gb_s, bf16_tflops, int8_tops")
+
+
 class ExperimentSpec(_Frozen):
     """What the user asks for: instances, a workload, a scenario, sweep axes, repetitions.
 
@@ -300,6 +312,7 @@ class ExperimentSpec(_Frozen):
     repetitions: int = Field(3, gt=0, description="measured windows per run, for confidence intervals")
     solo_baselines: bool = Field(True, description="run each instance alone before the co-located run")
     cache_dir: str | None = Field(None, description="where built presets are kept (default ~/.cache/colobench)")
+    telemetry: TelemetrySpec = TelemetrySpec()
 
     @model_validator(mode="before")
     @classmethod

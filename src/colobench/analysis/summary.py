@@ -23,6 +23,8 @@ from typing import Any
 from colobench.analysis import metrics as m
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.interference import interference
+from colobench.analysis.resources import idle_power, instance_resources, shared_energy
+from colobench.telemetry.replay import read_samples
 from colobench.analysis.sweeps import batch_scaling
 from colobench.records import RequestRecord, read_records
 
@@ -94,7 +96,11 @@ def instance_phase_metrics(records: list[RequestRecord], workload: dict[str, Any
         "output_throughput": out_d.mean,
         "total_token_throughput": (total_in + total_out) / duration if duration > 0 else None,
         "mean_concurrency": _mean([m.mean_concurrency(by_rep[k]) for k in reps]),
+        "mean_prompt_tokens": total_in / len(ok) if ok else None,
+        "mean_output_tokens": total_out / len(ok) if ok else None,
     }
+    static = ok and all(r.scheduled_ns is None and r.batch_id >= 0 for r in ok)
+    result["mean_batch"] = (sum(r.batch_size for r in ok) / len(ok)) if static else result["mean_concurrency"]
     for name in LATENCY_METRICS:
         result.update(_vllm_keys(name, dists[name]))
     result["distributions"] = {
@@ -175,16 +181,20 @@ def _server_metrics(metrics_dir: Path, name: str) -> dict[str, float] | None:
     return {k: b[k] - a.get(k, 0.0) for k in sorted(b)}
 
 
-def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Runs, phases, interference and instance facts of one point's runs."""
+def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Runs, phases, interference, resources and instance facts of one point's runs."""
     phases: dict[str, dict[str, Any]] = {"solo": {}, "colocated": {}}
+    energy: dict[str, Any] = {}
     run_entries: dict[str, Any] = {}
     problems: list[str] = []
     facts: dict[str, Any] = {}
     for run in runs:
         rdir = run_dir / "runs" / run["run_id"]
         state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
-        entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {}}
+        entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {},
+                                 "telemetry": state.get("telemetry")}
+        samples = read_samples(rdir / "telemetry.jsonl")
+        devices = {i["name"]: i["device"] for i in run["instances"]}
         for inst in run["instances"]:
             name = inst["name"]
             parts = _parts(state.get("workers", {}), name)
@@ -218,13 +228,24 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]
             server = _server_metrics(rdir / "metrics", name)
             if server is not None:
                 metrics["server_metrics"] = server
+            pids = [p for w in parts.values() for p in ([w.get("pid")] if isinstance(w.get("pid"), int) else [])]
+            shared = list(devices.values()).count(inst["device"]) > 1 and inst["device"] != "endpoint"
+            resources = instance_resources(samples, facts[name], metrics, list(parts) or [name], pids, peaks or {},
+                                           shared)
+            if metrics.get("peak_memory_bytes") and "peak_memory_bytes" in resources and \
+                    not (resources.get("device_telemetry") or {}).get("process_mem_bytes_peak"):
+                resources.pop("peak_memory_bytes")  # the framework's own peak beats the resident set
+            metrics.update(resources)
             phases[run["phase"]][name] = metrics
         run_entries[run["run_id"]] = entry
+        if run["phase"] == "colocated" and samples:
+            energy["colocated"] = shared_energy(samples, phases["colocated"], devices)
     return {
         "instances": facts,
         "runs": run_entries,
         "phases": {k: v for k, v in phases.items() if v},
         "interference": interference(phases["solo"], phases["colocated"]),
+        "energy": energy,
         "problems": problems,
     }
 
@@ -233,17 +254,20 @@ def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
     """Rebuild the whole summary from the files of a run directory."""
     manifest = load_json(run_dir / "manifest.json")
     plan = manifest["plan"]
-    head = {"schema": SCHEMA, "experiment": plan["name"], "colobench_version": manifest.get("colobench_version")}
+    head = {"schema": SCHEMA, "experiment": plan["name"], "colobench_version": manifest.get("colobench_version"),
+            "telemetry": manifest.get("telemetry") or {},
+            "idle_power_w": idle_power(read_samples(run_dir / "idle_telemetry.jsonl"))}
+    peaks = ((manifest.get("experiment") or {}).get("telemetry") or {}).get("peaks") or {}
     points = plan.get("points") or [{"id": "", "axes": {}}]
     by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in plan["runs"]:
         by_point[run.get("point", "")].append(run)
     if len(points) == 1 and not points[0]["id"]:
-        return {**head, **summarize_point(run_dir, by_point[""])}
+        return {**head, **summarize_point(run_dir, by_point[""], peaks)}
     out_points = []
     problems: list[str] = []
     for point in points:
-        body = summarize_point(run_dir, by_point[point["id"]])
+        body = summarize_point(run_dir, by_point[point["id"]], peaks)
         problems += body.pop("problems")
         out_points.append({"id": point["id"], **point["axes"], "axes": point["axes"], **body})
     return {**head, "sweep": {"axes": list(points[0]["axes"])}, "points": out_points,

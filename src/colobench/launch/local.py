@@ -60,7 +60,7 @@ def _death_reason(exitcode: int | None, reported: str | None) -> str:
 def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
               load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-              prompts_files: dict[str, str] | None = None) -> dict[str, Any]:
+              prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, Any]:
     """Run `run` in worker processes; return the run record (also written to run.json)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "records").mkdir(exist_ok=True)
@@ -90,6 +90,14 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
         procs[key] = p
         state["workers"][key]["pid"] = p.pid
     state["status"] = "running"
+    recorder = None
+    if telemetry is not None and telemetry.enabled:
+        from colobench.telemetry import TelemetryRecorder, make_samplers
+
+        alive = {k: p.pid for k, p in procs.items()}
+        recorder = TelemetryRecorder(make_samplers([i.device for i in run.instances], lambda: alive, telemetry),
+                                     run_dir / "telemetry.jsonl")
+        state["telemetry"] = recorder.start()
     write_json_atomic(run_json, state)
 
     workers = state["workers"]
@@ -156,6 +164,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
                 next_rep += 1
                 write_json_atomic(run_json, state)
     except KeyboardInterrupt:
+        if recorder is not None:
+            state["telemetry"] = recorder.stop()
         _stop_all(procs)
         for n in names:
             if workers[n]["status"] not in ("completed", "failed", "died"):
@@ -166,6 +176,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
         raise RunInterrupted() from None
     for p in procs.values():
         p.join(10)
+    if recorder is not None:
+        state["telemetry"] = recorder.stop()
     bad = [n for n in names if workers[n]["status"] != "completed"]
     state["status"] = "completed" if not bad else ("failed" if len(bad) == len(names) else "partial")
     state["ended_unix_s"] = wall_unix_s()

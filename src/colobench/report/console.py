@@ -58,6 +58,34 @@ def _bytes(n: int | None) -> str:
     return str(n)
 
 
+def telemetry_line(mt: dict[str, Any] | None) -> str:
+    """One line of what the device and host did: utilisation, memory, bandwidth against the peak,
+    power and energy per token, the workers' CPU."""
+    if not mt or "unmeasured" not in mt:
+        return ""
+    parts = []
+    if mt.get("mean_device_util_pct") is not None:
+        parts.append(f"util {mt['mean_device_util_pct']:.0f}%")
+    if mt.get("peak_memory_bytes"):
+        parts.append(f"peak mem {_bytes(mt['peak_memory_bytes'])}")
+    bw = mt.get("achieved_bandwidth_bytes_s")
+    if bw:
+        mbu = f" = {mt['mbu_pct']:.0f}% of peak" if mt.get("mbu_pct") is not None else " (no peak figure)"
+        parts.append(f"decode {bw / 1e9:.1f} GB/s{mbu}")
+    if mt.get("mfu_pct") is not None:
+        parts.append(f"prefill MFU {mt['mfu_pct']:.1f}%")
+    power = ((mt.get("device_telemetry") or {}).get("power_w") or {}).get("mean")
+    if power is not None:
+        parts.append(f"{power:.0f} W")
+    if mt.get("energy_per_token_j") is not None:
+        shared = " (device shared)" if mt.get("energy_shared") else ""
+        parts.append(f"{mt['energy_per_token_j'] * 1e3:.2f} mJ/token{shared}")
+    host = mt.get("host") or {}
+    if host.get("samples"):
+        parts.append(f"host CPU {host['cpu_pct']['mean']:.0f}%, load {host['load_1m']['mean']:.1f}")
+    return ", ".join(parts)
+
+
 def instance_header(name: str, facts: dict[str, Any]) -> str:
     wl = facts.get("workload", {})
     load = facts.get("load_model") or "static"
@@ -242,6 +270,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                                   f"concurrency {_num(mt.get('mean_concurrency'), 1)}, error rate "
                                   f"{_num((mt.get('error_rate') or 0) * 100, 1)}%; token counts from {sources or '-'}",
                                   style="dim")
+            for label, mt in (("solo", solo), ("co-located", coloc)):
+                line = telemetry_line(mt)
+                if line:
+                    console.print(f"  {label} telemetry: {line}", style="dim")
             peaks = [f"{label} {_bytes(mt['peak_memory_bytes'])}" for label, mt in (("solo", solo), ("co-located", coloc))
                      if mt and mt.get("peak_memory_bytes")]
             if peaks:
@@ -252,6 +284,13 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
     if table is not None:
         console.print()
         console.print(table)
+    for device, e in ((summary.get("energy") or {}).get("colocated") or {}).items():
+        if e.get("energy_j") is not None:
+            idle = (summary.get("idle_power_w") or {}).get(device)
+            console.print(f"co-located energy on {device}: {e['energy_j']:.1f} J for {e['output_tokens']} tokens of "
+                          f"{', '.join(e['instances'])} = {e['energy_per_token_j'] * 1e3:.2f} mJ/token, "
+                          f"{e['tokens_per_j']:.1f} tokens/J ({e['method']})"
+                          + (f"; idle power {idle:.0f} W" if idle is not None else ""))
     inter = summary.get("interference") or {}
     if inter.get("throughput_scaling") is not None:
         console.print(f"aggregate throughput scaling: [bold]{inter['throughput_scaling']:.2f}x[/] "

@@ -1,0 +1,106 @@
+"""What each instance-phase used: device and host telemetry in its window, the roofline, energy.
+
+Summary keys (null where not measurable, with the reason under `unmeasured`):
+`mean_device_util_pct`, `peak_memory_bytes`, `achieved_bandwidth_bytes_s`, `mbu_pct`, `mfu_pct`,
+`energy_j`, `energy_per_token_j`, `tokens_per_j`. On a CPU the device telemetry is the host's:
+utilisation is the workers' CPU share, memory their resident set. Co-located instances on one
+accelerator share its energy: each instance's `energy_j` is the device's over that instance's
+window (marked shared), and the point's `energy.colocated` gives the device total over the
+co-located run with the energy per token of all instances together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from colobench.analysis.roofline import decode_roofline
+from colobench.analysis.telemetry import device_window, energy_over_window, host_window
+from colobench.devices.peaks import lookup, with_overrides
+
+
+def _peak(facts: dict[str, Any], device: str, overrides: dict[str, dict[str, float]]) -> Any:
+    name = (facts.get("device_info") or {}).get("name") or device
+    return with_overrides(lookup(name) if device != "cpu" else None, name, overrides.get(device))
+
+
+def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], metrics: dict[str, Any],
+                       worker_keys: list[str], pids: list[int], overrides: dict[str, dict[str, float]],
+                       shared_device: bool) -> dict[str, Any]:
+    """Keys to add to one instance-phase's metrics."""
+    device = facts.get("device") or "cpu"
+    unmeasured: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    window = metrics.get("window_ns")
+    if not window:
+        return {"unmeasured": {"telemetry": "no measured requests"}}
+    t0, t1 = window
+    host = host_window(samples, t0, t1, worker_keys)
+    out["host"] = host
+    dev: dict[str, Any] = {}
+    if device.startswith(("cuda", "npu")):
+        dev = device_window(samples, device, t0, t1, pids)
+        out["device_telemetry"] = dev
+    util = (dev.get("util_pct") or {}).get("mean") if dev else None
+    if util is None and device == "cpu" and host.get("samples"):
+        util = (host.get("worker_cpu_pct") or {}).get("mean")
+    out["mean_device_util_pct"] = util
+    if util is None:
+        unmeasured["mean_device_util_pct"] = ("the server's device is not visible to the client" if device == "endpoint"
+                                              else "no device utilisation samples in the window")
+    if dev.get("process_mem_bytes_peak"):
+        out["peak_memory_bytes"] = dev["process_mem_bytes_peak"]
+    elif not metrics.get("peak_memory_bytes") and host.get("worker_rss_bytes_peak"):
+        out["peak_memory_bytes"] = host["worker_rss_bytes_peak"]
+    peak = _peak(facts, device, overrides)
+    roof, reasons = decode_roofline(
+        facts, metrics, peak.memory_bandwidth_bytes_s if peak and peak.memory_bandwidth_gb_s else None,
+        peak.peak_flops(facts.get("dtype") or "") if peak else None)
+    out.update({k: roof[k] for k in ("achieved_bandwidth_bytes_s", "mbu_pct", "mfu_pct")})
+    out["roofline"] = {**roof, "peak": peak.__dict__ if peak else None}
+    unmeasured.update(reasons)
+    if dev.get("dram_bw_util_pct", {}).get("mean") is not None and roof.get("mbu_pct") is not None:
+        gpm = dev["dram_bw_util_pct"]["mean"]
+        out["roofline"]["gpm_dram_bw_util_pct"] = gpm
+        out["roofline"]["gpm_agrees"] = abs(gpm - roof["mbu_pct"]) <= 10.0
+    energy = dev.get("energy_j") if dev else None
+    out["energy_j"] = energy
+    tokens = metrics.get("total_output_tokens") or 0
+    if energy:
+        out["energy_method"] = dev.get("energy_method")
+        out["energy_shared"] = shared_device
+        out["energy_per_token_j"] = energy / tokens if tokens else None
+        out["tokens_per_j"] = tokens / energy
+    else:
+        reason = dev.get("energy_method") if dev else ("the server's device is not visible to the client"
+                                                      if device == "endpoint" else "CPU runs have no energy counter here")
+        unmeasured["energy_j"] = reason or "no power samples"
+        out["energy_per_token_j"] = out["tokens_per_j"] = None
+    out["unmeasured"] = unmeasured
+    return out
+
+
+def shared_energy(samples: list[dict[str, Any]], phase_metrics: dict[str, dict[str, Any]],
+                  devices: dict[str, str]) -> dict[str, Any]:
+    """Energy of each accelerator over the co-located run and per token of all its instances."""
+    out: dict[str, Any] = {}
+    for device in sorted({d for d in devices.values() if d.startswith(("cuda", "npu"))}):
+        names = [n for n, d in devices.items() if d == device and phase_metrics.get(n, {}).get("window_ns")]
+        if not names:
+            continue
+        t0 = min(phase_metrics[n]["window_ns"][0] for n in names)
+        t1 = max(phase_metrics[n]["window_ns"][1] for n in names)
+        energy, method = energy_over_window([s for s in samples if s["device"] == device], t0, t1)
+        tokens = sum(phase_metrics[n].get("total_output_tokens") or 0 for n in names)
+        out[device] = {"instances": names, "energy_j": energy, "method": method, "output_tokens": tokens,
+                       "energy_per_token_j": energy / tokens if energy and tokens else None,
+                       "tokens_per_j": tokens / energy if energy else None}
+    return out
+
+
+def idle_power(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean power of each device during the idle window before the first run."""
+    by_device: dict[str, list[float]] = {}
+    for s in samples:
+        if s["metrics"].get("power_w") is not None:
+            by_device.setdefault(s["device"], []).append(s["metrics"]["power_w"])
+    return {d: sum(v) / len(v) for d, v in by_device.items()}
