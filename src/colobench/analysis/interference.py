@@ -89,6 +89,13 @@ def _stability(name: str, phase: str, metrics: dict[str, Any]) -> list[dict[str,
                     "value": metrics["token_count_source"]["chunks"], "threshold": 0,
                     "detail": "the server sent no usage: output tokens are counted as content chunks (a lower bound);"
                               " set `tokenizer` to count them"})
+    roof = metrics.get("roofline") or {}
+    if roof.get("gpm_agrees") is False:
+        out.append({"check": "bandwidth_cross_check", "subject": f"{name}/{phase}", "verdict": "mbu_disagrees",
+                    "value": roof["gpm_dram_bw_util_pct"], "threshold": 10.0,
+                    "detail": f"NVML GPM measured {roof['gpm_dram_bw_util_pct']:.0f}% DRAM bandwidth, the roofline "
+                              f"computes {metrics.get('mbu_pct'):.0f}% MBU: more than 10 points apart (weights or KV "
+                              "bytes mis-counted, or traffic the model does not explain)"})
     if metrics.get("failed"):
         out.append({"check": "failures", "subject": f"{name}/{phase}", "verdict": "failed_requests",
                     "value": metrics["failed"], "threshold": 0,

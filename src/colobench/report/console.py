@@ -72,6 +72,9 @@ def telemetry_line(mt: dict[str, Any] | None) -> str:
     if bw:
         mbu = f" = {mt['mbu_pct']:.0f}% of peak" if mt.get("mbu_pct") is not None else " (no peak figure)"
         parts.append(f"decode {bw / 1e9:.1f} GB/s{mbu}")
+    gpm = (mt.get("roofline") or {}).get("gpm_dram_bw_util_pct")
+    if gpm is not None:
+        parts.append(f"GPM DRAM {gpm:.0f}%")
     if mt.get("mfu_pct") is not None:
         parts.append(f"prefill MFU {mt['mfu_pct']:.1f}%")
     power = ((mt.get("device_telemetry") or {}).get("power_w") or {}).get("mean")
