@@ -112,12 +112,12 @@ def test_unknown_model_and_api_key(serve):
 
 def test_ground_truth_timing(serve):
     """Chunks are stamped when read: never before the server sent them, and soon after."""
-    import orjson
+    from colobench import fastjson
 
     url = serve(ttft_ms=20, itl_ms=5, stamp=True)
     b = backend(url)
     sent: list[int] = []
-    original = orjson.loads
+    original = fastjson.loads
 
     def spy(payload):
         obj = original(payload)
@@ -127,11 +127,11 @@ def test_ground_truth_timing(serve):
 
     import colobench.backends.openai_http as module
 
-    module.orjson = SimpleNamespace(loads=spy, dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError)
+    module.fastjson = SimpleNamespace(loads=spy, dumps=fastjson.dumps, JSONDecodeError=fastjson.JSONDecodeError)
     try:
         result = ask(b, n=10)
     finally:
-        module.orjson = orjson
+        module.fastjson = fastjson
     assert len(sent) == len(result.token_ns) == 10
     delays_ms = [(r - s) / 1e6 for r, s in zip(result.token_ns, sent)]
     assert all(d >= 0 for d in delays_ms) and sum(delays_ms) / len(delays_ms) < 20

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-import orjson
+from colobench import fastjson
 
 
 @dataclass
@@ -50,7 +50,7 @@ class RequestRecord:
         return {name: getattr(self, name) for name in _FIELDS}
 
     def to_json(self) -> str:
-        return orjson.dumps(self.to_dict()).decode()
+        return fastjson.dumps(self.to_dict()).decode()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":  # noqa: D102

@@ -32,7 +32,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
+from colobench import fastjson
 
 from colobench.clock import now_ns
 from colobench.loadgen.recorder import StreamResult, error_text
@@ -121,7 +121,7 @@ class OpenAIBackend:
         result = StreamResult()
         sse = _SSEStream(result.token_ns, self.config.api == "chat", self._tokenizer is not None)
         try:
-            body = orjson.dumps(request_body(self.config, self.model, request))
+            body = fastjson.dumps(request_body(self.config, self.model, request))
             response = await asyncio.wait_for(self._pool().post(self._path, body, self._header_bytes, sse),
                                               self.config.request_timeout_s)
             if response.status != 200:
@@ -187,8 +187,8 @@ class _SSEStream:
                     self.done = True
                     continue
                 try:
-                    obj = orjson.loads(payload)
-                except orjson.JSONDecodeError:
+                    obj = fastjson.loads(payload)
+                except fastjson.JSONDecodeError:
                     raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
                 if "error" in obj:
                     raise StreamError(f"server error in stream: {_error_message(payload)}")
@@ -218,7 +218,7 @@ def _describe(exc: Exception) -> str:
 def _error_message(raw: bytes) -> str:
     """The `error.message` of an OpenAI-style error body, else its first 200 bytes."""
     try:
-        obj = orjson.loads(raw)
+        obj = fastjson.loads(raw)
         err = obj.get("error") if isinstance(obj, dict) else None
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:200]
@@ -226,6 +226,6 @@ def _error_message(raw: bytes) -> str:
             return err[:200]
         if isinstance(obj, dict) and obj.get("detail"):
             return str(obj["detail"])[:200]
-    except orjson.JSONDecodeError:
+    except fastjson.JSONDecodeError:
         pass
     return raw[:200].decode("utf-8", "replace")
