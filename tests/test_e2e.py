@@ -269,3 +269,19 @@ def test_failed_batches_are_counted_not_timed(tmp_path: Path):
     assert a["errors"] == {"RuntimeError: simulated out of memory": 2}
     assert a["distributions"]["ttft_ms"]["count"] == 4
     assert any(v["check"] == "failures" for v in result.summary["interference"]["verdicts"])
+
+
+def test_diagnose_command_on_a_cpu_run(tmp_path: Path, cli_env: dict):
+    out = tmp_path / "run"
+    proc = run_cli(["run", "-m", "tiny", "-m", "tiny", "-d", "cpu", "-p", "16", "-n", "8", "-r", "4",
+                    "--repetitions", "1", "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "diagnosis:" in proc.stdout  # printed after every run
+    diag = run_cli(["diagnose", str(out)], cli_env, tmp_path)
+    assert diag.returncode == 0 and "validity" in diag.stdout and "tiny-1 (colocated)" in diag.stdout
+    assert "VALID" in diag.stdout and "diagnosis:" in diag.stdout
+    data = json.loads(run_cli(["diagnose", str(out), "--json"], cli_env, tmp_path).stdout)
+    assert isinstance(data["findings"], list) and len(data["validity"]) == 4
+    # 4 measured requests per phase: too few for any verdict but INVALID, and it says why
+    assert {row["validity"]["verdict"] for row in data["validity"]} == {"INVALID"}
+    assert all("only 4 measured requests" in row["validity"]["reasons"][0] for row in data["validity"])

@@ -483,5 +483,12 @@ def list_devices(probe: bool = False) -> dict[str, Any]:
             "versions": versions, "devices": rows}
 
 
+def validity_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every instance-phase's validity verdict, with its point."""
+    points = summary.get("points") or [{"id": "", "phases": summary.get("phases", {})}]
+    return [{"point": p["id"], "phase": phase, "instance": name, "validity": mt.get("validity")}
+            for p in points for phase, by_name in (p.get("phases") or {}).items() for name, mt in by_name.items()]
+
+
 def dump_json_line(summary: dict[str, Any]) -> str:
     return json.dumps(summary, separators=(",", ":"), default=str)

@@ -379,6 +379,27 @@ def devices(
 
 
 @app.command()
+def diagnose(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `colobench run`"),
+    json_out: bool = typer.Option(False, "--json", help="print the findings as JSON"),
+) -> None:
+    """Ranked findings with evidence and what to change, and each result's validity verdict."""
+    from colobench import api
+    from colobench.report.console import print_findings, validity_line
+
+    summary = api.load_summary(run_dir)
+    if json_out:
+        print(api.dump_json_line({"findings": summary.get("findings", []), "validity": api.validity_table(summary)}))
+        return
+    console = _stdout()
+    console.print("[bold]validity[/]")
+    for row in api.validity_table(summary):
+        console.print(f"  {escape(row['point'] + ' ' if row['point'] else '')}{escape(row['instance'])} "
+                      f"({row['phase']}): {validity_line({'validity': row['validity']})}")
+    print_findings(summary, console)
+
+
+@app.command()
 def presets() -> None:
     """List the architecture presets (real shapes, random weights)."""
     from rich.table import Table

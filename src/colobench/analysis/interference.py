@@ -48,12 +48,13 @@ def throughput_scaling(solo: dict[str, Any], coloc: dict[str, Any]) -> float | N
 
 def _stability(name: str, phase: str, metrics: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
+    from colobench.analysis.validity import stability
+
     cv = metrics["distributions"]["tpot_ms"].get("cv")
     if cv is not None:
-        verdict = "stable" if cv < STABLE_CV else "unstable"
-        out.append({"check": "stability", "subject": f"{name}/{phase}", "verdict": verdict, "value": cv,
+        out.append({"check": "stability", "subject": f"{name}/{phase}", "verdict": stability(cv), "value": cv,
                     "threshold": STABLE_CV,
-                    "detail": f"TPOT cv {cv * 100:.1f}% ({'<' if cv < STABLE_CV else '>='} {STABLE_CV * 100:.0f}%)"})
+                    "detail": f"TPOT cv {cv * 100:.1f}% (stable below 5%, acceptable to 10%)"})
     open_loop = metrics.get("open_loop") or {}
     if open_loop.get("rate_ok") is False:
         out.append({"check": "rate", "subject": f"{name}/{phase}", "verdict": "rate_off",
@@ -105,10 +106,37 @@ def _stability(name: str, phase: str, metrics: dict[str, Any]) -> list[dict[str,
     return out
 
 
+def jain_fairness(values: list[float]) -> float | None:
+    """Jain's index (sum x)^2 / (n sum x^2): 1 when every instance keeps the same share of its solo
+    throughput, 1/n when one instance keeps everything."""
+    if not values or not any(values):
+        return None
+    return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
+
+
+def bandwidth_bound(solo: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any] | None:
+    """What the hardware allows: decode-bound instances sharing one device cannot together move
+    more bytes per second than its peak, so scaling <= peak / mean solo bandwidth."""
+    rows = [solo[n] for n in names if n in solo]
+    bws = [r.get("achieved_bandwidth_bytes_s") for r in rows]
+    peaks = [((r.get("roofline") or {}).get("peak") or {}).get("memory_bandwidth_gb_s") for r in rows]
+    devices = {(r.get("roofline") or {}).get("device") for r in rows}
+    if not rows or None in bws or not all(peaks) or len(set(peaks)) != 1 or len(devices) > 1:
+        return None
+    mean_bw = sum(bws) / len(bws)
+    bound = min(len(rows), peaks[0] * 1e9 / mean_bw) if mean_bw else None
+    return {"scaling_bound": bound, "mean_solo_bandwidth_bytes_s": mean_bw, "peak_bandwidth_bytes_s": peaks[0] * 1e9}
+
+
 def interference(solo: dict[str, dict[str, Any]], coloc: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The `interference` block of the summary."""
     n = len(coloc)
     scaling = throughput_scaling(solo, coloc) if n > 1 else None
+    ratios = [coloc[k]["output_throughput"] / solo[k]["output_throughput"] for k in coloc
+              if k in solo and coloc[k].get("output_throughput") and solo[k].get("output_throughput")]
+    fairness = jain_fairness(ratios) if n > 1 and len(ratios) == n else None
+    shared = len({c.get("roofline", {}).get("device") for c in coloc.values()}) == 1 if coloc else False
+    bound = bandwidth_bound(solo, list(coloc)) if n > 1 and shared else None
     verdicts: list[dict[str, Any]] = []
     if scaling is not None:
         threshold = SCALING_BOTTLENECK_FRACTION * n
@@ -131,10 +159,23 @@ def interference(solo: dict[str, dict[str, Any]], coloc: dict[str, dict[str, Any
                          "threshold": MIN_REQUESTS_FOR_P99,
                          "detail": f"as few as {least} measured requests: below {MIN_REQUESTS_FOR_P99} a p99 is "
                                    f"close to the maximum; use --requests or --repetitions for tail latency"})
+    if bound and bound.get("scaling_bound") and scaling is not None:
+        near = scaling >= 0.9 * bound["scaling_bound"]
+        bound["near_bound"] = near
+        verdicts.append({"check": "hardware_bound", "subject": "aggregate", "verdict": "near_bound" if near else
+                         "below_bound", "value": scaling, "threshold": bound["scaling_bound"],
+                         "detail": f"the device's bandwidth allows at most {bound['scaling_bound']:.2f}x for these "
+                                   f"instances; {scaling:.2f}x is {'near' if near else 'far below'} that bound"})
+    if fairness is not None:
+        verdicts.append({"check": "fairness", "subject": "aggregate", "verdict": "fair" if fairness >= 0.95 else
+                         "unfair", "value": fairness, "threshold": 0.95,
+                         "detail": f"Jain's fairness {fairness:.3f} over the instances' kept share of solo throughput"})
     return {
         "instances": n,
         "ideal_scaling": n if n > 1 else None,
         "throughput_scaling": scaling,
+        "fairness": fairness,
+        "bandwidth_bound": bound,
         "slowdown": {name: slowdown(solo[name], coloc[name]) for name in coloc if name in solo},
         "verdicts": verdicts,
     }

@@ -56,7 +56,7 @@ def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], met
         facts, metrics, peak.memory_bandwidth_bytes_s if peak and peak.memory_bandwidth_gb_s else None,
         peak.peak_flops(facts.get("dtype") or "") if peak else None)
     out.update({k: roof[k] for k in ("achieved_bandwidth_bytes_s", "mbu_pct", "mfu_pct")})
-    out["roofline"] = {**roof, "peak": peak.__dict__ if peak else None}
+    out["roofline"] = {**roof, "peak": peak.__dict__ if peak else None, "device": device}
     unmeasured.update(reasons)
     if dev.get("dram_bw_util_pct", {}).get("mean") is not None and roof.get("mbu_pct") is not None:
         gpm = dev["dram_bw_util_pct"]["mean"]

@@ -23,9 +23,11 @@ from typing import Any
 from colobench.analysis import metrics as m
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.interference import interference
+from colobench.analysis.diagnosis import diagnose
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
 from colobench.telemetry.replay import read_samples
 from colobench.analysis.sweeps import batch_scaling
+from colobench.analysis.validity import validity
 from colobench.records import RequestRecord, read_records
 
 SCHEMA = "colobench.summary/1"
@@ -185,6 +187,7 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
     """Runs, phases, interference, resources and instance facts of one point's runs."""
     phases: dict[str, dict[str, Any]] = {"solo": {}, "colocated": {}}
     energy: dict[str, Any] = {}
+    records_of: dict[tuple[str, str], list[RequestRecord]] = {}
     run_entries: dict[str, Any] = {}
     problems: list[str] = []
     facts: dict[str, Any] = {}
@@ -217,6 +220,7 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
             if state.get("status") == "not started":
                 continue
             records = [r for key in (parts or {name: None}) for r in read_records(rdir / "records" / f"{key}.jsonl")]
+            records_of[(run["phase"], name)] = records
             metrics = instance_phase_metrics(records, inst["workload"])
             metrics["peak_memory_bytes"] = worker.get("peak_memory_bytes")
             metrics["load_model"] = info.get("load_model")
@@ -240,11 +244,16 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
         run_entries[run["run_id"]] = entry
         if run["phase"] == "colocated" and samples:
             energy["colocated"] = shared_energy(samples, phases["colocated"], devices)
+    inter = interference(phases["solo"], phases["colocated"])
+    bound = {v["subject"] for v in inter["verdicts"] if v["verdict"] == "client_bound"}
+    for (phase, name), records in records_of.items():
+        if name in phases[phase]:
+            phases[phase][name]["validity"] = validity(records, phases[phase][name], f"{name}/{phase}" in bound)
     return {
         "instances": facts,
         "runs": run_entries,
         "phases": {k: v for k, v in phases.items() if v},
-        "interference": interference(phases["solo"], phases["colocated"]),
+        "interference": inter,
         "energy": energy,
         "problems": problems,
     }
@@ -262,13 +271,18 @@ def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
     by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in plan["runs"]:
         by_point[run.get("point", "")].append(run)
+    cores = (manifest.get("environment") or {}).get("logical_cores") or 1
     if len(points) == 1 and not points[0]["id"]:
-        return {**head, **summarize_point(run_dir, by_point[""], peaks)}
+        body = summarize_point(run_dir, by_point[""], peaks)
+        findings = diagnose(run_dir, plan, [{"id": "", "axes": {}, **body}], cores)
+        return {**head, **body, "findings": [f.to_dict() for f in findings]}
     out_points = []
     problems: list[str] = []
     for point in points:
         body = summarize_point(run_dir, by_point[point["id"]], peaks)
         problems += body.pop("problems")
         out_points.append({"id": point["id"], **point["axes"], "axes": point["axes"], **body})
+    findings = diagnose(run_dir, plan, out_points, cores)
     return {**head, "sweep": {"axes": list(points[0]["axes"])}, "points": out_points,
-            "batch_scaling": batch_scaling(out_points), "problems": problems}
+            "batch_scaling": batch_scaling(out_points), "problems": problems,
+            "findings": [f.to_dict() for f in findings]}

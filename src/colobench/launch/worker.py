@@ -76,6 +76,42 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
         sys.exit(1)
 
 
+class GcPauses:
+    """Python garbage-collection pauses of this worker (generation 2, or at least 1 ms), kept in
+    memory and written to `gc/<worker>.jsonl` after each repetition: the diagnosis lines them up
+    with slow decode steps."""
+
+    MIN_PAUSE_NS = 1_000_000
+
+    def __init__(self, path: Path):
+        import gc
+
+        from colobench.clock import now_ns
+
+        self.path, self.now_ns, self.pending, self._start = path, now_ns, [], 0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = self.now_ns()
+            return
+        duration = self.now_ns() - self._start
+        if duration >= self.MIN_PAUSE_NS or info.get("generation") == 2:
+            self.pending.append({"start_ns": self._start, "duration_ns": duration, "generation": info.get("generation"),
+                                 "collected": info.get("collected")})
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        from colobench import fastjson
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as f:
+            for row in self.pending:
+                f.write(fastjson.dumps(row) + b"\n")
+        self.pending = []
+
+
 def worker_key(name: str, part: tuple[int, int]) -> str:
     """The worker's name in messages, run.json and record files: `a`, or `a.1` for part 1 of n."""
     return name if part[1] == 1 else f"{name}.{part[0]}"
@@ -187,6 +223,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     queue.put(("loaded", key, info))
 
     writer = RecordWriter(run_path / "records" / f"{key}.jsonl")
+    gc_pauses = GcPauses(run_path / "gc" / f"{key}.jsonl")
     recorder = Recorder(writer, inst.name, run_id, repetition=0, warmup=True)
     if load == "static":
         run_static(backend, static_batches(warmup, parallel, warmup=True), recorder)
@@ -226,6 +263,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
         cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
         wall_s = (wall1 - wall0) / 1e9
+        gc_pauses.flush()
         queue.put(("client", key, {"repetition": rep, "cpu_s": cpu_s, "wall_s": wall_s,
                                    "cpu_util": cpu_s / wall_s if wall_s > 0 else None,
                                    "loop_lag_ms": Distribution.of(lags).scaled(1e-6).to_dict() if lags else None}))

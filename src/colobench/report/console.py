@@ -230,7 +230,7 @@ def print_sweep(summary: dict[str, Any], console: Console) -> None:
         console.print()
         console.print(table)
     verdicts = [(p["id"], v) for p in summary.get("points", []) for v in (p.get("interference") or {}).get("verdicts", [])
-                if v["verdict"] not in ("ok", "stable", "few_requests")]
+                if v["verdict"] not in ("ok", "stable", "acceptable", "few_requests", "fair", "near_bound")]
     if verdicts:
         console.print()
         console.print("[bold]verdicts[/]")
@@ -241,9 +241,53 @@ def print_sweep(summary: dict[str, Any], console: Console) -> None:
         console.print(f"  [red]problem[/] {escape(problem)}")
 
 
+def validity_line(mt: dict[str, Any] | None) -> str:
+    """VALID or INVALID, the stability band, and the reasons and warnings."""
+    v = (mt or {}).get("validity")
+    if not v:
+        return ""
+    colour = "green" if v["verdict"] == "VALID" else "red"
+    detail = "; ".join(v["reasons"] + v["warnings"])
+    stab = f", {v['stability']} ({v['cv_pct']:.1f}% cv)" if v.get("stability") else ""
+    return f"[{colour}]{v['verdict']}[/]{stab}" + (f": {escape(detail)}" if detail else "")
+
+
+def print_findings(summary: dict[str, Any], console: Console, limit: int | None = None) -> None:
+    """The ranked findings: severity, what, where (time windows in seconds from the run's start),
+    the evidence and what to change."""
+    findings = summary.get("findings") or []
+    console.print()
+    if not findings:
+        console.print("[bold]diagnosis[/]: no finding (nothing in the records or telemetry points to a cause)")
+        return
+    console.print(f"[bold]diagnosis[/]: {len(findings)} finding(s), most important first")
+    colour = {"high": "red", "medium": "yellow", "low": "cyan"}
+    for k, f in enumerate(findings[:limit] if limit else findings, 1):
+        point = f" [{escape(f['point'])}]" if f.get("point") else ""
+        console.print(f" {k}. [{colour.get(f['severity'], 'white')}]{f['severity']:<6}[/] {escape(f['title'])}{point}")
+        windows = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in (f.get("windows_s") or [])[:3])
+        more = len(f.get("windows_s") or []) - 3
+        if windows:
+            console.print(f"    windows: {windows}{f' (+{more} more)' if more > 0 else ''} from the run's start",
+                          style="dim")
+        evidence = ", ".join(f"{k}={_evidence(v)}" for k, v in f["evidence"].items() if v is not None)
+        console.print(f"    evidence: {escape(evidence)}", style="dim")
+        if f.get("recommendation"):
+            console.print(f"    do: {escape(f['recommendation'])}")
+
+
+def _evidence(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_evidence(v)}" for k, v in value.items() if v is not None) + "}"
+    return str(value)
+
+
 def print_summary(summary: dict[str, Any], console: Console) -> None:
     if "points" in summary:
         print_sweep(summary, console)
+        print_findings(summary, console, limit=10)
         return
     phases = summary.get("phases", {})
     names = list(summary.get("instances", {}))
@@ -274,6 +318,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
                                   f"{_num((mt.get('error_rate') or 0) * 100, 1)}%; token counts from {sources or '-'}",
                                   style="dim")
             for label, mt in (("solo", solo), ("co-located", coloc)):
+                if mt and mt.get("validity"):
+                    console.print(f"  {label}: {validity_line(mt)}")
+            for label, mt in (("solo", solo), ("co-located", coloc)):
                 line = telemetry_line(mt)
                 if line:
                     console.print(f"  {label} telemetry: {line}", style="dim")
@@ -303,7 +350,10 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
         console.print()
         console.print("[bold]verdicts[/]")
         for v in verdicts:
-            colour = {"ok": "green", "stable": "green"}.get(v["verdict"], "yellow")
+            colour = {"ok": "green", "stable": "green", "acceptable": "green", "fair": "green",
+                      "near_bound": "green"}.get(v["verdict"], "yellow")
             console.print(f"  [{colour}]{v['verdict']:<15}[/] {escape(v['subject'])}: {escape(v['detail'])}")
     for problem in summary.get("problems", []):
         console.print(f"  [red]problem[/] {escape(problem)}")
+    if "findings" in summary:
+        print_findings(summary, console)

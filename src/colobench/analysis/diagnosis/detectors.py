@@ -1,0 +1,335 @@
+"""One detector per root cause. Each takes the data of one point (or one instance-phase) and
+returns findings; none prints, none guesses without numbers.
+
+Thresholds are named constants at the top; each detector's docstring says what it looks for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from colobench.analysis import metrics as m
+from colobench.analysis.diagnosis.findings import Finding
+from colobench.analysis.diagnosis.remedies import remedy
+from colobench.analysis.diagnosis.robust import merge_windows, outliers
+from colobench.analysis.validity import difference_is_significant
+from colobench.records import RequestRecord
+
+SLOWDOWN_FOR_CONTENTION = 1.2
+BANDWIDTH_NEAR_PEAK_PCT = 80.0
+OVERLAP_MIN_FRACTION, OVERLAP_OVER_CHANCE = 0.5, 2.0
+HOST_BOUND_STEP_GROWTH, HOST_BOUND_LOW_MBU_PCT, HOST_BOUND_LOW_UTIL_PCT = 1.15, 50.0, 50.0
+WORKER_PEGGED_PCT = 90.0
+WARMUP_OUTLIER_RATIO = 3.0
+CLOCK_DROP_FRACTION = 0.8
+MEMORY_FULL_FRACTION = 0.95
+LENGTH_R2 = 0.5
+PERIODIC_INTERVAL_CV, MIN_STALLS = 0.25, 4
+GC_TOLERANCE_NS = 1_000_000
+
+
+@dataclass
+class PhaseData:
+    point: str
+    run_id: str
+    phase: str
+    name: str
+    device: str
+    backend: str
+    records: list[RequestRecord]  # measured, successful
+    warmup: list[RequestRecord]
+    metrics: dict[str, Any]
+    facts: dict[str, Any]
+    samples: list[dict[str, Any]]
+    gc: list[dict[str, Any]]
+    origin_ns: int  # the run's first start: windows are also given in seconds from here
+    logical_cores: int = 1
+
+    @property
+    def subject(self) -> str:
+        return f"{self.name} ({self.phase})"
+
+    def seconds(self, windows: list[list[int]]) -> list[list[float]]:
+        return [[round((a - self.origin_ns) / 1e9, 3), round((b - self.origin_ns) / 1e9, 3)] for a, b in windows]
+
+    def finding(self, kind: str, severity: str, title: str, evidence: dict[str, Any], windows: list[list[int]],
+                score: float) -> Finding:
+        return Finding(kind=kind, severity=severity, subject=self.subject, title=title, evidence=evidence,
+                       windows_ns=windows, windows_s=self.seconds(windows), score=score, point=self.point,
+                       run_id=self.run_id, recommendation=remedy(kind, self.device))
+
+
+@dataclass
+class PointData:
+    id: str
+    axes: dict[str, Any]
+    phases: dict[tuple[str, str], PhaseData] = field(default_factory=dict)
+    interference: dict[str, Any] = field(default_factory=dict)
+
+
+def _window(p: PhaseData) -> list[list[int]]:
+    w = p.metrics.get("window_ns")
+    return [list(w)] if w else []
+
+
+def _device_samples(p: PhaseData) -> list[dict[str, Any]]:
+    w = p.metrics.get("window_ns")
+    if not w:
+        return []
+    return [s for s in p.samples if s["device"] == p.device and w[0] <= s["t_ns"] <= w[1]]
+
+
+def _slow_steps(p: PhaseData) -> list[list[int]]:
+    """[start, end] of decode steps that took far longer than usual (median + 6 MAD), one per step
+    (requests of a static batch share their steps)."""
+    gaps: dict[tuple[int, int], int] = {}
+    for r in p.records:
+        for a, b in zip(r.token_ns, r.token_ns[1:]):
+            gaps[(a, b)] = b - a
+    if not gaps:
+        return []
+    keys = list(gaps)
+    idx = outliers(np.array([gaps[k] for k in keys], dtype=np.float64))
+    return [list(keys[i]) for i in idx]
+
+
+# ---- co-location ---------------------------------------------------------------------------------
+
+def bandwidth_contention(point: PointData) -> list[Finding]:
+    """Co-located step time up by 20% or more while memory bandwidth sits near the device's peak
+    (telemetry's DRAM/HBM bandwidth utilisation, else the instances' summed MBU)."""
+    out = []
+    coloc = {n: p for (ph, n), p in point.phases.items() if ph == "colocated"}
+    summed_mbu = sum(p.metrics.get("mbu_pct") or 0 for p in coloc.values())
+    for name, p in coloc.items():
+        solo = point.phases.get(("solo", name))
+        if solo is None or not solo.metrics.get("mean_tpot_ms") or not p.metrics.get("mean_tpot_ms"):
+            continue
+        ratio = p.metrics["mean_tpot_ms"] / solo.metrics["mean_tpot_ms"]
+        telemetry = p.metrics.get("device_telemetry") or {}
+        measured_bw = (telemetry.get("dram_bw_util_pct") or telemetry.get("hbm_bw_util_pct") or {}).get("mean")
+        bandwidth = measured_bw if measured_bw is not None else (summed_mbu or None)
+        significant = difference_is_significant([m.tpot_ns(r) for r in p.records if m.tpot_ns(r)],
+                                                [m.tpot_ns(r) for r in solo.records if m.tpot_ns(r)])
+        if ratio >= SLOWDOWN_FOR_CONTENTION and significant and bandwidth is not None \
+                and bandwidth >= BANDWIDTH_NEAR_PEAK_PCT:
+            source = "measured" if measured_bw is not None else "the instances' MBU added up"
+            out.append(p.finding(
+                "bandwidth_contention", "high" if ratio >= 1.5 else "medium",
+                f"memory-bandwidth contention: {name}'s TPOT rises {ratio:.2f}x while bandwidth sits at "
+                f"{bandwidth:.0f}% of peak ({source})",
+                {"tpot_solo_ms": solo.metrics["mean_tpot_ms"], "tpot_colocated_ms": p.metrics["mean_tpot_ms"],
+                 "slowdown": ratio, "bandwidth_pct_of_peak": bandwidth, "bandwidth_source": source},
+                _window(p), ratio))
+    return out
+
+
+def compute_contention(point: PointData) -> list[Finding]:
+    """One instance's prefill windows line up with the other's slow decode steps: at least half of
+    the slow steps overlap a prefill, and at least twice as often as chance would give."""
+    out = []
+    coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
+    for victim in coloc:
+        slow = _slow_steps(victim)
+        if len(slow) < 5 or not victim.metrics.get("window_ns"):
+            continue
+        w0, w1 = victim.metrics["window_ns"]
+        for culprit in coloc:
+            if culprit is victim:
+                continue
+            prefill = merge_windows([[m.start_ns(r), r.token_ns[0]] for r in culprit.records])
+            covered = sum(max(0, min(b, w1) - max(a, w0)) for a, b in prefill) / max(1, w1 - w0)
+            hits = [s for s in slow if any(a < s[1] and s[0] < b for a, b in prefill)]
+            fraction = len(hits) / len(slow)
+            if fraction >= OVERLAP_MIN_FRACTION and fraction >= OVERLAP_OVER_CHANCE * covered:
+                util = ((victim.metrics.get("device_telemetry") or {}).get("util_pct") or {}).get("mean")
+                out.append(victim.finding(
+                    "compute_contention", "high" if util is not None and util >= 90 else "medium",
+                    f"compute contention: {len(hits)} of {len(slow)} slow decode steps of {victim.name} overlap "
+                    f"prefills of {culprit.name} ({fraction * 100:.0f}%, chance {covered * 100:.0f}%)",
+                    {"slow_steps": len(slow), "overlapping": len(hits), "overlap_fraction": fraction,
+                     "chance_fraction": covered, "culprit": culprit.name, "device_util_pct": util},
+                    merge_windows(hits)[:20], fraction / max(covered, 1e-3)))
+    return out
+
+
+def cpu_contention(point: PointData) -> list[Finding]:
+    """Workers fighting over host cores: load average above the core count during a phase, or
+    co-located CPU workers asking for more threads than there are cores."""
+    out = []
+    coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
+    threads = sum(p.facts.get("cpu_threads") or 1 for p in coloc if p.device == "cpu")
+    for p in point.phases.values():
+        host = p.metrics.get("host") or {}
+        load = (host.get("load_1m") or {}).get("mean")
+        over_threads = p.phase == "colocated" and p.device == "cpu" and threads > p.logical_cores
+        if (load is not None and load > p.logical_cores) or over_threads:
+            out.append(p.finding(
+                "cpu_contention", "medium",
+                f"CPU contention on the host: load {load or 0:.1f} on {p.logical_cores} cores"
+                + (f", {threads} worker threads" if over_threads else ""),
+                {"load_1m": load, "logical_cores": p.logical_cores, "worker_threads": threads if over_threads else None,
+                 "host_cpu_pct": (host.get("cpu_pct") or {}).get("mean")},
+                _window(p), (load or threads) / max(1, p.logical_cores)))
+    return out
+
+
+def client_bound(point: PointData) -> list[Finding]:
+    """The load generator flagged itself (CPU, event-loop lag, concurrency or rate short)."""
+    out = []
+    for v in point.interference.get("verdicts", []):
+        if v.get("verdict") != "client_bound":
+            continue
+        name, _, phase = v["subject"].partition("/")
+        p = point.phases.get((phase, name))
+        if p is not None:
+            out.append(p.finding("client_bound", "high", f"the load generator was the bottleneck for {name}",
+                                 {"detail": v["detail"], "client": p.metrics.get("client")}, _window(p), 1.0))
+    return out
+
+
+# ---- one instance-phase ----------------------------------------------------------------------------
+
+def host_bound_single(p: PhaseData) -> list[Finding]:
+    """An accelerator worker's CPU thread is pegged while the device is mostly idle."""
+    if not p.device.startswith(("cuda", "npu")):
+        return []
+    host = p.metrics.get("host") or {}
+    worker = (host.get("worker_cpu_pct") or {}).get("mean")
+    util = p.metrics.get("mean_device_util_pct")
+    if worker is None or util is None or worker < WORKER_PEGGED_PCT or util >= HOST_BOUND_LOW_UTIL_PCT:
+        return []
+    return [p.finding("host_bound", "high", f"host-bound: {p.name}'s worker thread is at {worker:.0f}% of a core "
+                      f"while the device is busy {util:.0f}% of the time",
+                      {"worker_cpu_pct": worker, "device_util_pct": util}, _window(p), worker / max(util, 1))]
+
+
+def warmup_outliers(p: PhaseData) -> list[Finding]:
+    """Warm-up requests far slower than the measured median (compilation, allocator growth)."""
+    if not p.warmup or not p.records:
+        return []
+    median = float(np.median([m.e2el_ns(r) for r in p.records]))
+    slow = [r for r in p.warmup if r.ok and r.done_ns and m.e2el_ns(r) >= WARMUP_OUTLIER_RATIO * median]
+    if not slow:
+        return []
+    worst = max(m.e2el_ns(r) for r in slow) / median
+    return [p.finding("warmup_outliers", "low", f"{len(p.warmup)} warm-up requests excluded: the slowest took "
+                      f"{worst:.1f}x the measured median ({len(slow)} above {WARMUP_OUTLIER_RATIO:g}x)",
+                      {"warmup_requests": len(p.warmup), "slow_warmup_requests": len(slow), "worst_ratio": worst,
+                       "measured_median_e2el_ms": median / 1e6},
+                      merge_windows([[m.start_ns(r), r.done_ns] for r in slow]), worst)]
+
+
+def throttling(p: PhaseData) -> list[Finding]:
+    """Throttle reasons reported, or clocks more than 20% below their median, during the phase."""
+    samples = _device_samples(p)
+    if not samples:
+        return []
+    flagged = [s for s in samples if [r for r in s["metrics"].get("throttle_reasons") or []
+                                      if r not in ("applications_clocks", "display_clocks")]]
+    clocks = [s["metrics"]["sm_clock_mhz"] for s in samples if s["metrics"].get("sm_clock_mhz")]
+    if clocks:
+        median = float(np.median(clocks))
+        flagged += [s for s in samples if s["metrics"].get("sm_clock_mhz")
+                    and s["metrics"]["sm_clock_mhz"] < CLOCK_DROP_FRACTION * median and s not in flagged]
+    if not flagged:
+        return []
+    windows = merge_windows([[s["t_ns"] - 50_000_000, s["t_ns"] + 50_000_000] for s in flagged], 200_000_000)
+    slow = _slow_steps(p)
+    in_windows = [s for s in slow if any(a <= s[1] and s[0] <= b for a, b in windows)]
+    reasons = sorted({r for s in flagged for r in s["metrics"].get("throttle_reasons") or []})
+    return [p.finding("throttling", "high" if in_windows else "medium",
+                      f"throttling on {p.device}: {', '.join(reasons) or 'clock drop'} in {len(flagged)} samples"
+                      + (f", covering {len(in_windows)} of {len(slow)} slow steps" if slow else ""),
+                      {"reasons": reasons, "samples": len(flagged), "sm_clock_min_mhz": min(clocks) if clocks else None,
+                       "sm_clock_median_mhz": float(np.median(clocks)) if clocks else None,
+                       "slow_steps_in_windows": len(in_windows)}, windows, len(flagged))]
+
+
+def memory_pressure(p: PhaseData, worker_reason: str | None) -> list[Finding]:
+    """Device memory at 95% or more of its total, or an out-of-memory failure."""
+    out = []
+    telemetry = p.metrics.get("device_telemetry") or {}
+    used, total = telemetry.get("mem_used_bytes_peak"), telemetry.get("mem_total_bytes")
+    oom_texts = [e for e in list(p.metrics.get("errors") or {}) + [worker_reason or ""] if "memory" in e.lower()]
+    if used and total and used >= MEMORY_FULL_FRACTION * total:
+        out.append(p.finding("memory_pressure", "medium", f"{p.device} memory at {used / total * 100:.0f}% of "
+                             f"{total / 2**30:.0f} GiB", {"peak_used_bytes": used, "total_bytes": total},
+                             _window(p), used / total))
+    if oom_texts:
+        out.append(p.finding("memory_pressure", "high", f"out of memory in {p.name}: {oom_texts[0]}",
+                             {"errors": oom_texts}, _window(p), 2.0))
+    return out
+
+
+def input_length_variance(p: PhaseData) -> list[Finding]:
+    """End-to-end latency spread explained by prompt and output lengths (R^2 of a linear fit)."""
+    if len(p.records) < 20:
+        return []
+    y = np.array([m.e2el_ns(r) for r in p.records], dtype=np.float64)
+    x = np.array([[r.prompt_tokens, r.output_tokens] for r in p.records], dtype=np.float64)
+    if y.mean() == 0 or y.std() / y.mean() <= 0.10 or np.all(x.std(axis=0) == 0):
+        return []
+    design = np.column_stack([np.ones(len(y)), x[:, x.std(axis=0) > 0]])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    r2 = 1 - float(((y - design @ coef) ** 2).sum()) / float(((y - y.mean()) ** 2).sum())
+    if r2 < LENGTH_R2:
+        return []
+    return [p.finding("input_length_variance", "low", f"{r2 * 100:.0f}% of {p.name}'s end-to-end latency variance "
+                      "follows its prompt and output lengths, not the system",
+                      {"r2": r2, "e2el_cv_pct": y.std() / y.mean() * 100}, _window(p), r2)]
+
+
+def periodic_stalls(p: PhaseData) -> list[Finding]:
+    """Slow steps recurring at a fixed period (interval cv <= 0.25), or lining up with Python GC
+    pauses recorded in the worker."""
+    slow = _slow_steps(p)
+    if len(slow) < MIN_STALLS:
+        return []
+    starts = np.array(sorted(s[0] for s in slow), dtype=np.float64)
+    intervals = np.diff(starts)
+    periodic = len(intervals) >= MIN_STALLS - 1 and intervals.mean() > 0 and \
+        intervals.std() / intervals.mean() <= PERIODIC_INTERVAL_CV
+    pauses = [[g["start_ns"] - GC_TOLERANCE_NS, g["start_ns"] + g["duration_ns"] + GC_TOLERANCE_NS] for g in p.gc]
+    by_gc = [s for s in slow if any(a <= s[1] and s[0] <= b for a, b in pauses)]
+    gc_share = len(by_gc) / len(slow)
+    if not periodic and gc_share < 0.5:
+        return []
+    period = float(np.median(intervals)) / 1e9 if len(intervals) else None
+    what = f"every {period:.2f} s" if periodic and period else "irregularly"
+    cause = f"; {len(by_gc)} of them during Python GC pauses" if by_gc else ""
+    return [p.finding("periodic_stalls", "medium", f"{len(slow)} stalls in {p.name}'s decode, recurring {what}{cause}",
+                      {"stalls": len(slow), "period_s": period if periodic else None, "gc_explained": len(by_gc),
+                       "gc_pauses": len(p.gc)}, merge_windows(slow)[:20], len(slow))]
+
+
+def host_bound_sweep(points: list[PointData]) -> list[Finding]:
+    """Across a batch-size sweep: step time at the largest batch within 15% of the smallest while
+    bandwidth use stays low (MBU under 50%, where the peak is known)."""
+    by_instance: dict[str, list[tuple[int, PhaseData]]] = {}
+    for point in points:
+        batch = point.axes.get("batch_size")
+        if not isinstance(batch, int):
+            continue
+        for (phase, name), p in point.phases.items():
+            if phase == "solo" and p.metrics.get("mean_tpot_ms"):
+                by_instance.setdefault(name, []).append((batch, p))
+    out = []
+    for name, rows in by_instance.items():
+        rows.sort(key=lambda r: r[0])
+        (b0, first), (b1, last) = rows[0], rows[-1]
+        if b1 < 4 * b0:
+            continue
+        growth = last.metrics["mean_tpot_ms"] / first.metrics["mean_tpot_ms"]
+        mbu = last.metrics.get("mbu_pct")
+        if growth <= HOST_BOUND_STEP_GROWTH and mbu is not None and mbu < HOST_BOUND_LOW_MBU_PCT:
+            out.append(last.finding(
+                "host_bound", "high", f"host-bound: {name}'s step time grows only {growth:.2f}x from batch {b0} to "
+                f"{b1} while bandwidth use is {mbu:.0f}% of peak",
+                {"batch_small": b0, "batch_large": b1, "tpot_small_ms": first.metrics["mean_tpot_ms"],
+                 "tpot_large_ms": last.metrics["mean_tpot_ms"], "step_growth": growth, "mbu_pct_large": mbu},
+                _window(first) + _window(last), 1 / growth))
+    return out

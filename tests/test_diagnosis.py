@@ -1,0 +1,229 @@
+"""Planted causes in synthetic records and telemetry: each produces the right finding with the
+right evidence window, and clean data produces none."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from colobench.analysis.diagnosis import detectors as d
+from colobench.analysis.summary import instance_phase_metrics
+from colobench.analysis.validity import difference_is_significant, validity
+from colobench.records import RequestRecord
+
+S = 1_000_000_000
+MS = 1_000_000
+
+
+def records(start_s=0.0, n=60, ttft_ms=20.0, itl_ms=10.0, tokens=32, stalls=None, rng_seed=0, name="a",
+            jitter_ms=0.2, prompt_tokens=128, warmup=False, gap_ms=1.0):
+    """Back-to-back requests; `stalls(t_ns) -> extra_ns` adds delay to the step starting at t."""
+    rng = np.random.default_rng(rng_seed)
+    out, t = [], int(start_s * S)
+    for k in range(n):
+        submit = t
+        tok = [submit + int(ttft_ms * MS)]
+        for _ in range(tokens - 1):
+            step = int((itl_ms + rng.normal(0, jitter_ms)) * MS)
+            step += stalls(tok[-1]) if stalls else 0
+            tok.append(tok[-1] + step)
+        out.append(RequestRecord(instance=name, run_id="r", repetition=0 if warmup else 1, request_id=k, batch_id=k,
+                                 batch_size=1, prompt_tokens=prompt_tokens, output_tokens=tokens, submit_ns=submit,
+                                 token_ns=tok, done_ns=tok[-1], warmup=warmup))
+        t = tok[-1] + int(gap_ms * MS)
+    return out
+
+
+def phase(recs, phase_name="solo", name="a", device="cuda:0", samples=None, gc=None, warm=None, extra=None):
+    metrics = instance_phase_metrics(recs + (warm or []))
+    metrics.update(extra or {})
+    return d.PhaseData(point="", run_id=f"{phase_name}-run", phase=phase_name, name=name, device=device,
+                       backend="transformers", records=[r for r in recs if r.ok], warmup=warm or [], metrics=metrics,
+                       facts={"cpu_threads": 1}, samples=samples or [], gc=gc or [],
+                       origin_ns=min(r.submit_ns for r in recs), logical_cores=8)
+
+
+def all_findings(point: d.PointData):
+    out = d.bandwidth_contention(point) + d.compute_contention(point) + d.cpu_contention(point)
+    out += d.client_bound(point)
+    for p in point.phases.values():
+        out += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p) + d.memory_pressure(p, None)
+        out += d.input_length_variance(p) + d.periodic_stalls(p)
+    return out
+
+
+def clean_point() -> d.PointData:
+    point = d.PointData("", {})
+    point.phases[("solo", "a")] = phase(records(), warm=records(n=1, warmup=True))
+    point.phases[("colocated", "a")] = phase(records(start_s=100), "colocated", warm=records(n=1, warmup=True))
+    return point
+
+
+def test_clean_data_has_no_finding():
+    assert all_findings(clean_point()) == []
+
+
+def test_bandwidth_saturated_co_run():
+    point = d.PointData("", {})
+    point.phases[("solo", "a")] = phase(records(itl_ms=10))
+    coloc = records(start_s=100, itl_ms=16, rng_seed=1)
+    samples = [{"t_ns": t, "source": "nvml", "device": "cuda:0", "metrics": {"dram_bw_util_pct": 92.0}}
+               for t in range(coloc[0].submit_ns, coloc[-1].done_ns, S // 10)]
+    p = phase(coloc, "colocated", samples=samples)
+    from colobench.analysis.telemetry import device_window
+
+    p.metrics["device_telemetry"] = device_window(samples, "cuda:0", *p.metrics["window_ns"])
+    point.phases[("colocated", "a")] = p
+    (f,) = d.bandwidth_contention(point)
+    assert f.kind == "bandwidth_contention" and f.severity == "high"
+    assert f.evidence["slowdown"] == pytest.approx(1.6, rel=0.02) and f.evidence["bandwidth_pct_of_peak"] == 92.0
+    assert f.windows_ns == [p.metrics["window_ns"]] and f.windows_s[0][0] == 0.0
+    assert "INT8" in f.recommendation
+
+
+def test_host_bound_batch_sweep():
+    points = []
+    for batch, tpot, mbu in ((1, 10.0, 12.0), (8, 10.8, 20.0)):
+        point = d.PointData(f"m-bs{batch}", {"batch_size": batch})
+        p = phase(records(itl_ms=tpot), device="npu:0", extra={"mbu_pct": mbu})
+        p.point = point.id
+        point.phases[("solo", "a")] = p
+        points.append(point)
+    (f,) = d.host_bound_sweep(points)
+    assert f.kind == "host_bound" and f.evidence["batch_large"] == 8 and f.evidence["step_growth"] < 1.15
+    assert "TASK_QUEUE_ENABLE=2" in f.recommendation and len(f.windows_ns) == 2
+    bandwidth_bound = d.PointData("m-bs8", {"batch_size": 8})
+    bandwidth_bound.phases[("solo", "a")] = phase(records(itl_ms=10.8), device="npu:0", extra={"mbu_pct": 85.0})
+    assert d.host_bound_sweep([points[0], bandwidth_bound]) == []  # flat steps at high bandwidth: decode-bound
+
+
+def test_periodic_gc_stalls():
+    gc = []
+
+    def stall(t_ns):
+        period = S  # every second, a 60 ms pause
+        if (t_ns % period) < 10 * MS and not any(g["start_ns"] // period == t_ns // period for g in gc):
+            gc.append({"start_ns": t_ns + MS, "duration_ns": 58 * MS, "generation": 2, "collected": 1000})
+            return 60 * MS
+        return 0
+
+    recs = records(n=40, itl_ms=10, tokens=64, stalls=stall)
+    (f,) = d.periodic_stalls(phase(recs, gc=gc))
+    assert f.kind == "periodic_stalls" and f.evidence["period_s"] == pytest.approx(1.0, abs=0.05)
+    assert f.evidence["gc_explained"] == f.evidence["stalls"] >= 4
+    assert all(b - a >= 50 * MS for a, b in f.windows_ns) and "gc.freeze" in f.recommendation
+
+
+def test_throttled_window():
+    def stall(t_ns):
+        return 8 * MS if 3 * S <= t_ns < 4 * S else 0
+
+    recs = records(n=40, itl_ms=10, tokens=32, stalls=stall)
+    samples = []
+    for t in range(0, 12 * S, S // 10):
+        throttled = 3 * S <= t < 4 * S
+        samples.append({"t_ns": t, "source": "nvml", "device": "cuda:0",
+                        "metrics": {"sm_clock_mhz": 1100 if throttled else 1980,
+                                    "throttle_reasons": ["hw_thermal"] if throttled else []}})
+    (f,) = d.throttling(phase(recs, samples=samples))
+    assert f.kind == "throttling" and f.severity == "high" and f.evidence["reasons"] == ["hw_thermal"]
+    (window,) = f.windows_ns
+    assert 2.8 * S <= window[0] <= 3.1 * S and 3.9 * S <= window[1] <= 4.2 * S
+    assert f.evidence["slow_steps_in_windows"] >= 1
+
+
+def test_warmup_outlier():
+    warm = records(n=1, ttft_ms=2000, warmup=True)
+    (f,) = d.warmup_outliers(phase(records(start_s=10), warm=warm))
+    assert f.kind == "warmup_outliers" and f.evidence["worst_ratio"] > 3 and f.severity == "low"
+    assert f.windows_ns == [[warm[0].submit_ns, warm[0].done_ns]]
+
+
+def test_client_bound_http_run():
+    point = d.PointData("", {}, interference={"verdicts": [
+        {"check": "client", "subject": "a/colocated", "verdict": "client_bound",
+         "detail": "the client may be the bottleneck: load generator at 97% of a core"}]})
+    point.phases[("colocated", "a")] = phase(records(), "colocated", device="endpoint")
+    (f,) = d.client_bound(point)
+    assert f.kind == "client_bound" and f.severity == "high" and "97% of a core" in f.evidence["detail"]
+    assert "client_processes" in f.recommendation
+
+
+def test_compute_contention_prefill_lines_up_with_stalls():
+    long_prefill = records(start_s=0, n=12, ttft_ms=300, itl_ms=5, tokens=20, name="b", gap_ms=100)
+    windows = [[r.submit_ns, r.token_ns[0]] for r in long_prefill]
+
+    def stall(t_ns):
+        return 40 * MS if any(a <= t_ns < b for a, b in windows) and (t_ns // (50 * MS)) % 3 == 0 else 0
+
+    victim = records(start_s=0, n=60, itl_ms=10, tokens=32, stalls=stall)
+    point = d.PointData("", {})
+    point.phases[("colocated", "a")] = phase(victim, "colocated")
+    point.phases[("colocated", "b")] = phase(long_prefill, "colocated", name="b")
+    findings = [f for f in d.compute_contention(point) if f.subject.startswith("a ")]
+    (f,) = findings
+    assert f.evidence["culprit"] == "b" and f.evidence["overlap_fraction"] >= 0.9
+    assert f.evidence["overlap_fraction"] > 2 * f.evidence["chance_fraction"]
+
+
+def test_input_length_variance():
+    rng = np.random.default_rng(3)
+    recs = []
+    for k in range(60):
+        n = int(rng.integers(8, 128))
+        recs += records(start_s=k, n=1, tokens=n, rng_seed=k)
+    for k, r in enumerate(recs):
+        r.request_id = k
+    (f,) = d.input_length_variance(phase(recs))
+    assert f.evidence["r2"] > 0.9
+
+
+def test_memory_pressure_and_oom():
+    p = phase(records(), extra={"device_telemetry": {"mem_used_bytes_peak": 79 * 2**30, "mem_total_bytes": 80 * 2**30}})
+    kinds = [(f.kind, f.severity) for f in d.memory_pressure(p, "RuntimeError: CUDA out of memory")]
+    assert kinds == [("memory_pressure", "medium"), ("memory_pressure", "high")]
+
+
+def test_cpu_contention():
+    point = d.PointData("", {})
+    p = phase(records(), "colocated", device="cpu", extra={"host": {"load_1m": {"mean": 12.0}, "cpu_pct": {"mean": 99}}})
+    point.phases[("colocated", "a")] = p
+    (f,) = d.cpu_contention(point)
+    assert f.evidence["load_1m"] == 12.0 and f.evidence["logical_cores"] == 8
+
+
+# ---- validity ------------------------------------------------------------------------------------
+
+def test_validity_verdicts():
+    good = records(n=120, jitter_ms=0.2)
+    v = validity(good + records(n=1, warmup=True), instance_phase_metrics(good + records(n=1, warmup=True)))
+    assert v["verdict"] == "VALID" and v["stability"] == "stable" and not v["reasons"]
+    assert validity(good, instance_phase_metrics(good))["reasons"][0].startswith("no warm-up")
+    few = records(n=5)
+    assert "only 5 measured requests" in validity(few, instance_phase_metrics(few))["reasons"][0]
+    drift = []
+    for k in range(90):
+        drift += records(start_s=k, n=1, itl_ms=10 + k * 0.1, rng_seed=k)
+    reasons = validity(drift, instance_phase_metrics(drift))["reasons"]
+    assert any(r.startswith("not steady state") for r in reasons)
+    speeds = np.random.default_rng(1).normal(10, 2, 100).clip(5, 20)  # each request's own step time
+    noisy = [r for k, itl in enumerate(speeds) for r in records(start_s=k, n=1, itl_ms=float(itl), rng_seed=k)]
+    verdict = validity(noisy, instance_phase_metrics(noisy))
+    assert verdict["stability"] == "unstable" and verdict["verdict"] == "INVALID"
+
+
+def test_over_saturated_open_loop():
+    recs = []
+    for k in range(60):
+        r = records(start_s=k * 0.05, n=1, ttft_ms=20 + k * 10, rng_seed=k)[0]
+        r.scheduled_ns = r.submit_ns
+        recs.append(r)
+    metrics = instance_phase_metrics(recs)
+    assert any("over-saturated" in r for r in validity(recs, metrics)["reasons"])
+
+
+def test_difference_against_noise():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(10, 1, 500), rng.normal(10.5, 1, 500)
+    assert difference_is_significant(list(a), list(b)) is True
+    assert difference_is_significant(list(a[:250]), list(a[250:])) is False
