@@ -27,7 +27,7 @@ from colobench.analysis.diagnosis import diagnose
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
 from colobench.telemetry.replay import read_samples
 from colobench.analysis.sweeps import batch_scaling
-from colobench.analysis.validity import validity
+from colobench.analysis.validity import difference_is_significant, validity
 from colobench.records import RequestRecord, read_records
 
 SCHEMA = "colobench.summary/1"
@@ -245,6 +245,14 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
         if run["phase"] == "colocated" and samples:
             energy["colocated"] = shared_energy(samples, phases["colocated"], devices)
     inter = interference(phases["solo"], phases["colocated"])
+    for name, slow in inter["slowdown"].items():  # is each slowdown larger than the noise?
+        solo_r, coloc_r = m.measured(records_of.get(("solo", name), [])), m.measured(records_of.get(("colocated", name), []))
+        slow["beyond_noise"] = {
+            "ttft": difference_is_significant([m.ttft_ns(r) for r in solo_r], [m.ttft_ns(r) for r in coloc_r]),
+            "tpot": difference_is_significant([t for r in solo_r if (t := m.tpot_ns(r))],
+                                              [t for r in coloc_r if (t := m.tpot_ns(r))]),
+            "e2el": difference_is_significant([m.e2el_ns(r) for r in solo_r], [m.e2el_ns(r) for r in coloc_r]),
+        }
     bound = {v["subject"] for v in inter["verdicts"] if v["verdict"] == "client_bound"}
     for (phase, name), records in records_of.items():
         if name in phases[phase]:

@@ -163,7 +163,7 @@ def interference_table(summary: dict[str, Any]) -> Table | None:
         return None
     table = Table(show_edge=False, header_style="bold", title="slowdown (co-located / solo)", title_justify="left")
     for col in ("instance", "TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "E2E p50", "E2E p99",
-                "tok/s solo", "tok/s co-loc"):
+                "tok/s solo", "tok/s co-loc", "beyond noise"):
         table.add_column(col, justify="left" if col == "instance" else "right")
     solo = summary["phases"].get("solo", {})
     coloc = summary["phases"].get("colocated", {})
@@ -171,7 +171,8 @@ def interference_table(summary: dict[str, Any]) -> Table | None:
         table.add_row(escape(name), *(_ratio(s.get(k)) for k in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99",
                                                                   "e2el_p50", "e2el_p99")),
                       _num(solo.get(name, {}).get("output_throughput"), 1),
-                      _num(coloc.get(name, {}).get("output_throughput"), 1))
+                      _num(coloc.get(name, {}).get("output_throughput"), 1),
+                      ", ".join(k.upper() for k, v in (s.get("beyond_noise") or {}).items() if v) or "none")
     return table
 
 
