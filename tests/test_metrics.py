@@ -142,3 +142,10 @@ def test_tpot_uses_token_count_not_chunks():
     r.output_tokens = 9  # carrying nine tokens
     assert m.tpot_ns(r) == (70 - 50) / 8 * MS
     assert m.output_throughput_tok_s([r]) == 9 / 0.07
+
+
+def test_scaling_above_ideal_questions_the_baselines():
+    solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 100)}
+    coloc = {"a": _phase(10, 20, 120), "b": _phase(10, 20, 120)}
+    verdicts = {v["verdict"] for v in interference(solo, coloc)["verdicts"]}
+    assert "above_ideal" in verdicts and "ok" in verdicts

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 SCALING_BOTTLENECK_FRACTION = 0.75  # of the ideal N: 1.5x for two instances
+ABOVE_IDEAL_FRACTION = 1.10  # scaling beyond 1.1 N means the baselines, not the co-located run, were off
 STABLE_CV = 0.10
 MIN_REQUESTS_FOR_P99 = 100
 CLIENT_CPU_BOUND = 0.90  # of one core
@@ -138,6 +139,12 @@ def interference(solo: dict[str, dict[str, Any]], coloc: dict[str, dict[str, Any
     shared = len({c.get("roofline", {}).get("device") for c in coloc.values()}) == 1 if coloc else False
     bound = bandwidth_bound(solo, list(coloc)) if n > 1 and shared else None
     verdicts: list[dict[str, Any]] = []
+    if scaling is not None and scaling > ABOVE_IDEAL_FRACTION * n:
+        verdicts.append({
+            "check": "baseline", "subject": "aggregate", "verdict": "above_ideal", "value": scaling, "threshold": n,
+            "detail": f"{scaling:.2f}x is above the ideal {n}x: the solo baselines ran slower than the co-located "
+                      "run, so something else loaded the host or device during them; repeat before trusting the "
+                      "slowdowns"})
     if scaling is not None:
         threshold = SCALING_BOTTLENECK_FRACTION * n
         ok = scaling >= threshold
