@@ -425,6 +425,20 @@ def summarize(run_dir: Path | str, write: bool = True) -> dict[str, Any]:
     return summary
 
 
+def write_html_report(run_dir: Path | str, summary: dict[str, Any] | None = None) -> Path | None:
+    """Write `report.html` into the run directory (None, and nothing written, without plotly)."""
+    run_dir = Path(run_dir)
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return None
+    from colobench.report.html import write_report
+
+    summary = summary if summary is not None else load_summary(run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return write_report(run_dir, summary, manifest)
+
+
 def load_summary(run_dir: Path | str) -> dict[str, Any]:
     """The summary of a run directory, recomputed from its records."""
     return summarize(run_dir, write=False)

@@ -312,7 +312,9 @@ def run(
         raise _for_flags(exc) from None
     if not json_only:
         print_summary(result.summary, _stdout())
-    err.print(f"run directory: {escape(str(result.run_dir))}")
+    report_path = api.write_html_report(result.run_dir, result.summary)
+    err.print(f"run directory: {escape(str(result.run_dir))}"
+              + (f"; report: {escape(str(report_path))}" if report_path else ""))
     print(api.dump_json_line(result.summary), flush=True)
     if result.interrupted:
         err.print("[yellow]interrupted: the summary covers what completed; --resume redoes the rest[/]")
@@ -325,14 +327,36 @@ def run(
 def report(
     run_dir: Path = typer.Argument(..., help="a run directory written by `colobench run`"),
     json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    html_out: bool = typer.Option(False, "--html", help="write RUN_DIR/report.html (offline, self-contained)"),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the metrics table as CSV to this file"),
+    md_out: bool = typer.Option(False, "--md", help="print the metrics table as markdown"),
+    records_out: Optional[Path] = typer.Option(None, "--records", help="export every request record to .csv or .parquet"),
 ) -> None:
-    """Print the tables of a run again, recomputed from its records alone."""
+    """Print the tables of a run again, recomputed from its records alone; or export them."""
     from colobench import api
+    from colobench.report import exports
     from colobench.report.console import print_summary
 
     summary = api.load_summary(run_dir)
     if json_out:
         print(api.dump_json_line(summary))
+        return
+    if html_out:
+        path = api.write_html_report(run_dir, summary)
+        if path is None:
+            raise ColobenchError("--html needs plotly (pip install plotly)")
+        _stderr().print(f"wrote {escape(str(path))}")
+    if csv_out or md_out:
+        rows = exports.metric_rows(summary)
+        if csv_out:
+            exports.write_csv(rows, csv_out)
+            _stderr().print(f"wrote {escape(str(csv_out))}")
+        if md_out:
+            print(exports.to_markdown(rows))
+    if records_out:
+        count = exports.export_records(Path(run_dir), records_out)
+        _stderr().print(f"wrote {count} records to {escape(str(records_out))}")
+    if html_out or csv_out or md_out or records_out:
         return
     print_summary(summary, _stdout())
     print(api.dump_json_line(summary))
@@ -376,6 +400,76 @@ def devices(
     if not probe:
         console.print("add --probe to measure copy bandwidth and a large matmul on each device", style="dim")
     print(api.dump_json_line(result))
+
+
+@app.command()
+def compare(
+    runs: list[str] = typer.Argument(..., help="run directories, or RUN_DIR:POINT for a sweep point; the first is the base"),
+    md: bool = typer.Option(False, "--md", help="print a markdown table"),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the comparison as CSV"),
+    json_out: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="write an offline HTML comparison page"),
+) -> None:
+    """Each metric's ratio to the first run, with an interval and whether it is beyond the noise."""
+    from rich.table import Table
+
+    from colobench import api
+    from colobench.analysis.compare import compare as compare_runs
+    from colobench.analysis.compare import entries
+
+    if len(runs) < 2:
+        raise ColobenchError("compare needs at least two runs")
+    loaded = []
+    for spec in runs:
+        path, _, point = spec.partition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
+        try:
+            loaded.append(entries(api.load_summary(path), point or None))
+        except ValueError as exc:
+            raise ColobenchError(f"{spec}: {exc}") from None
+    rows = compare_runs(loaded)
+    if not rows:
+        raise ColobenchError("the runs share no instance, and do not have one instance per phase to pair")
+    labels = [escape(r) for r in runs]
+
+    def fmt_ratio(row: dict, k: int) -> str:
+        ratio, interval, beyond = row["ratios"][k], row["intervals"][k], row["beyond_noise"][k]
+        if ratio is None:
+            return "-"
+        text = f"{ratio:.3f}x"
+        if interval:
+            text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+        if beyond is not None:
+            better = (ratio > 1) == row["higher_is_better"]
+            text += (" better" if better else " worse") if beyond else " ~noise"
+        return text
+
+    table_rows = [[r["subject"], r["metric"], *(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in r["values"]),
+                   *(fmt_ratio(r, k) for k in range(len(runs) - 1))] for r in rows]
+    header = ["subject", "metric", *labels, *(f"{lab} / {labels[0]}" for lab in labels[1:])]
+    if json_out:
+        print(api.dump_json_line({"runs": runs, "rows": rows}))
+    elif md:
+        print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+        print("\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table_rows))
+    else:
+        table = Table(show_edge=False, header_style="bold", title="comparison (ratio [95% interval], verdict)")
+        for col in header:
+            table.add_column(col)
+        for row in table_rows:
+            table.add_row(*(escape(c) for c in row))
+        _stdout().print(table)
+    if csv_out:
+        import csv
+
+        with open(csv_out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(table_rows)
+    if html_out:
+        from colobench.report.html import comparison_page
+
+        html_out.write_text(comparison_page(header, table_rows, rows, runs), encoding="utf-8")
+        _stderr().print(f"wrote {escape(str(html_out))}")
 
 
 @app.command()

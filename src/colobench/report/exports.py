@@ -1,0 +1,96 @@
+"""Exports: the metrics table as CSV or markdown, every request record as CSV or Parquet.
+
+Keys keep the summary's (vLLM-compatible) names, so a spreadsheet or a script reads them as the
+JSON does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from colobench.analysis import metrics as m
+from colobench.errors import ColobenchError
+from colobench.records import read_records
+
+COLUMNS = ["completed", "failed", "error_rate", "output_throughput", "request_throughput", "mean_ttft_ms",
+           "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms",
+           "p99_itl_ms", "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms", "mean_device_util_pct", "peak_memory_bytes",
+           "achieved_bandwidth_bytes_s", "mbu_pct", "energy_per_token_j"]
+MARKDOWN_COLUMNS = ["output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms",
+                    "mean_e2el_ms", "p99_e2el_ms", "mbu_pct"]
+
+
+def metric_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per point, phase and instance, with axis values and the headline metrics."""
+    points = summary.get("points") or [{"id": "", "axes": {}, "phases": summary.get("phases") or {}}]
+    rows = []
+    for p in points:
+        for phase, by in (p.get("phases") or {}).items():
+            for name, mt in by.items():
+                row = {"point": p["id"], **(p.get("axes") or {}), "phase": phase, "instance": name}
+                row.update({c: mt.get(c) for c in COLUMNS})
+                row["validity"] = (mt.get("validity") or {}).get("verdict")
+                rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return ""
+    keys = [k for k in rows[0] if k not in COLUMNS and k != "validity"] + (columns or MARKDOWN_COLUMNS) + ["validity"]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def record_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Every request record of every run, with its run id, phase and derived latencies."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    rows = []
+    for run in manifest["plan"]["runs"]:
+        folder = run_dir / "runs" / run["run_id"] / "records"
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            for r in read_records(path):
+                ok = r.ok and r.token_ns and r.done_ns is not None
+                rows.append({"point": run.get("point", ""), "run_id": run["run_id"], "phase": run["phase"],
+                             **r.to_dict(), "token_ns": r.token_ns,
+                             "ttft_ms": m.ttft_ns(r) / 1e6 if ok else None,
+                             "tpot_ms": (t / 1e6 if (t := m.tpot_ns(r)) else None) if ok else None,
+                             "e2el_ms": m.e2el_ns(r) / 1e6 if ok else None})
+    return rows
+
+
+def export_records(run_dir: Path, path: Path) -> int:
+    """Write every record to `path` (.csv: token times as a JSON list; .parquet: a list column)."""
+    rows = record_rows(run_dir)
+    if path.suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ColobenchError(f"{path}: Parquet export needs pyarrow (pip install pyarrow)") from None
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    elif path.suffix == ".csv":
+        write_csv([{**r, "token_ns": json.dumps(r["token_ns"])} for r in rows], path)
+    else:
+        raise ColobenchError(f"{path}: records export to .csv or .parquet")
+    return len(rows)

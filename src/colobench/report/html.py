@@ -1,0 +1,343 @@
+"""One self-contained `report.html` per run directory: opens offline (an air-gapped cluster), no CDN.
+
+plotly.js is embedded once, inline; each figure is a `<div>` with its data. Sections: a header
+card (devices, models, versions, validity), latency distributions per instance (solo against
+co-located: histograms and CDFs), throughput and scaling against the ideal, timelines (each
+request's latency over time for every instance on one axis, with device and host telemetry under
+it, and the findings' windows shaded), sweeps (throughput and latency against the swept value,
+with the bandwidth roofline), the findings, and the console tables.
+
+Large runs stay usable: histograms and CDFs are computed here (a few hundred numbers per
+series, whatever the request count) and timelines plot at most `MAX_POINTS` points per series,
+evenly spaced; statistics always come from every record. Every string that came from outside
+(model paths, server errors, finding text) is HTML-escaped; only instance names, which the
+specs restrict to [A-Za-z0-9._-], go into the figures' data.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from colobench.analysis import metrics as m
+from colobench.records import read_records
+from colobench.telemetry.replay import read_samples
+
+MAX_POINTS = 5000
+HIST_BINS = 60
+PHASE_COLOURS = {"solo": "#1f77b4", "colocated": "#d62728"}
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _fig_html(fig: Any) -> str:
+    fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True})
+
+
+def _downsample(x: list[float], y: list[float]) -> tuple[list[float], list[float], bool]:
+    if len(x) <= MAX_POINTS:
+        return x, y, False
+    idx = np.linspace(0, len(x) - 1, MAX_POINTS).astype(int)
+    return [x[i] for i in idx], [y[i] for i in idx], True
+
+
+def _run_records(run_dir: Path, run_id: str, name: str) -> list[Any]:
+    folder = run_dir / "runs" / run_id / "records"
+    if not folder.is_dir():
+        return []
+    files = [f for f in folder.glob(f"{name}*.jsonl") if f.stem == name or f.stem.startswith(name + ".")]
+    return [r for f in sorted(files) for r in read_records(f)]
+
+
+def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str) -> str:
+    """Histograms and CDFs of TTFT, TPOT and E2E latency, solo against co-located."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    series: dict[str, dict[str, np.ndarray]] = {}
+    for run in runs:
+        if not any(i["name"] == name for i in run["instances"]):
+            continue
+        ok = m.measured(_run_records(run_dir, run["run_id"], name))
+        series[run["phase"]] = {
+            "TTFT ms": np.array([m.ttft_ns(r) / 1e6 for r in ok]),
+            "TPOT ms": np.array([t / 1e6 for r in ok if (t := m.tpot_ns(r))]),
+            "E2E ms": np.array([m.e2el_ns(r) / 1e6 for r in ok]),
+        }
+    if not series:
+        return "<p>no measured requests</p>"
+    labels = ["TTFT ms", "TPOT ms", "E2E ms"]
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[f"{k} histogram" for k in labels] + [f"{k} CDF" for k in labels],
+                        vertical_spacing=0.15)
+    for col, label in enumerate(labels, start=1):
+        values = [v[label] for v in series.values() if len(v[label])]
+        if not values:
+            continue
+        edges = np.histogram_bin_edges(np.concatenate(values), bins=HIST_BINS)
+        for phase, data in series.items():
+            x = data[label]
+            if not len(x):
+                continue
+            counts, _ = np.histogram(x, bins=edges)
+            centres = (edges[:-1] + edges[1:]) / 2
+            colour = PHASE_COLOURS.get(phase)
+            fig.add_trace(go.Bar(x=centres, y=counts, name=phase, legendgroup=phase, showlegend=col == 1,
+                                 marker_color=colour, opacity=0.6), row=1, col=col)
+            qs = np.linspace(0, 100, 201)
+            fig.add_trace(go.Scatter(x=np.percentile(x, qs), y=qs / 100, mode="lines", name=phase, legendgroup=phase,
+                                     showlegend=False, line={"color": colour}), row=2, col=col)
+    fig.update_layout(barmode="overlay", height=560, title=f"{name}: latency, solo against co-located")
+    return _fig_html(fig)
+
+
+def throughput_figure(summary: dict[str, Any]) -> str:
+    import plotly.graph_objects as go
+
+    phases = summary.get("phases") or {}
+    names = list(summary.get("instances") or {})
+    fig = go.Figure()
+    for phase in ("solo", "colocated"):
+        by = phases.get(phase) or {}
+        fig.add_trace(go.Bar(x=names, y=[(by.get(n) or {}).get("output_throughput") for n in names], name=phase,
+                             marker_color=PHASE_COLOURS[phase]))
+    inter = summary.get("interference") or {}
+    if inter.get("throughput_scaling") is not None:
+        solo = phases.get("solo") or {}
+        mean_solo = np.mean([v["output_throughput"] for v in solo.values() if v.get("output_throughput")])
+        coloc_total = sum(v.get("output_throughput") or 0 for v in (phases.get("colocated") or {}).values())
+        fig.add_trace(go.Bar(x=["aggregate (co-located)"], y=[coloc_total], name="aggregate", marker_color="#9467bd"))
+        fig.add_hline(y=mean_solo * inter["ideal_scaling"], line_dash="dash",
+                      annotation_text=f"ideal {inter['ideal_scaling']}x solo", line_color="#2ca02c")
+        fig.add_hline(y=mean_solo * 0.75 * inter["ideal_scaling"], line_dash="dot",
+                      annotation_text="bottleneck below", line_color="#ff7f0e")
+    fig.update_layout(height=380, yaxis_title="output tokens/s",
+                      title=f"throughput (scaling {inter.get('throughput_scaling') or 0:.2f}x)")
+    return _fig_html(fig)
+
+
+def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[dict[str, Any]]) -> str:
+    """Per-request latency over time for every instance of one run, telemetry below, findings shaded."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    records = {i["name"]: m.measured(_run_records(run_dir, run["run_id"], i["name"])) for i in run["instances"]}
+    starts = [m.start_ns(r) for rs in records.values() for r in rs]
+    if not starts:
+        return "<p>no measured requests</p>"
+    origin = min(starts)
+    samples = read_samples(run_dir / "runs" / run["run_id"] / "telemetry.jsonl")
+    device_samples = [s for s in samples if s["device"] != "host"]
+    host = [s for s in samples if s["device"] == "host"]
+    rows = 1 + (1 if device_samples else 0) + (1 if host else 0)
+    titles = ["request latency (E2E, by completion time)"] + (["device"] if device_samples else []) + (
+        ["host CPU %"] if host else [])
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.08,
+                        row_heights=[0.5] + [0.5 / max(1, rows - 1)] * (rows - 1))
+    note = ""
+    for name, rs in records.items():
+        x = [(r.done_ns - origin) / 1e9 for r in rs]
+        y = [m.e2el_ns(r) / 1e6 for r in rs]
+        x, y, cut = _downsample(x, y)
+        if cut:
+            note = f" (plotted {MAX_POINTS} evenly spaced points of {len(rs)}; statistics use all)"
+        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name=f"{name} E2E ms", marker={"size": 4}), row=1, col=1)
+    row = 2
+    if device_samples:
+        for device in sorted({s["device"] for s in device_samples}):
+            rows_d = [s for s in device_samples if s["device"] == device]
+            t = [(s["t_ns"] - origin) / 1e9 for s in rows_d]
+            for key, label in (("util_pct", "util %"), ("power_w", "power W"), ("dram_bw_util_pct", "DRAM bw %"),
+                               ("hbm_bw_util_pct", "HBM bw %")):
+                values = [s["metrics"].get(key) for s in rows_d]
+                if any(v is not None for v in values):
+                    fig.add_trace(go.Scatter(x=t, y=values, mode="lines", name=f"{device} {label}"), row=row, col=1)
+            mem = [s["metrics"].get("mem_used_bytes") for s in rows_d]
+            if any(v is not None for v in mem):
+                fig.add_trace(go.Scatter(x=t, y=[v / 2**30 if v else None for v in mem], mode="lines",
+                                         name=f"{device} memory GiB"), row=row, col=1)
+        row += 1
+    if host:
+        t = [(s["t_ns"] - origin) / 1e9 for s in host]
+        fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("cpu_pct") for s in host], mode="lines", name="host CPU %"),
+                      row=row, col=1)
+        for worker in sorted({w for s in host for w in s["metrics"].get("workers", {})}):
+            fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("workers", {}).get(worker, {}).get("cpu_pct")
+                                             for s in host], mode="lines", name=f"{worker} CPU %"), row=row, col=1)
+    for f in findings:
+        if f.get("run_id") != run["run_id"]:
+            continue
+        for a, b in f.get("windows_ns") or []:
+            fig.add_vrect(x0=(a - origin) / 1e9, x1=(b - origin) / 1e9, fillcolor="#ff7f0e", opacity=0.15,
+                          line_width=0)
+    fig.update_layout(height=260 + 180 * rows, title=f"timeline: {run['run_id']}{note}")
+    fig.update_xaxes(title_text="seconds from the run's first request", row=rows, col=1)
+    return _fig_html(fig)
+
+
+def sweep_figure(summary: dict[str, Any]) -> str:
+    """Throughput and step latency against each swept value, with the decode ceiling."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    points = summary.get("points") or []
+    axes = (summary.get("sweep") or {}).get("axes") or []
+    if not points or not axes:
+        return ""
+    axis = axes[0]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"output tokens/s against {axis}", f"TPOT ms against {axis}"])
+    series: dict[tuple[str, str, str], list[tuple[Any, dict[str, Any]]]] = {}
+    for p in points:
+        rest = ", ".join(f"{a}={p['axes'].get(a)}" for a in axes[1:])
+        for phase, by in (p.get("phases") or {}).items():
+            for name, mt in by.items():
+                series.setdefault((name, phase, rest), []).append((p["axes"].get(axis), mt))
+    for (name, phase, rest), rows in series.items():
+        label = f"{name} {phase}" + (f" ({rest})" if rest else "")
+        xs = [str(x) for x, _ in rows]
+        fig.add_trace(go.Scatter(x=xs, y=[mt.get("output_throughput") for _, mt in rows], mode="lines+markers",
+                                 name=label), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xs, y=[mt.get("mean_tpot_ms") for _, mt in rows], mode="lines+markers",
+                                 name=label, showlegend=False), row=1, col=2)
+        ceiling = [(mt.get("roofline") or {}).get("decode_ceiling_tok_s") for _, mt in rows]
+        if any(c for c in ceiling):
+            fig.add_trace(go.Scatter(x=xs, y=ceiling, mode="lines", line={"dash": "dash"},
+                                     name=f"{label}: bandwidth roofline"), row=1, col=1)
+    fig.update_layout(height=420, title="sweep")
+    return _fig_html(fig)
+
+
+def _findings_html(findings: list[dict[str, Any]]) -> str:
+    if not findings:
+        return "<p>No finding: nothing in the records or telemetry points to a cause.</p>"
+    items = []
+    for f in findings:
+        windows = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in (f.get("windows_s") or [])[:5])
+        evidence = ", ".join(f"{_e(k)}={_e(v)}" for k, v in f["evidence"].items() if v is not None)
+        items.append(f"<li class='sev-{_e(f['severity'])}'><b>{_e(f['severity'])}</b> {_e(f['title'])}"
+                     f"{' [' + _e(f['point']) + ']' if f.get('point') else ''}<br><small>windows: {_e(windows or '-')}"
+                     f" | run {_e(f.get('run_id'))}<br>evidence: {evidence}</small><br>do: {_e(f['recommendation'])}</li>")
+    return "<ol>" + "".join(items) + "</ol>"
+
+
+def _header(manifest: dict[str, Any], summary: dict[str, Any]) -> str:
+    env = manifest.get("environment") or {}
+    versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in (env.get("versions") or {}).items() if v)
+    devices = "; ".join(f"{_e(d)}: {_e(i.get('name'))}" for d, i in (manifest.get("devices") or {}).items()) or "-"
+    facts = summary.get("instances") or {}
+    if summary.get("points"):
+        facts = {k: v for p in summary["points"] for k, v in (p.get("instances") or {}).items()}
+    rows = []
+    for name, f in facts.items():
+        params = f"{f['parameters'] / 1e6:,.1f} M" if f.get("parameters") else "-"
+        weights = f"{f['weight_bytes'] / 2**20:,.1f} MiB" if f.get("weight_bytes") else "-"
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(f.get('model'))}</td><td>{_e(f.get('backend'))}</td>"
+                    f"<td>{_e(f.get('device'))}</td><td>{_e(f.get('dtype'))}</td><td>{params}</td><td>{weights}</td></tr>")
+    verdicts = []
+    points = summary.get("points") or [{"id": "", "phases": summary.get("phases") or {}}]
+    for p in points:
+        for phase, by in (p.get("phases") or {}).items():
+            for name, mt in by.items():
+                v = mt.get("validity") or {}
+                reasons = "; ".join(v.get("reasons") or [])
+                verdicts.append(f"<li>{_e(p['id'] + ' ' if p['id'] else '')}{_e(name)} ({_e(phase)}): "
+                                f"<b class='{'ok' if v.get('verdict') == 'VALID' else 'bad'}'>{_e(v.get('verdict'))}"
+                                f"</b> {_e(reasons)}</li>")
+    problems = "".join(f"<li class='bad'>{_e(p)}</li>" for p in summary.get("problems") or [])
+    failures = []
+    for p in points:
+        for phase, by in (p.get("phases") or {}).items():
+            for name, mt in by.items():
+                for reason, count in (mt.get("errors") or {}).items():
+                    failures.append(f"<li>{_e(p['id'] + ' ' if p['id'] else '')}{_e(name)} ({_e(phase)}): "
+                                    f"{count} x <code>{_e(reason)}</code></li>")
+    if failures:
+        problems += "<li>failed requests:<ul>" + "".join(failures) + "</ul></li>"
+    return (f"<div class='card'><h1>colobench: {_e(summary.get('experiment'))}</h1>"
+            f"<p>{_e(manifest.get('created_utc'))} on {_e(env.get('hostname'))} ({_e(env.get('cpu_model'))}, "
+            f"{_e(env.get('logical_cores'))} cores). Devices: {devices}.</p><p><small>{versions}</small></p>"
+            f"<table><tr><th>instance</th><th>model</th><th>backend</th><th>device</th><th>dtype</th>"
+            f"<th>parameters</th><th>weights</th></tr>{''.join(rows)}</table>"
+            f"<h3>validity</h3><ul>{''.join(verdicts)}</ul>{'<ul>' + problems + '</ul>' if problems else ''}</div>")
+
+
+def console_tables_html(summary: dict[str, Any]) -> str:
+    """The console output, rendered by rich into escaped HTML."""
+    from rich.console import Console
+
+    from colobench.report.console import print_summary
+
+    console = Console(record=True, width=170, file=io.StringIO(), force_terminal=False)
+    print_summary(summary, console)
+    return console.export_html(inline_styles=True, code_format="<pre class='tables'>{code}</pre>")
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}
+.card{background:#f6f8fa;border:1px solid #ddd;border-radius:8px;padding:12px 20px;margin-bottom:16px}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
+.ok{color:#2a7}.bad{color:#c33}.sev-high b{color:#c33}.sev-medium b{color:#c80}.sev-low b{color:#38c}
+pre.tables{font-size:11px;overflow-x:auto;background:#fff;border:1px solid #eee;padding:8px}
+h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}"""
+
+
+def render(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The whole page, plotly.js included."""
+    from plotly.offline import get_plotlyjs
+
+    plan = manifest["plan"]
+    findings = summary.get("findings") or []
+    parts = [_header(manifest, summary)]
+    if summary.get("points"):
+        parts += ["<h2>sweep</h2>", sweep_figure(summary)]
+        for p in summary["points"]:
+            runs = [r for r in plan["runs"] if r.get("point") == p["id"]]
+            parts.append(f"<h2>point {_e(p['id'])}</h2>")
+            for name in p.get("instances") or {}:
+                parts.append(latency_figures(run_dir, runs, name))
+    else:
+        parts.append("<h2>latency: solo against co-located</h2>")
+        for name in summary.get("instances") or {}:
+            parts.append(latency_figures(run_dir, plan["runs"], name))
+        parts += ["<h2>throughput</h2>", throughput_figure(summary)]
+    parts.append("<h2>timelines</h2>")
+    for run in plan["runs"]:
+        parts.append(timeline_figure(run_dir, run, findings))
+    parts += ["<h2>findings</h2>", _findings_html(findings), "<h2>tables</h2>", console_tables_html(summary)]
+    title = _e(f"colobench report: {summary.get('experiment')}")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{title}</title><style>{STYLE}</style>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            + "\n".join(parts)
+            + "<script>document.body.dataset.colobenchReady='1';</script></body></html>")
+
+
+def write_report(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> Path:
+    path = run_dir / "report.html"
+    path.write_text(render(run_dir, summary, manifest), encoding="utf-8")
+    return path
+
+
+def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[dict[str, Any]], runs: list[str]) -> str:
+    """An offline page with the comparison table and a chart of the ratios."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    fig = go.Figure()
+    for k in range(1, len(runs)):
+        fig.add_trace(go.Bar(x=[f"{r['subject']} {r['metric']}" for r in rows],
+                             y=[r["ratios"][k - 1] for r in rows], name=f"run {k + 1} / run 1"))
+    fig.add_hline(y=1.0, line_dash="dash")
+    fig.update_layout(height=500, title="ratio to the first run")
+    table = ("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in table_rows)
+             + "</table>")
+    runs_html = "".join(f"<li>run {k + 1}: {_e(r)}</li>" for k, r in enumerate(runs))
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>colobench comparison</title>"
+            f"<style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            f"<h1>colobench comparison</h1><ul>{runs_html}</ul>{_fig_html(fig)}{table}</body></html>")

@@ -1,0 +1,144 @@
+"""The HTML report from stored run directories, in a real headless Chromium with the network off;
+compare with hand-computed ratios; exports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from colobench import api
+from colobench.analysis.compare import compare, entries
+from colobench.report import exports
+from colobench.specs import experiment_from_dict
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CANARY = "<script>document.body.insertAdjacentHTML('beforeend','<div id=pwned></div>')</script>"
+
+
+def _fake(name: str, **timings) -> dict:
+    return {"name": name, "model": "fake", "backend": "fake", "fake": {"ttft_ms": 2, "tpot_ms": 1, **timings}}
+
+
+@pytest.fixture(scope="module")
+def coloc_run(tmp_path_factory) -> Path:
+    """A co-located fake run whose failures carry server text with a script in it."""
+    out = tmp_path_factory.mktemp("report") / "coloc"
+    spec = experiment_from_dict({"name": "report", "repetitions": 2,
+                                 "instances": [_fake("a", fail_batches=[2]), _fake("b")],
+                                 "workload": {"requests": 12, "output_tokens": 8}}, "t")
+    api.run_experiment(spec, out=out)
+    for path in out.glob("runs/*/records/a.jsonl"):  # what a hostile server might answer
+        path.write_text(path.read_text().replace("simulated out of memory", f"HTTP 500: {CANARY}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "sweep"
+    spec = experiment_from_dict({"name": "sw", "repetitions": 1, "instances": [_fake("a")],
+                                 "workload": {"requests": 8, "output_tokens": 4, "batch_size": [1, 2, 4]}}, "t")
+    api.run_experiment(spec, out=out)
+    return out
+
+
+def _external_refs(text: str) -> list[str]:
+    """src/href attributes of real tags (script bodies are raw text to a parser, so plotly.js's
+    own strings do not count)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.extend(v for k, v in attrs if k in ("src", "href") and v and not v.startswith("#"))
+
+    Parser().feed(text)
+    return found
+
+
+def test_report_files(coloc_run: Path, sweep_run: Path):
+    for run in (coloc_run, sweep_run):
+        path = api.write_html_report(run)
+        text = path.read_text()
+        assert _external_refs(text) == []  # nothing fetched from anywhere: one offline file
+        assert "Plotly" in text and "colobenchReady" in text
+        assert CANARY not in text and "<div id=pwned" not in text
+    coloc = (coloc_run / "report.html").read_text()
+    assert "&lt;script&gt;" in coloc  # the server's text is shown, escaped
+    for section in ("latency: solo against co-located", "throughput", "timelines", "findings", "tables", "validity"):
+        assert section in coloc
+    assert "sweep" in (sweep_run / "report.html").read_text()
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(_chromium() is None, reason="Debian's chromium is not installed (make test installs it as root)")
+def test_report_in_a_headless_browser(coloc_run: Path, tmp_path: Path):
+    report = api.write_html_report(coloc_run)
+    flags = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}",
+             "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1400,3000",
+             "--virtual-time-budget=8000", "--enable-logging=stderr", "--v=0"]
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-colobench-ready="1"' in dom.stdout  # the page's own script ran to the end
+    assert dom.stdout.count('class="main-svg"') >= 6  # plotly drew the figures
+    assert 'id="pwned"' not in dom.stdout  # the server's script did not run
+    console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
+    assert not console_errors, console_errors
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = subprocess.run([*flags, f"--screenshot={ARTIFACTS / 'report.png'}", report.as_uri()], capture_output=True,
+                          text=True, timeout=180)
+    assert shot.returncode == 0 and (ARTIFACTS / "report.png").stat().st_size > 10_000
+
+
+def _metrics(tput, tput_ci, ttft, ttft_ci, p99):
+    return {"output_throughput": tput, "mean_ttft_ms": ttft, "p99_ttft_ms": p99,
+            "distributions": {"output_throughput_tok_s": {"ci95_low": tput_ci[0], "ci95_high": tput_ci[1]},
+                              "ttft_ms": {"ci95_low": ttft_ci[0], "ci95_high": ttft_ci[1]}}}
+
+
+def test_compare_hand_computed():
+    a = {"phases": {"solo": {"fp16": _metrics(100.0, (95, 105), 20.0, (19, 21), 30.0)}}}
+    b = {"phases": {"solo": {"int8": _metrics(150.0, (140, 160), 20.5, (19.5, 21.5), 45.0)}}}
+    rows = {r["metric"]: r for r in compare([entries(a), entries(b)])}  # no common name: paired by phase
+    tput = rows["output_throughput"]
+    assert tput["subject"] == "solo" and tput["ratios"] == [1.5]
+    assert tput["intervals"][0] == pytest.approx([140 / 105, 160 / 95]) and tput["beyond_noise"] == [True]
+    ttft = rows["mean_ttft_ms"]
+    assert ttft["ratios"][0] == pytest.approx(1.025) and ttft["beyond_noise"] == [False]  # CIs overlap
+    assert rows["p99_ttft_ms"]["ratios"] == [1.5] and rows["p99_ttft_ms"]["intervals"] == [None]
+    sweep = {"points": [{"id": "x-bs1", "phases": a["phases"]}, {"id": "x-bs2", "phases": a["phases"]}]}
+    with pytest.raises(ValueError, match="name one"):
+        entries(sweep)
+    assert entries(sweep, "x-bs2")[("solo", "fp16")]["output_throughput"] == 100.0
+
+
+def test_compare_cli_and_exports(coloc_run: Path, sweep_run: Path, tmp_path: Path, cli_env: dict):
+    from conftest import run_cli
+
+    proc = run_cli(["compare", f"{sweep_run}:sw-bs1", f"{sweep_run}:sw-bs4", "--md", "--csv", str(tmp_path / "c.csv"),
+                    "--html", str(tmp_path / "c.html")], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| a (solo) | output_throughput |" in proc.stdout and (tmp_path / "c.csv").read_text().count("\n") > 5
+    assert "Plotly" in (tmp_path / "c.html").read_text()
+    bad = run_cli(["compare", f"{sweep_run}"], cli_env, tmp_path)
+    assert bad.returncode == 2 and "at least two runs" in bad.stderr
+    rows = exports.metric_rows(api.load_summary(sweep_run))
+    assert [r["batch_size"] for r in rows] == [1, 2, 4] and all(r["completed"] == 8 for r in rows)
+    assert exports.to_markdown(rows).splitlines()[0].startswith("| point | batch_size | phase | instance |")
+    n_csv = exports.export_records(coloc_run, tmp_path / "r.csv")
+    n_parquet = exports.export_records(coloc_run, tmp_path / "r.parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert n_csv == n_parquet == table.num_rows > 0 and "ttft_ms" in table.column_names
+    md = run_cli(["report", str(coloc_run), "--md", "--csv", str(tmp_path / "m.csv")], cli_env, tmp_path)
+    assert md.returncode == 0 and "| point | phase | instance |" in md.stdout
+    assert json.loads(run_cli(["report", str(coloc_run), "--json"], cli_env, tmp_path).stdout)["phases"]
