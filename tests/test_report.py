@@ -142,3 +142,13 @@ def test_compare_cli_and_exports(coloc_run: Path, sweep_run: Path, tmp_path: Pat
     md = run_cli(["report", str(coloc_run), "--md", "--csv", str(tmp_path / "m.csv")], cli_env, tmp_path)
     assert md.returncode == 0 and "| point | phase | instance |" in md.stdout
     assert json.loads(run_cli(["report", str(coloc_run), "--json"], cli_env, tmp_path).stdout)["phases"]
+
+
+def test_large_runs_are_downsampled_for_plotting_only():
+    from colobench.report.html import MAX_POINTS, _downsample
+
+    x = list(range(100_000))
+    xs, ys, cut = _downsample(x, [v * 2 for v in x])
+    assert cut and len(xs) == len(ys) == MAX_POINTS and xs[0] == 0 and xs[-1] == 99_999
+    assert all(y == 2 * v for v, y in zip(xs, ys))
+    assert _downsample([1, 2], [3, 4]) == ([1, 2], [3, 4], False)
