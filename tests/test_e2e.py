@@ -285,3 +285,11 @@ def test_diagnose_command_on_a_cpu_run(tmp_path: Path, cli_env: dict):
     # 4 measured requests per phase: too few for any verdict but INVALID, and it says why
     assert {row["validity"]["verdict"] for row in data["validity"]} == {"INVALID"}
     assert all("only 4 measured requests" in row["validity"]["reasons"][0] for row in data["validity"])
+
+
+@pytest.mark.parametrize("args, fragment", [(["run", "--bogus"], "No such option: --bogus"),
+                                            (["report"], "Missing argument"), ([], "Usage: colobench")])
+def test_usage_errors_have_no_traceback(tmp_path: Path, cli_env: dict, args, fragment):
+    proc = run_cli(args, cli_env, tmp_path, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    assert fragment in proc.stderr + proc.stdout

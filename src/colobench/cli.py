@@ -19,7 +19,7 @@ from rich.markup import escape
 
 from colobench.errors import ColobenchError, SpecError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True,
                   help="Benchmark LLM inference alone and co-located; diagnose why instances slow each other.")
 
 FLAG_FIELDS = {  # spec field -> the flag that sets it, for error messages about flags
@@ -558,21 +558,26 @@ def fake_server(
 
 
 def main() -> None:
-    import click
-
     try:
         code = app(standalone_mode=False)
     except ColobenchError as exc:
         _stderr().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except KeyboardInterrupt:
         _stderr().print("[yellow]interrupted[/]")
         sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+    except Exception as exc:
+        # typer vendors its own click, so its exceptions are matched by their API, not their class
+        kind = type(exc).__name__
+        if kind == "Abort":
+            _stderr().print("[yellow]interrupted[/]")
+            sys.exit(130)
+        if kind == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors: one message, exit 2
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -186,26 +186,31 @@ class FakeTimings(_Frozen):
     fail_above_batch: int | None = Field(None, gt=0, description="batches larger than this raise out of memory")
 
 
-class EndpointConfig(_Frozen):
-    """How to talk to an OpenAI-compatible server (the `openai` backend's fields of an instance)."""
+class _EndpointFields(_Frozen):
+    """How to talk to an OpenAI-compatible server: shared by instances and their resolved config."""
 
-    base_url: str
     api: Literal["completions", "chat"] = "completions"
-    api_key_env: str | None = None
+    api_key_env: str | None = Field(None, description="environment variable that holds the API key")
     headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)
     exact_output_fields: list[Literal["ignore_eos", "min_tokens"]] = Field(
         default_factory=lambda: ["ignore_eos", "min_tokens"])
     request_timeout_s: float = Field(600.0, gt=0)
     stall_timeout_s: float = Field(60.0, gt=0)
-    metrics_url: str | None = None
-    client_processes: int = Field(1, gt=0)
+    metrics_url: str | None = Field(None, description="Prometheus URL scraped before and after each run, or auto")
+    client_processes: int = Field(1, gt=0, description="load-generator processes for this instance")
+
+
+class EndpointConfig(_EndpointFields):
+    """The `openai` backend's resolved settings (what the worker's client uses)."""
+
+    base_url: str
 
 
 ENDPOINT_FIELDS = tuple(EndpointConfig.model_fields)
 
 
-class InstanceSpec(_Frozen):
+class InstanceSpec(_EndpointFields):
     """One model on one backend on one device, or one served model behind an endpoint.
 
     For `backend: openai`, `model` is the served model name and the endpoint fields apply:
@@ -222,16 +227,6 @@ class InstanceSpec(_Frozen):
     name: str | None = Field(None, description="label in tables and file names; derived from `model` when absent")
     backend: Literal["transformers", "fake", "openai"] = "transformers"
     base_url: str | None = Field(None, description="openai backend: http://host:port/v1")
-    api: Literal["completions", "chat"] = "completions"
-    api_key_env: str | None = Field(None, description="environment variable that holds the API key")
-    headers: dict[str, str] = Field(default_factory=dict)
-    extra_body: dict[str, Any] = Field(default_factory=dict)
-    exact_output_fields: list[Literal["ignore_eos", "min_tokens"]] = Field(
-        default_factory=lambda: ["ignore_eos", "min_tokens"])
-    request_timeout_s: float = Field(600.0, gt=0)
-    stall_timeout_s: float = Field(60.0, gt=0)
-    metrics_url: str | None = Field(None, description="Prometheus URL scraped before and after each run, or auto")
-    client_processes: int = Field(1, gt=0, description="load-generator processes for this instance")
     tokenizer: str | None = Field(None, description="local tokenizer folder for counting tokens without usage")
     device: str = Field("auto", description="auto, cpu, cuda[:N] or npu[:N]")
     dtype: Dtype = "auto"
