@@ -559,7 +559,7 @@ def fake_server(
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="colobench")
     except ColobenchError as exc:
         _stderr().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
