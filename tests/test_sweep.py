@@ -8,7 +8,8 @@ from colobench.sweep import expand
 
 NO_FLAGS = {"--prompt-tokens": None, "--output-tokens": None, "--requests": None, "--batch-size": None,
             "--concurrency": None, "--rate": None, "--duration": None, "--load": None, "--arrival": None,
-            "--burstiness": None, "--dtype": None, "--device": None, "--scenario": None}
+            "--burstiness": None, "--dtype": None, "--device": None, "--scenario": None, "--quantization": None,
+            "--graph": None}
 
 
 def test_inline_lists_become_axes_with_stable_ids():

@@ -123,6 +123,8 @@ LIST_FLAGS = {  # flag -> (spec field, value kind); a comma list makes the field
     "--dtype": ("dtype", "str"),
     "--device": ("device", "str"),
     "--scenario": ("scenario", "str"),
+    "--quantization": ("quantization", "str"),
+    "--graph": ("graph", "str"),
 }
 
 
@@ -181,7 +183,8 @@ def _endpoint_instances(endpoints: list[str], models: list[str], endpoint_opts: 
 def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, Optional[str]],
                 repetitions: Optional[int], prompts: Optional[str], name: Optional[str], cache_dir: Optional[Path],
                 resume_dir: Optional[Path], endpoints: Optional[list[str]] = None,
-                endpoint_opts: Optional[dict[str, Any]] = None):
+                endpoint_opts: Optional[dict[str, Any]] = None, env: Optional[list[str]] = None,
+                cpu_affinity: bool = False):
     from colobench import api
     from colobench.specs import experiment_from_dict, load_experiment_yaml
     from colobench.sweep import canonical_path
@@ -199,7 +202,7 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
     elif models:
         source = "command line"
         data = {"name": _default_name(models), "instances": [{"model": m} for m in models]}
-    elif resume_dir is not None and not given and repetitions is None and prompts is None:
+    elif resume_dir is not None and not given and repetitions is None and prompts is None and not env:
         spec = api.spec_from_run_dir(resume_dir)
         return spec, str(resume_dir / "manifest.json")
     else:
@@ -229,6 +232,19 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
                 inst[field] = values[0]
         else:
             workload[field] = values[0]
+    for item in env or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError("command line", "--env", "expected KEY=VALUE or KEY=V1,V2", item)
+        values = text.split(",")
+        if len(values) > 1:
+            sweep[f"instances.*.env.{key}"] = values
+        else:
+            for inst in instances:
+                inst["env"] = {**(inst.get("env") or {}), key: values[0]}
+    if cpu_affinity:
+        for inst in instances:
+            inst["cpu_affinity"] = "auto"
     if prompts:
         workload["prompts"] = _prompt_source(prompts)
     data.update(workload=workload, instances=instances)
@@ -282,6 +298,10 @@ def run(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="endpoints: local tokenizer to count tokens"),
     scrape_metrics: bool = typer.Option(False, "--scrape-metrics", help="endpoints: keep /metrics before and after"),
     client_processes: Optional[int] = typer.Option(None, "--client-processes", help="endpoints: load-generator processes"),
+    quantization: Optional[str] = typer.Option(None, "--quantization", help="none, int8, int4 (list = axis)"),
+    graph: Optional[str] = typer.Option(None, "--graph", help="eager or compiled (list = axis)"),
+    env: list[str] = typer.Option([], "--env", help="KEY=VALUE for the workers, e.g. TASK_QUEUE_ENABLE=0,2 (list = axis)"),
+    cpu_affinity: bool = typer.Option(False, "--cpu-affinity", help="pin each worker to its share of the cores"),
 ) -> None:
     """Run each instance alone, then all together, and report how much they slow each other.
 
@@ -293,7 +313,7 @@ def run(
     flags = {"--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens, "--requests": requests,
              "--batch-size": batch_size, "--concurrency": concurrency, "--rate": rate, "--duration": duration,
              "--load": load, "--arrival": arrival, "--burstiness": burstiness, "--dtype": dtype, "--device": device,
-             "--scenario": scenario}
+             "--scenario": scenario, "--quantization": quantization, "--graph": graph}
     if resume and out is None:
         raise ColobenchError("--resume needs --out: the run directory to resume")
     endpoint_opts = {"api": api_kind, "api_key_env": api_key_env, "tokenizer": tokenizer,
@@ -302,7 +322,7 @@ def run(
         raise SpecError("command line", "--endpoint", "--api, --api-key-env, --tokenizer, --scrape-metrics and "
                         "--client-processes apply to --endpoint instances", show_value=False)
     spec, source = _build_spec(experiment, model, flags, repetitions, prompts, name, cache_dir,
-                               out if resume else None, endpoint, endpoint_opts)
+                               out if resume else None, endpoint, endpoint_opts, env, cpu_affinity)
     err = _stderr()
     try:
         with _RichProgress(err) as progress:

@@ -49,6 +49,14 @@ class ResolvedInstance(_Frozen):
     fake: FakeTimings | None = None
     endpoint: EndpointConfig | None = None
     tokenizer: str | None = None  # openai backend: local tokenizer for counting tokens
+    quantization: str = "none"
+    graph: str = "eager"
+    env: dict[str, str] = {}
+    cpu_cores: list[int] | None = None  # pinned cores (None: not pinned)
+    npu_jit_compile: bool | None = None
+    npu_allow_internal_format: bool | None = None
+    reference: str | None = None
+    quality_probe: bool = False  # record greedy outputs and log-probs for the quality check
 
 
 class RunSpec(_Frozen):
@@ -101,7 +109,19 @@ def _model_source(model: str, cache_dir: Path) -> tuple[str | None, str]:
     return None, str(Path(model).expanduser())
 
 
-def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache_dir: Path) -> list[ResolvedInstance]:
+def _cores_for(affinity: Any, k: int, n: int, cores: int) -> list[int] | None:
+    """The cores instance k of n is pinned to: as given, or `auto` = an even contiguous share."""
+    if affinity is None:
+        return None
+    if affinity != "auto":
+        return list(affinity)
+    share = max(1, cores // n)
+    first = (k * share) % cores
+    return list(range(first, min(cores, first + share)))
+
+
+def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache_dir: Path,
+                       quality: bool = False) -> list[ResolvedInstance]:
     names = spec.instance_names()
     devices = [_resolve_device(i.device, auto_device) for i in spec.instances]
     # Workers that share the host CPU for compute split its cores; accelerator workers also need
@@ -124,6 +144,12 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
             device=device, dtype=dtype if inst.backend == "transformers" else "none",
             cpu_threads=inst.cpu_threads or share, memory_share=1.0 / devices.count(devices[k]),
             workload=workload, fake=inst.fake, endpoint=inst.endpoint_config(), tokenizer=inst.tokenizer,
+            quantization=inst.quantization, graph=inst.graph, env=inst.env,
+            cpu_cores=_cores_for(inst.cpu_affinity, k, len(spec.instances), cores),
+            npu_jit_compile=inst.npu_jit_compile, npu_allow_internal_format=inst.npu_allow_internal_format,
+            reference=inst.reference,
+            quality_probe=inst.backend == "transformers" and (
+                quality or inst.reference is not None or any(i.reference == names[k] for i in spec.instances)),
         ))
     return resolved
 
@@ -137,9 +163,12 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
     cache_dir = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
     points: list[PlannedPoint] = []
     runs: list[RunSpec] = []
+    from colobench.sweep import VARIANT_AXES
+
+    quality = any(path.split(".")[-1] in VARIANT_AXES for path in spec.sweep)
     for point in expand(spec, source):
         try:
-            resolved = _resolve_instances(point.spec, auto_device, cores, cache_dir)
+            resolved = _resolve_instances(point.spec, auto_device, cores, cache_dir, quality)
         except ValueError as exc:
             where = f"{source} (sweep point {point.id})" if point.id else source
             raise SpecError(where, "", str(exc), show_value=False) from None

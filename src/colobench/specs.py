@@ -230,6 +230,18 @@ class InstanceSpec(_EndpointFields):
     tokenizer: str | None = Field(None, description="local tokenizer folder for counting tokens without usage")
     device: str = Field("auto", description="auto, cpu, cuda[:N] or npu[:N]")
     dtype: Dtype = "auto"
+    quantization: Literal["none", "int8", "int4"] = Field(
+        "none", description="weight-only quantisation (optimum-quanto on CPU and CUDA)")
+    graph: Literal["eager", "compiled"] = Field(
+        "eager", description="compiled: static KV cache + torch.compile (CUDA graphs on NVIDIA)")
+    env: dict[str, str] = Field(default_factory=dict, description="environment for the worker, set before torch "
+                                "loads (TASK_QUEUE_ENABLE, CPU_AFFINITY_CONF, ...)")
+    cpu_affinity: list[int] | Literal["auto"] | None = Field(
+        None, description="pin the worker to these cores; auto = the host's cores split evenly")
+    npu_jit_compile: bool | None = Field(None, description="Ascend: torch_npu.npu.set_compile_mode(jit_compile=...)")
+    npu_allow_internal_format: bool | None = Field(None, description="Ascend: torch.npu.config.allow_internal_format")
+    reference: str | None = Field(None, description="another instance of the same run to compare outputs with "
+                                  "(token agreement, KL divergence)")
     cpu_threads: int | None = Field(None, gt=0, description="torch threads for this worker; default shares the cores evenly")
     workload: WorkloadOverride | None = Field(  # type: ignore[valid-type]
         None, description="fields overriding the experiment's workload for this instance")
@@ -250,8 +262,18 @@ class InstanceSpec(_EndpointFields):
             raise ValueError("base_url must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
         return value
 
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+        return {k: str(v) for k, v in value.items()}
+
     @model_validator(mode="after")
     def _backend_fields(self) -> "InstanceSpec":
+        if self.backend != "transformers" and (self.quantization != "none" or self.graph != "eager"):
+            raise ValueError("quantization and graph apply to backend transformers (a server sets its own)")
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend openai needs base_url (http://host:port/v1)")
         if self.backend != "openai":
@@ -336,6 +358,10 @@ class ExperimentSpec(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"instance names must be unique; repeated: {', '.join(dupes)}")
+        known = self.instance_names()
+        for inst in self.instances:
+            if inst.reference is not None and inst.reference not in known:
+                raise ValueError(f"reference {inst.reference!r} is not an instance ({', '.join(known)})")
         scenario_names = [self.scenario] if self.scenario else []
         scenario_names += [v for v in self.sweep.get("scenario", []) if isinstance(v, str)]
         for name in scenario_names:

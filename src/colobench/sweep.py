@@ -25,7 +25,8 @@ from typing import Any
 
 WORKLOAD_AXES = ("load", "prompt_tokens", "output_tokens", "requests", "duration_s", "batch_size", "concurrency",
                  "rate", "arrival", "burstiness", "warmup_requests", "kv_cache_tokens", "seed")
-INSTANCE_AXES = ("device", "dtype", "model", "cpu_threads")
+INSTANCE_AXES = ("device", "dtype", "model", "cpu_threads", "quantization", "graph", "cpu_affinity")
+VARIANT_AXES = ("dtype", "quantization", "graph")  # what changes a model's outputs: quality is checked across them
 TOP_AXES = ("scenario", "repetitions")
 
 ABBREVIATIONS = {"batch_size": "bs", "concurrency": "c", "rate": "r", "prompt_tokens": "p", "output_tokens": "o",
@@ -33,7 +34,7 @@ ABBREVIATIONS = {"batch_size": "bs", "concurrency": "c", "rate": "r", "prompt_to
                  "seed": "seed", "repetitions": "reps", "warmup_requests": "w"}
 DTYPE_SHORT = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
-_PATH = re.compile(r"^(workload\.(\w+)|instances\.(\*|\d+)\.(workload\.)?(\w+)|scenario|repetitions)$")
+_PATH = re.compile(r"^(workload\.(\w+)|instances\.(\*|\d+)\.(workload\.|env\.)?(\w+)|scenario|repetitions)$")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class Point:
 
 
 def canonical_path(name: str) -> str:
-    """Expand an alias (batch_size, dtype) to its full axis path."""
+    """Expand an alias (batch_size, dtype, env.TASK_QUEUE_ENABLE) to its full axis path."""
+    if name.startswith("env."):
+        return f"instances.*.{name}"
     if name in WORKLOAD_AXES:
         return f"workload.{name}"
     if name in INSTANCE_AXES:
@@ -66,7 +69,7 @@ def normalise_axes(axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
         leaf = match.group(2) or match.group(5)
         if match.group(3) and not match.group(4) and leaf not in INSTANCE_AXES:
             raise ValueError(f"sweep axis {name!r}: instances can sweep {', '.join(INSTANCE_AXES)}")
-        if (match.group(2) or match.group(4)) and leaf not in WORKLOAD_AXES:
+        if (match.group(2) or match.group(4) == "workload.") and leaf not in WORKLOAD_AXES:
             raise ValueError(f"sweep axis {name!r}: {leaf!r} is not a sweepable workload field")
         if not isinstance(values, list) or not values:
             raise ValueError(f"sweep axis {name!r} needs a non-empty list of values")
@@ -112,9 +115,8 @@ def _apply(data: dict[str, Any], path: str, value: Any) -> None:
     elif parts[0] == "instances":
         targets = data["instances"] if parts[1] == "*" else [data["instances"][int(parts[1])]]
         for inst in targets:
-            if parts[2] == "workload":
-                inst.setdefault("workload", {})
-                inst["workload"] = {**(inst["workload"] or {}), parts[3]: value}
+            if parts[2] in ("workload", "env"):
+                inst[parts[2]] = {**(inst.get(parts[2]) or {}), parts[3]: value}
             else:
                 inst[parts[2]] = value
     else:
@@ -124,9 +126,10 @@ def _apply(data: dict[str, Any], path: str, value: Any) -> None:
 def axis_label(path: str) -> str:
     """The readable name of an axis in summaries: batch_size, dtype, batch_size[1]."""
     parts = path.split(".")
+    label = f"env.{parts[-1]}" if parts[-2] == "env" else parts[-1]
     if parts[0] == "instances" and parts[1] != "*":
-        return f"{parts[-1]}[{parts[1]}]"
-    return parts[-1]
+        return f"{label}[{parts[1]}]"
+    return label
 
 
 def _fmt(value: Any) -> str:
@@ -139,7 +142,9 @@ def id_part(path: str, value: Any) -> str:
     parts = path.split(".")
     leaf = parts[-1]
     prefix = f"i{parts[1]}" if parts[0] == "instances" and parts[1] != "*" else ""
-    if leaf == "dtype":
+    if parts[-2] == "env":
+        text = f"{leaf.lower()}{_fmt(value)}"
+    elif leaf == "dtype":
         text = DTYPE_SHORT.get(value, _fmt(value))
     elif leaf == "model":
         from colobench.specs import model_label

@@ -23,6 +23,7 @@ from typing import Any
 from colobench.analysis import metrics as m
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.interference import interference
+from colobench.analysis.quality import attach_quality
 from colobench.analysis.diagnosis import diagnose
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
 from colobench.telemetry.replay import read_samples
@@ -212,7 +213,7 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
                 "workload": inst["workload"], "endpoint": inst.get("endpoint"),
             })
             for key in ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture",
-                        "load_model", "parallel", "requests_raised_to"):
+                        "load_model", "parallel", "requests_raised_to", "quantization", "graph", "knobs"):
                 if info.get(key) is not None:
                     f.setdefault(key, info[key])
             if info.get("device"):
@@ -226,6 +227,8 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
             metrics["load_model"] = info.get("load_model")
             metrics["parallel"] = sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None
             metrics["backend"] = inst["backend"]
+            if worker.get("warmup_s") is not None:
+                metrics["warmup_s"] = worker["warmup_s"]  # includes compilation in graph mode
             client = _client_block(worker.get("client") or [], len(parts))
             if client:
                 metrics["client"] = client
@@ -282,6 +285,7 @@ def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
     cores = (manifest.get("environment") or {}).get("logical_cores") or 1
     if len(points) == 1 and not points[0]["id"]:
         body = summarize_point(run_dir, by_point[""], peaks)
+        attach_quality(run_dir, plan, [{"id": "", "axes": {}, **body}], {})
         findings = diagnose(run_dir, plan, [{"id": "", "axes": {}, **body}], cores)
         return {**head, **body, "findings": [f.to_dict() for f in findings]}
     out_points = []
@@ -290,6 +294,7 @@ def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
         body = summarize_point(run_dir, by_point[point["id"]], peaks)
         problems += body.pop("problems")
         out_points.append({"id": point["id"], **point["axes"], "axes": point["axes"], **body})
+    attach_quality(run_dir, plan, out_points, (manifest.get("experiment") or {}).get("sweep") or {})
     findings = diagnose(run_dir, plan, out_points, cores)
     return {**head, "sweep": {"axes": list(points[0]["axes"])}, "points": out_points,
             "batch_scaling": batch_scaling(out_points), "problems": problems,

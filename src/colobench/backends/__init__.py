@@ -23,7 +23,8 @@ def _transformers(instance: "ResolvedInstance") -> "Backend":
     from colobench.devices import get_device
 
     assert instance.model_path is not None
-    return TransformersBackend(instance.model_path, get_device(instance.device), instance.dtype)
+    return TransformersBackend(instance.model_path, get_device(instance.device), instance.dtype,
+                               instance.quantization, instance.graph)
 
 
 def _openai(instance: "ResolvedInstance") -> "Backend":

@@ -38,9 +38,50 @@ def torch_dtype(name: str) -> Any:
 
 
 def weight_bytes(model: Any) -> int:
-    """Bytes of parameters and buffers as stored (what a decode step must read)."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
-    return total + sum(b.numel() * b.element_size() for b in model.buffers())
+    """Bytes of the model's tensors as stored (what a decode step must read). Quantised weights
+    are tensor subclasses holding int8/int4 data and scales: they are opened up
+    (`__tensor_flatten__`) and their inner tensors counted, because library footprint helpers
+    count some of them at their dequantised size. Tied tensors are counted once."""
+    seen: set[tuple[int, int, Any]] = set()
+    total = 0
+
+    def visit(t: Any) -> None:
+        nonlocal total
+        if hasattr(t, "__tensor_flatten__"):
+            names, _ = t.__tensor_flatten__()
+            for name in names:
+                visit(getattr(t, name))
+            return
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+
+    for tensor in model.state_dict(keep_vars=True).values():
+        visit(tensor.data if hasattr(tensor, "data") and not hasattr(tensor, "__tensor_flatten__") else tensor)
+    return total
+
+
+def quantize_weights(model: Any, method: str) -> None:
+    """Weight-only int8 / int4 through optimum-quanto (CPU and CUDA)."""
+    try:
+        from optimum.quanto import freeze, qint4, qint8, quantize
+    except ImportError:
+        raise RuntimeError("quantization needs optimum-quanto (pip install optimum-quanto)") from None
+    quantize(model, weights={"int8": qint8, "int4": qint4}[method])
+    freeze(model)
+
+
+def enable_graph_mode(model: Any, device_kind: str) -> None:
+    """Static KV cache + torch.compile of the forward pass; CUDA graphs on NVIDIA."""
+    from transformers import CompileConfig
+
+    if device_kind == "npu":
+        raise RuntimeError("graph mode on Ascend goes through torchair, which this backend does not drive yet")
+    config = CompileConfig(fullgraph=False, mode="reduce-overhead" if device_kind == "cuda" else "default")
+    config._compile_all_devices = device_kind != "cuda"  # transformers compiles on CUDA only unless told
+    model.generation_config.cache_implementation = "static"
+    model.generation_config.compile_config = config
 
 
 def architecture(config: Any) -> dict[str, Any]:
@@ -77,8 +118,9 @@ class _StepClock:
 
 
 class TransformersBackend:
-    def __init__(self, model_path: str, device: Device, dtype: str):
+    def __init__(self, model_path: str, device: Device, dtype: str, quantization: str = "none", graph: str = "eager"):
         self.model_path, self.device, self.dtype = model_path, device, dtype
+        self.quantization, self.graph = quantization, graph
         self.model: Any = None
         self.vocab_size = 0
         self._pad_id = 0
@@ -90,6 +132,12 @@ class TransformersBackend:
         self.device.reset_peak_memory()
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype(self.dtype))
         self.model = model.to(self.device.torch_device()).eval()
+        if self.quantization != "none":
+            if self.device.kind == "npu":
+                raise RuntimeError("weight quantisation on Ascend needs the torch_npu quantisation path, not wired yet")
+            quantize_weights(self.model, self.quantization)
+        if self.graph == "compiled":
+            enable_graph_mode(self.model, self.device.kind)
         self.device.synchronize()
         config = self.model.config
         self.vocab_size = int(config.vocab_size)
@@ -107,6 +155,8 @@ class TransformersBackend:
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "weight_bytes": weight_bytes(self.model),
             "dtype": self.dtype,
+            "quantization": self.quantization,
+            "graph": self.graph,
             "kv_cache_bytes_per_token": kv,
             "architecture": arch,
             "device": info.__dict__,
@@ -137,6 +187,27 @@ class TransformersBackend:
         if generated != n or len(clock.step_ns) != n:
             raise RuntimeError(f"asked for {n} tokens, got {generated} ({len(clock.step_ns)} timed steps)")
         return clock.step_ns
+
+    def quality_probe(self, prompts: int = 4, new_tokens: int = 32, eval_tokens: int = 64,
+                      seed: int = 1234) -> dict[str, Any]:
+        """Greedy outputs for fixed prompts, and next-token log-probabilities over a fixed text:
+        what the quality check compares between variants (same seed, same ids, every variant)."""
+        import numpy as np
+        import torch
+
+        from colobench.workload.synthetic import token_id_range
+
+        low, high = token_id_range(self.vocab_size)
+        rng = np.random.default_rng(seed)
+        dev = self.device.torch_device()
+        with torch.inference_mode():
+            ids = torch.tensor(rng.integers(low, high, size=(prompts, 32)), dtype=torch.long).to(dev)
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                      min_new_tokens=new_tokens, do_sample=False, pad_token_id=self._pad_id)
+            text = torch.tensor(rng.integers(low, high, size=(1, eval_tokens)), dtype=torch.long).to(dev)
+            logits = self.model(text).logits[0].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+        return {"generated": out[:, ids.shape[1]:].cpu().numpy(), "eval_logprobs": logprobs.cpu().numpy()}
 
     def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
         from transformers import GenerationConfig

@@ -120,6 +120,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
             on_progress(name, payload)
         elif kind == "error":
             errors[name] = payload
+        elif kind == "warmup":
+            w["warmup_s"] = payload.get("warmup_s")
         elif kind == "client":
             w.setdefault("client", []).append(payload)
         elif kind == "done":

@@ -63,6 +63,9 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
     for var in THREAD_ENV_VARS:
         os.environ[var] = str(instance["cpu_threads"])
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.update(instance.get("env") or {})  # runtime knobs are read when torch / torch_npu load
+    if instance.get("cpu_cores") and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, instance["cpu_cores"])
     try:
         _work(instance, run_id, run_path, repetitions, queue, go_events, parent_pid, prompts_file, part, shared_start)
     except SystemExit:
@@ -110,6 +113,18 @@ class GcPauses:
             for row in self.pending:
                 f.write(fastjson.dumps(row) + b"\n")
         self.pending = []
+
+
+def apply_npu_knobs(jit_compile: bool | None, allow_internal_format: bool | None, torch_npu: Any = None) -> None:
+    """Ascend runtime switches the tuning guides use, applied before the model loads."""
+    if jit_compile is None and allow_internal_format is None:
+        return
+    if torch_npu is None:
+        import torch_npu
+    if jit_compile is not None:
+        torch_npu.npu.set_compile_mode(jit_compile=jit_compile)
+    if allow_internal_format is not None:
+        torch_npu.npu.config.allow_internal_format = allow_internal_format
 
 
 def worker_key(name: str, part: tuple[int, int]) -> str:
@@ -181,6 +196,8 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
 
         torch.set_num_threads(inst.cpu_threads)
         device = get_device(inst.device)
+        if inst.device.startswith("npu"):
+            apply_npu_knobs(inst.npu_jit_compile, inst.npu_allow_internal_format)
     print(f"[colobench] worker {key} pid {os.getpid()} run {run_id}: loading {inst.model} on "
           f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
     t0 = time.perf_counter()
@@ -188,6 +205,10 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     info = backend.start()
     info["load_s"] = time.perf_counter() - t0
     info["pid"] = os.getpid()
+    info["knobs"] = {"env": {k: os.environ.get(k) for k in inst.env},
+                     "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                     "npu_jit_compile": inst.npu_jit_compile, "npu_allow_internal_format": inst.npu_allow_internal_format,
+                     "quantization": inst.quantization, "graph": inst.graph}
 
     wl = inst.workload
     load = wl.load_model
@@ -225,10 +246,13 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     writer = RecordWriter(run_path / "records" / f"{key}.jsonl")
     gc_pauses = GcPauses(run_path / "gc" / f"{key}.jsonl")
     recorder = Recorder(writer, inst.name, run_id, repetition=0, warmup=True)
+    warm_start = time.perf_counter()
     if load == "static":
         run_static(backend, static_batches(warmup, parallel, warmup=True), recorder)
     elif warmup:
         streaming.run(streaming.closed_loop(backend, iter(warmup), min(parallel, len(warmup)), recorder))
+    # compilation happens during warm-up: reported apart, never counted in latency
+    queue.put(("warmup", key, {"warmup_s": time.perf_counter() - warm_start}))
     if warmup and recorder.failed == len(warmup):  # some failures are the server's; all of them are ours
         raise RuntimeError(f"warm-up failed ({recorder.failed} of {len(warmup)} requests): {recorder.last_error}")
 
@@ -269,5 +293,9 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
                                    "loop_lag_ms": Distribution.of(lags).scaled(1e-6).to_dict() if lags else None}))
     writer.close()
     peak = device.peak_memory_bytes() if device is not None else None
+    if inst.quality_probe and hasattr(backend, "quality_probe") and part[0] == 0:
+        from colobench.analysis.quality import save_probe
+
+        save_probe(run_path / "quality" / f"{inst.name}.npz", backend.quality_probe())
     backend.stop()
     queue.put(("done", key, {"peak_memory_bytes": peak}))
