@@ -26,7 +26,8 @@ from typing import Any
 WORKLOAD_AXES = ("load", "prompt_tokens", "output_tokens", "requests", "duration_s", "batch_size", "concurrency",
                  "rate", "arrival", "burstiness", "warmup_requests", "kv_cache_tokens", "seed")
 INSTANCE_AXES = ("device", "dtype", "model", "cpu_threads", "quantization", "graph", "cpu_affinity")
-VARIANT_AXES = ("dtype", "quantization", "graph")  # what changes a model's outputs: quality is checked across them
+VARIANT_AXES = ("dtype", "quantization", "graph")
+LIST_VALUED = ("cpu_affinity",)  # what changes a model's outputs: quality is checked across them
 TOP_AXES = ("scenario", "repetitions")
 
 ABBREVIATIONS = {"batch_size": "bs", "concurrency": "c", "rate": "r", "prompt_tokens": "p", "output_tokens": "o",
@@ -94,6 +95,8 @@ def lift_inline_axes(data: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(inst, dict):
             continue
         for key in INSTANCE_AXES:
+            if key in LIST_VALUED:
+                continue  # a list is this field's value, not an axis: sweep it under `sweep:`
             if isinstance(inst.get(key), list):
                 sweep[f"instances.{k}.{key}"] = inst.pop(key)
         if isinstance(inst.get("workload"), dict):

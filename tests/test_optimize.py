@@ -1,0 +1,113 @@
+"""Optimization variants on CPU: quantised weights with their true storage, graph mode, runtime
+knobs recorded, and the quality check against hand-built outputs."""
+
+from __future__ import annotations
+
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from colobench import api
+from colobench.analysis.quality import compare_probes
+from colobench.launch.worker import apply_npu_knobs
+from colobench.specs import experiment_from_dict
+
+pytestmark = pytest.mark.slow
+
+
+def test_quality_metrics_by_hand():
+    ref = {"generated": np.array([[1, 2, 3, 4], [5, 6, 7, 8]]),
+           "eval_logprobs": np.log(np.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))}
+    var = {"generated": np.array([[1, 2, 9, 9], [5, 6, 7, 8]]),
+           "eval_logprobs": np.log(np.array([[0.5, 0.5], [0.6, 0.4], [0.7, 0.3]]))}
+    q = compare_probes(ref, var)
+    assert q["token_agreement"] == 6 / 8
+    assert (q["first_divergence_min"], q["first_divergence_mean"]) == (2, 3.0)  # rows diverge at 2 and never (4)
+    assert q["top1_agreement"] == pytest.approx(1 / 3 * 2)  # positions 0 (tie, argmax 0 both) and 1 agree
+    kl = [0.0, 0.9 * np.log(0.9 / 0.6) + 0.1 * np.log(0.1 / 0.4), 0.2 * np.log(0.2 / 0.7) + 0.8 * np.log(0.8 / 0.3)]
+    assert q["kl_divergence"] == pytest.approx(np.mean(kl))
+    assert compare_probes(ref, ref)["kl_divergence"] == 0 and compare_probes(ref, ref)["token_agreement"] == 1
+
+
+def test_int8_sweep_with_quality_and_true_weight_bytes(tmp_path: Path, cache_dir: Path):
+    spec = experiment_from_dict({"name": "q", "repetitions": 1, "cache_dir": str(cache_dir),
+                                 "sweep": {"quantization": ["none", "int8"]},
+                                 "instances": [{"model": "tiny", "device": "cpu"}],
+                                 "workload": {"requests": 3, "output_tokens": 4, "prompt_tokens": 16}}, "t")
+    summary = api.run_experiment(spec, out=tmp_path / "run").summary
+    by_id = {p["id"]: p for p in summary["points"]}
+    none, int8 = by_id["q-none"], by_id["q-int8"]
+    assert "quality" not in none["phases"]["solo"]["tiny"]  # the reference
+    q = int8["phases"]["solo"]["tiny"]["quality"]
+    assert q["reference"] == "q-none" and 0 <= q["token_agreement"] <= 1 and q["kl_divergence"] >= 0
+    assert int8["phases"]["solo"]["tiny"]["token_agreement"] == q["token_agreement"]
+    assert set(q["vs_reference"]) >= {"output_throughput", "peak_memory_bytes", "energy_per_token_j", "weight_bytes"}
+    # true storage: tiny's linear layers in int8 (1 byte + scales) beside its float32 embedding
+    fp32, i8 = none["instances"]["tiny"]["weight_bytes"], int8["instances"]["tiny"]["weight_bytes"]
+    assert fp32 == 4_588_160 * 4 and int8["instances"]["tiny"]["quantization"] == "int8"
+    layers = 4_588_160 - 32000 * 128 - 128 * 5  # parameters outside the embedding and the norms
+    assert fp32 - 3 * layers <= i8 <= fp32 + 32000 * 128 * 2  # layers shrink 4x; lm_head gets its own int8 copy
+
+
+def test_reference_instance_in_one_run(tmp_path: Path, cache_dir: Path):
+    spec = experiment_from_dict({"name": "ref", "repetitions": 1, "solo_baselines": False, "cache_dir": str(cache_dir),
+                                 "workload": {"requests": 2, "output_tokens": 4, "prompt_tokens": 8},
+                                 "instances": [{"name": "fp32", "model": "tiny", "device": "cpu"},
+                                               {"name": "i8", "model": "tiny", "device": "cpu", "quantization": "int8",
+                                                "reference": "fp32"}]}, "t")
+    summary = api.run_experiment(spec, out=tmp_path / "run").summary
+    q = summary["phases"]["colocated"]["i8"]["quality"]
+    assert q["reference"] == "fp32" and q["generated_tokens"] == 4 * 32
+    with pytest.raises(Exception, match="reference 'nobody'"):
+        experiment_from_dict({"instances": [{"model": "tiny", "reference": "nobody"}]}, "t")
+
+
+def test_graph_mode_compiles_and_reports_warmup(tmp_path: Path, cache_dir: Path):
+    spec = experiment_from_dict({"name": "g", "repetitions": 1, "cache_dir": str(cache_dir),
+                                 "instances": [{"model": "tiny", "device": "cpu", "graph": "compiled"}],
+                                 "workload": {"requests": 2, "output_tokens": 4, "prompt_tokens": 16}}, "t")
+    summary = api.run_experiment(spec, out=tmp_path / "run").summary
+    m = summary["phases"]["solo"]["tiny"]
+    assert m["completed"] == 2 and m["failed"] == 0 and summary["instances"]["tiny"]["graph"] == "compiled"
+    assert m["warmup_s"] > 0  # compilation happens in the warm-up and is reported apart
+
+
+def test_knobs_are_applied_and_recorded(tmp_path: Path):
+    spec = experiment_from_dict({"name": "k", "repetitions": 1,
+                                 "instances": [{"name": "a", "model": "fake", "backend": "fake",
+                                                "env": {"TASK_QUEUE_ENABLE": "2"}, "cpu_affinity": [0]}],
+                                 "workload": {"requests": 2, "output_tokens": 2}}, "t")
+    out = tmp_path / "run"
+    api.run_experiment(spec, out=out)
+    info = json.loads((out / "runs" / "solo-a" / "run.json").read_text())["workers"]["a"]["info"]
+    assert info["knobs"]["env"] == {"TASK_QUEUE_ENABLE": "2"} and info["knobs"]["cpu_affinity"] == [0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plan"]["runs"][0]["instances"][0]["env"] == {"TASK_QUEUE_ENABLE": "2"}
+
+
+def test_npu_knobs_through_a_fake_torch_npu():
+    calls = {}
+    fake = types.SimpleNamespace(npu=types.SimpleNamespace(
+        set_compile_mode=lambda jit_compile: calls.setdefault("jit_compile", jit_compile),
+        config=types.SimpleNamespace(allow_internal_format=True)))
+    apply_npu_knobs(False, False, torch_npu=fake)
+    assert calls == {"jit_compile": False} and fake.npu.config.allow_internal_format is False
+    apply_npu_knobs(None, None, torch_npu=None)  # nothing asked: torch_npu is not even imported
+
+
+def test_variant_flags_become_axes():
+    from colobench.cli import _build_spec
+    from test_sweep import NO_FLAGS
+
+    spec, _ = _build_spec(None, ["tiny"], {**NO_FLAGS, "--quantization": "none,int8", "--graph": "compiled"}, None,
+                          None, None, None, None, env=["TASK_QUEUE_ENABLE=0,2", "CPU_AFFINITY_CONF=1"],
+                          cpu_affinity=True)
+    assert spec.sweep == {"instances.*.quantization": ["none", "int8"], "instances.*.env.TASK_QUEUE_ENABLE": ["0", "2"]}
+    inst = spec.instances[0]
+    assert inst.graph == "compiled" and inst.env == {"CPU_AFFINITY_CONF": "1"} and inst.cpu_affinity == "auto"
+    from colobench.sweep import expand
+
+    assert [p.id for p in expand(spec)][-1] == "tiny-int8-task_queue_enable2"
