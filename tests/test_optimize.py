@@ -111,3 +111,38 @@ def test_variant_flags_become_axes():
     from colobench.sweep import expand
 
     assert [p.id for p in expand(spec)][-1] == "tiny-int8-task_queue_enable2"
+
+
+def test_idle_gaps_on_a_synthetic_trace():
+    from colobench.analysis.profile import analyse, union_us
+
+    assert union_us([(0, 10), (5, 15), (20, 30)]) == 25
+    events = [{"ph": "X", "cat": "kernel", "name": "gemm", "ts": 0, "dur": 10},
+              {"ph": "X", "cat": "kernel", "name": "gemm", "ts": 30, "dur": 10},
+              {"ph": "X", "cat": "kernel", "name": "softmax", "ts": 60, "dur": 40},
+              {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 0, "dur": 4},
+              {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 25, "dur": 6},
+              {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 0, "dur": 100, "tid": 1, "pid": 1}]
+    out = analyse(events)
+    assert out["basis"] == "device kernels"
+    assert out["idle"] == {"window_us": 100, "busy_us": 60, "idle_us": 40, "idle_share": 0.4}
+    assert out["launch"] == {"count": 2, "total_us": 10, "mean_us": 5.0}
+    assert out["top_ops"][0] == {"name": "softmax", "total_us": 40, "calls": 1, "share": 40 / 60}
+    cpu_only = analyse([{"ph": "X", "cat": "cpu_op", "name": "aten::linear", "ts": 0, "dur": 10, "tid": 1, "pid": 1},
+                        {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 2, "dur": 5, "tid": 1, "pid": 1},
+                        {"ph": "X", "cat": "cpu_op", "name": "aten::add", "ts": 20, "dur": 10, "tid": 1, "pid": 1}])
+    assert cpu_only["idle"]["idle_share"] == pytest.approx(10 / 30)  # nested aten::mm is not counted twice
+
+
+def test_profile_command_on_cpu(tmp_path: Path, cli_env: dict):
+    from conftest import run_cli
+
+    proc = run_cli(["profile", "-m", "tiny", "-d", "cpu", "-n", "6", "-p", "16", "-o", str(tmp_path / "prof")],
+                   cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "prof" / "trace.json").stat().st_size > 1000 and (tmp_path / "prof" / "profile.json").is_file()
+    assert 0 <= result["analysis"]["idle"]["idle_share"] < 1 and result["analysis"]["top_ops"]
+    trap = result["async_timing_trap"]
+    assert trap["synchronized_step_ms"] > 0 and trap["device"] == "cpu"
+    assert "async-timing trap" in proc.stdout and "top operators" in proc.stdout

@@ -497,6 +497,15 @@ def list_devices(probe: bool = False) -> dict[str, Any]:
             "versions": versions, "devices": rows}
 
 
+def profile(spec: ExperimentSpec, out: Path, source: str = "command line") -> dict[str, Any]:
+    """Run `colobench profile` for the spec's first instance (see `colobench.profiling`)."""
+    from colobench.profiling import run_profile
+
+    plan = prepare(spec, source)
+    build_presets(plan, Progress())
+    return run_profile(plan, Path(out))
+
+
 def validity_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every instance-phase's validity verdict, with its point."""
     points = summary.get("points") or [{"id": "", "phases": summary.get("phases", {})}]

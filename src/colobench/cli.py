@@ -493,6 +493,57 @@ def compare(
 
 
 @app.command()
+def profile(
+    model: str = typer.Option(..., "--model", "-m", help="preset name or HF checkpoint folder"),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="auto, cpu, cuda[:N] or npu[:N]"),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16"),
+    batch_size: Optional[str] = typer.Option(None, "--batch-size", "-b", help="requests in the profiled batch"),
+    prompt_tokens: Optional[str] = typer.Option(None, "--prompt-tokens", "-p", help="tokens per prompt"),
+    output_tokens: Optional[str] = typer.Option("16", "--output-tokens", "-n", help="decode steps profiled"),
+    graph: Optional[str] = typer.Option(None, "--graph", help="eager or compiled"),
+    quantization: Optional[str] = typer.Option(None, "--quantization", help="none, int8 or int4"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for trace.json and profile.json"),
+) -> None:
+    """Profile a short window: Chrome trace, device idle share, launch overhead, top operators,
+    and the async-timing trap (host clock vs synchronised time)."""
+    from rich.table import Table
+
+    from colobench import api
+
+    flags = {**{f: None for f in LIST_FLAGS}, "--device": device, "--dtype": dtype, "--batch-size": batch_size,
+             "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens, "--graph": graph,
+             "--quantization": quantization}
+    spec, source = _build_spec(None, [model], flags, 1, None, None, None, None)
+    if spec.sweep:
+        raise ColobenchError("profile takes one value per flag, not a list")
+    try:
+        result = api.profile(spec, out, source)
+    except SpecError as exc:
+        raise _for_flags(exc) from None
+    console = _stdout()
+    trap, analysis = result["async_timing_trap"], result["analysis"]
+    console.print(f"[bold]{escape(result['model'])}[/] on {result['device']} ({result['dtype']}, graph {result['graph']}, "
+                  f"{result['quantization']}), batch {result['batch_size']}, {result['output_tokens']} steps profiled")
+    console.print(f"async-timing trap: host clock {trap['host_clock_without_sync_ms']:.3f} ms, .to('cpu') right after "
+                  f"{trap['copy_to_cpu_right_after_ms']:.3f} ms, synchronised step {trap['synchronized_step_ms']:.3f} ms")
+    idle = analysis["idle"] or {}
+    if idle:
+        console.print(f"idle share ({analysis['basis']}): {idle['idle_share'] * 100:.1f}% of "
+                      f"{idle['window_us'] / 1e3:.1f} ms")
+    launch = analysis["launch"]
+    if launch["count"]:
+        console.print(f"kernel launches: {launch['count']}, {launch['total_us'] / 1e3:.2f} ms on the host")
+    table = Table(show_edge=False, header_style="bold", title="top operators", title_justify="left")
+    for col in ("operator", "total ms", "calls", "share"):
+        table.add_column(col, justify="left" if col == "operator" else "right")
+    for op in analysis["top_ops"]:
+        table.add_row(escape(op["name"][:80]), f"{op['total_us'] / 1e3:.2f}", str(op["calls"]), f"{op['share'] * 100:.1f}%")
+    console.print(table)
+    console.print(f"trace: {escape(result['trace'])} (open in Perfetto or MindStudio Insight)", style="dim")
+    print(api.dump_json_line({k: v for k, v in result.items()}))
+
+
+@app.command()
 def diagnose(
     run_dir: Path = typer.Argument(..., help="a run directory written by `colobench run`"),
     json_out: bool = typer.Option(False, "--json", help="print the findings as JSON"),

@@ -1,0 +1,96 @@
+"""`colobench profile`: a short window of one instance's work under the PyTorch profiler.
+
+It loads the instance in this process, warms it up, shows the async-timing trap (the same
+decode step timed by a host clock without synchronising, by the copy of its result to the CPU
+that follows, and with the device synchronised), then records one batch under `torch.profiler`
+(torch_npu's profiler on Ascend), writes the Chrome trace (open it in Perfetto or MindStudio
+Insight) and its analysis (`colobench.analysis.profile`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from colobench.analysis.profile import analyse, load_trace
+from colobench.errors import ColobenchError
+
+
+def async_timing_trap(backend: Any, prompt: tuple[int, ...]) -> dict[str, Any]:
+    """One decode step timed three ways. On an asynchronous device the host clock around the call
+    measures only the dispatch; the `.to('cpu')` after it waits for the device and so seems slow;
+    only the synchronised time is the step's real duration. On a CPU the three agree."""
+    import torch
+
+    model, device = backend.model, backend.device
+    with torch.inference_mode():
+        ids = torch.tensor([prompt], dtype=torch.long).to(device.torch_device())
+        out = model(ids, use_cache=True)
+        cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+        device.synchronize()
+        t0 = time.perf_counter_ns()
+        step = model(token, past_key_values=cache, use_cache=True)
+        dispatch = time.perf_counter_ns() - t0
+        t1 = time.perf_counter_ns()
+        step.logits.to("cpu")
+        copy = time.perf_counter_ns() - t1
+        device.synchronize()
+        t2 = time.perf_counter_ns()
+        model(token, past_key_values=cache, use_cache=True)
+        device.synchronize()
+        synced = time.perf_counter_ns() - t2
+    return {"host_clock_without_sync_ms": dispatch / 1e6, "copy_to_cpu_right_after_ms": copy / 1e6,
+            "synchronized_step_ms": synced / 1e6, "device": device.kind,
+            "explanation": "the host clock alone measures dispatch; the copy waits for the device; only the "
+                           "synchronised time is the step"}
+
+
+def _profiler(device_kind: str) -> Any:
+    import torch
+
+    if device_kind == "npu":
+        import torch_npu
+
+        return torch_npu.profiler.profile(activities=[torch_npu.profiler.ProfilerActivity.CPU,
+                                                      torch_npu.profiler.ProfilerActivity.NPU])
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device_kind == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(activities=activities)
+
+
+def run_profile(plan: Any, out: Path) -> dict[str, Any]:
+    """Profile the plan's first instance; write trace.json and profile.json into `out`."""
+    import torch
+
+    from colobench.backends import make_backend
+    from colobench.workload.synthetic import build_requests, static_batches
+
+    inst = plan.instances[0]
+    if inst.backend != "transformers":
+        raise ColobenchError("profile runs an in-process model (backend transformers)")
+    torch.set_num_threads(inst.cpu_threads)
+    backend = make_backend(inst)
+    info = backend.start()
+    wl = inst.workload
+    batch_size = wl.batch_size if isinstance(wl.batch_size, int) else 1
+    batch = static_batches(build_requests(batch_size, wl.prompt_tokens, wl.output_tokens, backend.vocab_size,
+                                          wl.seed), batch_size)[0]
+    backend.generate(batch)  # warm-up (and compilation in graph mode), not profiled
+    trap = async_timing_trap(backend, batch.prompts[0])
+    out.mkdir(parents=True, exist_ok=True)
+    profiler = _profiler(backend.device.kind)
+    with profiler:
+        steps = backend.generate(batch)
+    trace = out / "trace.json"
+    profiler.export_chrome_trace(str(trace))
+    result = {"instance": inst.name, "model": inst.model, "device": inst.device, "dtype": inst.dtype,
+              "batch_size": batch_size, "prompt_tokens": len(batch.prompts[0]), "output_tokens": len(steps),
+              "graph": inst.graph, "quantization": inst.quantization, "weight_bytes": info.get("weight_bytes"),
+              "profiled_ms": (steps[-1] - steps[0]) / 1e6 if len(steps) > 1 else None,
+              "async_timing_trap": trap, "trace": str(trace), "analysis": analyse(load_trace(trace))}
+    (out / "profile.json").write_text(json.dumps(result, indent=2))
+    backend.stop()
+    return result
