@@ -146,3 +146,37 @@ def test_profile_command_on_cpu(tmp_path: Path, cli_env: dict):
     trap = result["async_timing_trap"]
     assert trap["synchronized_step_ms"] > 0 and trap["device"] == "cpu"
     assert "async-timing trap" in proc.stdout and "top operators" in proc.stdout
+
+
+def test_graph_mode_on_ascend_goes_through_torchair():
+    from colobench.backends.transformers_backend import enable_graph_mode
+
+    calls = {}
+
+    class FakeTorchair:
+        @staticmethod
+        def CompilerConfig():
+            return "config"
+
+        @staticmethod
+        def get_npu_backend(compiler_config):
+            calls["config"] = compiler_config
+            return "eager"  # a backend torch.compile accepts, standing in for the NPU one
+
+    model = types.SimpleNamespace(forward=lambda x: x, generation_config=types.SimpleNamespace())
+    enable_graph_mode(model, "npu", torchair=FakeTorchair)
+    assert calls == {"config": "config"} and model.generation_config.cache_implementation == "static"
+    assert model.generation_config.disable_compile is True and model.forward(3) == 3
+
+
+def test_quality_texts_side_by_side_with_a_real_tokenizer(tmp_path: Path, tokenizer_checkpoint: Path):
+    spec = experiment_from_dict({"name": "txt", "repetitions": 1, "solo_baselines": False,
+                                 "workload": {"requests": 2, "output_tokens": 4, "prompt_tokens": 8},
+                                 "instances": [{"name": "ref", "model": str(tokenizer_checkpoint), "device": "cpu"},
+                                               {"name": "i8", "model": str(tokenizer_checkpoint), "device": "cpu",
+                                                "quantization": "int8", "reference": "ref"}]}, "t")
+    result = api.run_experiment(spec, out=tmp_path / "run")
+    q = result.summary["phases"]["colocated"]["i8"]["quality"]
+    assert len(q["texts"]) == 4 and all(isinstance(t["variant"], str) for t in q["texts"])
+    page = api.write_html_report(result.run_dir).read_text()
+    assert "generated text, reference against variant" in page and "token agreement" in page

@@ -22,7 +22,9 @@ import numpy as np
 
 def save_probe(path: Path, probe: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, generated=probe["generated"], eval_logprobs=probe["eval_logprobs"].astype(np.float16))
+    extra = {"texts": probe["texts"]} if "texts" in probe else {}
+    np.savez_compressed(path, generated=probe["generated"], eval_logprobs=probe["eval_logprobs"].astype(np.float16),
+                        **extra)
 
 
 def load_probe(path: Path) -> dict[str, np.ndarray] | None:
@@ -40,7 +42,10 @@ def compare_probes(reference: dict[str, np.ndarray], variant: dict[str, np.ndarr
     lr = reference["eval_logprobs"].astype(np.float64)
     lv = variant["eval_logprobs"].astype(np.float64)
     kl = np.sum(np.exp(lr) * (lr - lv), axis=-1)
-    return {"token_agreement": float(same.mean()), "first_divergence_min": min(first),
+    texts = {}
+    if "texts" in reference and "texts" in variant:  # real checkpoints: what each said, side by side
+        texts = {"texts": [{"reference": str(a), "variant": str(b)} for a, b in zip(reference["texts"], variant["texts"])]}
+    return {**texts, "token_agreement": float(same.mean()), "first_divergence_min": min(first),
             "first_divergence_mean": float(np.mean(first)), "generated_tokens": int(rows * cols),
             "top1_agreement": float(np.mean(lr.argmax(-1) == lv.argmax(-1))),
             "kl_divergence": float(max(0.0, kl.mean()))}

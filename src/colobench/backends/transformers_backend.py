@@ -72,15 +72,26 @@ def quantize_weights(model: Any, method: str) -> None:
     freeze(model)
 
 
-def enable_graph_mode(model: Any, device_kind: str) -> None:
-    """Static KV cache + torch.compile of the forward pass; CUDA graphs on NVIDIA."""
+def enable_graph_mode(model: Any, device_kind: str, torchair: Any = None) -> None:
+    """Static KV cache + torch.compile of the forward pass: CUDA graphs on NVIDIA
+    (`reduce-overhead`), Inductor on CPU, and on Ascend torch.compile with torchair's NPU backend
+    (graph mode), which runs the graph through the CANN graph engine."""
+    import torch
     from transformers import CompileConfig
 
+    model.generation_config.cache_implementation = "static"
     if device_kind == "npu":
-        raise RuntimeError("graph mode on Ascend goes through torchair, which this backend does not drive yet")
+        if torchair is None:
+            try:
+                import torchair
+            except ImportError:
+                raise RuntimeError("graph mode on Ascend needs torchair (it ships with torch_npu 2.1+)") from None
+        backend = torchair.get_npu_backend(compiler_config=torchair.CompilerConfig())
+        model.forward = torch.compile(model.forward, backend=backend, dynamic=False)
+        model.generation_config.disable_compile = True  # compiled here, not again by generate
+        return
     config = CompileConfig(fullgraph=False, mode="reduce-overhead" if device_kind == "cuda" else "default")
     config._compile_all_devices = device_kind != "cuda"  # transformers compiles on CUDA only unless told
-    model.generation_config.cache_implementation = "static"
     model.generation_config.compile_config = config
 
 
@@ -207,7 +218,24 @@ class TransformersBackend:
             text = torch.tensor(rng.integers(low, high, size=(1, eval_tokens)), dtype=torch.long).to(dev)
             logits = self.model(text).logits[0].float()
             logprobs = torch.log_softmax(logits, dim=-1)
-        return {"generated": out[:, ids.shape[1]:].cpu().numpy(), "eval_logprobs": logprobs.cpu().numpy()}
+        generated = out[:, ids.shape[1]:].cpu().numpy()
+        probe = {"generated": generated, "eval_logprobs": logprobs.cpu().numpy()}
+        tokenizer = self._tokenizer()
+        if tokenizer is not None:  # a real checkpoint: the text, for the report's side-by-side view
+            probe["texts"] = np.array([tokenizer.decode(row, skip_special_tokens=True) for row in generated])
+        return probe
+
+    def _tokenizer(self) -> Any:
+        from pathlib import Path
+
+        if not (Path(self.model_path) / "tokenizer_config.json").is_file():
+            return None
+        try:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(self.model_path)
+        except Exception:
+            return None
 
     def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
         from transformers import GenerationConfig

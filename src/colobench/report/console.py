@@ -58,6 +58,17 @@ def _bytes(n: int | None) -> str:
     return str(n)
 
 
+def quality_line(q: dict[str, Any]) -> str:
+    """Quality against the reference next to the speed, memory and weight deltas."""
+    vs = q.get("vs_reference") or {}
+    deltas = ", ".join(f"{label} {vs[key]:.2f}x" for key, label in (("output_throughput", "tok/s"),
+                       ("peak_memory_bytes", "memory"), ("weight_bytes", "weights"),
+                       ("energy_per_token_j", "J/token")) if vs.get(key) is not None)
+    return (f"vs {escape(str(q['reference']))}: token agreement {q['token_agreement'] * 100:.1f}% (first divergence "
+            f"at {q['first_divergence_min']}), top-1 {q['top1_agreement'] * 100:.1f}%, KL {q['kl_divergence']:.2e}"
+            + (f"; {deltas}" if deltas else ""))
+
+
 def telemetry_line(mt: dict[str, Any] | None) -> str:
     """One line of what the device and host did: utilisation, memory, bandwidth against the peak,
     power and energy per token, the workers' CPU."""
@@ -184,7 +195,7 @@ def sweep_table(summary: dict[str, Any]) -> Table:
     axes = summary.get("sweep", {}).get("axes", [])
     table = Table(show_edge=False, header_style="bold", title="sweep", title_justify="left")
     for col in ["point", *axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50 ms", "TPOT ms",
-                "E2E p50 ms", "rate req/s", "scaling"]:
+                "E2E p50 ms", "rate req/s", "scaling", "agreement"]:
         table.add_column(col, justify="left" if col in ("point", "instance", "phase", "load", *axes) else "right")
     for point in summary.get("points", []):
         scaling = (point.get("interference") or {}).get("throughput_scaling")
@@ -198,10 +209,11 @@ def sweep_table(summary: dict[str, Any]) -> Table:
                               f"{mt['completed']}/{mt['failed']}", _num(mt.get("output_throughput"), 1),
                               _num(mt.get("median_ttft_ms")), _pm(mt["distributions"].get("tpot_ms")),
                               _num(mt.get("median_e2el_ms")), rate,
-                              f"{scaling:.2f}x" if scaling is not None and phase == "colocated" else "-")
+                              f"{scaling:.2f}x" if scaling is not None and phase == "colocated" else "-",
+                              f"{mt['token_agreement'] * 100:.0f}%" if mt.get("token_agreement") is not None else "-")
         if not point.get("phases"):
             table.add_row(escape(point["id"]), *(_fmt_axis(point["axes"].get(a)) for a in axes), "-", "-", "-",
-                          "[red]no data[/]", *["-"] * 6)
+                          "[red]no data[/]", *["-"] * 7)
     return table
 
 
@@ -230,6 +242,11 @@ def print_sweep(summary: dict[str, Any], console: Console) -> None:
     for table in batch_scaling_tables(summary):
         console.print()
         console.print(table)
+    for p in summary.get("points", []):
+        for phase, by in (p.get("phases") or {}).items():
+            for name, mt in by.items():
+                if mt.get("quality"):
+                    console.print(f"quality {escape(p['id'])} {escape(name)} ({phase}): {quality_line(mt['quality'])}")
     verdicts = [(p["id"], v) for p in summary.get("points", []) for v in (p.get("interference") or {}).get("verdicts", [])
                 if v["verdict"] not in ("ok", "stable", "acceptable", "few_requests", "fair", "near_bound")]
     if verdicts:
@@ -321,6 +338,9 @@ def print_summary(summary: dict[str, Any], console: Console) -> None:
             for label, mt in (("solo", solo), ("co-located", coloc)):
                 if mt and mt.get("validity"):
                     console.print(f"  {label}: {validity_line(mt)}")
+            for label, mt in (("solo", solo), ("co-located", coloc)):
+                if mt and mt.get("quality"):
+                    console.print(f"  {label} quality: {quality_line(mt['quality'])}")
             for label, mt in (("solo", solo), ("co-located", coloc)):
                 line = telemetry_line(mt)
                 if line:

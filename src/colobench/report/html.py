@@ -213,6 +213,34 @@ def sweep_figure(summary: dict[str, Any]) -> str:
     return _fig_html(fig)
 
 
+def _quality_html(summary: dict[str, Any]) -> str:
+    """Quality of each variant against its reference, and the generated texts side by side."""
+    points = summary.get("points") or [{"id": "", "phases": summary.get("phases") or {}}]
+    rows, texts = [], []
+    for p in points:
+        for phase, by in (p.get("phases") or {}).items():
+            for name, mt in by.items():
+                q = mt.get("quality")
+                if not q:
+                    continue
+                vs = q.get("vs_reference") or {}
+                ratio = " ".join(f"{k}={v:.2f}x" for k, v in vs.items() if v is not None)
+                rows.append(f"<tr><td>{_e(p['id'])}</td><td>{_e(name)} ({_e(phase)})</td><td>{_e(q['reference'])}</td>"
+                            f"<td>{q['token_agreement'] * 100:.1f}%</td><td>{q['first_divergence_min']}</td>"
+                            f"<td>{q['top1_agreement'] * 100:.1f}%</td><td>{q['kl_divergence']:.3e}</td><td>{_e(ratio)}</td></tr>")
+                for pair in q.get("texts") or []:
+                    texts.append(f"<tr><td>{_e(name)}</td><td><pre>{_e(pair['reference'])}</pre></td>"
+                                 f"<td><pre>{_e(pair['variant'])}</pre></td></tr>")
+    if not rows:
+        return "<p>No quality comparison (no variant sweep and no reference instance).</p>"
+    out = ("<table><tr><th>point</th><th>instance</th><th>reference</th><th>token agreement</th><th>first divergence"
+           "</th><th>top-1</th><th>KL (nats)</th><th>vs reference</th></tr>" + "".join(rows) + "</table>")
+    if texts:
+        out += ("<h3>generated text, reference against variant</h3><table><tr><th>instance</th><th>reference</th>"
+                "<th>variant</th></tr>" + "".join(texts) + "</table>")
+    return out
+
+
 def _findings_html(findings: list[dict[str, Any]]) -> str:
     if not findings:
         return "<p>No finding: nothing in the records or telemetry points to a cause.</p>"
@@ -308,6 +336,7 @@ def render(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> 
     parts.append("<h2>timelines</h2>")
     for run in plan["runs"]:
         parts.append(timeline_figure(run_dir, run, findings))
+    parts += ["<h2>quality</h2>", _quality_html(summary)]
     parts += ["<h2>findings</h2>", _findings_html(findings), "<h2>tables</h2>", console_tables_html(summary)]
     title = _e(f"colobench report: {summary.get('experiment')}")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
