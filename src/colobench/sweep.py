@@ -129,7 +129,7 @@ def _apply(data: dict[str, Any], path: str, value: Any) -> None:
 def axis_label(path: str) -> str:
     """The readable name of an axis in summaries: batch_size, dtype, batch_size[1]."""
     parts = path.split(".")
-    label = f"env.{parts[-1]}" if parts[-2] == "env" else parts[-1]
+    label = f"env.{parts[-1]}" if len(parts) > 1 and parts[-2] == "env" else parts[-1]
     if parts[0] == "instances" and parts[1] != "*":
         return f"{label}[{parts[1]}]"
     return label
@@ -145,7 +145,7 @@ def id_part(path: str, value: Any) -> str:
     parts = path.split(".")
     leaf = parts[-1]
     prefix = f"i{parts[1]}" if parts[0] == "instances" and parts[1] != "*" else ""
-    if parts[-2] == "env":
+    if len(parts) > 1 and parts[-2] == "env":
         text = f"{leaf.lower()}{_fmt(value)}"
     elif leaf == "dtype":
         text = DTYPE_SHORT.get(value, _fmt(value))

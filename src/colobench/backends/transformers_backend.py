@@ -143,6 +143,7 @@ class TransformersBackend:
         self.device.reset_peak_memory()
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype(self.dtype))
         self.model = model.to(self.device.torch_device()).eval()
+        self._parameters = sum(p.numel() for p in self.model.parameters())  # before quantisation unties weights
         if self.quantization != "none":
             if self.device.kind == "npu":
                 raise RuntimeError("weight quantisation on Ascend needs the torch_npu quantisation path, not wired yet")
@@ -163,7 +164,7 @@ class TransformersBackend:
         info = self.device.info()
         return {
             "backend": "transformers",
-            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "parameters": self._parameters,
             "weight_bytes": weight_bytes(self.model),
             "dtype": self.dtype,
             "quantization": self.quantization,
