@@ -10,7 +10,6 @@ error against the requested one and the schedule lag (how late each request was 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from colobench import __version__
 from colobench.analysis.summary import summarize_run_dir
@@ -97,6 +97,9 @@ def _http_get(url: str, headers: dict[str, str], timeout_s: float = 5.0) -> tupl
 def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> dict[str, list[str]]:
     """Check every endpoint before anything runs: reachable, and serving the model asked for.
     Asks `/v1/models`; a server without it gets one tiny probe request instead."""
+    import urllib.error
+    import urllib.request
+
     from colobench.backends.openai_http import auth_headers, endpoint_url, request_body
     from colobench.errors import SpecError
     from colobench.workload.synthetic import Request
@@ -128,8 +131,6 @@ def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> dict[st
             raise SpecError(source, f"instances[{k}].api_key_env", f"the server refused the credentials (HTTP {status})",
                             cfg.api_key_env)
         # no /models: one short non-streaming request tells whether URL and model are right
-        import urllib.error
-        import urllib.request
 
         probe = request_body(cfg, inst.model, Request(0, (), 1, text="Hello"), stream=False)
         req = urllib.request.Request(endpoint_url(cfg.base_url, cfg.api), data=json.dumps(probe).encode(),
@@ -428,9 +429,9 @@ def summarize(run_dir: Path | str, write: bool = True) -> dict[str, Any]:
 def write_html_report(run_dir: Path | str, summary: dict[str, Any] | None = None) -> Path | None:
     """Write `report.html` into the run directory (None, and nothing written, without plotly)."""
     run_dir = Path(run_dir)
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("plotly") is None:
         return None
     from colobench.report.html import write_report
 

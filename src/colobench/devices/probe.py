@@ -43,6 +43,5 @@ def probe(device: str) -> dict[str, Any]:
     a = torch.randn(n, n, dtype=dtype, device=target)
     b = torch.randn(n, n, dtype=dtype, device=target)
     mm_s = _best_time_s(lambda: a @ b, dev.synchronize, repeats=3 if not accelerator else 10)
-    del src, dst, a, b
     return {"device": device, "copy_bandwidth_bytes_s": 2 * copy_bytes / copy_s, "copy_bytes": copy_bytes,
             "matmul_flops": 2 * n ** 3 / mm_s, "matmul_size": n, "matmul_dtype": str(dtype).replace("torch.", "")}
