@@ -95,3 +95,13 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 def read_records(path: Path) -> list[RequestRecord]:
     return [RequestRecord.from_dict(d) for d in read_jsonl(path)]
+
+
+def instance_records(folder: Path, name: str) -> list[RequestRecord]:
+    """Every record of one instance in a run's records folder: `name.jsonl`, or `name.<k>.jsonl`
+    per client process when the load was spread over several."""
+    if not folder.is_dir():
+        return []
+    files = [f for f in folder.glob(f"{name}*.jsonl")
+             if f.stem == name or (f.stem.startswith(name + ".") and f.stem[len(name) + 1:].isdigit())]
+    return [r for f in sorted(files) for r in read_records(f)]

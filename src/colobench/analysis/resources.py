@@ -47,6 +47,8 @@ def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], met
     if util is None:
         unmeasured["mean_device_util_pct"] = ("the server's device is not visible to the client" if device == "endpoint"
                                               else "no device utilisation samples in the window")
+    # peak memory, best source first: the device's per-process figure, the framework's own peak
+    # (already in metrics), the worker's resident set
     if dev.get("process_mem_bytes_peak"):
         out["peak_memory_bytes"] = dev["process_mem_bytes_peak"]
     elif not metrics.get("peak_memory_bytes") and host.get("worker_rss_bytes_peak"):

@@ -184,7 +184,9 @@ def _server_metrics(metrics_dir: Path, name: str) -> dict[str, float] | None:
     return {k: b[k] - a.get(k, 0.0) for k in sorted(b)}
 
 
-def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, Any] | None = None,
+                    loaded: dict[tuple[str, str], list[RequestRecord]] | None = None) -> dict[str, Any]:
+    """`loaded` collects each (run id, instance)'s records, so the diagnosis does not read them again."""
     """Runs, phases, interference, resources and instance facts of one point's runs."""
     phases: dict[str, dict[str, Any]] = {"solo": {}, "colocated": {}}
     energy: dict[str, Any] = {}
@@ -222,6 +224,8 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
                 continue
             records = [r for key in (parts or {name: None}) for r in read_records(rdir / "records" / f"{key}.jsonl")]
             records_of[(run["phase"], name)] = records
+            if loaded is not None:
+                loaded[(run["run_id"], name)] = records
             metrics = instance_phase_metrics(records, inst["workload"])
             metrics["peak_memory_bytes"] = worker.get("peak_memory_bytes")
             metrics["load_model"] = info.get("load_model")
@@ -239,9 +243,6 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
             shared = list(devices.values()).count(inst["device"]) > 1 and inst["device"] != "endpoint"
             resources = instance_resources(samples, facts[name], metrics, list(parts) or [name], pids, peaks or {},
                                            shared)
-            if metrics.get("peak_memory_bytes") and "peak_memory_bytes" in resources and \
-                    not (resources.get("device_telemetry") or {}).get("process_mem_bytes_peak"):
-                resources.pop("peak_memory_bytes")  # the framework's own peak beats the resident set
             metrics.update(resources)
             phases[run["phase"]][name] = metrics
         run_entries[run["run_id"]] = entry
@@ -284,18 +285,20 @@ def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
         by_point[run.get("point", "")].append(run)
     cores = (manifest.get("environment") or {}).get("logical_cores") or 1
     if len(points) == 1 and not points[0]["id"]:
-        body = summarize_point(run_dir, by_point[""], peaks)
+        loaded: dict[tuple[str, str], list[RequestRecord]] = {}
+        body = summarize_point(run_dir, by_point[""], peaks, loaded)
         attach_quality(run_dir, plan, [{"id": "", "axes": {}, **body}], {})
-        findings = diagnose(run_dir, plan, [{"id": "", "axes": {}, **body}], cores)
+        findings = diagnose(run_dir, plan, [{"id": "", "axes": {}, **body}], cores, loaded)
         return {**head, **body, "findings": [f.to_dict() for f in findings]}
     out_points = []
     problems: list[str] = []
+    loaded: dict[tuple[str, str], list[RequestRecord]] = {}
     for point in points:
-        body = summarize_point(run_dir, by_point[point["id"]], peaks)
+        body = summarize_point(run_dir, by_point[point["id"]], peaks, loaded)
         problems += body.pop("problems")
         out_points.append({"id": point["id"], **point["axes"], "axes": point["axes"], **body})
     attach_quality(run_dir, plan, out_points, (manifest.get("experiment") or {}).get("sweep") or {})
-    findings = diagnose(run_dir, plan, out_points, cores)
+    findings = diagnose(run_dir, plan, out_points, cores, loaded)
     return {**head, "sweep": {"axes": list(points[0]["axes"])}, "points": out_points,
             "batch_scaling": batch_scaling(out_points), "problems": problems,
             "findings": [f.to_dict() for f in findings]}

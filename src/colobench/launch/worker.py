@@ -264,6 +264,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
 
     if load == "open":  # one schedule for all client processes; this one takes every n-th arrival
         offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()[part[0]::part[1]]
+    batches = static_batches(measured, parallel) if load == "static" else []
     for rep in range(1, repetitions + 1):
         queue.put(("ready", key, rep))
         _wait_for_go(go_events[rep - 1], parent_pid)
@@ -272,7 +273,6 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         lags: list[int] = []
         deadline = now_ns() + int(wl.duration_s * 1e9) if wl.duration_s and load != "open" else None
         if load == "static":
-            batches = static_batches(measured, parallel)
             source = itertools.cycle(batches) if deadline else batches
             run_static(backend, source, recorder, deadline, on_batch=progress, on_error=_free_device_memory)
         elif load == "closed":

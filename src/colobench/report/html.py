@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from colobench.analysis import metrics as m
-from colobench.records import read_records
+from colobench.records import instance_records
 from colobench.telemetry.replay import read_samples
 
 MAX_POINTS = 5000
@@ -49,11 +49,7 @@ def _downsample(x: list[float], y: list[float]) -> tuple[list[float], list[float
 
 
 def _run_records(run_dir: Path, run_id: str, name: str) -> list[Any]:
-    folder = run_dir / "runs" / run_id / "records"
-    if not folder.is_dir():
-        return []
-    files = [f for f in folder.glob(f"{name}*.jsonl") if f.stem == name or f.stem.startswith(name + ".")]
-    return [r for f in sorted(files) for r in read_records(f)]
+    return instance_records(run_dir / "runs" / run_id / "records", name)
 
 
 def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str) -> str:

@@ -8,21 +8,20 @@ from typing import Any
 from colobench.analysis import metrics as m
 from colobench.analysis.diagnosis import detectors as d
 from colobench.analysis.diagnosis.findings import Finding, rank
-from colobench.records import read_jsonl, read_records
+from colobench.records import instance_records, read_jsonl
 from colobench.telemetry.replay import read_samples
 
 
 def _phase_data(run_dir: Path, point_id: str, run: dict[str, Any], phase_metrics: dict[str, Any],
-                facts: dict[str, Any], cores: int) -> dict[tuple[str, str], d.PhaseData]:
+                facts: dict[str, Any], cores: int, loaded: dict[tuple[str, str], list[Any]] | None = None) -> dict[tuple[str, str], d.PhaseData]:
     rdir = run_dir / "runs" / run["run_id"]
     samples = read_samples(rdir / "telemetry.jsonl")
     out = {}
     records_by_name = {}
     for inst in run["instances"]:
         name = inst["name"]
-        files = sorted((rdir / "records").glob(f"{name}*.jsonl")) if (rdir / "records").is_dir() else []
-        files = [f for f in files if f.stem == name or f.stem.startswith(name + ".")]
-        records_by_name[name] = [r for f in files for r in read_records(f)]
+        cached = (loaded or {}).get((run["run_id"], name))
+        records_by_name[name] = cached if cached is not None else instance_records(rdir / "records", name)
     all_starts = [m.start_ns(r) for rs in records_by_name.values() for r in rs]
     origin = min(all_starts) if all_starts else 0
     for inst in run["instances"]:
@@ -40,7 +39,8 @@ def _phase_data(run_dir: Path, point_id: str, run: dict[str, Any], phase_metrics
     return out
 
 
-def diagnose(run_dir: Path, plan: dict[str, Any], points: list[dict[str, Any]], cores: int) -> list[Finding]:
+def diagnose(run_dir: Path, plan: dict[str, Any], points: list[dict[str, Any]], cores: int,
+             loaded: dict[tuple[str, str], list[Any]] | None = None) -> list[Finding]:
     """All findings of a run directory, ranked; `points` are the summary's point entries (a run
     without a sweep is one point with id '')."""
     runs_by_point: dict[str, list[dict[str, Any]]] = {}
@@ -52,7 +52,7 @@ def diagnose(run_dir: Path, plan: dict[str, Any], points: list[dict[str, Any]], 
         for run in runs_by_point.get(point["id"], []):
             phase_metrics = (point.get("phases") or {}).get(run["phase"], {})
             data.phases.update(_phase_data(run_dir, point["id"], run, phase_metrics, point.get("instances") or {},
-                                           cores))
+                                           cores, loaded))
         datas.append(data)
     findings: list[Finding] = []
     for data in datas:
