@@ -63,6 +63,9 @@ class _FakeNpu:
     def max_memory_allocated(self, index):
         return 123
 
+    def set_per_process_memory_fraction(self, fraction, index):
+        self.calls.append(("fraction", fraction, index))
+
 
 @pytest.fixture
 def fake_npu(monkeypatch):
@@ -90,6 +93,16 @@ def test_npu_device_with_fake_torch_npu(fake_npu):
     assert (info.name, info.driver, info.total_memory_bytes) == ("Ascend910B3", "CANN 8.0.RC3", 64 * 2**30)
     assert fake_npu.calls == [("synchronize", 1), ("reset", 1)]
     assert str(dev.torch_device()) == "npu:1"
+    assert dev.cap_memory(0.5) and fake_npu.calls[-1] == ("fraction", 0.5, 1)
+
+
+def test_memory_cap_on_cuda_and_cpu(monkeypatch):
+    from colobench.devices.cuda import CudaDevice
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, i: calls.append((f, i)))
+    assert CudaDevice(1).cap_memory(0.25) and calls == [(0.25, 1)]
+    assert get_device("cpu").cap_memory(0.5) is False  # nothing partitions host memory
 
 
 @pytest.mark.cuda

@@ -13,6 +13,8 @@ with the local launcher, and writes `summary.json`. A run directory looks like:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import platform
@@ -309,12 +311,26 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
                    resume: bool = False) -> ExperimentResult:
     """Run every planned run of `spec`; on Ctrl-C stop, summarise what completed, and return with
     `interrupted=True`. With `resume`, runs already completed in `out` are kept and skipped."""
-    import shutil
-
     progress = progress or Progress()
     plan = prepare(spec, source)
     prompt_sets = tokenize_prompts(plan, source)
     probe_endpoints(plan, source)
+    with contextlib.ExitStack() as stack:
+        launcher = run_local
+        if spec.launch.kind == "ray":
+            from colobench.launch import ray_launcher
+
+            progress.phase(f"connecting to Ray ({spec.launch.address})")
+            ray = stack.enter_context(ray_launcher.ray_session(spec.launch))
+            ray_launcher.check_placeable(ray, plan, spec.launch, source)
+            launcher = functools.partial(ray_launcher.run_ray, launch=spec.launch)
+        return _run_plan(spec, plan, prompt_sets, launcher, out, progress, command, resume)
+
+
+def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str, list[list[int]]], launcher: Any,
+              out: Path | None, progress: Progress, command: list[str] | None, resume: bool) -> ExperimentResult:
+    import shutil
+
     run_dir = Path(out) if out else new_run_dir(spec.name)
     previous = None
     if resume:
@@ -372,13 +388,15 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
                 progress.worker_event(run_id, kind, name, payload)
 
             scrape_metrics(run, rdir, "before")
-            state = run_local(run, rdir,
+            state = launcher(run, rdir,
                               on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
                               on_event=on_event, prompts_files=files, telemetry=spec.telemetry)
             scrape_metrics(run, rdir, "after")
             if state.get("telemetry"):
                 manifest["telemetry"][run.run_id] = state["telemetry"]
-                write_json_atomic(run_dir / "manifest.json", manifest)
+            if state.get("ray"):  # where each actor ran and its clock offset, with the estimate's error
+                manifest.setdefault("ray", {})[run.run_id] = state["ray"]
+            write_json_atomic(run_dir / "manifest.json", manifest)
             progress.run_finished(run.run_id, state)
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True

@@ -108,6 +108,8 @@ def run(
     graph: Optional[str] = typer.Option(None, "--graph", help="eager or compiled (list = axis)"),
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE for the workers, e.g. TASK_QUEUE_ENABLE=0,2 (list = axis)"),
     cpu_affinity: bool = typer.Option(False, "--cpu-affinity", help="pin each worker to its share of the cores"),
+    launcher: Optional[str] = typer.Option(None, "--launcher", help="local (processes here) or ray (actors on a Ray cluster)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: auto, host:6379, ray://host:10001 or local"),
 ) -> None:
     """Run each instance alone, then all together, and report how much they slow each other.
 
@@ -128,7 +130,8 @@ def run(
         raise SpecError("command line", "--endpoint", "--api, --api-key-env, --tokenizer, --scrape-metrics and "
                         "--client-processes apply to --endpoint instances", show_value=False)
     spec, source = _build_spec(experiment, model, flags, repetitions, prompts, name, cache_dir,
-                               out if resume else None, endpoint, endpoint_opts, env, cpu_affinity)
+                               out if resume else None, endpoint, endpoint_opts, env, cpu_affinity,
+                               {"kind": launcher, "address": ray_address})
     err = _stderr()
     try:
         with _RichProgress(err) as progress:

@@ -23,6 +23,8 @@ FLAG_FIELDS = {  # spec field -> the flag that sets it, for error messages about
     r"workload\.prompts.*": "--prompts",
     r"workload": "workload flags",
     r"repetitions": "--repetitions",
+    r"launch\.kind": "--launcher",
+    r"launch\.address": "--ray-address",
     r"instances\[\d+\]\.device": "--device",
     r"instances\[\d+\]\.dtype": "--dtype",
     r"instances\[\d+\]\.model": "--model",
@@ -120,7 +122,7 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
                 repetitions: Optional[int], prompts: Optional[str], name: Optional[str], cache_dir: Optional[Path],
                 resume_dir: Optional[Path], endpoints: Optional[list[str]] = None,
                 endpoint_opts: Optional[dict[str, Any]] = None, env: Optional[list[str]] = None,
-                cpu_affinity: bool = False):
+                cpu_affinity: bool = False, launch: Optional[dict[str, Optional[str]]] = None):
     from colobench import api
     from colobench.specs import experiment_from_dict, load_experiment_yaml
     from colobench.sweep import canonical_path
@@ -128,6 +130,11 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
     if experiment is not None and (models or endpoints):
         raise ColobenchError(f"{experiment}: give the instances either in the file or with --model/--endpoint, not both")
     given = {flag: text for flag, text in flags.items() if text is not None}
+    launch = {k: v for k, v in (launch or {}).items() if v is not None}
+    if "address" in launch and launch.get("kind", "ray") != "ray":
+        raise SpecError("command line", "--ray-address", "applies to --launcher ray", show_value=False)
+    if "address" in launch:
+        launch.setdefault("kind", "ray")
     if endpoints:
         source = "command line"
         data = {"name": _default_name(models or ["endpoint"]),
@@ -138,7 +145,7 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
     elif models:
         source = "command line"
         data = {"name": _default_name(models), "instances": [{"model": m} for m in models]}
-    elif resume_dir is not None and not given and repetitions is None and prompts is None and not env:
+    elif resume_dir is not None and not given and repetitions is None and prompts is None and not env and not launch:
         spec = api.spec_from_run_dir(resume_dir)
         return spec, str(resume_dir / "manifest.json")
     else:
@@ -192,6 +199,8 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
         data["name"] = name
     if cache_dir:
         data["cache_dir"] = str(cache_dir)
+    if launch:
+        data["launch"] = {**(data.get("launch") or {}), **launch}
     try:
         return experiment_from_dict(data, source), source
     except SpecError as exc:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from colobench.errors import ColobenchError, SpecError
 from colobench.models.presets import PRESETS, default_cache_dir, preset_path
-from colobench.specs import EndpointConfig, ExperimentSpec, FakeTimings, WorkloadSpec
+from colobench.specs import EndpointConfig, ExperimentSpec, FakeTimings, RayPlacement, WorkloadSpec
 
 
 class _Frozen(BaseModel):
@@ -57,6 +57,7 @@ class ResolvedInstance(_Frozen):
     npu_allow_internal_format: bool | None = None
     reference: str | None = None
     quality_probe: bool = False  # record greedy outputs and log-probs for the quality check
+    ray: RayPlacement | None = None  # Ray launcher placement (None: derived from the device)
 
 
 class RunSpec(_Frozen):
@@ -147,7 +148,7 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
             quantization=inst.quantization, graph=inst.graph, env=inst.env,
             cpu_cores=_cores_for(inst.cpu_affinity, k, len(spec.instances), cores),
             npu_jit_compile=inst.npu_jit_compile, npu_allow_internal_format=inst.npu_allow_internal_format,
-            reference=inst.reference,
+            reference=inst.reference, ray=inst.ray,
             quality_probe=inst.backend == "transformers" and (
                 quality or inst.reference is not None or any(i.reference == names[k] for i in spec.instances)),
         ))

@@ -210,6 +210,42 @@ class EndpointConfig(_EndpointFields):
 ENDPOINT_FIELDS = tuple(EndpointConfig.model_fields)
 
 
+class RayPlacement(_Frozen):
+    """Where the Ray launcher places one instance's actor (ignored by the local launcher).
+
+    Unset fields follow the instance's device: a CUDA instance asks for `num_gpus` equal to its
+    memory share (two instances on one card ask for 0.5 each, and Ray packs fractions onto one
+    card), an Ascend instance for the same amount of the custom `NPU` resource, and every actor
+    for `num_cpus` equal to its torch threads. Ray's fractions only place actors; the memory cap
+    is applied by the worker itself (see `Device.cap_memory`).
+    """
+
+    num_gpus: float | None = Field(None, ge=0, description="GPUs for the actor (fractions share a card)")
+    num_cpus: float | None = Field(None, ge=0, description="CPUs for the actor (default: its cpu_threads)")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom resources, e.g. {NPU: 0.5}")
+    node_labels: dict[str, str] = Field(default_factory=dict,
+                                        description="only nodes with these labels (Ray label_selector)")
+    node_id: str | None = Field(None, description="pin to one node by its Ray node id (hex)")
+
+
+class LaunchSpec(_Frozen):
+    """How instances are started: `local` (one process per instance on this host) or `ray`
+    (one Ray actor per instance, on the devices and nodes of a Ray cluster)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str = Field("auto", description="ray: cluster address (auto, ray://host:10001, host:6379) or "
+                         "local = start a private single-node Ray instance for this experiment")
+    namespace: str | None = Field(None, description="ray: namespace the actors are created in")
+    num_cpus: int | None = Field(None, gt=0, description="address local: CPUs the private instance offers")
+    object_store_mb: int | None = Field(None, ge=80, description="address local: object store size in MiB")
+    temp_dir: str | None = Field(None, description="address local: Ray's session folder (short path: sockets)")
+    ship_source: bool = Field(False, description="ray: send this colobench source tree to the nodes "
+                              "(runtime_env py_modules) instead of using the one installed there")
+    clock_sync_rounds: int = Field(32, ge=3, le=10_000, description="round trips per actor for the clock offset")
+    start_lead_s: float = Field(0.25, gt=0, le=60, description="repetitions start this long after the driver's go, "
+                                "on every node's own clock")
+
+
 class InstanceSpec(_EndpointFields):
     """One model on one backend on one device, or one served model behind an endpoint.
 
@@ -246,6 +282,7 @@ class InstanceSpec(_EndpointFields):
     workload: WorkloadOverride | None = Field(  # type: ignore[valid-type]
         None, description="fields overriding the experiment's workload for this instance")
     fake: FakeTimings | None = None
+    ray: RayPlacement | None = Field(None, description="Ray launcher: resources and node for this instance's actor")
 
     @field_validator("device")
     @classmethod
@@ -330,6 +367,7 @@ class ExperimentSpec(_Frozen):
     solo_baselines: bool = Field(True, description="run each instance alone before the co-located run")
     cache_dir: str | None = Field(None, description="where built presets are kept (default ~/.cache/colobench)")
     telemetry: TelemetrySpec = TelemetrySpec()
+    launch: LaunchSpec = LaunchSpec()
 
     @model_validator(mode="before")
     @classmethod

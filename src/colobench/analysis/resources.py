@@ -19,6 +19,7 @@ from colobench.devices.peaks import lookup, with_overrides
 
 
 def _peak(facts: dict[str, Any], device: str, overrides: dict[str, dict[str, float]]) -> Any:
+    device = device.split("@")[0]  # `cuda:0@10.0.0.2`: a card on another node of a Ray run
     name = (facts.get("device_info") or {}).get("name") or device
     return with_overrides(lookup(name) if device != "cpu" else None, name, overrides.get(device))
 
@@ -41,7 +42,7 @@ def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], met
         dev = device_window(samples, device, t0, t1, pids)
         out["device_telemetry"] = dev
     util = (dev.get("util_pct") or {}).get("mean") if dev else None
-    if util is None and device == "cpu" and host.get("samples"):
+    if util is None and device.split("@")[0] == "cpu" and host.get("samples"):
         util = (host.get("worker_cpu_pct") or {}).get("mean")
     out["mean_device_util_pct"] = util
     if util is None:

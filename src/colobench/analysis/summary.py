@@ -199,8 +199,12 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
         state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
         entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {},
                                  "telemetry": state.get("telemetry")}
+        problems += [f"{run['run_id']}: {w}" for w in state.get("warnings") or []]
         samples = read_samples(rdir / "telemetry.jsonl")
-        devices = {i["name"]: i["device"] for i in run["instances"]}
+        # the device each instance really used in this run: a Ray launcher's run.json names the
+        # card Ray assigned (and its node), which telemetry samples are labelled with
+        used = {i["name"]: i["device"] for i in state.get("instances", [])}
+        devices = {i["name"]: used.get(i["name"], i["device"]) for i in run["instances"]}
         for inst in run["instances"]:
             name = inst["name"]
             parts = _parts(state.get("workers", {}), name)
@@ -240,8 +244,10 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
             if server is not None:
                 metrics["server_metrics"] = server
             pids = [p for w in parts.values() for p in ([w.get("pid")] if isinstance(w.get("pid"), int) else [])]
-            shared = list(devices.values()).count(inst["device"]) > 1 and inst["device"] != "endpoint"
-            resources = instance_resources(samples, facts[name], metrics, list(parts) or [name], pids, peaks or {},
+            device = devices[name]
+            shared = list(devices.values()).count(device) > 1 and device != "endpoint"
+            run_facts = facts[name] if device == facts[name]["device"] else {**facts[name], "device": device}
+            resources = instance_resources(samples, run_facts, metrics, list(parts) or [name], pids, peaks or {},
                                            shared)
             metrics.update(resources)
             phases[run["phase"]][name] = metrics

@@ -83,9 +83,18 @@ def device_window(samples: list[dict[str, Any]], device: str, t0: int, t1: int,
     return out
 
 
+def is_host(device: str) -> bool:
+    """`host`, or `host@<node>` when a Ray run spans several nodes."""
+    return device == "host" or device.startswith("host@")
+
+
 def host_window(samples: list[dict[str, Any]], t0: int, t1: int, workers: list[str]) -> dict[str, Any]:
-    """Host CPU and the given workers' CPU share and resident memory in a window."""
-    window = in_window([s for s in samples if s["device"] == "host"], t0, t1)
+    """Host CPU and the given workers' CPU share and resident memory in a window (on the node
+    that runs them, when a Ray run spans several)."""
+    hosts = [s for s in samples if is_host(s["device"])]
+    if len({s["device"] for s in hosts}) > 1:
+        hosts = [s for s in hosts if any(w in s["metrics"].get("workers", {}) for w in workers)]
+    window = in_window(hosts, t0, t1)
     if not window:
         return {"samples": 0}
     cpu = [s["metrics"]["cpu_pct"] for s in window if s["metrics"].get("cpu_pct") is not None]

@@ -52,6 +52,10 @@ class Device(Protocol):
     def peak_memory_bytes(self) -> int | None:
         """Peak memory the framework allocated on this device since the last reset (None if unknown)."""
 
+    def cap_memory(self, fraction: float) -> bool:
+        """Let this process allocate at most `fraction` of the device's memory (co-located
+        instances share a card; neither may starve the other). False where nothing caps it."""
+
 
 def parse_device(device: str) -> tuple[str, int | None]:
     """`cuda:1` -> ("cuda", 1); `cuda` -> ("cuda", 0); `cpu` -> ("cpu", None)."""

@@ -51,3 +51,6 @@ class CpuDevice:
     def peak_memory_bytes(self) -> int | None:
         # Linux reports ru_maxrss in KiB.
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def cap_memory(self, fraction: float) -> bool:
+        return False  # host memory is not partitioned per process here

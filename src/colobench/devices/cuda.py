@@ -51,3 +51,10 @@ class CudaDevice:
         import torch
 
         return int(torch.cuda.max_memory_allocated(self.index))
+
+    def cap_memory(self, fraction: float) -> bool:
+        import torch
+
+        # the caching allocator refuses allocations past the fraction with an out-of-memory error
+        torch.cuda.set_per_process_memory_fraction(fraction, self.index)
+        return True

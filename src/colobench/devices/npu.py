@@ -74,3 +74,10 @@ class NpuDevice:
         import torch
 
         return int(torch.npu.max_memory_allocated(self.index))
+
+    def cap_memory(self, fraction: float) -> bool:
+        import torch
+
+        # the caching allocator refuses allocations past the fraction with an out-of-memory error
+        torch.npu.set_per_process_memory_fraction(fraction, self.index)
+        return True

@@ -17,7 +17,6 @@ finish or die; its `workers` entries hold pids, load facts and outcomes.
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -26,23 +25,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import now_ns, wall_unix_s
+from colobench.launch.state import RunState, write_json_atomic
 from colobench.launch.worker import worker_key, worker_main
 from colobench.plan import RunSpec
-from colobench.specs import redact
 
 POLL_S = 0.05
 START_LEAD_NS = 20_000_000  # open-loop schedules start this long after the go, so every process is awake
 DEFAULT_LOAD_TIMEOUT_S = 1800.0
 
+__all__ = ["RunInterrupted", "run_local", "write_json_atomic", "worker_parts"]
+
 
 class RunInterrupted(Exception):
     """Ctrl-C during a run: workers were stopped, what they recorded is on disk."""
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def _death_reason(exitcode: int | None, reported: str | None) -> str:
@@ -57,6 +52,12 @@ def _death_reason(exitcode: int | None, reported: str | None) -> str:
     return f"exited with code {exitcode}"
 
 
+def worker_parts(run: RunSpec) -> dict[str, tuple[Any, tuple[int, int]]]:
+    """Worker name -> (instance, (k, n)): one worker per instance, or n client processes."""
+    return {worker_key(i.name, (k, n)): (i, (k, n)) for i in run.instances
+            for n in [i.endpoint.client_processes if i.endpoint else 1] for k in range(n)}
+
+
 def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
               load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
@@ -68,18 +69,10 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     msgs = ctx.Queue()
     go = [ctx.Event() for _ in range(run.repetitions)]
     shared_start = ctx.Value("q", 0)
-    parts = {worker_key(i.name, (k, n)): (i, (k, n)) for i in run.instances
-             for n in [i.endpoint.client_processes if i.endpoint else 1] for k in range(n)}
+    parts = worker_parts(run)
     names = list(parts)
-    state: dict[str, Any] = {
-        "run_id": run.run_id, "point": run.point, "phase": run.phase, "repetitions": run.repetitions,
-        "instances": [redact(i.model_dump()) for i in run.instances], "status": "starting",
-        "started_unix_s": wall_unix_s(), "repetition_start_ns": [],
-        "workers": {n: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None}
-                    for n in names},
-    }
-    run_json = run_dir / "run.json"
-    write_json_atomic(run_json, state)
+    rs = RunState(run, run_dir, names, "local", on_progress, on_event)
+    workers = rs.workers
 
     procs: dict[str, Any] = {}
     for key, (inst, part) in parts.items():
@@ -88,8 +81,8 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
                               (prompts_files or {}).get(inst.name), part, shared_start))
         p.start()
         procs[key] = p
-        state["workers"][key]["pid"] = p.pid
-    state["status"] = "running"
+        workers[key]["pid"] = p.pid
+    rs.state["status"] = "running"
     recorder = None
     if telemetry is not None and telemetry.enabled:
         from colobench.telemetry import TelemetryRecorder, make_samplers
@@ -97,94 +90,47 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
         alive = {k: p.pid for k, p in procs.items()}
         recorder = TelemetryRecorder(make_samplers([i.device for i in run.instances], lambda: alive, telemetry),
                                      run_dir / "telemetry.jsonl")
-        state["telemetry"] = recorder.start()
-    write_json_atomic(run_json, state)
+        rs.state["telemetry"] = recorder.start()
+    rs.write()
 
-    workers = state["workers"]
-    ready: dict[int, set[str]] = {k: set() for k in range(1, run.repetitions + 1)}
-    errors: dict[str, str] = {}
     next_rep = 1
     started = wall_unix_s()
-
-    def live() -> list[str]:
-        return [n for n in names if workers[n]["status"] in ("starting", "loaded", "running")]
-
-    def handle(kind: str, name: str, payload: Any) -> None:
-        w = workers[name]
-        if kind == "loaded":
-            w["status"], w["info"] = "loaded", payload
-            write_json_atomic(run_json, state)
-        elif kind == "ready":
-            ready[payload].add(name)
-        elif kind == "progress" and on_progress:
-            on_progress(name, payload)
-        elif kind == "error":
-            errors[name] = payload
-        elif kind == "warmup":
-            w["warmup_s"] = payload.get("warmup_s")
-        elif kind == "client":
-            w.setdefault("client", []).append(payload)
-        elif kind == "done":
-            w["status"] = "completed"
-            w["peak_memory_bytes"] = payload.get("peak_memory_bytes")
-            write_json_atomic(run_json, state)
-        if on_event:
-            on_event(kind, name, payload)
-
     try:
-        while live():
+        while rs.live():
             try:
-                handle(*msgs.get(timeout=POLL_S))
-                _drain(msgs, handle)
+                rs.handle(*msgs.get(timeout=POLL_S))
+                _drain(msgs, rs.handle)
             except queue_mod.Empty:
                 pass
             # deaths: a process that exited without saying "done"
-            for n in live():
+            for n in rs.live():
                 p = procs[n]
                 if p.exitcode is not None:
-                    _drain(msgs, handle)
-                    if workers[n]["status"] == "completed":
-                        continue
-                    workers[n].update(status="failed" if n in errors else "died", exitcode=p.exitcode,
-                                      reason=_death_reason(p.exitcode, errors.get(n)))
-                    write_json_atomic(run_json, state)
-                    if on_event:
-                        on_event("died", n, workers[n]["reason"])
+                    _drain(msgs, rs.handle)
+                    if workers[n]["status"] != "completed":
+                        rs.ended(n, _death_reason(p.exitcode, None), p.exitcode)
                 elif workers[n]["status"] == "starting" and wall_unix_s() - started > load_timeout_s:
                     p.kill()
                     p.join(5)
-                    workers[n].update(status="died", exitcode=p.exitcode,
-                                      reason=f"did not load within {load_timeout_s:.0f} s")
-                    write_json_atomic(run_json, state)
+                    rs.ended(n, f"did not load within {load_timeout_s:.0f} s", p.exitcode)
             # barrier: start repetition k when every live worker is ready for it
-            while next_rep <= run.repetitions and live() and set(live()) <= ready[next_rep]:
-                for n in live():
-                    workers[n]["status"] = "running"
-                state["repetition_start_ns"].append(now_ns())
-                shared_start.value = now_ns() + START_LEAD_NS
+            while next_rep <= run.repetitions and rs.barrier_complete(next_rep):
+                t_go = now_ns()
+                shared_start.value = t_go + START_LEAD_NS
                 go[next_rep - 1].set()
+                rs.started(t_go)
                 next_rep += 1
-                write_json_atomic(run_json, state)
     except KeyboardInterrupt:
         if recorder is not None:
-            state["telemetry"] = recorder.stop()
+            rs.state["telemetry"] = recorder.stop()
         _stop_all(procs)
-        for n in names:
-            if workers[n]["status"] not in ("completed", "failed", "died"):
-                workers[n].update(status="interrupted", reason="interrupted by user", exitcode=procs[n].exitcode)
-        state["status"] = "interrupted"
-        state["ended_unix_s"] = wall_unix_s()
-        write_json_atomic(run_json, state)
+        rs.interrupted({n: p.exitcode for n, p in procs.items()})
         raise RunInterrupted() from None
     for p in procs.values():
         p.join(10)
     if recorder is not None:
-        state["telemetry"] = recorder.stop()
-    bad = [n for n in names if workers[n]["status"] != "completed"]
-    state["status"] = "completed" if not bad else ("failed" if len(bad) == len(names) else "partial")
-    state["ended_unix_s"] = wall_unix_s()
-    write_json_atomic(run_json, state)
-    return state
+        rs.state["telemetry"] = recorder.stop()
+    return rs.finish()
 
 
 def _drain(msgs: Any, handle: Callable[[str, str, Any], None]) -> None:

@@ -55,17 +55,7 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     run_path = Path(run_dir)
     name = worker_key(instance["name"], part)
-    (run_path / "logs").mkdir(parents=True, exist_ok=True)
-    log = open(run_path / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
-    for var in THREAD_ENV_VARS:
-        os.environ[var] = str(instance["cpu_threads"])
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.update(instance.get("env") or {})  # runtime knobs are read when torch / torch_npu load
-    if instance.get("cpu_cores") and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, instance["cpu_cores"])
+    log = setup_process(instance, run_path, name)
     try:
         _work(instance, run_id, run_path, repetitions, queue, go_events, parent_pid, prompts_file, part, shared_start)
     except SystemExit:
@@ -77,6 +67,27 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
         queue.put(("error", name, error_text(exc)))
         log.flush()
         sys.exit(1)
+
+
+def worker_env(instance: dict) -> dict[str, str]:
+    """Environment a worker needs before torch loads: thread counts, then the instance's knobs."""
+    env = {var: str(instance["cpu_threads"]) for var in THREAD_ENV_VARS}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env.update(instance.get("env") or {})  # runtime knobs are read when torch / torch_npu load
+    return env
+
+
+def setup_process(instance: dict, run_path: Path, name: str) -> Any:
+    """Send this process's output to `logs/<name>.log`, set its environment and pin its cores."""
+    (run_path / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(run_path / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    os.environ.update(worker_env(instance))
+    if instance.get("cpu_cores") and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, instance["cpu_cores"])
+    return log
 
 
 class GcPauses:
@@ -190,7 +201,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
 
     inst = ResolvedInstance.model_validate(instance)
     key = worker_key(inst.name, part)
-    device = None
+    device, memory_cap = None, None
     if inst.backend == "transformers":
         import torch
 
@@ -198,6 +209,10 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         device = get_device(inst.device)
         if inst.device.startswith("npu"):
             apply_npu_knobs(inst.npu_jit_compile, inst.npu_allow_internal_format)
+        # instances sharing a card each get their share of its memory (their solo runs too, so
+        # solo and co-located runs have the same budget)
+        if inst.memory_share < 1 and device.cap_memory(inst.memory_share):
+            memory_cap = inst.memory_share
     print(f"[colobench] worker {key} pid {os.getpid()} run {run_id}: loading {inst.model} on "
           f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
     t0 = time.perf_counter()
@@ -208,7 +223,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     info["knobs"] = {"env": {k: os.environ.get(k) for k in inst.env},
                      "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                      "npu_jit_compile": inst.npu_jit_compile, "npu_allow_internal_format": inst.npu_allow_internal_format,
-                     "quantization": inst.quantization, "graph": inst.graph}
+                     "quantization": inst.quantization, "graph": inst.graph, "memory_cap_fraction": memory_cap}
 
     wl = inst.workload
     load = wl.load_model

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from colobench.analysis import metrics as m
+from colobench.analysis.telemetry import is_host
 from colobench.records import instance_records
 from colobench.telemetry.replay import read_samples
 
@@ -129,8 +130,8 @@ def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[dict[str,
         return "<p>no measured requests</p>"
     origin = min(starts)
     samples = read_samples(run_dir / "runs" / run["run_id"] / "telemetry.jsonl")
-    device_samples = [s for s in samples if s["device"] != "host"]
-    host = [s for s in samples if s["device"] == "host"]
+    device_samples = [s for s in samples if not is_host(s["device"])]
+    host = [s for s in samples if is_host(s["device"])]
     rows = 1 + (1 if device_samples else 0) + (1 if host else 0)
     titles = ["request latency (E2E, by completion time)"] + (["device"] if device_samples else []) + (
         ["host CPU %"] if host else [])
@@ -159,13 +160,14 @@ def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[dict[str,
                 fig.add_trace(go.Scatter(x=t, y=[v / 2**30 if v else None for v in mem], mode="lines",
                                          name=f"{device} memory GiB"), row=row, col=1)
         row += 1
-    if host:
-        t = [(s["t_ns"] - origin) / 1e9 for s in host]
-        fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("cpu_pct") for s in host], mode="lines", name="host CPU %"),
-                      row=row, col=1)
-        for worker in sorted({w for s in host for w in s["metrics"].get("workers", {})}):
+    for device in sorted({s["device"] for s in host}):  # one host, or one per node of a Ray run
+        rows_h = [s for s in host if s["device"] == device]
+        t = [(s["t_ns"] - origin) / 1e9 for s in rows_h]
+        fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("cpu_pct") for s in rows_h], mode="lines",
+                                 name=f"{device} CPU %"), row=row, col=1)
+        for worker in sorted({w for s in rows_h for w in s["metrics"].get("workers", {})}):
             fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("workers", {}).get(worker, {}).get("cpu_pct")
-                                             for s in host], mode="lines", name=f"{worker} CPU %"), row=row, col=1)
+                                             for s in rows_h], mode="lines", name=f"{worker} CPU %"), row=row, col=1)
     for f in findings:
         if f.get("run_id") != run["run_id"]:
             continue

@@ -1,0 +1,252 @@
+"""The two kinds of Ray actor the Ray launcher creates: one per instance, one sampler per node.
+
+These are plain classes; `colobench.launch.ray_launcher` wraps them with `ray.remote` at run
+time, so importing this module never imports Ray. Each actor is its own process on its node.
+
+`InstanceWorker` runs the same worker code as the local launcher (`worker._work`) in a thread,
+writing records, GC pauses and its log into a private folder on its node; the driver polls it
+and receives messages plus every new complete line of those files, and writes them into the
+run directory. A node's clock is not the driver's: the worker answers `clock_ns()` pings so the
+driver can estimate the offset, and the driver puts every timestamp on its own timeline.
+
+`COLOBENCH_SIMULATED_CLOCK_SKEW_NS` (an instance `env` entry) makes an actor behave as if its
+node's clock were that far ahead: every timestamp it reports (pings, records, GC pauses) and
+every start time it is given are shifted. It exists to test the offset correction on one host,
+and is recorded in the manifest whenever it is used.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from colobench.clock import now_ns
+
+SKEW_ENV = "COLOBENCH_SIMULATED_CLOCK_SKEW_NS"
+LINE_FOLDERS = ("records", "gc", "logs")  # streamed line by line while the run goes on
+NS_FIELDS = ("submit_ns", "scheduled_ns", "done_ns", "start_ns", "t_ns")
+
+
+def shift_ns(row: dict[str, Any], delta_ns: int) -> dict[str, Any]:
+    """Add `delta_ns` to every timestamp of a record, GC pause or telemetry sample."""
+    for key in NS_FIELDS:
+        if row.get(key) is not None:
+            row[key] += delta_ns
+    if row.get("token_ns"):
+        row["token_ns"] = [t + delta_ns for t in row["token_ns"]]
+    return row
+
+
+def shift_lines(data: bytes, delta_ns: int) -> bytes:
+    """`shift_ns` over JSON lines."""
+    if not delta_ns:
+        return data
+    from colobench import fastjson
+
+    return b"".join(fastjson.dumps(shift_ns(fastjson.loads(line), delta_ns)) + b"\n"
+                    for line in data.splitlines() if line.strip())
+
+
+def boot_id() -> str | None:
+    """The running kernel's boot id: processes that share it share one CLOCK_MONOTONIC (two Ray
+    nodes started on one machine, or containers on one host, included)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def where() -> dict[str, Any]:
+    """Which node and accelerators this actor got."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    try:
+        accelerators = {k: [str(i) for i in v] for k, v in ctx.get_accelerator_ids().items() if v}
+    except Exception:  # older Ray: GPUs only
+        accelerators = {"GPU": [str(i) for i in ray.get_gpu_ids()]}
+    return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
+            "pid": os.getpid(), "boot_id": boot_id(), "accelerators": accelerators, "skew_ns": int(os.environ.get(SKEW_ENV, "0") or 0)}
+
+
+def local_device(device: str, accelerators: dict[str, list[str]]) -> str:
+    """The device as this actor sees it: Ray narrows CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES
+    to the cards it assigned, so the first assigned card is index 0 here."""
+    kind = device.split(":")[0]
+    if (kind == "cuda" and accelerators.get("GPU")) or (kind == "npu" and accelerators.get("NPU")):
+        return f"{kind}:0"
+    return device
+
+
+def physical_device(device: str, accelerators: dict[str, list[str]]) -> str:
+    """The card the node's tools (nvidia-smi, NVML, npu-smi) call it: the id Ray assigned."""
+    kind = device.split(":")[0]
+    ids = accelerators.get("GPU" if kind == "cuda" else "NPU" if kind == "npu" else "", [])
+    return f"{kind}:{ids[0]}" if ids else device
+
+
+class _StartTime:
+    """What `multiprocessing.Value` is to the local launcher: the common start of open-loop schedules."""
+
+    value = 0
+
+
+class _FileTail:
+    """New complete lines of the files in a folder since the last call."""
+
+    def __init__(self, root: Path):
+        self.root, self.offsets = root, {}
+
+    def new_lines(self) -> dict[str, bytes]:
+        out = {}
+        for folder in LINE_FOLDERS:
+            for path in sorted((self.root / folder).glob("*")):
+                rel = f"{folder}/{path.name}"
+                with open(path, "rb") as f:
+                    f.seek(self.offsets.get(rel, 0))
+                    data = f.read()
+                end = data.rfind(b"\n") + 1  # a torn last line waits for the next poll
+                if end:
+                    out[rel] = data[:end]
+                    self.offsets[rel] = self.offsets.get(rel, 0) + end
+        return out
+
+    def whole_files(self) -> dict[str, bytes]:
+        """Files written once at the end (quality probes)."""
+        return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(self.root.rglob("*"))
+                if p.is_file() and p.parts[len(self.root.parts)] not in (*LINE_FOLDERS, "prompts")}
+
+
+class InstanceWorker:
+    """One instance (or one client process of an HTTP instance) as a Ray actor."""
+
+    def __init__(self, instance: dict, run_id: str, repetitions: int, prompts: list | None, part: tuple[int, int]):
+        from colobench.launch.worker import setup_process, worker_key
+
+        self.placement = where()
+        self.skew_ns = self.placement["skew_ns"]
+        self.key = worker_key(instance["name"], tuple(part))
+        self.dir = Path(tempfile.mkdtemp(prefix="colobench-actor-"))
+        self.instance = dict(instance, device=local_device(instance["device"], self.placement["accelerators"]))
+        self.args = (run_id, repetitions, tuple(part))
+        self.prompts_file = None
+        if prompts is not None:
+            import json
+
+            (self.dir / "prompts").mkdir()
+            self.prompts_file = str(self.dir / "prompts" / "prompts.json")
+            Path(self.prompts_file).write_text(json.dumps(prompts))
+        setup_process(self.instance, self.dir, self.key)
+        self.msgs: queue.Queue = queue.Queue()
+        self.go = [threading.Event() for _ in range(repetitions)]
+        self.start_time = _StartTime()
+        self.tail = _FileTail(self.dir)
+        self.finished = False
+        self.thread: threading.Thread | None = None
+
+    def where(self) -> dict[str, Any]:
+        return self.placement
+
+    def clock_ns(self) -> int:
+        return now_ns() + self.skew_ns
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name=f"colobench-{self.key}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from colobench.launch.worker import _work
+        from colobench.loadgen.recorder import error_text
+
+        run_id, repetitions, part = self.args
+        try:
+            _work(self.instance, run_id, self.dir, repetitions, self.msgs, self.go, os.getppid(),
+                  self.prompts_file, part, self.start_time)
+        except BaseException as exc:  # reported to the driver with the reason; traceback in the log
+            traceback.print_exc()
+            self.msgs.put(("error", self.key, error_text(exc)))
+        finally:
+            self.finished = True
+
+    def go_at(self, rep: int, start_ns: int) -> None:
+        """Start repetition `rep` when this node's clock reads `start_ns` (in this actor's clock)."""
+        t = start_ns - self.skew_ns
+
+        def fire() -> None:
+            wait_ns = t - now_ns()
+            if wait_ns > 0:
+                time.sleep(wait_ns / 1e9)
+            self.start_time.value = t
+            self.go[rep - 1].set()
+
+        threading.Thread(target=fire, daemon=True).start()
+
+    def poll(self) -> dict[str, Any]:
+        """Messages since the last poll, then every new complete line of the worker's files
+        (read after the messages, so a `done` comes with everything written before it)."""
+        finished = self.finished
+        msgs = []
+        while True:
+            try:
+                msgs.append(self.msgs.get_nowait())
+            except queue.Empty:
+                break
+        files = self.tail.new_lines()
+        if self.skew_ns:
+            files = {rel: data if rel.startswith("logs/") else shift_lines(data, self.skew_ns)
+                     for rel, data in files.items()}
+        if finished or any(kind in ("done", "error") for kind, *_ in msgs):
+            files.update(self.tail.whole_files())
+        return {"msgs": msgs, "files": files, "finished": finished}
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class NodeSampler:
+    """Telemetry of one node (host, and its NVIDIA or Ascend cards) into a private file the
+    driver polls; the same samplers the local launcher runs in its parent process."""
+
+    def __init__(self, devices: list[str], pids: dict[str, int], telemetry: dict):
+        from colobench.specs import TelemetrySpec
+        from colobench.telemetry import TelemetryRecorder, make_samplers
+
+        self.dir = Path(tempfile.mkdtemp(prefix="colobench-sampler-"))
+        spec = TelemetrySpec.model_validate(telemetry)
+        self.recorder = TelemetryRecorder(make_samplers(devices, lambda: pids, spec), self.dir / "telemetry.jsonl")
+        self.offset = 0
+
+    def where(self) -> dict[str, Any]:
+        return where()
+
+    def clock_ns(self) -> int:
+        return now_ns()
+
+    def start(self) -> dict[str, str]:
+        return self.recorder.start()
+
+    def poll(self) -> bytes:
+        path = self.dir / "telemetry.jsonl"
+        if not path.exists():
+            return b""
+        with open(path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end]
+
+    def stop(self) -> dict[str, Any]:
+        status = self.recorder.stop()
+        return {"status": status, "lines": self.poll()}
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)

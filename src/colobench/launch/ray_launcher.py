@@ -1,0 +1,430 @@
+"""Ray launcher: the instances of a run as Ray actors across the devices and nodes of a cluster.
+
+Same experiment, same run directory, same analysis as the local launcher; what changes is
+where workers live. Each instance becomes an `InstanceWorker` actor placed by resource
+requests (see `RayPlacement`: GPUs, a custom `NPU` resource, CPUs, node labels or a node id).
+The life of one run:
+
+1. create the actors and wait until Ray has placed them (or give up after the load timeout);
+2. estimate each actor's clock offset to the driver from `clock_sync_rounds` round trips
+   (NTP's rule: the sample with the smallest round trip, offset = remote - midpoint, error
+   bound = half that round trip). An actor on the driver's own node shares its CLOCK_MONOTONIC,
+   so its offset is exactly 0 and the estimate is kept only as a check;
+3. start one telemetry sampler actor per node, then start the workers: they load and warm up
+   and report `ready` for repetition 1;
+4. when every live worker is ready, the driver picks a start time `start_lead_s` ahead on its
+   clock and sends each worker that time on the worker's own clock: all start together to
+   within the clock error, not within the spread of message delivery;
+5. poll every worker: messages go to `RunState`, new record / GC / log lines are moved onto the
+   driver's timeline and appended to the run directory as they arrive, so an actor or node
+   that dies loses at most its last poll interval;
+6. after the last repetition, estimate the offsets again (drift over the run) and write them,
+   with their error, into `run.json` (`ray.clocks`) and the manifest.
+
+Nothing here runs unless Ray is installed (`pip install 'colobench[ray]'`) and asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import statistics
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from colobench.clock import now_ns, wall_unix_s
+from colobench.errors import ColobenchError
+from colobench.launch.local import DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, worker_parts
+from colobench.launch.ray_actors import InstanceWorker, NodeSampler, boot_id, physical_device, shift_lines
+from colobench.launch.state import RunState
+from colobench.launch.worker import worker_env
+from colobench.plan import ExperimentPlan, ResolvedInstance, RunSpec
+from colobench.specs import LaunchSpec, RayPlacement
+
+POLL_S = 0.1
+TELEMETRY_POLL_S = 1.0
+ACTOR_THREADS = 4  # the worker thread, polls, pings and start timers run side by side
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ColobenchError("launch.kind ray needs Ray, which is not installed: pip install 'colobench[ray]'") from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(launch: LaunchSpec) -> Iterator[Any]:
+    """Connect to the cluster at `launch.address` (or start a private one for `local`); an
+    already initialised Ray (a notebook, a test) is used as it is and left running."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    import logging
+
+    kwargs: dict[str, Any] = {"namespace": launch.namespace, "log_to_driver": False, "logging_level": logging.ERROR}
+    if launch.address == "local":
+        kwargs.update(num_cpus=launch.num_cpus, include_dashboard=False,
+                      object_store_memory=launch.object_store_mb * 2**20 if launch.object_store_mb else None)
+        if launch.temp_dir:
+            Path(launch.temp_dir).expanduser().mkdir(parents=True, exist_ok=True)
+            kwargs["_temp_dir"] = str(Path(launch.temp_dir).expanduser().resolve())
+    else:
+        _probe(launch.address)
+        kwargs["address"] = launch.address
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = "; start one with `ray start --head`, or use launch.address: local" if launch.address != "local" else ""
+        raise ColobenchError(f"launch.address {launch.address}: cannot start or reach Ray ({first}){hint}") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds on an address where nothing listens: Ray itself retries for minutes."""
+    import re
+    import socket
+
+    match = re.match(r"^(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?$", address)
+    if not match:
+        return
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=3).close()
+    except OSError as exc:
+        raise ColobenchError(f"launch.address {address}: nothing answers there ({exc.strerror or exc}); start a "
+                             "cluster with `ray start --head`, or use launch.address: local") from None
+
+
+def actor_options(inst: ResolvedInstance, launch: LaunchSpec) -> dict[str, Any]:
+    """Ray options for an instance's actor: its resource request, node constraint and environment."""
+    p = inst.ray or RayPlacement()
+    kind = inst.device.split(":")[0]
+    resources = dict(p.resources)
+    if kind == "npu" and "NPU" not in resources:
+        resources["NPU"] = inst.memory_share
+    runtime_env: dict[str, Any] = {"env_vars": worker_env(inst.model_dump())}  # before torch loads
+    if launch.ship_source:
+        import colobench
+
+        runtime_env["py_modules"] = [str(Path(colobench.__file__).parent)]
+    opts: dict[str, Any] = {"num_cpus": p.num_cpus if p.num_cpus is not None else inst.cpu_threads,
+                            "max_concurrency": ACTOR_THREADS, "runtime_env": runtime_env}
+    if p.num_gpus is not None:
+        opts["num_gpus"] = p.num_gpus
+    elif kind == "cuda":
+        opts["num_gpus"] = inst.memory_share  # fractions pack co-located instances onto one card
+    if resources:
+        opts["resources"] = resources
+    if p.node_labels:
+        opts["label_selector"] = dict(p.node_labels)
+    if p.node_id:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(p.node_id, soft=False)
+    return opts
+
+
+def _request(opts: dict[str, Any]) -> dict[str, float]:
+    req = {"CPU": opts.get("num_cpus") or 0, "GPU": opts.get("num_gpus") or 0, **opts.get("resources", {})}
+    return {k: float(v) for k, v in req.items() if v}
+
+
+def check_placeable(ray: Any, plan: ExperimentPlan, launch: LaunchSpec, source: str) -> None:
+    """Every instance's request fits on at least one live node (else Ray would wait forever)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    offers = "; ".join(", ".join(f"{k} {v:g}" for k, v in sorted(n.get("Resources", {}).items())
+                                 if not k.startswith(("node:", "memory", "object_store"))) for n in nodes)
+    for point in plan.points:
+        for k, inst in enumerate(point.instances):
+            opts = actor_options(inst, launch)
+            req = _request(opts)
+            labels = opts.get("label_selector", {})
+            node_id = inst.ray.node_id if inst.ray else None
+            fits = [n for n in nodes if all(n.get("Resources", {}).get(r, 0) >= v for r, v in req.items())
+                    and all((n.get("Labels") or {}).get(key) == val for key, val in labels.items())
+                    and node_id in (None, n.get("NodeID"))]
+            if not fits:
+                want = ", ".join(f"{r} {v:g}" for r, v in req.items())
+                extra = (f" on a node labelled {labels}" if labels else "") + (f" on node {node_id}" if node_id else "")
+                raise ColobenchError(f"{source}: instances[{k}] ({inst.name}) asks Ray for {want}{extra}; no node of "
+                                     f"the cluster offers that (nodes: {offers or 'none'})")
+
+
+def estimate_offset(ray: Any, actor: Any, rounds: int) -> dict[str, Any]:
+    """The actor's clock minus the driver's, from the round trip with the smallest delay."""
+    samples = []
+    for _ in range(rounds):
+        t0 = now_ns()
+        remote = ray.get(actor.clock_ns.remote())
+        t1 = now_ns()
+        samples.append((t1 - t0, remote - (t0 + t1) // 2))
+    rtt, offset = min(samples)
+    return {"offset_ns": offset, "error_ns": rtt // 2 + 1, "rtt_min_ns": rtt,
+            "rtt_median_ns": int(statistics.median(s[0] for s in samples)), "rounds": rounds}
+
+
+def death_reason(exc: BaseException) -> str:
+    """One line from Ray's actor-death error: the exit detail, without the troubleshooting essay."""
+    text = str(exc)
+    for marker in ("Worker exit detail:", "The actor is dead because", "node"):
+        if marker in text:
+            tail = text[text.index(marker):].removeprefix("Worker exit detail:").strip()
+            tail = tail.split(" Some common causes")[0].splitlines()[0].strip()
+            return f"actor died: {tail}"
+    return f"actor died: {(text.strip().splitlines() or [type(exc).__name__])[0]}"
+
+
+class _Files:
+    """Appends streamed lines into the run directory, on the driver's timeline."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def write(self, files: dict[str, bytes], offset_ns: int) -> None:
+        for rel, data in files.items():
+            path = self.run_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if rel.startswith(("records/", "gc/")):
+                with open(path, "ab") as f:
+                    f.write(shift_lines(data, -offset_ns))
+            elif rel.startswith("logs/"):
+                with open(path, "ab") as f:
+                    f.write(data)
+            else:
+                path.write_bytes(data)
+
+
+def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
+            on_event: Callable[[str, str, Any], None] | None = None, load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
+            prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, Any]:
+    """Run `run` as Ray actors; return the run record (also written to run.json)."""
+    ray = _import_ray()
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "records").mkdir(exist_ok=True)
+    parts = worker_parts(run)
+    names = list(parts)
+    rs = RunState(run, run_dir, names, "ray", on_progress, on_event)
+    workers = rs.workers
+    files = _Files(run_dir)
+    try:
+        driver_node = ray.get_runtime_context().get_node_id()
+    except Exception:  # a Ray client driver is on no node
+        driver_node = None
+    info: dict[str, Any] = {"driver_node_id": driver_node, "actors": {}, "samplers": {}}
+    rs.state["ray"] = info
+
+    Worker = ray.remote(InstanceWorker)
+    actors: dict[str, Any] = {}
+    for key, (inst, part) in parts.items():
+        prompts = json.loads(Path(prompts_files[inst.name]).read_text()) if (prompts_files or {}).get(inst.name) else None
+        actors[key] = Worker.options(**actor_options(inst, launch)).remote(
+            inst.model_dump(), run.run_id, run.repetitions, prompts, part)
+    samplers: dict[str, Any] = {}
+    offsets: dict[str, int] = {}
+
+    def kill(actor: Any) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+
+    def lost(key: str, reason: str) -> None:
+        rs.ended(key, reason)
+        kill(actors[key])
+
+    try:
+        # 1. placement
+        refs = {key: a.where.remote() for key, a in actors.items()}
+        deadline = wall_unix_s() + load_timeout_s
+        for key, ref in refs.items():
+            try:
+                place = ray.get(ref, timeout=max(1.0, deadline - wall_unix_s()))
+            except GetTimeoutError:
+                lost(key, f"not placed within {load_timeout_s:.0f} s (the cluster has no free {_request(actor_options(parts[key][0], launch))})")
+                continue
+            except RayActorError as exc:
+                rs.ended(key, death_reason(exc))
+                continue
+            workers[key]["pid"] = place["pid"]
+            info["actors"][key] = dict(place)
+        placed = [k for k in names if k in info["actors"]]
+        labels = _node_labels([info["actors"][k] for k in placed])
+        # 2. clocks
+        for key in placed:
+            place = info["actors"][key]
+            est = estimate_offset(ray, actors[key], launch.clock_sync_rounds)
+            _apply(est, _same_clock(place, driver_node) and not place["skew_ns"])
+            if place["skew_ns"]:
+                est["simulated_skew_ns"] = place["skew_ns"]
+            place["clock"] = est
+            offsets[key] = est["applied_offset_ns"]
+            suffix = labels[place["node_id"]]
+            place["node"] = suffix.lstrip("@") or None
+            device = parts[key][0].device
+            place["device"] = (physical_device(device, place["accelerators"]) if device not in ("endpoint",) else device) + suffix
+        for inst in rs.state["instances"]:  # the card each instance really used, by the node's own numbering
+            used = {info["actors"][k]["device"] for k in placed if parts[k][0].name == inst["name"]}
+            if len(used) == 1 and used != {inst["device"]}:
+                inst["planned_device"], inst["device"] = inst["device"], used.pop()
+        rs.state["warnings"] = _split_colocation(rs.state["instances"])
+        rs.write()
+        # 3. telemetry, one sampler per node
+        if telemetry is not None and telemetry.enabled and placed:
+            Sampler = ray.remote(NodeSampler)
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            by_node: dict[str, list[str]] = {}
+            for key in placed:
+                by_node.setdefault(info["actors"][key]["node_id"], []).append(key)
+            for node, keys in by_node.items():
+                places = [info["actors"][k] for k in keys]
+                devices = sorted({physical_device(parts[k][0].device, info["actors"][k]["accelerators"]) for k in keys})
+                s = Sampler.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                                    ).remote(devices, {k: p["pid"] for k, p in zip(keys, places)},
+                                             telemetry.model_dump())
+                est = _apply(estimate_offset(ray, s, launch.clock_sync_rounds),
+                             _same_clock(ray.get(s.where.remote()), driver_node))
+                suffix = labels[node]
+                samplers[node] = s
+                info["samplers"][node] = {"clock": est, "suffix": suffix, "devices": devices,
+                                          "status": ray.get(s.start.remote())}
+            rs.state["telemetry"] = {f"{name}{v['suffix']}": status for v in info["samplers"].values()
+                                     for name, status in v["status"].items()}
+        for key in placed:
+            if workers[key]["status"] == "starting":
+                actors[key].start.remote()
+        rs.state["status"] = "running"
+        rs.write()
+
+        # 4-5. barrier and streaming
+        next_rep = 1
+        started = wall_unix_s()
+        pending: dict[str, Any] = {}
+        last_telemetry = 0.0
+        while rs.live():
+            for key in rs.live():
+                if key not in pending:
+                    pending[key] = actors[key].poll.remote()
+            ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=POLL_S)
+            ready_set = set(ready)
+            for key, ref in list(pending.items()):
+                if ref not in ready_set:
+                    continue
+                del pending[key]
+                try:
+                    out = ray.get(ref)
+                except RayActorError as exc:
+                    rs.ended(key, death_reason(exc))  # what it sent before is already on disk
+                    continue
+                files.write(out["files"], offsets.get(key, 0))
+                for kind, name, payload in out["msgs"]:
+                    if kind == "loaded" and isinstance(payload, dict) and isinstance(payload.get("device"), dict):
+                        payload["device"]["device"] = info["actors"][key]["device"]
+                        payload["ray"] = {k: info["actors"][key][k] for k in ("node_id", "ip", "accelerators")}
+                    rs.handle(kind, name, payload)
+                if workers[key]["status"] == "completed":
+                    _final_clock(ray, actors[key], info["actors"][key], launch)
+                    actors[key].cleanup.remote()
+                elif out["finished"] and workers[key]["status"] in ("starting", "loaded", "running"):
+                    lost(key, "worker stopped without finishing")
+            for key in rs.live():
+                if workers[key]["status"] == "starting" and wall_unix_s() - started > load_timeout_s:
+                    lost(key, f"did not load within {load_timeout_s:.0f} s")
+            while next_rep <= run.repetitions and rs.barrier_complete(next_rep):
+                t_go = now_ns() + int(launch.start_lead_s * 1e9)
+                for key in rs.live():
+                    actors[key].go_at.remote(next_rep, t_go + offsets.get(key, 0))
+                rs.started(t_go)
+                next_rep += 1
+            if samplers and wall_unix_s() - last_telemetry > TELEMETRY_POLL_S:
+                last_telemetry = wall_unix_s()
+                _poll_samplers(ray, samplers, info, run_dir, final=False)
+    except KeyboardInterrupt:
+        _poll_samplers(ray, samplers, info, run_dir, final=True)
+        for a in [*actors.values(), *samplers.values()]:
+            kill(a)
+        rs.interrupted({})
+        raise RunInterrupted() from None
+    # 6. telemetry's last lines, then the actors go (their resources are free for the next run)
+    _poll_samplers(ray, samplers, info, run_dir, final=True)
+    for a in [*actors.values(), *samplers.values()]:
+        kill(a)
+    return rs.finish()
+
+
+def _split_colocation(instances: list[dict[str, Any]]) -> list[str]:
+    """Instances planned on one card that Ray placed on different cards: not co-located at all."""
+    planned: dict[str, set[str]] = {}
+    for inst in instances:
+        if inst["device"] not in ("cpu", "endpoint"):
+            planned.setdefault(inst.get("planned_device", inst["device"]), set()).add(inst["device"])
+    return [f"instances planned to share {dev} were placed on {', '.join(sorted(used))}: ask for fractions that "
+            "add up to one card (ray.num_gpus) or pin them to one node" for dev, used in planned.items() if len(used) > 1]
+
+
+def _same_clock(place: dict[str, Any], driver_node: str | None) -> bool:
+    return place["node_id"] == driver_node or (place.get("boot_id") is not None and place["boot_id"] == boot_id())
+
+
+def _apply(est: dict[str, Any], same_clock: bool) -> dict[str, Any]:
+    """Which offset the records get: 0 on the driver's own kernel clock, else the estimate."""
+    est["applied_offset_ns"] = 0 if same_clock else est["offset_ns"]
+    est["method"] = ("same kernel as the driver: one CLOCK_MONOTONIC, offset 0 exactly" if same_clock
+                     else "round trips, smallest delay (NTP rule)")
+    return est
+
+
+def _node_labels(places: list[dict[str, Any]]) -> dict[str, str]:
+    """Node id -> suffix for device names (`cuda:0@10.0.0.2`): empty when every actor is on one
+    node, so a one-node run's telemetry reads exactly like a local run's; the node id's start
+    where several nodes share an address (nodes started on one host)."""
+    nodes = {p["node_id"]: p["ip"] for p in places}
+    if len(nodes) <= 1:
+        return {n: "" for n in nodes}
+    ips = list(nodes.values())
+    return {n: f"@{ip}" if ips.count(ip) == 1 else f"@{n[:8]}" for n, ip in nodes.items()}
+
+
+def _final_clock(ray: Any, actor: Any, place: dict[str, Any], launch: LaunchSpec) -> None:
+    """Estimate the offset again after the run: the drift says how far the start estimate held."""
+    try:
+        end = estimate_offset(ray, actor, launch.clock_sync_rounds)
+    except Exception:
+        return
+    clock = place["clock"]
+    clock["end_offset_ns"], clock["end_error_ns"] = end["offset_ns"], end["error_ns"]
+    clock["drift_ns"] = end["offset_ns"] - clock["offset_ns"]
+
+
+def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], run_dir: Path, final: bool) -> None:
+    from colobench import fastjson
+
+    for node, s in samplers.items():
+        meta = info["samplers"][node]
+        try:
+            if final:
+                out = ray.get(s.stop.remote(), timeout=30)
+                data = out["lines"]
+            else:
+                data = ray.get(s.poll.remote(), timeout=30)
+        except Exception as exc:  # a dead node's sampler: what came before is kept
+            meta["error"] = death_reason(exc)
+            continue
+        if not data:
+            continue
+        rows = []
+        for line in data.splitlines():
+            if line.strip():
+                row = fastjson.loads(line)
+                row["t_ns"] -= meta["clock"]["applied_offset_ns"]
+                if meta["suffix"]:
+                    row["device"] += meta["suffix"]
+                rows.append(fastjson.dumps(row) + b"\n")
+        with open(run_dir / "telemetry.jsonl", "ab") as f:
+            f.write(b"".join(rows))

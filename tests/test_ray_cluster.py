@@ -1,0 +1,99 @@
+"""The Ray launcher across two nodes, and a node that dies mid-run.
+
+`ray.cluster_utils.Cluster` starts a head node and a second node on this machine (two raylets,
+each with its own resources), the way Ray's own tests fake a cluster. Each instance is pinned
+to one node by a custom resource; the side node is then removed while both instances run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from colobench.records import read_jsonl
+
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    base = tempfile.mkdtemp(prefix="rc", dir="/tmp" if os.path.isdir("/tmp") else None)  # short: unix sockets
+    saved = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = base  # the session and the cluster's address file stay in here
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1},
+                                                            "object_store_memory": 80 * MiB, "include_dashboard": False})
+    side = cluster.add_node(num_cpus=1, resources={"side": 1}, object_store_memory=80 * MiB)
+    cluster.wait_for_nodes()
+    try:
+        yield cluster, side
+    finally:
+        cluster.shutdown()
+        if saved is None:
+            os.environ.pop("RAY_TMPDIR", None)
+        else:
+            os.environ["RAY_TMPDIR"] = saved
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_instances_on_two_nodes_and_a_node_that_dies(tmp_path: Path, cli_env: dict, cache_dir: Path, two_nodes):
+    cluster, side = two_nodes
+    exp = tmp_path / "nodes.yaml"
+    exp.write_text(f"""
+name: nodes
+repetitions: 1
+solo_baselines: false
+cache_dir: {cache_dir}
+telemetry: {{idle_s: 0, host_interval_s: 0.2}}
+workload: {{prompt_tokens: 16, output_tokens: 8, requests: 120, batch_size: 1}}
+instances:
+  - {{name: a, model: tiny, device: cpu, ray: {{resources: {{head: 0.5}}}}}}
+  - {{name: b, model: tiny, device: cpu, ray: {{resources: {{side: 0.5}}}}}}
+""")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out), "--launcher", "ray",
+                             "--ray-address", cluster.address], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    b_records = out / "runs" / "colocated" / "records" / "b.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if b_records.is_file() and sum(1 for r in read_jsonl(b_records) if not r["warmup"]) >= 6:
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("b never streamed records: " + (proc.stderr.read() if proc.poll() is not None else ""))
+    time.sleep(1.5)  # a telemetry poll of the side node
+    cluster.remove_node(side)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 1, stderr  # ran, but a node died
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    workers = summary["runs"]["colocated"]["workers"]
+    assert workers["b"]["status"] == "died" and workers["b"]["reason"].startswith("actor died"), workers["b"]
+    assert workers["a"]["status"] == "completed" and summary["phases"]["colocated"]["a"]["completed"] == 120
+    kept = [r for r in read_jsonl(b_records) if not r["warmup"]]
+    assert 6 <= len(kept) < 120 and summary["phases"]["colocated"]["b"]["completed"] == len(kept)
+
+    state = json.loads((out / "runs" / "colocated" / "run.json").read_text())
+    actors = state["ray"]["actors"]
+    assert actors["a"]["node_id"] != actors["b"]["node_id"]
+    devices = {i["name"]: i["device"] for i in state["instances"]}
+    assert devices == {"a": f"cpu@{actors['a']['node_id'][:8]}", "b": f"cpu@{actors['b']['node_id'][:8]}"}
+    # one kernel: both nodes share the driver's clock, so no estimate is applied
+    assert all(a["clock"]["applied_offset_ns"] == 0 and "same kernel" in a["clock"]["method"] for a in actors.values())
+    hosts = {json.loads(line)["device"] for line in (out / "runs" / "colocated" / "telemetry.jsonl").open()}
+    assert hosts == {f"host@{actors['a']['node_id'][:8]}", f"host@{actors['b']['node_id'][:8]}"}
+    assert "error" in state["ray"]["samplers"][actors["b"]["node_id"]]  # the dead node's sampler, recorded
+    assert summary["phases"]["colocated"]["a"]["host"]["samples"] > 0  # host telemetry of a's own node
