@@ -288,3 +288,16 @@ def test_split_colocation_is_flagged():
     assert _split_colocation(apart) == ["instances planned to share cuda:0 were placed on cuda:1, cuda:2: ask for "
                                         "fractions that add up to one card (ray.num_gpus) or pin them to one node"]
     assert _split_colocation(together) == [] and _split_colocation([{"device": "cpu"}, {"device": "cpu"}]) == []
+
+
+def test_a_run_that_cannot_fit_at_once_is_a_clear_error():
+    from colobench.launch.ray_launcher import check_placeable
+
+    plan = _plan([{"model": "tiny", "device": "cpu", "cpu_threads": 2}, {"model": "tiny", "device": "cpu",
+                                                                         "cpu_threads": 2}])
+    nodes = [{"Alive": True, "NodeID": "n1", "Resources": {"CPU": 2.0}}, {"Alive": True, "NodeID": "n2",
+                                                                          "Resources": {"CPU": 1.0}}]
+    with pytest.raises(ColobenchError) as err:
+        check_placeable(SimpleNamespace(nodes=lambda: nodes), plan, LaunchSpec(kind="ray"), "exp.yaml")
+    assert str(err.value) == ("exp.yaml: run colocated asks Ray for CPU 4 (the cluster has 3) at once; set instances' "
+                              "ray.num_cpus / cpu_threads lower or add nodes")

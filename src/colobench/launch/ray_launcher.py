@@ -113,7 +113,9 @@ def actor_options(inst: ResolvedInstance, launch: LaunchSpec) -> dict[str, Any]:
         import colobench
 
         runtime_env["py_modules"] = [str(Path(colobench.__file__).parent)]
-    opts: dict[str, Any] = {"num_cpus": p.num_cpus if p.num_cpus is not None else inst.cpu_threads,
+    # a load-generator process (HTTP instance) is one asyncio loop: one core each
+    cpus = p.num_cpus if p.num_cpus is not None else (1 if inst.backend == "openai" else inst.cpu_threads)
+    opts: dict[str, Any] = {"num_cpus": cpus,
                             "max_concurrency": ACTOR_THREADS, "runtime_env": runtime_env}
     if p.num_gpus is not None:
         opts["num_gpus"] = p.num_gpus
@@ -154,6 +156,20 @@ def check_placeable(ray: Any, plan: ExperimentPlan, launch: LaunchSpec, source: 
                 extra = (f" on a node labelled {labels}" if labels else "") + (f" on node {node_id}" if node_id else "")
                 raise ColobenchError(f"{source}: instances[{k}] ({inst.name}) asks Ray for {want}{extra}; no node of "
                                      f"the cluster offers that (nodes: {offers or 'none'})")
+    total: dict[str, float] = {}
+    for n in nodes:
+        for r, v in (n.get("Resources") or {}).items():
+            total[r] = total.get(r, 0.0) + v
+    for run in plan.runs:  # the actors of one run live at the same time
+        asked: dict[str, float] = {}
+        for key, (inst, _) in worker_parts(run).items():
+            for r, v in _request(actor_options(inst, launch)).items():
+                asked[r] = asked.get(r, 0.0) + v
+        short = {r: v for r, v in asked.items() if v > total.get(r, 0.0) + 1e-9}
+        if short:
+            want = ", ".join(f"{r} {v:g} (the cluster has {total.get(r, 0):g})" for r, v in short.items())
+            raise ColobenchError(f"{source}: run {run.run_id} asks Ray for {want} at once; set instances' ray.num_cpus "
+                                 "/ cpu_threads lower or add nodes")
 
 
 def estimate_offset(ray: Any, actor: Any, rounds: int) -> dict[str, Any]:
