@@ -262,7 +262,8 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
             try:
                 place = ray.get(ref, timeout=max(1.0, deadline - wall_unix_s()))
             except GetTimeoutError:
-                lost(key, f"not placed within {load_timeout_s:.0f} s (the cluster has no free {_request(actor_options(parts[key][0], launch))})")
+                want = _request(actor_options(parts[key][0], launch))
+                lost(key, f"not placed within {load_timeout_s:.0f} s (the cluster has no free {want})")
                 continue
             except RayActorError as exc:
                 rs.ended(key, death_reason(exc))
@@ -271,19 +272,19 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
             info["actors"][key] = dict(place)
         placed = [k for k in names if k in info["actors"]]
         labels = _node_labels([info["actors"][k] for k in placed])
-        # 2. clocks
+        # 2. clocks, and the card each actor got
         for key in placed:
             place = info["actors"][key]
-            est = estimate_offset(ray, actors[key], launch.clock_sync_rounds)
-            _apply(est, _same_clock(place, driver_node) and not place["skew_ns"])
-            if place["skew_ns"]:
-                est["simulated_skew_ns"] = place["skew_ns"]
-            place["clock"] = est
-            offsets[key] = est["applied_offset_ns"]
-            suffix = labels[place["node_id"]]
-            place["node"] = suffix.lstrip("@") or None
+            try:
+                place["clock"] = _clock(ray, actors[key], place, driver_node, launch.clock_sync_rounds)
+            except RayActorError as exc:
+                lost(key, death_reason(exc))
+                continue
+            offsets[key] = place["clock"]["applied_offset_ns"]
+            place["node"] = labels[place["node_id"]].lstrip("@") or None
             device = parts[key][0].device
-            place["device"] = (physical_device(device, place["accelerators"]) if device not in ("endpoint",) else device) + suffix
+            place["device"] = (device if device == "endpoint" else physical_device(device, place["accelerators"])
+                               ) + labels[place["node_id"]]
         for inst in rs.state["instances"]:  # the card each instance really used, by the node's own numbering
             used = {info["actors"][k]["device"] for k in placed if parts[k][0].name == inst["name"]}
             if len(used) == 1 and used != {inst["device"]}:
@@ -292,26 +293,10 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
         rs.write()
         # 3. telemetry, one sampler per node
         if telemetry is not None and telemetry.enabled and placed:
-            Sampler = ray.remote(NodeSampler)
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            by_node: dict[str, list[str]] = {}
-            for key in placed:
-                by_node.setdefault(info["actors"][key]["node_id"], []).append(key)
-            for node, keys in by_node.items():
-                places = [info["actors"][k] for k in keys]
-                devices = sorted({physical_device(parts[k][0].device, info["actors"][k]["accelerators"]) for k in keys})
-                s = Sampler.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
-                                    ).remote(devices, {k: p["pid"] for k, p in zip(keys, places)},
-                                             telemetry.model_dump())
-                est = _apply(estimate_offset(ray, s, launch.clock_sync_rounds),
-                             _same_clock(ray.get(s.where.remote()), driver_node))
-                suffix = labels[node]
-                samplers[node] = s
-                info["samplers"][node] = {"clock": est, "suffix": suffix, "devices": devices,
-                                          "status": ray.get(s.start.remote())}
+            samplers = _start_samplers(ray, {k: (parts[k][0], info["actors"][k]) for k in rs.live()}, labels,
+                                       driver_node, telemetry, launch, info["samplers"])
             rs.state["telemetry"] = {f"{name}{v['suffix']}": status for v in info["samplers"].values()
-                                     for name, status in v["status"].items()}
+                                     for name, status in (v.get("status") or {}).items()}
         for key in placed:
             if workers[key]["status"] == "starting":
                 actors[key].start.remote()
@@ -346,7 +331,8 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
                     rs.handle(kind, name, payload)
                 if workers[key]["status"] == "completed":
                     _final_clock(ray, actors[key], info["actors"][key], launch)
-                    actors[key].cleanup.remote()
+                    with contextlib.suppress(Exception):
+                        ray.get(actors[key].cleanup.remote(), timeout=10)
                 elif out["finished"] and workers[key]["status"] in ("starting", "loaded", "running"):
                     lost(key, "worker stopped without finishing")
             for key in rs.live():
@@ -405,6 +391,40 @@ def _node_labels(places: list[dict[str, Any]]) -> dict[str, str]:
         return {n: "" for n in nodes}
     ips = list(nodes.values())
     return {n: f"@{ip}" if ips.count(ip) == 1 else f"@{n[:8]}" for n, ip in nodes.items()}
+
+
+def _clock(ray: Any, actor: Any, place: dict[str, Any], driver_node: str | None, rounds: int) -> dict[str, Any]:
+    est = _apply(estimate_offset(ray, actor, rounds), _same_clock(place, driver_node) and not place["skew_ns"])
+    if place["skew_ns"]:
+        est["simulated_skew_ns"] = place["skew_ns"]
+    return est
+
+
+def _start_samplers(ray: Any, placed: dict[str, tuple[ResolvedInstance, dict[str, Any]]], labels: dict[str, str],
+                    driver_node: str | None, telemetry: Any, launch: LaunchSpec, meta: dict[str, Any]) -> dict[str, Any]:
+    """One `NodeSampler` per node that runs workers: its cards and its workers' processes."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    Sampler = ray.remote(NodeSampler)
+    by_node: dict[str, list[str]] = {}
+    for key, (_, place) in placed.items():
+        by_node.setdefault(place["node_id"], []).append(key)
+    samplers = {}
+    for node, keys in by_node.items():
+        devices = sorted({physical_device(placed[k][0].device, placed[k][1]["accelerators"]) for k in keys})
+        pids = {k: placed[k][1]["pid"] for k in keys}
+        s = Sampler.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+                            ).remote(devices, pids, telemetry.model_dump())
+        meta[node] = {"suffix": labels[node], "devices": devices}
+        try:
+            meta[node]["clock"] = _apply(estimate_offset(ray, s, launch.clock_sync_rounds),
+                                         _same_clock(ray.get(s.where.remote()), driver_node))
+            meta[node]["status"] = ray.get(s.start.remote())
+        except Exception as exc:  # no telemetry from this node; the run goes on
+            meta[node]["error"] = death_reason(exc)
+            continue
+        samplers[node] = s
+    return samplers
 
 
 def _final_clock(ray: Any, actor: Any, place: dict[str, Any], launch: LaunchSpec) -> None:
