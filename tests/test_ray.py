@@ -154,6 +154,7 @@ def ray_address():
         base = Path(tempfile.gettempdir())
     base.mkdir(exist_ok=True)
     temp = tempfile.mkdtemp(prefix="r", dir=base)
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as colobench does for address: local
     ray.init(num_cpus=2, object_store_memory=80 * 2**20, _temp_dir=temp, include_dashboard=False,
              log_to_driver=False)
     try:
@@ -211,7 +212,8 @@ def test_ray_run_matches_local_run_and_corrects_clock_offsets(tmp_path: Path, cl
             rec = Path("runs") / run_id / "records" / f"{name}.jsonl"
             assert _counts(lo / rec) == _counts(ra / rec)
         state = json.loads((ra / "runs" / run_id / "run.json").read_text())
-        assert state["launcher"] == "ray" and state["status"] == "completed"
+        assert state["launcher"] == "ray" and state["status"] == "completed" and not state["warnings"]
+        assert all(w["info"]["nice"] == 0 for w in state["workers"].values())  # measuring at normal priority
     # b's node clock reads 5000 s ahead; on the driver's timeline its requests fall in the run's windows
     state = json.loads((ra / "runs" / "colocated" / "run.json").read_text())
     starts = state["repetition_start_ns"]

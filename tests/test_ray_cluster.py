@@ -31,6 +31,7 @@ def two_nodes():
     base = tempfile.mkdtemp(prefix="rc", dir="/tmp" if os.path.isdir("/tmp") else None)  # short: unix sockets
     saved = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = base  # the session and the cluster's address file stay in here
+    os.environ.setdefault("RAY_worker_niceness", "0")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1},
                                                             "object_store_memory": 80 * MiB, "include_dashboard": False})
     side = cluster.add_node(num_cpus=1, resources={"side": 1}, object_store_memory=80 * MiB)

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import statistics
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -66,6 +68,9 @@ def ray_session(launch: LaunchSpec) -> Iterator[Any]:
 
     kwargs: dict[str, Any] = {"namespace": launch.namespace, "log_to_driver": False, "logging_level": logging.ERROR}
     if launch.address == "local":
+        # Ray starts workers at nice 15 by default (its daemons first); a measurement must not be
+        # the lowest-priority process on the host
+        os.environ.setdefault("RAY_worker_niceness", "0")
         kwargs.update(num_cpus=launch.num_cpus, include_dashboard=False,
                       object_store_memory=launch.object_store_mb * 2**20 if launch.object_store_mb else None)
         if launch.temp_dir:
@@ -309,10 +314,12 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
         pending: dict[str, Any] = {}
         last_telemetry = 0.0
         while rs.live():
+            tick = wall_unix_s()
             for key in rs.live():
                 if key not in pending:
                     pending[key] = actors[key].poll.remote()
             ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=POLL_S)
+            time.sleep(max(0.0, POLL_S - (wall_unix_s() - tick)))  # a poll per actor per tick, not a busy loop
             ready_set = set(ready)
             for key, ref in list(pending.items()):
                 if ref not in ready_set:
@@ -328,6 +335,10 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
                     if kind == "loaded" and isinstance(payload, dict) and isinstance(payload.get("device"), dict):
                         payload["device"]["device"] = info["actors"][key]["device"]
                         payload["ray"] = {k: info["actors"][key][k] for k in ("node_id", "ip", "accelerators")}
+                        if payload.get("nice"):
+                            rs.state["warnings"].append(
+                                f"{key} ran at nice {payload['nice']} (Ray's worker_niceness): other processes on "
+                                "its node had priority; start the cluster with RAY_worker_niceness=0")
                     rs.handle(kind, name, payload)
                 if workers[key]["status"] == "completed":
                     _final_clock(ray, actors[key], info["actors"][key], launch)

@@ -220,6 +220,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     info = backend.start()
     info["load_s"] = time.perf_counter() - t0
     info["pid"] = os.getpid()
+    info["nice"] = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's: a niced worker measures the scheduler
     info["knobs"] = {"env": {k: os.environ.get(k) for k in inst.env},
                      "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                      "npu_jit_compile": inst.npu_jit_compile, "npu_allow_internal_format": inst.npu_allow_internal_format,
