@@ -303,3 +303,20 @@ def test_a_run_that_cannot_fit_at_once_is_a_clear_error():
         check_placeable(SimpleNamespace(nodes=lambda: nodes), plan, LaunchSpec(kind="ray"), "exp.yaml")
     assert str(err.value) == ("exp.yaml: run colocated asks Ray for CPU 4 (the cluster has 3) at once; set instances' "
                               "ray.num_cpus / cpu_threads lower or add nodes")
+
+
+def test_launcher_flags_are_checked(tmp_path: Path, cli_env: dict):
+    proc = run_cli(["run", "-m", "tiny", "--launcher", "local", "--ray-address", "auto"], cli_env, tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: command line: --ray-address: applies to --launcher ray"
+    proc = run_cli(["run", "-m", "tiny", "--launcher", "slurm"], cli_env, tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: command line: --launcher: Input should be 'local' or 'ray' (got 'slurm')"
+
+
+@pytest.mark.ray
+def test_ship_source_needs_colobench_to_start_ray(ray_address: str):
+    from colobench.launch.ray_launcher import ray_session
+
+    with pytest.raises(ColobenchError, match="launch.ship_source: Ray is already initialised"):
+        with ray_session(LaunchSpec(kind="ray", ship_source=True)):
+            pass

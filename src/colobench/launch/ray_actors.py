@@ -76,7 +76,8 @@ def where() -> dict[str, Any]:
         accelerators = {"GPU": [str(i) for i in ray.get_gpu_ids()]}
     return {"node_id": ctx.get_node_id(), "ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname(),
             "pid": os.getpid(), "boot_id": boot_id(), "accelerators": accelerators,
-            "skew_ns": int(os.environ.get(SKEW_ENV, "0") or 0)}
+            "skew_ns": int(os.environ.get(SKEW_ENV, "0") or 0),
+            "colobench": str(Path(__file__).resolve().parents[1])}  # which copy runs there (ship_source)
 
 
 def local_device(device: str, accelerators: dict[str, list[str]]) -> str:

@@ -62,11 +62,18 @@ def ray_session(launch: LaunchSpec) -> Iterator[Any]:
     already initialised Ray (a notebook, a test) is used as it is and left running."""
     ray = _import_ray()
     if ray.is_initialized():
+        if launch.ship_source:
+            raise ColobenchError("launch.ship_source: Ray is already initialised in this process; pass runtime_env="
+                                 "{'py_modules': [...]} to your own ray.init instead")
         yield ray
         return
     import logging
 
     kwargs: dict[str, Any] = {"namespace": launch.namespace, "log_to_driver": False, "logging_level": logging.ERROR}
+    if launch.ship_source:  # Ray uploads local packages only for the whole job
+        import colobench
+
+        kwargs["runtime_env"] = {"py_modules": [str(Path(colobench.__file__).parent)]}
     if launch.address == "local":
         # Ray starts workers at nice 15 by default (its daemons first); a measurement must not be
         # the lowest-priority process on the host
@@ -114,10 +121,6 @@ def actor_options(inst: ResolvedInstance, launch: LaunchSpec) -> dict[str, Any]:
     if kind == "npu" and "NPU" not in resources:
         resources["NPU"] = inst.memory_share
     runtime_env: dict[str, Any] = {"env_vars": worker_env(inst.model_dump())}  # before torch loads
-    if launch.ship_source:
-        import colobench
-
-        runtime_env["py_modules"] = [str(Path(colobench.__file__).parent)]
     # a load-generator process (HTTP instance) is one asyncio loop: one core each
     cpus = p.num_cpus if p.num_cpus is not None else (1 if inst.backend == "openai" else inst.cpu_threads)
     opts: dict[str, Any] = {"num_cpus": cpus,
