@@ -145,9 +145,12 @@ def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, 
     elif models:
         source = "command line"
         data = {"name": _default_name(models), "instances": [{"model": m} for m in models]}
-    elif resume_dir is not None and not given and repetitions is None and prompts is None and not env and not launch:
+    elif resume_dir is not None and not given and repetitions is None and prompts is None and not env:
         spec = api.spec_from_run_dir(resume_dir)
-        return spec, str(resume_dir / "manifest.json")
+        source = str(resume_dir / "manifest.json")
+        if not launch:
+            return spec, source
+        data = spec.model_dump(exclude_unset=True)  # a launcher flag is checked against the run's own
     else:
         source = "command line"
         device = given.get("--device")
