@@ -142,7 +142,10 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path: Path, cli_env: dict, cache_dir
     proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", "-m", "tiny", "--device", "cpu", "-p", "16",
                              "-n", "8", "-r", "400", "--repetitions", "1", "--cache-dir", str(cache_dir),
                              "-o", str(out)], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # a shell's background job ignores SIGINT, and Python keeps an inherited
+                            # SIG_IGN: give the run a terminal's default disposition whatever ran pytest
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records = out / "runs" / "solo-tiny" / "records" / "tiny.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (records.is_file() and sum(1 for _ in read_jsonl(records)) >= 5):

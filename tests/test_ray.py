@@ -320,3 +320,32 @@ def test_ship_source_needs_colobench_to_start_ray(ray_address: str):
     with pytest.raises(ColobenchError, match="launch.ship_source: Ray is already initialised"):
         with ray_session(LaunchSpec(kind="ray", ship_source=True)):
             pass
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ctrl_c_stops_the_actors_and_keeps_what_was_measured(tmp_path: Path, cli_env: dict, cache_dir: Path,
+                                                             ray_address: str):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", "-m", "tiny", "--device", "cpu", "-p", "16",
+                             "-n", "8", "-r", "400", "--repetitions", "1", "--cache-dir", str(cache_dir), "-o", str(out),
+                             "--launcher", "ray", "--ray-address", ray_address], env=cli_env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    records = out / "runs" / "solo-tiny" / "records" / "tiny.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (records.is_file() and sum(1 for _ in read_jsonl(records)) >= 5):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the driver's process group (actors live elsewhere)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    state = json.loads((out / "runs" / "solo-tiny" / "run.json").read_text())
+    assert state["status"] == "interrupted" and state["workers"]["tiny"]["status"] == "interrupted"
+    pid = state["workers"]["tiny"]["pid"]
+    gone = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < gone:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "the actor outlived the interrupted run"
+    kept = [r for r in read_jsonl(records) if not r["warmup"]]
+    assert 0 < len(kept) < 400
+    assert json.loads(stdout.strip().splitlines()[-1])["phases"]["solo"]["tiny"]["completed"] == len(kept)
