@@ -8,8 +8,9 @@ The life of one run:
 1. create the actors and wait until Ray has placed them (or give up after the load timeout);
 2. estimate each actor's clock offset to the driver from `clock_sync_rounds` round trips
    (NTP's rule: the sample with the smallest round trip, offset = remote - midpoint, error
-   bound = half that round trip). An actor on the driver's own node shares its CLOCK_MONOTONIC,
-   so its offset is exactly 0 and the estimate is kept only as a check;
+   bound = half that round trip). An actor on the driver's kernel (its node, or another Ray
+   node on the same machine: same boot id) shares its CLOCK_MONOTONIC, so its offset is exactly
+   0 and the estimate is kept only as a check;
 3. start one telemetry sampler actor per node, then start the workers: they load and warm up
    and report `ready` for repetition 1;
 4. when every live worker is ready, the driver picks a start time `start_lead_s` ahead on its
@@ -19,7 +20,7 @@ The life of one run:
    driver's timeline and appended to the run directory as they arrive, so an actor or node
    that dies loses at most its last poll interval;
 6. after the last repetition, estimate the offsets again (drift over the run) and write them,
-   with their error, into `run.json` (`ray.clocks`) and the manifest.
+   with their error, into `run.json` and the manifest (`ray.actors.<worker>.clock`).
 
 Nothing here runs unless Ray is installed (`pip install 'colobench[ray]'`) and asked for.
 """
@@ -45,7 +46,7 @@ from colobench.specs import LaunchSpec, RayPlacement
 
 POLL_S = 0.1
 TELEMETRY_POLL_S = 1.0
-ACTOR_THREADS = 4  # the worker thread, polls, pings and start timers run side by side
+ACTOR_THREADS = 4  # the worker's own thread aside: polls, clock pings and start times arrive meanwhile
 
 
 def _import_ray() -> Any:
