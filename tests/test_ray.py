@@ -131,7 +131,8 @@ def test_bad_ray_address_fails_fast():
 
 def test_nothing_imports_ray_without_asking(tmp_path: Path, cli_env: dict):
     code = ("import sys; import colobench.cli, colobench.api, colobench.launch.local, colobench.launch.state; "
-            "from colobench.launch import worker; assert 'ray' not in sys.modules, 'ray imported'")
+            "from colobench.launch import worker, ray_actors, ray_launcher; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
     # with Ray absent, asking for it is a one-line error and nothing is written
     blocked = "import sys; sys.modules['ray'] = None; from colobench.cli import main; sys.argv[0] = 'colobench'; main()"
