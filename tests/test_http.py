@@ -146,3 +146,24 @@ def test_request_body_fields():
     strict = EndpointConfig(base_url="http://x/v1", exact_output_fields=[])
     body = request_body(strict, "m", Request(1, (5, 6), 3))
     assert body["prompt"] == [5, 6] and "ignore_eos" not in body and "min_tokens" not in body
+
+
+def test_sse_parsing_does_not_depend_on_how_bytes_arrive():
+    from colobench.backends.openai_http import StreamError, _SSEStream
+
+    events = [b'data: {"choices":[{"text":"He"}]}\n\n', b": keep-alive\n\n", b'data:{"choices":[{"text":"llo"}]}\n\n',
+              b'event: x\ndata: {"choices":[{"text":""}]}\n\n',
+              b'data: {"choices":[],"usage":{"completion_tokens":2}}\n\n', b"data: [DONE]\n\n",
+              b'data: {"choices":[{"text":"after done"}]}\n\n']
+    whole = b"".join(events)
+    ways = {"event per piece": events, "all at once": [whole], "byte by byte": [whole[i:i + 1] for i in range(len(whole))],
+            "crlf": [e.replace(b"\n", b"\r\n") for e in events]}
+    for way, pieces in ways.items():
+        sse = _SSEStream([], chat=False, keep_text=True)
+        for t, piece in enumerate(pieces):
+            sse(piece, t)
+        assert (len(sse.stamps), sse.texts, sse.usage, sse.done) == (2, ["He", "llo"], {"completion_tokens": 2}, True), way
+    with pytest.raises(StreamError, match="malformed SSE data line"):
+        _SSEStream([], chat=False, keep_text=False)(b"data: {oops\n\n", 0)
+    with pytest.raises(StreamError, match="server error in stream"):
+        _SSEStream([], chat=True, keep_text=False)(b'data: {"error": {"message": "overloaded"}}\n\n', 0)

@@ -171,6 +171,11 @@ class _SSEStream:
         self.done = False
 
     def __call__(self, data: bytes, t: int) -> None:
+        # fast path, most of a stream: exactly one single-line `data: ...` event in this piece
+        if not self.pending and data[:6] == b"data: " and data.count(b"\n") == 2 and data[-2:] == b"\n\n":
+            if not self.done:
+                self._data(data[6:-2].strip(), t)
+            return
         pending = self.pending + data if self.pending else data
         if b"\r\n" in pending:
             pending = pending.replace(b"\r\n", b"\n")
@@ -180,31 +185,33 @@ class _SSEStream:
         *events, self.pending = pending.split(b"\n\n")
         for event in events:
             for line in event.split(b"\n"):
-                if not line.startswith(DATA) or self.done:
-                    continue  # SSE comments (": keep-alive"), event names, ids
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
-                    self.done = True
-                    continue
-                try:
-                    obj = fastjson.loads(payload)
-                except fastjson.JSONDecodeError:
-                    raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
-                if "error" in obj:
-                    raise StreamError(f"server error in stream: {_error_message(payload)}")
-                usage = obj.get("usage")
-                if usage:
-                    self.usage = usage
-                choices = obj.get("choices")
-                if not choices:
-                    continue
-                choice = choices[0]
-                piece = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
-                if piece:
-                    self.stamps.append(t)
-                    self.content_chunks += 1
-                    if self.texts is not None:
-                        self.texts.append(piece)
+                if line.startswith(DATA) and not self.done:  # else: comments (": keep-alive"), names, ids
+                    self._data(line[5:].strip(), t)
+
+    def _data(self, payload: bytes, t: int) -> None:
+        """One `data:` line's payload, received at `t`."""
+        if payload == b"[DONE]":
+            self.done = True
+            return
+        try:
+            obj = fastjson.loads(payload)
+        except fastjson.JSONDecodeError:
+            raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
+        if "error" in obj:
+            raise StreamError(f"server error in stream: {_error_message(payload)}")
+        usage = obj.get("usage")
+        if usage:
+            self.usage = usage
+        choices = obj.get("choices")
+        if not choices:
+            return
+        choice = choices[0]
+        piece = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+        if piece:
+            self.stamps.append(t)
+            self.content_chunks += 1
+            if self.texts is not None:
+                self.texts.append(piece)
 
 
 def _describe(exc: Exception) -> str:
