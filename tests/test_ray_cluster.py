@@ -1,8 +1,9 @@
 """The Ray launcher across two nodes, and a node that dies mid-run.
 
 `ray.cluster_utils.Cluster` starts a head node and a second node on this machine (two raylets,
-each with its own resources), the way Ray's own tests fake a cluster. Each instance is pinned
-to one node by a custom resource; the side node is then removed while both instances run.
+each with its own resources), the way Ray's own tests fake a cluster. One instance is pinned to
+the head by a custom resource, the other to the side node by its label (Ray's label_selector);
+the side node is then removed while both instances run.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def two_nodes():
     os.environ.setdefault("RAY_worker_niceness", "0")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"head": 1},
                                                             "object_store_memory": 80 * MiB, "include_dashboard": False})
-    side = cluster.add_node(num_cpus=1, resources={"side": 1}, object_store_memory=80 * MiB)
+    side = cluster.add_node(num_cpus=1, labels={"zone": "side"}, object_store_memory=80 * MiB)
     cluster.wait_for_nodes()
     try:
         yield cluster, side
@@ -51,6 +52,7 @@ def two_nodes():
 @pytest.mark.slow
 def test_instances_on_two_nodes_and_a_node_that_dies(tmp_path: Path, cli_env: dict, cache_dir: Path, two_nodes):
     cluster, side = two_nodes
+    side_id = side.node_id  # read now: the node object is torn down with the node
     exp = tmp_path / "nodes.yaml"
     exp.write_text(f"""
 name: nodes
@@ -61,7 +63,7 @@ telemetry: {{idle_s: 0, host_interval_s: 0.2}}
 workload: {{prompt_tokens: 16, output_tokens: 8, requests: 120, batch_size: 1}}
 instances:
   - {{name: a, model: tiny, device: cpu, ray: {{resources: {{head: 0.5}}}}}}
-  - {{name: b, model: tiny, device: cpu, ray: {{resources: {{side: 0.5}}}}}}
+  - {{name: b, model: tiny, device: cpu, ray: {{node_labels: {{zone: side}}}}}}
 """)
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out), "--launcher", "ray",
@@ -89,7 +91,7 @@ instances:
 
     state = json.loads((out / "runs" / "colocated" / "run.json").read_text())
     actors = state["ray"]["actors"]
-    assert actors["a"]["node_id"] != actors["b"]["node_id"]
+    assert actors["b"]["node_id"] == side_id != actors["a"]["node_id"]  # the label placed b on the side node
     devices = {i["name"]: i["device"] for i in state["instances"]}
     assert devices == {"a": f"cpu@{actors['a']['node_id'][:8]}", "b": f"cpu@{actors['b']['node_id'][:8]}"}
     # one kernel: both nodes share the driver's clock, so no estimate is applied
