@@ -350,3 +350,15 @@ def test_ctrl_c_stops_the_actors_and_keeps_what_was_measured(tmp_path: Path, cli
     kept = [r for r in read_jsonl(records) if not r["warmup"]]
     assert 0 < len(kept) < 400
     assert json.loads(stdout.strip().splitlines()[-1])["phases"]["solo"]["tiny"]["completed"] == len(kept)
+
+
+@pytest.mark.ray
+def test_devices_lists_the_ray_cluster(tmp_path: Path, cli_env: dict, ray_address: str):
+    proc = run_cli(["devices", "--ray-address", ray_address, "--json"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    nodes = json.loads(proc.stdout.splitlines()[-1])["ray_nodes"]
+    assert len(nodes) == 1 and nodes[0]["alive"] and nodes[0]["resources"]["CPU"] == 2.0
+    table = run_cli(["devices", "--ray-address", ray_address], cli_env, tmp_path)
+    assert f"Ray cluster at {ray_address}" in table.stdout and nodes[0]["node_id"][:8] in table.stdout
+    bad = run_cli(["devices", "--ray-address", "127.0.0.1:1"], cli_env, tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --ray-address 127.0.0.1:1: nothing answers there")

@@ -463,6 +463,15 @@ def load_summary(run_dir: Path | str) -> dict[str, Any]:
     return summarize(run_dir, write=False)
 
 
+def ray_cluster(address: str) -> list[dict[str, Any]]:
+    """The nodes of the Ray cluster at `address` and what each offers (CPUs, GPUs, NPUs, labels)."""
+    from colobench.launch.ray_launcher import cluster_nodes, ray_session
+    from colobench.specs import LaunchSpec
+
+    with ray_session(LaunchSpec(kind="ray", address=address), where="--ray-address") as ray:
+        return cluster_nodes(ray)
+
+
 def list_devices(probe: bool = False) -> dict[str, Any]:
     """The environment check: host, versions, every visible device with its memory and peak
     figures, and (with `probe`) measured copy bandwidth and matmul rate against those peaks."""

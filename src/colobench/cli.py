@@ -195,6 +195,8 @@ def report(
 def devices(
     probe: bool = typer.Option(False, "--probe", help="measure copy bandwidth and a large matmul on each device"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address",
+                                              help="also list the nodes of this Ray cluster (auto, host:port, local)"),
 ) -> None:
     """The environment check: devices, drivers and versions, memory, peak figures (and measured)."""
     from rich.table import Table
@@ -202,6 +204,8 @@ def devices(
     from colobench import api
 
     result = api.list_devices(probe=probe)
+    if ray_address:
+        result["ray_nodes"] = api.ray_cluster(ray_address)
     if json_out:
         print(api.dump_json_line(result))
         return
@@ -226,6 +230,18 @@ def devices(
                       f"{peak['memory_bandwidth_gb_s']:,.0f} GB/s" if peak else "-",
                       f"{peak['bf16_tflops']:,.0f} TFLOP/s" if peak.get("bf16_tflops") else "-", copy, matmul)
     console.print(table)
+    if result.get("ray_nodes") is not None:
+        nodes = Table(show_edge=False, header_style="bold", title=f"Ray cluster at {escape(ray_address)}")
+        for col in ("node", "ip", "host", "alive", "CPU", "GPU", "NPU", "other resources", "labels"):
+            nodes.add_column(col)
+        for n in result["ray_nodes"]:
+            res = dict(n["resources"])
+            cells = [f"{res.pop(k):g}" if k in res else "-" for k in ("CPU", "GPU", "NPU")]
+            nodes.add_row(escape(str(n["node_id"])[:8]), escape(str(n["ip"])), escape(str(n["hostname"])),
+                          "yes" if n["alive"] else "no", *cells,
+                          escape(", ".join(f"{k} {v:g}" for k, v in res.items()) or "-"),
+                          escape(", ".join(f"{k}={v}" for k, v in n["labels"].items()) or "-"))
+        console.print(nodes)
     if not probe:
         console.print("add --probe to measure copy bandwidth and a large matmul on each device", style="dim")
     print(api.dump_json_line(result))

@@ -58,7 +58,7 @@ def _import_ray() -> Any:
 
 
 @contextlib.contextmanager
-def ray_session(launch: LaunchSpec) -> Iterator[Any]:
+def ray_session(launch: LaunchSpec, where: str = "launch.address") -> Iterator[Any]:
     """Connect to the cluster at `launch.address` (or start a private one for `local`); an
     already initialised Ray (a notebook, a test) is used as it is and left running."""
     ray = _import_ray()
@@ -85,21 +85,22 @@ def ray_session(launch: LaunchSpec) -> Iterator[Any]:
             Path(launch.temp_dir).expanduser().mkdir(parents=True, exist_ok=True)
             kwargs["_temp_dir"] = str(Path(launch.temp_dir).expanduser().resolve())
     else:
-        _probe(launch.address)
+        _probe(launch.address, where)
         kwargs["address"] = launch.address
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        hint = "; start one with `ray start --head`, or use launch.address: local" if launch.address != "local" else ""
-        raise ColobenchError(f"launch.address {launch.address}: cannot start or reach Ray ({first}){hint}") from None
+        hint = ("; start one with `ray start --head`, or use the address `local` (a private one-node Ray)"
+                if launch.address != "local" else "")
+        raise ColobenchError(f"{where} {launch.address}: cannot start or reach Ray ({first}){hint}") from None
     try:
         yield ray
     finally:
         ray.shutdown()
 
 
-def _probe(address: str) -> None:
+def _probe(address: str, where: str = "launch.address") -> None:
     """Fail in seconds on an address where nothing listens: Ray itself retries for minutes."""
     import re
     import socket
@@ -110,8 +111,23 @@ def _probe(address: str) -> None:
     try:
         socket.create_connection((match.group(1), int(match.group(2))), timeout=3).close()
     except OSError as exc:
-        raise ColobenchError(f"launch.address {address}: nothing answers there ({exc.strerror or exc}); start a "
-                             "cluster with `ray start --head`, or use launch.address: local") from None
+        raise ColobenchError(f"{where} {address}: nothing answers there ({exc.strerror or exc}); start a "
+                             "cluster with `ray start --head`, or use the address `local` (a private one-node Ray)"
+                             ) from None
+
+
+def cluster_nodes(ray: Any) -> list[dict[str, Any]]:
+    """What each node of the cluster offers, for `colobench devices --ray-address`."""
+    out = []
+    for n in ray.nodes():
+        res = n.get("Resources") or {}
+        out.append({"node_id": n.get("NodeID"), "ip": n.get("NodeManagerAddress"),
+                    "hostname": n.get("NodeManagerHostname"), "alive": bool(n.get("Alive")),
+                    "resources": {k: v for k, v in sorted(res.items())
+                                  if not k.startswith(("node:", "object_store_memory", "memory"))},
+                    "memory_bytes": res.get("memory"),
+                    "labels": {k: v for k, v in (n.get("Labels") or {}).items() if k != "ray.io/node-id"}})
+    return out
 
 
 def actor_options(inst: ResolvedInstance, launch: LaunchSpec) -> dict[str, Any]:
