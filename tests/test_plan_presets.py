@@ -75,3 +75,20 @@ def test_checkpoint_without_config(tmp_path: Path):
     plan = plan_experiment(experiment_from_dict({"instances": [{"model": str(tmp_path)}]}, "t"))
     with pytest.raises(SpecError, match="no config.json"):
         check_plan(plan, "t")
+
+
+def test_memory_fractions_split_a_card():
+    def shares(*instances):
+        spec = experiment_from_dict({"instances": list(instances)}, "exp.yaml")
+        return [i.memory_share for i in plan_experiment(spec, cpu_count=4).points[0].instances]
+
+    assert shares({"model": "tiny", "device": "cuda:0"}, {"model": "tiny", "device": "cuda:0"}) == [0.5, 0.5]
+    # a 7B next to a 1B: the big one takes 0.7, the rest is left to the other instances on that card
+    assert shares({"model": "tiny", "device": "cuda:0", "memory_fraction": 0.7}, {"model": "tiny", "device": "cuda:0"},
+                  {"model": "tiny", "device": "cuda:1"}) == [0.7, pytest.approx(0.3), 1.0]
+    assert shares({"model": "tiny", "device": "npu:0", "memory_fraction": 0.4}) == [0.4]  # a cap when alone too
+    with pytest.raises(SpecError, match=r"instances on cuda:0 ask for memory_fraction 1.2 in all \(at most 1\)"):
+        shares({"model": "tiny", "device": "cuda:0", "memory_fraction": 0.7},
+               {"model": "tiny", "device": "cuda:0", "memory_fraction": 0.5})
+    with pytest.raises(SpecError, match=r"instances\[1\] on cuda:0 has no memory left"):
+        shares({"model": "tiny", "device": "cuda:0", "memory_fraction": 1.0}, {"model": "tiny", "device": "cuda:0"})

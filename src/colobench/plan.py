@@ -121,6 +121,27 @@ def _cores_for(affinity: Any, k: int, n: int, cores: int) -> list[int] | None:
     return list(range(first, min(cores, first + share)))
 
 
+def _memory_shares(instances: list[Any], devices: list[str]) -> list[float]:
+    """Each instance's share of its device's memory: its `memory_fraction`, else an even split
+    of what the instances with an explicit fraction leave on that device."""
+    shares = []
+    for k, inst in enumerate(instances):
+        same = [i for i, d in zip(instances, devices) if d == devices[k]]
+        given = sum(i.memory_fraction or 0 for i in same)
+        if given > 1 + 1e-9:
+            raise ValueError(f"instances on {devices[k]} ask for memory_fraction {given:g} in all (at most 1)")
+        if inst.memory_fraction is not None:
+            shares.append(inst.memory_fraction)
+            continue
+        rest = [i for i in same if i.memory_fraction is None]
+        left = 1.0 - given
+        if left <= 1e-9:
+            raise ValueError(f"instances[{k}] on {devices[k]} has no memory left: the others' memory_fraction "
+                             f"adds up to {given:g}; give it one")
+        shares.append(left / len(rest))
+    return shares
+
+
 def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache_dir: Path,
                        quality: bool = False) -> list[ResolvedInstance]:
     names = spec.instance_names()
@@ -128,6 +149,7 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
     # Workers that share the host CPU for compute split its cores; accelerator workers also need
     # host threads (dispatch), split the same way so co-located workers never oversubscribe.
     share = max(1, cores // len(spec.instances))
+    memory = _memory_shares(spec.instances, devices)
     resolved = []
     for k, inst in enumerate(spec.instances):
         preset, path = _model_source(inst.model, cache_dir) if inst.backend == "transformers" else (None, None)
@@ -143,7 +165,7 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
         resolved.append(ResolvedInstance(
             name=names[k], model=inst.model, preset=preset, model_path=path, backend=inst.backend,
             device=device, dtype=dtype if inst.backend == "transformers" else "none",
-            cpu_threads=inst.cpu_threads or share, memory_share=1.0 / devices.count(devices[k]),
+            cpu_threads=inst.cpu_threads or share, memory_share=memory[k],
             workload=workload, fake=inst.fake, endpoint=inst.endpoint_config(), tokenizer=inst.tokenizer,
             quantization=inst.quantization, graph=inst.graph, env=inst.env,
             cpu_cores=_cores_for(inst.cpu_affinity, k, len(spec.instances), cores),

@@ -279,6 +279,9 @@ class InstanceSpec(_EndpointFields):
     reference: str | None = Field(None, description="another instance of the same run to compare outputs with "
                                   "(token agreement, KL divergence)")
     cpu_threads: int | None = Field(None, gt=0, description="torch threads for this worker; default shares the cores evenly")
+    memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="share of its device's memory this instance may allocate (a cap on CUDA and "
+        "Ascend, and what `max` batch sizes plan for); default: what the others leave, split evenly")
     workload: WorkloadOverride | None = Field(  # type: ignore[valid-type]
         None, description="fields overriding the experiment's workload for this instance")
     fake: FakeTimings | None = None
