@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,47 @@ def cli_env(cache_dir: Path) -> dict[str, str]:
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "colobench", *args], env=env, cwd=cwd, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def start_cli(args: list[str], env: dict[str, str], cwd: Path, new_session: bool = False) -> subprocess.Popen:
+    """`colobench ARGS` in the background. `new_session`: its own process group, with a terminal's
+    default SIGINT (a shell's background job ignores SIGINT, and Python keeps an inherited SIG_IGN)."""
+    extra = {"start_new_session": True, "preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)} \
+        if new_session else {}
+    return subprocess.Popen([sys.executable, "-m", "colobench", *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **extra)
+
+
+def wait_for_records(proc: subprocess.Popen, path: Path, count: int, timeout_s: float = 180) -> None:
+    """Until `path` holds `count` measured (not warm-up) records; the test fails if it never does."""
+    from colobench.records import read_jsonl
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.is_file() and sum(1 for r in read_jsonl(path) if not r["warmup"]) >= count:
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"{path.name} never held {count} measured records: {proc.communicate()[1][-2000:]}")
+
+
+def pair_experiment(path: Path, cache_dir: Path, instances: list[str], requests: int = 120) -> Path:
+    """Two tiny instances together (no solo baselines), one repetition of `requests` requests:
+    long enough to kill one of them mid-run. `instances` are YAML flow mappings."""
+    lines = "\n".join(f"  - {i}" for i in instances)
+    path.write_text(f"""
+name: {path.stem}
+repetitions: 1
+solo_baselines: false
+cache_dir: {cache_dir}
+telemetry: {{idle_s: 0, host_interval_s: 0.2}}
+workload: {{prompt_tokens: 16, output_tokens: 8, requests: {requests}, batch_size: 1}}
+instances:
+{lines}
+""")
+    return path
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

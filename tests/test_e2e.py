@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from colobench import api
 from colobench.records import read_jsonl
 from colobench.specs import experiment_from_dict
 
-from conftest import run_cli
+from conftest import pair_experiment, run_cli, start_cli, wait_for_records
 
 pytestmark = pytest.mark.slow
 
@@ -99,29 +96,12 @@ def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
 
 
 def test_killed_worker_keeps_partner_records(tmp_path: Path, cli_env: dict, cache_dir: Path):
-    exp = tmp_path / "kill.yaml"
-    exp.write_text(f"""
-name: kill
-repetitions: 1
-solo_baselines: false
-cache_dir: {cache_dir}
-workload: {{prompt_tokens: 16, output_tokens: 8, requests: 120, batch_size: 1}}
-instances:
-  - {{name: victim, model: tiny, device: cpu}}
-  - {{name: partner, model: tiny, device: cpu}}
-""")
+    exp = pair_experiment(tmp_path / "kill.yaml", cache_dir, ["{name: victim, model: tiny, device: cpu}",
+                                                             "{name: partner, model: tiny, device: cpu}"])
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out)], env=cli_env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path)
     victim_records = out / "runs" / "colocated" / "records" / "victim.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if victim_records.is_file() and sum(1 for _ in read_jsonl(victim_records)) >= 6:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("victim never produced records")
+    wait_for_records(proc, victim_records, 6)
     pid = json.loads((out / "runs" / "colocated" / "run.json").read_text())["workers"]["victim"]["pid"]
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=180)
@@ -139,17 +119,9 @@ instances:
 
 def test_ctrl_c_keeps_what_was_measured(tmp_path: Path, cli_env: dict, cache_dir: Path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", "-m", "tiny", "--device", "cpu", "-p", "16",
-                             "-n", "8", "-r", "400", "--repetitions", "1", "--cache-dir", str(cache_dir),
-                             "-o", str(out)], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            # a shell's background job ignores SIGINT, and Python keeps an inherited
-                            # SIG_IGN: give the run a terminal's default disposition whatever ran pytest
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    records = out / "runs" / "solo-tiny" / "records" / "tiny.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (records.is_file() and sum(1 for _ in read_jsonl(records)) >= 5):
-        time.sleep(0.05)
+    proc = start_cli(["run", "-m", "tiny", "--device", "cpu", "-p", "16", "-n", "8", "-r", "400", "--repetitions", "1",
+                      "--cache-dir", str(cache_dir), "-o", str(out)], cli_env, tmp_path, new_session=True)
+    wait_for_records(proc, out / "runs" / "solo-tiny" / "records" / "tiny.jsonl", 5)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -26,7 +26,7 @@ from colobench.launch.ray_actors import local_device, physical_device, shift_lin
 from colobench.plan import plan_experiment
 from colobench.records import read_jsonl
 from colobench.specs import LaunchSpec, experiment_from_dict
-from conftest import run_cli
+from conftest import pair_experiment, run_cli, start_cli, wait_for_records
 
 SKEW_NS = 5_000 * 10**9  # a node whose clock reads 5000 s ahead of the driver's
 
@@ -243,31 +243,13 @@ def test_ray_run_matches_local_run_and_corrects_clock_offsets(tmp_path: Path, cl
 @pytest.mark.ray
 @pytest.mark.slow
 def test_killed_actor_keeps_partner_records(tmp_path: Path, cli_env: dict, cache_dir: Path, ray_address: str):
-    exp = tmp_path / "kill.yaml"
-    exp.write_text(f"""
-name: kill
-repetitions: 1
-solo_baselines: false
-cache_dir: {cache_dir}
-telemetry: {{idle_s: 0}}
-workload: {{prompt_tokens: 16, output_tokens: 8, requests: 120, batch_size: 1}}
-instances:
-  - {{name: victim, model: tiny, device: cpu}}
-  - {{name: partner, model: tiny, device: cpu}}
-""")
+    exp = pair_experiment(tmp_path / "kill.yaml", cache_dir, ["{name: victim, model: tiny, device: cpu}",
+                                                             "{name: partner, model: tiny, device: cpu}"])
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out), "--launcher", "ray",
-                             "--ray-address", ray_address], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_cli(["run", str(exp), "-o", str(out), "--launcher", "ray", "--ray-address", ray_address],
+                     cli_env, tmp_path)
     victim_records = out / "runs" / "colocated" / "records" / "victim.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if victim_records.is_file() and sum(1 for r in read_jsonl(victim_records) if not r["warmup"]) >= 6:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("victim never streamed records: " + (proc.stderr.read() if proc.poll() is not None else ""))
+    wait_for_records(proc, victim_records, 6)
     pid = json.loads((out / "runs" / "colocated" / "run.json").read_text())["workers"]["victim"]["pid"]
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=240)
@@ -328,15 +310,11 @@ def test_ship_source_needs_colobench_to_start_ray(ray_address: str):
 def test_ctrl_c_stops_the_actors_and_keeps_what_was_measured(tmp_path: Path, cli_env: dict, cache_dir: Path,
                                                              ray_address: str):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", "-m", "tiny", "--device", "cpu", "-p", "16",
-                             "-n", "8", "-r", "400", "--repetitions", "1", "--cache-dir", str(cache_dir), "-o", str(out),
-                             "--launcher", "ray", "--ray-address", ray_address], env=cli_env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = start_cli(["run", "-m", "tiny", "--device", "cpu", "-p", "16", "-n", "8", "-r", "400", "--repetitions", "1",
+                      "--cache-dir", str(cache_dir), "-o", str(out), "--launcher", "ray", "--ray-address", ray_address],
+                     cli_env, tmp_path, new_session=True)
     records = out / "runs" / "solo-tiny" / "records" / "tiny.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (records.is_file() and sum(1 for _ in read_jsonl(records)) >= 5):
-        time.sleep(0.05)
+    wait_for_records(proc, records, 5)
     os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the driver's process group (actors live elsewhere)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from colobench.records import read_jsonl
+from conftest import pair_experiment, start_cli, wait_for_records
 
 MiB = 2**20
 
@@ -53,31 +52,14 @@ def two_nodes():
 def test_instances_on_two_nodes_and_a_node_that_dies(tmp_path: Path, cli_env: dict, cache_dir: Path, two_nodes):
     cluster, side = two_nodes
     side_id = side.node_id  # read now: the node object is torn down with the node
-    exp = tmp_path / "nodes.yaml"
-    exp.write_text(f"""
-name: nodes
-repetitions: 1
-solo_baselines: false
-cache_dir: {cache_dir}
-telemetry: {{idle_s: 0, host_interval_s: 0.2}}
-workload: {{prompt_tokens: 16, output_tokens: 8, requests: 120, batch_size: 1}}
-instances:
-  - {{name: a, model: tiny, device: cpu, ray: {{resources: {{head: 0.5}}}}}}
-  - {{name: b, model: tiny, device: cpu, ray: {{node_labels: {{zone: side}}}}}}
-""")
+    exp = pair_experiment(tmp_path / "nodes.yaml", cache_dir,
+                          ["{name: a, model: tiny, device: cpu, ray: {resources: {head: 0.5}}}",
+                           "{name: b, model: tiny, device: cpu, ray: {node_labels: {zone: side}}}"])
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out), "--launcher", "ray",
-                             "--ray-address", cluster.address], env=cli_env, cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_cli(["run", str(exp), "-o", str(out), "--launcher", "ray", "--ray-address", cluster.address],
+                     cli_env, tmp_path)
     b_records = out / "runs" / "colocated" / "records" / "b.jsonl"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if b_records.is_file() and sum(1 for r in read_jsonl(b_records) if not r["warmup"]) >= 6:
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("b never streamed records: " + (proc.stderr.read() if proc.poll() is not None else ""))
+    wait_for_records(proc, b_records, 6)
     time.sleep(1.5)  # a telemetry poll of the side node
     cluster.remove_node(side)
     stdout, stderr = proc.communicate(timeout=240)

@@ -19,7 +19,6 @@ from colobench.devices.peaks import lookup, with_overrides
 
 
 def _peak(facts: dict[str, Any], device: str, overrides: dict[str, dict[str, float]]) -> Any:
-    device = device.split("@")[0]  # `cuda:0@10.0.0.2`: a card on another node of a Ray run
     name = (facts.get("device_info") or {}).get("name") or device
     return with_overrides(lookup(name) if device != "cpu" else None, name, overrides.get(device))
 
@@ -29,6 +28,7 @@ def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], met
                        shared_device: bool) -> dict[str, Any]:
     """Keys to add to one instance-phase's metrics."""
     device = facts.get("device") or "cpu"
+    card = device.split("@")[0]  # `cuda:0@10.0.0.2`: a card on one node of a Ray run spanning several
     unmeasured: dict[str, str] = {}
     out: dict[str, Any] = {}
     window = metrics.get("window_ns")
@@ -42,7 +42,7 @@ def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], met
         dev = device_window(samples, device, t0, t1, pids)
         out["device_telemetry"] = dev
     util = (dev.get("util_pct") or {}).get("mean") if dev else None
-    if util is None and device.split("@")[0] == "cpu" and host.get("samples"):
+    if util is None and card == "cpu" and host.get("samples"):
         util = (host.get("worker_cpu_pct") or {}).get("mean")
     out["mean_device_util_pct"] = util
     if util is None:
@@ -54,7 +54,7 @@ def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], met
         out["peak_memory_bytes"] = dev["process_mem_bytes_peak"]
     elif not metrics.get("peak_memory_bytes") and host.get("worker_rss_bytes_peak"):
         out["peak_memory_bytes"] = host["worker_rss_bytes_peak"]
-    peak = _peak(facts, device, overrides)
+    peak = _peak(facts, card, overrides)
     roof, reasons = decode_roofline(
         facts, metrics, peak.memory_bandwidth_bytes_s if peak and peak.memory_bandwidth_gb_s else None,
         peak.peak_flops(facts.get("dtype") or "") if peak else None)

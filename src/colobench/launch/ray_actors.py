@@ -128,23 +128,31 @@ class _StartAt:
 
 
 class _FileTail:
-    """New complete lines of the files in a folder since the last call."""
+    """New complete lines of files since the last call (a torn last line waits for the next)."""
 
     def __init__(self, root: Path):
         self.root, self.offsets = root, {}
 
+    def lines(self, rel: str) -> bytes:
+        path = self.root / rel
+        if not path.is_file():
+            return b""
+        with open(path, "rb") as f:
+            f.seek(self.offsets.get(rel, 0))
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offsets[rel] = self.offsets.get(rel, 0) + end
+        return data[:end]
+
     def new_lines(self) -> dict[str, bytes]:
+        """Every file of the streamed folders that has new lines."""
         out = {}
         for folder in LINE_FOLDERS:
             for path in sorted((self.root / folder).glob("*")):
                 rel = f"{folder}/{path.name}"
-                with open(path, "rb") as f:
-                    f.seek(self.offsets.get(rel, 0))
-                    data = f.read()
-                end = data.rfind(b"\n") + 1  # a torn last line waits for the next poll
-                if end:
-                    out[rel] = data[:end]
-                    self.offsets[rel] = self.offsets.get(rel, 0) + end
+                data = self.lines(rel)
+                if data:
+                    out[rel] = data
         return out
 
     def whole_files(self) -> dict[str, bytes]:
@@ -248,7 +256,7 @@ class NodeSampler:
         self.dir = Path(tempfile.mkdtemp(prefix="colobench-sampler-"))
         spec = TelemetrySpec.model_validate(telemetry)
         self.recorder = TelemetryRecorder(make_samplers(devices, lambda: pids, spec), self.dir / "telemetry.jsonl")
-        self.offset = 0
+        self.tail = _FileTail(self.dir)
 
     def where(self) -> dict[str, Any]:
         return where()
@@ -260,15 +268,7 @@ class NodeSampler:
         return self.recorder.start()
 
     def poll(self) -> bytes:
-        path = self.dir / "telemetry.jsonl"
-        if not path.exists():
-            return b""
-        with open(path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        return data[:end]
+        return self.tail.lines("telemetry.jsonl")
 
     def stop(self) -> dict[str, Any]:
         status = self.recorder.stop()

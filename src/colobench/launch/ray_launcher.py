@@ -38,7 +38,8 @@ from typing import Any, Callable, Iterator
 from colobench.clock import now_ns, wall_unix_s
 from colobench.errors import ColobenchError
 from colobench.launch.local import DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, worker_parts
-from colobench.launch.ray_actors import InstanceWorker, NodeSampler, boot_id, physical_device, shift_lines
+from colobench.launch.ray_actors import (InstanceWorker, NodeSampler, boot_id, physical_device, shift_lines,
+                                         shift_ns)
 from colobench.launch.state import RunState
 from colobench.launch.worker import worker_env
 from colobench.plan import ExperimentPlan, ResolvedInstance, RunSpec
@@ -221,24 +222,17 @@ def death_reason(exc: BaseException) -> str:
     return f"actor died: {(text.strip().splitlines() or [type(exc).__name__])[0]}"
 
 
-class _Files:
-    """Appends streamed lines into the run directory, on the driver's timeline."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-
-    def write(self, files: dict[str, bytes], offset_ns: int) -> None:
-        for rel, data in files.items():
-            path = self.run_dir / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if rel.startswith(("records/", "gc/")):
-                with open(path, "ab") as f:
-                    f.write(shift_lines(data, -offset_ns))
-            elif rel.startswith("logs/"):
-                with open(path, "ab") as f:
-                    f.write(data)
-            else:
-                path.write_bytes(data)
+def _append_files(run_dir: Path, files: dict[str, bytes], offset_ns: int) -> None:
+    """Streamed lines into the run directory, records and GC pauses moved onto the driver's clock;
+    whole files (quality probes) written as they are."""
+    for rel, data in files.items():
+        path = run_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel.startswith(("records/", "gc/", "logs/")):
+            with open(path, "ab") as f:
+                f.write(data if rel.startswith("logs/") else shift_lines(data, -offset_ns))
+        else:
+            path.write_bytes(data)
 
 
 def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
@@ -254,7 +248,6 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
     names = list(parts)
     rs = RunState(run, run_dir, names, "ray", on_progress, on_event)
     workers = rs.workers
-    files = _Files(run_dir)
     try:
         driver_node = ray.get_runtime_context().get_node_id()
     except Exception:  # a Ray client driver is on no node
@@ -350,7 +343,7 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
                 except RayActorError as exc:
                     rs.ended(key, death_reason(exc))  # what it sent before is already on disk
                     continue
-                files.write(out["files"], offsets.get(key, 0))
+                _append_files(run_dir, out["files"], offsets.get(key, 0))
                 for kind, name, payload in out["msgs"]:
                     if kind == "loaded" and isinstance(payload, dict) and isinstance(payload.get("device"), dict):
                         payload["device"]["device"] = info["actors"][key]["device"]
@@ -485,13 +478,14 @@ def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], run
             continue
         if not data:
             continue
-        rows = []
-        for line in data.splitlines():
-            if line.strip():
-                row = fastjson.loads(line)
-                row["t_ns"] -= meta["clock"]["applied_offset_ns"]
-                if meta["suffix"]:
-                    row["device"] += meta["suffix"]
-                rows.append(fastjson.dumps(row) + b"\n")
+        offset, suffix = meta["clock"]["applied_offset_ns"], meta["suffix"]
+        if offset or suffix:  # a one-node run's samples are written as they came
+            rows = []
+            for line in data.splitlines():
+                if line.strip():
+                    row = shift_ns(fastjson.loads(line), -offset)
+                    row["device"] += suffix
+                    rows.append(fastjson.dumps(row) + b"\n")
+            data = b"".join(rows)
         with open(run_dir / "telemetry.jsonl", "ab") as f:
-            f.write(b"".join(rows))
+            f.write(data)
