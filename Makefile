@@ -1,22 +1,28 @@
 # Two entry points a new machine needs: `make demo` (colobench's default job) and `make test`.
 # Both create .venv on first use: torch==2.13.0 first (the CPU wheel), then the pinned rest.
+# `demo` installs what colobench needs; `test` adds what the tests use (Ray, pyarrow, quanto, ...).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BASE := $(VENV)/.installed-base
+TEST := $(VENV)/.installed-test
 
 .PHONY: demo test install clean browser
 
-$(STAMP): pyproject.toml constraints.txt
+$(BASE): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e .
+	touch $(BASE)
+
+$(TEST): $(BASE)
 	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
-	touch $(STAMP)
+	touch $(TEST)
 
-install: $(STAMP)
+install: $(BASE)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(BIN)/colobench run
 
 # The browser test needs Debian's chromium; installed when we can (root with apt), skipped otherwise.
@@ -25,7 +31,7 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
 		echo "chromium not installed: the browser test will be skipped"
 
-test: $(STAMP) browser
+test: $(TEST) browser
 	$(BIN)/python -m pytest -q
 
 clean:

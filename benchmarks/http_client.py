@@ -37,6 +37,7 @@ import aiohttp  # noqa: E402
 
 from colobench.analysis import metrics  # noqa: E402
 from colobench.backends.openai_http import OpenAIBackend  # noqa: E402
+from colobench import aio  # noqa: E402
 from colobench.loadgen import streaming  # noqa: E402
 from colobench.loadgen.recorder import Recorder  # noqa: E402
 from colobench.records import RecordWriter, read_records  # noqa: E402
@@ -134,9 +135,9 @@ def colobench_run(base: str, n: int, concurrency: int | None, offsets: list[floa
     path = folder / f"cb-{time.perf_counter_ns()}.jsonl"
     recorder = Recorder(RecordWriter(path), "bench", "bench", repetition=1)
     if offsets is None:
-        streaming.run(streaming.closed_loop(backend, iter(requests), concurrency, recorder))
+        aio.run(streaming.closed_loop(backend, iter(requests), concurrency, recorder))
     else:
-        streaming.run(streaming.open_loop(backend, requests, offsets, recorder))
+        aio.run(streaming.open_loop(backend, requests, offsets, recorder))
     backend.stop()
     recorder.writer.close()
     if cpu is not None:

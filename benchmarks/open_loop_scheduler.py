@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from colobench.analysis import metrics  # noqa: E402
 from colobench.analysis.distribution import Distribution  # noqa: E402
 from colobench.clock import now_ns  # noqa: E402
+from colobench import aio  # noqa: E402
 from colobench.loadgen import streaming  # noqa: E402
 from colobench.loadgen.recorder import Recorder  # noqa: E402
 from colobench.records import RecordWriter, read_records  # noqa: E402
@@ -42,7 +43,7 @@ def measure(rate: float, seconds: float, folder: Path) -> dict:
     path = folder / f"rate-{rate:g}.jsonl"
     recorder = Recorder(RecordWriter(path), "bench", "bench", repetition=1)
     cpu0 = os.times()
-    streaming.run(streaming.open_loop(InstantBackend(), requests, offsets, recorder))
+    aio.run(streaming.open_loop(InstantBackend(), requests, offsets, recorder))
     cpu1 = os.times()
     records = read_records(path)
     achieved = metrics.achieved_rate_req_s(records)

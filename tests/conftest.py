@@ -11,6 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from colobench.cli_flags import FLAG_KNOBS, build_spec
+
+_BY_FLAG = {name: k for k in FLAG_KNOBS for name in (k.meta.flag, *k.meta.aliases)}
+
+
+def flag_spec(models: list[str], flags: dict[str, object] | None = None, endpoints: list[str] | None = None,
+              experiment: Path | None = None):
+    """`colobench run -m ... --flag value ...` as (spec, source), through the CLI's own parser."""
+    knobs = {_BY_FLAG[flag]: value for flag, value in (flags or {}).items()}
+    return build_spec(experiment, models, endpoints or [], knobs)
+
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
@@ -25,6 +36,14 @@ def cli_env(cache_dir: Path) -> dict[str, str]:
     env["COLOBENCH_CACHE"] = str(cache_dir)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def written(run_dir: Path, point: int = 0) -> dict:
+    """A point of a run directory's summary.json, with the summary's checks and problems beside it."""
+    import json
+
+    whole = json.loads((Path(run_dir) / "summary.json").read_text())
+    return {**whole["points"][point], "checks": whole["checks"], "problems": whole["problems"]}
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

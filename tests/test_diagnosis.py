@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from colobench.analysis.telemetry import device_window
+from colobench.analysis.checks import phase_checks, validity
 from colobench.analysis.diagnosis import detectors as d
-from colobench.analysis.summary import instance_phase_metrics
-from colobench.analysis.validity import difference_is_significant, validity
+from colobench.analysis.diagnosis import rank
+from colobench.analysis.distribution import difference_is_significant
+from colobench.analysis.model import Check, DeviceWindow, HostWindow, InstanceFacts, Stat, Subject
+from colobench.analysis.phase import instance_phase_metrics
 from colobench.records import RequestRecord
 
 S = 1_000_000_000
@@ -34,13 +38,25 @@ def records(start_s=0.0, n=60, ttft_ms=20.0, itl_ms=10.0, tokens=32, stalls=None
     return out
 
 
+FACTS = InstanceFacts(model="m", backend="transformers", device="cuda:0", dtype="bfloat16", cpu_threads=1, workload={})
+
+
 def phase(recs, phase_name="solo", name="a", device="cuda:0", samples=None, gc=None, warm=None, extra=None):
-    metrics = instance_phase_metrics(recs + (warm or []))
-    metrics.update(extra or {})
+    metrics = instance_phase_metrics(recs + (warm or [])).model_copy(update=extra or {})
     return d.PhaseData(point="", run_id=f"{phase_name}-run", phase=phase_name, name=name, device=device,
                        backend="transformers", records=[r for r in recs if r.ok], warmup=warm or [], metrics=metrics,
-                       facts={"cpu_threads": 1}, samples=samples or [], gc=gc or [],
+                       facts=FACTS, samples=samples or [], gc=gc or [],
                        origin_ns=min(r.submit_ns for r in recs), logical_cores=8)
+
+
+def windows_ns(f):
+    return [[w.start_ns, w.end_ns] for w in f.windows]
+
+
+def verdict(recs):
+    """The validity of one solo phase made of `recs`."""
+    mt = instance_phase_metrics(recs)
+    return validity(mt, phase_checks("", "solo", "a", mt, recs))
 
 
 def all_findings(point: d.PointData):
@@ -70,14 +86,13 @@ def test_bandwidth_saturated_co_run():
     samples = [{"t_ns": t, "source": "nvml", "device": "cuda:0", "metrics": {"dram_bw_util_pct": 92.0}}
                for t in range(coloc[0].submit_ns, coloc[-1].done_ns, S // 10)]
     p = phase(coloc, "colocated", samples=samples)
-    from colobench.analysis.telemetry import device_window
-
-    p.metrics["device_telemetry"] = device_window(samples, "cuda:0", *p.metrics["window_ns"])
+    p.metrics = p.metrics.model_copy(update={"device_telemetry": device_window(samples, "cuda:0", *p.metrics.window_ns)})
     point.phases[("colocated", "a")] = p
     (f,) = d.bandwidth_contention(point)
     assert f.kind == "bandwidth_contention" and f.severity == "high"
     assert f.evidence["slowdown"] == pytest.approx(1.6, rel=0.02) and f.evidence["bandwidth_pct_of_peak"] == 92.0
-    assert f.windows_ns == [p.metrics["window_ns"]] and f.windows_s[0][0] == 0.0
+    assert windows_ns(f) == [list(p.metrics.window_ns)] and f.windows[0].start_s == 0.0
+    assert f.subjects == [Subject(instance="a", phase="colocated")]
     assert "INT8" in f.recommendation
 
 
@@ -91,7 +106,7 @@ def test_host_bound_batch_sweep():
         points.append(point)
     (f,) = d.host_bound_sweep(points)
     assert f.kind == "host_bound" and f.evidence["batch_large"] == 8 and f.evidence["step_growth"] < 1.15
-    assert "TASK_QUEUE_ENABLE=2" in f.recommendation and len(f.windows_ns) == 2
+    assert "TASK_QUEUE_ENABLE=2" in f.recommendation and len(f.windows) == 2
     bandwidth_bound = d.PointData("m-bs8", {"batch_size": 8})
     bandwidth_bound.phases[("solo", "a")] = phase(records(itl_ms=10.8), device="npu:0", extra={"mbu_pct": 85.0})
     assert d.host_bound_sweep([points[0], bandwidth_bound]) == []  # flat steps at high bandwidth: decode-bound
@@ -111,7 +126,7 @@ def test_periodic_gc_stalls():
     (f,) = d.periodic_stalls(phase(recs, gc=gc))
     assert f.kind == "periodic_stalls" and f.evidence["period_s"] == pytest.approx(1.0, abs=0.05)
     assert f.evidence["gc_explained"] == f.evidence["stalls"] >= 4
-    assert all(b - a >= 50 * MS for a, b in f.windows_ns) and "gc.freeze" in f.recommendation
+    assert all(b - a >= 50 * MS for a, b in windows_ns(f)) and "gc.freeze" in f.recommendation
 
 
 def test_throttled_window():
@@ -127,7 +142,7 @@ def test_throttled_window():
                                     "throttle_reasons": ["hw_thermal"] if throttled else []}})
     (f,) = d.throttling(phase(recs, samples=samples))
     assert f.kind == "throttling" and f.severity == "high" and f.evidence["reasons"] == ["hw_thermal"]
-    (window,) = f.windows_ns
+    (window,) = windows_ns(f)
     assert 2.8 * S <= window[0] <= 3.1 * S and 3.9 * S <= window[1] <= 4.2 * S
     assert f.evidence["slow_steps_in_windows"] >= 1
 
@@ -136,13 +151,13 @@ def test_warmup_outlier():
     warm = records(n=1, ttft_ms=2000, warmup=True)
     (f,) = d.warmup_outliers(phase(records(start_s=10), warm=warm))
     assert f.kind == "warmup_outliers" and f.evidence["worst_ratio"] > 3 and f.severity == "low"
-    assert f.windows_ns == [[warm[0].submit_ns, warm[0].done_ns]]
+    assert windows_ns(f) == [[warm[0].submit_ns, warm[0].done_ns]]
 
 
 def test_client_bound_http_run():
-    point = d.PointData("", {}, interference={"verdicts": [
-        {"check": "client", "subject": "a/colocated", "verdict": "client_bound",
-         "detail": "the client may be the bottleneck: load generator at 97% of a core"}]})
+    point = d.PointData("", {}, checks=[Check(
+        kind="client_bound", subject=Subject(instance="a", phase="colocated"), verdict="client_bound", level="invalid",
+        sentence="the client may be the bottleneck: load generator at 97% of a core")])
     point.phases[("colocated", "a")] = phase(records(), "colocated", device="endpoint")
     (f,) = d.client_bound(point)
     assert f.kind == "client_bound" and f.severity == "high" and "97% of a core" in f.evidence["detail"]
@@ -160,7 +175,7 @@ def test_compute_contention_prefill_lines_up_with_stalls():
     point = d.PointData("", {})
     point.phases[("colocated", "a")] = phase(victim, "colocated")
     point.phases[("colocated", "b")] = phase(long_prefill, "colocated", name="b")
-    findings = [f for f in d.compute_contention(point) if f.subject.startswith("a ")]
+    findings = [f for f in d.compute_contention(point) if f.subjects[0].instance == "a"]
     (f,) = findings
     assert f.evidence["culprit"] == "b" and f.evidence["overlap_fraction"] >= 0.9
     assert f.evidence["overlap_fraction"] > 2 * f.evidence["chance_fraction"]
@@ -179,37 +194,40 @@ def test_input_length_variance():
 
 
 def test_memory_pressure_and_oom():
-    p = phase(records(), extra={"device_telemetry": {"mem_used_bytes_peak": 79 * 2**30, "mem_total_bytes": 80 * 2**30}})
+    p = phase(records(), extra={"device_telemetry": DeviceWindow(mem_used_bytes_peak=79 * 2**30,
+                                                                 mem_total_bytes=80 * 2**30)})
     kinds = [(f.kind, f.severity) for f in d.memory_pressure(p, "RuntimeError: CUDA out of memory")]
     assert kinds == [("memory_pressure", "medium"), ("memory_pressure", "high")]
 
 
-def test_cpu_contention():
+def test_cpu_contention_is_one_finding_with_every_window():
     point = d.PointData("", {})
-    p = phase(records(), "colocated", device="cpu", extra={"host": {"load_1m": {"mean": 12.0}, "cpu_pct": {"mean": 99}}})
-    point.phases[("colocated", "a")] = p
-    (f,) = d.cpu_contention(point)
-    assert f.evidence["load_1m"] == 12.0 and f.evidence["logical_cores"] == 8
+    busy = {"host": HostWindow(samples=3, load_1m=Stat(mean=12.0), cpu_pct=Stat(mean=99.0))}
+    for k, (ph, name) in enumerate((("solo", "a"), ("solo", "b"), ("colocated", "a"), ("colocated", "b"))):
+        point.phases[(ph, name)] = phase(records(start_s=10 * k), ph, name=name, device="cpu", extra=busy)
+    observations = d.cpu_contention(point)
+    assert len(observations) == 4 and observations[0].evidence["load_1m"] == 12.0
+    (f,) = rank(observations)  # one cause, one finding: every phase it was seen in, every window
+    assert f.kind == "cpu_contention" and f.evidence["logical_cores"] == 8 and f.evidence["observations"] == 4
+    assert len(f.subjects) == 4 and len(f.windows) == 4 and "also in" in f.title
 
 
 # ---- validity ------------------------------------------------------------------------------------
 
 def test_validity_verdicts():
     good = records(n=120, jitter_ms=0.2)
-    v = validity(good + records(n=1, warmup=True), instance_phase_metrics(good + records(n=1, warmup=True)))
-    assert v["verdict"] == "VALID" and v["stability"] == "stable" and not v["reasons"]
-    assert validity(good, instance_phase_metrics(good))["reasons"][0].startswith("no warm-up")
-    few = records(n=5)
-    assert "only 5 measured requests" in validity(few, instance_phase_metrics(few))["reasons"][0]
+    v = verdict(good + records(n=1, warmup=True))
+    assert v.verdict == "VALID" and v.stability == "stable" and not v.reasons
+    assert verdict(good).reasons[0].startswith("no warm-up")
+    assert "only 5 measured requests" in verdict(records(n=5)).reasons[0]
     drift = []
     for k in range(90):
         drift += records(start_s=k, n=1, itl_ms=10 + k * 0.1, rng_seed=k)
-    reasons = validity(drift, instance_phase_metrics(drift))["reasons"]
-    assert any(r.startswith("not steady state") for r in reasons)
+    assert any(r.startswith("not steady state") for r in verdict(drift).reasons)
     speeds = np.random.default_rng(1).normal(10, 2, 100).clip(5, 20)  # each request's own step time
     noisy = [r for k, itl in enumerate(speeds) for r in records(start_s=k, n=1, itl_ms=float(itl), rng_seed=k)]
-    verdict = validity(noisy, instance_phase_metrics(noisy))
-    assert verdict["stability"] == "unstable" and verdict["verdict"] == "INVALID"
+    unstable = verdict(noisy)
+    assert unstable.stability == "unstable" and unstable.verdict == "INVALID"
 
 
 def test_over_saturated_open_loop():
@@ -218,8 +236,7 @@ def test_over_saturated_open_loop():
         r = records(start_s=k * 0.05, n=1, ttft_ms=20 + k * 10, rng_seed=k)[0]
         r.scheduled_ns = r.submit_ns
         recs.append(r)
-    metrics = instance_phase_metrics(recs)
-    assert any("over-saturated" in r for r in validity(recs, metrics)["reasons"])
+    assert any("over-saturated" in r for r in verdict(recs).reasons)
 
 
 def test_difference_against_noise():

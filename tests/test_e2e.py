@@ -44,11 +44,13 @@ def test_solo_run(tmp_path: Path, cache_dir: Path):
     assert len(measured) == 8 and len(records) == 10  # 2 reps x 4, plus one warm-up batch of 2
     assert all(len(r["token_ns"]) == 8 and r["token_ns"] == sorted(r["token_ns"]) for r in measured)
     assert all(isinstance(r["submit_ns"], int) and r["submit_ns"] < r["token_ns"][0] for r in measured)
-    solo = result.summary["phases"]["solo"]["tiny"]
+    solo = result.summary.point().metrics("solo", "tiny").model_dump()
     assert solo["completed"] == 8 and solo["total_output_tokens"] == 64 and solo["repetitions"] == 2
     assert all(solo[k] is not None and solo[k] >= 0 for k in VLLM_KEYS)
-    assert result.summary["interference"]["throughput_scaling"] is None
-    assert json.loads((run_dir / "summary.json").read_text())["phases"]["solo"]["tiny"]["completed"] == 8
+    assert result.summary.point().interference.throughput_scaling is None
+    written = json.loads((run_dir / "summary.json").read_text())
+    assert written["schema"] == "colobench.summary/2" and written["points"][0]["id"] == ""
+    assert written["points"][0]["phases"]["solo"]["tiny"]["completed"] == 8
     # host telemetry on the records' clock, and the resource keys with reasons where null
     samples = list(read_jsonl(run_dir / "runs" / "solo-tiny" / "telemetry.jsonl"))
     assert samples and all(s["source"] == "host" and "tiny" in s["metrics"]["workers"] for s in samples[1:])
@@ -69,7 +71,10 @@ def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
                     "-b", "2", "--repetitions", "2", "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
-    summary = json.loads(lines[-1])  # the last line of stdout is the summary
+    head = json.loads(lines[-1])  # the last line of stdout is the headline
+    assert len(lines[-1]) < 2000 and head["run_dir"] == str(out) and head["points"][0]["scaling"]["verdict"]
+    assert head["points"][0]["instances"]["tiny-1"]["colocated"]["validity"] in ("VALID", "INVALID")
+    summary = json.loads((out / "summary.json").read_text())["points"][0]
     assert "co-located mean ± std" in proc.stdout and "aggregate throughput scaling" in proc.stdout
     assert "co-located telemetry:" in proc.stdout and "GB/s (no peak figure)" in proc.stdout
     assert set(summary["phases"]) == {"solo", "colocated"}
@@ -83,7 +88,8 @@ def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
     assert set(inter["slowdown"]) == {"tiny-1", "tiny-2"}
     for key in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "e2el_p50", "e2el_p99"):
         assert inter["slowdown"]["tiny-1"][key] > 0
-    assert any(v["check"] == "scaling" for v in inter["verdicts"])
+    checks = json.loads((out / "summary.json").read_text())["checks"]
+    assert any(c["kind"] == "scaling" and c["subject"]["instance"] is None for c in checks)
     # every worker got an explicit thread count, recorded with the run
     run_state = json.loads((out / "runs" / "colocated" / "run.json").read_text())
     assert {w["info"]["torch_threads"] for w in run_state["workers"].values()} == {max(1, os.cpu_count() // 2)}
@@ -91,7 +97,7 @@ def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
 
     again = run_cli(["report", str(out)], cli_env, tmp_path)
     assert again.returncode == 0 and "co-located mean ± std" in again.stdout
-    rebuilt = json.loads(run_cli(["report", str(out), "--json"], cli_env, tmp_path).stdout)
+    rebuilt = json.loads(run_cli(["report", str(out), "--json"], cli_env, tmp_path).stdout)["points"][0]
     assert rebuilt["phases"] == summary["phases"] and rebuilt["interference"] == summary["interference"]
 
 
@@ -106,7 +112,9 @@ def test_killed_worker_keeps_partner_records(tmp_path: Path, cli_env: dict, cach
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 1, stderr  # ran, but a worker died
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    whole = json.loads((out / "summary.json").read_text())
+    summary = {**whole["points"][0], "problems": whole["problems"]}
+    assert json.loads(stdout.strip().splitlines()[-1])["problems"] == len(whole["problems"]) >= 1
     victim = summary["runs"]["colocated"]["workers"]["victim"]
     assert victim["status"] == "died" and "SIGKILL" in victim["reason"]
     assert summary["runs"]["colocated"]["workers"]["partner"]["status"] == "completed"
@@ -126,11 +134,12 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path: Path, cli_env: dict, cache_dir
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["points"][0]
     completed = summary["phases"]["solo"]["tiny"]["completed"]
     assert 1 <= completed < 400
     assert json.loads((out / "runs" / "solo-tiny" / "run.json").read_text())["status"] == "interrupted"
-    assert json.loads(stdout.strip().splitlines()[-1])["phases"]["solo"]["tiny"]["completed"] == completed
+    head = json.loads(stdout.strip().splitlines()[-1])["points"][0]["instances"]["tiny"]["solo"]
+    assert head["validity"] in ("VALID", "INVALID") and head["output_throughput"] > 0
 
 
 def test_fake_backend_colocated_pipeline(tmp_path: Path):
@@ -140,10 +149,10 @@ def test_fake_backend_colocated_pipeline(tmp_path: Path):
         "workload": {"prompt_tokens": 4, "output_tokens": 5, "requests": 4}, "repetitions": 1}, "test")
     result = api.run_experiment(spec, out=tmp_path / "fake")
     for phase in ("solo", "colocated"):
-        a = result.summary["phases"][phase]["a"]
-        assert a["completed"] == 4
+        a = result.summary.point().metrics(phase, "a")
+        assert a.completed == 4
         # sleeps are lower bounds: measured values are at least the configured ones
-        assert a["median_ttft_ms"] >= 20 and a["median_tpot_ms"] >= 5
+        assert a.median_ttft_ms >= 20 and a.median_tpot_ms >= 5
 
 
 BAD_YAML = {
@@ -204,9 +213,10 @@ def test_checkpoint_folder_and_per_instance_workloads(tmp_path: Path, cache_dir:
                       {"model": "tiny", "device": "cpu", "workload": {"prompt_tokens": 24, "batch_size": 3}}],
     }, "test")
     result = api.run_experiment(spec, out=tmp_path / "run")
-    assert set(result.summary["phases"]) == {"colocated"}
-    facts = result.summary["instances"]
-    assert facts["my-checkpoint"]["model"] == str(ckpt) and facts["my-checkpoint"]["preset"] is None
+    point = result.summary.point()
+    assert set(point.phases) == {"colocated"}
+    facts = point.instances
+    assert facts["my-checkpoint"].model == str(ckpt) and facts["my-checkpoint"].preset is None
     records = tmp_path / "run" / "runs" / "colocated" / "records"
     a = [r for r in read_jsonl(records / "my-checkpoint.jsonl") if not r["warmup"]]
     b = [r for r in read_jsonl(records / "tiny.jsonl") if not r["warmup"]]
@@ -223,13 +233,13 @@ def test_worker_failing_to_load_is_recorded_and_partner_runs(tmp_path: Path):
     spec = experiment_from_dict({"instances": [_fake("broken", fail_load=True), _fake("fine")],
                                  "workload": {"output_tokens": 3, "requests": 4}, "repetitions": 2}, "test")
     result = api.run_experiment(spec, out=tmp_path / "run")
-    runs = result.summary["runs"]
-    assert runs["colocated"]["workers"]["broken"]["status"] == "failed"
-    assert runs["colocated"]["workers"]["broken"]["reason"] == "RuntimeError: simulated load failure"
-    assert runs["colocated"]["status"] == "partial"
-    assert runs["solo-broken"]["status"] == "failed"
-    assert result.summary["phases"]["colocated"]["fine"]["completed"] == 8
-    assert any("broken failed" in p for p in result.summary["problems"])
+    runs = result.summary.point().runs
+    assert runs["colocated"].workers["broken"].status == "failed"
+    assert runs["colocated"].workers["broken"].reason == "RuntimeError: simulated load failure"
+    assert runs["colocated"].status == "partial"
+    assert runs["solo-broken"].status == "failed"
+    assert result.summary.point().metrics("colocated", "fine").completed == 8
+    assert any("broken failed" in p for p in result.summary.problems)
     log = (tmp_path / "run" / "runs" / "colocated" / "logs" / "broken.log").read_text()
     assert "Traceback" in log and "simulated load failure" in log
 
@@ -239,11 +249,11 @@ def test_failed_batches_are_counted_not_timed(tmp_path: Path):
                                  "workload": {"output_tokens": 3, "requests": 6, "batch_size": 1},
                                  "repetitions": 1}, "test")
     result = api.run_experiment(spec, out=tmp_path / "run")
-    a = result.summary["phases"]["solo"]["a"]
-    assert a["completed"] == 4 and a["failed"] == 2
-    assert a["errors"] == {"RuntimeError: simulated out of memory": 2}
-    assert a["distributions"]["ttft_ms"]["count"] == 4
-    assert any(v["check"] == "failures" for v in result.summary["interference"]["verdicts"])
+    a = result.summary.point().metrics("solo", "a")
+    assert a.completed == 4 and a.failed == 2
+    assert a.errors == {"RuntimeError: simulated out of memory": 2}
+    assert a.distributions.ttft_ms.count == 4
+    assert any(c.kind == "failures" and c.subject.instance == "a" for c in result.summary.checks)
 
 
 def test_diagnose_command_on_a_cpu_run(tmp_path: Path, cli_env: dict):

@@ -16,7 +16,7 @@ import pytest
 
 from colobench.records import read_jsonl
 
-from conftest import run_cli
+from conftest import run_cli, written
 from test_http import free_port
 
 pytestmark = pytest.mark.slow
@@ -70,11 +70,11 @@ def test_two_fake_endpoints_co_located_with_faults(tmp_path: Path, cli_env: dict
     proc = run_cli(["run", "-e", a, "-e", b, "-m", "fake-model", "-c", "4", "-n", "16", "-r", "30",
                     "--repetitions", "2", "--scrape-metrics", "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = written(out)
     faulty, clean = summary["phases"]["colocated"]["fake-model-1"], summary["phases"]["colocated"]["fake-model-2"]
     assert faulty["failed"] > 0 and faulty["completed"] + faulty["failed"] == 60
     assert 0 < faulty["error_rate"] < 0.6 and faulty["distributions"]["ttft_ms"]["count"] == faulty["completed"]
-    assert any(v["verdict"] == "failed_requests" for v in summary["interference"]["verdicts"])
+    assert any(c["verdict"] == "failed_requests" for c in summary["checks"])
     assert clean["failed"] == 0 and clean["completed"] == 60 and clean["token_count_source"] == {"usage": 60}
     assert clean["output_length_mismatch"] == 0 and clean["total_output_tokens"] == 60 * 16
     assert clean["client"]["cpu_util_max"] is not None and clean["client"]["loop_lag_p99_ms"] is not None
@@ -91,7 +91,7 @@ def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, serv
     proc = run_cli(["run", "-e", url, "-m", "fake-model", "--rate", "50", "-r", "40", "-n", "4",
                     "--repetitions", "1", "--client-processes", "2", "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    metrics = json.loads(proc.stdout.strip().splitlines()[-1])["phases"]["solo"]["fake-model"]
+    metrics = written(out)["phases"]["solo"]["fake-model"]
     assert metrics["completed"] == 40 and metrics["client"]["processes"] == 2
     parts = sorted(p.name for p in (out / "runs" / "solo-fake-model" / "records").iterdir())
     assert parts == ["fake-model.0.jsonl", "fake-model.1.jsonl"]
@@ -116,7 +116,7 @@ instances:
     out = tmp_path / "run"
     proc = run_cli(["run", str(exp), "-o", str(out)], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["phases"]["solo"]["fake-model"]["completed"] == 5
+    assert written(out)["phases"]["solo"]["fake-model"]["completed"] == 5
     for path in out.rglob("*"):
         if path.is_file():
             text = path.read_text(errors="replace")
@@ -165,7 +165,7 @@ instances:
     out = tmp_path / "run"
     proc = run_cli(["run", str(exp), "-o", str(out)], env, tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    summary = written(out)
     for phase in ("solo", "colocated"):
         for name in ("a", "b"):
             m = summary["phases"][phase][name]
@@ -173,3 +173,5 @@ instances:
             assert m["token_count_source"] == {"usage": 4} and m["output_length_mismatch"] == 0
             assert m["mean_ttft_ms"] > 0 and m["mean_tpot_ms"] > 0
     assert summary["interference"]["throughput_scaling"] > 0
+    head = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert head["points"][0]["instances"]["a"]["solo"]["validity"] in ("VALID", "INVALID")

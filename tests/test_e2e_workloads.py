@@ -18,10 +18,6 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
-def _last_json(stdout: str) -> dict:
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("flags, axis, values, load", [
     (["-b", "1,2"], "batch_size", [1, 2], "static"),
     (["-c", "1,3"], "concurrency", [1, 3], "closed"),
@@ -32,9 +28,9 @@ def test_sweep_each_load_model(tmp_path: Path, cli_env: dict, flags, axis, value
     proc = run_cli(["run", "-m", "tiny", "-d", "cpu", "-p", "16", "-n", "4", "-r", "6", "--repetitions", "1",
                     *flags, "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    summary = _last_json(proc.stdout)
-    assert summary["sweep"]["axes"] == [axis]
-    assert [p[axis] for p in summary["points"]] == values  # axis values next to the metrics
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sweep_axes"] == [axis]
+    assert [p["axes"][axis] for p in summary["points"]] == values  # axis values next to the metrics
     for point in summary["points"]:
         metrics = point["phases"]["solo"]["tiny"]
         assert metrics["completed"] == 6 and metrics["load_model"] == load
@@ -45,7 +41,7 @@ def test_sweep_each_load_model(tmp_path: Path, cli_env: dict, flags, axis, value
         if load == "open":
             assert all(r["scheduled_ns"] is not None and r["submit_ns"] >= r["scheduled_ns"] for r in records)
             ol = metrics["open_loop"]
-            assert ol["requested_rate"] == point["rate"] and ol["achieved_rate"] > 0
+            assert ol["requested_rate"] == point["axes"]["rate"] and ol["achieved_rate"] > 0
             assert ol["schedule_lag_ms"]["count"] == 6
         else:
             assert all(r["scheduled_ns"] is None for r in records)
@@ -64,12 +60,11 @@ def test_failed_sweep_point_is_recorded_and_sweep_goes_on(tmp_path: Path):
     spec = experiment_from_dict({"name": "oom", "instances": [_fake("a", fail_above_batch=2)], "repetitions": 1,
                                  "workload": {"batch_size": [1, 4, 2], "requests": 8, "output_tokens": 2}}, "t")
     summary = api.run_experiment(spec, out=tmp_path / "run").summary
-    by_id = {p["id"]: p for p in summary["points"]}
-    assert by_id["oom-bs1"]["phases"]["solo"]["a"]["completed"] == 8
-    assert by_id["oom-bs2"]["phases"]["solo"]["a"]["completed"] == 8
-    failed = by_id["oom-bs4"]["runs"]["oom-bs4/solo-a"]["workers"]["a"]
-    assert failed["status"] == "failed" and "simulated out of memory" in failed["reason"]
-    assert any("oom-bs4/solo-a" in p for p in summary["problems"])
+    assert summary.point("oom-b1").metrics("solo", "a").completed == 8
+    assert summary.point("oom-b2").metrics("solo", "a").completed == 8
+    failed = summary.point("oom-b4").runs["oom-b4/solo-a"].workers["a"]
+    assert failed.status == "failed" and "simulated out of memory" in failed.reason
+    assert any("oom-b4/solo-a" in p for p in summary.problems)
 
 
 def test_duration_bounds(tmp_path: Path):
@@ -78,11 +73,11 @@ def test_duration_bounds(tmp_path: Path):
                                  {**_fake("b", ttft_ms=2, tpot_ms=2), "workload": {"concurrency": 2}}],
                                  "solo_baselines": True, "workload": {"duration_s": 0.4, "requests": 2,
                                                                       "output_tokens": 3}}, "t")
-    summary = api.run_experiment(spec, out=tmp_path / "run").summary
-    a, b = summary["phases"]["solo"]["a"], summary["phases"]["solo"]["b"]
+    point = api.run_experiment(spec, out=tmp_path / "run").summary.point()
+    a, b = point.metrics("solo", "a"), point.metrics("solo", "b")
     # about 0.4 s of 6 ms requests: far more than the 2 of the request bound
-    assert a["completed"] > 10 and b["completed"] > 10
-    assert a["load_model"] == "static" and b["load_model"] == "closed"
+    assert a.completed > 10 and b.completed > 10
+    assert a.load_model == "static" and b.load_model == "closed"
 
 
 def test_resume_skips_finished_runs(tmp_path: Path):
@@ -90,21 +85,20 @@ def test_resume_skips_finished_runs(tmp_path: Path):
             "workload": {"batch_size": [1, 2], "requests": 4, "output_tokens": 2}}
     out = tmp_path / "run"
     api.run_experiment(experiment_from_dict(data, "t"), out=out)
-    first = json.loads((out / "runs" / "res-bs1" / "solo-a" / "run.json").read_text())
+    first = json.loads((out / "runs" / "res-b1" / "solo-a" / "run.json").read_text())
     # simulate an interruption during the second point
-    second_state = out / "runs" / "res-bs2" / "solo-a" / "run.json"
+    second_state = out / "runs" / "res-b2" / "solo-a" / "run.json"
     state = json.loads(second_state.read_text())
     state["status"] = "interrupted"
     second_state.write_text(json.dumps(state))
-    (out / "runs" / "res-bs2" / "solo-a" / "records" / "a.jsonl").write_text("")
+    (out / "runs" / "res-b2" / "solo-a" / "records" / "a.jsonl").write_text("")
     with pytest.raises(ColobenchError, match="folder exists"):
         api.run_experiment(experiment_from_dict(data, "t"), out=out)
     result = api.run_experiment(experiment_from_dict(data, "t"), out=out, resume=True)
-    assert json.loads((out / "runs" / "res-bs1" / "solo-a" / "run.json").read_text()) == first  # untouched
+    assert json.loads((out / "runs" / "res-b1" / "solo-a" / "run.json").read_text()) == first  # untouched
     redone = json.loads(second_state.read_text())
     assert redone["status"] == "completed" and redone["workers"]["a"]["pid"] != state["workers"]["a"]["pid"]
-    assert {p["id"]: p["phases"]["solo"]["a"]["completed"] for p in result.summary["points"]} == {"res-bs1": 4,
-                                                                                                 "res-bs2": 4}
+    assert {p.id: p.metrics("solo", "a").completed for p in result.summary.points} == {"res-b1": 4, "res-b2": 4}
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["resumed_utc"]) == 1
     changed = {**data, "repetitions": 2}
@@ -144,7 +138,7 @@ def test_text_prompts_through_the_checkpoint_tokenizer(tmp_path: Path, tokenizer
                                             add_generation_prompt=True, tokenize=True)["input_ids"])}
     records = tmp_path / "run" / "runs" / "colocated" / "records"
     assert {r["prompt_tokens"] for r in read_jsonl(records / "file.jsonl") if not r["warmup"]} == expected
-    assert result.summary["phases"]["colocated"]["builtin"]["completed"] == 4
+    assert result.summary.point().metrics("colocated", "builtin").completed == 4
     assert list((tmp_path / "run" / "prompts").glob("*.json"))  # tokenised once, kept with the run
 
 

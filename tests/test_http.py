@@ -6,11 +6,12 @@ from __future__ import annotations
 import socket
 from types import SimpleNamespace
 
+import orjson
 import pytest
 from aiohttp import web
 
 from colobench.backends.openai_http import OpenAIBackend, request_body
-from colobench.loadgen import streaming
+from colobench import aio
 from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerConfig
 from colobench.specs import EndpointConfig
 from colobench.workload.synthetic import Request
@@ -30,14 +31,14 @@ def serve():
     def start(**config) -> str:
         port = free_port()
         runner = web.AppRunner(FakeOpenAIServer(FakeServerConfig(**config)).app())
-        streaming.run(runner.setup())
-        streaming.run(web.TCPSite(runner, "127.0.0.1", port).start())
+        aio.run(runner.setup())
+        aio.run(web.TCPSite(runner, "127.0.0.1", port).start())
         runners.append(runner)
         return f"http://127.0.0.1:{port}/v1"
 
     yield start
     for runner in runners:
-        streaming.run(runner.cleanup())
+        aio.run(runner.cleanup())
 
 
 def backend(url: str, tokenizer: str | None = None, **fields) -> OpenAIBackend:
@@ -47,7 +48,7 @@ def backend(url: str, tokenizer: str | None = None, **fields) -> OpenAIBackend:
 
 
 def ask(b: OpenAIBackend, n: int = 8, **request):
-    result = streaming.run(b.request(Request(0, (), n, text="hello world", **request)))
+    result = aio.run(b.request(Request(0, (), n, text="hello world", **request)))
     b.stop()
     return result
 
@@ -112,12 +113,10 @@ def test_unknown_model_and_api_key(serve):
 
 def test_ground_truth_timing(serve):
     """Chunks are stamped when read: never before the server sent them, and soon after."""
-    from colobench import fastjson
-
     url = serve(ttft_ms=20, itl_ms=5, stamp=True)
     b = backend(url)
     sent: list[int] = []
-    original = fastjson.loads
+    original = orjson.loads
 
     def spy(payload):
         obj = original(payload)
@@ -127,11 +126,11 @@ def test_ground_truth_timing(serve):
 
     import colobench.backends.openai_http as module
 
-    module.fastjson = SimpleNamespace(loads=spy, dumps=fastjson.dumps, JSONDecodeError=fastjson.JSONDecodeError)
+    module.orjson = SimpleNamespace(loads=spy, dumps=orjson.dumps, JSONDecodeError=orjson.JSONDecodeError)
     try:
         result = ask(b, n=10)
     finally:
-        module.fastjson = fastjson
+        module.orjson = orjson
     assert len(sent) == len(result.token_ns) == 10
     delays_ms = [(r - s) / 1e6 for r, s in zip(result.token_ns, sent)]
     assert all(d >= 0 for d in delays_ms) and sum(delays_ms) / len(delays_ms) < 20

@@ -3,6 +3,8 @@
 import asyncio
 from pathlib import Path
 
+from colobench import aio
+from colobench.backends.base import Completion
 from colobench.clock import now_ns
 from colobench.loadgen import streaming
 from colobench.loadgen.recorder import Recorder
@@ -19,14 +21,16 @@ class CountingBackend:
         self.in_flight = self.max_in_flight = self.sent = 0
         self.delay_s = delay_s
 
-    async def stream(self, request):
+    async def request(self, request):
         self.in_flight += 1
         self.sent += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            steps = []
             for _ in range(request.output_tokens):
                 await asyncio.sleep(self.delay_s)
-                yield [now_ns()]
+                steps.append(now_ns())
+            return Completion.of_steps(steps)
         finally:
             self.in_flight -= 1
 
@@ -40,7 +44,7 @@ def test_closed_loop_keeps_concurrency(tmp_path: Path):
     backend = CountingBackend()
     recorder, path = _recorder(tmp_path)
     reqs = build_requests(20, 4, 3, 32000, 0)
-    streaming.run(streaming.closed_loop(backend, iter(reqs), 4, recorder))
+    aio.run(streaming.closed_loop(backend, iter(reqs), 4, recorder))
     records = read_records(path)
     assert backend.sent == 20 and backend.max_in_flight == 4
     assert sorted(r.request_id for r in records) == list(range(20))
@@ -53,7 +57,7 @@ def test_closed_loop_with_a_deadline_stops_sending(tmp_path: Path):
     import itertools
 
     reqs = itertools.cycle(build_requests(5, 4, 2, 32000, 0))
-    streaming.run(streaming.closed_loop(backend, reqs, 2, recorder, deadline_ns=now_ns() + 100_000_000))
+    aio.run(streaming.closed_loop(backend, reqs, 2, recorder, deadline_ns=now_ns() + 100_000_000))
     assert 2 <= len(read_records(path)) == backend.sent
 
 
@@ -62,7 +66,7 @@ def test_open_loop_follows_the_schedule_and_cap(tmp_path: Path):
     recorder, path = _recorder(tmp_path)
     reqs = build_requests(30, 4, 2, 32000, 0)
     offsets = arrival_offsets_s(30, rate=200.0, seed=1).tolist()
-    start = streaming.run(streaming.open_loop(backend, reqs, offsets, recorder, max_concurrency=3))
+    start = aio.run(streaming.open_loop(backend, reqs, offsets, recorder, max_concurrency=3))
     records = sorted(read_records(path), key=lambda r: r.request_id)
     assert backend.max_in_flight <= 3 and len(records) == 30
     for r, off in zip(records, offsets):
@@ -72,22 +76,29 @@ def test_open_loop_follows_the_schedule_and_cap(tmp_path: Path):
 
 def test_failed_stream_is_recorded(tmp_path: Path):
     class Failing(CountingBackend):
-        async def stream(self, request):
-            yield [now_ns()]
+        async def request(self, request):
+            await asyncio.sleep(0)
             raise ConnectionError("stream cut")
 
+    class Short(CountingBackend):  # an in-process engine that stopped early: exact counts are promised
+        async def request(self, request):
+            return Completion.of_steps([now_ns()])
+
     recorder, path = _recorder(tmp_path)
-    streaming.run(streaming.closed_loop(Failing(), iter(build_requests(3, 4, 5, 32000, 0)), 2, recorder))
+    aio.run(streaming.closed_loop(Failing(), iter(build_requests(3, 4, 5, 32000, 0)), 2, recorder))
     records = read_records(path)
     assert len(records) == 3 and not any(r.ok for r in records)
     assert {r.error for r in records} == {"ConnectionError: stream cut"}
     assert recorder.failed == 3
+    aio.run(streaming.closed_loop(Short(), iter(build_requests(2, 4, 5, 32000, 0)), 2, recorder))
+    assert {r.error for r in read_records(path)[3:]} == {"expected 5 tokens, got 1"}
 
 
 def test_static_driver_gives_each_request_its_own_length(tmp_path: Path):
     class Steps:
         def generate(self, batch):
-            return [now_ns() + k for k in range(batch.output_tokens)]
+            steps = [now_ns() + k for k in range(batch.output_tokens)]
+            return [Completion.of_steps(steps[:r.output_tokens]) for r in batch.requests]
 
     from colobench.specs import LengthDist
 

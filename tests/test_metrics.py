@@ -3,8 +3,11 @@ import math
 import pytest
 
 from colobench.analysis import metrics as m
+from colobench.analysis.checks import phase_checks, point_checks
+from colobench.analysis.distribution import Distribution
 from colobench.analysis.interference import interference, slowdown, throughput_scaling
-from colobench.analysis.summary import instance_phase_metrics
+from colobench.analysis.model import ClientLoad, Distributions, PhaseMetrics
+from colobench.analysis.phase import instance_phase_metrics
 from colobench.records import RequestRecord
 
 MS = 1_000_000
@@ -48,7 +51,7 @@ def test_instance_phase_metrics_hand_computed():
         rec(0, [1, 2, 3], rep=0, warmup=True),
         rec(2000, [], rep=2, ok=False, rid=1),
     ]
-    out = instance_phase_metrics(records)
+    out = instance_phase_metrics(records).model_dump()
     assert out["completed"] == 3 and out["failed"] == 1 and out["warmup_requests"] == 1
     assert out["repetitions"] == 2
     assert out["total_output_tokens"] == 9 and out["total_input_tokens"] == 30
@@ -69,72 +72,90 @@ def test_instance_phase_metrics_hand_computed():
         assert key in out
 
 
-def _phase(median_ttft, p99_ttft, tput, tpot_cv=0.05, completed=200):
-    return {"median_ttft_ms": median_ttft, "p99_ttft_ms": p99_ttft, "median_tpot_ms": 2.0, "p99_tpot_ms": 3.0,
-            "median_e2el_ms": 100.0, "p99_e2el_ms": 150.0, "output_throughput": tput, "completed": completed,
-            "failed": 0, "errors": {}, "distributions": {"tpot_ms": {"cv": tpot_cv}}}
+def _phase(median_ttft, p99_ttft, tput, tpot_cv=0.05, completed=200, **extra):
+    d = Distribution(count=completed, mean=2.0, cv=tpot_cv)
+    return PhaseMetrics(median_ttft_ms=median_ttft, p99_ttft_ms=p99_ttft, median_tpot_ms=2.0, p99_tpot_ms=3.0,
+                        median_e2el_ms=100.0, p99_e2el_ms=150.0, output_throughput=tput, completed=completed,
+                        failed=0, warmup_requests=1, distributions=Distributions(
+                            ttft_ms=d, tpot_ms=d, itl_ms=d, e2el_ms=d, output_throughput_tok_s=d,
+                            request_throughput_req_s=d), **extra)
+
+
+def _verdicts(solo, coloc):
+    """Every check of a point: (kind, subject label) -> verdict."""
+    checks = point_checks("", interference(solo, coloc, {}))
+    for phase, by in (("solo", solo), ("colocated", coloc)):
+        checks += [c for name, mt in by.items() for c in phase_checks("", phase, name, mt, [])]
+    return checks
 
 
 def test_interference_hand_computed():
     solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 300)}
     coloc = {"a": _phase(15, 50, 80), "b": _phase(10, 20, 200)}
-    s = slowdown(solo["a"], coloc["a"])
-    assert s["ttft_p50"] == 1.5 and s["ttft_p99"] == 2.5 and s["tpot_p50"] == 1.0
-    assert s["output_throughput"] == 0.8
+    s = slowdown(solo["a"], coloc["a"], {})
+    assert s.ttft_p50 == 1.5 and s.ttft_p99 == 2.5 and s.tpot_p50 == 1.0
+    assert s.output_throughput == 0.8
     # (80 + 200) / mean(100, 300) = 280 / 200
     assert math.isclose(throughput_scaling(solo, coloc), 1.4)
-    block = interference(solo, coloc)
-    assert block["ideal_scaling"] == 2
-    scaling = [v for v in block["verdicts"] if v["check"] == "scaling"][0]
-    assert scaling["verdict"] == "bottleneck" and scaling["threshold"] == 1.5
+    block = interference(solo, coloc, {})
+    assert block.ideal_scaling == 2
+    (scaling,) = [c for c in _verdicts(solo, coloc) if c.kind == "scaling"]
+    assert scaling.verdict == "bottleneck" and scaling.threshold == 1.5 and scaling.subject.instance is None
 
 
 def test_interference_verdicts_ok_unstable_and_few():
     solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 100, tpot_cv=0.2)}
     coloc = {"a": _phase(11, 22, 95, completed=10), "b": _phase(11, 22, 95)}
-    block = interference(solo, coloc)
-    verdicts = {(v["check"], v["subject"]): v["verdict"] for v in block["verdicts"]}
-    assert verdicts[("scaling", "aggregate")] == "ok"
-    assert verdicts[("stability", "b/solo")] == "unstable"
-    assert verdicts[("stability", "a/solo")] == "acceptable"  # cv 5%: acceptable, not yet stable
-    assert verdicts[("sample_size", "a/colocated")] == "few_requests"
+    verdicts = {(c.kind, c.subject.label): c for c in _verdicts(solo, coloc)}
+    assert verdicts[("scaling", "aggregate")].verdict == "ok"
+    assert verdicts[("stability", "b (solo)")].verdict == "unstable"
+    assert verdicts[("stability", "b (solo)")].level == "invalid"
+    assert verdicts[("stability", "a (solo)")].verdict == "acceptable"  # cv 5%: acceptable, not yet stable
+    assert verdicts[("sample_size", "a (colocated)")].verdict == "few_requests"
+
+
+def test_one_stability_threshold_everywhere():
+    """The stability verdict and the validity band come from one table: 5% stable, 10% acceptable."""
+    from colobench.analysis.checks import THRESHOLDS, stability_band
+
+    assert (THRESHOLDS.stable_cv, THRESHOLDS.acceptable_cv) == (0.05, 0.10)
+    assert [stability_band(cv) for cv in (0.04, 0.05, 0.10, 0.11)] == ["stable", "acceptable", "acceptable", "unstable"]
+    (check,) = [c for c in phase_checks("", "solo", "a", _phase(1, 1, 1, tpot_cv=0.08), []) if c.kind == "stability"]
+    assert check.threshold == THRESHOLDS.acceptable_cv and check.verdict == "acceptable"
 
 
 def test_solo_only_has_no_scaling():
-    block = interference({"a": _phase(10, 20, 100)}, {})
-    assert block["throughput_scaling"] is None and block["slowdown"] == {}
+    block = interference({"a": _phase(10, 20, 100)}, {}, {})
+    assert block.throughput_scaling is None and block.slowdown == {}
 
 
 def _endpoint_phase(**extra):
-    base = _phase(10, 20, 100)
-    base.update(backend="openai", load_model="closed", parallel=64, mean_concurrency=63.0,
-                client={"cpu_util_max": 0.3, "loop_lag_p99_ms": 1.0}, token_count_source={"usage": 200},
-                output_length_mismatch=0)
-    base.update(extra)
-    return base
+    fields = dict(backend="openai", load_model="closed", parallel=64, mean_concurrency=63.0,
+                  client=ClientLoad(cpu_util_max=0.3, loop_lag_p99_ms=1.0), token_count_source={"usage": 200},
+                  output_length_mismatch=0)
+    return _phase(10, 20, 100, **{**fields, **extra})
 
 
 @pytest.mark.parametrize("extra, fragment", [
-    ({"client": {"cpu_util_max": 0.97, "loop_lag_p99_ms": 1.0}}, "97% of a core"),
-    ({"client": {"cpu_util_max": 0.2, "loop_lag_p99_ms": 25.0}}, "event-loop lag p99 25.0 ms"),
+    ({"client": ClientLoad(cpu_util_max=0.97, loop_lag_p99_ms=1.0)}, "97% of a core"),
+    ({"client": ClientLoad(cpu_util_max=0.2, loop_lag_p99_ms=25.0)}, "event-loop lag p99 25.0 ms"),
     ({"mean_concurrency": 30.0}, "mean concurrency 30.0 of 64 asked"),
 ])
 def test_client_bound_verdicts(extra, fragment):
-    verdicts = interference({"a": _endpoint_phase(**extra)}, {})["verdicts"]
-    bound = [v for v in verdicts if v["verdict"] == "client_bound"]
-    assert len(bound) == 1 and fragment in bound[0]["detail"]
+    bound = [c for c in _verdicts({"a": _endpoint_phase(**extra)}, {}) if c.verdict == "client_bound"]
+    assert len(bound) == 1 and fragment in bound[0].sentence and bound[0].level == "invalid"
+    assert bound[0].subject.instance == "a" and bound[0].subject.phase == "solo"
 
 
 def test_healthy_endpoint_has_no_client_or_count_verdicts():
-    checks = {v["check"] for v in interference({"a": _endpoint_phase()}, {})["verdicts"]}
-    assert not checks & {"client", "output_length", "token_count"}
+    kinds = {c.kind for c in _verdicts({"a": _endpoint_phase()}, {})}
+    assert not kinds & {"client_bound", "output_length", "token_count"}
 
 
 def test_inexact_lengths_and_chunk_counts_are_flagged():
-    verdicts = interference({"a": _endpoint_phase(output_length_mismatch=3,
-                                                   token_count_source={"chunks": 200})}, {})["verdicts"]
-    kinds = {v["verdict"] for v in verdicts}
-    assert {"inexact_lengths", "chunk_counts"} <= kinds
+    verdicts = {c.verdict for c in _verdicts({"a": _endpoint_phase(output_length_mismatch=3,
+                                                                   token_count_source={"chunks": 200})}, {})}
+    assert {"inexact_lengths", "chunk_counts"} <= verdicts
 
 
 def test_tpot_uses_token_count_not_chunks():
@@ -147,5 +168,5 @@ def test_tpot_uses_token_count_not_chunks():
 def test_scaling_above_ideal_questions_the_baselines():
     solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 100)}
     coloc = {"a": _phase(10, 20, 120), "b": _phase(10, 20, 120)}
-    verdicts = {v["verdict"] for v in interference(solo, coloc)["verdicts"]}
+    verdicts = {c.verdict for c in _verdicts(solo, coloc)}
     assert "above_ideal" in verdicts and "ok" in verdicts

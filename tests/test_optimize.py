@@ -12,7 +12,6 @@ import pytest
 
 from colobench import api
 from colobench.analysis.quality import compare_probes
-from colobench.launch.worker import apply_npu_knobs
 from colobench.specs import experiment_from_dict
 
 pytestmark = pytest.mark.slow
@@ -37,10 +36,10 @@ def test_int8_sweep_with_quality_and_true_weight_bytes(tmp_path: Path, cache_dir
                                  "sweep": {"quantization": ["none", "int8"]},
                                  "instances": [{"model": "tiny", "device": "cpu"}],
                                  "workload": {"requests": 3, "output_tokens": 4, "prompt_tokens": 16}}, "t")
-    summary = api.run_experiment(spec, out=tmp_path / "run").summary
+    summary = api.run_experiment(spec, out=tmp_path / "run").summary.to_json()
     by_id = {p["id"]: p for p in summary["points"]}
     none, int8 = by_id["q-none"], by_id["q-int8"]
-    assert "quality" not in none["phases"]["solo"]["tiny"]  # the reference
+    assert none["phases"]["solo"]["tiny"]["quality"] is None  # the reference
     q = int8["phases"]["solo"]["tiny"]["quality"]
     assert q["reference"] == "q-none" and 0 <= q["token_agreement"] <= 1 and q["kl_divergence"] >= 0
     assert int8["phases"]["solo"]["tiny"]["token_agreement"] == q["token_agreement"]
@@ -58,9 +57,8 @@ def test_reference_instance_in_one_run(tmp_path: Path, cache_dir: Path):
                                  "instances": [{"name": "fp32", "model": "tiny", "device": "cpu"},
                                                {"name": "i8", "model": "tiny", "device": "cpu", "quantization": "int8",
                                                 "reference": "fp32"}]}, "t")
-    summary = api.run_experiment(spec, out=tmp_path / "run").summary
-    q = summary["phases"]["colocated"]["i8"]["quality"]
-    assert q["reference"] == "fp32" and q["generated_tokens"] == 4 * 32
+    q = api.run_experiment(spec, out=tmp_path / "run").summary.point().metrics("colocated", "i8").quality
+    assert q.reference == "fp32" and q.generated_tokens == 4 * 32
     with pytest.raises(Exception, match="reference 'nobody'"):
         experiment_from_dict({"instances": [{"model": "tiny", "reference": "nobody"}]}, "t")
 
@@ -69,10 +67,10 @@ def test_graph_mode_compiles_and_reports_warmup(tmp_path: Path, cache_dir: Path)
     spec = experiment_from_dict({"name": "g", "repetitions": 1, "cache_dir": str(cache_dir),
                                  "instances": [{"model": "tiny", "device": "cpu", "graph": "compiled"}],
                                  "workload": {"requests": 2, "output_tokens": 4, "prompt_tokens": 16}}, "t")
-    summary = api.run_experiment(spec, out=tmp_path / "run").summary
-    m = summary["phases"]["solo"]["tiny"]
-    assert m["completed"] == 2 and m["failed"] == 0 and summary["instances"]["tiny"]["graph"] == "compiled"
-    assert m["warmup_s"] > 0  # compilation happens in the warm-up and is reported apart
+    point = api.run_experiment(spec, out=tmp_path / "run").summary.point()
+    m = point.metrics("solo", "tiny")
+    assert m.completed == 2 and m.failed == 0 and point.instances["tiny"].graph == "compiled"
+    assert m.warmup_s > 0  # compilation happens in the warm-up and is reported apart
 
 
 def test_knobs_are_applied_and_recorded(tmp_path: Path):
@@ -88,29 +86,43 @@ def test_knobs_are_applied_and_recorded(tmp_path: Path):
     assert manifest["plan"]["runs"][0]["instances"][0]["env"] == {"TASK_QUEUE_ENABLE": "2"}
 
 
-def test_npu_knobs_through_a_fake_torch_npu():
+def test_npu_knobs_through_a_fake_torch_npu(monkeypatch):
+    from colobench.devices.npu import NpuDevice
+
     calls = {}
     fake = types.SimpleNamespace(npu=types.SimpleNamespace(
         set_compile_mode=lambda jit_compile: calls.setdefault("jit_compile", jit_compile),
         config=types.SimpleNamespace(allow_internal_format=True)))
-    apply_npu_knobs(False, False, torch_npu=fake)
+    monkeypatch.setitem(__import__("sys").modules, "torch_npu", fake)
+    device = NpuDevice(0)
+    applied = device.apply_knobs({"npu_jit_compile": False, "npu_allow_internal_format": False, "graph": "eager"})
+    assert applied == {"npu_jit_compile": False, "npu_allow_internal_format": False}
     assert calls == {"jit_compile": False} and fake.npu.config.allow_internal_format is False
-    apply_npu_knobs(None, None, torch_npu=None)  # nothing asked: torch_npu is not even imported
+    assert device.apply_knobs({"npu_jit_compile": None}) == {}  # nothing asked, nothing touched
+
+
+def test_npu_knobs_refused_on_other_devices():
+    from colobench.errors import SpecError
+    from colobench.plan import plan_experiment
+
+    spec = experiment_from_dict({"instances": [{"model": "tiny", "device": "cpu", "npu_jit_compile": False}]}, "t")
+    with pytest.raises(SpecError, match="npu_jit_compile applies to npu devices, not cpu"):
+        plan_experiment(spec)
 
 
 def test_variant_flags_become_axes():
-    from colobench.cli import _build_spec
-    from test_sweep import NO_FLAGS
+    from conftest import flag_spec
 
-    spec, _ = _build_spec(None, ["tiny"], {**NO_FLAGS, "--quantization": "none,int8", "--graph": "compiled"}, None,
-                          None, None, None, None, env=["TASK_QUEUE_ENABLE=0,2", "CPU_AFFINITY_CONF=1"],
-                          cpu_affinity=True)
+    from colobench.sweep import expand
+
+    spec, _ = flag_spec(["tiny"], {"--quantization": "none,int8", "--graph": "compiled",
+                                   "--env": ["TASK_QUEUE_ENABLE=0,2", "CPU_AFFINITY_CONF=1"], "--cpu-affinity": "auto"})
     assert spec.sweep == {"instances.*.quantization": ["none", "int8"], "instances.*.env.TASK_QUEUE_ENABLE": ["0", "2"]}
     inst = spec.instances[0]
     assert inst.graph == "compiled" and inst.env == {"CPU_AFFINITY_CONF": "1"} and inst.cpu_affinity == "auto"
-    from colobench.sweep import expand
-
     assert [p.id for p in expand(spec)][-1] == "tiny-int8-task_queue_enable2"
+    spec, _ = flag_spec(["tiny"], {"--cpu-affinity": "none,auto,0-1"})
+    assert spec.sweep == {"instances.*.cpu_affinity": [None, "auto", [0, 1]]}
 
 
 def test_idle_gaps_on_a_synthetic_trace():
@@ -148,8 +160,11 @@ def test_profile_command_on_cpu(tmp_path: Path, cli_env: dict):
     assert "async-timing trap" in proc.stdout and "top operators" in proc.stdout
 
 
-def test_graph_mode_on_ascend_goes_through_torchair():
+def test_graph_mode_on_ascend_goes_through_torchair(monkeypatch):
+    import sys
+
     from colobench.backends.transformers_backend import enable_graph_mode
+    from colobench.devices.npu import NpuDevice
 
     calls = {}
 
@@ -163,11 +178,14 @@ def test_graph_mode_on_ascend_goes_through_torchair():
             calls["config"] = compiler_config
             return "eager"  # a backend torch.compile accepts, standing in for the NPU one
 
+    monkeypatch.setitem(sys.modules, "torch_npu", types.SimpleNamespace())
+    monkeypatch.setitem(sys.modules, "torchair", FakeTorchair)
+
     def forward(x):
         return x
 
     model = types.SimpleNamespace(forward=forward, generation_config=types.SimpleNamespace())
-    enable_graph_mode(model, "npu", torchair=FakeTorchair)
+    enable_graph_mode(model, NpuDevice(0).graph_mode())
     assert calls == {"config": "config"} and model.generation_config.cache_implementation == "static"
     assert model.generation_config.disable_compile is True
     assert model.forward is not forward and callable(model.forward)  # wrapped by torch.compile, not run here
@@ -180,7 +198,7 @@ def test_quality_texts_side_by_side_with_a_real_tokenizer(tmp_path: Path, tokeni
                                                {"name": "i8", "model": str(tokenizer_checkpoint), "device": "cpu",
                                                 "quantization": "int8", "reference": "ref"}]}, "t")
     result = api.run_experiment(spec, out=tmp_path / "run")
-    q = result.summary["phases"]["colocated"]["i8"]["quality"]
-    assert len(q["texts"]) == 4 and all(isinstance(t["variant"], str) for t in q["texts"])
+    q = result.summary.point().metrics("colocated", "i8").quality
+    assert len(q.texts) == 4 and all(isinstance(t.variant, str) for t in q.texts)
     page = api.write_html_report(result.run_dir).read_text()
     assert "generated text, reference against variant" in page and "token agreement" in page

@@ -26,7 +26,7 @@ from colobench.launch.ray_actors import local_device, physical_device, shift_lin
 from colobench.plan import plan_experiment
 from colobench.records import read_jsonl
 from colobench.specs import LaunchSpec, experiment_from_dict
-from conftest import pair_experiment, run_cli, start_cli, wait_for_records
+from conftest import pair_experiment, run_cli, start_cli, wait_for_records, written
 
 SKEW_NS = 5_000 * 10**9  # a node whose clock reads 5000 s ahead of the driver's
 
@@ -200,7 +200,8 @@ def test_ray_run_matches_local_run_and_corrects_clock_offsets(tmp_path: Path, cl
     assert on_ray.returncode == 0, on_ray.stderr
     lo, ra = tmp_path / "local", tmp_path / "ray"
     assert _tree(lo) == _tree(ra)  # same files: manifest, run.json, records, logs, telemetry, summary
-    s_lo, s_ra = json.loads(local.stdout.splitlines()[-1]), json.loads(on_ray.stdout.splitlines()[-1])
+    s_lo = json.loads(local.stdout.splitlines()[-1])["points"][0]
+    s_ra = json.loads(on_ray.stdout.splitlines()[-1])["points"][0]
     assert s_lo["phases"].keys() == s_ra["phases"].keys() == {"solo", "colocated"}
     for phase in s_lo["phases"]:
         for name in ("a", "b"):
@@ -236,7 +237,7 @@ def test_ray_run_matches_local_run_and_corrects_clock_offsets(tmp_path: Path, cl
                 firsts[key] = min(firsts.get(key, r["submit_ns"]), r["submit_ns"])
     for rep in (1, 2):
         assert abs(firsts[("a", rep)] - firsts[("b", rep)]) < 50_000_000
-    rebuilt = json.loads(run_cli(["report", str(ra), "--json"], cli_env, tmp_path).stdout)
+    rebuilt = json.loads(run_cli(["report", str(ra), "--json"], cli_env, tmp_path).stdout)["points"][0]
     assert rebuilt["phases"] == s_ra["phases"]
 
 
@@ -254,7 +255,7 @@ def test_killed_actor_keeps_partner_records(tmp_path: Path, cli_env: dict, cache
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 1, stderr  # ran, but an actor died
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    summary = written(out)
     victim = summary["runs"]["colocated"]["workers"]["victim"]
     assert victim["status"] == "died" and victim["reason"].startswith("actor died"), victim
     assert summary["runs"]["colocated"]["workers"]["partner"]["status"] == "completed"
@@ -327,7 +328,7 @@ def test_ctrl_c_stops_the_actors_and_keeps_what_was_measured(tmp_path: Path, cli
     assert not Path(f"/proc/{pid}").exists(), "the actor outlived the interrupted run"
     kept = [r for r in read_jsonl(records) if not r["warmup"]]
     assert 0 < len(kept) < 400
-    assert json.loads(stdout.strip().splitlines()[-1])["phases"]["solo"]["tiny"]["completed"] == len(kept)
+    assert written(out)["phases"]["solo"]["tiny"]["completed"] == len(kept)
 
 
 @pytest.mark.ray

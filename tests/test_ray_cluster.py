@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from colobench.records import read_jsonl
-from conftest import pair_experiment, start_cli, wait_for_records
+from conftest import pair_experiment, start_cli, wait_for_records, written
 
 MiB = 2**20
 
@@ -64,7 +64,7 @@ def test_instances_on_two_nodes_and_a_node_that_dies(tmp_path: Path, cli_env: di
     cluster.remove_node(side)
     stdout, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 1, stderr  # ran, but a node died
-    summary = json.loads(stdout.strip().splitlines()[-1])
+    summary = written(out)
     workers = summary["runs"]["colocated"]["workers"]
     assert workers["b"]["status"] == "died" and workers["b"]["reason"].startswith("actor died"), workers["b"]
     assert workers["a"]["status"] == "completed" and summary["phases"]["colocated"]["a"]["completed"] == 120

@@ -12,6 +12,8 @@ import pytest
 
 from colobench import api
 from colobench.analysis.compare import compare, entries
+from colobench.analysis.distribution import Distribution
+from colobench.analysis.model import Distributions, PhaseMetrics, Point, Summary
 from colobench.report import exports
 from colobench.specs import experiment_from_dict
 
@@ -99,14 +101,21 @@ def test_report_in_a_headless_browser(coloc_run: Path, tmp_path: Path):
 
 
 def _metrics(tput, tput_ci, ttft, ttft_ci, p99):
-    return {"output_throughput": tput, "mean_ttft_ms": ttft, "p99_ttft_ms": p99,
-            "distributions": {"output_throughput_tok_s": {"ci95_low": tput_ci[0], "ci95_high": tput_ci[1]},
-                              "ttft_ms": {"ci95_low": ttft_ci[0], "ci95_high": ttft_ci[1]}}}
+    none = Distribution(count=0)
+    return PhaseMetrics(completed=10, failed=0, output_throughput=tput, mean_ttft_ms=ttft, p99_ttft_ms=p99,
+                        distributions=Distributions(
+                            output_throughput_tok_s=Distribution(count=3, ci95_low=tput_ci[0], ci95_high=tput_ci[1]),
+                            ttft_ms=Distribution(count=10, ci95_low=ttft_ci[0], ci95_high=ttft_ci[1]),
+                            tpot_ms=none, itl_ms=none, e2el_ms=none, request_throughput_req_s=none))
+
+
+def _summary(*points: Point) -> Summary:
+    return Summary(experiment="x", points=list(points), sweep_axes=["batch_size"] if len(points) > 1 else [])
 
 
 def test_compare_hand_computed():
-    a = {"phases": {"solo": {"fp16": _metrics(100.0, (95, 105), 20.0, (19, 21), 30.0)}}}
-    b = {"phases": {"solo": {"int8": _metrics(150.0, (140, 160), 20.5, (19.5, 21.5), 45.0)}}}
+    a = _summary(Point(phases={"solo": {"fp16": _metrics(100.0, (95, 105), 20.0, (19, 21), 30.0)}}))
+    b = _summary(Point(phases={"solo": {"int8": _metrics(150.0, (140, 160), 20.5, (19.5, 21.5), 45.0)}}))
     rows = {r["metric"]: r for r in compare([entries(a), entries(b)])}  # no common name: paired by phase
     tput = rows["output_throughput"]
     assert tput["subject"] == "solo" and tput["ratios"] == [1.5]
@@ -114,16 +123,16 @@ def test_compare_hand_computed():
     ttft = rows["mean_ttft_ms"]
     assert ttft["ratios"][0] == pytest.approx(1.025) and ttft["beyond_noise"] == [False]  # CIs overlap
     assert rows["p99_ttft_ms"]["ratios"] == [1.5] and rows["p99_ttft_ms"]["intervals"] == [None]
-    sweep = {"points": [{"id": "x-bs1", "phases": a["phases"]}, {"id": "x-bs2", "phases": a["phases"]}]}
+    sweep = _summary(a.points[0].model_copy(update={"id": "x-b1"}), a.points[0].model_copy(update={"id": "x-b2"}))
     with pytest.raises(ValueError, match="name one"):
         entries(sweep)
-    assert entries(sweep, "x-bs2")[("solo", "fp16")]["output_throughput"] == 100.0
+    assert entries(sweep, "x-b2")[("solo", "fp16")].output_throughput == 100.0
 
 
 def test_compare_cli_and_exports(coloc_run: Path, sweep_run: Path, tmp_path: Path, cli_env: dict):
     from conftest import run_cli
 
-    proc = run_cli(["compare", f"{sweep_run}:sw-bs1", f"{sweep_run}:sw-bs4", "--md", "--csv", str(tmp_path / "c.csv"),
+    proc = run_cli(["compare", f"{sweep_run}:sw-b1", f"{sweep_run}:sw-b4", "--md", "--csv", str(tmp_path / "c.csv"),
                     "--html", str(tmp_path / "c.html")], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| a (solo) | output_throughput |" in proc.stdout and (tmp_path / "c.csv").read_text().count("\n") > 5
@@ -141,7 +150,8 @@ def test_compare_cli_and_exports(coloc_run: Path, sweep_run: Path, tmp_path: Pat
     assert n_csv == n_parquet == table.num_rows > 0 and "ttft_ms" in table.column_names
     md = run_cli(["report", str(coloc_run), "--md", "--csv", str(tmp_path / "m.csv")], cli_env, tmp_path)
     assert md.returncode == 0 and "| point | phase | instance |" in md.stdout
-    assert json.loads(run_cli(["report", str(coloc_run), "--json"], cli_env, tmp_path).stdout)["phases"]
+    whole = json.loads(run_cli(["report", str(coloc_run), "--json"], cli_env, tmp_path).stdout)
+    assert whole["schema"] == "colobench.summary/2" and whole["points"][0]["phases"]["colocated"]["a"]["completed"]
 
 
 def test_large_runs_are_downsampled_for_plotting_only():

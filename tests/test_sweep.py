@@ -1,23 +1,18 @@
 import pytest
 
-from colobench.cli import _build_spec
+from conftest import flag_spec
+
 from colobench.errors import SpecError
 from colobench.plan import plan_experiment
 from colobench.specs import experiment_from_dict
 from colobench.sweep import expand
-
-NO_FLAGS = {"--prompt-tokens": None, "--output-tokens": None, "--requests": None, "--batch-size": None,
-            "--concurrency": None, "--rate": None, "--duration": None, "--load": None, "--arrival": None,
-            "--burstiness": None, "--dtype": None, "--device": None, "--scenario": None, "--quantization": None,
-            "--graph": None}
-
 
 def test_inline_lists_become_axes_with_stable_ids():
     spec = experiment_from_dict({"name": "llama1b", "instances": [{"model": "tiny"}],
                                  "workload": {"batch_size": [1, 8]}, "scenario": ["short", "long"]}, "t")
     assert spec.sweep == {"workload.batch_size": [1, 8], "scenario": ["short", "long"]}
     points = expand(spec)
-    assert [p.id for p in points] == ["llama1b-bs1-short", "llama1b-bs1-long", "llama1b-bs8-short", "llama1b-bs8-long"]
+    assert [p.id for p in points] == ["llama1b-b1-short", "llama1b-b1-long", "llama1b-b8-short", "llama1b-b8-long"]
     assert points[2].axes == {"batch_size": 8, "scenario": "short"}
     assert points[3].spec.workload_for(0).batch_size == 8 and points[3].spec.workload_for(0).prompt_tokens == 4096
     assert [p.id for p in expand(spec)] == [p.id for p in points]  # same spec, same ids
@@ -27,7 +22,7 @@ def test_explicit_sweep_aliases_and_instance_axes():
     spec = experiment_from_dict({"name": "x", "instances": [{"model": "tiny"}, {"model": "tiny"}],
                                  "sweep": {"dtype": ["bfloat16", "float32"], "instances.1.workload.rate": [2.0, 4]}}, "t")
     ids = [p.id for p in expand(spec)]
-    assert ids == ["x-bf16-i1r2", "x-bf16-i1r4", "x-fp32-i1r2", "x-fp32-i1r4"]
+    assert ids == ["x-bf16-i1rate2", "x-bf16-i1rate4", "x-fp32-i1rate2", "x-fp32-i1rate4"]
     point = expand(spec)[1]
     assert point.axes == {"dtype": "bfloat16", "rate[1]": 4}
     assert point.spec.workload_for(0).load_model == "static" and point.spec.workload_for(1).rate == 4.0
@@ -60,19 +55,17 @@ def test_a_bad_point_is_named():
                                 "exp.yaml")
     with pytest.raises(SpecError) as info:
         expand(spec, "exp.yaml")
-    assert str(info.value).startswith("exp.yaml (sweep point s-bs0): workload.batch_size")
+    assert str(info.value).startswith("exp.yaml (sweep point s-b0): workload.batch_size")
 
 
 def test_cli_lists_become_axes():
-    flags = {**NO_FLAGS, "--batch-size": "1,2,4,8", "--scenario": "short,long", "--dtype": "bfloat16",
-             "--output-tokens": "16"}
-    spec, source = _build_spec(None, ["tiny"], flags, None, None, None, None, None)
+    flags = {"--batch-size": "1,2,4,8", "--scenario": "short,long", "--dtype": "bfloat16", "--output-tokens": "16"}
+    spec, source = flag_spec(["tiny"], flags)
     assert source == "command line" and spec.name == "tiny"
     assert spec.sweep == {"workload.batch_size": [1, 2, 4, 8], "scenario": ["short", "long"]}
     assert spec.instances[0].dtype == "bfloat16" and spec.workload.output_tokens == 16
-    assert expand(spec)[-1].id == "tiny-bs8-long"
-    spec, _ = _build_spec(None, ["tiny", "tiny"], {**NO_FLAGS, "--rate": "5,10", "--concurrency": "max"}, None,
-                          None, None, None, None)
+    assert expand(spec)[-1].id == "tiny-b8-long"
+    spec, _ = flag_spec(["tiny", "tiny"], {"--request-rate": "5,10", "--max-concurrency": "max"})
     assert spec.name == "tiny-x2" and spec.sweep == {"workload.rate": [5.0, 10.0]}
     assert spec.workload.concurrency == "max"
 
@@ -85,5 +78,41 @@ def test_cli_lists_become_axes():
 ])
 def test_cli_bad_lists(flag, text, fragment):
     with pytest.raises(SpecError) as info:
-        _build_spec(None, ["tiny"], {**NO_FLAGS, flag: text}, None, None, None, None, None)
+        flag_spec(["tiny"], {flag: text})
     assert fragment in str(info.value)
+
+
+def test_point_ids_use_the_short_flags():
+    """An id part is the knob's short flag and the value (-r requests, -n output tokens), so an id
+    reads like the command line that made it."""
+    spec, _ = flag_spec(["tiny"], {"--requests": "8,16", "--output-tokens": "32", "--prompt-tokens": "64,128"})
+    assert [p.id for p in expand(spec)] == ["tiny-r8-p64", "tiny-r8-p128", "tiny-r16-p64", "tiny-r16-p128"]
+    spec, _ = flag_spec(["tiny"], {"--rate": "2,4", "--duration": "5,10"})
+    assert [p.id for p in expand(spec)][:2] == ["tiny-rate2-dur5", "tiny-rate2-dur10"]
+
+
+@pytest.mark.parametrize("data, axis, ids", [
+    ({"instances": [{"model": "tiny", "device": "npu:0", "npu_jit_compile": [True, False]}]},
+     "instances.0.npu_jit_compile", ["s-i0jit1", "s-i0jit0"]),
+    ({"instances": [{"model": "tiny", "npu_allow_internal_format": [True, False]}]},
+     "instances.0.npu_allow_internal_format", ["s-i0nz1", "s-i0nz0"]),
+    ({"instances": [{"model": "tiny"}], "sweep": {"cpu_affinity": [None, "auto", [0, 1]]}},
+     "instances.*.cpu_affinity", ["s-nopin", "s-pinauto", "s-pin0.1"]),
+    ({"instances": [{"model": "tiny", "env": {"TASK_QUEUE_ENABLE": ["0", "2"]}}]},
+     "instances.0.env.TASK_QUEUE_ENABLE", ["s-i0task_queue_enable0", "s-i0task_queue_enable2"]),
+    ({"instances": [{"model": "tiny"}], "workload": {"prompts": [{"file": "a.jsonl"}, {"builtin": ["code"]}]}},
+     "workload.prompts", ["s-prompts-a", "s-builtin-code"]),
+])
+def test_every_variant_axis_sweeps(data, axis, ids):
+    """Every knob the README calls a variant axis takes a list: Ascend switches, CPU affinity,
+    environment variables and prompt sets included."""
+    spec = experiment_from_dict({"name": "s", **data}, "exp.yaml")
+    assert axis in spec.sweep
+    assert [p.id for p in expand(spec)] == ids
+
+
+def test_out_of_range_instance_axis_is_one_line():
+    spec = experiment_from_dict({"name": "s", "instances": [{"model": "tiny"}],
+                                 "sweep": {"instances.5.workload.rate": [1, 2]}}, "exp.yaml")
+    with pytest.raises(SpecError, match="only 1 instances"):
+        expand(spec, "exp.yaml")

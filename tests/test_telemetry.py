@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from colobench.analysis.resources import instance_resources, shared_energy
+from colobench.analysis.distribution import Distribution
+from colobench.analysis.model import Distributions, InstanceFacts, PhaseMetrics
 from colobench.analysis.roofline import decode_bytes_per_step, decode_roofline, kv_bytes_per_token, prefill_flops
 from colobench.analysis.telemetry import device_window, energy_over_window
 from colobench.devices.peaks import lookup, with_overrides
@@ -224,6 +226,17 @@ def test_recorder_writes_samples_and_reports_unavailable(tmp_path: Path):
 
 # ---- roofline and energy -----------------------------------------------------------------------
 
+def _facts(**fields):
+    return InstanceFacts(**{"model": "m", "backend": "transformers", "device": "cuda:0", "dtype": "bfloat16",
+                            "cpu_threads": 1, "workload": {}, **fields})
+
+
+def _metrics(**fields):
+    d = Distribution(count=0)
+    return PhaseMetrics(completed=1, failed=0, distributions=Distributions(
+        ttft_ms=d, tpot_ms=d, itl_ms=d, e2el_ms=d, output_throughput_tok_s=d, request_throughput_req_s=d), **fields)
+
+
 def test_roofline_llama_3_2_1b_by_hand():
     weights = 1_235_814_400 * 2  # bf16, tied embeddings stored once
     kv = kv_bytes_per_token(layers=16, kv_heads=8, head_dim=64, dtype_bytes=2)
@@ -231,10 +244,10 @@ def test_roofline_llama_3_2_1b_by_hand():
     step = decode_bytes_per_step(weights, kv, batch=1, mean_context_tokens=128 + 64)
     assert step == 2_471_628_800 + 192 * 32_768 == 2_477_920_256
     h100 = lookup("NVIDIA H100 80GB HBM3")
-    facts = {"weight_bytes": weights, "kv_cache_bytes_per_token": kv, "dtype": "bfloat16", "parameters": 1_235_814_400,
-             "architecture": {"num_hidden_layers": 16, "hidden_size": 2048}}
-    metrics = {"mean_itl_ms": 1.0, "mean_batch": 1, "mean_prompt_tokens": 128, "mean_output_tokens": 128,
-               "mean_ttft_ms": 2.0, "load_model": "static"}
+    facts = _facts(weight_bytes=weights, kv_cache_bytes_per_token=kv, parameters=1_235_814_400,
+                   architecture={"num_hidden_layers": 16, "hidden_size": 2048})
+    metrics = _metrics(mean_itl_ms=1.0, mean_batch=1, mean_prompt_tokens=128, mean_output_tokens=128,
+                       mean_ttft_ms=2.0, load_model="static")
     roof, reasons = decode_roofline(facts, metrics, h100.memory_bandwidth_bytes_s, h100.peak_flops("bfloat16"))
     assert roof["achieved_bandwidth_bytes_s"] == pytest.approx(2_477_920_256 / 1e-3)
     assert roof["mbu_pct"] == pytest.approx(100 * 2.477920256e12 / 3.35e12)  # 73.97%
@@ -249,9 +262,9 @@ def test_roofline_mistral_7b_batch_8_by_hand():
     assert kv == 131_072
     assert decode_bytes_per_step(weights, kv, 8, 1024) == 14_496_047_104 + 8 * 1024 * 131_072 == 15_569_788_928
     assert prefill_flops(7_248_023_552, 32, 4096, 512, 2) == 2 * (2 * 7_248_023_552 * 512 + 2 * 32 * 512**2 * 4096)
-    roof, reasons = decode_roofline({"weight_bytes": weights, "kv_cache_bytes_per_token": kv},
-                                    {"mean_itl_ms": 20.0, "mean_batch": 8, "mean_prompt_tokens": 1024,
-                                     "mean_output_tokens": 0, "load_model": "closed"}, None, None)
+    roof, reasons = decode_roofline(_facts(weight_bytes=weights, kv_cache_bytes_per_token=kv),
+                                    _metrics(mean_itl_ms=20.0, mean_batch=8, mean_prompt_tokens=1024,
+                                             mean_output_tokens=0, load_model="closed"), None, None)
     assert roof["achieved_bandwidth_bytes_s"] == pytest.approx(15_569_788_928 / 0.02)
     assert roof["mbu_pct"] is None and "no peak memory bandwidth" in reasons["mbu_pct"]
     assert "static batching" in reasons["mfu_pct"]
@@ -291,30 +304,29 @@ def test_resources_for_an_instance_on_a_gpu():
     for s in samples:
         s["metrics"]["process_mem_bytes"] = {"11": 6 * 2**30}
         s["metrics"]["dram_bw_util_pct"] = 70.0
-    facts = {"device": "cuda:0", "device_info": {"name": "NVIDIA H100 80GB HBM3"}, "dtype": "bfloat16",
-             "weight_bytes": 2_471_628_800, "kv_cache_bytes_per_token": 32_768, "parameters": 1_235_814_400,
-             "architecture": {"num_hidden_layers": 16, "hidden_size": 2048}}
-    metrics = {"window_ns": [int(0.5e9), int(2.5e9)], "total_output_tokens": 1200, "mean_itl_ms": 1.0,
-               "mean_batch": 1, "mean_prompt_tokens": 128, "mean_output_tokens": 128, "load_model": "static",
-               "mean_ttft_ms": 2.0}
-    out = instance_resources(samples, facts, metrics, ["a"], [11], {}, shared_device=False)
+    facts = _facts(device_info={"name": "NVIDIA H100 80GB HBM3"}, weight_bytes=2_471_628_800,
+                   kv_cache_bytes_per_token=32_768, parameters=1_235_814_400,
+                   architecture={"num_hidden_layers": 16, "hidden_size": 2048})
+    metrics = _metrics(window_ns=(int(0.5e9), int(2.5e9)), total_output_tokens=1200, mean_itl_ms=1.0, mean_batch=1,
+                       mean_prompt_tokens=128, mean_output_tokens=128, load_model="static", mean_ttft_ms=2.0)
+    out = instance_resources(samples, facts, "cuda:0", metrics, ["a"], [11], {}, shared_device=False)
     assert out["energy_j"] == pytest.approx(600.0) and out["energy_method"] == "energy counter"
     assert out["energy_per_token_j"] == pytest.approx(0.5) and out["tokens_per_j"] == pytest.approx(2.0)
     assert out["peak_memory_bytes"] == 6 * 2**30 and 50 <= out["mean_device_util_pct"] <= 60
     assert out["mbu_pct"] == pytest.approx(73.97, abs=0.01)
-    assert out["roofline"]["gpm_dram_bw_util_pct"] == 70.0 and out["roofline"]["gpm_agrees"] is True
-    shared = shared_energy(samples, {"a": metrics, "b": {**metrics, "total_output_tokens": 800}},
+    assert out["roofline"].gpm_dram_bw_util_pct == 70.0 and out["roofline"].gpm_agrees is True
+    shared = shared_energy(samples, {"a": metrics, "b": metrics.model_copy(update={"total_output_tokens": 800})},
                            {"a": "cuda:0", "b": "cuda:0"})
-    assert shared["cuda:0"]["energy_j"] == pytest.approx(600.0) and shared["cuda:0"]["output_tokens"] == 2000
-    assert shared["cuda:0"]["energy_per_token_j"] == pytest.approx(0.3)
+    assert shared["cuda:0"].energy_j == pytest.approx(600.0) and shared["cuda:0"].output_tokens == 2000
+    assert shared["cuda:0"].energy_per_token_j == pytest.approx(0.3)
 
 
 def test_device_window_reports_throttling():
     samples = _samples()
     samples[5]["metrics"]["throttle_reasons"] = ["hw_thermal"]
     out = device_window(samples, "cuda:0", 0, int(3e9))
-    assert out["throttle_reasons"] == ["hw_thermal"] and out["power_w"]["mean"] == 200.0
-    assert math.isclose(out["util_pct"]["peak"], 60.0)
+    assert out.throttle_reasons == ["hw_thermal"] and out.power_w.mean == 200.0
+    assert math.isclose(out.util_pct.peak, 60.0)
 
 
 @pytest.mark.cuda

@@ -16,25 +16,32 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
-import platform
-import socket
-import subprocess
-import sys
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from colobench import __version__
+from colobench.analysis.compat import load_summary_data
+from colobench.analysis.model import Summary
 from colobench.analysis.summary import summarize_run_dir
-from colobench.clock import wall_unix_s
-from colobench.devices.cpu import cpu_model_name, total_memory_bytes
-from colobench.errors import ColobenchError
+from colobench.backends.openai_admin import EndpointProblem, check_endpoint, scrape_metrics
+from colobench.clock import monotonic_s, wall_unix_s
+from colobench.devices import is_accelerator, resolve_auto
+from colobench.devices.inventory import environment, inventory
+from colobench.errors import ColobenchError, SpecError
+from colobench.launch import ray_launcher
 from colobench.launch.local import RunInterrupted, run_local, write_json_atomic
 from colobench.models.presets import ensure_preset, is_built
-from colobench.plan import ExperimentPlan, check_plan, plan_experiment
-from colobench.specs import ExperimentSpec, InstanceSpec, redact
+from colobench.plan import ExperimentPlan, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
+from colobench.profiling import run_profile
+from colobench.report.html import write_report
+from colobench.specs import ExperimentSpec, InstanceSpec, LaunchSpec, redact
+from colobench.telemetry import TelemetryRecorder, make_samplers
+from colobench.workload.prompts import prepare_prompt_sets
 
 DEFAULT_RUNS_DIR = Path("colobench-runs")
 
@@ -42,7 +49,7 @@ DEFAULT_RUNS_DIR = Path("colobench-runs")
 @dataclass
 class ExperimentResult:
     run_dir: Path
-    summary: dict[str, Any]
+    summary: Summary
     interrupted: bool = False
 
 
@@ -61,8 +68,6 @@ class Progress:
 
 
 def auto_device() -> str:
-    from colobench.devices import resolve_auto
-
     return resolve_auto()
 
 
@@ -84,174 +89,24 @@ def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
     return plan
 
 
-def _http_get(url: str, headers: dict[str, str], timeout_s: float = 5.0) -> tuple[int, bytes]:
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> dict[str, list[str]]:
-    """Check every endpoint before anything runs: reachable, and serving the model asked for.
-    Asks `/v1/models`; a server without it gets one tiny probe request instead."""
-    import urllib.error
-    import urllib.request
-
-    from colobench.backends.openai_http import auth_headers, endpoint_url, request_body
-    from colobench.errors import SpecError
-    from colobench.workload.synthetic import Request
-
-    served: dict[str, list[str]] = {}
+def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> None:
+    """Check every endpoint before anything runs: reachable, serving the model, taking the key."""
     for k, inst in enumerate(plan.instances):
-        if inst.backend != "openai" or inst.endpoint is None:
+        if inst.endpoint is None:
             continue
-        cfg = inst.endpoint
-        headers = auth_headers(cfg)
-        url = cfg.base_url.rstrip("/") + "/models"
         try:
-            status, body = _http_get(url, headers)
-        except OSError as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SpecError(source, f"instances[{k}].base_url", f"cannot reach the server ({reason})",
-                            cfg.base_url) from None
-        if status == 200:
-            try:
-                names = [m.get("id") for m in json.loads(body).get("data", [])]
-            except (ValueError, AttributeError):
-                names = []
-            served[cfg.base_url] = names
-            if names and inst.model not in names:
-                raise SpecError(source, f"instances[{k}].model",
-                                f"not served at {cfg.base_url} (it serves: {', '.join(map(str, names))})", inst.model)
-            continue
-        if status in (401, 403):
-            raise SpecError(source, f"instances[{k}].api_key_env", f"the server refused the credentials (HTTP {status})",
-                            cfg.api_key_env)
-        # no /models: one short non-streaming request tells whether URL and model are right
-
-        probe = request_body(cfg, inst.model, Request(0, (), 1, text="Hello"), stream=False)
-        req = urllib.request.Request(endpoint_url(cfg.base_url, cfg.api), data=json.dumps(probe).encode(),
-                                     headers={"Content-Type": "application/json", **headers})
-        try:
-            with urllib.request.urlopen(req, timeout=30):
-                pass
-        except urllib.error.HTTPError as exc:
-            raise SpecError(source, f"instances[{k}]", f"probe request to {cfg.base_url} failed with HTTP {exc.code}",
-                            show_value=False) from None
-        except OSError as exc:
-            raise SpecError(source, f"instances[{k}].base_url", f"cannot reach the server ({exc})", cfg.base_url) from None
-    return served
+            check_endpoint(inst.endpoint, inst.model)
+        except EndpointProblem as exc:
+            field = f"instances[{k}]" + (f".{exc.field}" if exc.field else "")
+            raise SpecError(source, field, exc.message, exc.value, show_value=exc.show_value) from None
 
 
-def scrape_metrics(run: Any, rdir: Path, when: str) -> None:
-    """Save each endpoint's Prometheus text to runs/<run>/metrics/<instance>.<when>.prom (fail-soft)."""
+def _scrape(run: RunSpec, rdir: Path, when: str) -> None:
+    """Keep each endpoint's Prometheus text as runs/<run>/metrics/<instance>.<when>.prom."""
     for inst in run.instances:
-        if inst.endpoint is None or not inst.endpoint.metrics_url:
-            continue
-        (rdir / "metrics").mkdir(parents=True, exist_ok=True)
-        try:
-            status, body = _http_get(inst.endpoint.metrics_url, {})
-            text = body.decode("utf-8", "replace") if status == 200 else f"# scrape failed: HTTP {status}\n"
-        except OSError as exc:
-            text = f"# scrape failed: {exc}\n"
-        (rdir / "metrics" / f"{inst.name}.{when}.prom").write_text(text)
-
-
-def _prompt_key(model_path: str, prompts: Any) -> str:
-    import hashlib
-
-    blob = json.dumps([model_path, prompts.model_dump()], sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def tokenize_prompts(plan: ExperimentPlan, source: str = "experiment") -> dict[str, list[list[int]]]:
-    """Token ids of every text prompt source in the plan, keyed by (checkpoint, source); checks
-    each prompt plus its output against the model's context. Raises SpecError; writes nothing."""
-    from colobench.errors import SpecError
-    from colobench.plan import _max_context
-    from colobench.workload.prompts import builtin_prompts, read_prompt_file, tokenize
-
-    out: dict[str, list[Any]] = {}
-    for inst in plan.instances:
-        src = inst.workload.prompts
-        if src is not None and inst.backend == "openai":
-            key = _prompt_key(inst.model, src)
-            if key not in out:  # endpoints take text; the server tokenizes
-                texts = read_prompt_file(src.file) if src.file else builtin_prompts(
-                    None if src.builtin == "all" else list(src.builtin))
-                out[key] = [{"text": t.text} if t.text is not None else {"messages": list(t.messages)} for t in texts]
-            if inst.endpoint.api == "completions" and any("messages" in p for p in out[key]):
-                raise SpecError(src.file or "built-in prompts", "", f"chat prompts (messages) need api: chat for "
-                                f"{inst.name}", show_value=False)
-            continue
-        if src is None or inst.backend != "transformers" or not inst.model_path:
-            continue
-        key = _prompt_key(inst.model_path, src)
-        where = src.file or "built-in prompts"
-        if key not in out:
-            from transformers import AutoTokenizer
-
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(inst.model_path)
-            except Exception as exc:
-                raise SpecError(source, f"{inst.name}.model", f"cannot load a tokenizer for text prompts "
-                                f"({exc.__class__.__name__})", inst.model) from None
-            texts = read_prompt_file(src.file) if src.file else builtin_prompts(
-                None if src.builtin == "all" else list(src.builtin))
-            try:
-                out[key] = tokenize(texts, tokenizer)
-            except Exception as exc:
-                raise SpecError(where, "", f"cannot tokenize with {inst.model}'s tokenizer: "
-                                f"{str(exc).splitlines()[0]}", show_value=False) from None
-        context = _max_context(inst)
-        longest = max(len(p) for p in out[key])
-        if context and longest + inst.workload.max_output_tokens() > context:
-            raise SpecError(where, "", f"a prompt of {longest} tokens plus {inst.workload.max_output_tokens()} "
-                            f"output tokens exceeds {inst.name}'s context of {context} tokens", show_value=False)
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _version(module: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(module)
-    except Exception:
-        return None
-
-
-def environment() -> dict[str, Any]:
-    """Host facts for the manifest. Never initialises an accelerator (workers report devices)."""
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "cpu_model": cpu_model_name(),
-        "logical_cores": os.cpu_count(),
-        "memory_bytes": total_memory_bytes(),
-        "load_average_1_5_15": load,
-        "versions": {"colobench": __version__, **{k: _version(k) for k in ("torch", "transformers", "torch_npu",
-                                                                           "numpy", "pydantic")}},
-        "git_commit": _git_commit(),
-    }
+        if inst.endpoint is not None and inst.endpoint.metrics_url:
+            (rdir / "metrics").mkdir(parents=True, exist_ok=True)
+            (rdir / "metrics" / f"{inst.name}.{when}.prom").write_text(scrape_metrics(inst.endpoint.metrics_url))
 
 
 def build_presets(plan: ExperimentPlan, progress: Progress) -> None:
@@ -259,9 +114,9 @@ def build_presets(plan: ExperimentPlan, progress: Progress) -> None:
     for name in sorted({i.preset for i in plan.instances if i.preset}):
         if not is_built(name, cache):
             progress.phase(f"building preset {name} (random weights, once; cached in {cache})")
-            t0 = time.perf_counter()
+            t0 = monotonic_s()
             ensure_preset(name, cache)
-            progress.phase(f"built preset {name} in {time.perf_counter() - t0:.1f} s")
+            progress.phase(f"built preset {name} in {monotonic_s() - t0:.1f} s")
 
 
 def new_run_dir(name: str) -> Path:
@@ -313,14 +168,12 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
     `interrupted=True`. With `resume`, runs already completed in `out` are kept and skipped."""
     progress = progress or Progress()
     plan = prepare(spec, source)
-    prompt_sets = tokenize_prompts(plan, source)
+    prompt_sets = prepare_prompt_sets(prompt_jobs(plan), source)
     probe_endpoints(plan, source)
     with contextlib.ExitStack() as stack:
         launcher = run_local
         if spec.launch.kind == "ray":
-            from colobench.launch import ray_launcher
-
-            progress.phase(f"connecting to Ray ({spec.launch.address})")
+            progress.phase(f"connecting to Ray ({spec.launch.address or 'a running cluster, else a private one'})")
             ray = stack.enter_context(ray_launcher.ray_session(spec.launch))
             ray_launcher.check_placeable(ray, plan, spec.launch, source)
             launcher = functools.partial(ray_launcher.run_ray, launch=spec.launch)
@@ -329,8 +182,6 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
 
 def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str, list[list[int]]], launcher: Any,
               out: Path | None, progress: Progress, command: list[str] | None, resume: bool) -> ExperimentResult:
-    import shutil
-
     run_dir = Path(out) if out else new_run_dir(spec.name)
     previous = None
     if resume:
@@ -376,22 +227,20 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
             counts = [_expected_requests(i.workload) for i in run.instances]
             total = None if None in counts else sum(counts) * run.repetitions
             progress.run_started(run.run_id, total)
-            files = {i.name: prompt_files[_prompt_key(i.model_path or i.model, i.workload.prompts)]
-                     for i in run.instances if i.workload.prompts is not None and (i.model_path or i.endpoint)}
+            files = {i.name: prompt_files[key] for i in run.instances if (key := prompt_key(i)) is not None}
 
             def on_event(kind: str, name: str, payload: Any, run_id: str = run.run_id) -> None:
-                if kind == "loaded" and isinstance(payload, dict) and payload.get("device"):
-                    dev = payload["device"]
-                    if dev.get("device") not in manifest["devices"]:
-                        manifest["devices"][dev["device"]] = dev
-                        write_json_atomic(run_dir / "manifest.json", manifest)
                 progress.worker_event(run_id, kind, name, payload)
 
-            scrape_metrics(run, rdir, "before")
+            _scrape(run, rdir, "before")
             state = launcher(run, rdir,
                               on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
                               on_event=on_event, prompts_files=files, telemetry=spec.telemetry)
-            scrape_metrics(run, rdir, "after")
+            _scrape(run, rdir, "after")
+            for worker in state["workers"].values():  # the devices as the workers named them
+                dev = (worker.get("info") or {}).get("device")
+                if isinstance(dev, dict) and dev.get("device"):
+                    manifest["devices"].setdefault(dev["device"], dev)
             if state.get("telemetry"):
                 manifest["telemetry"][run.run_id] = state["telemetry"]
             if state.get("ray"):  # where each actor ran and its clock offset, with the estimate's error
@@ -408,11 +257,9 @@ def idle_power(plan: ExperimentPlan, spec: ExperimentSpec, run_dir: Path, manife
                progress: Progress) -> None:
     """Sample the accelerators for `telemetry.idle_s` before anything runs: the idle power that
     energy per token should be read against."""
-    devices = sorted({i.device for i in plan.instances if i.device.startswith(("cuda", "npu"))})
+    devices = sorted({i.device for i in plan.instances if is_accelerator(i.device)})
     if not devices or not spec.telemetry.enabled or spec.telemetry.idle_s <= 0:
         return
-    from colobench.telemetry import TelemetryRecorder, make_samplers
-
     progress.phase(f"measuring idle power of {', '.join(devices)} for {spec.telemetry.idle_s:g} s")
     recorder = TelemetryRecorder(make_samplers(devices, dict, spec.telemetry)[1:], run_dir / "idle_telemetry.jsonl")
     manifest["telemetry"]["idle"] = recorder.start()
@@ -429,117 +276,73 @@ def _expected_requests(wl: Any) -> int | None:
     return wl.requests
 
 
-def summarize(run_dir: Path | str, write: bool = True) -> dict[str, Any]:
+def summarize(run_dir: Path | str, write: bool = True) -> Summary:
     """Recompute the summary from a run directory's files (and write `summary.json`)."""
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").is_file():
         raise ColobenchError(f"{run_dir}: not a colobench run directory (no manifest.json)")
     try:
-        summary = summarize_run_dir(run_dir)
+        summary = summarize_run_dir(run_dir).model_copy(update={"run_dir": str(run_dir)})
     except (KeyError, ValueError, TypeError) as exc:
         raise ColobenchError(f"{run_dir}: cannot read run directory ({exc.__class__.__name__}: {exc})") from None
-    summary["run_dir"] = str(run_dir)
     if write:
-        write_json_atomic(run_dir / "summary.json", summary)
+        write_json_atomic(run_dir / "summary.json", summary.to_json())
     return summary
 
 
-def write_html_report(run_dir: Path | str, summary: dict[str, Any] | None = None) -> Path | None:
-    """Write `report.html` into the run directory (None, and nothing written, without plotly)."""
+def write_html_report(run_dir: Path | str, summary: Summary | None = None) -> Path:
+    """Write `report.html` into the run directory."""
     run_dir = Path(run_dir)
-    import importlib.util
-
-    if importlib.util.find_spec("plotly") is None:
-        return None
-    from colobench.report.html import write_report
-
     summary = summary if summary is not None else load_summary(run_dir)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     return write_report(run_dir, summary, manifest)
 
 
-def load_summary(run_dir: Path | str) -> dict[str, Any]:
-    """The summary of a run directory, recomputed from its records."""
-    return summarize(run_dir, write=False)
+def load_summary(path: Path | str) -> Summary:
+    """The summary of a run directory, recomputed from its records; or a `summary.json` file on
+    its own (any schema colobench wrote, converted to today's)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            return load_summary_data(json.loads(path.read_text(encoding="utf-8")), str(path))
+        except (ValueError, ValidationError) as exc:
+            raise ColobenchError(f"{path}: not a colobench summary ({str(exc).splitlines()[0]})") from None
+    return summarize(path, write=False)
 
 
 def ray_cluster(address: str) -> list[dict[str, Any]]:
     """The nodes of the Ray cluster at `address` and what each offers (CPUs, GPUs, NPUs, labels)."""
-    from colobench.launch.ray_launcher import cluster_nodes, ray_session
-    from colobench.specs import LaunchSpec
-
-    with ray_session(LaunchSpec(kind="ray", address=address), where="--ray-address") as ray:
-        return cluster_nodes(ray)
+    with ray_launcher.ray_session(LaunchSpec(kind="ray", address=address), where="--ray-address") as ray:
+        return ray_launcher.cluster_nodes(ray)
 
 
 def list_devices(probe: bool = False) -> dict[str, Any]:
     """The environment check: host, versions, every visible device with its memory and peak
     figures, and (with `probe`) measured copy bandwidth and matmul rate against those peaks."""
-    import torch
-
-    from colobench.devices import DeviceUnavailable, check_device, get_device
-    from colobench.devices.peaks import lookup
-
-    env = environment()
-    versions = dict(env["versions"])
-    versions["cuda_runtime"] = torch.version.cuda
-    devices = ["cpu"]
-    try:
-        check_device("cuda:0")
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    except DeviceUnavailable:
-        pass
-    try:
-        check_device("npu:0")
-        devices += [f"npu:{i}" for i in range(torch.npu.device_count())]
-        import torch_npu
-
-        versions["cann"] = getattr(getattr(torch_npu, "version", None), "cann", None)
-    except (DeviceUnavailable, AttributeError, ImportError):
-        pass
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        versions["nvidia_driver"] = pynvml.nvmlSystemGetDriverVersion()
-    except Exception:
-        pass
-    rows = []
-    for device in devices:
-        info = get_device(device).info()
-        peak = lookup(info.name) if device != "cpu" else None
-        row: dict[str, Any] = {"device": device, "name": info.name, "memory_bytes": info.total_memory_bytes,
-                               "driver": info.driver, "extra": info.extra,
-                               "peak": peak.__dict__ if peak else None}
-        if probe:
-            from colobench.devices.probe import probe as run_probe
-
-            measured = run_probe(device)
-            if peak:
-                measured["copy_pct_of_peak"] = 100 * measured["copy_bandwidth_bytes_s"] / peak.memory_bandwidth_bytes_s
-                flops = peak.peak_flops("bfloat16")
-                measured["matmul_pct_of_peak"] = 100 * measured["matmul_flops"] / flops if flops else None
-            row["probe"] = measured
-        rows.append(row)
-    return {"host": {k: env[k] for k in ("hostname", "cpu_model", "logical_cores", "memory_bytes", "platform")},
-            "versions": versions, "devices": rows}
+    return inventory(probe)
 
 
 def profile(spec: ExperimentSpec, out: Path, source: str = "command line") -> dict[str, Any]:
     """Run `colobench profile` for the spec's first instance (see `colobench.profiling`)."""
-    from colobench.profiling import run_profile
-
     plan = prepare(spec, source)
     build_presets(plan, Progress())
     return run_profile(plan, Path(out))
 
 
-def validity_table(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def validity_table(summary: Summary) -> list[dict[str, Any]]:
     """Every instance-phase's validity verdict, with its point."""
-    points = summary.get("points") or [{"id": "", "phases": summary.get("phases", {})}]
-    return [{"point": p["id"], "phase": phase, "instance": name, "validity": mt.get("validity")}
-            for p in points for phase, by_name in (p.get("phases") or {}).items() for name, mt in by_name.items()]
+    return [{"point": p.id, "phase": phase, "instance": name,
+             "validity": mt.validity.model_dump() if mt.validity else None}
+            for p in summary.points for phase, name, mt in p.rows()]
 
 
-def dump_json_line(summary: dict[str, Any]) -> str:
-    return json.dumps(summary, separators=(",", ":"), default=str)
+def schema() -> dict[str, Any]:
+    """The JSON Schema of `summary.json`, generated from the summary's models."""
+    return Summary.model_json_schema(by_alias=True)
+
+
+def dump_json_line(data: Any) -> str:
+    """One line of JSON (a summary, or any plain data)."""
+    if isinstance(data, Summary):
+        data = data.to_json()
+    return json.dumps(data, separators=(",", ":"), default=str)

@@ -8,19 +8,37 @@ messages go to stderr, so `colobench run | tail -1 | jq` works.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from colobench.cli_flags import LIST_FLAGS, _build_spec, _for_flags  # noqa: F401  (_build_spec: tests use it)
+from colobench import api
+from colobench.analysis.compare import compare as compare_runs
+from colobench.analysis.compare import entries
+from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
 from colobench.errors import ColobenchError, SpecError
+from colobench.models.presets import PRESETS, default_cache_dir, is_built
+from colobench.report import exports
+from colobench.report.console import print_findings, print_summary, validity_line
+from colobench.report.headline import headline
+from colobench.report.html import comparison_page
+from colobench.serve.fake_openai import FAULTS, FakeServerConfig, serve
+from colobench.specs import Knob
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich", no_args_is_help=True,
                   help="Benchmark LLM inference alone and co-located; diagnose why instances slow each other.")
+PLAIN_PROGRESS_EVERY_S = 10.0
+
 
 def _stdout() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
@@ -31,18 +49,16 @@ def _stderr() -> Console:
 
 
 class _RichProgress:
-    """Draws the API's progress callbacks as a rich progress bar on stderr."""
+    """Draws the API's progress callbacks as a rich progress bar on a terminal's stderr."""
 
     def __init__(self, console: Console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.console = console
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("requests"), TimeElapsedColumn(), console=console, transient=False)
         self.tasks: dict[str, Any] = {}
+        self.started = False  # drawn from the first event on, so an early error prints alone
 
     def __enter__(self) -> "_RichProgress":
-        self.started = False  # drawn from the first event on, so an early error prints alone
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -73,82 +89,107 @@ class _RichProgress:
         self.bar.update(self.tasks[run_id], description=f"{run_id}: {state['status']}")
 
 
+class _PlainProgress:
+    """For a stderr that is not a terminal (CI, nohup, a pipe): plain lines, and one at least
+    every `PLAIN_PROGRESS_EVERY_S` seconds while a run goes on, so a log never falls silent."""
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+        self.current: dict[str, Any] | None = None
+        self.done_event = threading.Event()
+        self.thread = threading.Thread(target=self._tick, name="colobench-progress", daemon=True)
+
+    def __enter__(self) -> "_PlainProgress":
+        self.t0 = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.done_event.set()
+
+    def _line(self, text: str) -> None:
+        with self.lock:
+            print(f"[colobench {time.monotonic() - self.t0:6.0f} s] {text}", file=self.stream, flush=True)
+
+    def _tick(self) -> None:
+        while not self.done_event.wait(PLAIN_PROGRESS_EVERY_S):
+            run = self.current
+            if run is not None:
+                total = f"/{run['total']}" if run["total"] else ""
+                self._line(f"{run['id']}: {run['done']}{total} requests, {time.monotonic() - run['t0']:.0f} s")
+
+    def phase(self, text: str) -> None:
+        self._line(text)
+
+    def run_started(self, run_id: str, total_requests: int | None) -> None:
+        self.current = {"id": run_id, "total": total_requests, "done": 0, "t0": time.monotonic()}
+        self._line(f"{run_id}: started")
+
+    def requests_done(self, run_id: str, instance: str, count: int) -> None:
+        if self.current is not None:
+            self.current["done"] += count
+
+    def worker_event(self, run_id: str, kind: str, instance: str, payload: Any) -> None:
+        if kind in ("died", "error"):
+            self._line(f"{run_id}: worker {instance} {kind}: {payload}")
+
+    def run_finished(self, run_id: str, state: dict[str, Any]) -> None:
+        done = self.current["done"] if self.current else 0
+        self.current = None
+        self._line(f"{run_id}: {state['status']} ({done} requests)")
+
+
+def _progress(console: Console) -> Any:
+    return _RichProgress(console) if console.is_terminal else _PlainProgress()
+
+
+RUN_KNOBS = [k for k in FLAG_KNOBS if k.name not in ("model",)]
+
+
 @app.command()
+@with_knob_options(RUN_KNOBS)
 def run(
-    experiment: Optional[Path] = typer.Argument(None, help="experiment YAML; without it, -m flags or the default job"),
-    model: list[str] = typer.Option([], "--model", "-m", help="preset name or HF checkpoint folder; repeat to co-locate"),
-    device: Optional[str] = typer.Option(None, "--device", "-d", help="auto, cpu, cuda[:N] or npu[:N] (list = axis)"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16, float16 (list = axis)"),
-    prompt_tokens: Optional[str] = typer.Option(None, "--prompt-tokens", "-p", help="tokens per prompt, e.g. 128 or 128,1024"),
-    output_tokens: Optional[str] = typer.Option(None, "--output-tokens", "-n", help="tokens generated per request"),
-    requests: Optional[str] = typer.Option(None, "--requests", "-r", help="measured requests per repetition"),
-    batch_size: Optional[str] = typer.Option(None, "--batch-size", "-b", help="static batch size(s), or max"),
-    concurrency: Optional[str] = typer.Option(None, "--concurrency", "-c", help="closed loop: requests in flight; open loop: cap"),
-    rate: Optional[str] = typer.Option(None, "--rate", help="open loop: requests/s (Poisson unless --arrival)"),
-    duration: Optional[str] = typer.Option(None, "--duration", help="bound each repetition by seconds instead of count"),
-    load: Optional[str] = typer.Option(None, "--load", help="static, closed or open (inferred from the flags)"),
-    arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson, gamma or constant"),
-    burstiness: Optional[str] = typer.Option(None, "--burstiness", help="gamma arrivals: 1 = Poisson, > 1 burstier"),
-    scenario: Optional[str] = typer.Option(None, "--scenario", "-s", help="short, long, mixed, peak (list = axis)"),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="prompt file (JSONL / ShareGPT), builtin, or builtin:cat,..."),
-    repetitions: Optional[int] = typer.Option(None, "--repetitions", help="measured windows per run (default 3)"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default colobench-runs/<time>-<name>)"),
-    resume: bool = typer.Option(False, "--resume", help="keep the completed runs in --out and redo the rest"),
-    name: Optional[str] = typer.Option(None, "--name", help="experiment name (prefix of sweep point ids)"),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="where presets are built (default ~/.cache/colobench)"),
-    json_only: bool = typer.Option(False, "--json", help="print only the summary JSON line on stdout"),
+    experiment: Optional[Path] = typer.Argument(None, help="experiment YAML; without it, -m flags or the default job",
+                                                metavar="[EXPERIMENT.yaml]"),
+    model: list[str] = typer.Option([], "--model", "-m", help="preset name or HF checkpoint folder (or the served model "
+                                    "name of an --endpoint); repeat to co-locate", rich_help_panel="Model and device",
+                                    metavar="MODEL"),
     endpoint: list[str] = typer.Option([], "--endpoint", "-e", help="OpenAI-compatible base URL (http://host:port/v1); "
-                                       "repeat to co-locate; -m gives the served model name"),
-    api_kind: Optional[str] = typer.Option(None, "--api", help="endpoints: completions or chat"),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="endpoints: variable holding the API key"),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="endpoints: local tokenizer to count tokens"),
-    scrape_metrics: bool = typer.Option(False, "--scrape-metrics", help="endpoints: keep /metrics before and after"),
-    client_processes: Optional[int] = typer.Option(None, "--client-processes", help="endpoints: load-generator processes"),
-    quantization: Optional[str] = typer.Option(None, "--quantization", help="none, int8, int4 (list = axis)"),
-    graph: Optional[str] = typer.Option(None, "--graph", help="eager or compiled (list = axis)"),
-    env: list[str] = typer.Option([], "--env", help="KEY=VALUE for the workers, e.g. TASK_QUEUE_ENABLE=0,2 (list = axis)"),
-    cpu_affinity: bool = typer.Option(False, "--cpu-affinity", help="pin each worker to its share of the cores"),
-    launcher: Optional[str] = typer.Option(None, "--launcher", help="local (processes here) or ray (actors on a Ray cluster)"),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: auto, host:6379, ray://host:10001 or local"),
+                                       "repeat to co-locate; -m gives the served model name",
+                                       rich_help_panel="Endpoints", metavar="URL"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default colobench-runs/<time>-<name>)",
+                                       rich_help_panel="Output", metavar="DIR"),
+    resume: bool = typer.Option(False, "--resume", help="keep the completed runs in --out and redo the rest",
+                                rich_help_panel="Output", metavar=""),
+    json_only: bool = typer.Option(False, "--json", help="print only the whole summary as JSON on stdout",
+                                   rich_help_panel="Output", metavar=""),
+    knobs: dict[Knob, Any] | None = None,
 ) -> None:
     """Run each instance alone, then all together, and report how much they slow each other.
 
     Comma lists (--batch-size 1,2,4,8 --scenario short,long) sweep the product of their values.
+    The last line of stdout is a compact JSON headline; --json prints the whole summary instead.
     """
-    from colobench import api
-    from colobench.report.console import print_summary
-
-    flags = {"--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens, "--requests": requests,
-             "--batch-size": batch_size, "--concurrency": concurrency, "--rate": rate, "--duration": duration,
-             "--load": load, "--arrival": arrival, "--burstiness": burstiness, "--dtype": dtype, "--device": device,
-             "--scenario": scenario, "--quantization": quantization, "--graph": graph}
     if resume and out is None:
         raise ColobenchError("--resume needs --out: the run directory to resume")
-    endpoint_opts = {"api": api_kind, "api_key_env": api_key_env, "tokenizer": tokenizer,
-                     "metrics_url": "auto" if scrape_metrics else None, "client_processes": client_processes}
-    if not endpoint and any(v is not None for v in endpoint_opts.values()):
-        raise SpecError("command line", "--endpoint", "--api, --api-key-env, --tokenizer, --scrape-metrics and "
-                        "--client-processes apply to --endpoint instances", show_value=False)
-    spec, source = _build_spec(experiment, model, flags, repetitions, prompts, name, cache_dir,
-                               out if resume else None, endpoint, endpoint_opts, env, cpu_affinity,
-                               {"kind": launcher, "address": ray_address})
+    spec, source = build_spec(experiment, model, endpoint, knobs or {}, out if resume else None)
     err = _stderr()
     try:
-        with _RichProgress(err) as progress:
+        with _progress(err) as progress:
             result = api.run_experiment(spec, out=out, progress=progress, source=source, command=sys.argv,
                                         resume=resume)
     except SpecError as exc:
-        raise _for_flags(exc) from None
+        raise for_flags(exc) from None
     if not json_only:
         print_summary(result.summary, _stdout())
     report_path = api.write_html_report(result.run_dir, result.summary)
-    err.print(f"run directory: {escape(str(result.run_dir))}"
-              + (f"; report: {escape(str(report_path))}" if report_path else ""))
-    print(api.dump_json_line(result.summary), flush=True)
+    err.print(f"run directory: {escape(str(result.run_dir))}; report: {escape(str(report_path))}")
+    print(api.dump_json_line(result.summary if json_only else headline(result.summary)), flush=True)
     if result.interrupted:
         err.print("[yellow]interrupted: the summary covers what completed; --resume redoes the rest[/]")
         raise typer.Exit(130)
-    if result.summary.get("problems"):
+    if result.summary.problems:
         raise typer.Exit(1)
 
 
@@ -162,18 +203,12 @@ def report(
     records_out: Optional[Path] = typer.Option(None, "--records", help="export every request record to .csv or .parquet"),
 ) -> None:
     """Print the tables of a run again, recomputed from its records alone; or export them."""
-    from colobench import api
-    from colobench.report import exports
-    from colobench.report.console import print_summary
-
     summary = api.load_summary(run_dir)
     if json_out:
         print(api.dump_json_line(summary))
         return
     if html_out:
         path = api.write_html_report(run_dir, summary)
-        if path is None:
-            raise ColobenchError("--html needs plotly (pip install plotly)")
         _stderr().print(f"wrote {escape(str(path))}")
     if csv_out or md_out:
         rows = exports.metric_rows(summary)
@@ -188,7 +223,7 @@ def report(
     if html_out or csv_out or md_out or records_out:
         return
     print_summary(summary, _stdout())
-    print(api.dump_json_line(summary))
+    print(api.dump_json_line(headline(summary)))
 
 
 @app.command()
@@ -199,10 +234,6 @@ def devices(
                                               help="also list the nodes of this Ray cluster (auto, host:port, local)"),
 ) -> None:
     """The environment check: devices, drivers and versions, memory, peak figures (and measured)."""
-    from rich.table import Table
-
-    from colobench import api
-
     result = api.list_devices(probe=probe)
     if ray_address:
         result["ray_nodes"] = api.ray_cluster(ray_address)
@@ -256,12 +287,6 @@ def compare(
     html_out: Optional[Path] = typer.Option(None, "--html", help="write an offline HTML comparison page"),
 ) -> None:
     """Each metric's ratio to the first run, with an interval and whether it is beyond the noise."""
-    from rich.table import Table
-
-    from colobench import api
-    from colobench.analysis.compare import compare as compare_runs
-    from colobench.analysis.compare import entries
-
     if len(runs) < 2:
         raise ColobenchError("compare needs at least two runs")
     loaded = []
@@ -304,47 +329,32 @@ def compare(
             table.add_row(*(escape(c) for c in row))
         _stdout().print(table)
     if csv_out:
-        import csv
-
-        with open(csv_out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(table_rows)
+        exports.write_csv([dict(zip(header, row)) for row in table_rows], csv_out)
     if html_out:
-        from colobench.report.html import comparison_page
-
         html_out.write_text(comparison_page(header, table_rows, rows, runs), encoding="utf-8")
         _stderr().print(f"wrote {escape(str(html_out))}")
 
 
 @app.command()
+@with_knob_options(knobs_named("device", "dtype", "batch_size", "prompt_tokens", "output_tokens", "graph",
+                               "quantization", "attn_implementation", "cache_dir"))
 def profile(
-    model: str = typer.Option(..., "--model", "-m", help="preset name or HF checkpoint folder"),
-    device: Optional[str] = typer.Option(None, "--device", "-d", help="auto, cpu, cuda[:N] or npu[:N]"),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16"),
-    batch_size: Optional[str] = typer.Option(None, "--batch-size", "-b", help="requests in the profiled batch"),
-    prompt_tokens: Optional[str] = typer.Option(None, "--prompt-tokens", "-p", help="tokens per prompt"),
-    output_tokens: Optional[str] = typer.Option("16", "--output-tokens", "-n", help="decode steps profiled"),
-    graph: Optional[str] = typer.Option(None, "--graph", help="eager or compiled"),
-    quantization: Optional[str] = typer.Option(None, "--quantization", help="none, int8 or int4"),
-    out: Path = typer.Option(..., "--out", "-o", help="folder for trace.json and profile.json"),
+    model: str = typer.Option(..., "--model", "-m", help="preset name or HF checkpoint folder", metavar="MODEL"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder for trace.json and profile.json", metavar="DIR"),
+    knobs: dict[Knob, Any] | None = None,
 ) -> None:
     """Profile a short window: Chrome trace, device idle share, launch overhead, top operators,
     and the async-timing trap (host clock vs synchronised time)."""
-    from rich.table import Table
-
-    from colobench import api
-
-    flags = {**{f: None for f in LIST_FLAGS}, "--device": device, "--dtype": dtype, "--batch-size": batch_size,
-             "--prompt-tokens": prompt_tokens, "--output-tokens": output_tokens, "--graph": graph,
-             "--quantization": quantization}
-    spec, source = _build_spec(None, [model], flags, 1, None, None, None, None)
+    knobs = dict(knobs or {})
+    if not any(k.name == "output_tokens" for k in knobs):
+        knobs[knobs_named("output_tokens")[0]] = "16"  # 16 decode steps are plenty for a trace
+    spec, source = build_spec(None, [model], [], knobs)
     if spec.sweep:
         raise ColobenchError("profile takes one value per flag, not a list")
     try:
         result = api.profile(spec, out, source)
     except SpecError as exc:
-        raise _for_flags(exc) from None
+        raise for_flags(exc) from None
     console = _stdout()
     trap, analysis = result["async_timing_trap"], result["analysis"]
     console.print(f"[bold]{escape(result['model'])}[/] on {result['device']} ({result['dtype']}, graph {result['graph']}, "
@@ -374,28 +384,23 @@ def diagnose(
     json_out: bool = typer.Option(False, "--json", help="print the findings as JSON"),
 ) -> None:
     """Ranked findings with evidence and what to change, and each result's validity verdict."""
-    from colobench import api
-    from colobench.report.console import print_findings, validity_line
-
     summary = api.load_summary(run_dir)
     if json_out:
-        print(api.dump_json_line({"findings": summary.get("findings", []), "validity": api.validity_table(summary)}))
+        print(api.dump_json_line({"findings": [f.model_dump(mode="json") for f in summary.findings],
+                                  "checks": [c.model_dump(mode="json") for c in summary.checks],
+                                  "validity": api.validity_table(summary)}))
         return
     console = _stdout()
     console.print("[bold]validity[/]")
-    for row in api.validity_table(summary):
-        console.print(f"  {escape(row['point'] + ' ' if row['point'] else '')}{escape(row['instance'])} "
-                      f"({row['phase']}): {validity_line({'validity': row['validity']})}")
-    print_findings(summary, console)
+    for p in summary.points:
+        for phase, name, mt in p.rows():
+            console.print(f"  {escape(p.id + ' ' if p.id else '')}{escape(name)} ({phase}): {validity_line(mt)}")
+    print_findings(summary.findings, console)
 
 
 @app.command()
 def presets() -> None:
     """List the architecture presets (real shapes, random weights)."""
-    from rich.table import Table
-
-    from colobench.models.presets import PRESETS, default_cache_dir, is_built
-
     table = Table(show_edge=False, header_style="bold")
     for col in ("preset", "shapes of", "parameters", "layers", "hidden", "heads/kv", "vocab", "built"):
         table.add_column(col)
@@ -430,10 +435,6 @@ def fake_server(
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="require the key in this variable"),
 ) -> None:
     """Serve a fake OpenAI-compatible API with known timing and optional faults."""
-    import os
-
-    from colobench.serve.fake_openai import FAULTS, FakeServerConfig, serve
-
     chosen = tuple(f for f in faults.split(",") if f)
     unknown = [f for f in chosen if f not in FAULTS]
     if unknown:
@@ -451,6 +452,12 @@ def fake_server(
     _stderr().print(f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
                     f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")
     serve(config, host=host, port=port)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of summary.json (colobench.summary/2), generated from its models."""
+    print(json.dumps(api.schema(), indent=2))
 
 
 def main() -> None:

@@ -1,102 +1,196 @@
-"""From command-line flags to an `ExperimentSpec`: comma lists become sweep axes, errors name
-the flag (`--prompt-tokens`), not the spec path. Part of the CLI layer: it parses, never runs."""
+"""From command-line flags to an `ExperimentSpec`. Part of the CLI layer: it parses, never runs.
+
+Every knob option comes from the knob table (`colobench.specs.knobs`): its flag, short flag,
+aliases, help, panel and how its text is parsed. A comma list (or a repeated `--prompts` /
+`--env KEY=V1,V2`) gives several values, which makes the knob a sweep axis. Errors about the
+command line name the flag (`--prompt-tokens`), not the spec path.
+"""
 
 from __future__ import annotations
 
+import inspect
 import re
+from functools import wraps
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, get_type_hints
 
+import typer
+
+from colobench.api import default_experiment, spec_from_run_dir
 from colobench.errors import ColobenchError, SpecError
+from colobench.specs import ALL_KNOBS, ExperimentSpec, Knob, experiment_from_dict, load_experiment_yaml, model_label
+from colobench.specs import models
+from colobench.specs.knobs import PANELS
 
-FLAG_FIELDS = {  # spec field -> the flag that sets it, for error messages about flags
-    r"workload\.prompt_tokens": "--prompt-tokens",
-    r"workload\.output_tokens": "--output-tokens",
-    r"workload\.requests": "--requests",
-    r"workload\.batch_size": "--batch-size",
-    r"workload\.concurrency": "--concurrency",
-    r"workload\.rate": "--rate",
-    r"workload\.duration_s": "--duration",
-    r"workload\.load": "--load",
-    r"workload\.arrival": "--arrival",
-    r"workload\.burstiness": "--burstiness",
-    r"workload\.prompts.*": "--prompts",
-    r"workload": "workload flags",
-    r"repetitions": "--repetitions",
-    r"launch\.kind": "--launcher",
-    r"launch\.address": "--ray-address",
-    r"instances\[\d+\]\.device": "--device",
-    r"instances\[\d+\]\.dtype": "--dtype",
-    r"instances\[\d+\]\.model": "--model",
-    r"instances\[\d+\]\.base_url": "--endpoint",
-    r"instances\[\d+\]\.api": "--api",
-    r"instances\[\d+\]\.api_key_env": "--api-key-env",
-    r"instances\[\d+\]\.tokenizer": "--tokenizer",
-    r"instances\[\d+\]\.client_processes": "--client-processes",
-    r"instances\[\d+\]": "--endpoint",
-}
+FLAG_KNOBS = [k for k in ALL_KNOBS if k.meta.flag]
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _flag_name(field: str) -> str:
-    # flags set the experiment's workload; preflight names the instance it checked
-    candidates = [field, re.sub(r"^instances\[\d+\]\.workload", "workload", field)]
-    for candidate in candidates:
-        for pattern, flag in FLAG_FIELDS.items():
-            if re.fullmatch(pattern, candidate):
-                return flag
-    return field
+def param_name(k: Knob) -> str:
+    """The Python name of a knob's option in a command's signature."""
+    return f"knob__{k.scope}__{k.name}"
 
 
-LIST_FLAGS = {  # flag -> (spec field, value kind); a comma list makes the field a sweep axis
-    "--prompt-tokens": ("prompt_tokens", "int"),
-    "--output-tokens": ("output_tokens", "int"),
-    "--requests": ("requests", "int"),
-    "--batch-size": ("batch_size", "int|max"),
-    "--concurrency": ("concurrency", "int|max"),
-    "--rate": ("rate", "float"),
-    "--duration": ("duration_s", "float"),
-    "--load": ("load", "str"),
-    "--arrival": ("arrival", "str"),
-    "--burstiness": ("burstiness", "float"),
-    "--dtype": ("dtype", "str"),
-    "--device": ("device", "str"),
-    "--scenario": ("scenario", "str"),
-    "--quantization": ("quantization", "str"),
-    "--graph": ("graph", "str"),
-}
+def _panel(k: Knob) -> str:
+    return k.meta.panel[0].upper() + k.meta.panel[1:]
 
 
-def _parse_values(flag: str, text: str, kind: str) -> list[Any]:
-    """`1,2,4` -> [1, 2, 4]; a wrong item is a one-line error naming the flag."""
-    out: list[Any] = []
-    for item in (part.strip() for part in text.split(",")):
+def _option(k: Knob) -> inspect.Parameter:
+    names = [k.meta.flag, *([k.meta.short] if k.meta.short else []), *k.meta.aliases]
+    help_text = k.help + (" [a comma list is an axis]" if k.meta.axis and not k.meta.repeat else "")
+    if k.meta.parse == "auto":  # a switch that sets the value `auto`
+        default = typer.Option(False, *names, help=help_text, rich_help_panel=_panel(k), metavar="")
+        annotation = bool
+    elif k.meta.repeat:
+        default = typer.Option([], *names, help=help_text, rich_help_panel=_panel(k), metavar=k.meta.metavar or "TEXT",
+                               show_default=False)
+        annotation = list[str]
+    else:
+        choices = _choices(k)
+        metavar = k.meta.metavar or ("|".join(choices) if choices else "TEXT")
+        default = typer.Option(None, *names, help=help_text, rich_help_panel=_panel(k), metavar=metavar,
+                               show_default=False)
+        annotation = Optional[str]
+    return inspect.Parameter(param_name(k), inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _choices(k: Knob) -> list[str]:
+    """The values a Literal-typed knob takes, for its metavar (`eager|compiled`)."""
+    owner = next(m for m in (models.WorkloadSpec, models.InstanceSpec, models.ExperimentKnobs, models.LaunchSpec)
+                 if k.name in m.model_fields)
+    text = str(owner.model_fields[k.name].annotation)
+    found = re.findall(r"Literal\[([^\]]*)\]", text)
+    values = [v.strip().strip("'\"") for group in found for v in group.split(",")]
+    return [v for v in values if v and v not in ("max", "auto")] if len(values) <= 6 else []
+
+
+def with_knob_options(knobs: list[Knob]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add an option per knob to a typer command; the command receives them as `knobs`:
+    {knob: text (or list of texts, or True)} for the options the user gave."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        hints = get_type_hints(func)
+        own = [p.replace(annotation=hints.get(p.name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY)
+               for p in inspect.signature(func).parameters.values() if p.name != "knobs"]
+        by_param = {param_name(k): k for k in knobs}
+
+        @wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            given = {by_param[name]: kwargs.pop(name) for name in list(kwargs) if name in by_param}
+            given = {k: v for k, v in given.items() if v not in (None, [], False)}
+            return func(**kwargs, knobs=given)
+
+        order = {p[0].upper() + p[1:]: k for k, p in enumerate(PANELS)}
+        params = sorted(own + [_option(k) for k in knobs],  # arguments, then the options panel by panel
+                        key=lambda p: -1 if p.default.__class__.__name__ == "ArgumentInfo"
+                        else order.get(getattr(p.default, "rich_help_panel", None), len(order)))
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+    return decorate
+
+
+def knobs_named(*names: str) -> list[Knob]:
+    return [next(k for k in FLAG_KNOBS if k.name == n) for n in names]
+
+
+# ---- parsing the texts -----------------------------------------------------------------------------
+
+
+def _one(k: Knob, item: str) -> Any:
+    parse, flag = k.meta.parse, k.meta.flag
+    try:
+        if parse == "int" or (parse == "int|max" and item != "max"):
+            return int(item)
+        if parse == "float":
+            return float(item)
+    except ValueError:
+        raise SpecError("command line", flag, f"{item!r} is not {'a number' if parse == 'float' else 'an integer'}",
+                        show_value=False) from None
+    if parse == "bool":
+        if item.lower() not in _TRUE + _FALSE:
+            raise SpecError("command line", flag, f"{item!r} is not true or false", show_value=False)
+        return item.lower() in _TRUE
+    if parse == "cores":
+        if item in ("auto", "none"):
+            return None if item == "none" else "auto"
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not match:
+            raise SpecError("command line", flag, f"{item!r} is not auto, none, a core or a range like 0-3",
+                            show_value=False)
+        first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+        return list(range(first, last + 1))
+    if parse == "prompts":
+        if item == "builtin":
+            return {"builtin": "all"}
+        if item.startswith("builtin:"):
+            return {"builtin": [c for c in item.split(":", 1)[1].split(",") if c]}
+        return {"file": item}
+    return item
+
+
+def parse_values(k: Knob, text: Any) -> list[Any]:
+    """The values a knob's option gave: `1,2,4` -> [1, 2, 4]; a wrong item is a one-line error."""
+    if k.meta.parse == "auto":
+        return ["auto"]
+    if k.meta.repeat:
+        return [_one(k, t) for t in text]
+    out = []
+    for item in (part.strip() for part in str(text).split(",")):
         if not item:
-            raise SpecError("command line", flag, "empty item in the list", text)
-        try:
-            if kind == "int" or (kind == "int|max" and item != "max"):
-                out.append(int(item))
-            elif kind == "float":
-                out.append(float(item))
-            else:
-                out.append(item)
-        except ValueError:
-            raise SpecError("command line", flag, f"{item!r} is not {'a number' if kind == 'float' else 'an integer'}",
-                            show_value=False) from None
+            raise SpecError("command line", k.meta.flag, "empty item in the list", text)
+        out.append(_one(k, item))
     return out
 
 
-def _prompt_source(text: str) -> dict[str, Any]:
-    """`--prompts FILE`, `--prompts builtin` or `--prompts builtin:code,en_qa`."""
-    if text == "builtin":
-        return {"builtin": "all"}
-    if text.startswith("builtin:"):
-        return {"builtin": [c for c in text.split(":", 1)[1].split(",") if c]}
-    return {"file": text}
+def _env_axes(texts: list[str]) -> dict[str, list[str]]:
+    """`--env KEY=V` or `--env KEY=V1,V2` (repeatable) -> {KEY: [values]}."""
+    out: dict[str, list[str]] = {}
+    for item in texts:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SpecError("command line", "--env", "expected KEY=VALUE or KEY=V1,V2", item)
+        out[key] = text.split(",")
+    return out
+
+
+def _set_knob(data: dict[str, Any], k: Knob, values: list[Any]) -> None:
+    """Put a knob's values into plain experiment data: one value set in place, several an axis."""
+    sweep = data.setdefault("sweep", {})
+    instances = data.get("instances") or []
+    if k.name == "env":
+        for key, vals in _env_axes(values).items():
+            sweep.pop(f"instances.*.env.{key}", None)
+            if len(vals) > 1:
+                sweep[f"instances.*.env.{key}"] = vals
+            else:
+                for inst in instances:
+                    inst["env"] = {**(inst.get("env") or {}), key: vals[0]}
+        return
+    if len(values) > 1 and not k.meta.axis:
+        raise SpecError("command line", k.meta.flag, "takes one value, not a list", show_value=False)
+    sweep.pop(k.path, None)
+    for inst in instances:  # a flag for every instance replaces their own values
+        if k.scope == "instance":
+            inst.pop(k.name, None)
+        if k.scope == "workload" and isinstance(inst.get("workload"), dict):
+            inst["workload"] = {f: v for f, v in inst["workload"].items() if f != k.name}
+    if len(values) > 1:
+        sweep[k.path] = values
+    elif k.scope == "workload":
+        data.setdefault("workload", {})[k.name] = values[0]
+    elif k.scope == "instance":
+        for inst in instances:
+            inst[k.name] = values[0]
+    elif k.scope == "launch":
+        data.setdefault("launch", {})[k.name] = values[0]
+    else:
+        data[k.name] = values[0]
+
+
+# ---- the experiment ---------------------------------------------------------------------------------
 
 
 def _default_name(models: list[str]) -> str:
-    from colobench.specs import model_label
-
     labels = [model_label(m) for m in models]
     unique = list(dict.fromkeys(labels))
     if len(unique) == 1:
@@ -104,7 +198,7 @@ def _default_name(models: list[str]) -> str:
     return "+".join(unique)
 
 
-def _endpoint_instances(endpoints: list[str], models: list[str], endpoint_opts: dict[str, Any]) -> list[dict]:
+def _endpoint_instances(endpoints: list[str], models: list[str]) -> list[dict[str, Any]]:
     """`--endpoint URL` instances: one per URL, each serving the -m name in the same position (or
     the only -m name for all)."""
     if not models:
@@ -114,104 +208,76 @@ def _endpoint_instances(endpoints: list[str], models: list[str], endpoint_opts: 
         raise SpecError("command line", "--model", f"give one -m for all {len(endpoints)} endpoints, or one each",
                         show_value=False)
     names = models * len(endpoints) if len(models) == 1 else models
-    opts = {k: v for k, v in endpoint_opts.items() if v is not None}
-    return [{"backend": "openai", "base_url": url, "model": m, **opts} for url, m in zip(endpoints, names)]
+    return [{"backend": "openai", "base_url": url, "model": m} for url, m in zip(endpoints, names)]
 
 
-def _build_spec(experiment: Optional[Path], models: list[str], flags: dict[str, Optional[str]],
-                repetitions: Optional[int], prompts: Optional[str], name: Optional[str], cache_dir: Optional[Path],
-                resume_dir: Optional[Path], endpoints: Optional[list[str]] = None,
-                endpoint_opts: Optional[dict[str, Any]] = None, env: Optional[list[str]] = None,
-                cpu_affinity: bool = False, launch: Optional[dict[str, Optional[str]]] = None):
-    from colobench import api
-    from colobench.specs import experiment_from_dict, load_experiment_yaml
-    from colobench.sweep import canonical_path
-
+def build_spec(experiment: Optional[Path], models: list[str], endpoints: list[str], knobs: dict[Knob, Any],
+               resume_dir: Optional[Path] = None) -> tuple[ExperimentSpec, str]:
+    """The experiment the command line asks for, and the source to name in errors."""
     if experiment is not None and (models or endpoints):
         raise ColobenchError(f"{experiment}: give the instances either in the file or with --model/--endpoint, not both")
-    given = {flag: text for flag, text in flags.items() if text is not None}
-    launch = {k: v for k, v in (launch or {}).items() if v is not None}
-    if "address" in launch and launch.get("kind", "ray") != "ray":
-        raise SpecError("command line", "--ray-address", "applies to --launcher ray", show_value=False)
-    if "address" in launch:
-        launch.setdefault("kind", "ray")
+    launch_only = all(k.scope == "launch" for k in knobs)
     if endpoints:
         source = "command line"
-        data = {"name": _default_name(models or ["endpoint"]),
-                "instances": _endpoint_instances(endpoints, models, endpoint_opts or {})}
+        data = {"name": _default_name(models or ["endpoint"]), "instances": _endpoint_instances(endpoints, models)}
     elif experiment is not None:
-        data = load_experiment_yaml(experiment).model_dump(exclude_unset=True)
-        source = str(experiment)
+        data, source = load_experiment_yaml(experiment).model_dump(exclude_unset=True), str(experiment)
     elif models:
         source = "command line"
         data = {"name": _default_name(models), "instances": [{"model": m} for m in models]}
-    elif resume_dir is not None and not given and repetitions is None and prompts is None and not env:
-        spec = api.spec_from_run_dir(resume_dir)
-        source = str(resume_dir / "manifest.json")
-        if not launch:
+    elif resume_dir is not None and launch_only:
+        spec, source = spec_from_run_dir(resume_dir), str(resume_dir / "manifest.json")
+        if not knobs:
             return spec, source
         data = spec.model_dump(exclude_unset=True)  # a launcher flag is checked against the run's own
     else:
         source = "command line"
-        device = given.get("--device")
+        device = next((v for k, v in knobs.items() if k.name == "device"), None)
         default_device = device if device and "," not in device and device != "auto" else None
-        data = api.default_experiment(default_device).model_dump(exclude_unset=True)
+        data = default_experiment(default_device).model_dump(exclude_unset=True)
     data = dict(data)
-    sweep = dict(data.get("sweep") or {})
-    workload = dict(data.get("workload") or {})
-    instances = [dict(i) for i in data.get("instances", [])]
-    for flag, text in given.items():
-        field, kind = LIST_FLAGS[flag]
-        values = _parse_values(flag, text, kind)
-        path = canonical_path(field)
-        sweep.pop(path, None)
-        for inst in instances:  # a flag for every instance replaces their own values
-            inst.pop(field, None)
-            if isinstance(inst.get("workload"), dict):
-                inst["workload"] = {k: v for k, v in inst["workload"].items() if k != field}
-        if len(values) > 1:
-            sweep[path] = values
-        elif field == "scenario":
-            data["scenario"] = values[0]
-        elif path.startswith("instances.*."):
-            for inst in instances:
-                inst[field] = values[0]
-        else:
-            workload[field] = values[0]
-    for item in env or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise SpecError("command line", "--env", "expected KEY=VALUE or KEY=V1,V2", item)
-        values = text.split(",")
-        if len(values) > 1:
-            sweep[f"instances.*.env.{key}"] = values
-        else:
-            for inst in instances:
-                inst["env"] = {**(inst.get("env") or {}), key: values[0]}
-    if cpu_affinity:
-        for inst in instances:
-            inst["cpu_affinity"] = "auto"
-    if prompts:
-        workload["prompts"] = _prompt_source(prompts)
-    data.update(workload=workload, instances=instances)
-    if sweep:
-        data["sweep"] = sweep
-    if repetitions is not None:
-        data["repetitions"] = repetitions
-    if name:
-        data["name"] = name
-    if cache_dir:
-        data["cache_dir"] = str(cache_dir)
-    if launch:
-        data["launch"] = {**(data.get("launch") or {}), **launch}
+    data["instances"] = [dict(i) for i in data.get("instances", [])]
+    backends = {i.get("backend", "transformers") for i in data["instances"]}
+    for k, text in knobs.items():
+        if k.meta.backends and not backends <= set(k.meta.backends):
+            raise SpecError("command line", k.meta.flag, f"applies to {' or '.join(k.meta.backends)} instances"
+                            + (" (--endpoint)" if k.meta.backends == ("openai",) else ""), show_value=False)
+        _set_knob(data, k, parse_values(k, text))
+    if data.get("launch", {}).get("address") and data["launch"].get("kind", "ray") != "ray":
+        raise SpecError("command line", "--ray-address", "applies to --launcher ray", show_value=False)
+    if data.get("launch", {}).get("address"):
+        data["launch"].setdefault("kind", "ray")
+    if not data.get("sweep"):
+        data.pop("sweep", None)
     try:
         return experiment_from_dict(data, source), source
     except SpecError as exc:
-        raise _for_flags(exc) from None
+        raise for_flags(exc) from None
 
 
-def _for_flags(exc: SpecError) -> SpecError:
+def _flag_patterns() -> list[tuple[str, str]]:
+    out = []
+    for k in FLAG_KNOBS:
+        where = {"workload": rf"workload\.{k.name}", "instance": rf"instances\[\d+\]\.{k.name}",
+                 "experiment": k.name, "launch": rf"launch\.{k.name}"}[k.scope]
+        out.append((rf"{where}(\..*|\[.*)?", k.meta.flag))
+    return out + [(r"instances\[\d+\]\.base_url", "--endpoint"), (r"instances\[\d+\]\.model", "--model"),
+                  (r"workload", "workload flags"), (r"instances\[\d+\]", "--model")]
+
+
+FLAG_FIELDS = _flag_patterns()
+
+
+def flag_name(field: str) -> str:
+    """The flag that set a spec field (`workload.batch_size` -> --batch-size); the field itself
+    when no flag sets it. Preflight names the instance it checked: its workload is the flags'."""
+    for candidate in (field, re.sub(r"^instances\[\d+\]\.workload", "workload", field)):
+        for pattern, flag in FLAG_FIELDS:
+            if re.fullmatch(pattern, candidate):
+                return flag
+    return field
+
+
+def for_flags(exc: SpecError) -> SpecError:
     """Errors about the command line name the flag (--prompt-tokens), not the spec path."""
-    return exc.with_field(_flag_name(exc.field)) if exc.source == "command line" else exc
-
-
+    return exc.with_field(flag_name(exc.field)) if exc.source == "command line" else exc

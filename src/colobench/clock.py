@@ -13,6 +13,11 @@ import time
 now_ns = time.perf_counter_ns
 
 
+def monotonic_s() -> float:
+    """Seconds on the monotonic clock: for durations and deadlines (never jumps with NTP)."""
+    return time.perf_counter_ns() / 1e9
+
+
 def wall_unix_s() -> float:
     """Wall-clock seconds since the epoch: for labels in manifests, never for durations."""
     return time.time()

@@ -26,3 +26,9 @@ class SpecError(ColobenchError):
     def with_field(self, field: str) -> "SpecError":
         """The same error naming the field differently (a flag instead of a spec path)."""
         return SpecError(self.source, field, self.message, self.value, show_value=self.show_value)
+
+
+def error_text(exc: BaseException) -> str:
+    """`ExcType: first line of the message`, for records and summaries."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{exc.__class__.__name__}: {text}".rstrip(": ")

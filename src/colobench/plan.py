@@ -24,40 +24,55 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from colobench.devices import Device, DeviceUnavailable, check_device, kind_of, normalise
 from colobench.errors import ColobenchError, SpecError
 from colobench.models.presets import PRESETS, default_cache_dir, preset_path
-from colobench.specs import EndpointConfig, ExperimentSpec, FakeTimings, RayPlacement, WorkloadSpec
+from colobench.specs import (INSTANCE_KNOBS, QUALITY_AXES, EndpointConfig, ExperimentSpec, FakeTimings,
+                             InstanceKnobs, RayPlacement, WorkloadSpec)
+from colobench.sweep import expand
+from colobench.workload.prompts import PromptJob, prompt_set_key, read_prompt_file
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ResolvedInstance(_Frozen):
-    """An instance with nothing left to decide."""
+class ResolvedInstance(InstanceKnobs):
+    """An instance with nothing left to decide. Its knobs (`InstanceKnobs`) are copied from the
+    spec as declared; `device`, `dtype` and `cpu_threads` are resolved."""
 
     name: str
     model: str  # as the user wrote it
     preset: str | None  # preset name when `model` is one
     model_path: str | None  # folder the worker loads (built preset or checkpoint)
     backend: str
-    device: str  # cpu, cuda:0, npu:1 (never auto)
-    dtype: str  # float32, bfloat16, float16 (never auto)
+    device: str  # cpu, cuda:0, npu:1, endpoint (never auto)
+    dtype: str  # float32, bfloat16, float16, none (never auto)
     cpu_threads: int
     memory_share: float = 1.0  # fraction of its device's memory this instance may plan for
     workload: WorkloadSpec
     fake: FakeTimings | None = None
     endpoint: EndpointConfig | None = None
     tokenizer: str | None = None  # openai backend: local tokenizer for counting tokens
-    quantization: str = "none"
-    graph: str = "eager"
-    env: dict[str, str] = {}
     cpu_cores: list[int] | None = None  # pinned cores (None: not pinned)
-    npu_jit_compile: bool | None = None
-    npu_allow_internal_format: bool | None = None
     reference: str | None = None
     quality_probe: bool = False  # record greedy outputs and log-probs for the quality check
     ray: RayPlacement | None = None  # Ray launcher placement (None: derived from the device)
+
+    @property
+    def in_process(self) -> bool:
+        """The model runs in the worker, on a device of this host (not behind a server, not fake)."""
+        return self.backend == "transformers"
+
+    def backend_settings(self, device: Device | None = None) -> dict[str, Any]:
+        """What `backends.make_backend(self.backend, ...)` takes: resolved values only, and for an
+        in-process model the `Device` the worker made."""
+        if self.backend == "fake":
+            return (self.fake or FakeTimings()).model_dump()
+        if self.backend == "openai":
+            return {"model": self.model, "config": self.endpoint, "tokenizer_path": self.tokenizer}
+        return {"model_path": self.model_path, "device": device, "dtype": self.dtype, "quantization": self.quantization,
+                "graph": self.graph, "attn_implementation": self.attn_implementation}
 
 
 class RunSpec(_Frozen):
@@ -86,21 +101,6 @@ class ExperimentPlan(_Frozen):
     def instances(self) -> list[ResolvedInstance]:
         """Every resolved instance of every point (what preflight checks)."""
         return [i for p in self.points for i in p.instances]
-
-
-def default_dtype(device: str) -> str:
-    """float32 on CPU (bf16 matmuls are slow on many CPUs), bfloat16 on CUDA, float16 on Ascend
-    (supported on every Ascend generation; 310P has no bf16)."""
-    kind = device.split(":")[0]
-    return {"cpu": "float32", "cuda": "bfloat16", "npu": "float16"}[kind]
-
-
-def _resolve_device(device: str, auto_device: str) -> str:
-    if device == "auto":
-        return auto_device
-    if device in ("cuda", "npu"):
-        return f"{device}:0"
-    return device
 
 
 def _model_source(model: str, cache_dir: Path) -> tuple[str | None, str]:
@@ -145,7 +145,7 @@ def _memory_shares(instances: list[Any], devices: list[str]) -> list[float]:
 def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache_dir: Path,
                        quality: bool = False) -> list[ResolvedInstance]:
     names = spec.instance_names()
-    devices = [_resolve_device(i.device, auto_device) for i in spec.instances]
+    devices = [normalise(i.device, auto_device) for i in spec.instances]
     # Workers that share the host CPU for compute split its cores; accelerator workers also need
     # host threads (dispatch), split the same way so co-located workers never oversubscribe.
     share = max(1, cores // len(spec.instances))
@@ -153,42 +153,34 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
     resolved = []
     for k, inst in enumerate(spec.instances):
         preset, path = _model_source(inst.model, cache_dir) if inst.backend == "transformers" else (None, None)
-        dtype = inst.dtype if inst.dtype != "auto" else default_dtype(devices[k])
-        workload = spec.workload_for(k)
-        device = devices[k]
-        if inst.backend == "openai":
-            device = "endpoint"
-            if workload.load_model == "static":
-                # a server has no static batch to ask for: `batch_size` requests in flight instead
-                workload = WorkloadSpec.model_validate({**workload.model_dump(exclude_unset=True), "load": "closed",
-                                                        "concurrency": workload.batch_size, "batch_size": 1})
-        resolved.append(ResolvedInstance(
-            name=names[k], model=inst.model, preset=preset, model_path=path, backend=inst.backend,
-            device=device, dtype=dtype if inst.backend == "transformers" else "none",
-            cpu_threads=inst.cpu_threads or share, memory_share=memory[k],
-            workload=workload, fake=inst.fake, endpoint=inst.endpoint_config(), tokenizer=inst.tokenizer,
-            quantization=inst.quantization, graph=inst.graph, env=inst.env,
-            cpu_cores=_cores_for(inst.cpu_affinity, k, len(spec.instances), cores),
-            npu_jit_compile=inst.npu_jit_compile, npu_allow_internal_format=inst.npu_allow_internal_format,
-            reference=inst.reference, ray=inst.ray,
-            quality_probe=inst.backend == "transformers" and (
+        device = devices[k] if inst.backend != "openai" else "endpoint"
+        kind = kind_of(device)
+        for knob in INSTANCE_KNOBS:  # knobs that apply to some device kinds only
+            if knob.meta.device_kinds and getattr(inst, knob.name) is not None \
+                    and kind.name not in knob.meta.device_kinds:
+                raise ValueError(f"instances[{k}].{knob.name} applies to {' or '.join(knob.meta.device_kinds)} "
+                                 f"devices, not {device}")
+        resolved.append(ResolvedInstance(**{
+            **inst.knob_values(),
+            "name": names[k], "model": inst.model, "preset": preset, "model_path": path, "backend": inst.backend,
+            "device": device, "dtype": kind.default_dtype if inst.dtype == "auto" else inst.dtype,
+            "cpu_threads": inst.cpu_threads or share, "memory_share": memory[k], "workload": spec.workload_for(k),
+            "fake": inst.fake, "endpoint": inst.endpoint_config(), "tokenizer": inst.tokenizer,
+            "cpu_cores": _cores_for(inst.cpu_affinity, k, len(spec.instances), cores), "reference": inst.reference,
+            "ray": inst.ray, "quality_probe": inst.backend == "transformers" and (
                 quality or inst.reference is not None or any(i.reference == names[k] for i in spec.instances)),
-        ))
+        }))
     return resolved
 
 
 def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: int | None = None,
                     source: str = "experiment") -> ExperimentPlan:
     """Expand and resolve `spec`. Pure: `auto_device` and `cpu_count` are passed in."""
-    from colobench.sweep import expand
-
     cores = cpu_count or os.cpu_count() or 1
     cache_dir = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
     points: list[PlannedPoint] = []
     runs: list[RunSpec] = []
-    from colobench.sweep import VARIANT_AXES
-
-    quality = any(path.split(".")[-1] in VARIANT_AXES for path in spec.sweep)
+    quality = any(path.split(".")[-1] in QUALITY_AXES for path in spec.sweep)
     for point in expand(spec, source):
         try:
             resolved = _resolve_instances(point.spec, auto_device, cores, cache_dir, quality)
@@ -227,8 +219,6 @@ def check_plan(plan: ExperimentPlan, source: str = "experiment") -> None:
 
 
 def _check_point(point: PlannedPoint, source: str) -> None:
-    from colobench.devices import DeviceUnavailable, check_device
-
     if point.id:
         source = f"{source} (sweep point {point.id})"
     for k, inst in enumerate(point.instances):
@@ -250,8 +240,6 @@ def _check_point(point: PlannedPoint, source: str) -> None:
             if inst.tokenizer and not Path(inst.tokenizer).expanduser().is_dir():
                 raise SpecError(source, f"{field}.tokenizer", "no such tokenizer folder", inst.tokenizer)
             if inst.workload.prompts is not None and inst.workload.prompts.file is not None:
-                from colobench.workload.prompts import read_prompt_file
-
                 read_prompt_file(inst.workload.prompts.file)
             continue
         context = _max_context(inst)
@@ -262,10 +250,33 @@ def _check_point(point: PlannedPoint, source: str) -> None:
                                 f"text prompts need a checkpoint with a tokenizer; preset {inst.preset!r} takes "
                                 "synthetic token ids (drop prompts, or use a checkpoint folder)", show_value=False)
             if wl.prompts.file is not None:
-                from colobench.workload.prompts import read_prompt_file
-
                 read_prompt_file(wl.prompts.file)  # missing, empty, malformed: SpecError naming the line
         elif context and wl.max_prompt_tokens() + wl.max_output_tokens() > context:
             raise SpecError(source, f"{field}.workload",
                             f"prompt + output tokens (up to {wl.max_prompt_tokens() + wl.max_output_tokens()}) exceed "
                             f"the model's context of {context} tokens", show_value=False)
+
+
+def prompt_jobs(plan: ExperimentPlan) -> list[PromptJob]:
+    """The prompt sets the plan's instances need, one job per instance with text prompts."""
+    jobs = []
+    for inst in plan.instances:
+        src = inst.workload.prompts
+        if src is None:
+            continue
+        if inst.backend == "openai":  # endpoints take text; the server tokenizes
+            jobs.append(PromptJob(prompt_set_key(inst.model, src), src, inst.name, inst.model, None,
+                                  chat_api=inst.endpoint is not None and inst.endpoint.api == "chat"))
+        elif inst.backend == "transformers" and inst.model_path:
+            jobs.append(PromptJob(prompt_set_key(inst.model_path, src), src, inst.name, inst.model, inst.model_path,
+                                  context_tokens=_max_context(inst),
+                                  max_output_tokens=inst.workload.max_output_tokens()))
+    return jobs
+
+
+def prompt_key(inst: ResolvedInstance) -> str | None:
+    """The key of the prompt set `inst` uses (see `prompt_jobs`), None for synthetic prompts."""
+    src = inst.workload.prompts
+    if src is None or not (inst.model_path or inst.endpoint):
+        return None
+    return prompt_set_key(inst.model_path or inst.model, src)

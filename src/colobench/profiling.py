@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from colobench.analysis.profile import analyse, load_trace
+from colobench.backends import make_backend
+from colobench.devices import get_device
 from colobench.errors import ColobenchError
+from colobench.workload.synthetic import build_requests, static_batches
 
 
 def async_timing_trap(backend: Any, prompt: tuple[int, ...]) -> dict[str, Any]:
@@ -47,32 +50,16 @@ def async_timing_trap(backend: Any, prompt: tuple[int, ...]) -> dict[str, Any]:
                            "synchronised time is the step"}
 
 
-def _profiler(device_kind: str) -> Any:
-    import torch
-
-    if device_kind == "npu":
-        import torch_npu
-
-        return torch_npu.profiler.profile(activities=[torch_npu.profiler.ProfilerActivity.CPU,
-                                                      torch_npu.profiler.ProfilerActivity.NPU])
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device_kind == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    return torch.profiler.profile(activities=activities)
-
-
 def run_profile(plan: Any, out: Path) -> dict[str, Any]:
     """Profile the plan's first instance; write trace.json and profile.json into `out`."""
-    import torch
-
-    from colobench.backends import make_backend
-    from colobench.workload.synthetic import build_requests, static_batches
+    import torch  # heavy: only when a profile runs
 
     inst = plan.instances[0]
-    if inst.backend != "transformers":
+    if not inst.in_process:
         raise ColobenchError("profile runs an in-process model (backend transformers)")
     torch.set_num_threads(inst.cpu_threads)
-    backend = make_backend(inst)
+    device = get_device(inst.device)
+    backend = make_backend(inst.backend, **inst.backend_settings(device))
     info = backend.start()
     wl = inst.workload
     batch_size = wl.batch_size if isinstance(wl.batch_size, int) else 1
@@ -81,9 +68,9 @@ def run_profile(plan: Any, out: Path) -> dict[str, Any]:
     backend.generate(batch)  # warm-up (and compilation in graph mode), not profiled
     trap = async_timing_trap(backend, batch.prompts[0])
     out.mkdir(parents=True, exist_ok=True)
-    profiler = _profiler(backend.device.kind)
+    profiler = device.profiler()
     with profiler:
-        steps = backend.generate(batch)
+        steps = backend.generate(batch)[0].token_ns
     trace = out / "trace.json"
     profiler.export_chrome_trace(str(trace))
     result = {"instance": inst.name, "model": inst.model, "device": inst.device, "dtype": inst.dtype,

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from colobench import fastjson
+import numpy as np
+
+import orjson
 
 
 @dataclass
@@ -49,9 +51,6 @@ class RequestRecord:
         # not dataclasses.asdict: it deep-copies every timestamp, a fifth of the load generator's CPU
         return {name: getattr(self, name) for name in _FIELDS}
 
-    def to_json(self) -> str:
-        return fastjson.dumps(self.to_dict()).decode()
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RequestRecord":  # noqa: D102
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
@@ -62,14 +61,17 @@ _FIELDS = tuple(RequestRecord.__dataclass_fields__)
 
 
 class RecordWriter:
-    """Appends records to a JSONL file, one flushed line each."""
+    """Appends records (or any JSON rows) to a JSONL file, one flushed line each."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = open(path, "a", encoding="utf-8")
+        self._file: IO[bytes] = open(path, "ab")
 
     def write(self, record: RequestRecord) -> None:
-        self._file.write(record.to_json() + "\n")
+        self.write_row(record.to_dict())
+
+    def write_row(self, row: dict[str, Any]) -> None:
+        self._file.write(orjson.dumps(row) + b"\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -105,3 +107,18 @@ def instance_records(folder: Path, name: str) -> list[RequestRecord]:
     files = [f for f in folder.glob(f"{name}*.jsonl")
              if f.stem == name or (f.stem.startswith(name + ".") and f.stem[len(name) + 1:].isdigit())]
     return [r for f in sorted(files) for r in read_records(f)]
+
+
+def save_probe(path: Path, probe: dict[str, Any]) -> None:
+    """A quality probe's raw outputs (greedy tokens, next-token log-probabilities, decoded texts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"texts": probe["texts"]} if "texts" in probe else {}
+    np.savez_compressed(path, generated=probe["generated"], eval_logprobs=probe["eval_logprobs"].astype(np.float16),
+                        **extra)
+
+
+def load_probe(path: Path) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from colobench.analysis.model import PhaseMetrics, Summary
+
 METRICS = [  # (summary key, distribution key holding its CI, higher is better)
     ("output_throughput", "output_throughput_tok_s", True),
     ("request_throughput", "request_throughput_req_s", True),
@@ -22,21 +24,13 @@ METRICS = [  # (summary key, distribution key holding its CI, higher is better)
 ]
 
 
-def entries(summary: dict[str, Any], point: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+def entries(summary: Summary, point: str | None = None) -> dict[tuple[str, str], PhaseMetrics]:
     """(phase, instance) -> metrics of one run directory (or one of its sweep points)."""
-    if summary.get("points"):
-        chosen = [p for p in summary["points"] if point is None or p["id"] == point]
-        if point is not None and not chosen:
-            raise ValueError(f"no sweep point {point!r} (points: {', '.join(p['id'] for p in summary['points'])})")
-        if point is None and len(chosen) > 1:
-            raise ValueError("a sweep has several points: name one as RUN_DIR:POINT")
-        phases = chosen[0].get("phases") or {}
-    else:
-        phases = summary.get("phases") or {}
-    return {(phase, name): mt for phase, by in phases.items() for name, mt in by.items()}
+    chosen = summary.point(point)
+    return {(phase, name): mt for phase, name, mt in chosen.rows()}
 
 
-def _match(runs: list[dict[tuple[str, str], dict[str, Any]]]) -> list[tuple[str, list[dict[str, Any]]]]:
+def _match(runs: list[dict[tuple[str, str], PhaseMetrics]]) -> list[tuple[str, list[PhaseMetrics]]]:
     common = set(runs[0]).intersection(*runs[1:])
     if common:
         return [(f"{name} ({phase})", [r[(phase, name)] for r in runs]) for phase, name in sorted(common)]
@@ -48,28 +42,27 @@ def _match(runs: list[dict[tuple[str, str], dict[str, Any]]]) -> list[tuple[str,
     return out
 
 
-def compare(runs: list[dict[tuple[str, str], dict[str, Any]]]) -> list[dict[str, Any]]:
+def compare(runs: list[dict[tuple[str, str], PhaseMetrics]]) -> list[dict[str, Any]]:
     """Rows: subject, metric, each run's value, ratio to the first, ratio interval, beyond noise."""
     rows = []
     for subject, matched in _match(runs):
         base = matched[0]
         for key, dist_key, higher_better in METRICS:
-            a = base.get(key)
+            a = getattr(base, key)
             if a is None:
                 continue
-            da = (base.get("distributions") or {}).get(dist_key) if dist_key else None
+            da = getattr(base.distributions, dist_key) if dist_key else None
             row: dict[str, Any] = {"subject": subject, "metric": key, "higher_is_better": higher_better,
-                                   "values": [m.get(key) for m in matched], "ratios": [], "intervals": [],
+                                   "values": [getattr(mt, key) for mt in matched], "ratios": [], "intervals": [],
                                    "beyond_noise": []}
             for other in matched[1:]:
-                b = other.get(key)
+                b = getattr(other, key)
                 ratio = b / a if b is not None and a else None
-                db = (other.get("distributions") or {}).get(dist_key) if dist_key else None
+                db = getattr(other.distributions, dist_key) if dist_key else None
                 interval, beyond = None, None
-                if da and db and None not in (da.get("ci95_low"), da.get("ci95_high"), db.get("ci95_low"),
-                                              db.get("ci95_high")) and da["ci95_low"] > 0:
-                    interval = [db["ci95_low"] / da["ci95_high"], db["ci95_high"] / da["ci95_low"]]
-                    beyond = db["ci95_low"] > da["ci95_high"] or db["ci95_high"] < da["ci95_low"]
+                if da and db and None not in (da.ci95_low, da.ci95_high, db.ci95_low, db.ci95_high) and da.ci95_low > 0:
+                    interval = [db.ci95_low / da.ci95_high, db.ci95_high / da.ci95_low]
+                    beyond = db.ci95_low > da.ci95_high or db.ci95_high < da.ci95_low
                 row["ratios"].append(ratio)
                 row["intervals"].append(interval)
                 row["beyond_noise"].append(beyond)

@@ -10,10 +10,12 @@ it is that normal interval.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from statistics import NormalDist
 from typing import Iterable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
@@ -21,8 +23,9 @@ NORMAL_CI_MIN_COUNT = 20_000
 _BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000  # bounds memory: resamples x values per chunk
 
 
-@dataclass(frozen=True)
-class Distribution:
+class Distribution(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     count: int
     mean: float | None = None
     std: float | None = None
@@ -55,11 +58,9 @@ class Distribution:
         def s(v: float | None) -> float | None:
             return None if v is None else v * factor
 
-        return Distribution(self.count, s(self.mean), s(self.std), self.cv, s(self.min), s(self.p50), s(self.p90),
-                            s(self.p99), s(self.max), s(self.ci95_low), s(self.ci95_high))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        return Distribution(count=self.count, mean=s(self.mean), std=s(self.std), cv=self.cv, min=s(self.min),
+                            p50=s(self.p50), p90=s(self.p90), p99=s(self.p99), max=s(self.max),
+                            ci95_low=s(self.ci95_low), ci95_high=s(self.ci95_high))
 
 
 def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -67,8 +68,6 @@ def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float]
     if x.size == 1:
         return float(x[0]), float(x[0])
     if x.size >= NORMAL_CI_MIN_COUNT:
-        from statistics import NormalDist
-
         z = NormalDist().inv_cdf(0.5 + level / 2)
         half = z * float(x.std(ddof=1)) / np.sqrt(x.size)
         return float(x.mean()) - half, float(x.mean()) + half
@@ -85,3 +84,15 @@ def bootstrap_mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float]
     alpha = (1 - level) / 2
     low, high = np.quantile(all_means, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def difference_is_significant(a: list[float], b: list[float], sigmas: float = 2.0) -> bool | None:
+    """Whether two samples' means differ by more than `sigmas` standard errors of the difference
+    (Welch, normal approximation: these samples have tens to thousands of values)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    se = math.sqrt(xa.var(ddof=1) / len(xa) + xb.var(ddof=1) / len(xb))
+    if se == 0:
+        return bool(xa.mean() != xb.mean())
+    return bool(abs(xa.mean() - xb.mean()) / se > sigmas)

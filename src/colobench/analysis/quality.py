@@ -19,19 +19,9 @@ from typing import Any
 
 import numpy as np
 
-
-def save_probe(path: Path, probe: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {"texts": probe["texts"]} if "texts" in probe else {}
-    np.savez_compressed(path, generated=probe["generated"], eval_logprobs=probe["eval_logprobs"].astype(np.float16),
-                        **extra)
-
-
-def load_probe(path: Path) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+from colobench.analysis.model import InstanceFacts, PhaseMetrics, Point, Quality, TextPair
+from colobench.records import load_probe
+from colobench.specs import QUALITY_AXES, axis_label
 
 
 def compare_probes(reference: dict[str, np.ndarray], variant: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -44,7 +34,7 @@ def compare_probes(reference: dict[str, np.ndarray], variant: dict[str, np.ndarr
     kl = np.sum(np.exp(lr) * (lr - lv), axis=-1)
     texts = {}
     if "texts" in reference and "texts" in variant:  # real checkpoints: what each said, side by side
-        texts = {"texts": [{"reference": str(a), "variant": str(b)} for a, b in zip(reference["texts"], variant["texts"])]}
+        texts = {"texts": [TextPair(reference=str(a), variant=str(b)) for a, b in zip(reference["texts"], variant["texts"])]}
     return {**texts, "token_agreement": float(same.mean()), "first_divergence_min": min(first),
             "first_divergence_mean": float(np.mean(first)), "generated_tokens": int(rows * cols),
             "top1_agreement": float(np.mean(lr.argmax(-1) == lv.argmax(-1))),
@@ -55,56 +45,54 @@ def _ratio(a: Any, b: Any) -> float | None:
     return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
 
 
-def _attach(metrics: dict[str, Any], ref_metrics: dict[str, Any], reference: str, q: dict[str, Any],
-            facts: dict[str, Any] | None, ref_facts: dict[str, Any] | None) -> None:
-    q["reference"] = reference
-    q["vs_reference"] = {k: _ratio(metrics.get(k), ref_metrics.get(k)) for k in
-                         ("output_throughput", "mean_tpot_ms", "peak_memory_bytes", "energy_per_token_j")}
-    q["vs_reference"]["weight_bytes"] = _ratio((facts or {}).get("weight_bytes"), (ref_facts or {}).get("weight_bytes"))
-    metrics["quality"] = q
-    metrics["token_agreement"] = q["token_agreement"]
+def _quality(metrics: PhaseMetrics, ref_metrics: PhaseMetrics, reference: str, compared: dict[str, Any],
+             facts: InstanceFacts | None, ref_facts: InstanceFacts | None) -> PhaseMetrics:
+    vs = {k: _ratio(getattr(metrics, k), getattr(ref_metrics, k)) for k in
+          ("output_throughput", "mean_tpot_ms", "peak_memory_bytes", "energy_per_token_j")}
+    vs["weight_bytes"] = _ratio(facts.weight_bytes if facts else None, ref_facts.weight_bytes if ref_facts else None)
+    q = Quality(reference=reference, vs_reference=vs, **compared)
+    return metrics.model_copy(update={"quality": q, "token_agreement": q.token_agreement})
 
 
-def attach_quality(run_dir: Path, plan: dict[str, Any], points: list[dict[str, Any]],
-                   sweep: dict[str, list[Any]]) -> None:
-    """Compare each variant's probe with its reference's and put the result in its metrics:
-    an instance's `reference` in the same run, or across a sweep the point whose variant axes
-    (dtype, quantization, graph) are at their first values and whose other axes are the same."""
-    from colobench.sweep import VARIANT_AXES, axis_label
-
+def quality_of_points(run_dir: Path, plan: dict[str, Any], points: list[Point],
+                      sweep: dict[str, list[Any]]) -> list[Point]:
+    """Each variant's probe compared with its reference's, into its metrics: an instance's
+    `reference` in the same run, or across a sweep the point whose quality axes (dtype,
+    quantization, graph, ...) are at their first values and whose other axes are the same."""
     def probe(run_id: str, name: str) -> dict[str, np.ndarray] | None:
         return load_probe(run_dir / "runs" / run_id / "quality" / f"{name}.npz")
 
-    by_id = {p["id"]: p for p in points}
+    by_id = {p.id: p for p in points}
     run_of = {(r.get("point", ""), r["phase"], i["name"]): r["run_id"] for r in plan["runs"] for i in r["instances"]}
+    updates: dict[tuple[str, str, str], PhaseMetrics] = {}
     for run in plan["runs"]:  # references inside one run
         point = by_id.get(run.get("point", ""))
         for inst in run["instances"]:
             ref = inst.get("reference")
             if not ref or point is None:
                 continue
-            metrics = ((point.get("phases") or {}).get(run["phase"]) or {}).get(inst["name"])
-            ref_metrics = ((point.get("phases") or {}).get(run["phase"]) or {}).get(ref)
+            metrics, ref_metrics = point.metrics(run["phase"], inst["name"]), point.metrics(run["phase"], ref)
             a, b = probe(run["run_id"], ref), probe(run["run_id"], inst["name"])
             if metrics is not None and ref_metrics is not None and a is not None and b is not None:
-                facts = point.get("instances") or {}
-                _attach(metrics, ref_metrics, ref, compare_probes(a, b), facts.get(inst["name"]), facts.get(ref))
-    variant = {axis_label(p): values[0] for p, values in sweep.items() if p.split(".")[-1] in VARIANT_AXES}
-    if not variant:
-        return
-    for point in points:
-        axes = point.get("axes") or {}
-        if all(axes.get(k) == v for k, v in variant.items()):
+                updates[(point.id, run["phase"], inst["name"])] = _quality(
+                    metrics, ref_metrics, ref, compare_probes(a, b), point.instances.get(inst["name"]),
+                    point.instances.get(ref))
+    variant = {axis_label(p): values[0] for p, values in sweep.items() if p.split(".")[-1] in QUALITY_AXES}
+    for point in points if variant else []:
+        if all(point.axes.get(k) == v for k, v in variant.items()):
             continue  # a reference itself
-        ref = next((p for p in points if all((p.get("axes") or {}).get(k) == (variant[k] if k in variant else axes.get(k))
-                                             for k in axes)), None)
+        ref = next((p for p in points if all(p.axes.get(k) == (variant[k] if k in variant else point.axes.get(k))
+                                             for k in point.axes)), None)
         if ref is None:
             continue
-        for phase, by_name in (point.get("phases") or {}).items():
-            for name, metrics in by_name.items():
-                ref_metrics = ((ref.get("phases") or {}).get(phase) or {}).get(name)
-                a = probe(run_of.get((ref["id"], phase, name), ""), name)
-                b = probe(run_of.get((point["id"], phase, name), ""), name)
-                if ref_metrics is not None and a is not None and b is not None:
-                    _attach(metrics, ref_metrics, ref["id"], compare_probes(a, b),
-                            (point.get("instances") or {}).get(name), (ref.get("instances") or {}).get(name))
+        for phase, name, metrics in point.rows():
+            ref_metrics = ref.metrics(phase, name)
+            a = probe(run_of.get((ref.id, phase, name), ""), name)
+            b = probe(run_of.get((point.id, phase, name), ""), name)
+            if ref_metrics is not None and a is not None and b is not None:
+                updates[(point.id, phase, name)] = _quality(metrics, ref_metrics, ref.id, compare_probes(a, b),
+                                                            point.instances.get(name), ref.instances.get(name))
+    if not updates:
+        return points
+    return [p.model_copy(update={"phases": {phase: {name: updates.get((p.id, phase, name), mt) for name, mt in by.items()}
+                                            for phase, by in p.phases.items()}}) for p in points]

@@ -13,90 +13,90 @@ from __future__ import annotations
 
 from typing import Any
 
+from colobench.analysis.model import InstanceFacts, Peak, PhaseMetrics, Roofline, SharedEnergy
 from colobench.analysis.roofline import decode_roofline
 from colobench.analysis.telemetry import device_window, energy_over_window, host_window
-from colobench.devices.peaks import lookup, with_overrides
+from colobench.devices import kind_of
+from colobench.devices.peaks import DevicePeak, lookup, with_overrides
+
+NOT_VISIBLE = "the server's device is not visible to the client"
 
 
-def _peak(facts: dict[str, Any], device: str, overrides: dict[str, dict[str, float]]) -> Any:
-    name = (facts.get("device_info") or {}).get("name") or device
-    return with_overrides(lookup(name) if device != "cpu" else None, name, overrides.get(device))
+def _peak(facts: InstanceFacts, card: str, overrides: dict[str, dict[str, float]]) -> DevicePeak | None:
+    name = (facts.device_info or {}).get("name") or card
+    return with_overrides(lookup(name) if kind_of(card).accelerator else None, name, overrides.get(card))
 
 
-def instance_resources(samples: list[dict[str, Any]], facts: dict[str, Any], metrics: dict[str, Any],
+def instance_resources(samples: list[dict[str, Any]], facts: InstanceFacts, device: str, metrics: PhaseMetrics,
                        worker_keys: list[str], pids: list[int], overrides: dict[str, dict[str, float]],
                        shared_device: bool) -> dict[str, Any]:
-    """Keys to add to one instance-phase's metrics."""
-    device = facts.get("device") or "cpu"
+    """Fields to add to one instance-phase's metrics (`device` is the one it really ran on)."""
     card = device.split("@")[0]  # `cuda:0@10.0.0.2`: a card on one node of a Ray run spanning several
+    kind = kind_of(card)
     unmeasured: dict[str, str] = {}
     out: dict[str, Any] = {}
-    window = metrics.get("window_ns")
-    if not window:
+    if not metrics.window_ns:
         return {"unmeasured": {"telemetry": "no measured requests"}}
-    t0, t1 = window
+    t0, t1 = metrics.window_ns
     host = host_window(samples, t0, t1, worker_keys)
     out["host"] = host
-    dev: dict[str, Any] = {}
-    if device.startswith(("cuda", "npu")):
-        dev = device_window(samples, device, t0, t1, pids)
-        out["device_telemetry"] = dev
-    util = (dev.get("util_pct") or {}).get("mean") if dev else None
-    if util is None and card == "cpu" and host.get("samples"):
-        util = (host.get("worker_cpu_pct") or {}).get("mean")
+    dev = device_window(samples, device, t0, t1, pids) if kind.accelerator else None
+    out["device_telemetry"] = dev
+    util = dev.util_pct.mean if dev is not None and dev.util_pct else None
+    if util is None and not kind.accelerator and kind.visible and host.samples:
+        util = host.worker_cpu_pct.mean if host.worker_cpu_pct else None
     out["mean_device_util_pct"] = util
     if util is None:
-        unmeasured["mean_device_util_pct"] = ("the server's device is not visible to the client" if device == "endpoint"
-                                              else "no device utilisation samples in the window")
+        unmeasured["mean_device_util_pct"] = NOT_VISIBLE if not kind.visible else "no device utilisation samples in the window"
     # peak memory, best source first: the device's per-process figure, the framework's own peak
     # (already in metrics), the worker's resident set
-    if dev.get("process_mem_bytes_peak"):
-        out["peak_memory_bytes"] = dev["process_mem_bytes_peak"]
-    elif not metrics.get("peak_memory_bytes") and host.get("worker_rss_bytes_peak"):
-        out["peak_memory_bytes"] = host["worker_rss_bytes_peak"]
+    if dev is not None and dev.process_mem_bytes_peak:
+        out["peak_memory_bytes"] = int(dev.process_mem_bytes_peak)
+    elif not metrics.peak_memory_bytes and host.worker_rss_bytes_peak:
+        out["peak_memory_bytes"] = host.worker_rss_bytes_peak
     peak = _peak(facts, card, overrides)
     roof, reasons = decode_roofline(
         facts, metrics, peak.memory_bandwidth_bytes_s if peak and peak.memory_bandwidth_gb_s else None,
-        peak.peak_flops(facts.get("dtype") or "") if peak else None)
+        peak.peak_flops(facts.dtype or "") if peak else None)
     out.update({k: roof[k] for k in ("achieved_bandwidth_bytes_s", "mbu_pct", "mfu_pct")})
-    out["roofline"] = {**roof, "peak": peak.__dict__ if peak else None, "device": device}
+    gpm = dev.dram_bw_util_pct.mean if dev is not None and dev.dram_bw_util_pct else None
+    if gpm is not None and roof.get("mbu_pct") is not None:
+        roof["gpm_dram_bw_util_pct"] = gpm
+        roof["gpm_agrees"] = abs(gpm - roof["mbu_pct"]) <= 10.0
+    out["roofline"] = Roofline(**roof, peak=Peak(**peak.__dict__) if peak else None, device=device)
     unmeasured.update(reasons)
-    if dev.get("dram_bw_util_pct", {}).get("mean") is not None and roof.get("mbu_pct") is not None:
-        gpm = dev["dram_bw_util_pct"]["mean"]
-        out["roofline"]["gpm_dram_bw_util_pct"] = gpm
-        out["roofline"]["gpm_agrees"] = abs(gpm - roof["mbu_pct"]) <= 10.0
-    energy = dev.get("energy_j") if dev else None
+    energy = dev.energy_j if dev is not None else None
     out["energy_j"] = energy
-    tokens = metrics.get("total_output_tokens") or 0
+    tokens = metrics.total_output_tokens or 0
     if energy:
-        out["energy_method"] = dev.get("energy_method")
+        out["energy_method"] = dev.energy_method
         out["energy_shared"] = shared_device
         out["energy_per_token_j"] = energy / tokens if tokens else None
         out["tokens_per_j"] = tokens / energy
     else:
-        reason = dev.get("energy_method") if dev else ("the server's device is not visible to the client"
-                                                      if device == "endpoint" else "CPU runs have no energy counter here")
+        reason = (dev.energy_method if dev is not None else
+                  NOT_VISIBLE if not kind.visible else "CPU runs have no energy counter here")
         unmeasured["energy_j"] = reason or "no power samples"
         out["energy_per_token_j"] = out["tokens_per_j"] = None
     out["unmeasured"] = unmeasured
     return out
 
 
-def shared_energy(samples: list[dict[str, Any]], phase_metrics: dict[str, dict[str, Any]],
-                  devices: dict[str, str]) -> dict[str, Any]:
+def shared_energy(samples: list[dict[str, Any]], phase_metrics: dict[str, PhaseMetrics],
+                  devices: dict[str, str]) -> dict[str, SharedEnergy]:
     """Energy of each accelerator over the co-located run and per token of all its instances."""
-    out: dict[str, Any] = {}
-    for device in sorted({d for d in devices.values() if d.startswith(("cuda", "npu"))}):
-        names = [n for n, d in devices.items() if d == device and phase_metrics.get(n, {}).get("window_ns")]
+    out: dict[str, SharedEnergy] = {}
+    for device in sorted({d for d in devices.values() if kind_of(d).accelerator}):
+        names = [n for n, d in devices.items() if d == device and n in phase_metrics and phase_metrics[n].window_ns]
         if not names:
             continue
-        t0 = min(phase_metrics[n]["window_ns"][0] for n in names)
-        t1 = max(phase_metrics[n]["window_ns"][1] for n in names)
+        t0 = min(phase_metrics[n].window_ns[0] for n in names)
+        t1 = max(phase_metrics[n].window_ns[1] for n in names)
         energy, method = energy_over_window([s for s in samples if s["device"] == device], t0, t1)
-        tokens = sum(phase_metrics[n].get("total_output_tokens") or 0 for n in names)
-        out[device] = {"instances": names, "energy_j": energy, "method": method, "output_tokens": tokens,
-                       "energy_per_token_j": energy / tokens if energy and tokens else None,
-                       "tokens_per_j": tokens / energy if energy else None}
+        tokens = sum(phase_metrics[n].total_output_tokens or 0 for n in names)
+        out[device] = SharedEnergy(instances=names, energy_j=energy, method=method, output_tokens=tokens,
+                                   energy_per_token_j=energy / tokens if energy and tokens else None,
+                                   tokens_per_j=tokens / energy if energy else None)
     return out
 
 

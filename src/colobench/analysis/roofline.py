@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from colobench.analysis.model import InstanceFacts, PhaseMetrics
+
 
 def kv_bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype_bytes: int) -> int:
     """KV-cache bytes one token adds: K and V, every layer."""
@@ -37,21 +39,21 @@ def prefill_flops(params: int, layers: int, hidden: int, prompt_tokens: float, b
     return batch * (2 * params * prompt_tokens + 2 * layers * prompt_tokens ** 2 * hidden)
 
 
-def decode_roofline(facts: dict[str, Any], metrics: dict[str, Any], peak_bandwidth_bytes_s: float | None,
+def decode_roofline(facts: InstanceFacts, metrics: PhaseMetrics, peak_bandwidth_bytes_s: float | None,
                     peak_flops: float | None) -> tuple[dict[str, Any], dict[str, str]]:
     """Achieved bandwidth, MBU and MFU of one instance-phase, and the reasons for what is null."""
     reasons: dict[str, str] = {}
     out: dict[str, Any] = {"achieved_bandwidth_bytes_s": None, "mbu_pct": None, "mfu_pct": None}
-    weights, kv = facts.get("weight_bytes"), facts.get("kv_cache_bytes_per_token")
-    step_ms = metrics.get("mean_itl_ms")
+    weights, kv = facts.weight_bytes, facts.kv_cache_bytes_per_token
+    step_ms = metrics.mean_itl_ms
     if not weights or not kv:
         reasons["achieved_bandwidth_bytes_s"] = "model shapes unknown (endpoint or fake backend)"
         return out, reasons
     if not step_ms:
         reasons["achieved_bandwidth_bytes_s"] = "no decode steps measured"
         return out, reasons
-    batch = metrics.get("mean_batch") or 1.0
-    context = (metrics.get("mean_prompt_tokens") or 0) + (metrics.get("mean_output_tokens") or 0) / 2
+    batch = metrics.mean_batch or 1.0
+    context = (metrics.mean_prompt_tokens or 0) + (metrics.mean_output_tokens or 0) / 2
     step_bytes = decode_bytes_per_step(weights, kv, batch, context)
     out.update(bytes_per_step=step_bytes, batch=batch, mean_context_tokens=context)
     out["achieved_bandwidth_bytes_s"] = step_bytes / (step_ms / 1e3)
@@ -60,14 +62,14 @@ def decode_roofline(facts: dict[str, Any], metrics: dict[str, Any], peak_bandwid
         out["decode_ceiling_tok_s"] = batch * peak_bandwidth_bytes_s / step_bytes
     else:
         reasons["mbu_pct"] = "no peak memory bandwidth for this device (set telemetry.peaks)"
-    arch = facts.get("architecture") or {}
-    ttft_ms = metrics.get("mean_ttft_ms")
-    if metrics.get("load_model") != "static":
+    arch = facts.architecture or {}
+    ttft_ms = metrics.mean_ttft_ms
+    if metrics.load_model != "static":
         reasons["mfu_pct"] = "prefill time is measurable per batch only under static batching"
     elif not peak_flops:
-        reasons["mfu_pct"] = f"no peak FLOP/s for {facts.get('dtype')} on this device"
-    elif ttft_ms and facts.get("parameters") and arch.get("num_hidden_layers") and arch.get("hidden_size"):
-        flops = prefill_flops(facts["parameters"], arch["num_hidden_layers"], arch["hidden_size"],
-                              metrics.get("mean_prompt_tokens") or 0, batch)
+        reasons["mfu_pct"] = f"no peak FLOP/s for {facts.dtype} on this device"
+    elif ttft_ms and facts.parameters and arch.get("num_hidden_layers") and arch.get("hidden_size"):
+        flops = prefill_flops(facts.parameters, arch["num_hidden_layers"], arch["hidden_size"],
+                              metrics.mean_prompt_tokens or 0, batch)
         out["mfu_pct"] = 100 * flops / (ttft_ms / 1e3) / peak_flops
     return out, reasons

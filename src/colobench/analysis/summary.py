@@ -1,127 +1,39 @@
-"""From a run directory to `summary.json`: pure, re-computable any time without a device.
+"""From a run directory to its `Summary`: pure, re-computable any time without a device.
 
-Per instance and phase (solo, colocated) the summary holds vLLM-compatible keys
-(`mean_ttft_ms`, `median_ttft_ms`, `std_ttft_ms`, `p99_ttft_ms`, likewise `tpot`, `itl`, `e2el`,
-`output_throughput` in tokens/s, `request_throughput` in requests/s) and the full
-`Distribution` of each metric. Latency distributions pool every measured request of every
-repetition; throughputs are computed per repetition window and their mean is reported, with the
-spread across repetitions as their distribution. Open-loop phases add the requested and achieved
-rate and the schedule lag.
-
-An experiment without sweep axes is summarised at the top level (`phases`, `interference`,
-`runs`, `instances`); a sweep has one entry per point under `points`, each carrying its axis
-values next to its metrics, plus `batch_scaling` when batch size is an axis.
+For each point of the experiment (one point with id "" when there is no sweep): each instance's
+facts (the plan's settings and what its worker reported), each run's outcome, the metrics of
+each instance in each phase (`colobench.analysis.phase`) with the telemetry of its window, the
+roofline and energy (`resources`), the interference between co-located instances
+(`interference`), then every check (`checks`) and each phase's validity, the quality of
+variants against their reference (`quality`), the batch-scaling tables of a batch-size sweep,
+and the diagnosis (`diagnosis`).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from colobench.analysis import metrics as m
-from colobench.analysis.distribution import Distribution
-from colobench.analysis.interference import interference
-from colobench.analysis.quality import attach_quality
+from colobench.analysis.checks import phase_checks, point_checks, validity
 from colobench.analysis.diagnosis import diagnose
+from colobench.analysis.distribution import difference_is_significant
+from colobench.analysis.interference import interference
+from colobench.analysis.model import (SCHEMA, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry, Summary,
+                                      WorkerOutcome)
+from colobench.analysis.phase import client_load, instance_phase_metrics, server_metrics
+from colobench.analysis.quality import quality_of_points
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
-from colobench.telemetry.replay import read_samples
 from colobench.analysis.sweeps import batch_scaling
-from colobench.analysis.validity import difference_is_significant, validity
+from colobench.devices import kind_of
 from colobench.records import RequestRecord, read_records
+from colobench.telemetry.replay import read_samples
 
-SCHEMA = "colobench.summary/1"
-NS_TO_MS = 1e-6
-LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
-RATE_TOLERANCE = 0.01
-
-
-def _vllm_keys(metric: str, d: Distribution) -> dict[str, float | None]:
-    return {f"mean_{metric}_ms": d.mean, f"median_{metric}_ms": d.p50, f"std_{metric}_ms": d.std,
-            f"p90_{metric}_ms": d.p90, f"p99_{metric}_ms": d.p99}
-
-
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return sum(present) / len(present) if present else None
-
-
-def _open_loop(sent_by_rep: dict[int, list[RequestRecord]], ok: list[RequestRecord],
-               requested_rate: float | None) -> dict[str, Any]:
-    """Requested vs achieved rate and the schedule lag of an open-loop phase."""
-    achieved = _mean([m.achieved_rate_req_s(v) for v in sent_by_rep.values()])
-    lag = Distribution.of([lag for r in ok if (lag := m.schedule_lag_ns(r)) is not None]).scaled(NS_TO_MS)
-    error = achieved / requested_rate - 1 if achieved and requested_rate else None
-    return {
-        "requested_rate": requested_rate,
-        "achieved_rate": achieved,
-        "rate_error_pct": error * 100 if error is not None else None,
-        "rate_ok": abs(error) <= RATE_TOLERANCE if error is not None else None,
-        "mean_schedule_lag_ms": lag.mean, "p99_schedule_lag_ms": lag.p99,
-        "schedule_lag_ms": lag.to_dict(),
-    }
-
-
-def instance_phase_metrics(records: list[RequestRecord], workload: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Metrics of one instance in one run from its records (all repetitions)."""
-    ok = m.measured(records)
-    sent = [r for r in records if not r.warmup]
-    failed = [r for r in sent if not r.ok]
-    by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
-    sent_by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
-    for r in ok:
-        by_rep[r.repetition].append(r)
-    for r in sent:
-        sent_by_rep[r.repetition].append(r)
-    reps = sorted(by_rep)
-    dists = {
-        "ttft": Distribution.of([m.ttft_ns(r) for r in ok]).scaled(NS_TO_MS),
-        "tpot": Distribution.of([t for r in ok if (t := m.tpot_ns(r)) is not None]).scaled(NS_TO_MS),
-        "itl": Distribution.of([g for r in ok for g in m.itl_ns(r)]).scaled(NS_TO_MS),
-        "e2el": Distribution.of([m.e2el_ns(r) for r in ok]).scaled(NS_TO_MS),
-    }
-    out_d = Distribution.of([v for k in reps if (v := m.output_throughput_tok_s(by_rep[k])) is not None])
-    req_d = Distribution.of([v for k in reps if (v := m.request_throughput_req_s(by_rep[k])) is not None])
-    total_in = sum(r.prompt_tokens for r in ok)
-    total_out = sum(r.output_tokens for r in ok)
-    duration = sum(m.window_s(by_rep[k]) for k in reps)
-    result: dict[str, Any] = {
-        "completed": len(ok),
-        "failed": len(failed),
-        "error_rate": len(failed) / len(sent) if sent else None,
-        "warmup_requests": sum(1 for r in records if r.warmup),
-        "repetitions": len(reps),
-        "total_input_tokens": total_in,
-        "total_output_tokens": total_out,
-        "duration": duration,
-        "request_throughput": req_d.mean,
-        "output_throughput": out_d.mean,
-        "total_token_throughput": (total_in + total_out) / duration if duration > 0 else None,
-        "mean_concurrency": _mean([m.mean_concurrency(by_rep[k]) for k in reps]),
-        "mean_prompt_tokens": total_in / len(ok) if ok else None,
-        "mean_output_tokens": total_out / len(ok) if ok else None,
-    }
-    static = ok and all(r.scheduled_ns is None and r.batch_id >= 0 for r in ok)
-    result["mean_batch"] = (sum(r.batch_size for r in ok) / len(ok)) if static else result["mean_concurrency"]
-    for name in LATENCY_METRICS:
-        result.update(_vllm_keys(name, dists[name]))
-    result["distributions"] = {
-        **{f"{k}_ms": d.to_dict() for k, d in dists.items()},
-        "output_throughput_tok_s": out_d.to_dict(),
-        "request_throughput_req_s": req_d.to_dict(),
-    }
-    if any(r.scheduled_ns is not None for r in sent):
-        result["open_loop"] = _open_loop(sent_by_rep, ok, (workload or {}).get("rate"))
-    sources = Counter(r.token_count_source for r in ok if r.token_count_source)
-    if sources:
-        result["token_count_source"] = dict(sources)
-        result["output_length_mismatch"] = sum(
-            1 for r in ok if r.expected_output_tokens is not None and r.output_tokens != r.expected_output_tokens)
-    result["errors"] = dict(Counter(r.error or "unknown" for r in failed))
-    if ok:
-        result["window_ns"] = [min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok)]
-    return result
+FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture", "load_model",
+             "parallel", "requests_raised_to", "quantization", "graph", "attn_implementation", "knobs")
+WORST_FIRST = ["died", "failed", "interrupted", "starting", "loaded", "running", "completed"]
 
 
 def load_json(path: Path) -> dict[str, Any]:
@@ -137,69 +49,39 @@ def _merge_workers(parts: dict[str, Any]) -> dict[str, Any]:
     """One status for an instance run by several processes: the worst of them."""
     if len(parts) == 1:
         return next(iter(parts.values()))
-    order = ["died", "failed", "interrupted", "starting", "loaded", "running", "completed"]
-    worst = min(parts.values(), key=lambda w: order.index(w.get("status")) if w.get("status") in order else 0)
+    worst = min(parts.values(), key=lambda w: WORST_FIRST.index(w.get("status")) if w.get("status") in WORST_FIRST else 0)
     return {**worst, "pid": [w.get("pid") for w in parts.values()],
             "info": next((w["info"] for w in parts.values() if w.get("info")), None),
             "client": [c for w in parts.values() for c in w.get("client") or []]}
 
 
-def _client_block(client: list[dict[str, Any]], processes: int) -> dict[str, Any] | None:
-    """The load generator's own load: CPU (fraction of one core) and event-loop lag."""
-    if not client:
-        return None
-    utils = [c["cpu_util"] for c in client if c.get("cpu_util") is not None]
-    lags = [c["loop_lag_ms"]["p99"] for c in client if c.get("loop_lag_ms") and c["loop_lag_ms"].get("p99") is not None]
-    return {"processes": processes, "cpu_util_mean": _mean(utils), "cpu_util_max": max(utils) if utils else None,
-            "loop_lag_p99_ms": max(lags) if lags else None,
-            "cpu_s": sum(c.get("cpu_s") or 0 for c in client)}
+def _beyond_noise(solo: list[RequestRecord], coloc: list[RequestRecord]) -> dict[str, bool | None]:
+    """Is each co-located mean larger than the noise of the two samples?"""
+    s, c = m.measured(solo), m.measured(coloc)
+    return {
+        "ttft": difference_is_significant([m.ttft_ns(r) for r in s], [m.ttft_ns(r) for r in c]),
+        "tpot": difference_is_significant([t for r in s if (t := m.tpot_ns(r))], [t for r in c if (t := m.tpot_ns(r))]),
+        "e2el": difference_is_significant([m.e2el_ns(r) for r in s], [m.e2el_ns(r) for r in c]),
+    }
 
 
-def _server_metrics(metrics_dir: Path, name: str) -> dict[str, float] | None:
-    """Counter deltas between the Prometheus scrapes taken before and after the run."""
-    before, after = metrics_dir / f"{name}.before.prom", metrics_dir / f"{name}.after.prom"
-    if not (before.is_file() and after.is_file()):
-        return None
-    try:
-        from prometheus_client.parser import text_string_to_metric_families
-    except ImportError:
-        return None
+class _PointBuilder:
+    """Collects one point's runs; `build` gives the point, its records and its checks."""
 
-    def counters(text: str) -> dict[str, float]:
-        out = {}
-        for family in text_string_to_metric_families(text):
-            if family.type not in ("counter", "histogram", "summary"):
-                continue
-            for sample in family.samples:
-                if family.type != "counter" and not sample.name.endswith(("_count", "_sum")):
-                    continue
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
+    def __init__(self, run_dir: Path, point_id: str, axes: dict[str, Any], peaks: dict[str, Any]):
+        self.run_dir, self.id, self.axes, self.peaks = run_dir, point_id, axes, peaks
+        self.phases: dict[str, dict[str, PhaseMetrics]] = {"solo": {}, "colocated": {}}
+        self.records: dict[tuple[str, str], list[RequestRecord]] = {}  # (run id, instance)
+        self.facts: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, RunEntry] = {}
+        self.energy = Energy()
+        self.problems: list[str] = []
 
-    try:
-        a, b = counters(before.read_text()), counters(after.read_text())
-    except ValueError:
-        return None
-    return {k: b[k] - a.get(k, 0.0) for k in sorted(b)}
-
-
-def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, Any] | None = None,
-                    loaded: dict[tuple[str, str], list[RequestRecord]] | None = None) -> dict[str, Any]:
-    """`loaded` collects each (run id, instance)'s records, so the diagnosis does not read them again."""
-    """Runs, phases, interference, resources and instance facts of one point's runs."""
-    phases: dict[str, dict[str, Any]] = {"solo": {}, "colocated": {}}
-    energy: dict[str, Any] = {}
-    records_of: dict[tuple[str, str], list[RequestRecord]] = {}
-    run_entries: dict[str, Any] = {}
-    problems: list[str] = []
-    facts: dict[str, Any] = {}
-    for run in runs:
-        rdir = run_dir / "runs" / run["run_id"]
+    def add_run(self, run: dict[str, Any]) -> None:
+        rdir = self.run_dir / "runs" / run["run_id"]
         state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
-        entry: dict[str, Any] = {"phase": run["phase"], "status": state.get("status"), "workers": {},
-                                 "telemetry": state.get("telemetry")}
-        problems += [f"{run['run_id']}: {w}" for w in state.get("warnings") or []]
+        workers: dict[str, WorkerOutcome] = {}
+        self.problems += [f"{run['run_id']}: {w}" for w in state.get("warnings") or []]
         samples = read_samples(rdir / "telemetry.jsonl")
         # the device each instance really used in this run: a Ray launcher's run.json names the
         # card Ray assigned (and its node), which telemetry samples are labelled with
@@ -209,17 +91,15 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
             name = inst["name"]
             parts = _parts(state.get("workers", {}), name)
             worker = _merge_workers(parts) if parts else {}
-            entry["workers"][name] = {k: worker.get(k) for k in ("status", "reason", "pid", "exitcode")}
+            workers[name] = WorkerOutcome(**{k: worker.get(k) for k in ("status", "reason", "pid", "exitcode")})
             if worker.get("status") in ("died", "failed", "interrupted"):
-                problems.append(f"{run['run_id']}: {name} {worker.get('status')}: {worker.get('reason')}")
+                self.problems.append(f"{run['run_id']}: {name} {worker.get('status')}: {worker.get('reason')}")
             info = worker.get("info") or {}
-            f = facts.setdefault(name, {
+            f = self.facts.setdefault(name, {
                 "model": inst["model"], "preset": inst.get("preset"), "backend": inst["backend"],
                 "device": inst["device"], "dtype": inst["dtype"], "cpu_threads": inst["cpu_threads"],
-                "workload": inst["workload"], "endpoint": inst.get("endpoint"),
-            })
-            for key in ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture",
-                        "load_model", "parallel", "requests_raised_to", "quantization", "graph", "knobs"):
+                "workload": inst["workload"], "endpoint": inst.get("endpoint")})
+            for key in FACT_KEYS:
                 if info.get(key) is not None:
                     f.setdefault(key, info[key])
             if info.get("device"):
@@ -227,84 +107,74 @@ def summarize_point(run_dir: Path, runs: list[dict[str, Any]], peaks: dict[str, 
             if state.get("status") == "not started":
                 continue
             records = [r for key in (parts or {name: None}) for r in read_records(rdir / "records" / f"{key}.jsonl")]
-            records_of[(run["phase"], name)] = records
-            if loaded is not None:
-                loaded[(run["run_id"], name)] = records
-            metrics = instance_phase_metrics(records, inst["workload"])
-            metrics["peak_memory_bytes"] = worker.get("peak_memory_bytes")
-            metrics["load_model"] = info.get("load_model")
-            metrics["parallel"] = sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None
-            metrics["backend"] = inst["backend"]
-            if worker.get("warmup_s") is not None:
-                metrics["warmup_s"] = worker["warmup_s"]  # includes compilation in graph mode
-            client = _client_block(worker.get("client") or [], len(parts))
-            if client:
-                metrics["client"] = client
-            server = _server_metrics(rdir / "metrics", name)
-            if server is not None:
-                metrics["server_metrics"] = server
+            self.records[(run["run_id"], name)] = records
+            keys = list(parts) or [name]
+            metrics = instance_phase_metrics(
+                records, inst["workload"].get("rate"), peak_memory_bytes=worker.get("peak_memory_bytes"),
+                load_model=info.get("load_model"), backend=inst["backend"],
+                parallel=sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None,
+                warmup_s=worker.get("warmup_s"),  # includes compilation in graph mode
+                client=client_load(rdir, keys, worker.get("client") or []),
+                server_metrics=server_metrics(rdir / "metrics", name))
             pids = [p for w in parts.values() for p in ([w.get("pid")] if isinstance(w.get("pid"), int) else [])]
             device = devices[name]
-            shared = list(devices.values()).count(device) > 1 and device != "endpoint"
-            run_facts = facts[name] if device == facts[name]["device"] else {**facts[name], "device": device}
-            resources = instance_resources(samples, run_facts, metrics, list(parts) or [name], pids, peaks or {},
-                                           shared)
-            metrics.update(resources)
-            phases[run["phase"]][name] = metrics
-        run_entries[run["run_id"]] = entry
+            shared = list(devices.values()).count(device) > 1 and kind_of(device).visible
+            resources = instance_resources(samples, InstanceFacts(**f), device, metrics, keys, pids, self.peaks, shared)
+            self.phases[run["phase"]][name] = metrics.model_copy(update=resources)
+        self.runs[run["run_id"]] = RunEntry(phase=run["phase"], status=state.get("status"), workers=workers,
+                                            telemetry=state.get("telemetry"))
         if run["phase"] == "colocated" and samples:
-            energy["colocated"] = shared_energy(samples, phases["colocated"], devices)
-    inter = interference(phases["solo"], phases["colocated"])
-    for name, slow in inter["slowdown"].items():  # is each slowdown larger than the noise?
-        solo_r, coloc_r = m.measured(records_of.get(("solo", name), [])), m.measured(records_of.get(("colocated", name), []))
-        slow["beyond_noise"] = {
-            "ttft": difference_is_significant([m.ttft_ns(r) for r in solo_r], [m.ttft_ns(r) for r in coloc_r]),
-            "tpot": difference_is_significant([t for r in solo_r if (t := m.tpot_ns(r))],
-                                              [t for r in coloc_r if (t := m.tpot_ns(r))]),
-            "e2el": difference_is_significant([m.e2el_ns(r) for r in solo_r], [m.e2el_ns(r) for r in coloc_r]),
-        }
-    bound = {v["subject"] for v in inter["verdicts"] if v["verdict"] == "client_bound"}
-    for (phase, name), records in records_of.items():
-        if name in phases[phase]:
-            phases[phase][name]["validity"] = validity(records, phases[phase][name], f"{name}/{phase}" in bound)
-    return {
-        "instances": facts,
-        "runs": run_entries,
-        "phases": {k: v for k, v in phases.items() if v},
-        "interference": inter,
-        "energy": energy,
-        "problems": problems,
-    }
+            self.energy = Energy(colocated=shared_energy(samples, self.phases["colocated"], devices))
+
+    def build(self, runs: list[dict[str, Any]]) -> tuple[Point, list[Check]]:
+        """The point (metrics with their validity) and every check of it."""
+        run_of = {(r["phase"], i["name"]): r["run_id"] for r in runs for i in r["instances"]}
+        solo, coloc = self.phases["solo"], self.phases["colocated"]
+        noise = {n: _beyond_noise(self.records.get((run_of.get(("solo", n), ""), n), []),
+                                  self.records.get((run_of.get(("colocated", n), ""), n), []))
+                 for n in coloc if n in solo}
+        inter = interference(solo, coloc, noise)
+        checks: list[Check] = []
+        phases: dict[str, dict[str, PhaseMetrics]] = {}
+        for phase, by_name in self.phases.items():
+            for name, mt in by_name.items():
+                own = phase_checks(self.id, phase, name, mt, self.records.get((run_of[(phase, name)], name), []))
+                checks += own
+                phases.setdefault(phase, {})[name] = mt.model_copy(update={"validity": validity(mt, own)})
+        checks += point_checks(self.id, inter)
+        point = Point(id=self.id, axes=self.axes, instances={n: InstanceFacts(**f) for n, f in self.facts.items()},
+                      runs=self.runs, phases=phases, interference=inter, energy=self.energy)
+        return point, checks
 
 
-def summarize_run_dir(run_dir: Path) -> dict[str, Any]:
+def summarize_run_dir(run_dir: Path) -> Summary:
     """Rebuild the whole summary from the files of a run directory."""
     manifest = load_json(run_dir / "manifest.json")
     plan = manifest["plan"]
-    head = {"schema": SCHEMA, "experiment": plan["name"], "colobench_version": manifest.get("colobench_version"),
-            "telemetry": manifest.get("telemetry") or {},
-            "idle_power_w": idle_power(read_samples(run_dir / "idle_telemetry.jsonl"))}
-    peaks = ((manifest.get("experiment") or {}).get("telemetry") or {}).get("peaks") or {}
-    points = plan.get("points") or [{"id": "", "axes": {}}]
+    experiment = manifest.get("experiment") or {}
+    peaks = (experiment.get("telemetry") or {}).get("peaks") or {}
+    plan_points = plan.get("points") or [{"id": "", "axes": {}}]
     by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in plan["runs"]:
         by_point[run.get("point", "")].append(run)
-    cores = (manifest.get("environment") or {}).get("logical_cores") or 1
-    if len(points) == 1 and not points[0]["id"]:
-        loaded: dict[tuple[str, str], list[RequestRecord]] = {}
-        body = summarize_point(run_dir, by_point[""], peaks, loaded)
-        attach_quality(run_dir, plan, [{"id": "", "axes": {}, **body}], {})
-        findings = diagnose(run_dir, plan, [{"id": "", "axes": {}, **body}], cores, loaded)
-        return {**head, **body, "findings": [f.to_dict() for f in findings]}
-    out_points = []
+    points: list[Point] = []
+    checks: list[Check] = []
     problems: list[str] = []
-    loaded: dict[tuple[str, str], list[RequestRecord]] = {}
-    for point in points:
-        body = summarize_point(run_dir, by_point[point["id"]], peaks, loaded)
-        problems += body.pop("problems")
-        out_points.append({"id": point["id"], **point["axes"], "axes": point["axes"], **body})
-    attach_quality(run_dir, plan, out_points, (manifest.get("experiment") or {}).get("sweep") or {})
-    findings = diagnose(run_dir, plan, out_points, cores, loaded)
-    return {**head, "sweep": {"axes": list(points[0]["axes"])}, "points": out_points,
-            "batch_scaling": batch_scaling(out_points), "problems": problems,
-            "findings": [f.to_dict() for f in findings]}
+    records: dict[tuple[str, str], list[RequestRecord]] = {}
+    for pp in plan_points:
+        builder = _PointBuilder(run_dir, pp["id"], pp.get("axes") or {}, peaks)
+        for run in by_point[pp["id"]]:
+            builder.add_run(run)
+        point, point_checks_ = builder.build(by_point[pp["id"]])
+        points.append(point)
+        checks += point_checks_
+        problems += builder.problems
+        records.update(builder.records)
+    points = quality_of_points(run_dir, plan, points, experiment.get("sweep") or {})
+    cores = (manifest.get("environment") or {}).get("logical_cores") or 1
+    findings = diagnose(run_dir, plan, points, checks, cores, records)
+    return Summary(schema=SCHEMA, experiment=plan["name"], colobench_version=manifest.get("colobench_version"),
+                   telemetry=manifest.get("telemetry") or {},
+                   idle_power_w=idle_power(read_samples(run_dir / "idle_telemetry.jsonl")),
+                   sweep_axes=list(plan_points[0].get("axes") or {}), points=points,
+                   batch_scaling=batch_scaling(points), checks=checks, findings=findings, problems=problems)

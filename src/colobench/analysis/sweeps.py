@@ -15,36 +15,33 @@ linearity falls.
 
 from __future__ import annotations
 
-from typing import Any
+from colobench.analysis.model import BatchScaling, BatchScalingRow, PhaseMetrics, Point
 
 
-def batch_scaling(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def batch_scaling(points: list[Point]) -> list[BatchScaling]:
     """Rows per (instance, phase, other axes) group, sorted by batch size; [] without the axis."""
-    if not points or "batch_size" not in points[0].get("axes", {}):
+    if not points or "batch_size" not in points[0].axes:
         return []
-    groups: dict[tuple, list[tuple[int, str, dict[str, Any]]]] = {}
+    groups: dict[tuple, list[tuple[int, str, PhaseMetrics]]] = {}
     for point in points:
-        batch = point["axes"]["batch_size"]
+        batch = point.axes["batch_size"]
         if not isinstance(batch, int):
             continue
-        others = tuple(sorted((k, str(v)) for k, v in point["axes"].items() if k != "batch_size"))
-        for phase, by_instance in point.get("phases", {}).items():
-            for name, metrics in by_instance.items():
-                groups.setdefault((name, phase, others), []).append((batch, point["id"], metrics))
+        others = tuple(sorted((k, str(v)) for k, v in point.axes.items() if k != "batch_size"))
+        for phase, name, metrics in point.rows():
+            groups.setdefault((name, phase, others), []).append((batch, point.id, metrics))
     tables = []
     for (name, phase, others), rows in groups.items():
         rows.sort(key=lambda r: r[0])
         base_batch, _, base = rows[0]
-        base_tput = base.get("output_throughput")
+        base_tput = base.output_throughput
         out_rows = []
         for batch, point_id, metrics in rows:
-            tput = metrics.get("output_throughput")
+            tput = metrics.output_throughput
             speedup = tput / base_tput if tput and base_tput else None
-            out_rows.append({
-                "point": point_id, "batch_size": batch, "output_throughput": tput, "speedup": speedup,
-                "linearity": speedup / (batch / base_batch) if speedup else None,
-                "mean_e2el_ms": metrics.get("mean_e2el_ms"), "mean_tpot_ms": metrics.get("mean_tpot_ms"),
-                "completed": metrics.get("completed"),
-            })
-        tables.append({"instance": name, "phase": phase, "axes": dict(others), "rows": out_rows})
+            out_rows.append(BatchScalingRow(
+                point=point_id, batch_size=batch, output_throughput=tput, speedup=speedup,
+                linearity=speedup / (batch / base_batch) if speedup else None, mean_e2el_ms=metrics.mean_e2el_ms,
+                mean_tpot_ms=metrics.mean_tpot_ms, completed=metrics.completed))
+        tables.append(BatchScaling(instance=name, phase=phase, axes=dict(others), rows=out_rows))
     return tables

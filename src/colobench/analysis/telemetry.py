@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from colobench.analysis.model import DeviceWindow, HostWindow, Stat
+
 MIN_ENERGY_WINDOW_S = 1.0
 
 
@@ -48,23 +50,24 @@ def energy_over_window(samples: list[dict[str, Any]], t0: int, t1: int) -> tuple
     return float(np.trapezoid(power, grid) / 1e9), "power integration"
 
 
-def _stat(values: list[float]) -> dict[str, float | None]:
-    return {"mean": float(np.mean(values)) if values else None, "peak": float(np.max(values)) if values else None}
+def _stat(values: list[float]) -> Stat:
+    return Stat(mean=float(np.mean(values)) if values else None, peak=float(np.max(values)) if values else None)
 
 
 def device_window(samples: list[dict[str, Any]], device: str, t0: int, t1: int,
-                  pids: list[int] | None = None) -> dict[str, Any]:
+                  pids: list[int] | None = None) -> DeviceWindow:
     """Utilisation, memory, power, energy, clocks and throttling of one device in a window."""
     rows = [s for s in samples if s["device"] == device]
     window = in_window(rows, t0, t1)
     if not window:
-        return {"samples": 0}
+        return DeviceWindow()
+
     def values(key: str) -> list[float]:
         return [s["metrics"][key] for s in window if isinstance(s["metrics"].get(key), (int, float))]
     util, power = _stat(values("util_pct")), _stat(values("power_w"))
     out: dict[str, Any] = {
         "samples": len(window), "sources": sorted({s["source"] for s in window}),
-        "util_pct": util, "power_w": power, "mem_used_bytes_peak": _stat(values("mem_used_bytes"))["peak"],
+        "util_pct": util, "power_w": power, "mem_used_bytes_peak": _stat(values("mem_used_bytes")).peak,
         "mem_total_bytes": (values("mem_total_bytes") or [None])[-1],
         "temp_c": _stat(values("temp_c")),
     }
@@ -80,7 +83,7 @@ def device_window(samples: list[dict[str, Any]], device: str, t0: int, t1: int,
             out["process_mem_bytes_peak"] = max(per_proc)
     energy, method = energy_over_window(rows, t0, t1)
     out["energy_j"], out["energy_method"] = energy, method
-    return out
+    return DeviceWindow(**out)
 
 
 def is_host(device: str) -> bool:
@@ -88,7 +91,7 @@ def is_host(device: str) -> bool:
     return device == "host" or device.startswith("host@")
 
 
-def host_window(samples: list[dict[str, Any]], t0: int, t1: int, workers: list[str]) -> dict[str, Any]:
+def host_window(samples: list[dict[str, Any]], t0: int, t1: int, workers: list[str]) -> HostWindow:
     """Host CPU and the given workers' CPU share and resident memory in a window (on the node
     that runs them, when a Ray run spans several)."""
     hosts = [s for s in samples if is_host(s["device"])]
@@ -96,10 +99,10 @@ def host_window(samples: list[dict[str, Any]], t0: int, t1: int, workers: list[s
         hosts = [s for s in hosts if any(w in s["metrics"].get("workers", {}) for w in workers)]
     window = in_window(hosts, t0, t1)
     if not window:
-        return {"samples": 0}
+        return HostWindow()
     cpu = [s["metrics"]["cpu_pct"] for s in window if s["metrics"].get("cpu_pct") is not None]
     worker_cpu = [sum(s["metrics"]["workers"].get(w, {}).get("cpu_pct", 0.0) for w in workers) for s in window]
     rss = [sum(s["metrics"]["workers"].get(w, {}).get("rss_bytes", 0) for w in workers) for s in window]
-    return {"samples": len(window), "cpu_pct": _stat(cpu), "worker_cpu_pct": _stat(worker_cpu),
-            "worker_rss_bytes_peak": max(rss) if rss else None,
-            "load_1m": _stat([s["metrics"]["load_1m"] for s in window if s["metrics"].get("load_1m") is not None])}
+    return HostWindow(samples=len(window), cpu_pct=_stat(cpu), worker_cpu_pct=_stat(worker_cpu),
+                      worker_rss_bytes_peak=max(rss) if rss else None,
+                      load_1m=_stat([s["metrics"]["load_1m"] for s in window if s["metrics"].get("load_1m") is not None]))

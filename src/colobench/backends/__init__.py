@@ -1,45 +1,28 @@
 """Backends: one module per engine behind the small protocol in `base`, registered by name.
 
-Adding an engine is one module and one line in `BACKENDS`.
+Adding an engine is one module and one line in `BACKENDS`. A backend takes resolved settings
+(plain values and a `Device`), never a spec or a plan: `colobench.plan` decides what each
+instance's settings are (`ResolvedInstance.backend_settings`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
-if TYPE_CHECKING:
-    from colobench.backends.base import Backend
-    from colobench.plan import ResolvedInstance
+from colobench.backends.base import Backend, Completion
+from colobench.backends.fake import FakeBackend
+from colobench.backends.openai_http import OpenAIBackend
+from colobench.backends.transformers_backend import TransformersBackend
 
-
-def _fake(instance: "ResolvedInstance") -> "Backend":
-    from colobench.backends.fake import FakeBackend
-
-    return FakeBackend(instance.fake)
-
-
-def _transformers(instance: "ResolvedInstance") -> "Backend":
-    from colobench.backends.transformers_backend import TransformersBackend
-    from colobench.devices import get_device
-
-    assert instance.model_path is not None
-    return TransformersBackend(instance.model_path, get_device(instance.device), instance.dtype,
-                               instance.quantization, instance.graph)
-
-
-def _openai(instance: "ResolvedInstance") -> "Backend":
-    from colobench.backends.openai_http import OpenAIBackend
-
-    return OpenAIBackend(instance.model, instance.endpoint, instance.tokenizer)
-
-
-BACKENDS: dict[str, Callable[["ResolvedInstance"], "Backend"]] = {
-    "transformers": _transformers,
-    "fake": _fake,
-    "openai": _openai,
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "transformers": TransformersBackend,
+    "fake": FakeBackend,
+    "openai": OpenAIBackend,
 }
 
+__all__ = ["BACKENDS", "Backend", "Completion", "make_backend"]
 
-def make_backend(instance: "ResolvedInstance") -> "Backend":
-    """The backend an instance names, ready to `start()`."""
-    return BACKENDS[instance.backend](instance)
+
+def make_backend(kind: str, **settings: Any) -> Backend:
+    """The backend `kind` with its settings, ready to `start()`."""
+    return BACKENDS[kind](**settings)

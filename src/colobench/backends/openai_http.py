@@ -28,14 +28,18 @@ only into the Authorization header.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from colobench import fastjson
+import orjson
 
+from colobench import aio
+from colobench.backends.base import Completion
+from colobench.backends.sse_client import ConnectionPool
 from colobench.clock import now_ns
-from colobench.loadgen.recorder import StreamResult, error_text
+from colobench.errors import error_text
 from colobench.workload.synthetic import Batch, Request
 
 DATA = b"data:"
@@ -101,27 +105,28 @@ class OpenAIBackend:
         return {"backend": "openai", "base_url": self.config.base_url, "served_model": self.model,
                 "api": self.config.api, "tokenizer": self.tokenizer_path}
 
-    def generate(self, batch: Batch) -> list[int]:
-        raise NotImplementedError("static batching runs in-process; endpoints use closed or open loop")
+    def generate(self, batch: Batch) -> list[Completion]:
+        """A static batch against a server: its requests sent together as one wave; the call
+        returns when the last has finished."""
+        async def wave() -> list[Completion]:
+            return list(await asyncio.gather(*(self.request(r) for r in batch.requests)))
+
+        return aio.run(wave())
 
     def start_streaming(self, max_concurrency: int, max_request_tokens: int, kv_cache_tokens: int) -> dict[str, Any]:
         return {"engine": "openai-http", "max_concurrency": max_concurrency}
 
-    def _pool(self) -> Any:
-        from colobench.backends.sse_client import ConnectionPool
-
+    def _pool(self) -> ConnectionPool:
         if self._session is None:
             self._session = ConnectionPool(self.url, stall_timeout_s=self.config.stall_timeout_s)
         return self._session
 
-    async def request(self, request: Request) -> StreamResult:
+    async def request(self, request: Request) -> Completion:
         """Send one streaming request; never raises (a failure is in `result.error`)."""
-        import asyncio
-
-        result = StreamResult()
+        result = Completion(token_count_source="chunks")
         sse = _SSEStream(result.token_ns, self.config.api == "chat", self._tokenizer is not None)
         try:
-            body = fastjson.dumps(request_body(self.config, self.model, request))
+            body = orjson.dumps(request_body(self.config, self.model, request))
             response = await asyncio.wait_for(self._pool().post(self._path, body, self._header_bytes, sse),
                                               self.config.request_timeout_s)
             if response.status != 200:
@@ -146,10 +151,11 @@ class OpenAIBackend:
 
     def stop_streaming(self) -> None:
         if self._session is not None:
-            from colobench.loadgen.streaming import run
-
-            run(self._session.aclose())
+            aio.run(self._session.aclose())
         self._session = None
+
+    def quality_probe(self) -> dict[str, Any] | None:
+        return None  # the server's logits are not ours to read
 
     def stop(self) -> None:
         self.stop_streaming()
@@ -194,8 +200,8 @@ class _SSEStream:
             self.done = True
             return
         try:
-            obj = fastjson.loads(payload)
-        except fastjson.JSONDecodeError:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
             raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
         if "error" in obj:
             raise StreamError(f"server error in stream: {_error_message(payload)}")
@@ -215,8 +221,6 @@ class _SSEStream:
 
 
 def _describe(exc: Exception) -> str:
-    import asyncio
-
     if isinstance(exc, asyncio.TimeoutError):
         return "no data before the stall or request timeout"
     return repr(exc)
@@ -225,7 +229,7 @@ def _describe(exc: Exception) -> str:
 def _error_message(raw: bytes) -> str:
     """The `error.message` of an OpenAI-style error body, else its first 200 bytes."""
     try:
-        obj = fastjson.loads(raw)
+        obj = orjson.loads(raw)
         err = obj.get("error") if isinstance(obj, dict) else None
         if isinstance(err, dict) and err.get("message"):
             return str(err["message"])[:200]
@@ -233,6 +237,6 @@ def _error_message(raw: bytes) -> str:
             return err[:200]
         if isinstance(obj, dict) and obj.get("detail"):
             return str(obj["detail"])[:200]
-    except fastjson.JSONDecodeError:
+    except orjson.JSONDecodeError:
         pass
     return raw[:200].decode("utf-8", "replace")

@@ -21,11 +21,16 @@ end-of-sequence, so the extra synchronise costs nothing measurable.)
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+import asyncio
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from colobench.backends.base import Completion
 from colobench.clock import now_ns
-from colobench.devices import Device
-from colobench.workload.synthetic import Batch, Request
+from colobench.devices import Device, GraphMode, kind_of
+from colobench.workload.synthetic import Batch, Request, token_id_range
 
 STREAM_PAGE_TOKENS = 64
 STREAM_MIN_BATCH_TOKENS = 256
@@ -72,26 +77,21 @@ def quantize_weights(model: Any, method: str) -> None:
     freeze(model)
 
 
-def enable_graph_mode(model: Any, device_kind: str, torchair: Any = None) -> None:
-    """Static KV cache + torch.compile of the forward pass: CUDA graphs on NVIDIA
-    (`reduce-overhead`), Inductor on CPU, and on Ascend torch.compile with torchair's NPU backend
-    (graph mode), which runs the graph through the CANN graph engine."""
+def enable_graph_mode(model: Any, graph: GraphMode) -> None:
+    """Static KV cache + torch.compile of the forward pass, as the device says: transformers' own
+    compile hook with the device's mode (CUDA graphs on NVIDIA with `reduce-overhead`, Inductor on
+    CPU), or the device's own torch.compile backend (torchair on Ascend, through the CANN graph
+    engine) applied here."""
     import torch
     from transformers import CompileConfig
 
     model.generation_config.cache_implementation = "static"
-    if device_kind == "npu":
-        if torchair is None:
-            try:
-                import torchair
-            except ImportError:
-                raise RuntimeError("graph mode on Ascend needs torchair (it ships with torch_npu 2.1+)") from None
-        backend = torchair.get_npu_backend(compiler_config=torchair.CompilerConfig())
-        model.forward = torch.compile(model.forward, backend=backend, dynamic=False)
+    if graph.backend is not None:
+        model.forward = torch.compile(model.forward, backend=graph.backend, dynamic=False)
         model.generation_config.disable_compile = True  # compiled here, not again by generate
         return
-    config = CompileConfig(fullgraph=False, mode="reduce-overhead" if device_kind == "cuda" else "default")
-    config._compile_all_devices = device_kind != "cuda"  # transformers compiles on CUDA only unless told
+    config = CompileConfig(fullgraph=False, mode=graph.mode)
+    config._compile_all_devices = graph.compile_all_devices
     model.generation_config.compile_config = config
 
 
@@ -129,9 +129,10 @@ class _StepClock:
 
 
 class TransformersBackend:
-    def __init__(self, model_path: str, device: Device, dtype: str, quantization: str = "none", graph: str = "eager"):
+    def __init__(self, model_path: str, device: Device, dtype: str, quantization: str = "none", graph: str = "eager",
+                 attn_implementation: str | None = None):
         self.model_path, self.device, self.dtype = model_path, device, dtype
-        self.quantization, self.graph = quantization, graph
+        self.quantization, self.graph, self.attn_implementation = quantization, graph, attn_implementation
         self.model: Any = None
         self.vocab_size = 0
         self._pad_id = 0
@@ -141,15 +142,17 @@ class TransformersBackend:
         from transformers import AutoModelForCausalLM
 
         self.device.reset_peak_memory()
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype(self.dtype))
+        extra = {"attn_implementation": self.attn_implementation} if self.attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch_dtype(self.dtype), **extra)
         self.model = model.to(self.device.torch_device()).eval()
         self._parameters = sum(p.numel() for p in self.model.parameters())  # before quantisation unties weights
         if self.quantization != "none":
-            if self.device.kind == "npu":
-                raise RuntimeError("weight quantisation on Ascend needs the torch_npu quantisation path, not wired yet")
+            unsupported = kind_of(self.device.kind).weight_quantization
+            if unsupported:
+                raise RuntimeError(unsupported)
             quantize_weights(self.model, self.quantization)
         if self.graph == "compiled":
-            enable_graph_mode(self.model, self.device.kind)
+            enable_graph_mode(self.model, self.device.graph_mode())
         self.device.synchronize()
         config = self.model.config
         self.vocab_size = int(config.vocab_size)
@@ -169,6 +172,7 @@ class TransformersBackend:
             "dtype": self.dtype,
             "quantization": self.quantization,
             "graph": self.graph,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "kv_cache_bytes_per_token": kv,
             "architecture": arch,
             "device": info.__dict__,
@@ -176,7 +180,7 @@ class TransformersBackend:
             "load_peak_memory_bytes": self.device.peak_memory_bytes(),
         }
 
-    def generate(self, batch: Batch) -> list[int]:
+    def generate(self, batch: Batch) -> list[Completion]:
         import torch
         from transformers import StoppingCriteriaList
 
@@ -198,16 +202,14 @@ class TransformersBackend:
         generated = out.shape[1] - ids.shape[1]
         if generated != n or len(clock.step_ns) != n:
             raise RuntimeError(f"asked for {n} tokens, got {generated} ({len(clock.step_ns)} timed steps)")
-        return clock.step_ns
+        # request i of the batch owns the first `output_tokens` steps
+        return [Completion.of_steps(clock.step_ns[:r.output_tokens]) for r in batch.requests]
 
     def quality_probe(self, prompts: int = 4, new_tokens: int = 32, eval_tokens: int = 64,
                       seed: int = 1234) -> dict[str, Any]:
         """Greedy outputs for fixed prompts, and next-token log-probabilities over a fixed text:
         what the quality check compares between variants (same seed, same ids, every variant)."""
-        import numpy as np
         import torch
-
-        from colobench.workload.synthetic import token_id_range
 
         low, high = token_id_range(self.vocab_size)
         rng = np.random.default_rng(seed)
@@ -227,8 +229,6 @@ class TransformersBackend:
         return probe
 
     def _tokenizer(self) -> Any:
-        from pathlib import Path
-
         if not (Path(self.model_path) / "tokenizer_config.json").is_file():
             return None
         try:
@@ -258,9 +258,7 @@ class TransformersBackend:
         return {"engine": "transformers-continuous-batching", "kv_cache_tokens": num_blocks * page,
                 "page_tokens": page, "max_batch_tokens": max_batch_tokens, "max_concurrency": max_concurrency}
 
-    async def stream(self, request: Request) -> AsyncIterator[list[int]]:
-        import asyncio
-
+    async def request(self, request: Request) -> Completion:
         results: asyncio.Queue = asyncio.Queue()
         self._stream_ids += 1
         rid = f"r{request.request_id}-{self._stream_ids}"
@@ -268,18 +266,15 @@ class TransformersBackend:
         added = self._manager.add_request(list(request.prompt), request_id=rid, max_new_tokens=request.output_tokens,
                                           streaming=True, record_timestamps=True, eos_token_id=-1)
         if added is None:
-            raise RuntimeError("continuous-batching manager refused the request (stopped or queue full)")
-        seen = 0
+            return Completion.failed("RuntimeError: continuous-batching manager refused the request (stopped or "
+                                     "queue full)")
         while True:
             result = await results.get()
             if result.error:
-                raise RuntimeError(f"generation failed: {result.error}")
-            stamps = result.timestamps or []
-            if len(stamps) > seen:
-                yield [int(t * 1e9) for t in stamps[seen:]]  # perf_counter seconds -> the records' ns clock
-                seen = len(stamps)
+                return Completion.failed(f"RuntimeError: generation failed: {result.error}")
             if result.is_finished():
-                return
+                # the manager's perf_counter seconds -> the records' ns clock
+                return Completion.of_steps([int(t * 1e9) for t in result.timestamps or []])
 
     def stop_streaming(self) -> None:
         manager, self._manager = getattr(self, "_manager", None), None

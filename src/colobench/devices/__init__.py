@@ -1,30 +1,32 @@
 """Devices: one module per kind (cpu, cuda, npu) behind the `Device` interface in `base`.
 
-`get_device("cuda:1")` gives the device object a worker uses; `check_device` tells the parent,
-before anything runs, whether a device exists; `resolve_auto` picks the best device present.
+`kind_of("cuda:1")` tells what kind a device is without touching it (planning, placement,
+analysis); `get_device("cuda:1")` gives the device object a worker uses; `check_device` tells the
+parent, before anything runs, whether a device exists; `resolve_auto` picks the best device
+present; `present()` lists every device this host has.
 """
 
 from __future__ import annotations
 
-from colobench.devices.base import Device, DeviceInfo, DeviceUnavailable, parse_device
+from colobench.devices import cpu, cuda, npu
+from colobench.devices.base import (KINDS, Device, DeviceInfo, DeviceKind, DeviceUnavailable, GraphMode,
+                                    is_accelerator, kind_of, normalise, parse_device)
 
-__all__ = ["Device", "DeviceInfo", "DeviceUnavailable", "check_device", "get_device", "parse_device", "resolve_auto"]
+__all__ = ["KINDS", "Device", "DeviceInfo", "DeviceKind", "DeviceUnavailable", "GraphMode", "check_device",
+           "get_device", "is_accelerator", "kind_of", "normalise", "parse_device", "present", "resolve_auto",
+           "versions"]
+
+_ACCELERATORS = {"cuda": cuda, "npu": npu}
 
 
 def get_device(device: str) -> Device:
     kind, index = parse_device(device)
     if kind == "cpu":
-        from colobench.devices.cpu import CpuDevice
-
-        return CpuDevice()
+        return cpu.CpuDevice()
     if kind == "cuda":
-        from colobench.devices.cuda import CudaDevice
-
-        return CudaDevice(index or 0)
+        return cuda.CudaDevice(index or 0)
     if kind == "npu":
-        from colobench.devices.npu import NpuDevice
-
-        return NpuDevice(index or 0)
+        return npu.NpuDevice(index or 0)
     raise DeviceUnavailable(f"unknown device kind {kind!r}")
 
 
@@ -33,16 +35,9 @@ def check_device(device: str) -> None:
     kind, index = parse_device(device)
     if kind == "cpu":
         return
-    if kind == "cuda":
-        from colobench.devices import cuda
-
-        cuda.check(index or 0)
-    elif kind == "npu":
-        from colobench.devices import npu
-
-        npu.check(index or 0)
-    else:
+    if kind not in _ACCELERATORS:
         raise DeviceUnavailable(f"unknown device kind {kind!r}")
+    _ACCELERATORS[kind].check(index or 0)
 
 
 def resolve_auto() -> str:
@@ -54,3 +49,16 @@ def resolve_auto() -> str:
         except DeviceUnavailable:
             continue
     return "cpu"
+
+
+def present() -> list[str]:
+    """Every device this host has: cpu, then each CUDA and Ascend card."""
+    return ["cpu"] + [f"{kind}:{i}" for kind, module in _ACCELERATORS.items() for i in range(module.count())]
+
+
+def versions() -> dict[str, str | None]:
+    """Driver and runtime versions of the accelerator stacks present (CUDA, NVIDIA driver, CANN)."""
+    out: dict[str, str | None] = {}
+    for module in _ACCELERATORS.values():
+        out.update(module.versions())
+    return out

@@ -6,17 +6,84 @@ finished it, so a host clock read right after a model call measures *dispatch*, 
 timestamp colobench records for device work is taken after `synchronize()`, which blocks until
 the device has finished everything queued. On a CPU it is a no-op.
 
-No other layer branches on the device kind: they ask a `Device` for what they need.
+Two things live here, and no other layer branches on the device kind:
+
+- `DeviceKind`: facts about a kind known without touching any hardware (the parent process
+  plans with them): whether it is an accelerator, its default dtype, the environment variable
+  that narrows which cards a process sees, the Ray resource that places it, whether the client
+  can see it at all (an `endpoint` is a server's device, invisible to colobench).
+- `Device`: one device as a worker process uses it (synchronise, memory statistics, the memory
+  cap, runtime knobs, graph mode, the profiler), one module per kind.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
 class DeviceUnavailable(Exception):
     """The device named in a spec is not present here; the message says why."""
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """A kind of device, as far as planning, placement and analysis need to know it."""
+
+    name: str  # cpu | cuda | npu | endpoint
+    accelerator: bool  # has its own memory and clock domain (telemetry per card, a memory cap)
+    default_dtype: str  # what `dtype: auto` becomes
+    visible: bool = True  # the client can see and sample it (False: a server's device)
+    visible_devices_env: str | None = None  # the variable that narrows the cards a process sees
+    ray_resource: str | None = None  # what a Ray actor asks for to be placed on one
+    weight_quantization: str | None = None  # None: supported; else why not
+    runtime_knobs: tuple[str, ...] = ()  # instance fields only this kind applies
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+KINDS: dict[str, DeviceKind] = {
+    # float32 on CPU: bf16 matmuls are slow on many CPUs
+    "cpu": DeviceKind("cpu", accelerator=False, default_dtype="float32"),
+    "cuda": DeviceKind("cuda", accelerator=True, default_dtype="bfloat16", visible_devices_env="CUDA_VISIBLE_DEVICES",
+                       ray_resource="GPU"),
+    # float16 on Ascend: every generation has it (310P has no bfloat16)
+    "npu": DeviceKind("npu", accelerator=True, default_dtype="float16", visible_devices_env="ASCEND_RT_VISIBLE_DEVICES",
+                      ray_resource="NPU",
+                      weight_quantization="weight quantisation on Ascend needs the torch_npu quantisation path, "
+                                          "not wired yet",
+                      runtime_knobs=("npu_jit_compile", "npu_allow_internal_format")),
+    "endpoint": DeviceKind("endpoint", accelerator=False, default_dtype="none", visible=False),
+}
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """`cuda:1` -> ("cuda", 1); `cuda` -> ("cuda", 0); `cpu` -> ("cpu", None); a Ray run's
+    `cuda:5@10.0.0.2` -> ("cuda", 5)."""
+    kind, _, index = device.split("@")[0].partition(":")
+    if kind in ("cpu", "endpoint"):
+        return kind, None
+    return kind, int(index) if index else 0
+
+
+def kind_of(device: str) -> DeviceKind:
+    """The kind of a device name (`cpu`, `cuda:0`, `npu:1@node`, `endpoint`)."""
+    name = parse_device(device)[0]
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise DeviceUnavailable(f"unknown device kind {name!r}") from None
+
+
+def is_accelerator(device: str) -> bool:
+    return kind_of(device).accelerator
+
+
+def normalise(device: str, auto_device: str) -> str:
+    """`auto` -> the host's best device; a bare accelerator kind -> its first card."""
+    if device == "auto":
+        return auto_device
+    kind, index = parse_device(device)
+    return device if index is None else f"{kind}:{index}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +96,16 @@ class DeviceInfo:
     total_memory_bytes: int | None
     driver: str | None  # CUDA runtime / CANN version where known
     extra: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GraphMode:
+    """How a model's forward pass is compiled on this device: by transformers' own compile hook
+    (`compile_config` with `mode`), or here with a torch.compile `backend` (Ascend's torchair)."""
+
+    mode: str = "default"  # torch.compile mode for transformers' hook
+    compile_all_devices: bool = True  # transformers compiles on CUDA only unless told
+    backend: Any = None  # a torch.compile backend object: compile `forward` directly with it
 
 
 class Device(Protocol):
@@ -56,10 +133,15 @@ class Device(Protocol):
         """Let this process allocate at most `fraction` of the device's memory (co-located
         instances share a card; neither may starve the other). False where nothing caps it."""
 
+    def empty_cache(self) -> None:
+        """Hand cached, unused allocator blocks back (after an out-of-memory batch)."""
 
-def parse_device(device: str) -> tuple[str, int | None]:
-    """`cuda:1` -> ("cuda", 1); `cuda` -> ("cuda", 0); `cpu` -> ("cpu", None)."""
-    kind, _, index = device.partition(":")
-    if kind == "cpu":
-        return "cpu", None
-    return kind, int(index) if index else 0
+    def apply_knobs(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        """Apply the runtime knobs of this kind (`DeviceKind.runtime_knobs`) before the model
+        loads; return what was applied."""
+
+    def graph_mode(self) -> GraphMode:
+        """How `graph: compiled` compiles the forward pass here."""
+
+    def profiler(self) -> Any:
+        """A profiler context manager recording host and device activity (`export_chrome_trace`)."""

@@ -7,7 +7,7 @@ import platform
 import resource
 from typing import Any
 
-from colobench.devices.base import DeviceInfo
+from colobench.devices.base import DeviceInfo, GraphMode
 
 
 def cpu_model_name() -> str:
@@ -54,3 +54,17 @@ class CpuDevice:
 
     def cap_memory(self, fraction: float) -> bool:
         return False  # host memory is not partitioned per process here
+
+    def empty_cache(self) -> None:
+        """The CPU allocator returns memory by itself."""
+
+    def apply_knobs(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def graph_mode(self) -> GraphMode:
+        return GraphMode(mode="default", compile_all_devices=True)  # Inductor's C++ code on CPU
+
+    def profiler(self) -> Any:
+        import torch
+
+        return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from colobench.devices.base import DeviceInfo, DeviceUnavailable
+from colobench.devices.base import DeviceInfo, DeviceUnavailable, GraphMode
+
+
+def count() -> int:
+    """CUDA devices this process sees (0 without a CUDA build of torch or a driver)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def check(index: int) -> None:
@@ -12,9 +19,24 @@ def check(index: int) -> None:
 
     if not torch.cuda.is_available():
         raise DeviceUnavailable("CUDA is not available (no NVIDIA GPU, driver or CUDA build of torch)")
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise DeviceUnavailable(f"only {count} CUDA device{'s' if count != 1 else ''} present (cuda:0..cuda:{count - 1})")
+    n = torch.cuda.device_count()
+    if index >= n:
+        raise DeviceUnavailable(f"only {n} CUDA device{'s' if n != 1 else ''} present (cuda:0..cuda:{n - 1})")
+
+
+def versions() -> dict[str, str | None]:
+    """CUDA runtime of this torch build and the NVIDIA driver (through NVML, when installed)."""
+    import torch
+
+    out: dict[str, str | None] = {"cuda_runtime": torch.version.cuda}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        out["nvidia_driver"] = pynvml.nvmlSystemGetDriverVersion()
+    except Exception:  # no NVML or no driver: the manifest says nothing rather than guess
+        pass
+    return out
 
 
 class CudaDevice:
@@ -58,3 +80,21 @@ class CudaDevice:
         # the caching allocator refuses allocations past the fraction with an out-of-memory error
         torch.cuda.set_per_process_memory_fraction(fraction, self.index)
         return True
+
+    def empty_cache(self) -> None:
+        import torch
+
+        torch.cuda.empty_cache()
+
+    def apply_knobs(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def graph_mode(self) -> GraphMode:
+        # CUDA graphs: one replay per decode step instead of hundreds of kernel launches
+        return GraphMode(mode="reduce-overhead", compile_all_devices=False)
+
+    def profiler(self) -> Any:
+        import torch
+
+        return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                  torch.profiler.ProfilerActivity.CUDA])

@@ -6,13 +6,18 @@ mirrors `torch.cuda` (`is_available`, `device_count`, `synchronize`, `get_device
 TASK_QUEUE_ENABLE the host even queues operators in a second thread, so synchronising before
 reading the clock matters at least as much here. The CANN version comes from
 `torch_npu.version.cann` where the build records it.
+
+Runtime knobs the Ascend tuning guides use, applied before the model loads:
+`npu_jit_compile` (`torch_npu.npu.set_compile_mode(jit_compile=...)`: online operator
+compilation, off for static shapes) and `npu_allow_internal_format`
+(`torch.npu.config.allow_internal_format`: private NZ formats for matmul weights).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from colobench.devices.base import DeviceInfo, DeviceUnavailable
+from colobench.devices.base import DeviceInfo, DeviceUnavailable, GraphMode
 
 
 def _torch_npu() -> Any:
@@ -24,15 +29,34 @@ def _torch_npu() -> Any:
     return torch_npu
 
 
+def count() -> int:
+    """NPUs this process sees (0 without torch_npu or a driver)."""
+    import torch
+
+    try:
+        _torch_npu()
+    except DeviceUnavailable:
+        return 0
+    return torch.npu.device_count() if torch.npu.is_available() else 0
+
+
 def check(index: int) -> None:
     import torch
 
     _torch_npu()
     if not torch.npu.is_available():
         raise DeviceUnavailable("torch_npu is installed but reports no NPU (driver or CANN missing?)")
-    count = torch.npu.device_count()
-    if index >= count:
-        raise DeviceUnavailable(f"only {count} NPU{'s' if count != 1 else ''} present (npu:0..npu:{count - 1})")
+    n = torch.npu.device_count()
+    if index >= n:
+        raise DeviceUnavailable(f"only {n} NPU{'s' if n != 1 else ''} present (npu:0..npu:{n - 1})")
+
+
+def versions() -> dict[str, str | None]:
+    try:
+        torch_npu = _torch_npu()
+    except DeviceUnavailable:
+        return {}
+    return {"cann": getattr(getattr(torch_npu, "version", None), "cann", None)}
 
 
 class NpuDevice:
@@ -81,3 +105,30 @@ class NpuDevice:
         # the caching allocator refuses allocations past the fraction with an out-of-memory error
         torch.npu.set_per_process_memory_fraction(fraction, self.index)
         return True
+
+    def empty_cache(self) -> None:
+        import torch
+
+        torch.npu.empty_cache()
+
+    def apply_knobs(self, knobs: dict[str, Any]) -> dict[str, Any]:
+        applied = {}
+        if knobs.get("npu_jit_compile") is not None:
+            self._torch_npu.npu.set_compile_mode(jit_compile=knobs["npu_jit_compile"])
+            applied["npu_jit_compile"] = knobs["npu_jit_compile"]
+        if knobs.get("npu_allow_internal_format") is not None:
+            self._torch_npu.npu.config.allow_internal_format = knobs["npu_allow_internal_format"]
+            applied["npu_allow_internal_format"] = knobs["npu_allow_internal_format"]
+        return applied
+
+    def graph_mode(self) -> GraphMode:
+        """torch.compile with torchair's NPU backend: the graph runs through the CANN graph engine."""
+        try:
+            import torchair
+        except ImportError:
+            raise RuntimeError("graph mode on Ascend needs torchair (it ships with torch_npu 2.1+)") from None
+        return GraphMode(backend=torchair.get_npu_backend(compiler_config=torchair.CompilerConfig()))
+
+    def profiler(self) -> Any:
+        prof = self._torch_npu.profiler
+        return prof.profile(activities=[prof.ProfilerActivity.CPU, prof.ProfilerActivity.NPU])

@@ -24,10 +24,11 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
-from colobench.clock import now_ns, wall_unix_s
+from colobench.clock import monotonic_s, now_ns
 from colobench.launch.state import RunState, write_json_atomic
 from colobench.launch.worker import worker_key, worker_main
 from colobench.plan import RunSpec
+from colobench.telemetry import TelemetryRecorder, make_samplers
 
 POLL_S = 0.05
 START_LEAD_NS = 20_000_000  # open-loop schedules start this long after the go, so every process is awake
@@ -85,8 +86,6 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     rs.state["status"] = "running"
     recorder = None
     if telemetry is not None and telemetry.enabled:
-        from colobench.telemetry import TelemetryRecorder, make_samplers
-
         alive = {k: p.pid for k, p in procs.items()}
         recorder = TelemetryRecorder(make_samplers([i.device for i in run.instances], lambda: alive, telemetry),
                                      run_dir / "telemetry.jsonl")
@@ -94,7 +93,7 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
     rs.write()
 
     next_rep = 1
-    started = wall_unix_s()
+    started = monotonic_s()
     try:
         while rs.live():
             try:
@@ -109,7 +108,7 @@ def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], Non
                     _drain(msgs, rs.handle)
                     if workers[n]["status"] != "completed":
                         rs.ended(n, _death_reason(p.exitcode, None), p.exitcode)
-                elif workers[n]["status"] == "starting" and wall_unix_s() - started > load_timeout_s:
+                elif workers[n]["status"] == "starting" and monotonic_s() - started > load_timeout_s:
                     p.kill()
                     p.join(5)
                     rs.ended(n, f"did not load within {load_timeout_s:.0f} s", p.exitcode)

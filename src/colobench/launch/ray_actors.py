@@ -29,10 +29,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import orjson
 from colobench.clock import now_ns
+from colobench.devices import kind_of
+from colobench.errors import error_text
+from colobench.launch.worker import _work, setup_process, worker_key
+from colobench.specs import TelemetrySpec
+from colobench.telemetry import TelemetryRecorder, make_samplers
 
 SKEW_ENV = "COLOBENCH_SIMULATED_CLOCK_SKEW_NS"
-LINE_FOLDERS = ("records", "gc", "logs")  # streamed line by line while the run goes on
+LINE_FOLDERS = ("records", "gc", "logs", "client")  # streamed line by line while the run goes on
 NS_FIELDS = ("submit_ns", "scheduled_ns", "done_ns", "start_ns", "t_ns")
 
 
@@ -50,9 +56,7 @@ def shift_lines(data: bytes, delta_ns: int) -> bytes:
     """`shift_ns` over JSON lines."""
     if not delta_ns:
         return data
-    from colobench import fastjson
-
-    return b"".join(fastjson.dumps(shift_ns(fastjson.loads(line), delta_ns)) + b"\n"
+    return b"".join(orjson.dumps(shift_ns(orjson.loads(line), delta_ns)) + b"\n"
                     for line in data.splitlines() if line.strip())
 
 
@@ -81,19 +85,18 @@ def where() -> dict[str, Any]:
 
 
 def local_device(device: str, accelerators: dict[str, list[str]]) -> str:
-    """The device as this actor sees it: Ray narrows CUDA_VISIBLE_DEVICES / ASCEND_RT_VISIBLE_DEVICES
-    to the cards it assigned, so the first assigned card is index 0 here."""
-    kind = device.split(":")[0]
-    if (kind == "cuda" and accelerators.get("GPU")) or (kind == "npu" and accelerators.get("NPU")):
-        return f"{kind}:0"
-    return device
+    """The device as this actor sees it: Ray narrows the kind's visible-devices variable
+    (CUDA_VISIBLE_DEVICES, ASCEND_RT_VISIBLE_DEVICES) to the cards it assigned, so the first
+    assigned card is index 0 here."""
+    kind = kind_of(device)
+    return f"{kind.name}:0" if kind.ray_resource and accelerators.get(kind.ray_resource) else device
 
 
 def physical_device(device: str, accelerators: dict[str, list[str]]) -> str:
     """The card the node's tools (nvidia-smi, NVML, npu-smi) call it: the id Ray assigned."""
-    kind = device.split(":")[0]
-    ids = accelerators.get("GPU" if kind == "cuda" else "NPU" if kind == "npu" else "", [])
-    return f"{kind}:{ids[0]}" if ids else device
+    kind = kind_of(device)
+    ids = accelerators.get(kind.ray_resource or "", [])
+    return f"{kind.name}:{ids[0]}" if ids else device
 
 
 class _StartTime:
@@ -165,8 +168,6 @@ class InstanceWorker:
     """One instance (or one client process of an HTTP instance) as a Ray actor."""
 
     def __init__(self, instance: dict, run_id: str, repetitions: int, prompts: list | None, part: tuple[int, int]):
-        from colobench.launch.worker import setup_process, worker_key
-
         self.placement = where()
         self.skew_ns = self.placement["skew_ns"]
         self.key = worker_key(instance["name"], tuple(part))
@@ -175,11 +176,9 @@ class InstanceWorker:
         self.args = (run_id, repetitions, tuple(part))
         self.prompts_file = None
         if prompts is not None:
-            import json
-
             (self.dir / "prompts").mkdir()
             self.prompts_file = str(self.dir / "prompts" / "prompts.json")
-            Path(self.prompts_file).write_text(json.dumps(prompts))
+            Path(self.prompts_file).write_bytes(orjson.dumps(prompts))
         setup_process(self.instance, self.dir, self.key)
         self.msgs: queue.Queue = queue.Queue()
         self.go = [_StartAt() for _ in range(repetitions)]
@@ -199,9 +198,6 @@ class InstanceWorker:
         self.thread.start()
 
     def _run(self) -> None:
-        from colobench.launch.worker import _work
-        from colobench.loadgen.recorder import error_text
-
         run_id, repetitions, part = self.args
         try:
             # Ray runs workers at nice 15 unless the cluster was started with RAY_worker_niceness=0;
@@ -250,9 +246,6 @@ class NodeSampler:
     driver polls; the same samplers the local launcher runs in its parent process."""
 
     def __init__(self, devices: list[str], pids: dict[str, int], telemetry: dict):
-        from colobench.specs import TelemetrySpec
-        from colobench.telemetry import TelemetryRecorder, make_samplers
-
         self.dir = Path(tempfile.mkdtemp(prefix="colobench-sampler-"))
         spec = TelemetrySpec.model_validate(telemetry)
         self.recorder = TelemetryRecorder(make_samplers(devices, lambda: pids, spec), self.dir / "telemetry.jsonl")

@@ -29,16 +29,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import socket
 import statistics
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from colobench.clock import now_ns, wall_unix_s
+import colobench
+import orjson
+from colobench.clock import monotonic_s, now_ns
+from colobench.devices import is_accelerator, kind_of
 from colobench.errors import ColobenchError
 from colobench.launch.local import DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, worker_parts
-from colobench.launch.ray_actors import (InstanceWorker, NodeSampler, boot_id, physical_device, shift_lines,
+from colobench.launch.ray_actors import (LINE_FOLDERS, InstanceWorker, NodeSampler, boot_id, physical_device,
+                                         shift_lines,
                                          shift_ns)
 from colobench.launch.state import RunState
 from colobench.launch.worker import worker_env
@@ -69,14 +76,11 @@ def ray_session(launch: LaunchSpec, where: str = "launch.address") -> Iterator[A
                                  "{'py_modules': [...]} to your own ray.init instead")
         yield ray
         return
-    import logging
-
     kwargs: dict[str, Any] = {"namespace": launch.namespace, "log_to_driver": False, "logging_level": logging.ERROR}
     if launch.ship_source:  # Ray uploads local packages only for the whole job
-        import colobench
-
         kwargs["runtime_env"] = {"py_modules": [str(Path(colobench.__file__).parent)]}
-    if launch.address == "local":
+    address = launch.address or running_cluster(ray)
+    if address == "local":
         # Ray starts workers at nice 15 by default (its daemons first); a measurement must not be
         # the lowest-priority process on the host
         os.environ.setdefault("RAY_worker_niceness", "0")
@@ -86,26 +90,41 @@ def ray_session(launch: LaunchSpec, where: str = "launch.address") -> Iterator[A
             Path(launch.temp_dir).expanduser().mkdir(parents=True, exist_ok=True)
             kwargs["_temp_dir"] = str(Path(launch.temp_dir).expanduser().resolve())
     else:
-        _probe(launch.address, where)
-        kwargs["address"] = launch.address
+        _probe(address, where)
+        kwargs["address"] = address
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = ("; start one with `ray start --head`, or use the address `local` (a private one-node Ray)"
-                if launch.address != "local" else "")
-        raise ColobenchError(f"{where} {launch.address}: cannot start or reach Ray ({first}){hint}") from None
+                if address != "local" else "")
+        raise ColobenchError(f"{where} {address}: cannot start or reach Ray ({first}){hint}") from None
     try:
         yield ray
     finally:
         ray.shutdown()
 
 
+def running_cluster(ray: Any) -> str:
+    """What `ray.init()` without an address would join: `RAY_ADDRESS`, else the cluster `ray start`
+    recorded on this host, if it still answers; `local` (start a private one) otherwise."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address  # what ray.init() itself calls
+
+        found = canonicalize_bootstrap_address(None)
+    except Exception:  # no cluster recorded (Ray raises), or this Ray version moved the helper
+        return "local"
+    if not found:
+        return "local"
+    try:
+        _probe(found)
+    except ColobenchError:  # a stale record of a cluster that has stopped
+        return "local"
+    return found
+
+
 def _probe(address: str, where: str = "launch.address") -> None:
     """Fail in seconds on an address where nothing listens: Ray itself retries for minutes."""
-    import re
-    import socket
-
     match = re.match(r"^(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?$", address)
     if not match:
         return
@@ -134,10 +153,10 @@ def cluster_nodes(ray: Any) -> list[dict[str, Any]]:
 def actor_options(inst: ResolvedInstance, launch: LaunchSpec) -> dict[str, Any]:
     """Ray options for an instance's actor: its resource request, node constraint and environment."""
     p = inst.ray or RayPlacement()
-    kind = inst.device.split(":")[0]
+    resource = kind_of(inst.device).ray_resource
     resources = dict(p.resources)
-    if kind == "npu" and "NPU" not in resources:
-        resources["NPU"] = inst.memory_share
+    if resource and resource != "GPU" and resource not in resources:  # custom resources: NPU
+        resources[resource] = inst.memory_share
     runtime_env: dict[str, Any] = {"env_vars": worker_env(inst.model_dump())}  # before torch loads
     # a load-generator process (HTTP instance) is one asyncio loop: one core each
     cpus = p.num_cpus if p.num_cpus is not None else (1 if inst.backend == "openai" else inst.cpu_threads)
@@ -145,14 +164,14 @@ def actor_options(inst: ResolvedInstance, launch: LaunchSpec) -> dict[str, Any]:
                             "max_concurrency": ACTOR_THREADS, "runtime_env": runtime_env}
     if p.num_gpus is not None:
         opts["num_gpus"] = p.num_gpus
-    elif kind == "cuda":
+    elif resource == "GPU":
         opts["num_gpus"] = inst.memory_share  # fractions pack co-located instances onto one card
     if resources:
         opts["resources"] = resources
     if p.node_labels:
         opts["label_selector"] = dict(p.node_labels)
     if p.node_id:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # Ray: imported only when used
 
         opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(p.node_id, soft=False)
     return opts
@@ -228,7 +247,7 @@ def _append_files(run_dir: Path, files: dict[str, bytes], offset_ns: int) -> Non
     for rel, data in files.items():
         path = run_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if rel.startswith(("records/", "gc/", "logs/")):
+        if rel.startswith(tuple(f"{folder}/" for folder in LINE_FOLDERS)):
             with open(path, "ab") as f:
                 f.write(data if rel.startswith("logs/") else shift_lines(data, -offset_ns))
         else:
@@ -275,10 +294,10 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
     try:
         # 1. placement
         refs = {key: a.where.remote() for key, a in actors.items()}
-        deadline = wall_unix_s() + load_timeout_s
+        deadline = monotonic_s() + load_timeout_s
         for key, ref in refs.items():
             try:
-                place = ray.get(ref, timeout=max(1.0, deadline - wall_unix_s()))
+                place = ray.get(ref, timeout=max(1.0, deadline - monotonic_s()))
             except GetTimeoutError:
                 want = _request(actor_options(parts[key][0], launch))
                 lost(key, f"not placed within {load_timeout_s:.0f} s (the cluster has no free {want})")
@@ -301,8 +320,7 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
             offsets[key] = place["clock"]["applied_offset_ns"]
             place["node"] = labels[place["node_id"]].lstrip("@") or None
             device = parts[key][0].device
-            place["device"] = (device if device == "endpoint" else physical_device(device, place["accelerators"])
-                               ) + labels[place["node_id"]]
+            place["device"] = physical_device(device, place["accelerators"]) + labels[place["node_id"]]
         for inst in rs.state["instances"]:  # the card each instance really used, by the node's own numbering
             used = {info["actors"][k]["device"] for k in placed if parts[k][0].name == inst["name"]}
             if len(used) == 1 and used != {inst["device"]}:
@@ -323,16 +341,16 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
 
         # 4-5. barrier and streaming
         next_rep = 1
-        started = wall_unix_s()
+        started = monotonic_s()
         pending: dict[str, Any] = {}
         last_telemetry = 0.0
         while rs.live():
-            tick = wall_unix_s()
+            tick = monotonic_s()
             for key in rs.live():
                 if key not in pending:
                     pending[key] = actors[key].poll.remote()
             ready, _ = ray.wait(list(pending.values()), num_returns=len(pending), timeout=POLL_S)
-            time.sleep(max(0.0, POLL_S - (wall_unix_s() - tick)))  # a poll per actor per tick, not a busy loop
+            time.sleep(max(0.0, POLL_S - (monotonic_s() - tick)))  # a poll per actor per tick, not a busy loop
             ready_set = set(ready)
             for key, ref in list(pending.items()):
                 if ref not in ready_set:
@@ -360,7 +378,7 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
                 elif out["finished"] and workers[key]["status"] in ("starting", "loaded", "running"):
                     lost(key, "worker stopped without finishing")
             for key in rs.live():
-                if workers[key]["status"] == "starting" and wall_unix_s() - started > load_timeout_s:
+                if workers[key]["status"] == "starting" and monotonic_s() - started > load_timeout_s:
                     lost(key, f"did not load within {load_timeout_s:.0f} s")
             while next_rep <= run.repetitions and rs.barrier_complete(next_rep):
                 t_go = now_ns() + int(launch.start_lead_s * 1e9)
@@ -368,8 +386,8 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
                     actors[key].go_at.remote(next_rep, t_go + offsets.get(key, 0))
                 rs.started(t_go)
                 next_rep += 1
-            if samplers and wall_unix_s() - last_telemetry > TELEMETRY_POLL_S:
-                last_telemetry = wall_unix_s()
+            if samplers and monotonic_s() - last_telemetry > TELEMETRY_POLL_S:
+                last_telemetry = monotonic_s()
                 _poll_samplers(ray, samplers, info, run_dir, final=False)
     except KeyboardInterrupt:
         _poll_samplers(ray, samplers, info, run_dir, final=True)
@@ -388,7 +406,7 @@ def _split_colocation(instances: list[dict[str, Any]]) -> list[str]:
     """Instances planned on one card that Ray placed on different cards: not co-located at all."""
     planned: dict[str, set[str]] = {}
     for inst in instances:
-        if inst["device"] not in ("cpu", "endpoint"):
+        if is_accelerator(inst["device"]):
             planned.setdefault(inst.get("planned_device", inst["device"]), set()).add(inst["device"])
     return [f"instances planned to share {dev} were placed on {', '.join(sorted(used))}: ask for fractions that "
             "add up to one card (ray.num_gpus) or pin them to one node" for dev, used in planned.items() if len(used) > 1]
@@ -427,7 +445,7 @@ def _clock(ray: Any, actor: Any, place: dict[str, Any], driver_node: str | None,
 def _start_samplers(ray: Any, placed: dict[str, tuple[ResolvedInstance, dict[str, Any]]], labels: dict[str, str],
                     driver_node: str | None, telemetry: Any, launch: LaunchSpec, meta: dict[str, Any]) -> dict[str, Any]:
     """One `NodeSampler` per node that runs workers: its cards and its workers' processes."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # Ray: imported only when used
 
     Sampler = ray.remote(NodeSampler)
     by_node: dict[str, list[str]] = {}
@@ -463,8 +481,6 @@ def _final_clock(ray: Any, actor: Any, place: dict[str, Any], launch: LaunchSpec
 
 
 def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], run_dir: Path, final: bool) -> None:
-    from colobench import fastjson
-
     for node, s in samplers.items():
         meta = info["samplers"][node]
         try:
@@ -483,9 +499,9 @@ def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], run
             rows = []
             for line in data.splitlines():
                 if line.strip():
-                    row = shift_ns(fastjson.loads(line), -offset)
+                    row = shift_ns(orjson.loads(line), -offset)
                     row["device"] += suffix
-                    rows.append(fastjson.dumps(row) + b"\n")
+                    rows.append(orjson.dumps(row) + b"\n")
             data = b"".join(rows)
         with open(run_dir / "telemetry.jsonl", "ab") as f:
             f.write(data)

@@ -7,21 +7,44 @@ Life of a worker (messages to the parent in brackets):
 Any exception becomes [error] with a one-line reason and a traceback in the worker's log.
 
 The worker ignores Ctrl-C: the terminal sends SIGINT to the whole process group, and the parent
-decides how to stop. Thread-count variables are set before torch is imported (they are read
-once, at import), which is why this module imports nothing heavy at the top.
+decides how to stop. Thread-count variables and the instance's `env` are set before torch is
+imported (they are read once, at import): nothing this module imports at the top loads torch;
+the backend does, in `start()`.
+
+The worker records raw facts only (records, GC pauses, its own CPU time and event-loop lag per
+repetition under `client/`); every statistic is computed later by `colobench.analysis`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import itertools
 import json
 import os
+import resource
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+import orjson
+
+from colobench import aio
+from colobench.backends import make_backend
+from colobench.clock import now_ns
+from colobench.devices import get_device
+from colobench.errors import error_text
+from colobench.loadgen import streaming
+from colobench.loadgen.capacity import max_parallel_requests
+from colobench.loadgen.recorder import Recorder
+from colobench.loadgen.static import run_static
+from colobench.plan import ResolvedInstance
+from colobench.records import RecordWriter, save_probe
+from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
+from colobench.workload.synthetic import build_requests, build_text_requests, static_batches
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 WARMUP_SEED_OFFSET = 1_000_003
@@ -33,18 +56,6 @@ def _wait_for_go(event: Any, parent_pid: int) -> None:
     while not event.wait(0.5):
         if os.getppid() != parent_pid:
             sys.exit(3)
-
-
-def _free_device_memory() -> None:
-    import gc
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        for ns in ("cuda", "npu"):
-            mod = getattr(torch, ns, None)
-            if mod is not None and getattr(mod, "is_available", lambda: False)():
-                mod.empty_cache()
 
 
 def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, queue: Any, go_events: list,
@@ -61,8 +72,6 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
     except SystemExit:
         raise
     except BaseException as exc:
-        from colobench.loadgen.recorder import error_text
-
         traceback.print_exc()
         queue.put(("error", name, error_text(exc)))
         log.flush()
@@ -98,18 +107,14 @@ class GcPauses:
     MIN_PAUSE_NS = 1_000_000
 
     def __init__(self, path: Path):
-        import gc
-
-        from colobench.clock import now_ns
-
-        self.path, self.now_ns, self.pending, self._start = path, now_ns, [], 0
+        self.path, self.pending, self._start = path, [], 0
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict) -> None:
         if phase == "start":
-            self._start = self.now_ns()
+            self._start = now_ns()
             return
-        duration = self.now_ns() - self._start
+        duration = now_ns() - self._start
         if duration >= self.MIN_PAUSE_NS or info.get("generation") == 2:
             self.pending.append({"start_ns": self._start, "duration_ns": duration, "generation": info.get("generation"),
                                  "collected": info.get("collected")})
@@ -117,25 +122,11 @@ class GcPauses:
     def flush(self) -> None:
         if not self.pending:
             return
-        from colobench import fastjson
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "ab") as f:
             for row in self.pending:
-                f.write(fastjson.dumps(row) + b"\n")
+                f.write(orjson.dumps(row) + b"\n")
         self.pending = []
-
-
-def apply_npu_knobs(jit_compile: bool | None, allow_internal_format: bool | None, torch_npu: Any = None) -> None:
-    """Ascend runtime switches the tuning guides use, applied before the model loads."""
-    if jit_compile is None and allow_internal_format is None:
-        return
-    if torch_npu is None:
-        import torch_npu
-    if jit_compile is not None:
-        torch_npu.npu.set_compile_mode(jit_compile=jit_compile)
-    if allow_internal_format is not None:
-        torch_npu.npu.config.allow_internal_format = allow_internal_format
 
 
 def worker_key(name: str, part: tuple[int, int]) -> str:
@@ -152,10 +143,6 @@ def _split(total: int, part: tuple[int, int]) -> int:
 async def _with_loop_monitor(coro: Any, lags_ns: list[int], interval_s: float = 0.01) -> Any:
     """Run `coro` while measuring event-loop lag: how late a 10 ms sleep wakes up. A loop that
     is late is a load generator that cannot keep up."""
-    import asyncio
-
-    from colobench.clock import now_ns
-
     async def monitor() -> None:
         while True:
             t = now_ns()
@@ -169,10 +156,17 @@ async def _with_loop_monitor(coro: Any, lags_ns: list[int], interval_s: float = 
         task.cancel()
 
 
+def _free_memory(device: Any) -> Any:
+    """After a failed batch: collect garbage and hand the allocator's cached blocks back."""
+    def free() -> None:
+        gc.collect()
+        if device is not None:
+            device.empty_cache()
+    return free
+
+
 def _parallelism(wl: Any, info: dict, device: Any, memory_share: float) -> int:
     """The batch size (static) or in-flight limit (closed/open loop) this worker uses."""
-    from colobench.loadgen.capacity import max_parallel_requests
-
     wanted = wl.batch_size if wl.load_model == "static" else wl.concurrency
     if isinstance(wanted, int):
         return wanted
@@ -185,46 +179,31 @@ def _parallelism(wl: Any, info: dict, device: Any, memory_share: float) -> int:
 
 def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: Any, go_events: list,
           parent_pid: int, prompts_file: str | None, part: tuple[int, int], shared_start: Any) -> None:
-    import resource
-
-    from colobench.analysis.distribution import Distribution
-    from colobench.backends import make_backend
-    from colobench.clock import now_ns
-    from colobench.devices import get_device
-    from colobench.loadgen import streaming
-    from colobench.loadgen.recorder import Recorder
-    from colobench.loadgen.static import run_static
-    from colobench.plan import ResolvedInstance
-    from colobench.records import RecordWriter
-    from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
-    from colobench.workload.synthetic import build_requests, build_text_requests, static_batches
-
     inst = ResolvedInstance.model_validate(instance)
     key = worker_key(inst.name, part)
-    device, memory_cap = None, None
-    if inst.backend == "transformers":
-        import torch
+    device = get_device(inst.device) if inst.in_process else None
+    applied: dict[str, Any] = {}
+    if device is not None:
+        import torch  # after setup_process: the thread-count variables are read at import
 
         torch.set_num_threads(inst.cpu_threads)
-        device = get_device(inst.device)
-        if inst.device.startswith("npu"):
-            apply_npu_knobs(inst.npu_jit_compile, inst.npu_allow_internal_format)
+        applied = device.apply_knobs(inst.knob_values())
         # instances sharing a card each get their share of its memory (their solo runs too, so
         # solo and co-located runs have the same budget)
         if inst.memory_share < 1 and device.cap_memory(inst.memory_share):
-            memory_cap = inst.memory_share
+            applied["memory_cap_fraction"] = inst.memory_share
     print(f"[colobench] worker {key} pid {os.getpid()} run {run_id}: loading {inst.model} on "
           f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
     t0 = time.perf_counter()
-    backend = make_backend(inst)
+    backend = make_backend(inst.backend, **inst.backend_settings(device))
     info = backend.start()
     info["load_s"] = time.perf_counter() - t0
     info["pid"] = os.getpid()
     info["nice"] = os.getpriority(os.PRIO_PROCESS, 0)  # this thread's: a niced worker measures the scheduler
-    info["knobs"] = {"env": {k: os.environ.get(k) for k in inst.env},
+    # every knob as declared, then what the process really has (environment, cores) and what the device applied
+    info["knobs"] = {**inst.knob_values(), "env": {k: os.environ.get(k) for k in inst.env},
                      "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                     "npu_jit_compile": inst.npu_jit_compile, "npu_allow_internal_format": inst.npu_allow_internal_format,
-                     "quantization": inst.quantization, "graph": inst.graph, "memory_cap_fraction": memory_cap}
+                     "memory_cap_fraction": None, **applied}
 
     wl = inst.workload
     load = wl.load_model
@@ -242,7 +221,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
             info["requests_raised_to"] = count
     n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
         min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if load == "open" else parallel)
-    if inst.backend == "openai":
+    if not backend.vocab_size:  # a server takes text and tokenises it
         measured = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, wl.seed, pool)
         warmup = build_text_requests(n_warm, wl.prompt_tokens, wl.output_tokens, wl.seed + WARMUP_SEED_OFFSET, pool)
     else:
@@ -260,13 +239,14 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     queue.put(("loaded", key, info))
 
     writer = RecordWriter(run_path / "records" / f"{key}.jsonl")
+    client_log = RecordWriter(run_path / "client" / f"{key}.jsonl")
     gc_pauses = GcPauses(run_path / "gc" / f"{key}.jsonl")
     recorder = Recorder(writer, inst.name, run_id, repetition=0, warmup=True)
     warm_start = time.perf_counter()
     if load == "static":
         run_static(backend, static_batches(warmup, parallel, warmup=True), recorder)
     elif warmup:
-        streaming.run(streaming.closed_loop(backend, iter(warmup), min(parallel, len(warmup)), recorder))
+        aio.run(streaming.closed_loop(backend, iter(warmup), min(parallel, len(warmup)), recorder))
     # compilation happens during warm-up: reported apart, never counted in latency
     queue.put(("warmup", key, {"warmup_s": time.perf_counter() - warm_start}))
     if warmup and recorder.failed == len(warmup):  # some failures are the server's; all of them are ours
@@ -290,28 +270,29 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         deadline = now_ns() + int(wl.duration_s * 1e9) if wl.duration_s and load != "open" else None
         if load == "static":
             source = itertools.cycle(batches) if deadline else batches
-            run_static(backend, source, recorder, deadline, on_batch=progress, on_error=_free_device_memory)
+            run_static(backend, source, recorder, deadline, on_batch=progress,
+                       on_error=_free_memory(device))
         elif load == "closed":
             source = itertools.cycle(measured) if deadline else iter(measured)
-            streaming.run(_with_loop_monitor(
+            aio.run(_with_loop_monitor(
                 streaming.closed_loop(backend, source, parallel, recorder, deadline, on_done=progress), lags))
         else:
             cap = parallel if wl.concurrency is not None else None
             start = shared_start.value if shared_start is not None and shared_start.value else None
-            streaming.run(_with_loop_monitor(
+            aio.run(_with_loop_monitor(
                 streaming.open_loop(backend, measured, offsets, recorder, cap, on_done=progress, start_ns=start), lags))
         usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
         cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
         wall_s = (wall1 - wall0) / 1e9
         gc_pauses.flush()
-        queue.put(("client", key, {"repetition": rep, "cpu_s": cpu_s, "wall_s": wall_s,
-                                   "cpu_util": cpu_s / wall_s if wall_s > 0 else None,
-                                   "loop_lag_ms": Distribution.of(lags).scaled(1e-6).to_dict() if lags else None}))
+        client = {"repetition": rep, "cpu_s": cpu_s, "wall_s": wall_s}
+        client_log.write_row({**client, "loop_lag_ns": lags})
+        queue.put(("client", key, client))
     writer.close()
+    client_log.close()
     peak = device.peak_memory_bytes() if device is not None else None
-    if inst.quality_probe and hasattr(backend, "quality_probe") and part[0] == 0:
-        from colobench.analysis.quality import save_probe
-
-        save_probe(run_path / "quality" / f"{inst.name}.npz", backend.quality_probe())
+    probe = backend.quality_probe() if inst.quality_probe and part[0] == 0 else None
+    if probe is not None:
+        save_probe(run_path / "quality" / f"{inst.name}.npz", probe)
     backend.stop()
     queue.put(("done", key, {"peak_memory_bytes": peak}))

@@ -1,23 +1,18 @@
-"""Turns what a load generator saw into `RequestRecord`s, appended as each request completes."""
+"""Turns a backend's `Completion` into a `RequestRecord`, appended as each request completes.
+
+One path for every backend: a completion is ok when it has no error and at least one token.
+In-process backends promise exactly the tokens asked for (`token_count_source` None), so a
+shortfall there is an error; a server's counts may differ from what was asked (a server that
+ignores `ignore_eos`), which is kept as `expected_output_tokens` and flagged by the checks.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from colobench.backends.base import Completion
 from colobench.records import RecordWriter, RequestRecord
 from colobench.workload.synthetic import Request
-
-
-@dataclass
-class StreamResult:
-    """What an HTTP request produced: content-chunk times and the server's token counts."""
-
-    token_ns: list[int] = field(default_factory=list)
-    done_ns: int | None = None
-    output_tokens: int = 0
-    prompt_tokens: int | None = None
-    token_count_source: str = "chunks"
-    error: str | None = None
 
 
 @dataclass
@@ -31,39 +26,26 @@ class Recorder:
     failed: int = 0
     last_error: str | None = None
 
-    def record(self, request: Request, submit_ns: int, token_ns: list[int], error: str | None = None,
-               scheduled_ns: int | None = None, batch_id: int = -1, batch_size: int = 1,
-               result: "StreamResult | None" = None) -> None:
-        """Append one request's record. In-process backends give one timestamp per token; an HTTP
-        `result` gives per-chunk timestamps and the token counts the server reported."""
-        if result is not None:
-            ok = error is None and result.output_tokens > 0 and bool(token_ns)
-            if error is None and not ok:
-                error = "stream ended without any content"
-            record = RequestRecord(
-                instance=self.instance, run_id=self.run_id, repetition=self.repetition, request_id=request.request_id,
-                batch_id=batch_id, batch_size=batch_size, prompt_tokens=result.prompt_tokens or request.prompt_len,
-                output_tokens=result.output_tokens, submit_ns=submit_ns, scheduled_ns=scheduled_ns, token_ns=token_ns,
-                done_ns=result.done_ns, warmup=self.warmup, ok=ok, error=error,
-                expected_output_tokens=request.output_tokens, token_count_source=result.token_count_source)
-        else:
-            ok = error is None and len(token_ns) == request.output_tokens
-            if error is None and not ok:
-                error = f"expected {request.output_tokens} tokens, got {len(token_ns)}"
-            record = RequestRecord(
-                instance=self.instance, run_id=self.run_id, repetition=self.repetition, request_id=request.request_id,
-                batch_id=batch_id, batch_size=batch_size, prompt_tokens=len(request.prompt),
-                output_tokens=len(token_ns), submit_ns=submit_ns, scheduled_ns=scheduled_ns, token_ns=token_ns,
-                done_ns=token_ns[-1] if token_ns else None, warmup=self.warmup, ok=ok, error=error)
+    def record(self, request: Request, submit_ns: int, completion: Completion, scheduled_ns: int | None = None,
+               batch_id: int = -1, batch_size: int = 1) -> None:
+        """Append one request's record."""
+        c = completion
+        error = c.error
+        exact = c.token_count_source is None
+        if error is None and (c.output_tokens <= 0 or not c.token_ns):
+            error = "stream ended without any content"
+        elif error is None and exact and c.output_tokens != request.output_tokens:
+            error = f"expected {request.output_tokens} tokens, got {c.output_tokens}"
+        ok = error is None
+        record = RequestRecord(
+            instance=self.instance, run_id=self.run_id, repetition=self.repetition, request_id=request.request_id,
+            batch_id=batch_id, batch_size=batch_size, prompt_tokens=c.prompt_tokens or request.prompt_len,
+            output_tokens=c.output_tokens, submit_ns=submit_ns, scheduled_ns=scheduled_ns, token_ns=c.token_ns,
+            done_ns=c.done_ns, warmup=self.warmup, ok=ok, error=error,
+            expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source)
         self.writer.write(record)
         if ok:
             self.completed += 1
         else:
             self.failed += 1
             self.last_error = error
-
-
-def error_text(exc: BaseException) -> str:
-    """`ExcType: first line of the message`, for records and summaries."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{exc.__class__.__name__}: {text}".rstrip(": ")

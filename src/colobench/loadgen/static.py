@@ -1,16 +1,20 @@
 """Static batching: batches generated back to back, each request submitted with its batch.
 
-A batch runs until its longest request is done; request i owns the first `output_tokens` steps
-of the batch. A batch that fails (out of memory, say) is recorded as failed requests and the
-next batch runs; too many failures in a row stop the worker with the last error.
+In-process, a batch runs until its longest request is done and request i owns the first
+`output_tokens` steps; against a server, a batch is a wave of requests sent together and the
+next wave starts when the last has finished. A batch that fails as a whole (out of memory, say)
+is recorded as failed requests and the next batch runs; too many failures in a row stop the
+worker with the last error.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from colobench.backends.base import Completion
 from colobench.clock import now_ns
-from colobench.loadgen.recorder import Recorder, error_text
+from colobench.errors import error_text
+from colobench.loadgen.recorder import Recorder
 from colobench.workload.synthetic import Batch
 
 MAX_CONSECUTIVE_FAILED_BATCHES = 3
@@ -25,14 +29,14 @@ def run_static(backend: Any, batches: Iterable[Batch], recorder: Recorder, deadl
             return
         submit = now_ns()
         try:
-            steps, error = backend.generate(batch), None
+            completions, error = backend.generate(batch), None
         except Exception as exc:
-            steps, error = [], error_text(exc)
+            error = error_text(exc)
+            completions = [Completion.failed(error)] * len(batch.requests)
             if on_error:
                 on_error()
-        for request in batch.requests:
-            recorder.record(request, submit, steps[:request.output_tokens], error, batch_id=batch.batch_id,
-                            batch_size=len(batch.requests))
+        for request, completion in zip(batch.requests, completions):
+            recorder.record(request, submit, completion, batch_id=batch.batch_id, batch_size=len(batch.requests))
         if on_batch:
             on_batch(len(batch.requests))
         failures = failures + 1 if error else 0

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Iterator
 
+from colobench.backends.base import Completion
 from colobench.clock import now_ns
-from colobench.loadgen.recorder import Recorder, error_text
+from colobench.errors import error_text
+from colobench.loadgen.recorder import Recorder
 from colobench.workload.synthetic import Request
 
 SPIN_BEFORE_DEADLINE_NS = 1_000_000
@@ -27,20 +29,11 @@ SPIN_BEFORE_DEADLINE_NS = 1_000_000
 async def _send(backend: Any, request: Request, recorder: Recorder, scheduled_ns: int | None,
                 on_done: Callable[[int], None] | None) -> None:
     submit = now_ns()
-    if hasattr(backend, "request"):
-        # HTTP fast path: one awaited call per request. An async-generator hop per chunk costs
-        # about a microsecond, a sixth of the per-token CPU budget of the load generator.
-        result = await backend.request(request)
-        recorder.record(request, submit, result.token_ns, result.error, scheduled_ns=scheduled_ns, result=result)
-    else:
-        tokens: list[int] = []
-        error = None
-        try:
-            async for chunk in backend.stream(request):
-                tokens.extend(chunk)
-        except Exception as exc:  # a failed request is recorded; the others carry on
-            error = error_text(exc)
-        recorder.record(request, submit, tokens, error, scheduled_ns=scheduled_ns)
+    try:
+        completion = await backend.request(request)
+    except Exception as exc:  # a failed request is recorded; the others carry on
+        completion = Completion.failed(error_text(exc))
+    recorder.record(request, submit, completion, scheduled_ns=scheduled_ns)
     if on_done:
         on_done(1)
 
@@ -92,25 +85,3 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
             tasks.append(asyncio.create_task(_send(backend, request, recorder, due, on_done)))
     await asyncio.gather(*tasks)
     return start
-
-
-_LOOP: asyncio.AbstractEventLoop | None = None
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (its C loop takes a third off the per-chunk cost of a stream), else
-    asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def run(coro: Any) -> Any:
-    """Run a driver coroutine on this process's event loop. One loop serves every repetition, so
-    connections opened in one are still usable in the next."""
-    global _LOOP
-    if _LOOP is None or _LOOP.is_closed():
-        _LOOP = new_event_loop()
-    return _LOOP.run_until_complete(coro)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 CACHE_ENV = "COLOBENCH_CACHE"
 BUILD_INFO = "colobench_preset.json"
 
@@ -135,7 +137,6 @@ def ensure_preset(name: str, cache_dir: Path | None = None) -> Path:
     appears atomically (built in a temporary folder, then renamed).
     """
     import torch
-    from filelock import FileLock
     from transformers import AutoModelForCausalLM
 
     preset = PRESETS[name]

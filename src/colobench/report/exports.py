@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from colobench.analysis import metrics as m
+from colobench.analysis.model import Summary
 from colobench.errors import ColobenchError
 from colobench.records import read_records
 
@@ -23,17 +24,15 @@ MARKDOWN_COLUMNS = ["output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tp
                     "mean_e2el_ms", "p99_e2el_ms", "mbu_pct"]
 
 
-def metric_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def metric_rows(summary: Summary) -> list[dict[str, Any]]:
     """One row per point, phase and instance, with axis values and the headline metrics."""
-    points = summary.get("points") or [{"id": "", "axes": {}, "phases": summary.get("phases") or {}}]
     rows = []
-    for p in points:
-        for phase, by in (p.get("phases") or {}).items():
-            for name, mt in by.items():
-                row = {"point": p["id"], **(p.get("axes") or {}), "phase": phase, "instance": name}
-                row.update({c: mt.get(c) for c in COLUMNS})
-                row["validity"] = (mt.get("validity") or {}).get("verdict")
-                rows.append(row)
+    for p in summary.points:
+        for phase, name, mt in p.rows():
+            row = {"point": p.id, **p.axes, "phase": phase, "instance": name}
+            row.update({c: getattr(mt, c) for c in COLUMNS})
+            row["validity"] = mt.validity.verdict if mt.validity else None
+            rows.append(row)
     return rows
 
 

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from colobench.analysis import metrics as m
+from colobench.analysis.model import Finding, Point, Summary
 from colobench.analysis.telemetry import is_host
+from colobench.report.console import print_summary
 from colobench.records import instance_records
 from colobench.telemetry.replay import read_samples
 
@@ -94,32 +97,30 @@ def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str) -> str
     return _fig_html(fig)
 
 
-def throughput_figure(summary: dict[str, Any]) -> str:
+def throughput_figure(point: Point) -> str:
     import plotly.graph_objects as go
 
-    phases = summary.get("phases") or {}
-    names = list(summary.get("instances") or {})
+    names = list(point.instances)
     fig = go.Figure()
     for phase in ("solo", "colocated"):
-        by = phases.get(phase) or {}
-        fig.add_trace(go.Bar(x=names, y=[(by.get(n) or {}).get("output_throughput") for n in names], name=phase,
-                             marker_color=PHASE_COLOURS[phase]))
-    inter = summary.get("interference") or {}
-    if inter.get("throughput_scaling") is not None:
-        solo = phases.get("solo") or {}
-        mean_solo = np.mean([v["output_throughput"] for v in solo.values() if v.get("output_throughput")])
-        coloc_total = sum(v.get("output_throughput") or 0 for v in (phases.get("colocated") or {}).values())
+        fig.add_trace(go.Bar(x=names, y=[mt.output_throughput if (mt := point.metrics(phase, n)) else None
+                                         for n in names], name=phase, marker_color=PHASE_COLOURS[phase]))
+    inter = point.interference
+    if inter.throughput_scaling is not None:
+        solo = point.phases.get("solo", {})
+        mean_solo = np.mean([v.output_throughput for v in solo.values() if v.output_throughput])
+        coloc_total = sum(v.output_throughput or 0 for v in point.phases.get("colocated", {}).values())
         fig.add_trace(go.Bar(x=["aggregate (co-located)"], y=[coloc_total], name="aggregate", marker_color="#9467bd"))
-        fig.add_hline(y=mean_solo * inter["ideal_scaling"], line_dash="dash",
-                      annotation_text=f"ideal {inter['ideal_scaling']}x solo", line_color="#2ca02c")
-        fig.add_hline(y=mean_solo * 0.75 * inter["ideal_scaling"], line_dash="dot",
+        fig.add_hline(y=mean_solo * inter.ideal_scaling, line_dash="dash",
+                      annotation_text=f"ideal {inter.ideal_scaling}x solo", line_color="#2ca02c")
+        fig.add_hline(y=mean_solo * 0.75 * inter.ideal_scaling, line_dash="dot",
                       annotation_text="bottleneck below", line_color="#ff7f0e")
     fig.update_layout(height=380, yaxis_title="output tokens/s",
-                      title=f"throughput (scaling {inter.get('throughput_scaling') or 0:.2f}x)")
+                      title=f"throughput (scaling {inter.throughput_scaling or 0:.2f}x)")
     return _fig_html(fig)
 
 
-def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[dict[str, Any]]) -> str:
+def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[Finding]) -> str:
     """Per-request latency over time for every instance of one run, telemetry below, findings shaded."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -168,42 +169,37 @@ def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[dict[str,
         for worker in sorted({w for s in rows_h for w in s["metrics"].get("workers", {})}):
             fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("workers", {}).get(worker, {}).get("cpu_pct")
                                              for s in rows_h], mode="lines", name=f"{worker} CPU %"), row=row, col=1)
-    for f in findings:
-        if f.get("run_id") != run["run_id"]:
-            continue
-        for a, b in f.get("windows_ns") or []:
-            fig.add_vrect(x0=(a - origin) / 1e9, x1=(b - origin) / 1e9, fillcolor="#ff7f0e", opacity=0.15,
-                          line_width=0)
+    for w in (w for f in findings for w in f.windows if w.run_id == run["run_id"]):
+        fig.add_vrect(x0=(w.start_ns - origin) / 1e9, x1=(w.end_ns - origin) / 1e9, fillcolor="#ff7f0e",
+                      opacity=0.15, line_width=0)
     fig.update_layout(height=260 + 180 * rows, title=f"timeline: {run['run_id']}{note}")
     fig.update_xaxes(title_text="seconds from the run's first request", row=rows, col=1)
     return _fig_html(fig)
 
 
-def sweep_figure(summary: dict[str, Any]) -> str:
+def sweep_figure(summary: Summary) -> str:
     """Throughput and step latency against each swept value, with the decode ceiling."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    points = summary.get("points") or []
-    axes = (summary.get("sweep") or {}).get("axes") or []
-    if not points or not axes:
+    axes = summary.sweep_axes
+    if not summary.points or not axes:
         return ""
     axis = axes[0]
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"output tokens/s against {axis}", f"TPOT ms against {axis}"])
-    series: dict[tuple[str, str, str], list[tuple[Any, dict[str, Any]]]] = {}
-    for p in points:
-        rest = ", ".join(f"{a}={p['axes'].get(a)}" for a in axes[1:])
-        for phase, by in (p.get("phases") or {}).items():
-            for name, mt in by.items():
-                series.setdefault((name, phase, rest), []).append((p["axes"].get(axis), mt))
+    series: dict[tuple[str, str, str], list[tuple[Any, Any]]] = {}
+    for p in summary.points:
+        rest = ", ".join(f"{a}={p.axes.get(a)}" for a in axes[1:])
+        for phase, name, mt in p.rows():
+            series.setdefault((name, phase, rest), []).append((p.axes.get(axis), mt))
     for (name, phase, rest), rows in series.items():
         label = f"{name} {phase}" + (f" ({rest})" if rest else "")
         xs = [str(x) for x, _ in rows]
-        fig.add_trace(go.Scatter(x=xs, y=[mt.get("output_throughput") for _, mt in rows], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=xs, y=[mt.output_throughput for _, mt in rows], mode="lines+markers",
                                  name=label), row=1, col=1)
-        fig.add_trace(go.Scatter(x=xs, y=[mt.get("mean_tpot_ms") for _, mt in rows], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=xs, y=[mt.mean_tpot_ms for _, mt in rows], mode="lines+markers",
                                  name=label, showlegend=False), row=1, col=2)
-        ceiling = [(mt.get("roofline") or {}).get("decode_ceiling_tok_s") for _, mt in rows]
+        ceiling = [mt.roofline.decode_ceiling_tok_s if mt.roofline else None for _, mt in rows]
         if any(c for c in ceiling):
             fig.add_trace(go.Scatter(x=xs, y=ceiling, mode="lines", line={"dash": "dash"},
                                      name=f"{label}: bandwidth roofline"), row=1, col=1)
@@ -211,24 +207,21 @@ def sweep_figure(summary: dict[str, Any]) -> str:
     return _fig_html(fig)
 
 
-def _quality_html(summary: dict[str, Any]) -> str:
+def _quality_html(summary: Summary) -> str:
     """Quality of each variant against its reference, and the generated texts side by side."""
-    points = summary.get("points") or [{"id": "", "phases": summary.get("phases") or {}}]
     rows, texts = [], []
-    for p in points:
-        for phase, by in (p.get("phases") or {}).items():
-            for name, mt in by.items():
-                q = mt.get("quality")
-                if not q:
-                    continue
-                vs = q.get("vs_reference") or {}
-                ratio = " ".join(f"{k}={v:.2f}x" for k, v in vs.items() if v is not None)
-                rows.append(f"<tr><td>{_e(p['id'])}</td><td>{_e(name)} ({_e(phase)})</td><td>{_e(q['reference'])}</td>"
-                            f"<td>{q['token_agreement'] * 100:.1f}%</td><td>{q['first_divergence_min']}</td>"
-                            f"<td>{q['top1_agreement'] * 100:.1f}%</td><td>{q['kl_divergence']:.3e}</td><td>{_e(ratio)}</td></tr>")
-                for pair in q.get("texts") or []:
-                    texts.append(f"<tr><td>{_e(name)}</td><td><pre>{_e(pair['reference'])}</pre></td>"
-                                 f"<td><pre>{_e(pair['variant'])}</pre></td></tr>")
+    for p in summary.points:
+        for phase, name, mt in p.rows():
+            q = mt.quality
+            if not q:
+                continue
+            ratio = " ".join(f"{k}={v:.2f}x" for k, v in q.vs_reference.items() if v is not None)
+            rows.append(f"<tr><td>{_e(p.id)}</td><td>{_e(name)} ({_e(phase)})</td><td>{_e(q.reference)}</td>"
+                        f"<td>{q.token_agreement * 100:.1f}%</td><td>{q.first_divergence_min}</td>"
+                        f"<td>{q.top1_agreement * 100:.1f}%</td><td>{q.kl_divergence:.3e}</td><td>{_e(ratio)}</td></tr>")
+            for pair in q.texts:
+                texts.append(f"<tr><td>{_e(name)}</td><td><pre>{_e(pair.reference)}</pre></td>"
+                             f"<td><pre>{_e(pair.variant)}</pre></td></tr>")
     if not rows:
         return "<p>No quality comparison (no variant sweep and no reference instance).</p>"
     out = ("<table><tr><th>point</th><th>instance</th><th>reference</th><th>token agreement</th><th>first divergence"
@@ -239,53 +232,43 @@ def _quality_html(summary: dict[str, Any]) -> str:
     return out
 
 
-def _findings_html(findings: list[dict[str, Any]]) -> str:
+def _findings_html(findings: list[Finding]) -> str:
     if not findings:
         return "<p>No finding: nothing in the records or telemetry points to a cause.</p>"
     items = []
     for f in findings:
-        windows = ", ".join(f"{a:.2f}-{b:.2f} s" for a, b in (f.get("windows_s") or [])[:5])
-        evidence = ", ".join(f"{_e(k)}={_e(v)}" for k, v in f["evidence"].items() if v is not None)
-        items.append(f"<li class='sev-{_e(f['severity'])}'><b>{_e(f['severity'])}</b> {_e(f['title'])}"
-                     f"{' [' + _e(f['point']) + ']' if f.get('point') else ''}<br><small>windows: {_e(windows or '-')}"
-                     f" | run {_e(f.get('run_id'))}<br>evidence: {evidence}</small><br>do: {_e(f['recommendation'])}</li>")
+        windows = ", ".join(f"{w.start_s:.2f}-{w.end_s:.2f} s ({w.run_id})" for w in f.windows[:5])
+        evidence = ", ".join(f"{_e(k)}={_e(v)}" for k, v in f.evidence.items() if v is not None)
+        items.append(f"<li class='sev-{_e(f.severity)}'><b>{_e(f.severity)}</b> {_e(f.title)}"
+                     f"{' [' + _e(f.point) + ']' if f.point else ''}<br><small>windows: {_e(windows or '-')}"
+                     f"<br>evidence: {evidence}</small><br>do: {_e(f.recommendation)}</li>")
     return "<ol>" + "".join(items) + "</ol>"
 
 
-def _header(manifest: dict[str, Any], summary: dict[str, Any]) -> str:
+def _header(manifest: dict[str, Any], summary: Summary) -> str:
     env = manifest.get("environment") or {}
     versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in (env.get("versions") or {}).items() if v)
     devices = "; ".join(f"{_e(d)}: {_e(i.get('name'))}" for d, i in (manifest.get("devices") or {}).items()) or "-"
-    facts = summary.get("instances") or {}
-    if summary.get("points"):
-        facts = {k: v for p in summary["points"] for k, v in (p.get("instances") or {}).items()}
+    facts = {k: v for p in summary.points for k, v in p.instances.items()}
     rows = []
     for name, f in facts.items():
-        params = f"{f['parameters'] / 1e6:,.1f} M" if f.get("parameters") else "-"
-        weights = f"{f['weight_bytes'] / 2**20:,.1f} MiB" if f.get("weight_bytes") else "-"
-        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(f.get('model'))}</td><td>{_e(f.get('backend'))}</td>"
-                    f"<td>{_e(f.get('device'))}</td><td>{_e(f.get('dtype'))}</td><td>{params}</td><td>{weights}</td></tr>")
-    verdicts = []
-    points = summary.get("points") or [{"id": "", "phases": summary.get("phases") or {}}]
-    for p in points:
-        for phase, by in (p.get("phases") or {}).items():
-            for name, mt in by.items():
-                v = mt.get("validity") or {}
-                reasons = "; ".join(v.get("reasons") or [])
-                verdicts.append(f"<li>{_e(p['id'] + ' ' if p['id'] else '')}{_e(name)} ({_e(phase)}): "
-                                f"<b class='{'ok' if v.get('verdict') == 'VALID' else 'bad'}'>{_e(v.get('verdict'))}"
-                                f"</b> {_e(reasons)}</li>")
-    problems = "".join(f"<li class='bad'>{_e(p)}</li>" for p in summary.get("problems") or [])
-    failures = []
-    for p in points:
-        for phase, by in (p.get("phases") or {}).items():
-            for name, mt in by.items():
-                for reason, count in (mt.get("errors") or {}).items():
-                    failures.append(f"<li>{_e(p['id'] + ' ' if p['id'] else '')}{_e(name)} ({_e(phase)}): "
-                                    f"{count} x <code>{_e(reason)}</code></li>")
+        params = f"{f.parameters / 1e6:,.1f} M" if f.parameters else "-"
+        weights = f"{f.weight_bytes / 2**20:,.1f} MiB" if f.weight_bytes else "-"
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_e(f.model)}</td><td>{_e(f.backend)}</td>"
+                    f"<td>{_e(f.device)}</td><td>{_e(f.dtype)}</td><td>{params}</td><td>{weights}</td></tr>")
+    verdicts, failures = [], []
+    for p in summary.points:
+        for phase, name, mt in p.rows():
+            where = f"{_e(p.id + ' ' if p.id else '')}{_e(name)} ({_e(phase)})"
+            v = mt.validity
+            if v is not None:
+                verdicts.append(f"<li>{where}: <b class='{'ok' if v.verdict == 'VALID' else 'bad'}'>{_e(v.verdict)}"
+                                f"</b> {_e('; '.join(v.reasons))}</li>")
+            failures += [f"<li>{where}: {count} x <code>{_e(reason)}</code></li>" for reason, count in mt.errors.items()]
+    problems = "".join(f"<li class='bad'>{_e(p)}</li>" for p in summary.problems)
     if failures:
         problems += "<li>failed requests:<ul>" + "".join(failures) + "</ul></li>"
-    return (f"<div class='card'><h1>colobench: {_e(summary.get('experiment'))}</h1>"
+    return (f"<div class='card'><h1>colobench: {_e(summary.experiment)}</h1>"
             f"<p>{_e(manifest.get('created_utc'))} on {_e(env.get('hostname'))} ({_e(env.get('cpu_model'))}, "
             f"{_e(env.get('logical_cores'))} cores). Devices: {devices}.</p><p><small>{versions}</small></p>"
             f"<table><tr><th>instance</th><th>model</th><th>backend</th><th>device</th><th>dtype</th>"
@@ -293,12 +276,8 @@ def _header(manifest: dict[str, Any], summary: dict[str, Any]) -> str:
             f"<h3>validity</h3><ul>{''.join(verdicts)}</ul>{'<ul>' + problems + '</ul>' if problems else ''}</div>")
 
 
-def console_tables_html(summary: dict[str, Any]) -> str:
+def console_tables_html(summary: Summary) -> str:
     """The console output, rendered by rich into escaped HTML."""
-    from rich.console import Console
-
-    from colobench.report.console import print_summary
-
     console = Console(record=True, width=170, file=io.StringIO(), force_terminal=False)
     print_summary(summary, console)
     return console.export_html(inline_styles=True, code_format="<pre class='tables'>{code}</pre>")
@@ -312,31 +291,27 @@ pre.tables{font-size:11px;overflow-x:auto;background:#fff;border:1px solid #eee;
 h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}"""
 
 
-def render(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> str:
+def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
     """The whole page, plotly.js included."""
     from plotly.offline import get_plotlyjs
 
     plan = manifest["plan"]
-    findings = summary.get("findings") or []
     parts = [_header(manifest, summary)]
-    if summary.get("points"):
+    if summary.is_sweep:
         parts += ["<h2>sweep</h2>", sweep_figure(summary)]
-        for p in summary["points"]:
-            runs = [r for r in plan["runs"] if r.get("point") == p["id"]]
-            parts.append(f"<h2>point {_e(p['id'])}</h2>")
-            for name in p.get("instances") or {}:
-                parts.append(latency_figures(run_dir, runs, name))
-    else:
-        parts.append("<h2>latency: solo against co-located</h2>")
-        for name in summary.get("instances") or {}:
-            parts.append(latency_figures(run_dir, plan["runs"], name))
-        parts += ["<h2>throughput</h2>", throughput_figure(summary)]
+    for p in summary.points:
+        runs = [r for r in plan["runs"] if r.get("point", "") == p.id]
+        parts.append(f"<h2>point {_e(p.id)}</h2>" if summary.is_sweep else "<h2>latency: solo against co-located</h2>")
+        for name in p.instances:
+            parts.append(latency_figures(run_dir, runs, name))
+        if not summary.is_sweep:
+            parts += ["<h2>throughput</h2>", throughput_figure(p)]
     parts.append("<h2>timelines</h2>")
     for run in plan["runs"]:
-        parts.append(timeline_figure(run_dir, run, findings))
+        parts.append(timeline_figure(run_dir, run, summary.findings))
     parts += ["<h2>quality</h2>", _quality_html(summary)]
-    parts += ["<h2>findings</h2>", _findings_html(findings), "<h2>tables</h2>", console_tables_html(summary)]
-    title = _e(f"colobench report: {summary.get('experiment')}")
+    parts += ["<h2>findings</h2>", _findings_html(summary.findings), "<h2>tables</h2>", console_tables_html(summary)]
+    title = _e(f"colobench report: {summary.experiment}")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>{title}</title><style>{STYLE}</style>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
@@ -344,7 +319,7 @@ def render(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> 
             + "<script>document.body.dataset.colobenchReady='1';</script></body></html>")
 
 
-def write_report(run_dir: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> Path:
+def write_report(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> Path:
     path = run_dir / "report.html"
     path.write_text(render(run_dir, summary, manifest), encoding="utf-8")
     return path

@@ -7,7 +7,10 @@ units in the metric names. `colobench.analysis.telemetry` lines them up with the
 
 from typing import Any, Callable
 
+from colobench.telemetry.ascend import DcmiSampler, NpuSmiSampler
 from colobench.telemetry.base import SamplerUnavailable, TelemetryRecorder
+from colobench.telemetry.host import HostSampler
+from colobench.telemetry.nvml import NvmlSampler
 
 
 class FirstAvailable:
@@ -41,10 +44,6 @@ class FirstAvailable:
 
 def make_samplers(devices: list[str], pids: Callable[[], dict[str, int]], spec: Any) -> list[Any]:
     """Host sampler always; NVML for CUDA devices; DCMI or npu-smi for Ascend devices."""
-    from colobench.telemetry.ascend import DcmiSampler, NpuSmiSampler
-    from colobench.telemetry.host import HostSampler
-    from colobench.telemetry.nvml import NvmlSampler
-
     samplers: list[Any] = [HostSampler(pids, spec.host_interval_s)]
     cuda = sorted({int(d.split(":")[1]) for d in devices if d.startswith("cuda:")})
     npu = sorted({int(d.split(":")[1]) for d in devices if d.startswith("npu:")})

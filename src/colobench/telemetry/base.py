@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from colobench import fastjson
+import orjson
 
 from colobench.clock import now_ns
 
@@ -84,7 +84,7 @@ class TelemetryRecorder:
                         continue
                     t = now_ns()
                     for device, metrics in rows:
-                        out.write(fastjson.dumps({"t_ns": t, "source": sampler.name, "device": device,
+                        out.write(orjson.dumps({"t_ns": t, "source": sampler.name, "device": device,
                                                 "metrics": metrics}) + b"\n")
                         self.samples_written += 1
                     out.flush()

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+import psutil
+
+
 
 class HostSampler:
     name = "host"
@@ -18,12 +21,6 @@ class HostSampler:
         self._procs: dict[int, Any] = {}
 
     def start(self) -> None:
-        from colobench.telemetry.base import SamplerUnavailable
-
-        try:
-            import psutil
-        except ImportError:
-            raise SamplerUnavailable("psutil is not installed") from None
         self.psutil = psutil
         psutil.cpu_percent(percpu=True)  # the first call only starts the interval
 

@@ -15,6 +15,7 @@ tokenises. Random-weight presets have no tokenizer: their prompts are synthetic 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -125,4 +126,67 @@ def tokenize(prompts: list[TextPrompt], tokenizer: Any) -> list[list[int]]:
             out.append([int(t) for t in ids])
         else:
             out.append([int(t) for t in tokenizer.encode(p.text)])
+    return out
+
+
+@dataclass(frozen=True)
+class PromptJob:
+    """One instance's prompt set to prepare before a run: tokenised with its checkpoint's
+    tokenizer, or kept as text for a server (`tokenizer` None; it tokenises)."""
+
+    key: str  # the set's id: the same source and tokenizer share one set
+    source: Any  # a PromptSource: `file` or `builtin`
+    instance: str
+    model: str  # as the user wrote it, for error messages
+    tokenizer: str | None
+    chat_api: bool = True  # text sets: chat prompts (messages) allowed
+    context_tokens: int | None = None
+    max_output_tokens: int = 0
+
+
+def prompt_set_key(tokenizer_or_model: str, source: Any) -> str:
+    blob = json.dumps([tokenizer_or_model, source.model_dump()], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _texts(source: Any) -> list[TextPrompt]:
+    if source.file:
+        return read_prompt_file(source.file)
+    return builtin_prompts(None if source.builtin == "all" else list(source.builtin))
+
+
+def prepare_prompt_sets(jobs: list[PromptJob], source: str = "experiment") -> dict[str, list[Any]]:
+    """Every prompt set of the jobs, keyed by `PromptJob.key`: token-id lists, or `{"text"}` /
+    `{"messages"}` entries for servers. Checks each prompt plus its output against the model's
+    context. Raises SpecError naming the file (or the instance); writes nothing."""
+    out: dict[str, list[Any]] = {}
+    for job in jobs:
+        where = job.source.file or "built-in prompts"
+        if job.tokenizer is None:
+            if job.key not in out:
+                out[job.key] = [{"text": t.text} if t.text is not None else {"messages": list(t.messages)}
+                                for t in _texts(job.source)]
+            if not job.chat_api and any("messages" in p for p in out[job.key]):
+                raise SpecError(where, "", f"chat prompts (messages) need api: chat for {job.instance}",
+                                show_value=False)
+            continue
+        if job.key not in out:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(job.tokenizer)
+            except Exception as exc:
+                raise SpecError(source, f"{job.instance}.model", f"cannot load a tokenizer for text prompts "
+                                f"({exc.__class__.__name__})", job.model) from None
+            try:
+                out[job.key] = tokenize(_texts(job.source), tokenizer)
+            except SpecError:
+                raise
+            except Exception as exc:
+                raise SpecError(where, "", f"cannot tokenize with {job.model}'s tokenizer: "
+                                f"{str(exc).splitlines()[0]}", show_value=False) from None
+        longest = max(len(p) for p in out[job.key])
+        if job.context_tokens and longest + job.max_output_tokens > job.context_tokens:
+            raise SpecError(where, "", f"a prompt of {longest} tokens plus {job.max_output_tokens} output tokens "
+                            f"exceeds {job.instance}'s context of {job.context_tokens} tokens", show_value=False)
     return out

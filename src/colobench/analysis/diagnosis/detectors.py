@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from colobench.analysis import metrics as m
-from colobench.analysis.diagnosis.findings import Finding
 from colobench.analysis.diagnosis.remedies import remedy
 from colobench.analysis.diagnosis.robust import merge_windows, outliers
-from colobench.analysis.validity import difference_is_significant
+from colobench.analysis.distribution import difference_is_significant
+from colobench.analysis.model import Check, Finding, InstanceFacts, PhaseMetrics, Subject, Window
+from colobench.devices import kind_of
 from colobench.records import RequestRecord
 
 SLOWDOWN_FOR_CONTENTION = 1.2
@@ -41,25 +42,26 @@ class PhaseData:
     backend: str
     records: list[RequestRecord]  # measured, successful
     warmup: list[RequestRecord]
-    metrics: dict[str, Any]
-    facts: dict[str, Any]
+    metrics: PhaseMetrics
+    facts: InstanceFacts
     samples: list[dict[str, Any]]
     gc: list[dict[str, Any]]
     origin_ns: int  # the run's first start: windows are also given in seconds from here
     logical_cores: int = 1
 
     @property
-    def subject(self) -> str:
-        return f"{self.name} ({self.phase})"
+    def subject(self) -> Subject:
+        return Subject(point=self.point, instance=self.name, phase=self.phase)
 
-    def seconds(self, windows: list[list[int]]) -> list[list[float]]:
-        return [[round((a - self.origin_ns) / 1e9, 3), round((b - self.origin_ns) / 1e9, 3)] for a, b in windows]
+    def windows(self, windows: list[list[int]]) -> list[Window]:
+        return [Window(run_id=self.run_id, start_ns=a, end_ns=b, start_s=round((a - self.origin_ns) / 1e9, 3),
+                       end_s=round((b - self.origin_ns) / 1e9, 3)) for a, b in windows]
 
     def finding(self, kind: str, severity: str, title: str, evidence: dict[str, Any], windows: list[list[int]],
                 score: float) -> Finding:
-        return Finding(kind=kind, severity=severity, subject=self.subject, title=title, evidence=evidence,
-                       windows_ns=windows, windows_s=self.seconds(windows), score=score, point=self.point,
-                       run_id=self.run_id, recommendation=remedy(kind, self.device))
+        return Finding(kind=kind, severity=severity, subjects=[self.subject], title=title, evidence=evidence,
+                       windows=self.windows(windows), score=score, point=self.point,
+                       recommendation=remedy(kind, self.device))
 
 
 @dataclass
@@ -67,16 +69,16 @@ class PointData:
     id: str
     axes: dict[str, Any]
     phases: dict[tuple[str, str], PhaseData] = field(default_factory=dict)
-    interference: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
 
 
 def _window(p: PhaseData) -> list[list[int]]:
-    w = p.metrics.get("window_ns")
+    w = p.metrics.window_ns
     return [list(w)] if w else []
 
 
 def _device_samples(p: PhaseData) -> list[dict[str, Any]]:
-    w = p.metrics.get("window_ns")
+    w = p.metrics.window_ns
     if not w:
         return []
     return [s for s in p.samples if s["device"] == p.device and w[0] <= s["t_ns"] <= w[1]]
@@ -103,14 +105,15 @@ def bandwidth_contention(point: PointData) -> list[Finding]:
     (telemetry's DRAM/HBM bandwidth utilisation, else the instances' summed MBU)."""
     out = []
     coloc = {n: p for (ph, n), p in point.phases.items() if ph == "colocated"}
-    summed_mbu = sum(p.metrics.get("mbu_pct") or 0 for p in coloc.values())
+    summed_mbu = sum(p.metrics.mbu_pct or 0 for p in coloc.values())
     for name, p in coloc.items():
         solo = point.phases.get(("solo", name))
-        if solo is None or not solo.metrics.get("mean_tpot_ms") or not p.metrics.get("mean_tpot_ms"):
+        if solo is None or not solo.metrics.mean_tpot_ms or not p.metrics.mean_tpot_ms:
             continue
-        ratio = p.metrics["mean_tpot_ms"] / solo.metrics["mean_tpot_ms"]
-        telemetry = p.metrics.get("device_telemetry") or {}
-        measured_bw = (telemetry.get("dram_bw_util_pct") or telemetry.get("hbm_bw_util_pct") or {}).get("mean")
+        ratio = p.metrics.mean_tpot_ms / solo.metrics.mean_tpot_ms
+        telemetry = p.metrics.device_telemetry
+        measured = (telemetry.dram_bw_util_pct or telemetry.hbm_bw_util_pct) if telemetry else None
+        measured_bw = measured.mean if measured else None
         bandwidth = measured_bw if measured_bw is not None else (summed_mbu or None)
         significant = difference_is_significant([m.tpot_ns(r) for r in p.records if m.tpot_ns(r)],
                                                 [m.tpot_ns(r) for r in solo.records if m.tpot_ns(r)])
@@ -121,7 +124,7 @@ def bandwidth_contention(point: PointData) -> list[Finding]:
                 "bandwidth_contention", "high" if ratio >= 1.5 else "medium",
                 f"memory-bandwidth contention: {name}'s TPOT rises {ratio:.2f}x while bandwidth sits at "
                 f"{bandwidth:.0f}% of peak ({source})",
-                {"tpot_solo_ms": solo.metrics["mean_tpot_ms"], "tpot_colocated_ms": p.metrics["mean_tpot_ms"],
+                {"tpot_solo_ms": solo.metrics.mean_tpot_ms, "tpot_colocated_ms": p.metrics.mean_tpot_ms,
                  "slowdown": ratio, "bandwidth_pct_of_peak": bandwidth, "bandwidth_source": source},
                 _window(p), ratio))
     return out
@@ -134,9 +137,9 @@ def compute_contention(point: PointData) -> list[Finding]:
     coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
     for victim in coloc:
         slow = _slow_steps(victim)
-        if len(slow) < 5 or not victim.metrics.get("window_ns"):
+        if len(slow) < 5 or not victim.metrics.window_ns:
             continue
-        w0, w1 = victim.metrics["window_ns"]
+        w0, w1 = victim.metrics.window_ns
         for culprit in coloc:
             if culprit is victim:
                 continue
@@ -145,7 +148,8 @@ def compute_contention(point: PointData) -> list[Finding]:
             hits = [s for s in slow if any(a < s[1] and s[0] < b for a, b in prefill)]
             fraction = len(hits) / len(slow)
             if fraction >= OVERLAP_MIN_FRACTION and fraction >= OVERLAP_OVER_CHANCE * covered:
-                util = ((victim.metrics.get("device_telemetry") or {}).get("util_pct") or {}).get("mean")
+                dev = victim.metrics.device_telemetry
+                util = dev.util_pct.mean if dev is not None and dev.util_pct else None
                 out.append(victim.finding(
                     "compute_contention", "high" if util is not None and util >= 90 else "medium",
                     f"compute contention: {len(hits)} of {len(slow)} slow decode steps of {victim.name} overlap "
@@ -161,33 +165,33 @@ def cpu_contention(point: PointData) -> list[Finding]:
     co-located CPU workers asking for more threads than there are cores."""
     out = []
     coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
-    threads = sum(p.facts.get("cpu_threads") or 1 for p in coloc if p.device == "cpu")
+    host_compute = [p for p in coloc if not kind_of(p.device).accelerator and kind_of(p.device).visible]
+    threads = sum(p.facts.cpu_threads or 1 for p in host_compute)
     for p in point.phases.values():
-        host = p.metrics.get("host") or {}
-        load = (host.get("load_1m") or {}).get("mean")
-        over_threads = p.phase == "colocated" and p.device == "cpu" and threads > p.logical_cores
+        host = p.metrics.host
+        load = host.load_1m.mean if host is not None and host.load_1m else None
+        over_threads = p.phase == "colocated" and p in host_compute and threads > p.logical_cores
         if (load is not None and load > p.logical_cores) or over_threads:
             out.append(p.finding(
                 "cpu_contention", "medium",
                 f"CPU contention on the host: load {load or 0:.1f} on {p.logical_cores} cores"
                 + (f", {threads} worker threads" if over_threads else ""),
                 {"load_1m": load, "logical_cores": p.logical_cores, "worker_threads": threads if over_threads else None,
-                 "host_cpu_pct": (host.get("cpu_pct") or {}).get("mean")},
+                 "host_cpu_pct": host.cpu_pct.mean if host is not None and host.cpu_pct else None},
                 _window(p), (load or threads) / max(1, p.logical_cores)))
     return out
 
 
 def client_bound(point: PointData) -> list[Finding]:
-    """The load generator flagged itself (CPU, event-loop lag, concurrency or rate short)."""
+    """The load generator judged itself the limit (its CPU, event-loop lag, concurrency or rate
+    short): the `client_bound` checks of the point."""
     out = []
-    for v in point.interference.get("verdicts", []):
-        if v.get("verdict") != "client_bound":
-            continue
-        name, _, phase = v["subject"].partition("/")
-        p = point.phases.get((phase, name))
+    for c in point.checks:
+        p = point.phases.get((c.subject.phase, c.subject.instance)) if c.kind == "client_bound" else None
         if p is not None:
-            out.append(p.finding("client_bound", "high", f"the load generator was the bottleneck for {name}",
-                                 {"detail": v["detail"], "client": p.metrics.get("client")}, _window(p), 1.0))
+            out.append(p.finding("client_bound", "high", f"the load generator was the bottleneck for {p.name}",
+                                 {"detail": c.sentence, "client": p.metrics.client.model_dump() if p.metrics.client
+                                  else None}, _window(p), 1.0))
     return out
 
 
@@ -195,11 +199,11 @@ def client_bound(point: PointData) -> list[Finding]:
 
 def host_bound_single(p: PhaseData) -> list[Finding]:
     """An accelerator worker's CPU thread is pegged while the device is mostly idle."""
-    if not p.device.startswith(("cuda", "npu")):
+    if not kind_of(p.device).accelerator:
         return []
-    host = p.metrics.get("host") or {}
-    worker = (host.get("worker_cpu_pct") or {}).get("mean")
-    util = p.metrics.get("mean_device_util_pct")
+    host = p.metrics.host
+    worker = host.worker_cpu_pct.mean if host is not None and host.worker_cpu_pct else None
+    util = p.metrics.mean_device_util_pct
     if worker is None or util is None or worker < WORKER_PEGGED_PCT or util >= HOST_BOUND_LOW_UTIL_PCT:
         return []
     return [p.finding("host_bound", "high", f"host-bound: {p.name}'s worker thread is at {worker:.0f}% of a core "
@@ -252,9 +256,9 @@ def throttling(p: PhaseData) -> list[Finding]:
 def memory_pressure(p: PhaseData, worker_reason: str | None) -> list[Finding]:
     """Device memory at 95% or more of its total, or an out-of-memory failure."""
     out = []
-    telemetry = p.metrics.get("device_telemetry") or {}
-    used, total = telemetry.get("mem_used_bytes_peak"), telemetry.get("mem_total_bytes")
-    oom_texts = [e for e in list(p.metrics.get("errors") or {}) + [worker_reason or ""] if "memory" in e.lower()]
+    telemetry = p.metrics.device_telemetry
+    used, total = (telemetry.mem_used_bytes_peak, telemetry.mem_total_bytes) if telemetry else (None, None)
+    oom_texts = [e for e in list(p.metrics.errors) + [worker_reason or ""] if "memory" in e.lower()]
     if used and total and used >= MEMORY_FULL_FRACTION * total:
         out.append(p.finding("memory_pressure", "medium", f"{p.device} memory at {used / total * 100:.0f}% of "
                              f"{total / 2**30:.0f} GiB", {"peak_used_bytes": used, "total_bytes": total},
@@ -315,7 +319,7 @@ def host_bound_sweep(points: list[PointData]) -> list[Finding]:
         if not isinstance(batch, int):
             continue
         for (phase, name), p in point.phases.items():
-            if phase == "solo" and p.metrics.get("mean_tpot_ms"):
+            if phase == "solo" and p.metrics.mean_tpot_ms:
                 by_instance.setdefault(name, []).append((batch, p))
     out = []
     for name, rows in by_instance.items():
@@ -323,13 +327,13 @@ def host_bound_sweep(points: list[PointData]) -> list[Finding]:
         (b0, first), (b1, last) = rows[0], rows[-1]
         if b1 < 4 * b0:
             continue
-        growth = last.metrics["mean_tpot_ms"] / first.metrics["mean_tpot_ms"]
-        mbu = last.metrics.get("mbu_pct")
+        growth = last.metrics.mean_tpot_ms / first.metrics.mean_tpot_ms
+        mbu = last.metrics.mbu_pct
         if growth <= HOST_BOUND_STEP_GROWTH and mbu is not None and mbu < HOST_BOUND_LOW_MBU_PCT:
             out.append(last.finding(
                 "host_bound", "high", f"host-bound: {name}'s step time grows only {growth:.2f}x from batch {b0} to "
                 f"{b1} while bandwidth use is {mbu:.0f}% of peak",
-                {"batch_small": b0, "batch_large": b1, "tpot_small_ms": first.metrics["mean_tpot_ms"],
-                 "tpot_large_ms": last.metrics["mean_tpot_ms"], "step_growth": growth, "mbu_pct_large": mbu},
+                {"batch_small": b0, "batch_large": b1, "tpot_small_ms": first.metrics.mean_tpot_ms,
+                 "tpot_large_ms": last.metrics.mean_tpot_ms, "step_growth": growth, "mbu_pct_large": mbu},
                 _window(first) + _window(last), 1 / growth))
     return out

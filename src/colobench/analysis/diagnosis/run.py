@@ -1,4 +1,4 @@
-"""Run every detector over a run directory and its summary; rank the findings."""
+"""Run every detector over a run directory's points and checks; merge and rank the findings."""
 
 from __future__ import annotations
 
@@ -7,61 +7,61 @@ from typing import Any
 
 from colobench.analysis import metrics as m
 from colobench.analysis.diagnosis import detectors as d
-from colobench.analysis.diagnosis.findings import Finding, rank
-from colobench.records import instance_records, read_jsonl
+from colobench.analysis.diagnosis.findings import rank
+from colobench.analysis.model import Check, Finding, InstanceFacts, Point
+from colobench.records import RequestRecord, instance_records, read_jsonl
 from colobench.telemetry.replay import read_samples
 
 
-def _phase_data(run_dir: Path, point_id: str, run: dict[str, Any], phase_metrics: dict[str, Any],
-                facts: dict[str, Any], cores: int, loaded: dict[tuple[str, str], list[Any]] | None = None) -> dict[tuple[str, str], d.PhaseData]:
+def _phase_data(run_dir: Path, point: Point, run: dict[str, Any], cores: int,
+                loaded: dict[tuple[str, str], list[RequestRecord]]) -> dict[tuple[str, str], d.PhaseData]:
     rdir = run_dir / "runs" / run["run_id"]
     samples = read_samples(rdir / "telemetry.jsonl")
-    out = {}
     records_by_name = {}
     for inst in run["instances"]:
-        name = inst["name"]
-        cached = (loaded or {}).get((run["run_id"], name))
-        records_by_name[name] = cached if cached is not None else instance_records(rdir / "records", name)
+        cached = loaded.get((run["run_id"], inst["name"]))
+        records_by_name[inst["name"]] = cached if cached is not None else instance_records(rdir / "records", inst["name"])
     all_starts = [m.start_ns(r) for rs in records_by_name.values() for r in rs]
     origin = min(all_starts) if all_starts else 0
+    out = {}
     for inst in run["instances"]:
         name = inst["name"]
-        if name not in phase_metrics:
+        metrics = point.metrics(run["phase"], name)
+        if metrics is None:
             continue
         records = records_by_name[name]
         gc = [g for f in sorted((rdir / "gc").glob(f"{name}*.jsonl")) for g in read_jsonl(f)] \
             if (rdir / "gc").is_dir() else []
+        facts = point.instances.get(name) or InstanceFacts(model=inst["model"], backend=inst["backend"],
+                                                           device=inst["device"], dtype=inst["dtype"],
+                                                           cpu_threads=inst["cpu_threads"], workload=inst["workload"])
         out[(run["phase"], name)] = d.PhaseData(
-            point=point_id, run_id=run["run_id"], phase=run["phase"], name=name, device=inst["device"],
+            point=point.id, run_id=run["run_id"], phase=run["phase"], name=name, device=inst["device"],
             backend=inst["backend"], records=m.measured(records), warmup=[r for r in records if r.warmup],
-            metrics=phase_metrics[name], facts=facts.get(name, {}), samples=samples, gc=gc, origin_ns=origin,
-            logical_cores=cores)
+            metrics=metrics, facts=facts, samples=samples, gc=gc, origin_ns=origin, logical_cores=cores)
     return out
 
 
-def diagnose(run_dir: Path, plan: dict[str, Any], points: list[dict[str, Any]], cores: int,
-             loaded: dict[tuple[str, str], list[Any]] | None = None) -> list[Finding]:
-    """All findings of a run directory, ranked; `points` are the summary's point entries (a run
-    without a sweep is one point with id '')."""
+def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: list[Check], cores: int,
+             loaded: dict[tuple[str, str], list[RequestRecord]] | None = None) -> list[Finding]:
+    """All findings of a run directory, one per cause, ranked."""
     runs_by_point: dict[str, list[dict[str, Any]]] = {}
     for run in plan["runs"]:
         runs_by_point.setdefault(run.get("point", ""), []).append(run)
     datas = []
     for point in points:
-        data = d.PointData(point["id"], point.get("axes") or {}, interference=point.get("interference") or {})
-        for run in runs_by_point.get(point["id"], []):
-            phase_metrics = (point.get("phases") or {}).get(run["phase"], {})
-            data.phases.update(_phase_data(run_dir, point["id"], run, phase_metrics, point.get("instances") or {},
-                                           cores, loaded))
+        data = d.PointData(point.id, point.axes, checks=[c for c in checks if c.subject.point == point.id])
+        for run in runs_by_point.get(point.id, []):
+            data.phases.update(_phase_data(run_dir, point, run, cores, loaded or {}))
         datas.append(data)
     findings: list[Finding] = []
-    for data in datas:
+    for point, data in zip(points, datas):
         findings += d.bandwidth_contention(data) + d.compute_contention(data) + d.cpu_contention(data)
         findings += d.client_bound(data)
-        entry = next((pt for pt in points if pt["id"] == data.id), {})
         for (_, name), p in data.phases.items():
-            worker = (((entry.get("runs") or {}).get(p.run_id) or {}).get("workers") or {}).get(name) or {}
+            worker = point.runs[p.run_id].workers.get(name) if p.run_id in point.runs else None
             findings += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p)
-            findings += d.memory_pressure(p, worker.get("reason")) + d.input_length_variance(p) + d.periodic_stalls(p)
+            findings += d.memory_pressure(p, worker.reason if worker else None) + d.input_length_variance(p)
+            findings += d.periodic_stalls(p)
     findings += d.host_bound_sweep(datas)
     return rank(findings)

@@ -1,0 +1,438 @@
+"""The summary as typed, frozen models: one shape for every run, the schema of `summary.json`.
+
+Every summary has `points`: a run without sweep axes is one point with id "". A point holds its
+instances' facts, its runs' outcomes, the metrics of each instance in each phase (`solo`,
+`colocated`) under vLLM-compatible names (`mean_ttft_ms`, `p99_tpot_ms`, `output_throughput`...),
+the interference between its instances and the energy they shared. Verdicts are `Check`s (one
+table of thresholds, `colobench.analysis.checks`); diagnoses are `Finding`s, one per cause. Units
+live in the names (`_ms`, `_bytes`, `_pct`, `_j`, `_tok_s`), a `None` is a figure that could not
+be measured (the reason is under `unmeasured`).
+
+`SCHEMA` names this shape; summaries written as `colobench.summary/1` (a run without a sweep put
+`phases` at the top) are converted on load (`colobench.analysis.compat`). `colobench schema`
+prints the JSON Schema generated from these models.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from colobench.analysis.distribution import Distribution
+
+SCHEMA = "colobench.summary/2"
+Phase = Literal["solo", "colocated"]
+PHASES: tuple[Phase, ...] = ("solo", "colocated")
+LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Stat(Model):
+    """Mean and peak of a sampled quantity over a window."""
+
+    mean: float | None = None
+    peak: float | None = None
+
+
+class OpenLoop(Model):
+    requested_rate: float | None = None
+    achieved_rate: float | None = None
+    rate_error_pct: float | None = None
+    rate_ok: bool | None = None
+    mean_schedule_lag_ms: float | None = None
+    p99_schedule_lag_ms: float | None = None
+    schedule_lag_ms: Distribution = Distribution(count=0)
+
+
+class ClientLoad(Model):
+    """The load generator's own load: its CPU (fraction of one core) and event-loop lag."""
+
+    processes: int = 1
+    cpu_util_mean: float | None = None
+    cpu_util_max: float | None = None
+    loop_lag_p99_ms: float | None = None
+    cpu_s: float = 0.0
+
+
+class HostWindow(Model):
+    samples: int = 0
+    cpu_pct: Stat | None = None
+    worker_cpu_pct: Stat | None = None
+    worker_rss_bytes_peak: int | None = None
+    load_1m: Stat | None = None
+
+
+class DeviceWindow(Model):
+    samples: int = 0
+    sources: list[str] = []
+    util_pct: Stat | None = None
+    power_w: Stat | None = None
+    mem_used_bytes_peak: float | None = None
+    mem_total_bytes: float | None = None
+    temp_c: Stat | None = None
+    sm_clock_mhz: Stat | None = None
+    mem_clock_mhz: Stat | None = None
+    aicore_pct: Stat | None = None
+    hbm_bw_util_pct: Stat | None = None
+    dram_bw_util_pct: Stat | None = None
+    sm_util_pct: Stat | None = None
+    throttle_reasons: list[str] = []
+    process_mem_bytes_peak: float | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
+
+
+class Peak(Model):
+    name: str
+    memory_bandwidth_gb_s: float
+    bf16_tflops: float | None = None
+    int8_tops: float | None = None
+    memory_gb: float | None = None
+    source: str = ""
+
+
+class Roofline(Model):
+    """Bytes a decode step must move against the device's peak bandwidth (see `roofline`)."""
+
+    achieved_bandwidth_bytes_s: float | None = None
+    mbu_pct: float | None = None
+    mfu_pct: float | None = None
+    bytes_per_step: float | None = None
+    batch: float | None = None
+    mean_context_tokens: float | None = None
+    decode_ceiling_tok_s: float | None = None
+    peak: Peak | None = None
+    device: str | None = None
+    gpm_dram_bw_util_pct: float | None = None
+    gpm_agrees: bool | None = None
+
+
+class Validity(Model):
+    """VALID or INVALID with reasons: the verdict of the phase's checks (see `checks`)."""
+
+    verdict: Literal["VALID", "INVALID"]
+    stability: str | None = None
+    headline: str = "tpot"
+    cv_pct: float | None = None
+    reasons: list[str] = []
+    warnings: list[str] = []
+
+
+class TextPair(Model):
+    reference: str
+    variant: str
+
+
+class Quality(Model):
+    """A variant's outputs against its reference's, on the same fixed prompts (see `quality`)."""
+
+    reference: str
+    token_agreement: float
+    first_divergence_min: int
+    first_divergence_mean: float
+    generated_tokens: int
+    top1_agreement: float
+    kl_divergence: float
+    texts: list[TextPair] = []
+    vs_reference: dict[str, float | None] = {}
+
+
+class Distributions(Model):
+    ttft_ms: Distribution
+    tpot_ms: Distribution
+    itl_ms: Distribution
+    e2el_ms: Distribution
+    output_throughput_tok_s: Distribution
+    request_throughput_req_s: Distribution
+
+
+class PhaseMetrics(Model):
+    """One instance in one phase: counts, vLLM-compatible latency and throughput keys, the full
+    distributions, the load generator's own load, telemetry over its window, the roofline,
+    energy, validity and (for variants) quality."""
+
+    completed: int
+    failed: int
+    error_rate: float | None = None
+    warmup_requests: int = 0
+    repetitions: int = 0
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    duration: float = 0.0
+    request_throughput: float | None = None
+    output_throughput: float | None = None
+    total_token_throughput: float | None = None
+    mean_concurrency: float | None = None
+    mean_prompt_tokens: float | None = None
+    mean_output_tokens: float | None = None
+    mean_batch: float | None = None
+    mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    std_ttft_ms: float | None = None
+    p90_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    mean_tpot_ms: float | None = None
+    median_tpot_ms: float | None = None
+    std_tpot_ms: float | None = None
+    p90_tpot_ms: float | None = None
+    p99_tpot_ms: float | None = None
+    mean_itl_ms: float | None = None
+    median_itl_ms: float | None = None
+    std_itl_ms: float | None = None
+    p90_itl_ms: float | None = None
+    p99_itl_ms: float | None = None
+    mean_e2el_ms: float | None = None
+    median_e2el_ms: float | None = None
+    std_e2el_ms: float | None = None
+    p90_e2el_ms: float | None = None
+    p99_e2el_ms: float | None = None
+    distributions: Distributions
+    open_loop: OpenLoop | None = None
+    token_count_source: dict[str, int] | None = None
+    output_length_mismatch: int | None = None
+    errors: dict[str, int] = {}
+    window_ns: tuple[int, int] | None = None
+    peak_memory_bytes: int | None = None
+    load_model: str | None = None
+    parallel: int | None = None
+    backend: str = "transformers"
+    warmup_s: float | None = None
+    client: ClientLoad | None = None
+    server_metrics: dict[str, float] | None = None
+    host: HostWindow | None = None
+    device_telemetry: DeviceWindow | None = None
+    mean_device_util_pct: float | None = None
+    achieved_bandwidth_bytes_s: float | None = None
+    mbu_pct: float | None = None
+    mfu_pct: float | None = None
+    roofline: Roofline | None = None
+    energy_j: float | None = None
+    energy_method: str | None = None
+    energy_shared: bool | None = None
+    energy_per_token_j: float | None = None
+    tokens_per_j: float | None = None
+    unmeasured: dict[str, str] = {}
+    validity: Validity | None = None
+    quality: Quality | None = None
+    token_agreement: float | None = None
+
+
+class InstanceFacts(Model):
+    """What an instance was: the plan's settings and what its worker reported when it loaded."""
+
+    model: str
+    preset: str | None = None
+    backend: str
+    device: str
+    dtype: str
+    cpu_threads: int
+    workload: dict[str, Any]
+    endpoint: dict[str, Any] | None = None
+    parameters: int | None = None
+    weight_bytes: int | None = None
+    kv_cache_bytes_per_token: int | None = None
+    torch_threads: int | None = None
+    architecture: dict[str, Any] | None = None
+    load_model: str | None = None
+    parallel: int | None = None
+    requests_raised_to: int | None = None
+    quantization: str | None = None
+    graph: str | None = None
+    attn_implementation: str | None = None
+    knobs: dict[str, Any] | None = None
+    device_info: dict[str, Any] | None = None
+
+
+class WorkerOutcome(Model):
+    status: str | None = None
+    reason: str | None = None
+    pid: int | list[int | None] | None = None
+    exitcode: int | None = None
+
+
+class RunEntry(Model):
+    phase: Phase
+    status: str | None = None
+    workers: dict[str, WorkerOutcome] = {}
+    telemetry: dict[str, str] | None = None
+
+
+class Slowdown(Model):
+    """Co-located / solo, per instance (1.0 = no interference, 2.0 = twice as slow)."""
+
+    ttft_p50: float | None = None
+    ttft_p99: float | None = None
+    tpot_p50: float | None = None
+    tpot_p99: float | None = None
+    e2el_p50: float | None = None
+    e2el_p99: float | None = None
+    output_throughput: float | None = None
+    beyond_noise: dict[str, bool | None] = {}
+
+
+class BandwidthBound(Model):
+    scaling_bound: float | None = None
+    mean_solo_bandwidth_bytes_s: float | None = None
+    peak_bandwidth_bytes_s: float | None = None
+    near_bound: bool | None = None
+
+
+class Interference(Model):
+    instances: int = 0
+    ideal_scaling: int | None = None
+    throughput_scaling: float | None = None
+    fairness: float | None = None
+    bandwidth_bound: BandwidthBound | None = None
+    slowdown: dict[str, Slowdown] = {}
+
+
+class SharedEnergy(Model):
+    """One accelerator's energy over a co-located run, shared by its instances."""
+
+    instances: list[str]
+    energy_j: float | None = None
+    method: str | None = None
+    output_tokens: int = 0
+    energy_per_token_j: float | None = None
+    tokens_per_j: float | None = None
+
+
+class Energy(Model):
+    colocated: dict[str, SharedEnergy] = {}
+
+
+class Subject(Model):
+    """What a check or a finding is about: an instance in a phase of a point, or (no instance)
+    the point's instances together."""
+
+    point: str = ""
+    instance: str | None = None
+    phase: Phase | None = None
+
+    @property
+    def label(self) -> str:
+        if self.instance is None:
+            return "aggregate"
+        return f"{self.instance} ({self.phase})" if self.phase else self.instance
+
+
+Level = Literal["ok", "info", "warning", "invalid"]
+
+
+class Check(Model):
+    """One verdict: its kind, what it judges, the value against its threshold, and a sentence.
+    `level` says what it means for the result: `invalid` makes the phase INVALID."""
+
+    kind: str
+    subject: Subject
+    verdict: str
+    level: Level
+    value: float | None = None
+    threshold: float | None = None
+    sentence: str
+
+
+class Window(Model):
+    """A time window a finding rests on: nanoseconds on the records' clock, and seconds from the
+    start of its run."""
+
+    run_id: str
+    start_ns: int
+    end_ns: int
+    start_s: float
+    end_s: float
+
+
+class Finding(Model):
+    """A diagnosis: one per cause, with every subject and window it was seen in."""
+
+    kind: str
+    severity: Literal["high", "medium", "low"]
+    subjects: list[Subject]
+    title: str
+    evidence: dict[str, Any]
+    windows: list[Window] = []
+    recommendation: str = ""
+    score: float = 0.0
+    point: str = ""
+
+
+class Point(Model):
+    id: str = ""
+    axes: dict[str, Any] = {}
+    instances: dict[str, InstanceFacts] = {}
+    runs: dict[str, RunEntry] = {}
+    phases: dict[Phase, dict[str, PhaseMetrics]] = {}
+    interference: Interference = Interference()
+    energy: Energy = Energy()
+
+    def metrics(self, phase: Phase, name: str) -> PhaseMetrics | None:
+        return self.phases.get(phase, {}).get(name)
+
+    def rows(self) -> Iterator[tuple[Phase, str, PhaseMetrics]]:
+        """Every (phase, instance, metrics), solo first."""
+        for phase in PHASES:
+            for name, metrics in self.phases.get(phase, {}).items():
+                yield phase, name, metrics
+
+
+class BatchScalingRow(Model):
+    point: str
+    batch_size: int
+    output_throughput: float | None = None
+    speedup: float | None = None
+    linearity: float | None = None
+    mean_e2el_ms: float | None = None
+    mean_tpot_ms: float | None = None
+    completed: int = 0
+
+
+class BatchScaling(Model):
+    instance: str
+    phase: Phase
+    axes: dict[str, str] = {}
+    rows: list[BatchScalingRow]
+
+
+class Summary(Model):
+    """Everything derived from a run directory; `colobench report` rebuilds it from the files."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_version: str = Field(SCHEMA, alias="schema")
+    experiment: str
+    colobench_version: str | None = None
+    run_dir: str | None = None
+    telemetry: dict[str, dict[str, str]] = {}
+    idle_power_w: dict[str, float] = {}
+    sweep_axes: list[str] = []
+    points: list[Point]
+    batch_scaling: list[BatchScaling] = []
+    checks: list[Check] = []
+    findings: list[Finding] = []
+    problems: list[str] = []
+
+    def point(self, point_id: str | None = None) -> Point:
+        """The point named `point_id`; without one, the only point (a sweep must name one)."""
+        if point_id is None:
+            if len(self.points) != 1:
+                raise ValueError(f"a sweep has several points: name one ({', '.join(p.id for p in self.points)})")
+            return self.points[0]
+        for p in self.points:
+            if p.id == point_id:
+                return p
+        raise ValueError(f"no sweep point {point_id!r} (points: {', '.join(p.id for p in self.points) or 'none'})")
+
+    @property
+    def is_sweep(self) -> bool:
+        return bool(self.sweep_axes)
+
+    def checks_of(self, subject: Subject) -> list[Check]:
+        return [c for c in self.checks if c.subject == subject]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)

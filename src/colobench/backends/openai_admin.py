@@ -1,0 +1,80 @@
+"""An OpenAI-compatible server's side doors, used before and after a run (never on the hot path):
+
+- `check_endpoint`: is the server there, does it serve the model asked for, does it take the
+  credentials? `/v1/models` answers all three; a server without it gets one tiny non-streaming
+  probe request instead.
+- `scrape_metrics`: the Prometheus text of its `/metrics`, kept before and after each run so the
+  summary can show the server's own counters over the run.
+
+Plain `urllib`: two requests per run do not justify a client library's start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from colobench.backends.openai_http import auth_headers, endpoint_url, request_body
+from colobench.workload.synthetic import Request
+
+
+class EndpointProblem(Exception):
+    """What is wrong with an endpoint: the instance field to blame, a sentence, the value."""
+
+    def __init__(self, field: str, message: str, value: Any = None, show_value: bool = True):
+        super().__init__(message)
+        self.field, self.message, self.value, self.show_value = field, message, value, show_value
+
+
+def http_get(url: str, headers: dict[str, str], timeout_s: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def check_endpoint(config: Any, model: str) -> list[str]:
+    """The model names the server lists ([] when it lists none); raises `EndpointProblem`."""
+    headers = auth_headers(config)
+    try:
+        status, body = http_get(config.base_url.rstrip("/") + "/models", headers)
+    except OSError as exc:
+        raise EndpointProblem("base_url", f"cannot reach the server ({getattr(exc, 'reason', exc)})",
+                              config.base_url) from None
+    if status == 200:
+        try:
+            names = [m.get("id") for m in json.loads(body).get("data", [])]
+        except (ValueError, AttributeError):
+            names = []
+        if names and model not in names:
+            raise EndpointProblem("model", f"not served at {config.base_url} (it serves: {', '.join(map(str, names))})",
+                                  model)
+        return names
+    if status in (401, 403):
+        raise EndpointProblem("api_key_env", f"the server refused the credentials (HTTP {status})", config.api_key_env)
+    # no /models: one short non-streaming request tells whether URL and model are right
+    probe = request_body(config, model, Request(0, (), 1, text="Hello"), stream=False)
+    req = urllib.request.Request(endpoint_url(config.base_url, config.api), data=json.dumps(probe).encode(),
+                                 headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+    except urllib.error.HTTPError as exc:
+        raise EndpointProblem("", f"probe request to {config.base_url} failed with HTTP {exc.code}",
+                              show_value=False) from None
+    except OSError as exc:
+        raise EndpointProblem("base_url", f"cannot reach the server ({exc})", config.base_url) from None
+    return []
+
+
+def scrape_metrics(url: str) -> str:
+    """The Prometheus text at `url`, or a comment saying why there is none (never raises)."""
+    try:
+        status, body = http_get(url, {})
+        return body.decode("utf-8", "replace") if status == 200 else f"# scrape failed: HTTP {status}\n"
+    except OSError as exc:
+        return f"# scrape failed: {exc}\n"

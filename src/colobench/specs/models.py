@@ -1,0 +1,440 @@
+"""Typed, frozen configuration: the parts of an experiment, validated once, with no side effects.
+
+Vocabulary (see DESIGN.md):
+
+- an **instance** is one model served by one backend on one device (`InstanceSpec`);
+- a **workload** is what an instance is asked to do (`WorkloadSpec`);
+- an **experiment** is what the user asks for (`ExperimentSpec`): its instances, each run alone
+  (the *solo* baselines) and then all together (the *co-located* run), each repeated.
+
+This module only checks shapes and values. It never looks at the filesystem, the environment
+or a device: whether `cuda:3` exists or a checkpoint folder is there is decided by
+`colobench.api` just before anything runs, so validation is pure and testable anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
+
+from colobench.specs.knobs import knob, knobs_of
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|npu)(:\d+)?)$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+LOADS = ("static", "closed", "open")
+
+
+class LengthDist(_Frozen):
+    """A token-length distribution: `{mean, std}` (normal, rounded, at least 1) or `{min, max}`
+    (uniform integers, both ends included)."""
+
+    mean: int | None = Field(None, gt=0)
+    std: float | None = Field(None, ge=0)
+    min: int | None = Field(None, gt=0)
+    max: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "LengthDist":
+        normal = self.mean is not None
+        uniform = self.min is not None or self.max is not None
+        if normal == uniform:
+            raise ValueError("give either {mean, std} or {min, max}")
+        if uniform and (self.min is None or self.max is None or self.min > self.max):
+            raise ValueError("uniform lengths need min <= max")
+        if normal and self.std is None:
+            raise ValueError("a normal length needs std (use a plain number for a fixed length)")
+        return self
+
+    def upper_bound(self) -> int:
+        """The largest length this distribution is allowed to produce (normal: mean + 4 std)."""
+        if self.max is not None:
+            return self.max
+        return int(self.mean + 4 * (self.std or 0)) + 1
+
+
+Length = Annotated[int, Field(gt=0)] | LengthDist
+
+
+def length_upper_bound(length: Length) -> int:
+    return length if isinstance(length, int) else length.upper_bound()
+
+
+class PromptSource(_Frozen):
+    """Where prompt text comes from when it is not synthetic: a local file, or the built-in set."""
+
+    file: str | None = Field(None, description="JSONL (prompt or messages per line) or ShareGPT JSON")
+    builtin: list[str] | Literal["all"] | None = Field(None, description="built-in categories, or all")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "PromptSource":
+        if (self.file is None) == (self.builtin is None):
+            raise ValueError("give either file or builtin")
+        return self
+
+
+class WorkloadSpec(_Frozen):
+    """What one instance is asked to do.
+
+    Load models: `static` generates `batch_size` requests together; `closed` keeps `concurrency`
+    requests in flight; `open` sends requests at `rate` per second (Poisson, or gamma with
+    `burstiness`) whether or not earlier ones finished, optionally capped at `concurrency` in
+    flight. When `load` is not given it follows from the fields: a rate means open, a
+    concurrency means closed, otherwise static.
+
+    Every request gets exactly its output length (end-of-sequence ignored). The run is bounded by
+    `requests` per repetition or, when given, by `duration_s`. Warm-up requests run first and are
+    never counted.
+    """
+
+    load: Literal["static", "closed", "open"] | None = knob(
+        None, help="static, closed or open (inferred: a rate means open, a concurrency closed)", flag="--load",
+        panel="load", axis=True, id_style="value")
+    prompt_tokens: Length = knob(128, help="tokens per prompt: a number or {mean, std} / {min, max}",
+                                 flag="--prompt-tokens", short="-p", parse="int", metavar="N", axis=True)
+    output_tokens: Length = knob(64, help="tokens generated per request (exact)", flag="--output-tokens",
+                                 short="-n", parse="int", metavar="N", axis=True)
+    requests: int = knob(16, help="measured requests per repetition", flag="--requests", short="-r",
+                         aliases=("--num-prompts",), parse="int", metavar="N", axis=True, gt=0)
+    duration_s: float | None = knob(None, help="bound each repetition by seconds instead of a request count",
+                                    flag="--duration", parse="float", metavar="S", axis=True, abbrev="dur", gt=0)
+    batch_size: int | Literal["max"] = knob(1, help="static batch size, or max (the largest that fits)",
+                                            flag="--batch-size", short="-b", parse="int|max", metavar="N",
+                                            panel="load", axis=True)
+    concurrency: int | Literal["max"] | None = knob(
+        None, help="closed loop: requests in flight; open loop: cap; or max", flag="--concurrency", short="-c",
+        aliases=("--max-concurrency",), parse="int|max", metavar="N", panel="load", axis=True)
+    rate: float | None = knob(None, help="open loop: requests/s", flag="--rate", aliases=("--request-rate",),
+                              parse="float", metavar="REQ_S", panel="load", axis=True, abbrev="rate", gt=0)
+    arrival: Literal["poisson", "gamma", "constant"] = knob(
+        "poisson", help="open-loop arrivals: poisson, gamma or constant", flag="--arrival", panel="load", axis=True,
+        id_style="value")
+    burstiness: float = knob(1.0, help="gamma arrivals: 1 = Poisson, > 1 burstier", flag="--burstiness",
+                             parse="float", metavar="X", panel="load", axis=True, abbrev="burst", gt=0)
+    warmup_requests: int | None = knob(None, help="warm-up requests (default: one batch, or `concurrency` requests)",
+                                       flag="--warmup-requests", parse="int", metavar="N", axis=True, abbrev="w", ge=0)
+    kv_cache_tokens: int | None = knob(None, help="continuous batching: KV cache size in tokens",
+                                       flag="--kv-cache-tokens", parse="int", metavar="N", panel="load", axis=True,
+                                       abbrev="kv", gt=0)
+    max_parallel: int = Field(256, gt=0, description="upper bound for batch_size / concurrency 'max'")
+    prompts: PromptSource | None = knob(
+        None, help="prompt file (JSONL / ShareGPT), builtin, or builtin:code,en_qa; repeat the flag for an axis",
+        flag="--prompts", parse="prompts", metavar="SOURCE", axis=True, id_style="prompts", repeat=True)
+    seed: int = knob(0, help="seed of prompts, lengths and arrivals", flag="--seed", parse="int", metavar="N",
+                     axis=True, abbrev="seed")
+
+    @field_validator("batch_size", "concurrency")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError("must be greater than 0 (or max)")
+        return value
+
+    @model_validator(mode="after")
+    def _load_fits_fields(self) -> "WorkloadSpec":
+        load = self.load_model
+        if load == "open" and self.rate is None:
+            raise ValueError("load 'open' needs a rate (requests/s)")
+        if load == "closed" and self.concurrency is None:
+            raise ValueError("load 'closed' needs a concurrency")
+        if load != "open" and self.rate is not None:
+            raise ValueError(f"rate applies to load 'open', not {load!r}")
+        if load == "static" and self.concurrency is not None:
+            raise ValueError("concurrency applies to load 'closed' or 'open', not 'static'")
+        return self
+
+    @property
+    def load_model(self) -> str:
+        if self.load:
+            return self.load
+        if self.rate is not None:
+            return "open"
+        if self.concurrency is not None:
+            return "closed"
+        return "static"
+
+    def max_prompt_tokens(self) -> int:
+        return length_upper_bound(self.prompt_tokens)
+
+    def max_output_tokens(self) -> int:
+        return length_upper_bound(self.output_tokens)
+
+
+def _optional_copy(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """A model with the same fields and constraints as `model`, every one optional (default None)."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        copy = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
+        fields[field_name] = (info.annotation | None, copy)
+    return create_model(name, __base__=_Frozen, __doc__=doc, **fields)
+
+
+WorkloadOverride = _optional_copy(
+    WorkloadSpec, "WorkloadOverride", "Any `WorkloadSpec` fields, overriding the experiment's workload.")
+
+
+class ScenarioSpec(_Frozen):
+    """A named workload: fields for every instance, and/or per-instance fields by position
+    (instance k gets `instances[k % len]`, so `mixed` gives A short and B long)."""
+
+    workload: WorkloadOverride | None = None  # type: ignore[valid-type]
+    instances: list[WorkloadOverride] | None = None  # type: ignore[valid-type]
+
+
+class FakeTimings(_Frozen):
+    """Known timings for the `fake` backend (tests and smoke checks of the pipeline itself)."""
+
+    ttft_ms: float = Field(5.0, ge=0)
+    tpot_ms: float = Field(1.0, ge=0)
+    load_s: float = Field(0.0, ge=0)
+    fail_batches: list[int] = Field(default_factory=list, description="measured batch ids that raise (fault tests)")
+    fail_load: bool = Field(False, description="raise while loading (fault tests)")
+    fail_above_batch: int | None = Field(None, gt=0, description="batches larger than this raise out of memory")
+
+
+class _EndpointFields(_Frozen):
+    """How to talk to an OpenAI-compatible server: shared by instances and their resolved config."""
+
+    api: Literal["completions", "chat"] = knob("completions", help="endpoints: completions or chat", flag="--api",
+                                               panel="endpoints", backends=("openai",))
+    api_key_env: str | None = knob(None, help="endpoints: the environment variable that holds the API key",
+                                   flag="--api-key-env", metavar="VAR", panel="endpoints", backends=("openai",))
+    headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    exact_output_fields: list[Literal["ignore_eos", "min_tokens"]] = Field(
+        default_factory=lambda: ["ignore_eos", "min_tokens"])
+    request_timeout_s: float = Field(600.0, gt=0)
+    stall_timeout_s: float = Field(60.0, gt=0)
+    metrics_url: str | None = knob(None, help="endpoints: scrape the server's /metrics before and after each run",
+                                   flag="--scrape-metrics", parse="auto", panel="endpoints", backends=("openai",))
+    client_processes: int = knob(1, help="endpoints: load-generator processes", flag="--client-processes",
+                                 parse="int", metavar="N", panel="endpoints", backends=("openai",), gt=0)
+
+
+class EndpointConfig(_EndpointFields):
+    """The `openai` backend's resolved settings (what the worker's client uses)."""
+
+    base_url: str
+
+
+ENDPOINT_FIELDS = tuple(EndpointConfig.model_fields)
+
+
+class RayPlacement(_Frozen):
+    """Where the Ray launcher places one instance's actor (ignored by the local launcher).
+
+    Unset fields follow the instance's device: a CUDA instance asks for `num_gpus` equal to its
+    memory share (two instances on one card ask for 0.5 each, and Ray packs fractions onto one
+    card), an Ascend instance for the same amount of the custom `NPU` resource, and every actor
+    for `num_cpus` equal to its torch threads. Ray's fractions only place actors; the memory cap
+    is applied by the worker itself (see `Device.cap_memory`).
+    """
+
+    num_gpus: float | None = Field(None, ge=0, description="GPUs for the actor (fractions share a card)")
+    num_cpus: float | None = Field(None, ge=0, description="CPUs for the actor (default: its cpu_threads)")
+    resources: dict[str, float] = Field(default_factory=dict, description="custom resources, e.g. {NPU: 0.5}")
+    node_labels: dict[str, str] = Field(default_factory=dict,
+                                        description="only nodes with these labels (Ray label_selector)")
+    node_id: str | None = Field(None, description="pin to one node by its Ray node id (hex)")
+
+
+class LaunchSpec(_Frozen):
+    """How instances are started: `local` (one process per instance on this host) or `ray`
+    (one Ray actor per instance, on the devices and nodes of a Ray cluster)."""
+
+    kind: Literal["local", "ray"] = knob("local", help="local (processes here) or ray (actors on a Ray cluster)",
+                                         flag="--launcher", panel="launch")
+    address: str | None = knob(
+        None, help="ray: auto, host:6379, ray://host:10001 or local (a private one-node Ray); default: a running "
+        "cluster if there is one, else a private one", flag="--ray-address", metavar="ADDRESS", panel="launch")
+    namespace: str | None = Field(None, description="ray: namespace the actors are created in")
+    num_cpus: int | None = Field(None, gt=0, description="address local: CPUs the private instance offers")
+    object_store_mb: int | None = Field(None, ge=80, description="address local: object store size in MiB")
+    temp_dir: str | None = Field(None, description="address local: Ray's session folder (short path: sockets)")
+    ship_source: bool = Field(False, description="ray: send this colobench source tree to the nodes "
+                              "(runtime_env py_modules) instead of using the one installed there")
+    clock_sync_rounds: int = Field(32, ge=3, le=10_000, description="round trips per actor for the clock offset")
+    start_lead_s: float = Field(0.25, gt=0, le=60, description="repetitions start this long after the driver's go, "
+                                "on every node's own clock")
+
+
+class InstanceKnobs(_Frozen):
+    """The fields an instance and its resolved form share: what each worker applies.
+
+    Each is a knob (see `colobench.specs.knobs`): declared once here, it becomes a `colobench run`
+    option, a sweep axis, part of point ids and of the knobs recorded with the worker.
+    """
+
+    device: str = knob("auto", help="auto, cpu, cuda[:N] or npu[:N]", flag="--device", short="-d",
+                       metavar="DEVICE", panel="model and device", axis=True, id_style="value")
+    dtype: Dtype = knob("auto", help="auto, float32, bfloat16 or float16", flag="--dtype", panel="model and device",
+                        axis=True, id_style="dtype", quality=True)
+    quantization: Literal["none", "int8", "int4"] = knob(
+        "none", help="weight-only quantisation (optimum-quanto on CPU and CUDA)", flag="--quantization",
+        panel="variants", axis=True, id_style="value", quality=True, backends=("transformers",))
+    graph: Literal["eager", "compiled"] = knob(
+        "eager", help="compiled: static KV cache + torch.compile (CUDA graphs, Inductor, torchair)", flag="--graph",
+        panel="variants", axis=True, id_style="value", quality=True, backends=("transformers",))
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flex_attention"] | None = knob(
+        None, help="transformers' attention kernel (default: the library's choice)", flag="--attn-implementation",
+        metavar="KERNEL", panel="variants", axis=True, id_style="value", quality=True, backends=("transformers",))
+    env: dict[str, str] = knob(default_factory=dict, help="KEY=VALUE set in the worker before torch loads "
+                               "(TASK_QUEUE_ENABLE, CPU_AFFINITY_CONF, ...); KEY=V1,V2 is an axis", flag="--env",
+                               parse="env", metavar="KEY=VALUE", panel="variants", axis=True, repeat=True)
+    cpu_affinity: list[int] | Literal["auto"] | None = knob(
+        None, help="pin the worker to cores: auto (the host's cores split evenly), none, or 0-3", flag="--cpu-affinity",
+        parse="cores", metavar="CORES", panel="variants", axis=True, id_style="cores", list_valued=True)
+    cpu_threads: int | None = knob(None, help="torch threads per worker (default: the cores shared evenly)",
+                                   flag="--cpu-threads", parse="int", metavar="N", panel="model and device", axis=True,
+                                   abbrev="t", gt=0)
+    memory_fraction: float | None = knob(
+        None, help="share of the device's memory this instance may allocate (a cap on CUDA and Ascend, and what "
+        "`max` batch sizes plan for); default: what the others leave, split evenly", flag="--memory-fraction",
+        parse="float", metavar="F", panel="model and device", axis=True, abbrev="mem", gt=0, le=1)
+    npu_jit_compile: bool | None = knob(
+        None, help="Ascend: online operator compilation (torch_npu.npu.set_compile_mode(jit_compile=...))",
+        flag="--npu-jit-compile", parse="bool", metavar="true|false", panel="variants", axis=True, abbrev="jit",
+        id_style="bool", device_kinds=("npu",))
+    npu_allow_internal_format: bool | None = knob(
+        None, help="Ascend: private weight formats (torch.npu.config.allow_internal_format)",
+        flag="--npu-allow-internal-format", parse="bool", metavar="true|false", panel="variants", axis=True,
+        abbrev="nz", id_style="bool", device_kinds=("npu",))
+
+    def knob_values(self) -> dict[str, Any]:
+        """The shared fields as they are, to build the resolved instance from."""
+        return {k: getattr(self, k) for k in InstanceKnobs.model_fields}
+
+
+class InstanceSpec(InstanceKnobs, _EndpointFields):
+    """One model on one backend on one device, or one served model behind an endpoint.
+
+    For `backend: openai`, `model` is the served model name and the endpoint fields apply:
+    `base_url` (`http://host:port/v1`), `api` (completions or chat), `api_key_env` (the name of
+    the environment variable holding the key; the key itself is never written anywhere),
+    `headers` and `extra_body` (added to every request), `exact_output_fields` (ignore_eos and
+    min_tokens by default; [] for servers that refuse unknown fields), `tokenizer` (a local
+    folder, to count tokens when the server sends no usage), `metrics_url` (a Prometheus
+    `/metrics` URL, or `auto`, scraped before and after each run), `client_processes` (spread
+    the load generator over several processes), `request_timeout_s`, `stall_timeout_s`.
+    """
+
+    model: str = knob(..., help="preset name, local HF checkpoint folder, or served model name", axis=True,
+                      id_style="model", min_length=1)
+    name: str | None = Field(None, description="label in tables and file names; derived from `model` when absent")
+    backend: Literal["transformers", "fake", "openai"] = "transformers"
+    base_url: str | None = Field(None, description="openai backend: http://host:port/v1")
+    tokenizer: str | None = knob(None, help="endpoints: local tokenizer folder, to count tokens without usage",
+                                 flag="--tokenizer", metavar="FOLDER", panel="endpoints", backends=("openai",))
+    reference: str | None = Field(None, description="another instance of the same run to compare outputs with "
+                                  "(token agreement, KL divergence)")
+    workload: WorkloadOverride | None = Field(  # type: ignore[valid-type]
+        None, description="fields overriding the experiment's workload for this instance")
+    fake: FakeTimings | None = None
+    ray: RayPlacement | None = Field(None, description="Ray launcher: resources and node for this instance's actor")
+
+    @field_validator("device")
+    @classmethod
+    def _device_format(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not DEVICE_PATTERN.match(value):
+            raise ValueError("device must be auto, cpu, cuda[:N] or npu[:N]")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url_format(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("base_url must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+        return {k: str(v) for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> "InstanceSpec":
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend openai needs base_url (http://host:port/v1)")
+        if self.backend != "openai" and self.base_url:
+            raise ValueError("base_url applies to backend openai")
+        for k in INSTANCE_KNOBS + ENDPOINT_KNOBS:  # what the knob table says applies to other backends only
+            if k.meta.backends and self.backend not in k.meta.backends and k.name in self.model_fields_set \
+                    and getattr(self, k.name) != type(self).model_fields[k.name].get_default(call_default_factory=True):
+                applies = " or ".join(k.meta.backends)
+                raise ValueError(f"{k.name} applies to backend {applies}"
+                                 + (" (a server sets its own)" if self.backend == "openai" else ""))
+        return self
+
+    def endpoint_config(self) -> EndpointConfig | None:
+        if self.backend != "openai":
+            return None
+        metrics = self.metrics_url
+        if metrics == "auto":
+            metrics = re.sub(r"/v1/?$", "", self.base_url.rstrip("/")) + "/metrics"
+        return EndpointConfig(**{f: getattr(self, f) for f in ENDPOINT_FIELDS if f != "metrics_url"},
+                              metrics_url=metrics)
+
+    @field_validator("name")
+    @classmethod
+    def _name_format(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_PATTERN.match(value):
+            raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
+        return value
+
+
+ENDPOINT_KNOBS = knobs_of(_EndpointFields, "instance")
+INSTANCE_KNOBS = knobs_of(InstanceKnobs, "instance") + [k for k in knobs_of(InstanceSpec, "instance")
+                                                        if k.name not in InstanceKnobs.model_fields
+                                                        and k.name not in _EndpointFields.model_fields]
+
+
+class TelemetrySpec(_Frozen):
+    """What to sample during runs, how often, and the peak figures to compare with."""
+
+    enabled: bool = True
+    host_interval_s: float = Field(0.5, gt=0)
+    nvidia_interval_s: float = Field(0.1, gt=0)
+    ascend_interval_s: float = Field(1.0, gt=0, description="npu-smi is slow; DCMI, when present, samples faster")
+    idle_s: float = Field(1.0, ge=0, description="seconds of idle sampling before the first run (idle power)")
+    peaks: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="per device (cpu, cuda:0, npu:1): memory_bandwidth_gb_s, bf16_tflops, int8_tops")
+
+
+class ExperimentKnobs(_Frozen):
+    """The experiment-wide knobs."""
+
+    name: str = knob("colocation", help="experiment name (prefix of run directories and sweep point ids)",
+                     flag="--name", metavar="NAME", panel="output")
+    scenario: str | None = knob(None, help="short, long, mixed, peak, or one defined in the file", flag="--scenario",
+                                short="-s", metavar="NAME", panel="workload", axis=True, id_style="value")
+    repetitions: int = knob(3, help="measured windows per run, for confidence intervals", flag="--repetitions",
+                            parse="int", metavar="N", panel="workload", axis=True, abbrev="reps", gt=0)
+    cache_dir: str | None = knob(None, help="where presets are built (default $COLOBENCH_CACHE or ~/.cache/colobench)",
+                                 flag="--cache-dir", metavar="DIR", panel="output")
+
+    @field_validator("name")
+    @classmethod
+    def _name_format(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
+        return value
+
+
+WORKLOAD_KNOBS = knobs_of(WorkloadSpec, "workload")
+EXPERIMENT_KNOBS = knobs_of(ExperimentKnobs, "experiment")
+LAUNCH_KNOBS = knobs_of(LaunchSpec, "launch")
+ALL_KNOBS = INSTANCE_KNOBS + ENDPOINT_KNOBS + WORKLOAD_KNOBS + EXPERIMENT_KNOBS + LAUNCH_KNOBS
