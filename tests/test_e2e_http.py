@@ -50,12 +50,16 @@ def server_process():
         return f"http://127.0.0.1:{port}/v1"
 
     yield start
-    for proc in procs:  # only the processes this test started
+    for proc in procs:  # only the processes this test started (a server that exited is gone already)
+        if proc.poll() is not None:
+            continue
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def fake(start, *flags: str, env: dict | None = None) -> str:

@@ -101,7 +101,7 @@ class _PlainProgress:
         self.thread = threading.Thread(target=self._tick, name="colobench-progress", daemon=True)
 
     def __enter__(self) -> "_PlainProgress":
-        self.t0 = time.monotonic()
+        self.t0 = self.last = time.monotonic()
         self.thread.start()
         return self
 
@@ -110,12 +110,14 @@ class _PlainProgress:
 
     def _line(self, text: str) -> None:
         with self.lock:
-            print(f"[colobench {time.monotonic() - self.t0:6.0f} s] {text}", file=self.stream, flush=True)
+            self.last = time.monotonic()
+            print(f"[colobench {self.last - self.t0:6.0f} s] {text}", file=self.stream, flush=True)
 
     def _tick(self) -> None:
-        while not self.done_event.wait(PLAIN_PROGRESS_EVERY_S):
+        """A status line whenever nothing was said for `PLAIN_PROGRESS_EVERY_S`."""
+        while not self.done_event.wait(PLAIN_PROGRESS_EVERY_S / 10):
             run = self.current
-            if run is not None:
+            if run is not None and time.monotonic() - self.last >= PLAIN_PROGRESS_EVERY_S:
                 total = f"/{run['total']}" if run["total"] else ""
                 self._line(f"{run['id']}: {run['done']}{total} requests, {time.monotonic() - run['t0']:.0f} s")
 
