@@ -86,7 +86,7 @@ def test_bandwidth_saturated_co_run():
     samples = [{"t_ns": t, "source": "nvml", "device": "cuda:0", "metrics": {"dram_bw_util_pct": 92.0}}
                for t in range(coloc[0].submit_ns, coloc[-1].done_ns, S // 10)]
     p = phase(coloc, "colocated", samples=samples)
-    p.metrics = p.metrics.model_copy(update={"device_telemetry": device_window(samples, "cuda:0", *p.metrics.window_ns)})
+    p.metrics = p.metrics.model_copy(update={"device_telemetry": device_window(samples, "cuda:0", [p.metrics.window_ns])})
     point.phases[("colocated", "a")] = p
     (f,) = d.bandwidth_contention(point)
     assert f.kind == "bandwidth_contention" and f.severity == "high"
@@ -214,19 +214,38 @@ def test_cpu_contention_is_one_finding_with_every_window():
 
 # ---- validity ------------------------------------------------------------------------------------
 
+def repetitions(itl_ms: list[float], n: int = 24, jitter_ms: float = 0.2) -> list[RequestRecord]:
+    """One window of `n` requests per repetition, repetition k's steps taking `itl_ms[k]`."""
+    out = []
+    for k, itl in enumerate(itl_ms):
+        for r in records(start_s=10 * k, n=n, itl_ms=itl, rng_seed=k, jitter_ms=jitter_ms):
+            r.repetition = k + 1
+            out.append(r)
+    return out
+
+
 def test_validity_verdicts():
-    good = records(n=120, jitter_ms=0.2)
+    good = repetitions([10.0] * 5)
     v = verdict(good + records(n=1, warmup=True))
-    assert v.verdict == "VALID" and v.stability == "stable" and not v.reasons
+    assert v.verdict == "VALID" and v.stability == "stable" and not v.reasons and v.cv_pct < 5
     assert verdict(good).reasons[0].startswith("no warm-up")
     assert "only 5 measured requests" in verdict(records(n=5)).reasons[0]
+    one = verdict(records(n=120) + records(n=1, warmup=True))  # one repetition: no stability verdict at all
+    assert one.stability is None and one.verdict == "VALID" and any("not judged" in w for w in one.warnings)
     drift = []
     for k in range(90):
         drift += records(start_s=k, n=1, itl_ms=10 + k * 0.1, rng_seed=k)
     assert any(r.startswith("not steady state") for r in verdict(drift).reasons)
-    speeds = np.random.default_rng(1).normal(10, 2, 100).clip(5, 20)  # each request's own step time
+    # requests that differ among themselves, repetitions that agree: jitter (a warning), not instability
+    speeds = np.random.default_rng(1).normal(10, 2, 100).clip(5, 20)
     noisy = [r for k, itl in enumerate(speeds) for r in records(start_s=k, n=1, itl_ms=float(itl), rng_seed=k)]
-    unstable = verdict(noisy)
+    for k, r in enumerate(noisy):
+        r.repetition = 1 + k % 5
+    jittery = verdict(noisy + records(n=1, warmup=True))
+    assert jittery.stability in ("stable", "acceptable") and any("varies from request to request" in w
+                                                                 for w in jittery.warnings)
+    # repetitions whose means disagree: unstable, INVALID
+    unstable = verdict(repetitions([10.0, 14.0, 8.0, 13.0, 9.0]) + records(n=1, warmup=True))
     assert unstable.stability == "unstable" and unstable.verdict == "INVALID"
 
 

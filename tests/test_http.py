@@ -62,7 +62,7 @@ def test_stream_variations_with_usage(serve, api, done, usage, tokens_per_chunk)
     result = ask(backend(url, api=api), n=8)
     assert result.error is None
     assert result.output_tokens == 8 and result.token_count_source == "usage"
-    assert result.prompt_tokens == 2
+    assert result.prompt_tokens == (4 if api == "completions" else 8)  # the fake tokenizer: 2 + 2, chat template 3 + 1
     chunks = -(-8 // tokens_per_chunk)
     assert len(result.token_ns) == chunks  # only content chunks: not role, keep-alive, finish or usage chunks
     assert result.token_ns == sorted(result.token_ns) and result.done_ns >= result.token_ns[-1]
@@ -166,3 +166,53 @@ def test_sse_parsing_does_not_depend_on_how_bytes_arrive():
         _SSEStream([], chat=False, keep_text=False)(b"data: {oops\n\n", 0)
     with pytest.raises(StreamError, match="server error in stream"):
         _SSEStream([], chat=True, keep_text=False)(b'data: {"error": {"message": "overloaded"}}\n\n', 0)
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_reasoning_chunks_are_output_tokens(serve, field):
+    """A reasoning model streams its reasoning first: TTFT is the first reasoning chunk (as in
+    vLLM's benchmark), every chunk counts for ITL and TPOT, and the first answer chunk is kept apart."""
+    url = serve(ttft_ms=1, itl_ms=2, reasoning_tokens=6, reasoning_field=field, stamp=True)
+    result = ask(backend(url, api="chat"), n=10)
+    assert result.error is None and result.output_tokens == 10
+    assert len(result.token_ns) == 10 and result.reasoning_chunks == 6
+    assert result.first_content_ns == result.token_ns[6] > result.token_ns[0]
+
+
+def test_tokenize_gives_token_exact_prompts(serve):
+    """With the server's /tokenize the synthetic prompts are exactly the length asked for, as the
+    server counts it (chat template included); without it they are words, and the server's usage
+    says they were not."""
+    from colobench.specs.models import LengthDist
+    from colobench.workload.synthetic import build_text_requests
+
+    for api in ("completions", "chat"):
+        b = backend(serve(ttft_ms=0, itl_ms=0), api=api)
+        assert b.count_prompt_tokens is not None
+        requests = build_text_requests(12, LengthDist(min=20, max=60), 2, seed=3, counter=b.count_prompt_tokens)
+        results = [aio.run(b.request(r)) for r in requests]
+        b.stop()
+        assert all(res.error is None for res in results)
+        assert [res.prompt_tokens for res in results] == [r.prompt_target for r in requests], api
+    plain = backend(serve(ttft_ms=0, itl_ms=0, tokenize=False))
+    assert plain.count_prompt_tokens is None
+    requests = build_text_requests(12, 40, 2, seed=3, counter=plain.count_prompt_tokens)
+    results = [aio.run(plain.request(r)) for r in requests]
+    plain.stop()
+    assert sum(res.prompt_tokens != 40 for res in results) >= 6  # "between", "people", ... are two tokens there
+
+
+def test_fit_prompts_reaches_targets_with_a_lumpy_tokenizer():
+    """Fitting converges when words cost one to three tokens and a template adds its own."""
+    import numpy as np
+
+    from colobench.serve.fake_openai import count_tokens
+    from colobench.workload.synthetic import WORDS, fit_prompts
+
+    rng = np.random.default_rng(0)
+    targets = [int(n) for n in rng.integers(8, 300, size=40)]
+    words = [list(rng.choice(WORDS + ["internationalisation"], size=n)) for n in targets]
+    texts, counts = fit_prompts(words, targets, lambda ts: [count_tokens(t) + 4 for t in ts], rng)
+    assert counts == targets and [count_tokens(t) + 4 for t in texts] == targets
+    _, short = fit_prompts([["hello"]], [2], lambda ts: [count_tokens(t) + 4 for t in ts], rng)
+    assert short == [4]  # below the template's own tokens: the nearest it can get, never a loop

@@ -57,7 +57,8 @@ def test_closed_loop_with_a_deadline_stops_sending(tmp_path: Path):
     import itertools
 
     reqs = itertools.cycle(build_requests(5, 4, 2, 32000, 0))
-    aio.run(streaming.closed_loop(backend, reqs, 2, recorder, deadline_ns=now_ns() + 100_000_000))
+    deadline = now_ns() + 100_000_000
+    aio.run(streaming.closed_loop(backend, reqs, 2, recorder, until=lambda: now_ns() >= deadline))
     assert 2 <= len(read_records(path)) == backend.sent
 
 

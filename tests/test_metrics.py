@@ -6,7 +6,7 @@ from colobench.analysis import metrics as m
 from colobench.analysis.checks import phase_checks, point_checks
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.interference import interference, slowdown, throughput_scaling
-from colobench.analysis.model import ClientLoad, Distributions, PhaseMetrics
+from colobench.analysis.model import ClientLoad, Distributions, PhaseMetrics, RepetitionStats
 from colobench.analysis.phase import instance_phase_metrics
 from colobench.records import RequestRecord
 
@@ -63,27 +63,35 @@ def test_instance_phase_metrics_hand_computed():
     assert math.isclose(out["mean_itl_ms"], 80 / 6)
     # E2E 30, 30, 60
     assert math.isclose(out["mean_e2el_ms"], 40)
-    # throughput per repetition: 6 tokens / 0.06 s = 100, 3 tokens / 0.06 s = 50 -> mean 75
-    assert math.isclose(out["output_throughput"], 75)
-    assert math.isclose(out["request_throughput"], (2 / 0.06 + 1 / 0.06) / 2)
+    # tokens over time: 9 tokens over the two windows of 0.06 s each; 3 requests over 0.12 s
+    assert math.isclose(out["output_throughput"], 9 / 0.12)
+    assert math.isclose(out["request_throughput"], 3 / 0.12)
+    # the distribution behind the interval: one rate per repetition (6 / 0.06 and 3 / 0.06)
+    assert out["repetition_stats"]["output_throughput"] == pytest.approx([100, 50])
     assert out["errors"] == {"RuntimeError: boom": 1}
     for key in ("mean_ttft_ms", "median_ttft_ms", "std_ttft_ms", "p99_ttft_ms", "p99_tpot_ms", "p99_itl_ms",
                 "p99_e2el_ms", "output_throughput", "request_throughput"):
         assert key in out
 
 
-def _phase(median_ttft, p99_ttft, tput, tpot_cv=0.05, completed=200, **extra):
-    d = Distribution(count=completed, mean=2.0, cv=tpot_cv)
+def _phase(median_ttft, p99_ttft, tput, tpot_cv=0.05, completed=200, reps=5, **extra):
+    """A phase whose `reps` repetitions' mean TPOTs have the cv `tpot_cv` (requests agree with them)."""
+    d = Distribution(count=completed, mean=2.0, cv=0.01)
+    # 2 +- delta, alternating (and one 2.0 when `reps` is odd): a sample std of exactly tpot_cv * 2
+    delta = 2.0 * tpot_cv * (math.sqrt((reps - 1) / reps) if reps % 2 == 0 else 1.0)
+    means = ([2.0] if reps % 2 else []) + [2.0 + delta * (-1) ** k for k in range(reps - reps % 2)]
+    stats = RepetitionStats(repetitions=list(range(1, reps + 1)), mean_tpot_ms=means,
+                            output_throughput=[tput] * reps)
     return PhaseMetrics(median_ttft_ms=median_ttft, p99_ttft_ms=p99_ttft, median_tpot_ms=2.0, p99_tpot_ms=3.0,
                         median_e2el_ms=100.0, p99_e2el_ms=150.0, output_throughput=tput, completed=completed,
-                        failed=0, warmup_requests=1, distributions=Distributions(
+                        failed=0, warmup_requests=1, repetitions=reps, repetition_stats=stats, distributions=Distributions(
                             ttft_ms=d, tpot_ms=d, itl_ms=d, e2el_ms=d, output_throughput_tok_s=d,
                             request_throughput_req_s=d), **extra)
 
 
 def _verdicts(solo, coloc):
     """Every check of a point: (kind, subject label) -> verdict."""
-    checks = point_checks("", interference(solo, coloc, {}))
+    checks = point_checks("", interference(solo, coloc))
     for phase, by in (("solo", solo), ("colocated", coloc)):
         checks += [c for name, mt in by.items() for c in phase_checks("", phase, name, mt, [])]
     return checks
@@ -92,12 +100,12 @@ def _verdicts(solo, coloc):
 def test_interference_hand_computed():
     solo = {"a": _phase(10, 20, 100), "b": _phase(10, 20, 300)}
     coloc = {"a": _phase(15, 50, 80), "b": _phase(10, 20, 200)}
-    s = slowdown(solo["a"], coloc["a"], {})
+    s = slowdown(solo["a"], coloc["a"])
     assert s.ttft_p50 == 1.5 and s.ttft_p99 == 2.5 and s.tpot_p50 == 1.0
     assert s.output_throughput == 0.8
     # (80 + 200) / mean(100, 300) = 280 / 200
     assert math.isclose(throughput_scaling(solo, coloc), 1.4)
-    block = interference(solo, coloc, {})
+    block = interference(solo, coloc)
     assert block.ideal_scaling == 2
     (scaling,) = [c for c in _verdicts(solo, coloc) if c.kind == "scaling"]
     assert scaling.verdict == "bottleneck" and scaling.threshold == 1.5 and scaling.subject.instance is None
@@ -125,7 +133,7 @@ def test_one_stability_threshold_everywhere():
 
 
 def test_solo_only_has_no_scaling():
-    block = interference({"a": _phase(10, 20, 100)}, {}, {})
+    block = interference({"a": _phase(10, 20, 100)}, {})
     assert block.throughput_scaling is None and block.slowdown == {}
 
 
@@ -138,13 +146,24 @@ def _endpoint_phase(**extra):
 
 @pytest.mark.parametrize("extra, fragment", [
     ({"client": ClientLoad(cpu_util_max=0.97, loop_lag_p99_ms=1.0)}, "97% of a core"),
-    ({"client": ClientLoad(cpu_util_max=0.2, loop_lag_p99_ms=25.0)}, "event-loop lag p99 25.0 ms"),
-    ({"mean_concurrency": 30.0}, "mean concurrency 30.0 of 64 asked"),
+    ({"client": ClientLoad(cpu_util_max=0.6, loop_lag_p99_ms=25.0)}, "event-loop lag p99 25.0 ms"),
+    ({"client": ClientLoad(cpu_util_max=0.6, loop_lag_p99_ms=1.0), "mean_concurrency": 30.0},
+     "mean concurrency 30.0 of 64 asked"),
 ])
 def test_client_bound_verdicts(extra, fragment):
+    """The load generator is the bottleneck only when it is busy itself."""
     bound = [c for c in _verdicts({"a": _endpoint_phase(**extra)}, {}) if c.verdict == "client_bound"]
     assert len(bound) == 1 and fragment in bound[0].sentence and bound[0].level == "invalid"
     assert bound[0].subject.instance == "a" and bound[0].subject.phase == "solo"
+
+
+def test_lag_while_the_client_idles_is_host_contention():
+    """Event-loop lag while the client used 0.7% of a core is other processes' doing: a warning
+    that points at the host, never client_bound (the issue's misdiagnosis)."""
+    checks = _verdicts({"a": _endpoint_phase(client=ClientLoad(cpu_util_max=0.007, loop_lag_p99_ms=25.0))}, {})
+    assert not [c for c in checks if c.verdict == "client_bound"]
+    (host,) = [c for c in checks if c.kind == "host_contention"]
+    assert host.level == "warning" and "0.7% of a core" in host.sentence
 
 
 def test_healthy_endpoint_has_no_client_or_count_verdicts():

@@ -8,12 +8,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from colobench import api
-from colobench.analysis.compare import compare, entries
+from colobench.analysis.compare import compare, entries, overall
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.model import Distributions, PhaseMetrics, Point, Summary
+from colobench.analysis.model import Distributions, PhaseMetrics, Point, RepetitionStats, Summary
 from colobench.report import exports
 from colobench.specs import experiment_from_dict
 
@@ -71,7 +73,8 @@ def test_report_files(coloc_run: Path, sweep_run: Path):
         assert CANARY not in text and "<div id=pwned" not in text
     coloc = (coloc_run / "report.html").read_text()
     assert "&lt;script&gt;" in coloc  # the server's text is shown, escaped
-    for section in ("latency: solo against co-located", "throughput", "timelines", "findings", "tables", "validity"):
+    for section in ("latency: solo against co-located", "throughput", "timelines", "findings", "metrics", "validity",
+                        "headline"):
         assert section in coloc
     assert "sweep" in (sweep_run / "report.html").read_text()
 
@@ -100,13 +103,15 @@ def test_report_in_a_headless_browser(coloc_run: Path, tmp_path: Path):
     assert shot.returncode == 0 and (ARTIFACTS / "report.png").stat().st_size > 10_000
 
 
-def _metrics(tput, tput_ci, ttft, ttft_ci, p99):
+def _metrics(tput, tputs, ttft, ttfts, p99, p99s, memory=2**30):
+    """A phase of five repetitions: its headlines and the repetitions' values behind them."""
     none = Distribution(count=0)
-    return PhaseMetrics(completed=10, failed=0, output_throughput=tput, mean_ttft_ms=ttft, p99_ttft_ms=p99,
-                        distributions=Distributions(
-                            output_throughput_tok_s=Distribution(count=3, ci95_low=tput_ci[0], ci95_high=tput_ci[1]),
-                            ttft_ms=Distribution(count=10, ci95_low=ttft_ci[0], ci95_high=ttft_ci[1]),
-                            tpot_ms=none, itl_ms=none, e2el_ms=none, request_throughput_req_s=none))
+    reps = RepetitionStats(repetitions=[1, 2, 3, 4, 5], output_throughput=tputs, mean_ttft_ms=ttfts,
+                           p99_ttft_ms=p99s, request_throughput=[v / 10 for v in tputs])
+    return PhaseMetrics(completed=50, failed=0, output_throughput=tput, request_throughput=tput / 10,
+                        mean_ttft_ms=ttft, p99_ttft_ms=p99, peak_memory_bytes=memory, repetition_stats=reps,
+                        distributions=Distributions(output_throughput_tok_s=none, ttft_ms=none, tpot_ms=none,
+                                                    itl_ms=none, e2el_ms=none, request_throughput_req_s=none))
 
 
 def _summary(*points: Point) -> Summary:
@@ -114,15 +119,24 @@ def _summary(*points: Point) -> Summary:
 
 
 def test_compare_hand_computed():
-    a = _summary(Point(phases={"solo": {"fp16": _metrics(100.0, (95, 105), 20.0, (19, 21), 30.0)}}))
-    b = _summary(Point(phases={"solo": {"int8": _metrics(150.0, (140, 160), 20.5, (19.5, 21.5), 45.0)}}))
-    rows = {r["metric"]: r for r in compare([entries(a), entries(b)])}  # no common name: paired by phase
+    a = _summary(Point(phases={"solo": {"fp16": _metrics(100.0, [95, 98, 100, 102, 105], 20.0, [19, 21, 20, 19.5, 20.5],
+                                                         30.0, [29, 30, 31, 30, 30])}}))
+    b = _summary(Point(phases={"solo": {"int8": _metrics(150.0, [140, 145, 150, 155, 160], 20.5, [19, 22, 20, 21, 20.5],
+                                                         45.0, [44, 45, 46, 45, 45])}}))
+    rows = {r.metric: r for r in compare([entries(a), entries(b)])}  # no common name: paired by phase
     tput = rows["output_throughput"]
-    assert tput["subject"] == "solo" and tput["ratios"] == [1.5]
-    assert tput["intervals"][0] == pytest.approx([140 / 105, 160 / 95]) and tput["beyond_noise"] == [True]
+    assert tput.subject == "solo" and tput.ratios == [1.5]
+    # Welch over the five repetitions of each, by hand: se(b/a) = (b/a) sqrt(va/a^2 + vb/b^2)
+    va, vb = np.var([95, 98, 100, 102, 105], ddof=1) / 5, np.var([140, 145, 150, 155, 160], ddof=1) / 5
+    df = (va + vb) ** 2 / (va ** 2 / 4 + vb ** 2 / 4)
+    half = stats.t.ppf(0.975, df) * 1.5 * np.sqrt(va / 100 ** 2 + vb / 150 ** 2)
+    assert tput.intervals[0] == pytest.approx((1.5 - half, 1.5 + half)) and tput.verdicts == ["better"]
     ttft = rows["mean_ttft_ms"]
-    assert ttft["ratios"][0] == pytest.approx(1.025) and ttft["beyond_noise"] == [False]  # CIs overlap
-    assert rows["p99_ttft_ms"]["ratios"] == [1.5] and rows["p99_ttft_ms"]["intervals"] == [None]
+    assert ttft.ratios[0] == pytest.approx(1.025) and ttft.verdicts == ["noise"]  # the interval holds 1
+    assert rows["p99_ttft_ms"].ratios == [1.5] and rows["p99_ttft_ms"].verdicts == ["worse"]
+    assert rows["peak_memory_bytes"].verdicts == ["single figure"]
+    assert overall(list(rows.values())) == ("3 of 4 metrics differ: solo output_throughput better (1.500x), solo "
+                                            "request_throughput better (1.500x), solo p99_ttft_ms worse (1.500x)")
     sweep = _summary(a.points[0].model_copy(update={"id": "x-b1"}), a.points[0].model_copy(update={"id": "x-b2"}))
     with pytest.raises(ValueError, match="name one"):
         entries(sweep)

@@ -10,7 +10,7 @@ def test_defaults_and_derived_names():
     spec = experiment_from_dict({"instances": [{"model": "tiny"}, {"model": "tiny"}, {"model": "./ckpt/Llama-3.2-1B/"}]},
                                 "t")
     assert spec.instance_names() == ["tiny-1", "tiny-2", "llama-3.2-1b"]
-    assert spec.repetitions == 3
+    assert spec.repetitions == 5 and spec.order == "interleaved"
     assert spec.workload.prompt_tokens == 128 and spec.workload.warmup_requests is None
 
 
@@ -27,7 +27,7 @@ def test_instance_workload_overrides_only_given_fields():
 def test_specs_are_frozen():
     spec = ExperimentSpec(instances=[InstanceSpec(model="tiny")])
     with pytest.raises(Exception):
-        spec.repetitions = 5  # type: ignore[misc]
+        spec.repetitions = 7  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("data, field, fragment", [

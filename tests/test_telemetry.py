@@ -324,7 +324,7 @@ def test_resources_for_an_instance_on_a_gpu():
 def test_device_window_reports_throttling():
     samples = _samples()
     samples[5]["metrics"]["throttle_reasons"] = ["hw_thermal"]
-    out = device_window(samples, "cuda:0", 0, int(3e9))
+    out = device_window(samples, "cuda:0", [(0, int(3e9))])
     assert out.throttle_reasons == ["hw_thermal"] and out.power_w.mean == 200.0
     assert math.isclose(out.util_pct.peak, 60.0)
 

@@ -31,15 +31,15 @@ from colobench.analysis.summary import summarize_run_dir
 from colobench.backends.openai_admin import EndpointProblem, check_endpoint, scrape_metrics
 from colobench.clock import monotonic_s, wall_unix_s
 from colobench.devices import is_accelerator, resolve_auto
-from colobench.devices.inventory import environment, inventory
+from colobench.devices.inventory import environment, inventory, measured_peaks
 from colobench.errors import ColobenchError, SpecError
 from colobench.launch import ray_launcher
-from colobench.launch.local import RunInterrupted, run_local, write_json_atomic
-from colobench.models.presets import ensure_preset, is_built
-from colobench.plan import ExperimentPlan, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
+from colobench.launch.local import RunInterrupted, group_telemetry_path, run_local, write_json_atomic
+from colobench.models.presets import default_cache_dir, ensure_preset, is_built
+from colobench.plan import ExperimentPlan, RunGroup, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
 from colobench.profiling import run_profile
 from colobench.report.html import write_report
-from colobench.specs import ExperimentSpec, InstanceSpec, LaunchSpec, redact
+from colobench.specs import ExperimentSpec, InstanceSpec, LaunchSpec, WorkloadSpec, redact
 from colobench.telemetry import TelemetryRecorder, make_samplers
 from colobench.workload.prompts import prepare_prompt_sets
 
@@ -76,7 +76,7 @@ def default_experiment(device: str | None = None) -> ExperimentSpec:
     `tiny` on CPU and `llama-3.2-1b` on an accelerator."""
     device = device or auto_device()
     model = "tiny" if device == "cpu" else "llama-3.2-1b"
-    return ExperimentSpec(name="default-colocation",
+    return ExperimentSpec(name="default-colocation", workload=WorkloadSpec(requests=10),
                           instances=[InstanceSpec(model=model, device=device), InstanceSpec(model=model, device=device)])
 
 
@@ -208,6 +208,7 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
         "environment": environment(),
         "devices": {},
         "telemetry": {},
+        "measured_peaks": measured_peaks(Path(plan.cache_dir)),  # for devices without a datasheet peak
     }
     if previous is not None:
         manifest["created_utc"] = previous.get("created_utc")
@@ -217,36 +218,43 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
     interrupted = False
     try:
         idle_power(plan, spec, run_dir, manifest, progress)
-        for run in plan.runs:
-            rdir = run_dir / "runs" / run.run_id
-            if resume and _run_finished(rdir):
-                progress.phase(f"{run.run_id}: already completed, skipped")
+        runs_dir = run_dir / "runs"
+        for group in plan.groups:
+            unfinished = {r.run_id for r in group.runs if not (resume and _run_finished(runs_dir / r.run_id))}
+            for run in group.runs:
+                if run.run_id not in unfinished:
+                    progress.phase(f"{run.run_id}: already completed, skipped")
+            if not unfinished:
                 continue
-            if rdir.exists():
-                shutil.rmtree(rdir)  # an unfinished run is redone from scratch
-            counts = [_expected_requests(i.workload) for i in run.instances]
-            total = None if None in counts else sum(counts) * run.repetitions
-            progress.run_started(run.run_id, total)
-            files = {i.name: prompt_files[key] for i in run.instances if (key := prompt_key(i)) is not None}
-
-            def on_event(kind: str, name: str, payload: Any, run_id: str = run.run_id) -> None:
-                progress.worker_event(run_id, kind, name, payload)
-
-            _scrape(run, rdir, "before")
-            state = launcher(run, rdir,
-                              on_progress=lambda name, n, rid=run.run_id: progress.requests_done(rid, name, n),
-                              on_event=on_event, prompts_files=files, telemetry=spec.telemetry)
-            _scrape(run, rdir, "after")
-            for worker in state["workers"].values():  # the devices as the workers named them
-                dev = (worker.get("info") or {}).get("device")
-                if isinstance(dev, dict) and dev.get("device"):
-                    manifest["devices"].setdefault(dev["device"], dev)
-            if state.get("telemetry"):
-                manifest["telemetry"][run.run_id] = state["telemetry"]
-            if state.get("ray"):  # where each actor ran and its clock offset, with the estimate's error
-                manifest.setdefault("ray", {})[run.run_id] = state["ray"]
+            group = group.only(unfinished)
+            for run in group.runs:  # an unfinished run is redone from scratch
+                if (runs_dir / run.run_id).exists():
+                    shutil.rmtree(runs_dir / run.run_id)
+            group_telemetry_path(group, runs_dir).unlink(missing_ok=True)
+            label = group_label(group)
+            counts = [_expected_requests(i.workload) for w in group.windows for i in group.run(w.run_id).instances]
+            progress.run_started(label, None if None in counts else sum(counts))
+            files = {i.name: prompt_files[key] for i in group.instances if (key := prompt_key(i)) is not None}
+            for run in group.runs:
+                _scrape(run, runs_dir / run.run_id, "before")
+            states = launcher(group, runs_dir,
+                              on_progress=lambda name, n, label=label: progress.requests_done(label, name, n),
+                              on_event=lambda kind, name, payload, label=label: progress.worker_event(
+                                  label, kind, name, payload),
+                              prompts_files=files, telemetry=spec.telemetry)
+            for run in group.runs:
+                _scrape(run, runs_dir / run.run_id, "after")
+            for run_id, state in states.items():
+                for worker in state["workers"].values():  # the devices as the workers named them
+                    dev = (worker.get("info") or {}).get("device")
+                    if isinstance(dev, dict) and dev.get("device"):
+                        manifest["devices"].setdefault(dev["device"], dev)
+                if state.get("telemetry"):
+                    manifest["telemetry"][run_id] = state["telemetry"]
+                if state.get("ray"):  # where each actor ran and its clock offset, with the estimate's error
+                    manifest.setdefault("ray", {})[run_id] = state["ray"]
             write_json_atomic(run_dir / "manifest.json", manifest)
-            progress.run_finished(run.run_id, state)
+            progress.run_finished(label, _group_status(states))
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True
     summary = summarize(run_dir)
@@ -265,6 +273,20 @@ def idle_power(plan: ExperimentPlan, spec: ExperimentSpec, run_dir: Path, manife
     manifest["telemetry"]["idle"] = recorder.start()
     time.sleep(spec.telemetry.idle_s)
     recorder.stop()
+
+
+def group_label(group: RunGroup) -> str:
+    """What progress lines call a group: its run, or its point's runs together."""
+    if len(group.runs) == 1:
+        return group.runs[0].run_id
+    prefix = f"{group.point}/" if group.point else ""
+    return prefix + "+".join(r.run_id.removeprefix(prefix) for r in group.runs)
+
+
+def _group_status(states: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    statuses = [s["status"] for s in states.values()]
+    status = statuses[0] if len(set(statuses)) == 1 else ", ".join(f"{k}: {s['status']}" for k, s in states.items())
+    return {"status": status}
 
 
 def _expected_requests(wl: Any) -> int | None:
@@ -318,8 +340,9 @@ def ray_cluster(address: str) -> list[dict[str, Any]]:
 
 def list_devices(probe: bool = False) -> dict[str, Any]:
     """The environment check: host, versions, every visible device with its memory and peak
-    figures, and (with `probe`) measured copy bandwidth and matmul rate against those peaks."""
-    return inventory(probe)
+    figures, and (with `probe`) measured copy bandwidth and matmul rate against those peaks, kept
+    in the cache (a CPU's measured copy bandwidth becomes its peak in later runs)."""
+    return inventory(probe, default_cache_dir())
 
 
 def profile(spec: ExperimentSpec, out: Path, source: str = "command line") -> dict[str, Any]:

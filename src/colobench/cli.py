@@ -23,8 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from colobench import api
+from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
-from colobench.analysis.compare import entries
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
 from colobench.errors import ColobenchError, SpecError
 from colobench.models.presets import PRESETS, default_cache_dir, is_built
@@ -277,6 +277,9 @@ def devices(
         console.print(nodes)
     if not probe:
         console.print("add --probe to measure copy bandwidth and a large matmul on each device", style="dim")
+    elif result.get("probe_cache"):
+        console.print(f"probe figures kept in {escape(result['probe_cache'])}: a CPU run without a configured peak "
+                      "uses the measured copy bandwidth as its peak (and says so)", style="dim")
     print(api.dump_json_line(result))
 
 
@@ -287,8 +290,11 @@ def compare(
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the comparison as CSV"),
     json_out: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
     html_out: Optional[Path] = typer.Option(None, "--html", help="write an offline HTML comparison page"),
+    tolerance: float = typer.Option(TOLERANCE, "--tolerance", help="a difference smaller than this fraction is never "
+                                    "called beyond noise", min=0.0, max=1.0),
 ) -> None:
-    """Each metric's ratio to the first run, with an interval and whether it is beyond the noise."""
+    """Each metric's ratio to the first run, its 95% interval over repetitions, and a verdict:
+    better / worse (the interval lies beyond the tolerance), inconclusive, noise."""
     if len(runs) < 2:
         raise ColobenchError("compare needs at least two runs")
     loaded = []
@@ -298,42 +304,46 @@ def compare(
             loaded.append(entries(api.load_summary(path), point or None))
         except ValueError as exc:
             raise ColobenchError(f"{spec}: {exc}") from None
-    rows = compare_runs(loaded)
+    rows = compare_runs(loaded, tolerance)
     if not rows:
         raise ColobenchError("the runs share no instance, and do not have one instance per phase to pair")
     labels = [escape(r) for r in runs]
 
-    def fmt_ratio(row: dict, k: int) -> str:
-        ratio, interval, beyond = row["ratios"][k], row["intervals"][k], row["beyond_noise"][k]
+    def fmt_ratio(row: Any, k: int) -> str:
+        ratio, interval, said = row.ratios[k], row.intervals[k], row.verdicts[k]
         if ratio is None:
             return "-"
-        text = f"{ratio:.3f}x"
-        if interval:
-            text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
-        if beyond is not None:
-            better = (ratio > 1) == row["higher_is_better"]
-            text += (" better" if better else " worse") if beyond else " ~noise"
-        return text
+        text = f"{ratio:.3f}x" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+        return f"{text} {said}"
 
-    table_rows = [[r["subject"], r["metric"], *(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in r["values"]),
+    table_rows = [[r.subject, r.metric, *(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in r.values),
                    *(fmt_ratio(r, k) for k in range(len(runs) - 1))] for r in rows]
     header = ["subject", "metric", *labels, *(f"{lab} / {labels[0]}" for lab in labels[1:])]
+    sentences = [f"{runs[k + 1]} against {runs[0]}: {overall(rows, k)}" for k in range(len(runs) - 1)]
     if json_out:
-        print(api.dump_json_line({"runs": runs, "rows": rows}))
+        print(api.dump_json_line({"runs": runs, "tolerance": tolerance, "rows": [r.to_dict() for r in rows],
+                                  "overall": sentences}))
     elif md:
         print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
         print("\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table_rows))
+        print("\n".join(sentences))
     else:
-        table = Table(show_edge=False, header_style="bold", title="comparison (ratio [95% interval], verdict)")
+        table = Table(show_edge=False, header_style="bold",
+                      title=f"comparison (ratio [95% interval over repetitions], verdict; tolerance "
+                            f"{tolerance * 100:.0f}%)")
         for col in header:
             table.add_column(col)
         for row in table_rows:
             table.add_row(*(escape(c) for c in row))
-        _stdout().print(table)
+        console = _stdout()
+        console.print(table)
+        for sentence in sentences:
+            console.print(escape(sentence))
     if csv_out:
         exports.write_csv([dict(zip(header, row)) for row in table_rows], csv_out)
     if html_out:
-        html_out.write_text(comparison_page(header, table_rows, rows, runs), encoding="utf-8")
+        html_out.write_text(comparison_page(header, table_rows, [r.to_dict() for r in rows], runs, sentences),
+                            encoding="utf-8")
         _stderr().print(f"wrote {escape(str(html_out))}")
 
 
@@ -361,8 +371,12 @@ def profile(
     trap, analysis = result["async_timing_trap"], result["analysis"]
     console.print(f"[bold]{escape(result['model'])}[/] on {result['device']} ({result['dtype']}, graph {result['graph']}, "
                   f"{result['quantization']}), batch {result['batch_size']}, {result['output_tokens']} steps profiled")
-    console.print(f"async-timing trap: host clock {trap['host_clock_without_sync_ms']:.3f} ms, .to('cpu') right after "
-                  f"{trap['copy_to_cpu_right_after_ms']:.3f} ms, synchronised step {trap['synchronized_step_ms']:.3f} ms")
+    def spread(part: dict[str, float]) -> str:
+        return f"{part['median_ms']:.3f} ms ({part['p10_ms']:.3f}-{part['p90_ms']:.3f})"
+
+    console.print(f"async-timing trap, medians of {trap['iterations']} steps (10th-90th percentile): host clock "
+                  f"{spread(trap['host_clock_without_sync'])}, .to('cpu') right after "
+                  f"{spread(trap['copy_to_cpu_right_after'])}, synchronised step {spread(trap['synchronized_step'])}")
     idle = analysis["idle"] or {}
     if idle:
         console.print(f"idle share ({analysis['basis']}): {idle['idle_share'] * 100:.1f}% of "
@@ -435,6 +449,11 @@ def fake_server(
     trace: bool = typer.Option(False, "--trace", help="keep send times of every stream for GET /colobench/trace"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of jitter and faults"),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="require the key in this variable"),
+    no_tokenize: bool = typer.Option(False, "--no-tokenize", help="do not serve POST /tokenize"),
+    reasoning_tokens: int = typer.Option(0, "--reasoning-tokens", min=0,
+                                         help="chat: the first N tokens of each stream are reasoning"),
+    reasoning_field: str = typer.Option("reasoning_content", "--reasoning-field",
+                                        help="the delta field reasoning goes in: reasoning_content or reasoning"),
 ) -> None:
     """Serve a fake OpenAI-compatible API with known timing and optional faults."""
     chosen = tuple(f for f in faults.split(",") if f)
@@ -446,10 +465,13 @@ def fake_server(
         raise SpecError("command line", "--usage", "must be requested, always or never", usage)
     if not 0 <= error_rate <= 1:
         raise SpecError("command line", "--error-rate", "must be between 0 and 1", error_rate)
+    if reasoning_field not in ("reasoning_content", "reasoning"):
+        raise SpecError("command line", "--reasoning-field", "must be reasoning_content or reasoning", reasoning_field)
     config = FakeServerConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, jitter_ms=jitter_ms, error_rate=error_rate,
                               faults=chosen, models=tuple(m for m in model_names.split(",") if m),
                               tokens_per_chunk=max(1, tokens_per_chunk), usage=usage, done=not no_done,
-                              keepalive=keepalive, stamp=stamp, seed=seed, trace=trace,
+                              keepalive=keepalive, stamp=stamp, seed=seed, trace=trace, tokenize=not no_tokenize,
+                              reasoning_tokens=reasoning_tokens, reasoning_field=reasoning_field,
                               require_api_key=os.environ.get(api_key_env) if api_key_env else None)
     _stderr().print(f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
                     f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")

@@ -85,6 +85,50 @@ class RunSpec(_Frozen):
     repetitions: int
 
 
+class Window(_Frozen):
+    """One measured window: repetition `repetition` of run `run_id`."""
+
+    run_id: str
+    repetition: int  # 1-based, within its run
+
+
+class RunGroup(_Frozen):
+    """Runs executed by one set of workers, window after window. Interleaved order: a point's runs
+    (each solo baseline, then the co-located run) once per repetition, every instance loaded
+    throughout; phase-major: one run alone, its repetitions back to back."""
+
+    point: str = ""
+    runs: list[RunSpec]
+    windows: list[Window]
+
+    @property
+    def instances(self) -> list[ResolvedInstance]:
+        """Every instance of the group's runs, once each, in order."""
+        seen: dict[str, ResolvedInstance] = {}
+        for run in self.runs:
+            for inst in run.instances:
+                seen.setdefault(inst.name, inst)
+        return list(seen.values())
+
+    def run(self, run_id: str) -> RunSpec:
+        return next(r for r in self.runs if r.run_id == run_id)
+
+    def only(self, run_ids: set[str]) -> "RunGroup":
+        """The group restricted to some of its runs (the rest finished before a resume)."""
+        return RunGroup(point=self.point, runs=[r for r in self.runs if r.run_id in run_ids],
+                        windows=[w for w in self.windows if w.run_id in run_ids])
+
+
+def group_runs(runs: list[RunSpec], order: str) -> list[RunGroup]:
+    """The groups a point's runs execute in, for an order."""
+    if order == "phase-major" or not runs:
+        return [RunGroup(point=r.point, runs=[r], windows=[Window(run_id=r.run_id, repetition=k + 1)
+                                                           for k in range(r.repetitions)]) for r in runs]
+    reps = max(r.repetitions for r in runs)
+    windows = [Window(run_id=r.run_id, repetition=k + 1) for k in range(reps) for r in runs if k < r.repetitions]
+    return [RunGroup(point=runs[0].point, runs=runs, windows=windows)]
+
+
 class PlannedPoint(_Frozen):
     id: str
     axes: dict[str, Any]
@@ -96,6 +140,8 @@ class ExperimentPlan(_Frozen):
     points: list[PlannedPoint]
     runs: list[RunSpec]
     cache_dir: str
+    order: Literal["interleaved", "phase-major"] = "interleaved"
+    groups: list[RunGroup] = []
 
     @property
     def instances(self) -> list[ResolvedInstance]:
@@ -180,6 +226,7 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
     cache_dir = Path(spec.cache_dir).expanduser() if spec.cache_dir else default_cache_dir()
     points: list[PlannedPoint] = []
     runs: list[RunSpec] = []
+    groups: list[RunGroup] = []
     quality = any(path.split(".")[-1] in QUALITY_AXES for path in spec.sweep)
     for point in expand(spec, source):
         try:
@@ -189,13 +236,17 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
             raise SpecError(where, "", str(exc), show_value=False) from None
         points.append(PlannedPoint(id=point.id, axes=point.axes, instances=resolved))
         prefix = f"{point.id}/" if point.id else ""
+        point_runs = []
         if point.spec.solo_baselines or len(resolved) == 1:
-            runs += [RunSpec(run_id=f"{prefix}solo-{r.name}", point=point.id, phase="solo", instances=[r],
-                             repetitions=point.spec.repetitions) for r in resolved]
+            point_runs += [RunSpec(run_id=f"{prefix}solo-{r.name}", point=point.id, phase="solo", instances=[r],
+                                   repetitions=point.spec.repetitions) for r in resolved]
         if len(resolved) > 1:
-            runs.append(RunSpec(run_id=f"{prefix}colocated", point=point.id, phase="colocated", instances=resolved,
-                                repetitions=point.spec.repetitions))
-    return ExperimentPlan(name=spec.name, points=points, runs=runs, cache_dir=str(cache_dir))
+            point_runs.append(RunSpec(run_id=f"{prefix}colocated", point=point.id, phase="colocated",
+                                      instances=resolved, repetitions=point.spec.repetitions))
+        runs += point_runs
+        groups += group_runs(point_runs, point.spec.order)
+    return ExperimentPlan(name=spec.name, points=points, runs=runs, cache_dir=str(cache_dir), order=spec.order,
+                          groups=groups)
 
 
 def _max_context(inst: ResolvedInstance) -> int | None:

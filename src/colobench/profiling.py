@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from colobench.analysis.distribution import Distribution
 from colobench.analysis.profile import analyse, load_trace
 from colobench.backends import make_backend
 from colobench.devices import get_device
@@ -21,31 +24,51 @@ from colobench.errors import ColobenchError
 from colobench.workload.synthetic import build_requests, static_batches
 
 
-def async_timing_trap(backend: Any, prompt: tuple[int, ...]) -> dict[str, Any]:
-    """One decode step timed three ways. On an asynchronous device the host clock around the call
+TRAP_ITERATIONS = 20
+TRAP_WARMUP = 3
+
+
+def async_timing_trap(backend: Any, prompt: tuple[int, ...], iterations: int = TRAP_ITERATIONS) -> dict[str, Any]:
+    """One decode step timed three ways, `iterations` times after a warm-up, as medians with their
+    spread (10th and 90th percentiles). On an asynchronous device the host clock around the call
     measures only the dispatch; the `.to('cpu')` after it waits for the device and so seems slow;
-    only the synchronised time is the step's real duration. On a CPU the three agree."""
+    only the synchronised time is the step's real duration. On a CPU, where the call itself
+    computes, the host clock and the synchronised time agree and the copy costs nothing."""
     import torch
 
     model, device = backend.model, backend.device
+    dispatch, copy, synced = [], [], []
     with torch.inference_mode():
         ids = torch.tensor([prompt], dtype=torch.long).to(device.torch_device())
         out = model(ids, use_cache=True)
         cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-        device.synchronize()
-        t0 = time.perf_counter_ns()
-        step = model(token, past_key_values=cache, use_cache=True)
-        dispatch = time.perf_counter_ns() - t0
-        t1 = time.perf_counter_ns()
-        step.logits.to("cpu")
-        copy = time.perf_counter_ns() - t1
-        device.synchronize()
-        t2 = time.perf_counter_ns()
-        model(token, past_key_values=cache, use_cache=True)
-        device.synchronize()
-        synced = time.perf_counter_ns() - t2
-    return {"host_clock_without_sync_ms": dispatch / 1e6, "copy_to_cpu_right_after_ms": copy / 1e6,
-            "synchronized_step_ms": synced / 1e6, "device": device.kind,
+        for k in range(TRAP_WARMUP + iterations):
+            device.synchronize()
+            t0 = time.perf_counter_ns()
+            step = model(token, past_key_values=cache, use_cache=True)
+            t1 = time.perf_counter_ns()
+            step.logits.to("cpu")
+            t2 = time.perf_counter_ns()
+            device.synchronize()
+            t3 = time.perf_counter_ns()
+            model(token, past_key_values=cache, use_cache=True)
+            device.synchronize()
+            t4 = time.perf_counter_ns()
+            if k >= TRAP_WARMUP:
+                dispatch.append((t1 - t0) / 1e6)
+                copy.append((t2 - t1) / 1e6)
+                synced.append((t4 - t3) / 1e6)
+
+    def spread(values: list[float]) -> dict[str, float]:
+        d = Distribution.of(values)
+        p10, p90 = (float(v) for v in np.percentile(values, [10, 90]))
+        return {"median_ms": d.p50, "p10_ms": p10, "p90_ms": p90}
+
+    return {"iterations": iterations, "host_clock_without_sync": spread(dispatch),
+            "copy_to_cpu_right_after": spread(copy), "synchronized_step": spread(synced),
+            "host_clock_without_sync_ms": Distribution.of(dispatch).p50,
+            "copy_to_cpu_right_after_ms": Distribution.of(copy).p50,
+            "synchronized_step_ms": Distribution.of(synced).p50, "device": device.kind,
             "explanation": "the host clock alone measures dispatch; the copy waits for the device; only the "
                            "synchronised time is the step"}
 

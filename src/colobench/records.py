@@ -38,10 +38,14 @@ class RequestRecord:
     token_ns: list[int] = field(default_factory=list)  # one per output token (per content chunk for HTTP)
     done_ns: int | None = None
     warmup: bool = False
+    load_only: bool = False  # co-located filler: the instance's load kept on while a partner finishes
     ok: bool = True
     error: str | None = None
     expected_output_tokens: int | None = None  # what was asked for, when it may differ (HTTP)
     token_count_source: str | None = None  # HTTP: usage (server), tokenizer, or chunks (a lower bound)
+    expected_prompt_tokens: int | None = None  # HTTP: the prompt length asked for, when the server counted its own
+    first_content_ns: int | None = None  # HTTP, reasoning models: the first answer (not reasoning) chunk
+    reasoning_chunks: int = 0  # HTTP, reasoning models: chunks of reasoning before (or among) the answer
 
     @property
     def first_token_ns(self) -> int | None:

@@ -11,8 +11,12 @@ Per instance-phase (from its records and metrics):
 - `sample_size`: fewer than `min_requests` measured requests is INVALID; fewer than
   `min_requests_for_p99` makes the p99 shown close to the maximum (a warning);
 - `warmup`: no warm-up request; the first requests then include compilation and allocator growth;
-- `stability`: the coefficient of variation of the headline latency (TPOT, else end-to-end):
-  below `stable_cv` stable, up to `acceptable_cv` acceptable, above unstable (INVALID);
+- `stability`: how much the headline latency (TPOT, else end-to-end) moves from one repetition
+  to the next: the coefficient of variation of the repetitions' means (below 3 repetitions, of
+  the requests, said so): below `stable_cv` stable, up to `acceptable_cv` acceptable, above
+  unstable (INVALID): the next run would not give the same answer;
+- `jitter`: the spread of the headline latency over requests (std/mean above `jitter_cv`, the
+  check inference engineers make by hand): a property of the system, shown, never INVALID;
 - `steady_state`: the last third of the requests (in time order) differs from the first third
   by more than `trend_fraction` and `trend_sigmas` standard errors: still trending (INVALID);
 - `saturation` (open loop): TTFT of the last third at least `saturation_growth` x the first:
@@ -21,13 +25,22 @@ Per instance-phase (from its records and metrics):
 - `rate` (open loop): the achieved rate more than `rate_tolerance` off the requested one;
 - `client_bound` (endpoints): the load generator, not the server, was the limit (INVALID);
 - `output_length`, `token_count`: a server that ignored the exact-length fields, or sent no
-  usage (token counts are then a lower bound);
-- `bandwidth_cross_check`: NVML's measured DRAM bandwidth and the computed MBU disagree.
+  usage (token counts are then a lower bound); `prompt_length`: prompts the server counted at
+  another length than asked (no tokenizer at hand to fit them);
+- `bandwidth_cross_check`: NVML's measured DRAM bandwidth and the computed MBU disagree;
+- `implausible`: an MBU above 100% cannot be memory traffic: the sentence says whether the bytes
+  model (weights small enough to stay in on-chip caches) or the peak figure is suspect;
+- `partner_absent` (co-located): no repetition had every partner under load (a partner died
+  before measuring, or never loaded): nothing co-located was measured (INVALID, and no slowdown
+  or scaling is computed from it); `overlap`: less than `min_overlap_fraction` of the measured
+  requests' time had every partner under load.
 
 Per point (the co-located instances together): `scaling` (aggregate throughput against the
-ideal N; below `scaling_bottleneck_fraction` N a shared bottleneck), `baseline` (scaling above
-`above_ideal_fraction` N: the solo baselines were off), `fairness` (Jain's index), and
-`hardware_bound` (the scaling the device's bandwidth allows).
+ideal N: ok when its interval lies at or above `scaling_bottleneck_fraction` N, bottleneck when
+below, inconclusive when it straddles the line, not judged when a phase behind it is INVALID),
+`baseline` (scaling above `above_ideal_fraction` N: the solo baselines were off), `fairness`
+(Jain's index), and `hardware_bound` (the scaling the device's bandwidth allows: near it means
+within `near_bound_fraction` below it; above it, the bytes model or the peak figure is off).
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colobench.analysis import metrics as m
+from colobench.analysis.distribution import MIN_REPETITIONS
 from colobench.analysis.model import Check, Interference, Level, Phase, PhaseMetrics, Subject, Validity
 from colobench.records import RequestRecord
 
@@ -55,6 +69,7 @@ class Thresholds:
     max_failed_fraction: float = 0.05
     rate_tolerance: float = 0.01
     client_cpu_bound: float = 0.90  # of one core
+    client_busy: float = 0.50  # a load generator this busy can be the cause of its own lag
     client_loop_lag_ms: float = 10.0
     client_concurrency_fraction: float = 0.75
     scaling_bottleneck_fraction: float = 0.75  # of the ideal N: 1.5x for two instances
@@ -62,6 +77,10 @@ class Thresholds:
     fairness: float = 0.95
     near_bound_fraction: float = 0.90
     gpm_disagreement_points: float = 10.0
+    jitter_cv: float = 0.10
+    min_overlap_fraction: float = 0.90
+    max_mbu_pct: float = 100.0
+    cache_resident_weight_bytes: int = 64 * 2**20  # weights this small can stay in on-chip caches
 
 
 THRESHOLDS = Thresholds()
@@ -89,7 +108,7 @@ def thirds_trend(values: list[float], min_values: int = THRESHOLDS.trend_min_val
     first, last = x[:k], x[-k:]
     diff = last.mean() - first.mean()
     se = math.sqrt(first.var(ddof=1) / k + last.var(ddof=1) / k) or 1e-30
-    return diff / x.mean() if x.mean() else 0.0, diff / se
+    return diff / first.mean() if first.mean() else 0.0, diff / se  # relative to where it started
 
 
 def headline(mt: PhaseMetrics) -> str:
@@ -117,12 +136,21 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
         out.append(_check("warmup", s, "no_warmup", "invalid",
                           "no warm-up: the first requests include compilation and allocator growth", 0, 1))
     head = headline(mt)
-    cv = getattr(mt.distributions, f"{head}_ms").cv
+    cv, reps = stability_cv(mt)
     band = stability_band(cv, t)
     if band is not None:
         out.append(_check("stability", s, band, "invalid" if band == "unstable" else "ok",
-                          f"{head.upper()} cv {cv * 100:.1f}% (stable below {t.stable_cv * 100:.0f}%, acceptable "
-                          f"to {t.acceptable_cv * 100:.0f}%)", cv, t.acceptable_cv))
+                          f"{head.upper()} moves {cv * 100:.1f}% between its {reps} repetitions (stable below "
+                          f"{t.stable_cv * 100:.0f}%, acceptable to {t.acceptable_cv * 100:.0f}%)", cv, t.acceptable_cv))
+    elif mt.completed:
+        out.append(_check("stability", s, "not_judged", "warning",
+                          f"stability not judged: {reps} repetition(s), at least {MIN_REPETITIONS} are needed to see "
+                          "how much the result moves from one window to the next", reps, MIN_REPETITIONS))
+    spread = getattr(mt.distributions, f"{head}_ms").cv
+    if spread is not None and spread > t.jitter_cv:
+        out.append(_check("jitter", s, "jittery", "warning",
+                          f"{head.upper()} std/mean {spread * 100:.1f}% over requests (above {t.jitter_cv * 100:.0f}%): "
+                          "latency varies from request to request", spread, t.jitter_cv))
     values = [v for r in ok if (v := (m.tpot_ns(r) if head == "tpot" else m.e2el_ns(r))) is not None]
     trend = thirds_trend(values, t.trend_min_values)
     if trend and abs(trend[0]) > t.trend_fraction and abs(trend[1]) > t.trend_sigmas:
@@ -144,10 +172,17 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
                           f"{mt.output_length_mismatch} request(s) got a different output length than asked: the "
                           "server may ignore ignore_eos/min_tokens (see exact_output_fields, extra_body)",
                           mt.output_length_mismatch, 0))
+    if mt.prompt_length_mismatch:
+        out.append(_check("prompt_length", s, "prompt_length_mismatch", "warning",
+                          f"{mt.prompt_length_mismatch} of {mt.completed} prompts were not the length asked for: the "
+                          f"server counted {mt.mean_prompt_tokens:.1f} tokens on average, {mt.mean_expected_prompt_tokens:.1f} "
+                          "were asked for (give the instance a `tokenizer`, or use a server with /tokenize, for "
+                          "token-exact prompts)", mt.prompt_length_mismatch, 0))
     if "chunks" in (mt.token_count_source or {}):
         out.append(_check("token_count", s, "chunk_counts", "warning",
                           "the server sent no usage: output tokens are counted as content chunks (a lower bound); set "
                           "`tokenizer` to count them", mt.token_count_source["chunks"], 0))
+    out += _colocation_checks(s, mt, t) + _roofline_checks(s, mt, t)
     roof = mt.roofline
     if roof is not None and roof.gpm_agrees is False:
         out.append(_check("bandwidth_cross_check", s, "mbu_disagrees", "warning",
@@ -156,6 +191,50 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
                           "bytes mis-counted, or traffic the model does not explain)", roof.gpm_dram_bw_util_pct,
                           t.gpm_disagreement_points))
     return out
+
+
+def stability_cv(mt: PhaseMetrics) -> tuple[float | None, int]:
+    """The cv of the repetitions' means of the headline latency (None below `MIN_REPETITIONS`:
+    a per-request spread is jitter, not stability), and the number of repetitions."""
+    head = headline(mt)
+    reps = mt.repetition_stats.summary(f"mean_{head}_ms") if mt.repetition_stats is not None else None
+    if reps is None:
+        return None, mt.repetitions
+    return (reps.cv if reps.count >= MIN_REPETITIONS else None), reps.count
+
+
+def _colocation_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:
+    if s.phase != "colocated":
+        return []
+    if mt.partner_absent:
+        return [_check("partner_absent", s, "partner_absent", "invalid",
+                       "no partner was under load while it was measured (a partner died or never loaded): nothing "
+                       "co-located was measured; no slowdown or scaling is computed from it", 0.0, 1.0)]
+    if mt.overlap_fraction is not None and mt.overlap_fraction < t.min_overlap_fraction:
+        return [_check("overlap", s, "partial_overlap", "warning",
+                       f"every partner was under load for only {mt.overlap_fraction * 100:.0f}% of its measured "
+                       f"requests' time; {mt.outside_overlap} request(s) outside the overlap were left out",
+                       mt.overlap_fraction, t.min_overlap_fraction)]
+    return []
+
+
+def _roofline_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:
+    """An MBU above 100% is not a fact: say which side of the division is suspect."""
+    if mt.mbu_pct is None or mt.mbu_pct <= t.max_mbu_pct:
+        return []
+    roof = mt.roofline
+    peak = roof.peak if roof is not None else None
+    weights = (roof.bytes_per_step or 0) if roof is not None else 0
+    if weights and weights <= t.cache_resident_weight_bytes:
+        why = (f"the bytes model is suspect: {weights / 2**20:.1f} MiB per step can stay in on-chip caches, so "
+               "not every byte counted crosses the memory bus")
+    else:
+        source = f" ({peak.source})" if peak is not None and peak.source else ""
+        why = (f"the peak figure{source} is suspect: {peak.memory_bandwidth_gb_s:,.0f} GB/s is below what was moved"
+               if peak is not None else "no peak figure")
+    return [_check("implausible", s, "mbu_above_peak", "warning",
+                   f"MBU {mt.mbu_pct:.0f}% of the peak is impossible as memory traffic; {why}", mt.mbu_pct,
+                   t.max_mbu_pct)]
 
 
 def _failure_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:
@@ -179,27 +258,35 @@ def _client_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:
                           ol.achieved_rate, ol.requested_rate))
     if mt.backend != "openai":
         return out
-    client = mt.client or None
-    reasons = []
-    if client is not None and (client.cpu_util_max or 0) >= t.client_cpu_bound:
-        reasons.append(f"load generator at {client.cpu_util_max * 100:.0f}% of a core")
-    if client is not None and (client.loop_lag_p99_ms or 0) > t.client_loop_lag_ms:
-        reasons.append(f"event-loop lag p99 {client.loop_lag_p99_ms:.1f} ms")
+    client = mt.client
+    cpu = (client.cpu_util_max or 0.0) if client is not None else 0.0
+    lag = (client.loop_lag_p99_ms or 0.0) if client is not None else 0.0
+    symptoms = []
+    if lag > t.client_loop_lag_ms:
+        symptoms.append(f"event-loop lag p99 {lag:.1f} ms")
     if mt.load_model == "closed" and mt.parallel and mt.mean_concurrency is not None \
             and mt.mean_concurrency < t.client_concurrency_fraction * mt.parallel:
-        reasons.append(f"mean concurrency {mt.mean_concurrency:.1f} of {mt.parallel} asked")
+        symptoms.append(f"mean concurrency {mt.mean_concurrency:.1f} of {mt.parallel} asked")
     if ol is not None and ol.rate_ok is False:
-        reasons.append("achieved rate off target")
-    if reasons:
+        symptoms.append("achieved rate off target")
+    # the load generator is the bottleneck only when it is itself saturated: a core's worth of
+    # CPU, or the symptoms while it is busy; lag while it idles is the host's doing
+    if cpu >= t.client_cpu_bound or (symptoms and cpu >= t.client_busy):
+        reasons = ([f"load generator at {cpu * 100:.0f}% of a core"] if cpu >= t.client_busy else []) + symptoms
         out.append(_check("client_bound", s, "client_bound", "invalid",
-                          "the client may be the bottleneck: " + "; ".join(reasons)
-                          + " (add client_processes, or run the client on another host)",
-                          client.cpu_util_max if client else None, t.client_cpu_bound))
+                          "the load generator was the bottleneck: " + "; ".join(reasons)
+                          + " (add client_processes, or run the client on another host)", cpu, t.client_cpu_bound))
+    elif lag > t.client_loop_lag_ms:
+        out.append(_check("host_contention", s, "host_busy", "warning",
+                          f"event-loop lag p99 {lag:.1f} ms while the load generator used {cpu * 100:.1f}% of a core: "
+                          "other processes took the CPU (see the diagnosis for which)", lag, t.client_loop_lag_ms))
     return out
 
 
-def point_checks(point: str, inter: Interference, t: Thresholds = THRESHOLDS) -> list[Check]:
-    """The checks of a point's co-located instances together."""
+def point_checks(point: str, inter: Interference, phases: dict[str, dict[str, PhaseMetrics]] | None = None,
+                 t: Thresholds = THRESHOLDS) -> list[Check]:
+    """The checks of a point's co-located instances together. `phases` (with their validity)
+    decides whether the scaling can be judged at all."""
     s = Subject(point=point)
     out = []
     n, scaling = inter.instances, inter.throughput_scaling
@@ -209,17 +296,15 @@ def point_checks(point: str, inter: Interference, t: Thresholds = THRESHOLDS) ->
                           "run, so something else loaded the host or device during them; repeat before trusting the "
                           "slowdowns", scaling, n))
     if scaling is not None:
-        threshold = t.scaling_bottleneck_fraction * n
-        good = scaling >= threshold
-        out.append(_check("scaling", s, "ok" if good else "bottleneck", "ok" if good else "warning",
-                          f"{scaling:.2f}x aggregate throughput for {n} instances (ideal {n}x; "
-                          f"{'at least' if good else 'below'} {threshold:.2f}x{'' if good else ': a shared bottleneck'})",
-                          scaling, threshold))
+        out.append(_scaling_check(s, inter, phases or {}, t))
     bound = inter.bandwidth_bound
     if bound is not None and bound.scaling_bound and scaling is not None:
-        out.append(_check("hardware_bound", s, "near_bound" if bound.near_bound else "below_bound", "info",
+        where = ("near" if bound.near_bound else "above" if scaling > bound.scaling_bound else "far below")
+        out.append(_check("hardware_bound", s, {"near": "near_bound", "above": "above_bound"}.get(where, "below_bound"),
+                          "warning" if where == "above" else "info",
                           f"the device's bandwidth allows at most {bound.scaling_bound:.2f}x for these instances; "
-                          f"{scaling:.2f}x is {'near' if bound.near_bound else 'far below'} that bound",
+                          f"{scaling:.2f}x is {where} that bound"
+                          + (": the bytes model or the peak figure is off" if where == "above" else ""),
                           scaling, bound.scaling_bound))
     if inter.fairness is not None:
         fair = inter.fairness >= t.fairness
@@ -229,10 +314,35 @@ def point_checks(point: str, inter: Interference, t: Thresholds = THRESHOLDS) ->
     return out
 
 
+def _scaling_check(s: Subject, inter: Interference, phases: dict[str, dict[str, PhaseMetrics]],
+                   t: Thresholds) -> Check:
+    """ok / bottleneck / inconclusive by the scaling's interval against the line, or not judged."""
+    n, scaling, interval = inter.instances, inter.throughput_scaling, inter.throughput_scaling_interval
+    line = t.scaling_bottleneck_fraction * n
+    invalid = [f"{name} ({phase})" for phase, by in phases.items() for name, mt in by.items()
+               if mt.validity is not None and mt.validity.verdict == "INVALID"]
+    shown = f"{scaling:.2f}x" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else " (no interval: fewer "
+                                                                                             "than 3 repetitions)")
+    if invalid:
+        return _check("scaling", s, "not_judged", "warning",
+                      f"{shown} aggregate throughput for {n} instances is not judged: {', '.join(invalid)} "
+                      "INVALID", scaling, line)
+    low, high = interval if interval else (scaling, scaling)
+    if low >= line:
+        verdict, level, said = "ok", "ok", f"at least {line:.2f}x"
+    elif high < line:
+        verdict, level, said = "bottleneck", "warning", f"below {line:.2f}x: a shared bottleneck"
+    else:
+        verdict, level, said = "inconclusive", "warning", f"its interval straddles {line:.2f}x: repeat with more " \
+                                                          "repetitions to decide"
+    return _check("scaling", s, verdict, level, f"{shown} aggregate throughput for {n} instances (ideal {n}x; {said})",
+                  scaling, line)
+
+
 def validity(mt: PhaseMetrics, checks: list[Check]) -> Validity:
     """A phase's verdict from its checks: INVALID when any of them is."""
     head = headline(mt)
-    cv = getattr(mt.distributions, f"{head}_ms").cv
+    cv, _ = stability_cv(mt)
     return Validity(verdict="INVALID" if any(c.level == "invalid" for c in checks) else "VALID",
                     stability=stability_band(cv), headline=head, cv_pct=cv * 100 if cv is not None else None,
                     reasons=[c.sentence for c in checks if c.level == "invalid"],

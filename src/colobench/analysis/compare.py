@@ -1,27 +1,64 @@
-"""Compare runs: each metric's ratio to the first run, with an interval and a noise verdict.
+"""Compare runs: each metric's ratio to the first run, its interval, and a verdict that an A/A
+comparison (two identical experiments) passes.
 
 Runs are matched by (phase, instance); when the runs share no instance name but each has one
 instance per phase (an fp16 run against an int8 run, an NPU run against a GPU run), they are
-matched by phase. For means the summary holds a 95% confidence interval; the ratio's interval
-is the conservative [low_b / high_a, high_b / low_a], and the difference is beyond the noise when
-the two confidence intervals do not overlap. Percentiles and single figures get a ratio only.
+matched by phase.
+
+Every headline is compared on its repetition-level values (one per measured window: the mean
+TTFT of each repetition, its output rate, ...): Welch's t on the difference, the standard errors
+carried into the ratio, a 95% interval of the ratio (`distribution.welch`). Requests are not
+independent samples; repetitions are the unit that also carries the variation from one run to
+the next. A difference is *beyond noise* only when the whole interval lies beyond a tolerance
+around 1 (`TOLERANCE`, 5% by default: a real regression, not a statistically detectable 0.5%,
+which two runs on a shared box differ by anyway); an interval that crosses the tolerance line
+while excluding 1 is *inconclusive*; an interval around 1 is *noise*. Below 3 repetitions there
+is no interval, and the row says so. Single figures (peak memory, MBU, energy per token) get a
+ratio only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+from colobench.analysis.distribution import MIN_REPETITIONS, welch
 from colobench.analysis.model import PhaseMetrics, Summary
 
-METRICS = [  # (summary key, distribution key holding its CI, higher is better)
-    ("output_throughput", "output_throughput_tok_s", True),
-    ("request_throughput", "request_throughput_req_s", True),
-    ("mean_ttft_ms", "ttft_ms", False), ("p99_ttft_ms", None, False),
-    ("mean_tpot_ms", "tpot_ms", False), ("p99_tpot_ms", None, False),
-    ("mean_itl_ms", "itl_ms", False),
-    ("mean_e2el_ms", "e2el_ms", False), ("p99_e2el_ms", None, False),
+TOLERANCE = 0.05
+
+# (summary key, repetition-level values, higher is better); values None: a single figure
+METRICS = [
+    ("output_throughput", "output_throughput", True),
+    ("request_throughput", "request_throughput", True),
+    ("mean_ttft_ms", "mean_ttft_ms", False), ("p99_ttft_ms", "p99_ttft_ms", False),
+    ("mean_tpot_ms", "mean_tpot_ms", False), ("p99_tpot_ms", "p99_tpot_ms", False),
+    ("mean_itl_ms", "mean_itl_ms", False),
+    ("mean_e2el_ms", "mean_e2el_ms", False), ("p99_e2el_ms", "p99_e2el_ms", False),
     ("peak_memory_bytes", None, False), ("mbu_pct", None, True), ("energy_per_token_j", None, False),
 ]
+VERDICTS = ("better", "worse", "inconclusive", "noise", "no interval", "single figure")
+
+
+@dataclass
+class Row:
+    subject: str
+    metric: str
+    higher_is_better: bool
+    values: list[float | None]
+    ratios: list[float | None] = field(default_factory=list)
+    intervals: list[tuple[float, float] | None] = field(default_factory=list)
+    p_values: list[float | None] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=list)
+
+    @property
+    def beyond_noise(self) -> list[bool]:
+        return [v in ("better", "worse") for v in self.verdicts]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subject": self.subject, "metric": self.metric, "higher_is_better": self.higher_is_better,
+                "values": self.values, "ratios": self.ratios, "intervals": self.intervals, "p_values": self.p_values,
+                "verdicts": self.verdicts, "beyond_noise": self.beyond_noise}
 
 
 def entries(summary: Summary, point: str | None = None) -> dict[tuple[str, str], PhaseMetrics]:
@@ -42,29 +79,60 @@ def _match(runs: list[dict[tuple[str, str], PhaseMetrics]]) -> list[tuple[str, l
     return out
 
 
-def compare(runs: list[dict[tuple[str, str], PhaseMetrics]]) -> list[dict[str, Any]]:
-    """Rows: subject, metric, each run's value, ratio to the first, ratio interval, beyond noise."""
+def verdict(ratio: float, interval: tuple[float, float] | None, higher_is_better: bool,
+            tolerance: float = TOLERANCE) -> str:
+    """better / worse (the interval lies beyond the tolerance), inconclusive (it excludes 1 but
+    crosses the tolerance line), noise (it holds 1), no interval."""
+    if interval is None:
+        return "no interval"
+    low, high = interval
+    if low > 1 + tolerance or high < 1 - tolerance:
+        return "better" if (low > 1) == higher_is_better else "worse"
+    if low > 1 or high < 1:
+        return "inconclusive"
+    return "noise"
+
+
+def compare(runs: list[dict[tuple[str, str], PhaseMetrics]], tolerance: float = TOLERANCE) -> list[Row]:
+    """Rows: subject, metric, each run's value, and against the first run the ratio, its
+    interval, Welch's p-value and the verdict."""
     rows = []
     for subject, matched in _match(runs):
         base = matched[0]
-        for key, dist_key, higher_better in METRICS:
+        for key, per_rep, higher_better in METRICS:
             a = getattr(base, key)
             if a is None:
                 continue
-            da = getattr(base.distributions, dist_key) if dist_key else None
-            row: dict[str, Any] = {"subject": subject, "metric": key, "higher_is_better": higher_better,
-                                   "values": [getattr(mt, key) for mt in matched], "ratios": [], "intervals": [],
-                                   "beyond_noise": []}
+            row = Row(subject, key, higher_better, [getattr(mt, key) for mt in matched])
             for other in matched[1:]:
                 b = getattr(other, key)
+                cmp = welch(base.repetition_stats.summary(per_rep), other.repetition_stats.summary(per_rep)) \
+                    if per_rep and base.repetition_stats and other.repetition_stats else None
                 ratio = b / a if b is not None and a else None
-                db = getattr(other.distributions, dist_key) if dist_key else None
-                interval, beyond = None, None
-                if da and db and None not in (da.ci95_low, da.ci95_high, db.ci95_low, db.ci95_high) and da.ci95_low > 0:
-                    interval = [db.ci95_low / da.ci95_high, db.ci95_high / da.ci95_low]
-                    beyond = db.ci95_low > da.ci95_high or db.ci95_high < da.ci95_low
-                row["ratios"].append(ratio)
-                row["intervals"].append(interval)
-                row["beyond_noise"].append(beyond)
+                row.ratios.append(ratio)
+                row.intervals.append((cmp.low, cmp.high) if cmp else None)
+                row.p_values.append(cmp.p_value if cmp else None)
+                if ratio is None:
+                    row.verdicts.append("no interval")
+                elif per_rep is None:
+                    row.verdicts.append("single figure")
+                else:
+                    row.verdicts.append(verdict(ratio, (cmp.low, cmp.high) if cmp else None, higher_better, tolerance))
             rows.append(row)
     return rows
+
+
+def overall(rows: list[Row], k: int = 0) -> str:
+    """One sentence for run k+1 against the first: no difference, or which metrics differ."""
+    judged = [r for r in rows if r.verdicts[k] not in ("single figure",)]
+    with_interval = [r for r in judged if r.verdicts[k] != "no interval"]
+    if not with_interval:
+        return (f"no verdict: {len(judged)} metrics compared without intervals (fewer than {MIN_REPETITIONS} "
+                "repetitions in a run)")
+    differ = [f"{r.subject} {r.metric} {r.verdicts[k]} ({r.ratios[k]:.3f}x)" for r in with_interval
+              if r.verdicts[k] in ("better", "worse")]
+    unsure = sum(1 for r in with_interval if r.verdicts[k] == "inconclusive")
+    tail = f"; {unsure} inconclusive" if unsure else ""
+    if not differ:
+        return f"no difference: none of {len(with_interval)} metrics beyond noise{tail}"
+    return f"{len(differ)} of {len(with_interval)} metrics differ: {', '.join(differ)}{tail}"

@@ -33,8 +33,8 @@ NS_PER_S = 1e9
 
 
 def measured(records: Iterable[RequestRecord]) -> list[RequestRecord]:
-    """Records that count: not warm-up, completed successfully."""
-    return [r for r in records if not r.warmup and r.ok and r.token_ns and r.done_ns is not None]
+    """Records that count: not warm-up, not co-located filler, completed successfully."""
+    return [r for r in records if not r.warmup and not r.load_only and r.ok and r.token_ns and r.done_ns is not None]
 
 
 def start_ns(r: RequestRecord) -> int:
@@ -45,6 +45,14 @@ def start_ns(r: RequestRecord) -> int:
 def ttft_ns(r: RequestRecord) -> int:
     """Time to first token, ns."""
     return r.token_ns[0] - start_ns(r)
+
+
+def ttfc_ns(r: RequestRecord) -> int | None:
+    """Time to first content: a reasoning model's first answer chunk, after its reasoning (None
+    when the answer never came); the same as TTFT for a model that does not reason."""
+    if not r.reasoning_chunks:
+        return ttft_ns(r)
+    return r.first_content_ns - start_ns(r) if r.first_content_ns is not None else None
 
 
 def e2el_ns(r: RequestRecord) -> int:

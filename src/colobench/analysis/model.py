@@ -56,6 +56,15 @@ class ClientLoad(Model):
     cpu_util_max: float | None = None
     loop_lag_p99_ms: float | None = None
     cpu_s: float = 0.0
+    rss_bytes_peak: int | None = None  # the load generator's own resident memory (not the server's)
+
+
+class OtherProcess(Model):
+    """A process outside the run that took CPU during it: mean share of one core, in %."""
+
+    pid: int
+    name: str
+    cpu_pct: float
 
 
 class HostWindow(Model):
@@ -64,6 +73,7 @@ class HostWindow(Model):
     worker_cpu_pct: Stat | None = None
     worker_rss_bytes_peak: int | None = None
     load_1m: Stat | None = None
+    others: list[OtherProcess] = []  # the busiest processes outside the run
 
 
 class DeviceWindow(Model):
@@ -148,6 +158,33 @@ class Distributions(Model):
     e2el_ms: Distribution
     output_throughput_tok_s: Distribution
     request_throughput_req_s: Distribution
+    ttfc_ms: Distribution | None = None  # reasoning models only: time to the first answer chunk
+
+
+class RepetitionStats(Model):
+    """One value per measured repetition (`repetitions` gives their numbers, in order) for each
+    headline: the unit every interval is built from. `summary(metric)` is the values' shape with
+    the Student-t interval of their mean (none below 3 repetitions)."""
+
+    repetitions: list[int] = []
+    mean_ttft_ms: list[float | None] = []
+    p50_ttft_ms: list[float | None] = []
+    p99_ttft_ms: list[float | None] = []
+    mean_tpot_ms: list[float | None] = []
+    p50_tpot_ms: list[float | None] = []
+    p99_tpot_ms: list[float | None] = []
+    mean_itl_ms: list[float | None] = []
+    mean_e2el_ms: list[float | None] = []
+    p50_e2el_ms: list[float | None] = []
+    p99_e2el_ms: list[float | None] = []
+    output_throughput: list[float | None] = []
+    request_throughput: list[float | None] = []
+
+    def summary(self, metric: str) -> Distribution:
+        return Distribution.of_repetitions([v for v in getattr(self, metric) if v is not None])
+
+    def by_repetition(self, metric: str) -> dict[int, float]:
+        return {k: v for k, v in zip(self.repetitions, getattr(self, metric)) if v is not None}
 
 
 class PhaseMetrics(Model):
@@ -191,12 +228,22 @@ class PhaseMetrics(Model):
     p90_e2el_ms: float | None = None
     p99_e2el_ms: float | None = None
     distributions: Distributions
+    repetition_stats: RepetitionStats | None = None
+    repetition_windows_ns: list[tuple[int, int]] = []  # each repetition's [first start, last end]
+    overlap_fraction: float | None = None  # co-located: share of measured request time with every partner loaded
+    outside_overlap: int = 0  # co-located: measured requests left out (a partner was not under load)
+    partner_absent: bool = False  # co-located: no repetition had every partner under load
     open_loop: OpenLoop | None = None
     token_count_source: dict[str, int] | None = None
     output_length_mismatch: int | None = None
+    prompt_length_mismatch: int | None = None  # HTTP: prompts the server counted other than asked
+    mean_expected_prompt_tokens: float | None = None  # HTTP: the mean prompt length asked for
+    mean_ttfc_ms: float | None = None  # reasoning models: time to the first answer (not reasoning) chunk
+    reasoning_chunks: int | None = None  # reasoning models: chunks of reasoning, counted as output tokens
     errors: dict[str, int] = {}
     window_ns: tuple[int, int] | None = None
     peak_memory_bytes: int | None = None
+    memory_source: str | None = None  # endpoints: where the server's memory came from
     load_model: str | None = None
     parallel: int | None = None
     backend: str = "transformers"
@@ -262,7 +309,9 @@ class RunEntry(Model):
 
 
 class Slowdown(Model):
-    """Co-located / solo, per instance (1.0 = no interference, 2.0 = twice as slow)."""
+    """Co-located / solo, per instance (1.0 = no interference, 2.0 = twice as slow), each with the
+    95% interval of the ratio from the repetitions paired by number (`intervals`; none below 3),
+    and `beyond_noise`: whether that interval excludes 1."""
 
     ttft_p50: float | None = None
     ttft_p99: float | None = None
@@ -271,6 +320,7 @@ class Slowdown(Model):
     e2el_p50: float | None = None
     e2el_p99: float | None = None
     output_throughput: float | None = None
+    intervals: dict[str, tuple[float, float] | None] = {}
     beyond_noise: dict[str, bool | None] = {}
 
 
@@ -285,6 +335,8 @@ class Interference(Model):
     instances: int = 0
     ideal_scaling: int | None = None
     throughput_scaling: float | None = None
+    throughput_scaling_interval: tuple[float, float] | None = None  # from the repetitions, paired by number
+    excluded: list[str] = []  # instances left out: their co-located phase had no partner under load
     fairness: float | None = None
     bandwidth_bound: BandwidthBound | None = None
     slowdown: dict[str, Slowdown] = {}

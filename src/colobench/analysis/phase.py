@@ -1,9 +1,16 @@
 """One instance in one phase, from its records: counts, vLLM-compatible latency and throughput
-keys, the full distributions, open-loop rate and lag, and the load generator's own load.
+keys, the full distributions, the repetition-level values behind every interval, open-loop rate
+and lag, and the load generator's own load.
 
-Latency distributions pool every measured request of every repetition; throughputs are
-computed per repetition window and their mean is reported, with the spread across repetitions
-as their distribution. Open-loop phases add the requested and achieved rate and the schedule lag.
+Latency distributions pool every measured request of every repetition (their shape and
+percentiles); the headline throughputs are totals over the measured time (vLLM's definition:
+output tokens of every repetition / the sum of the repetitions' windows); one value per
+repetition (its mean TTFT, its output rate, ...) gives each headline's 95% interval.
+
+Co-located means overlapping (`overlap`): in each repetition, only the requests that started and
+finished while every instance of the run was under load count; the rest are counted as outside
+the overlap, and `overlap_fraction` says how much of the measured requests' time every partner
+was under load.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from colobench.analysis import metrics as m
 from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.model import LATENCY_METRICS, ClientLoad, Distributions, OpenLoop, PhaseMetrics
+from colobench.analysis.model import (LATENCY_METRICS, ClientLoad, Distributions, OpenLoop, PhaseMetrics,
+                                      RepetitionStats)
 from colobench.records import RequestRecord, read_jsonl
 
 NS_TO_MS = 1e-6
+OVERLAP_SLACK_NS = 2_000_000  # instances start a window within microseconds of each other, not at once
+OVERLAP_MIN_SHARE = 0.95  # a request counts when every partner was under load for this much of it
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -40,12 +50,40 @@ def _open_loop(sent_by_rep: dict[int, list[RequestRecord]], ok: list[RequestReco
                     mean_schedule_lag_ms=lag.mean, p99_schedule_lag_ms=lag.p99, schedule_lag_ms=lag)
 
 
+def _repetition_stats(by_rep: dict[int, list[RequestRecord]]) -> RepetitionStats:
+    """One value per repetition for each headline (latency statistics, throughputs over its window)."""
+    reps = sorted(by_rep)
+
+    def per_rep(value: Any) -> list[float | None]:
+        return [value(by_rep[k]) for k in reps]
+
+    def latency(metric: Any, stat: str) -> Any:
+        def value(records: list[RequestRecord]) -> float | None:
+            d = Distribution.of([v for r in records if (v := metric(r)) is not None])
+            return getattr(d, stat) * NS_TO_MS if d.count else None
+        return value
+
+    fields: dict[str, Any] = {"repetitions": reps}
+    for name, metric in (("ttft", m.ttft_ns), ("tpot", m.tpot_ns), ("e2el", m.e2el_ns)):
+        fields[f"mean_{name}_ms"] = per_rep(latency(metric, "mean"))
+        fields[f"p50_{name}_ms"] = per_rep(latency(metric, "p50"))
+        fields[f"p99_{name}_ms"] = per_rep(latency(metric, "p99"))
+    def mean_itl(records: list[RequestRecord]) -> float | None:
+        d = Distribution.of([g for r in records for g in m.itl_ns(r)])
+        return d.mean * NS_TO_MS if d.count else None
+
+    fields["mean_itl_ms"] = per_rep(mean_itl)
+    fields["output_throughput"] = per_rep(m.output_throughput_tok_s)
+    fields["request_throughput"] = per_rep(m.request_throughput_req_s)
+    return RepetitionStats(**fields)
+
+
 def instance_phase_metrics(records: list[RequestRecord], requested_rate: float | None = None,
                            **extra: Any) -> PhaseMetrics:
     """Metrics of one instance in one run from its records (all repetitions); `extra` are fields
-    the caller knows from elsewhere (the worker's load facts, peak memory, client load)."""
+    the caller knows from elsewhere (the worker's load facts, peak memory, client load, overlap)."""
     ok = m.measured(records)
-    sent = [r for r in records if not r.warmup]
+    sent = [r for r in records if not r.warmup and not r.load_only]
     failed = [r for r in sent if not r.ok]
     by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
     sent_by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
@@ -60,18 +98,21 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         "itl": Distribution.of([g for r in ok for g in m.itl_ns(r)]).scaled(NS_TO_MS),
         "e2el": Distribution.of([m.e2el_ns(r) for r in ok]).scaled(NS_TO_MS),
     }
-    out_d = Distribution.of([v for k in reps if (v := m.output_throughput_tok_s(by_rep[k])) is not None])
-    req_d = Distribution.of([v for k in reps if (v := m.request_throughput_req_s(by_rep[k])) is not None])
+    rep_stats = _repetition_stats(by_rep)
+    out_d, req_d = rep_stats.summary("output_throughput"), rep_stats.summary("request_throughput")
     total_in = sum(r.prompt_tokens for r in ok)
     total_out = sum(r.output_tokens for r in ok)
-    duration = sum(m.window_s(by_rep[k]) for k in reps)
+    windows = [(min(m.start_ns(r) for r in by_rep[k]), max(r.done_ns for r in by_rep[k])) for k in reps]
+    duration = sum(b - a for a, b in windows) / 1e9
     mean_concurrency = _mean([m.mean_concurrency(by_rep[k]) for k in reps])
     static = ok and all(r.scheduled_ns is None and r.batch_id >= 0 for r in ok)
     fields: dict[str, Any] = {
         "completed": len(ok), "failed": len(failed), "error_rate": len(failed) / len(sent) if sent else None,
         "warmup_requests": sum(1 for r in records if r.warmup), "repetitions": len(reps),
         "total_input_tokens": total_in, "total_output_tokens": total_out, "duration": duration,
-        "request_throughput": req_d.mean, "output_throughput": out_d.mean,
+        # tokens over time: every measured token over every measured window (vLLM's definition)
+        "request_throughput": len(ok) / duration if duration > 0 else None,
+        "output_throughput": total_out / duration if duration > 0 else None,
         "total_token_throughput": (total_in + total_out) / duration if duration > 0 else None,
         "mean_concurrency": mean_concurrency,
         "mean_prompt_tokens": total_in / len(ok) if ok else None,
@@ -79,6 +120,8 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         "mean_batch": (sum(r.batch_size for r in ok) / len(ok)) if static else mean_concurrency,
         "distributions": Distributions(**{f"{k}_ms": d for k, d in dists.items()}, output_throughput_tok_s=out_d,
                                        request_throughput_req_s=req_d),
+        "repetition_stats": rep_stats,
+        "repetition_windows_ns": windows,
         "errors": dict(Counter(r.error or "unknown" for r in failed)),
     }
     for name in LATENCY_METRICS:
@@ -92,9 +135,67 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         fields["token_count_source"] = dict(sources)
         fields["output_length_mismatch"] = sum(
             1 for r in ok if r.expected_output_tokens is not None and r.output_tokens != r.expected_output_tokens)
+    asked = [r for r in ok if r.expected_prompt_tokens is not None]
+    if asked:
+        off = [r for r in asked if r.prompt_tokens != r.expected_prompt_tokens]
+        fields["prompt_length_mismatch"] = len(off)
+        fields["mean_expected_prompt_tokens"] = sum(r.expected_prompt_tokens for r in asked) / len(asked)
+    if any(r.reasoning_chunks for r in ok):
+        ttfc = Distribution.of([t for r in ok if (t := m.ttfc_ns(r)) is not None]).scaled(NS_TO_MS)
+        fields["distributions"] = fields["distributions"].model_copy(update={"ttfc_ms": ttfc})
+        fields.update(mean_ttfc_ms=ttfc.mean, reasoning_chunks=sum(r.reasoning_chunks for r in ok))
     if ok:
         fields["window_ns"] = (min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok))
-    return PhaseMetrics(**fields, **extra)
+    return PhaseMetrics(**{**fields, **extra})
+
+
+def _load_span(records: list[RequestRecord]) -> tuple[int, int] | None:
+    """When an instance was under load in a repetition: its first request's start to its last's end."""
+    spans = [(m.start_ns(r), r.done_ns if r.done_ns is not None else m.start_ns(r)) for r in records if not r.warmup]
+    return (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
+
+
+def overlap(records_of: dict[str, list[RequestRecord]]) -> tuple[dict[str, list[RequestRecord]], dict[str, dict]]:
+    """Co-located records kept to the overlap: per repetition, the window during which every
+    instance was under load ([latest first start, earliest last end], filler included); only
+    measured requests inside it count: started and finished inside it give or take
+    `OVERLAP_SLACK_NS` (the start skew of a barrier), or at least `OVERLAP_MIN_SHARE` of their time
+    inside it (a partner that finished its quota a few milliseconds earlier and is about to stop
+    does not cost the last request). Returns the kept records (warm-up
+    and filler records stay, for what else reads them) and per instance `overlap_fraction` (the
+    share of its measured requests' time inside the windows), `outside_overlap` (measured requests
+    left out) and `partner_absent` (no repetition had every partner under load: then its records
+    are all kept, to be shown as what they are, INVALID, and never compared)."""
+    reps = sorted({r.repetition for rs in records_of.values() for r in rs if not r.warmup})
+    windows: dict[int, tuple[int, int] | None] = {}
+    for k in reps:
+        spans = [_load_span([r for r in rs if r.repetition == k]) for rs in records_of.values()]
+        if any(s is None for s in spans):
+            windows[k] = None  # a partner sent nothing in this repetition: no overlap at all
+            continue
+        start, end = max(a for a, _ in spans), min(b for _, b in spans)
+        windows[k] = (start, end) if end > start else None
+    kept: dict[str, list[RequestRecord]] = {}
+    facts: dict[str, dict] = {}
+    for name, records in records_of.items():
+        measured = m.measured(records)
+        inside, covered, total = [], 0, 0
+        for r in measured:
+            w, a, b = windows.get(r.repetition), m.start_ns(r), r.done_ns
+            total += b - a
+            if w is not None:
+                share = max(0, min(b, w[1]) - max(a, w[0]))
+                covered += share
+                if (w[0] - OVERLAP_SLACK_NS <= a and b <= w[1] + OVERLAP_SLACK_NS) or share >= OVERLAP_MIN_SHARE * (b - a):
+                    inside.append(r)
+        absent = bool(measured) and all(windows.get(k) is None for k in reps)
+        if absent:  # nothing co-located at all: keep what it measured (INVALID, no slowdown), lose nothing
+            inside = measured
+        keep, counted = {id(r) for r in inside}, {id(r) for r in measured}
+        kept[name] = [r for r in records if id(r) in keep or id(r) not in counted]
+        facts[name] = {"overlap_fraction": covered / total if total else None,
+                       "outside_overlap": len(measured) - len(inside), "partner_absent": absent}
+    return kept, facts
 
 
 def client_load(run_dir: Path, worker_keys: list[str], reported: list[dict[str, Any]]) -> ClientLoad | None:

@@ -3,7 +3,9 @@
 Summary keys (null where not measurable, with the reason under `unmeasured`):
 `mean_device_util_pct`, `peak_memory_bytes`, `achieved_bandwidth_bytes_s`, `mbu_pct`, `mfu_pct`,
 `energy_j`, `energy_per_token_j`, `tokens_per_j`. On a CPU the device telemetry is the host's:
-utilisation is the workers' CPU share, memory their resident set. Co-located instances on one
+utilisation is the workers' CPU share, memory their resident set. An endpoint's memory is its
+server's (its process tree when `server_pid` is given, else `process_resident_memory_bytes` from
+its /metrics), never the load generator's own, which goes to `client.rss_bytes_peak`. Co-located instances on one
 accelerator share its energy: each instance's `energy_j` is the device's over that instance's
 window (marked shared), and the point's `energy.colocated` gives the device total over the
 co-located run with the energy per token of all instances together.
@@ -15,11 +17,12 @@ from typing import Any
 
 from colobench.analysis.model import InstanceFacts, Peak, PhaseMetrics, Roofline, SharedEnergy
 from colobench.analysis.roofline import decode_roofline
-from colobench.analysis.telemetry import device_window, energy_over_window, host_window
+from colobench.analysis.telemetry import device_window, energy_over_windows, host_window, in_windows
 from colobench.devices import kind_of
 from colobench.devices.peaks import DevicePeak, lookup, with_overrides
 
 NOT_VISIBLE = "the server's device is not visible to the client"
+SERVER_SAMPLE_SLACK_NS = 1_000_000_000
 
 
 def _peak(facts: InstanceFacts, card: str, overrides: dict[str, dict[str, float]]) -> DevicePeak | None:
@@ -27,20 +30,32 @@ def _peak(facts: InstanceFacts, card: str, overrides: dict[str, dict[str, float]
     return with_overrides(lookup(name) if kind_of(card).accelerator else None, name, overrides.get(card))
 
 
+def server_memory(samples: list[dict[str, Any]], name: str, windows: list[tuple[int, int]]) -> tuple[int, str] | None:
+    """An endpoint's server's peak resident memory in some windows (widened by a sampling interval:
+    a short window may hold no sample of its own), and where it came from."""
+    wide = [(a - SERVER_SAMPLE_SLACK_NS, b + SERVER_SAMPLE_SLACK_NS) for a, b in windows]
+    rows = in_windows([s for s in samples if s["device"] == f"server:{name}"], wide)
+    rows = [s for s in rows if s["metrics"].get("rss_bytes")]
+    if not rows:
+        return None
+    top = max(rows, key=lambda s: s["metrics"]["rss_bytes"])
+    return int(top["metrics"]["rss_bytes"]), str(top["metrics"].get("source") or "server")
+
+
 def instance_resources(samples: list[dict[str, Any]], facts: InstanceFacts, device: str, metrics: PhaseMetrics,
                        worker_keys: list[str], pids: list[int], overrides: dict[str, dict[str, float]],
-                       shared_device: bool) -> dict[str, Any]:
+                       shared_device: bool, name: str = "") -> dict[str, Any]:
     """Fields to add to one instance-phase's metrics (`device` is the one it really ran on)."""
     card = device.split("@")[0]  # `cuda:0@10.0.0.2`: a card on one node of a Ray run spanning several
     kind = kind_of(card)
     unmeasured: dict[str, str] = {}
     out: dict[str, Any] = {}
-    if not metrics.window_ns:
+    windows = metrics.repetition_windows_ns or ([metrics.window_ns] if metrics.window_ns else [])
+    if not windows:
         return {"unmeasured": {"telemetry": "no measured requests"}}
-    t0, t1 = metrics.window_ns
-    host = host_window(samples, t0, t1, worker_keys)
+    host = host_window(samples, windows, worker_keys)
     out["host"] = host
-    dev = device_window(samples, device, t0, t1, pids) if kind.accelerator else None
+    dev = device_window(samples, device, windows, pids) if kind.accelerator else None
     out["device_telemetry"] = dev
     util = dev.util_pct.mean if dev is not None and dev.util_pct else None
     if util is None and not kind.accelerator and kind.visible and host.samples:
@@ -49,8 +64,19 @@ def instance_resources(samples: list[dict[str, Any]], facts: InstanceFacts, devi
     if util is None:
         unmeasured["mean_device_util_pct"] = NOT_VISIBLE if not kind.visible else "no device utilisation samples in the window"
     # peak memory, best source first: the device's per-process figure, the framework's own peak
-    # (already in metrics), the worker's resident set
-    if dev is not None and dev.process_mem_bytes_peak:
+    # (already in metrics), the worker's resident set; an endpoint's is its server's or unmeasured
+    if not kind.visible:
+        served = server_memory(samples, name, windows)
+        if served is not None:
+            out["peak_memory_bytes"], out["memory_source"] = served
+        else:
+            out["peak_memory_bytes"] = None
+            unmeasured["peak_memory_bytes"] = ("the server's memory is not visible: give the instance `server_pid` (a "
+                                               "server on this host) or a `metrics_url` that exports "
+                                               "process_resident_memory_bytes")
+        if metrics.client is not None and host.worker_rss_bytes_peak:
+            out["client"] = metrics.client.model_copy(update={"rss_bytes_peak": host.worker_rss_bytes_peak})
+    elif dev is not None and dev.process_mem_bytes_peak:
         out["peak_memory_bytes"] = int(dev.process_mem_bytes_peak)
     elif not metrics.peak_memory_bytes and host.worker_rss_bytes_peak:
         out["peak_memory_bytes"] = host.worker_rss_bytes_peak
@@ -90,9 +116,9 @@ def shared_energy(samples: list[dict[str, Any]], phase_metrics: dict[str, PhaseM
         names = [n for n, d in devices.items() if d == device and n in phase_metrics and phase_metrics[n].window_ns]
         if not names:
             continue
-        t0 = min(phase_metrics[n].window_ns[0] for n in names)
-        t1 = max(phase_metrics[n].window_ns[1] for n in names)
-        energy, method = energy_over_window([s for s in samples if s["device"] == device], t0, t1)
+        per_rep = list(zip(*(phase_metrics[n].repetition_windows_ns or [phase_metrics[n].window_ns] for n in names)))
+        windows = [(min(a for a, _ in ws), max(b for _, b in ws)) for ws in per_rep]  # the run's k-th window
+        energy, method = energy_over_windows([s for s in samples if s["device"] == device], windows)
         tokens = sum(phase_metrics[n].total_output_tokens or 0 for n in names)
         out[device] = SharedEnergy(instances=names, energy_j=energy, method=method, output_tokens=tokens,
                                    energy_per_token_j=energy / tokens if energy and tokens else None,

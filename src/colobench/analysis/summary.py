@@ -16,20 +16,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from colobench.analysis import metrics as m
 from colobench.analysis.checks import phase_checks, point_checks, validity
 from colobench.analysis.diagnosis import diagnose
-from colobench.analysis.distribution import difference_is_significant
 from colobench.analysis.interference import interference
 from colobench.analysis.model import (SCHEMA, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry, Summary,
                                       WorkerOutcome)
-from colobench.analysis.phase import client_load, instance_phase_metrics, server_metrics
+from colobench.analysis.phase import client_load, instance_phase_metrics, overlap, server_metrics
 from colobench.analysis.quality import quality_of_points
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
 from colobench.analysis.sweeps import batch_scaling
 from colobench.devices import kind_of
 from colobench.records import RequestRecord, read_records
-from colobench.telemetry.replay import read_samples
+from colobench.telemetry.replay import read_samples, run_samples
 
 FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture", "load_model",
              "parallel", "requests_raised_to", "quantization", "graph", "attn_implementation", "knobs")
@@ -55,16 +53,6 @@ def _merge_workers(parts: dict[str, Any]) -> dict[str, Any]:
             "client": [c for w in parts.values() for c in w.get("client") or []]}
 
 
-def _beyond_noise(solo: list[RequestRecord], coloc: list[RequestRecord]) -> dict[str, bool | None]:
-    """Is each co-located mean larger than the noise of the two samples?"""
-    s, c = m.measured(solo), m.measured(coloc)
-    return {
-        "ttft": difference_is_significant([m.ttft_ns(r) for r in s], [m.ttft_ns(r) for r in c]),
-        "tpot": difference_is_significant([t for r in s if (t := m.tpot_ns(r))], [t for r in c if (t := m.tpot_ns(r))]),
-        "e2el": difference_is_significant([m.e2el_ns(r) for r in s], [m.e2el_ns(r) for r in c]),
-    }
-
-
 class _PointBuilder:
     """Collects one point's runs; `build` gives the point, its records and its checks."""
 
@@ -82,14 +70,15 @@ class _PointBuilder:
         state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
         workers: dict[str, WorkerOutcome] = {}
         self.problems += [f"{run['run_id']}: {w}" for w in state.get("warnings") or []]
-        samples = read_samples(rdir / "telemetry.jsonl")
+        samples = run_samples(rdir)
         # the device each instance really used in this run: a Ray launcher's run.json names the
         # card Ray assigned (and its node), which telemetry samples are labelled with
         used = {i["name"]: i["device"] for i in state.get("instances", [])}
         devices = {i["name"]: used.get(i["name"], i["device"]) for i in run["instances"]}
+        parts_of = {i["name"]: _parts(state.get("workers", {}), i["name"]) for i in run["instances"]}
+        records_of = {}
         for inst in run["instances"]:
-            name = inst["name"]
-            parts = _parts(state.get("workers", {}), name)
+            name, parts = inst["name"], parts_of[inst["name"]]
             worker = _merge_workers(parts) if parts else {}
             workers[name] = WorkerOutcome(**{k: worker.get(k) for k in ("status", "reason", "pid", "exitcode")})
             if worker.get("status") in ("died", "failed", "interrupted"):
@@ -104,9 +93,18 @@ class _PointBuilder:
                     f.setdefault(key, info[key])
             if info.get("device"):
                 f.setdefault("device_info", info["device"])
-            if state.get("status") == "not started":
+            if state.get("status") != "not started":
+                records_of[name] = [r for key in (parts or {name: None})
+                                    for r in read_records(rdir / "records" / f"{key}.jsonl")]
+        co = run["phase"] == "colocated" and len(records_of) > 1
+        kept, overlaps = overlap(records_of) if co else (records_of, {})
+        for inst in run["instances"]:
+            name, parts = inst["name"], parts_of[inst["name"]]
+            if name not in kept:
                 continue
-            records = [r for key in (parts or {name: None}) for r in read_records(rdir / "records" / f"{key}.jsonl")]
+            worker = _merge_workers(parts) if parts else {}
+            info = worker.get("info") or {}
+            records = kept[name]
             self.records[(run["run_id"], name)] = records
             keys = list(parts) or [name]
             metrics = instance_phase_metrics(
@@ -115,11 +113,14 @@ class _PointBuilder:
                 parallel=sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None,
                 warmup_s=worker.get("warmup_s"),  # includes compilation in graph mode
                 client=client_load(rdir, keys, worker.get("client") or []),
-                server_metrics=server_metrics(rdir / "metrics", name))
+                server_metrics=server_metrics(rdir / "metrics", name), **overlaps.get(name, {}))
+            if not metrics.warmup_requests and worker.get("warmup_requests"):  # warmed up in its group's first run
+                metrics = metrics.model_copy(update={"warmup_requests": worker["warmup_requests"]})
             pids = [p for w in parts.values() for p in ([w.get("pid")] if isinstance(w.get("pid"), int) else [])]
             device = devices[name]
             shared = list(devices.values()).count(device) > 1 and kind_of(device).visible
-            resources = instance_resources(samples, InstanceFacts(**f), device, metrics, keys, pids, self.peaks, shared)
+            resources = instance_resources(samples, InstanceFacts(**self.facts[name]), device, metrics, keys, pids,
+                                           self.peaks, shared, name)
             self.phases[run["phase"]][name] = metrics.model_copy(update=resources)
         self.runs[run["run_id"]] = RunEntry(phase=run["phase"], status=state.get("status"), workers=workers,
                                             telemetry=state.get("telemetry"))
@@ -129,11 +130,7 @@ class _PointBuilder:
     def build(self, runs: list[dict[str, Any]]) -> tuple[Point, list[Check]]:
         """The point (metrics with their validity) and every check of it."""
         run_of = {(r["phase"], i["name"]): r["run_id"] for r in runs for i in r["instances"]}
-        solo, coloc = self.phases["solo"], self.phases["colocated"]
-        noise = {n: _beyond_noise(self.records.get((run_of.get(("solo", n), ""), n), []),
-                                  self.records.get((run_of.get(("colocated", n), ""), n), []))
-                 for n in coloc if n in solo}
-        inter = interference(solo, coloc, noise)
+        inter = interference(self.phases["solo"], self.phases["colocated"])
         checks: list[Check] = []
         phases: dict[str, dict[str, PhaseMetrics]] = {}
         for phase, by_name in self.phases.items():
@@ -141,7 +138,7 @@ class _PointBuilder:
                 own = phase_checks(self.id, phase, name, mt, self.records.get((run_of[(phase, name)], name), []))
                 checks += own
                 phases.setdefault(phase, {})[name] = mt.model_copy(update={"validity": validity(mt, own)})
-        checks += point_checks(self.id, inter)
+        checks += point_checks(self.id, inter, phases)
         point = Point(id=self.id, axes=self.axes, instances={n: InstanceFacts(**f) for n, f in self.facts.items()},
                       runs=self.runs, phases=phases, interference=inter, energy=self.energy)
         return point, checks
@@ -152,7 +149,9 @@ def summarize_run_dir(run_dir: Path) -> Summary:
     manifest = load_json(run_dir / "manifest.json")
     plan = manifest["plan"]
     experiment = manifest.get("experiment") or {}
-    peaks = (experiment.get("telemetry") or {}).get("peaks") or {}
+    # peaks: the experiment's own figures win; a device without a datasheet peak (the CPU) gets the
+    # copy bandwidth `colobench devices --probe` measured on this host, if it was measured
+    peaks = {**(manifest.get("measured_peaks") or {}), **((experiment.get("telemetry") or {}).get("peaks") or {})}
     plan_points = plan.get("points") or [{"id": "", "axes": {}}]
     by_point: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in plan["runs"]:

@@ -14,13 +14,36 @@ from typing import Any
 
 import numpy as np
 
-from colobench.analysis.model import DeviceWindow, HostWindow, Stat
+from colobench.analysis.model import DeviceWindow, HostWindow, OtherProcess, Stat
 
 MIN_ENERGY_WINDOW_S = 1.0
 
 
+Window = tuple[int, int]
+
+
 def in_window(samples: list[dict[str, Any]], t0: int, t1: int) -> list[dict[str, Any]]:
     return [s for s in samples if t0 <= s["t_ns"] <= t1]
+
+
+def in_windows(samples: list[dict[str, Any]], windows: list[Window]) -> list[dict[str, Any]]:
+    """Samples inside any of the windows (a phase's repetitions: interleaved with other phases)."""
+    return [s for s in samples if any(a <= s["t_ns"] <= b for a, b in windows)]
+
+
+def energy_over_windows(samples: list[dict[str, Any]], windows: list[Window]) -> tuple[float | None, str]:
+    """Joules over several windows (a phase's repetitions), and how; None when any is too short
+    for an energy figure (then a per-token figure would miss some of the tokens)."""
+    if not windows:
+        return None, "no measured windows"
+    total, methods = 0.0, set()
+    for a, b in windows:
+        energy, method = energy_over_window(samples, a, b)
+        if energy is None:
+            return None, method if len(windows) == 1 else f"a repetition's window: {method}"
+        total += energy
+        methods.add(method)
+    return total, " and ".join(sorted(methods))
 
 
 def _interp(samples: list[dict[str, Any]], key: str, t: int) -> float | None:
@@ -54,11 +77,11 @@ def _stat(values: list[float]) -> Stat:
     return Stat(mean=float(np.mean(values)) if values else None, peak=float(np.max(values)) if values else None)
 
 
-def device_window(samples: list[dict[str, Any]], device: str, t0: int, t1: int,
+def device_window(samples: list[dict[str, Any]], device: str, windows: list[Window],
                   pids: list[int] | None = None) -> DeviceWindow:
-    """Utilisation, memory, power, energy, clocks and throttling of one device in a window."""
+    """Utilisation, memory, power, energy, clocks and throttling of one device in some windows."""
     rows = [s for s in samples if s["device"] == device]
-    window = in_window(rows, t0, t1)
+    window = in_windows(rows, windows)
     if not window:
         return DeviceWindow()
 
@@ -81,7 +104,7 @@ def device_window(samples: list[dict[str, Any]], device: str, t0: int, t1: int,
         per_proc = [sum(s["metrics"].get("process_mem_bytes", {}).get(str(p), 0) for p in pids) for s in window]
         if any(per_proc):
             out["process_mem_bytes_peak"] = max(per_proc)
-    energy, method = energy_over_window(rows, t0, t1)
+    energy, method = energy_over_windows(rows, windows)
     out["energy_j"], out["energy_method"] = energy, method
     return DeviceWindow(**out)
 
@@ -91,13 +114,13 @@ def is_host(device: str) -> bool:
     return device == "host" or device.startswith("host@")
 
 
-def host_window(samples: list[dict[str, Any]], t0: int, t1: int, workers: list[str]) -> HostWindow:
-    """Host CPU and the given workers' CPU share and resident memory in a window (on the node
+def host_window(samples: list[dict[str, Any]], windows: list[Window], workers: list[str]) -> HostWindow:
+    """Host CPU and the given workers' CPU share and resident memory in some windows (on the node
     that runs them, when a Ray run spans several)."""
     hosts = [s for s in samples if is_host(s["device"])]
     if len({s["device"] for s in hosts}) > 1:
         hosts = [s for s in hosts if any(w in s["metrics"].get("workers", {}) for w in workers)]
-    window = in_window(hosts, t0, t1)
+    window = in_windows(hosts, windows)
     if not window:
         return HostWindow()
     cpu = [s["metrics"]["cpu_pct"] for s in window if s["metrics"].get("cpu_pct") is not None]
@@ -105,4 +128,19 @@ def host_window(samples: list[dict[str, Any]], t0: int, t1: int, workers: list[s
     rss = [sum(s["metrics"]["workers"].get(w, {}).get("rss_bytes", 0) for w in workers) for s in window]
     return HostWindow(samples=len(window), cpu_pct=_stat(cpu), worker_cpu_pct=_stat(worker_cpu),
                       worker_rss_bytes_peak=max(rss) if rss else None,
-                      load_1m=_stat([s["metrics"]["load_1m"] for s in window if s["metrics"].get("load_1m") is not None]))
+                      load_1m=_stat([s["metrics"]["load_1m"] for s in window if s["metrics"].get("load_1m") is not None]),
+                      others=_others(window))
+
+
+def _others(window: list[dict[str, Any]]) -> list[OtherProcess]:
+    """The busiest processes outside the run over a window: mean share of a core over the
+    samples that looked (a process absent from a look used less than the sampler's floor)."""
+    looks = [s["metrics"]["others"] for s in window if "others" in s["metrics"]]
+    if not looks:
+        return []
+    total: dict[tuple[int, str], float] = {}
+    for look in looks:
+        for p in look:
+            total[(p["pid"], p["name"])] = total.get((p["pid"], p["name"]), 0.0) + p["cpu_pct"]
+    ranked = sorted(((pid, name, t / len(looks)) for (pid, name), t in total.items()), key=lambda x: -x[2])
+    return [OtherProcess(pid=pid, name=name, cpu_pct=pct) for pid, name, pct in ranked[:5]]

@@ -35,6 +35,8 @@ class Completion:
     output_tokens: int = 0
     prompt_tokens: int | None = None  # as the server counted them (None: the request's own length)
     token_count_source: str | None = None  # None: exact, one stamp per token; usage | tokenizer | chunks
+    first_content_ns: int | None = None  # a reasoning model's first answer chunk (after its reasoning chunks)
+    reasoning_chunks: int = 0  # chunks that carried reasoning (`reasoning_content` / `reasoning`), not answer
     error: str | None = None
 
     @classmethod

@@ -11,6 +11,14 @@ What real servers differ in, and how each is handled:
 - a chunk may carry several tokens; chat streams often start with a role-only chunk; some send
   empty keep-alive chunks or SSE comments. Only chunks that carry content are tokens, so only
   their arrival times enter TTFT and ITL;
+- reasoning models (vLLM's and SGLang's reasoning parsers) stream their reasoning as
+  `delta.reasoning_content` (or `delta.reasoning`) before the answer's `delta.content`: those
+  chunks are output tokens too (TTFT is the first of them, as in vLLM's own benchmark), and the
+  first answer chunk is kept apart (time to first content, TTFC);
+- prompt lengths: a synthetic text prompt is fitted to its exact token count when a tokenizer is
+  at hand (the instance's `tokenizer`, else the server's `POST /tokenize`, which vLLM and SGLang
+  serve at the server's root and which counts the chat template too); otherwise it has as many
+  common words as tokens asked for and the checks compare with the server's `usage`;
 - exact output lengths: `ignore_eos` and `min_tokens` (vLLM, SGLang) by default, or any
   server-specific field through `extra_body`, where `$output_tokens` in a string stands for the
   request's length (`transformers serve` refuses unknown fields with HTTP 422 and takes
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +53,8 @@ from colobench.workload.synthetic import Batch, Request
 
 DATA = b"data:"
 OUTPUT_TOKENS_PLACEHOLDER = "$output_tokens"
+REASONING_FIELDS = ("reasoning_content", "reasoning")  # vLLM/SGLang/DeepSeek name it one or the other
+TOKENIZE_CONCURRENCY = 32
 
 
 class StreamError(Exception):
@@ -96,14 +107,75 @@ class OpenAIBackend:
         self.tokenizer_path = tokenizer_path
         self._tokenizer: Any = None
         self._session: Any = None
+        self._tokenize_path: str | None = None
+        self.count_prompt_tokens: Any = None  # list[str] -> list[int], as the server will count them
 
     def start(self) -> dict[str, Any]:
         if self.tokenizer_path:
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
+        exact = self._prompt_counter()
         return {"backend": "openai", "base_url": self.config.base_url, "served_model": self.model,
-                "api": self.config.api, "tokenizer": self.tokenizer_path}
+                "api": self.config.api, "tokenizer": self.tokenizer_path, "exact_prompts": exact}
+
+    def _prompt_counter(self) -> str | None:
+        """Set `count_prompt_tokens` from the local tokenizer or the server's /tokenize; return
+        which (None: prompts are as many words as tokens asked for)."""
+        tok = self._tokenizer
+        if tok is not None:
+            if self.config.api == "chat":
+                if not getattr(tok, "chat_template", None):
+                    return None  # the server's template is unknown here: usage will tell
+
+                def count(texts: list[str]) -> list[int]:
+                    return [_ids_len(tok.apply_chat_template([{"role": "user", "content": t}], tokenize=True,
+                                                             add_generation_prompt=True)) for t in texts]
+            else:
+                def count(texts: list[str]) -> list[int]:
+                    return [len(ids) for ids in tok(texts)["input_ids"]]
+            self.count_prompt_tokens = count
+            return "tokenizer"
+        root = re.sub(r"/v1/?$", "", urlsplit(self.config.base_url).path.rstrip("/"))
+        for path in dict.fromkeys([root + "/tokenize", urlsplit(self.config.base_url).path.rstrip("/") + "/tokenize"]):
+            self._tokenize_path = path
+            try:
+                if aio.run(self._tokenize_one("hello")) is not None:
+                    self.count_prompt_tokens = lambda texts: aio.run(self._tokenize_all(texts))
+                    return f"server {path}"
+            except Exception:
+                pass  # no such endpoint, or not this shape: try the next, else go without
+        self._tokenize_path = None
+        return None
+
+    async def _tokenize_one(self, text: str) -> int | None:
+        body: dict[str, Any] = {"model": self.model}
+        if self.config.api == "chat":
+            body["messages"] = [{"role": "user", "content": text}]
+        else:
+            body["prompt"] = text
+        got = bytearray()
+        response = await asyncio.wait_for(self._pool().post(
+            self._tokenize_path, orjson.dumps(body), self._header_bytes, lambda data, t: got.extend(data)), 30)
+        if response.status != 200:
+            return None
+        obj = orjson.loads(bytes(got))
+        if isinstance(obj, dict) and isinstance(obj.get("count"), int):
+            return obj["count"]
+        tokens = obj.get("tokens") if isinstance(obj, dict) else None
+        return len(tokens) if isinstance(tokens, list) else None
+
+    async def _tokenize_all(self, texts: list[str]) -> list[int]:
+        gate = asyncio.Semaphore(TOKENIZE_CONCURRENCY)
+
+        async def one(text: str) -> int:
+            async with gate:
+                n = await self._tokenize_one(text)
+            if n is None:
+                raise StreamError(f"{self._tokenize_path} stopped answering")
+            return n
+
+        return list(await asyncio.gather(*(one(t) for t in texts)))
 
     def generate(self, batch: Batch) -> list[Completion]:
         """A static batch against a server: its requests sent together as one wave; the call
@@ -136,6 +208,8 @@ class OpenAIBackend:
             result.error = error_text(exc) if str(exc) else f"{exc.__class__.__name__}: {_describe(exc)}"
             return result
         result.done_ns = now_ns()
+        if sse.reasoning_chunks:
+            result.reasoning_chunks, result.first_content_ns = sse.reasoning_chunks, sse.first_content_ns
         if sse.usage and sse.usage.get("completion_tokens") is not None:
             result.output_tokens = int(sse.usage["completion_tokens"])
             result.prompt_tokens = sse.usage.get("prompt_tokens")
@@ -166,7 +240,8 @@ class _SSEStream:
     keeps the receive time of every chunk that carries content, the usage, and (when a tokenizer
     will count tokens) the text. Raises on a malformed line or an error event."""
 
-    __slots__ = ("stamps", "chat", "texts", "pending", "usage", "content_chunks", "done")
+    __slots__ = ("stamps", "chat", "texts", "pending", "usage", "content_chunks", "done", "reasoning_chunks",
+                 "first_content_ns")
 
     def __init__(self, stamps: list[int], chat: bool, keep_text: bool):
         self.stamps, self.chat = stamps, chat
@@ -175,6 +250,8 @@ class _SSEStream:
         self.usage: dict[str, Any] | None = None
         self.content_chunks = 0
         self.done = False
+        self.reasoning_chunks = 0
+        self.first_content_ns: int | None = None
 
     def __call__(self, data: bytes, t: int) -> None:
         # fast path, most of a stream: exactly one single-line `data: ...` event in this piece
@@ -212,12 +289,30 @@ class _SSEStream:
         if not choices:
             return
         choice = choices[0]
-        piece = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+        if not self.chat:
+            piece = choice.get("text")
+        else:
+            delta = choice.get("delta") or {}
+            piece = delta.get("content")
+            if not piece:
+                for name in REASONING_FIELDS:
+                    if piece := delta.get(name):
+                        self.reasoning_chunks += 1
+                        break
+            elif self.first_content_ns is None:
+                self.first_content_ns = t
         if piece:
             self.stamps.append(t)
             self.content_chunks += 1
             if self.texts is not None:
                 self.texts.append(piece)
+
+
+def _ids_len(ids: Any) -> int:
+    """Length of what `apply_chat_template(tokenize=True)` returned (ids, or a dict of them)."""
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids[0]) if ids and isinstance(ids[0], list) else len(ids)
 
 
 def _describe(exc: Exception) -> str:

@@ -9,11 +9,13 @@ separate command that may touch every card.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,39 @@ def environment() -> dict[str, Any]:
     }
 
 
-def inventory(probe: bool = False) -> dict[str, Any]:
+PROBE_CACHE = "probe.json"
+
+
+def save_probe(rows: list[dict[str, Any]], cache_dir: Path) -> Path:
+    """Keep this host's measured figures (`colobench devices --probe`) in the cache: a CPU has no
+    datasheet peak, so its measured copy bandwidth becomes the peak MBU is judged against."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / PROBE_CACHE
+    data = {"hostname": socket.gethostname(), "cpu_model": cpu_model_name(),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+            "devices": {r["device"]: r["probe"] for r in rows if r.get("probe")}}
+    path.write_text(json.dumps(data, indent=2))
+    return path
+
+
+def measured_peaks(cache_dir: Path) -> dict[str, dict[str, Any]]:
+    """Peak figures from this host's cached probe, for devices with no datasheet entry (the CPU):
+    `{device: {memory_bandwidth_gb_s, source}}`; {} when there is no probe of this host."""
+    path = cache_dir / PROBE_CACHE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("hostname") != socket.gethostname() or data.get("cpu_model") != cpu_model_name():
+        return {}
+    cpu = (data.get("devices") or {}).get("cpu")
+    if not cpu or not cpu.get("copy_bandwidth_bytes_s"):
+        return {}
+    return {"cpu": {"memory_bandwidth_gb_s": cpu["copy_bandwidth_bytes_s"] / 1e9,
+                    "source": f"measured copy bandwidth (colobench devices --probe, {data.get('date')})"}}
+
+
+def inventory(probe: bool = False, cache_dir: Path | None = None) -> dict[str, Any]:
     """Host, versions, and one row per device (name, memory, driver, peak, measured figures)."""
     env = environment()
     rows = []
@@ -79,5 +113,8 @@ def inventory(probe: bool = False) -> dict[str, Any]:
                 measured["matmul_pct_of_peak"] = 100 * measured["matmul_flops"] / flops if flops else None
             row["probe"] = measured
         rows.append(row)
-    return {"host": {k: env[k] for k in ("hostname", "cpu_model", "logical_cores", "memory_bytes", "platform")},
-            "versions": {**env["versions"], **versions()}, "devices": rows}
+    out = {"host": {k: env[k] for k in ("hostname", "cpu_model", "logical_cores", "memory_bytes", "platform")},
+           "versions": {**env["versions"], **versions()}, "devices": rows}
+    if probe and cache_dir is not None:
+        out["probe_cache"] = str(save_probe(rows, cache_dir))
+    return out

@@ -67,15 +67,17 @@ def lookup(device_name: str | None) -> DevicePeak | None:
 
 
 def with_overrides(peak: DevicePeak | None, device_name: str, overrides: dict | None) -> DevicePeak | None:
-    """Apply `{memory_bandwidth_gb_s, bf16_tflops, int8_tops}` from the experiment's config."""
+    """Apply `{memory_bandwidth_gb_s, bf16_tflops, int8_tops}` from the experiment's config (or a
+    measured figure, whose `source` says where it came from)."""
     if not overrides:
         return peak
     base = peak or DevicePeak(device_name, 0.0, None, None, source="")
+    default_source = "experiment config" if peak is None else f"{base.source}, overridden in the experiment"
     return DevicePeak(
         name=base.name,
         memory_bandwidth_gb_s=overrides.get("memory_bandwidth_gb_s", base.memory_bandwidth_gb_s),
         bf16_tflops=overrides.get("bf16_tflops", base.bf16_tflops),
         int8_tops=overrides.get("int8_tops", base.int8_tops),
         memory_gb=base.memory_gb,
-        source="experiment config" if peak is None else f"{base.source}, overridden in the experiment",
+        source=overrides.get("source", default_source),
     )

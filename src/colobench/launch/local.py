@@ -1,18 +1,20 @@
-"""Local launcher: one spawned worker process per instance, started together at a barrier.
+"""Local launcher: one spawned worker process per instance of a group of runs, window by window.
 
 Why processes: co-located instances in production are separate processes (separate Python
 interpreters, allocators and device contexts), and only separate processes can be killed,
 run out of memory or crash without taking their partner down. `spawn` (not fork) gives each
 worker a clean interpreter, required for CUDA and Ascend.
 
-The barrier is coordinated by the parent: each worker reports `ready` for repetition k after
-loading and warming up (or finishing k-1); when every live worker is ready the parent sets
-event k and they all start within microseconds of each other. A worker that dies is dropped
-from the barrier, its death recorded with the reason, and the others carry on. Records go
-straight from each worker to its own JSONL file, so nothing completed is lost.
+The barriers are coordinated by the parent: each worker reports `ready` for window w after
+loading and warming up (or finishing w-1); when every live worker is ready the parent sets go
+event w and the window's instances start within microseconds of each other. In a co-located
+window the parent sets stop event w once every live active worker has finished its measured
+quota, which ends the others' filler. A worker that dies is dropped from the barriers, its death
+recorded with the reason, and the others carry on. Records go straight from each worker to its
+own JSONL files, so nothing completed is lost.
 
-`runs/<run_id>/run.json` is written before any worker starts and rewritten as workers load,
-finish or die; its `workers` entries hold pids, load facts and outcomes.
+Each run's `runs/<run_id>/run.json` is written before any worker starts and rewritten as
+workers load, finish windows or die.
 """
 
 from __future__ import annotations
@@ -25,16 +27,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import monotonic_s, now_ns
-from colobench.launch.state import RunState, write_json_atomic
+from colobench.launch.state import GroupState, write_json_atomic
 from colobench.launch.worker import worker_key, worker_main
-from colobench.plan import RunSpec
-from colobench.telemetry import TelemetryRecorder, make_samplers
+from colobench.plan import ResolvedInstance, RunGroup
+from colobench.telemetry import TelemetryRecorder, make_samplers, server_sources
 
 POLL_S = 0.05
-START_LEAD_NS = 20_000_000  # open-loop schedules start this long after the go, so every process is awake
+START_LEAD_NS = 20_000_000  # windows start this long after the go, so every process is awake and waiting
 DEFAULT_LOAD_TIMEOUT_S = 1800.0
 
-__all__ = ["RunInterrupted", "run_local", "write_json_atomic", "worker_parts"]
+__all__ = ["RunInterrupted", "group_telemetry_path", "run_local", "window_payload", "worker_parts",
+           "write_json_atomic"]
 
 
 class RunInterrupted(Exception):
@@ -47,89 +50,106 @@ def _death_reason(exitcode: int | None, reported: str | None) -> str:
     if exitcode is None:
         return "unknown"
     if exitcode < 0:
-        sig = signal.Signals(-exitcode).name
-        hint = " (out-of-memory killer or kill -9)" if sig == "SIGKILL" else ""
-        return f"killed by {sig}{hint}"
+        sig = signal.Signals(-exitcode)
+        return f"killed by signal {-exitcode} ({sig.name})"
     return f"exited with code {exitcode}"
 
 
-def worker_parts(run: RunSpec) -> dict[str, tuple[Any, tuple[int, int]]]:
-    """Worker name -> (instance, (k, n)): one worker per instance, or n client processes."""
-    return {worker_key(i.name, (k, n)): (i, (k, n)) for i in run.instances
+def worker_parts(group: RunGroup) -> dict[str, tuple[ResolvedInstance, tuple[int, int]]]:
+    """Worker key -> (instance, (k, n)): one worker per instance, or n client processes."""
+    return {worker_key(i.name, (k, n)): (i, (k, n)) for i in group.instances
             for n in [i.endpoint.client_processes if i.endpoint else 1] for k in range(n)}
 
 
-def run_local(run: RunSpec, run_dir: Path, on_progress: Callable[[str, int], None] | None = None,
+def window_payload(group: RunGroup) -> list[dict[str, Any]]:
+    """The windows as workers get them: run, repetition, and the instances active in it."""
+    return [{"run_id": w.run_id, "repetition": w.repetition, "active": [i.name for i in group.run(w.run_id).instances]}
+            for w in group.windows]
+
+
+def group_telemetry_path(group: RunGroup, runs_dir: Path) -> Path:
+    """Where a group's telemetry goes: its run's folder, or for an interleaved group the folder
+    holding its runs (`runs/` or `runs/<point>/`), read by each run's summary."""
+    if len(group.runs) == 1:
+        return runs_dir / group.runs[0].run_id / "telemetry.jsonl"
+    return (runs_dir / group.runs[0].run_id).parent / "telemetry.jsonl"
+
+
+def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
               load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-              prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, Any]:
-    """Run `run` in worker processes; return the run record (also written to run.json)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "records").mkdir(exist_ok=True)
+              prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, dict[str, Any]]:
+    """Run a group's windows in worker processes; return each run's record (also in its run.json)."""
     ctx = mp.get_context("spawn")
     msgs = ctx.Queue()
-    go = [ctx.Event() for _ in range(run.repetitions)]
+    n_windows = len(group.windows)
+    go, stop = [ctx.Event() for _ in range(n_windows)], [ctx.Event() for _ in range(n_windows)]
     shared_start = ctx.Value("q", 0)
-    parts = worker_parts(run)
-    names = list(parts)
-    rs = RunState(run, run_dir, names, "local", on_progress, on_event)
-    workers = rs.workers
+    parts = worker_parts(group)
+    state = GroupState(group, runs_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event)
+    workers = state.workers
+    windows = window_payload(group)
 
     procs: dict[str, Any] = {}
     for key, (inst, part) in parts.items():
         p = ctx.Process(target=worker_main, name=f"colobench-{key}", daemon=True,
-                        args=(inst.model_dump(), run.run_id, str(run_dir), run.repetitions, msgs, go, os.getpid(),
+                        args=(inst.model_dump(), windows, str(runs_dir), msgs, go, stop, os.getpid(),
                               (prompts_files or {}).get(inst.name), part, shared_start))
         p.start()
         procs[key] = p
         workers[key]["pid"] = p.pid
-    rs.state["status"] = "running"
     recorder = None
     if telemetry is not None and telemetry.enabled:
         alive = {k: p.pid for k, p in procs.items()}
-        recorder = TelemetryRecorder(make_samplers([i.device for i in run.instances], lambda: alive, telemetry),
-                                     run_dir / "telemetry.jsonl")
-        rs.state["telemetry"] = recorder.start()
-    rs.write()
+        recorder = TelemetryRecorder(make_samplers([i.device for i in group.instances], lambda: alive, telemetry,
+                                                   server_sources(group.instances)),
+                                     group_telemetry_path(group, runs_dir))
+        state.extra["telemetry"] = recorder.start()
+    state.write()
 
-    next_rep = 1
+    next_window, stopped = 0, set()
     started = monotonic_s()
     try:
-        while rs.live():
+        while state.live():
             try:
-                rs.handle(*msgs.get(timeout=POLL_S))
-                _drain(msgs, rs.handle)
+                state.handle(*msgs.get(timeout=POLL_S))
+                _drain(msgs, state.handle)
             except queue_mod.Empty:
                 pass
             # deaths: a process that exited without saying "done"
-            for n in rs.live():
+            for n in state.live():
                 p = procs[n]
                 if p.exitcode is not None:
-                    _drain(msgs, rs.handle)
+                    _drain(msgs, state.handle)
                     if workers[n]["status"] != "completed":
-                        rs.ended(n, _death_reason(p.exitcode, None), p.exitcode)
+                        state.ended(n, _death_reason(p.exitcode, None), p.exitcode)
                 elif workers[n]["status"] == "starting" and monotonic_s() - started > load_timeout_s:
                     p.kill()
                     p.join(5)
-                    rs.ended(n, f"did not load within {load_timeout_s:.0f} s", p.exitcode)
-            # barrier: start repetition k when every live worker is ready for it
-            while next_rep <= run.repetitions and rs.barrier_complete(next_rep):
+                    state.ended(n, f"did not load within {load_timeout_s:.0f} s", p.exitcode)
+            # a co-located window's filler stops when every live partner has finished its quota
+            for w in range(next_window):
+                if w not in stopped and state.co_located(w) and state.quota_complete(w):
+                    stop[w].set()
+                    stopped.add(w)
+            # barrier: start window w when every live worker is ready for it
+            while next_window < n_windows and state.barrier_complete(next_window):
                 t_go = now_ns()
                 shared_start.value = t_go + START_LEAD_NS
-                go[next_rep - 1].set()
-                rs.started(t_go)
-                next_rep += 1
+                go[next_window].set()
+                state.started(next_window, t_go)
+                next_window += 1
     except KeyboardInterrupt:
         if recorder is not None:
-            rs.state["telemetry"] = recorder.stop()
+            state.extra["telemetry"] = recorder.stop()
         _stop_all(procs)
-        rs.interrupted({n: p.exitcode for n, p in procs.items()})
+        state.interrupted({n: p.exitcode for n, p in procs.items()})
         raise RunInterrupted() from None
     for p in procs.values():
         p.join(10)
     if recorder is not None:
-        rs.state["telemetry"] = recorder.stop()
-    return rs.finish()
+        state.extra["telemetry"] = recorder.stop()
+    return state.finish()
 
 
 def _drain(msgs: Any, handle: Callable[[str, str, Any], None]) -> None:

@@ -33,7 +33,7 @@ import orjson
 from colobench.clock import now_ns
 from colobench.devices import kind_of
 from colobench.errors import error_text
-from colobench.launch.worker import _work, setup_process, worker_key
+from colobench.launch.worker import _work, first_run, setup_process, worker_key
 from colobench.specs import TelemetrySpec
 from colobench.telemetry import TelemetryRecorder, make_samplers
 
@@ -147,12 +147,16 @@ class _FileTail:
         self.offsets[rel] = self.offsets.get(rel, 0) + end
         return data[:end]
 
+    def _files(self) -> list[Path]:
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
+
     def new_lines(self) -> dict[str, bytes]:
-        """Every file of the streamed folders that has new lines."""
+        """Every file of the streamed folders (`<run>/records/`, `gc/`, `logs/`, `client/`, or a
+        top-level one) that has new lines, by its path under the root."""
         out = {}
-        for folder in LINE_FOLDERS:
-            for path in sorted((self.root / folder).glob("*")):
-                rel = f"{folder}/{path.name}"
+        for path in self._files():
+            if path.parent.name in LINE_FOLDERS:
+                rel = str(path.relative_to(self.root))
                 data = self.lines(rel)
                 if data:
                     out[rel] = data
@@ -160,28 +164,29 @@ class _FileTail:
 
     def whole_files(self) -> dict[str, bytes]:
         """Files written once at the end (quality probes)."""
-        return {str(p.relative_to(self.root)): p.read_bytes() for p in sorted(self.root.rglob("*"))
-                if p.is_file() and p.parts[len(self.root.parts)] not in (*LINE_FOLDERS, "prompts")}
+        return {str(p.relative_to(self.root)): p.read_bytes() for p in self._files()
+                if p.parent.name not in (*LINE_FOLDERS, "prompts")}
 
 
 class InstanceWorker:
     """One instance (or one client process of an HTTP instance) as a Ray actor."""
 
-    def __init__(self, instance: dict, run_id: str, repetitions: int, prompts: list | None, part: tuple[int, int]):
+    def __init__(self, instance: dict, windows: list[dict], prompts: list | None, part: tuple[int, int]):
         self.placement = where()
         self.skew_ns = self.placement["skew_ns"]
         self.key = worker_key(instance["name"], tuple(part))
         self.dir = Path(tempfile.mkdtemp(prefix="colobench-actor-"))
         self.instance = dict(instance, device=local_device(instance["device"], self.placement["accelerators"]))
-        self.args = (run_id, repetitions, tuple(part))
+        self.windows, self.part = windows, tuple(part)
         self.prompts_file = None
         if prompts is not None:
             (self.dir / "prompts").mkdir()
             self.prompts_file = str(self.dir / "prompts" / "prompts.json")
             Path(self.prompts_file).write_bytes(orjson.dumps(prompts))
-        setup_process(self.instance, self.dir, self.key)
+        setup_process(self.instance, self.dir / first_run(instance["name"], windows), self.key)
         self.msgs: queue.Queue = queue.Queue()
-        self.go = [_StartAt() for _ in range(repetitions)]
+        self.go = [_StartAt() for _ in windows]
+        self.stop_events = [threading.Event() for _ in windows]
         self.start_time = _StartTime()
         self.tail = _FileTail(self.dir)
         self.finished = False
@@ -198,26 +203,29 @@ class InstanceWorker:
         self.thread.start()
 
     def _run(self) -> None:
-        run_id, repetitions, part = self.args
         try:
             # Ray runs workers at nice 15 unless the cluster was started with RAY_worker_niceness=0;
             # this thread (and the torch threads it starts) measures, so it asks for normal priority
             # (on Linux, per thread); where that is refused, the niceness is reported with the load facts
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, 0)
-            _work(self.instance, run_id, self.dir, repetitions, self.msgs, self.go, os.getppid(),
-                  self.prompts_file, part, self.start_time)
+            _work(self.instance, self.windows, self.dir, self.msgs, self.go, self.stop_events, os.getppid(),
+                  self.prompts_file, self.part, self.start_time)
         except BaseException as exc:  # reported to the driver with the reason; traceback in the log
             traceback.print_exc()
             self.msgs.put(("error", self.key, error_text(exc)))
         finally:
             self.finished = True
 
-    def go_at(self, rep: int, start_ns: int) -> None:
-        """Start repetition `rep` when this node's clock reads `start_ns` (in this actor's clock)."""
+    def go_at(self, window: int, start_ns: int) -> None:
+        """Start window `window` when this node's clock reads `start_ns` (in this actor's clock)."""
         t = start_ns - self.skew_ns
         self.start_time.value = t  # open-loop schedules start here too
-        self.go[rep - 1].set_at(t)
+        self.go[window].set_at(t)
+
+    def stop(self, window: int) -> None:
+        """Every partner has finished its quota of co-located window `window`: end the filler."""
+        self.stop_events[window].set()
 
     def poll(self) -> dict[str, Any]:
         """Messages since the last poll, then every new complete line of the worker's files
@@ -231,7 +239,7 @@ class InstanceWorker:
                 break
         files = self.tail.new_lines()
         if self.skew_ns:
-            files = {rel: data if rel.startswith("logs/") else shift_lines(data, self.skew_ns)
+            files = {rel: data if Path(rel).parent.name == "logs" else shift_lines(data, self.skew_ns)
                      for rel, data in files.items()}
         if finished or any(kind in ("done", "error") for kind, *_ in msgs):
             files.update(self.tail.whole_files())

@@ -1,9 +1,9 @@
-"""Ray launcher: the instances of a run as Ray actors across the devices and nodes of a cluster.
+"""Ray launcher: the instances of a group of runs as Ray actors across the devices and nodes of a cluster.
 
 Same experiment, same run directory, same analysis as the local launcher; what changes is
 where workers live. Each instance becomes an `InstanceWorker` actor placed by resource
 requests (see `RayPlacement`: GPUs, a custom `NPU` resource, CPUs, node labels or a node id).
-The life of one run:
+The life of one group of runs (see `plan.RunGroup` and `launch.state`):
 
 1. create the actors and wait until Ray has placed them (or give up after the load timeout);
 2. estimate each actor's clock offset to the driver from `clock_sync_rounds` round trips
@@ -12,14 +12,15 @@ The life of one run:
    node on the same machine: same boot id) shares its CLOCK_MONOTONIC, so its offset is exactly
    0 and the estimate is kept only as a check;
 3. start one telemetry sampler actor per node, then start the workers: they load and warm up
-   and report `ready` for repetition 1;
-4. when every live worker is ready, the driver picks a start time `start_lead_s` ahead on its
-   clock and sends each worker that time on the worker's own clock: all start together to
-   within the clock error, not within the spread of message delivery;
-5. poll every worker: messages go to `RunState`, new record / GC / log lines are moved onto the
+   and report `ready` for window 0;
+4. when every live worker is ready for a window, the driver picks a start time `start_lead_s`
+   ahead on its clock and sends each worker that time on the worker's own clock: all start
+   together to within the clock error, not within the spread of message delivery; when every
+   partner of a co-located window has finished its quota, the driver tells them to stop filling;
+5. poll every worker: messages go to `GroupState`, new record / GC / log lines are moved onto the
    driver's timeline and appended to the run directory as they arrive, so an actor or node
    that dies loses at most its last poll interval;
-6. after the last repetition, estimate the offsets again (drift over the run) and write them,
+6. after the last window, estimate the offsets again (drift over the run) and write them,
    with their error, into `run.json` and the manifest (`ray.actors.<worker>.clock`).
 
 Nothing here runs unless Ray is installed (`pip install 'colobench[ray]'`) and asked for.
@@ -43,13 +44,14 @@ import orjson
 from colobench.clock import monotonic_s, now_ns
 from colobench.devices import is_accelerator, kind_of
 from colobench.errors import ColobenchError
-from colobench.launch.local import DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, worker_parts
+from colobench.launch.local import (DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, group_telemetry_path, window_payload,
+                                   worker_parts)
 from colobench.launch.ray_actors import (LINE_FOLDERS, InstanceWorker, NodeSampler, boot_id, physical_device,
                                          shift_lines,
                                          shift_ns)
-from colobench.launch.state import RunState
+from colobench.launch.state import GroupState
 from colobench.launch.worker import worker_env
-from colobench.plan import ExperimentPlan, ResolvedInstance, RunSpec
+from colobench.plan import ExperimentPlan, ResolvedInstance, RunGroup
 from colobench.specs import LaunchSpec, RayPlacement
 
 POLL_S = 0.1
@@ -205,15 +207,17 @@ def check_placeable(ray: Any, plan: ExperimentPlan, launch: LaunchSpec, source: 
     for n in nodes:
         for r, v in (n.get("Resources") or {}).items():
             total[r] = total.get(r, 0.0) + v
-    for run in plan.runs:  # the actors of one run live at the same time
+    for group in plan.groups:  # the actors of one group live at the same time
         asked: dict[str, float] = {}
-        for key, (inst, _) in worker_parts(run).items():
+        for key, (inst, _) in worker_parts(group).items():
             for r, v in _request(actor_options(inst, launch)).items():
                 asked[r] = asked.get(r, 0.0) + v
         short = {r: v for r, v in asked.items() if v > total.get(r, 0.0) + 1e-9}
         if short:
             want = ", ".join(f"{r} {v:g} (the cluster has {total.get(r, 0):g})" for r, v in short.items())
-            raise ColobenchError(f"{source}: run {run.run_id} asks Ray for {want} at once; set instances' ray.num_cpus "
+            what = (f"run {group.runs[0].run_id}" if len(group.runs) == 1 else
+                    f"runs {', '.join(r.run_id for r in group.runs)} (one set of actors, interleaved)")
+            raise ColobenchError(f"{source}: {what} ask Ray for {want} at once; set instances' ray.num_cpus "
                                  "/ cpu_threads lower or add nodes")
 
 
@@ -241,47 +245,46 @@ def death_reason(exc: BaseException) -> str:
     return f"actor died: {(text.strip().splitlines() or [type(exc).__name__])[0]}"
 
 
-def _append_files(run_dir: Path, files: dict[str, bytes], offset_ns: int) -> None:
-    """Streamed lines into the run directory, records and GC pauses moved onto the driver's clock;
+def _append_files(runs_dir: Path, files: dict[str, bytes], offset_ns: int) -> None:
+    """Streamed lines into the runs' folders, records and GC pauses moved onto the driver's clock;
     whole files (quality probes) written as they are."""
     for rel, data in files.items():
-        path = run_dir / rel
+        path = runs_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if rel.startswith(tuple(f"{folder}/" for folder in LINE_FOLDERS)):
+        if path.parent.name in LINE_FOLDERS:
             with open(path, "ab") as f:
-                f.write(data if rel.startswith("logs/") else shift_lines(data, -offset_ns))
+                f.write(data if path.parent.name == "logs" else shift_lines(data, -offset_ns))
         else:
             path.write_bytes(data)
 
 
-def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
+def run_ray(group: RunGroup, runs_dir: Path, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
             on_event: Callable[[str, str, Any], None] | None = None, load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-            prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, Any]:
-    """Run `run` as Ray actors; return the run record (also written to run.json)."""
+            prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, dict[str, Any]]:
+    """Run a group's windows as Ray actors; return each run's record (also in its run.json)."""
     ray = _import_ray()
-    from ray.exceptions import GetTimeoutError, RayActorError
+    from ray.exceptions import GetTimeoutError, RayActorError  # Ray: imported only when used
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "records").mkdir(exist_ok=True)
-    parts = worker_parts(run)
+    parts = worker_parts(group)
     names = list(parts)
-    rs = RunState(run, run_dir, names, "ray", on_progress, on_event)
+    rs = GroupState(group, runs_dir, {k: i.name for k, (i, _) in parts.items()}, "ray", on_progress, on_event)
     workers = rs.workers
     try:
         driver_node = ray.get_runtime_context().get_node_id()
     except Exception:  # a Ray client driver is on no node
         driver_node = None
     info: dict[str, Any] = {"driver_node_id": driver_node, "actors": {}, "samplers": {}}
-    rs.state["ray"] = info
+    rs.extra["ray"] = info
+    windows = window_payload(group)
 
     Worker = ray.remote(InstanceWorker)
     actors: dict[str, Any] = {}
     for key, (inst, part) in parts.items():
         prompts = json.loads(Path(prompts_files[inst.name]).read_text()) if (prompts_files or {}).get(inst.name) else None
-        actors[key] = Worker.options(**actor_options(inst, launch)).remote(
-            inst.model_dump(), run.run_id, run.repetitions, prompts, part)
+        actors[key] = Worker.options(**actor_options(inst, launch)).remote(inst.model_dump(), windows, prompts, part)
     samplers: dict[str, Any] = {}
     offsets: dict[str, int] = {}
+    telemetry_path = group_telemetry_path(group, runs_dir)
 
     def kill(actor: Any) -> None:
         with contextlib.suppress(Exception):
@@ -321,26 +324,26 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
             place["node"] = labels[place["node_id"]].lstrip("@") or None
             device = parts[key][0].device
             place["device"] = physical_device(device, place["accelerators"]) + labels[place["node_id"]]
-        for inst in rs.state["instances"]:  # the card each instance really used, by the node's own numbering
-            used = {info["actors"][k]["device"] for k in placed if parts[k][0].name == inst["name"]}
-            if len(used) == 1 and used != {inst["device"]}:
-                inst["planned_device"], inst["device"] = inst["device"], used.pop()
-        rs.state["warnings"] = _split_colocation(rs.state["instances"])
+        for run in rs.runs.values():  # the card each instance really used, by the node's own numbering
+            for inst in run["instances"]:
+                used = {info["actors"][k]["device"] for k in placed if parts[k][0].name == inst["name"]}
+                if len(used) == 1 and used != {inst["device"]}:
+                    inst["planned_device"], inst["device"] = inst["device"], used.pop()
+        rs.extra["warnings"] = sorted({w for run in rs.runs.values() for w in _split_colocation(run["instances"])})
         rs.write()
         # 3. telemetry, one sampler per node
         if telemetry is not None and telemetry.enabled and placed:
             samplers = _start_samplers(ray, {k: (parts[k][0], info["actors"][k]) for k in rs.live()}, labels,
                                        driver_node, telemetry, launch, info["samplers"])
-            rs.state["telemetry"] = {f"{name}{v['suffix']}": status for v in info["samplers"].values()
+            rs.extra["telemetry"] = {f"{name}{v['suffix']}": status for v in info["samplers"].values()
                                      for name, status in (v.get("status") or {}).items()}
         for key in placed:
             if workers[key]["status"] == "starting":
                 actors[key].start.remote()
-        rs.state["status"] = "running"
         rs.write()
 
-        # 4-5. barrier and streaming
-        next_rep = 1
+        # 4-5. barriers and streaming
+        next_window, stopped = 0, set()
         started = monotonic_s()
         pending: dict[str, Any] = {}
         last_telemetry = 0.0
@@ -361,13 +364,13 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
                 except RayActorError as exc:
                     rs.ended(key, death_reason(exc))  # what it sent before is already on disk
                     continue
-                _append_files(run_dir, out["files"], offsets.get(key, 0))
+                _append_files(runs_dir, out["files"], offsets.get(key, 0))
                 for kind, name, payload in out["msgs"]:
                     if kind == "loaded" and isinstance(payload, dict) and isinstance(payload.get("device"), dict):
                         payload["device"]["device"] = info["actors"][key]["device"]
                         payload["ray"] = {k: info["actors"][key][k] for k in ("node_id", "ip", "accelerators")}
                         if payload.get("nice"):
-                            rs.state["warnings"].append(
+                            rs.extra["warnings"].append(
                                 f"{key} ran at nice {payload['nice']} (Ray's worker_niceness): other processes on "
                                 "its node had priority; start the cluster with RAY_worker_niceness=0")
                     rs.handle(kind, name, payload)
@@ -380,23 +383,28 @@ def run_ray(run: RunSpec, run_dir: Path, launch: LaunchSpec, on_progress: Callab
             for key in rs.live():
                 if workers[key]["status"] == "starting" and monotonic_s() - started > load_timeout_s:
                     lost(key, f"did not load within {load_timeout_s:.0f} s")
-            while next_rep <= run.repetitions and rs.barrier_complete(next_rep):
+            for w in range(next_window):  # a co-located window's filler stops when every partner is done
+                if w not in stopped and rs.co_located(w) and rs.quota_complete(w):
+                    for key in rs.live():
+                        actors[key].stop.remote(w)
+                    stopped.add(w)
+            while next_window < len(windows) and rs.barrier_complete(next_window):
                 t_go = now_ns() + int(launch.start_lead_s * 1e9)
                 for key in rs.live():
-                    actors[key].go_at.remote(next_rep, t_go + offsets.get(key, 0))
-                rs.started(t_go)
-                next_rep += 1
+                    actors[key].go_at.remote(next_window, t_go + offsets.get(key, 0))
+                rs.started(next_window, t_go)
+                next_window += 1
             if samplers and monotonic_s() - last_telemetry > TELEMETRY_POLL_S:
                 last_telemetry = monotonic_s()
-                _poll_samplers(ray, samplers, info, run_dir, final=False)
+                _poll_samplers(ray, samplers, info, telemetry_path, final=False)
     except KeyboardInterrupt:
-        _poll_samplers(ray, samplers, info, run_dir, final=True)
+        _poll_samplers(ray, samplers, info, telemetry_path, final=True)
         for a in [*actors.values(), *samplers.values()]:
             kill(a)
         rs.interrupted({})
         raise RunInterrupted() from None
     # 6. telemetry's last lines, then the actors go (their resources are free for the next run)
-    _poll_samplers(ray, samplers, info, run_dir, final=True)
+    _poll_samplers(ray, samplers, info, telemetry_path, final=True)
     for a in [*actors.values(), *samplers.values()]:
         kill(a)
     return rs.finish()
@@ -480,7 +488,7 @@ def _final_clock(ray: Any, actor: Any, place: dict[str, Any], launch: LaunchSpec
     clock["drift_ns"] = end["offset_ns"] - clock["offset_ns"]
 
 
-def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], run_dir: Path, final: bool) -> None:
+def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], path: Path, final: bool) -> None:
     for node, s in samplers.items():
         meta = info["samplers"][node]
         try:
@@ -503,5 +511,6 @@ def _poll_samplers(ray: Any, samplers: dict[str, Any], info: dict[str, Any], run
                     row["device"] += suffix
                     rows.append(orjson.dumps(row) + b"\n")
             data = b"".join(rows)
-        with open(run_dir / "telemetry.jsonl", "ab") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
             f.write(data)

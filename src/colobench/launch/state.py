@@ -1,11 +1,14 @@
-"""The bookkeeping every launcher shares: one run's `run.json` and its workers' lives.
+"""The bookkeeping every launcher shares: a group of runs, its workers' lives, the barriers of its
+windows, and one `run.json` per run.
 
-A launcher (local processes, Ray actors) starts workers and relays their messages here:
-`loaded` (model facts), `ready` k (waiting at the barrier of repetition k), `progress`,
-`warmup`, `client` (the load generator's self-measurement), `error` (one-line reason), `done`.
-`RunState` turns them into worker statuses, decides when a repetition's barrier is complete,
-and rewrites `run.json` atomically whenever something a reader would want has changed, so a
-run directory is readable (and a crashed run diagnosable) at every moment.
+A launcher (local processes, Ray actors) starts one worker per instance of the group and relays
+their messages here: `loaded` (model facts), `warmup`, `ready` w (waiting at window w's barrier),
+`progress`, `quota` w (finished its measured quota of a co-located window), `window` w (done with
+it: its own CPU time, peak memory), `error` (one-line reason), `done`. `GroupState` turns them into
+worker statuses, says when a window may start (every live worker is ready) and when a co-located
+window's filler may stop (every live active worker has finished its quota), and rewrites each
+run's `run.json` atomically whenever something a reader would want has changed, so a run
+directory is readable (and a crashed run diagnosable) at every moment.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import wall_unix_s
-from colobench.plan import RunSpec
+from colobench.plan import RunGroup
 from colobench.specs import redact
 
 LIVE = ("starting", "loaded", "running")
+ENDED = ("completed", "failed", "died", "interrupted")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -28,28 +32,79 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-class RunState:
-    """Status of each worker of one run, the barrier, and `run.json`."""
+class GroupState:
+    """Status of each worker of a group of runs, the window barriers, and every run's `run.json`."""
 
-    def __init__(self, run: RunSpec, run_dir: Path, names: list[str], launcher: str,
+    def __init__(self, group: RunGroup, runs_dir: Path, workers: dict[str, str], launcher: str,
                  on_progress: Callable[[str, int], None] | None = None,
                  on_event: Callable[[str, str, Any], None] | None = None):
-        self.names, self.on_progress, self.on_event = names, on_progress, on_event
-        self.path = run_dir / "run.json"
-        self.state: dict[str, Any] = {
-            "run_id": run.run_id, "point": run.point, "phase": run.phase, "repetitions": run.repetitions,
-            "instances": [redact(i.model_dump()) for i in run.instances], "launcher": launcher, "status": "starting",
-            "started_unix_s": wall_unix_s(), "repetition_start_ns": [],
-            "workers": {n: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None}
-                        for n in names},
-        }
-        self.workers: dict[str, dict[str, Any]] = self.state["workers"]
-        self.ready: dict[int, set[str]] = {k: set() for k in range(1, run.repetitions + 1)}
+        """`workers`: worker key -> instance name (several keys per instance: client processes)."""
+        self.group, self.runs_dir, self.instance_of = group, runs_dir, workers
+        self.names = list(workers)
+        self.on_progress, self.on_event = on_progress, on_event
+        self.active = [{k for k, name in workers.items() if name in {i.name for i in group.run(w.run_id).instances}}
+                       for w in group.windows]
+        self.workers: dict[str, dict[str, Any]] = {
+            k: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None} for k in workers}
+        self.ready: list[set[str]] = [set() for _ in group.windows]
+        self.quota: list[set[str]] = [set() for _ in group.windows]
+        self.windows_done: dict[str, list[dict[str, Any]]] = {k: [] for k in workers}
         self.errors: dict[str, str] = {}
+        self.started_unix_s = wall_unix_s()
+        self.extra: dict[str, Any] = {}  # launcher facts written into every run.json (telemetry, ray, warnings)
+        self.status = "starting"
+        self.runs: dict[str, dict[str, Any]] = {
+            r.run_id: {"run_id": r.run_id, "point": r.point, "phase": r.phase, "repetitions": r.repetitions,
+                       "instances": [redact(i.model_dump()) for i in r.instances], "launcher": launcher,
+                       "order": "interleaved" if len(group.runs) > 1 else "phase-major",
+                       "group": [x.run_id for x in group.runs], "status": "starting",
+                       "started_unix_s": self.started_unix_s, "repetition_start_ns": []}
+            for r in group.runs}
+        for r in group.runs:
+            (runs_dir / r.run_id).mkdir(parents=True, exist_ok=True)
         self.write()
 
+    # ---- what a reader sees ---------------------------------------------------------------------
+
+    def _keys(self, run_id: str) -> list[str]:
+        names = {i.name for i in self.group.run(run_id).instances}
+        return [k for k in self.names if self.instance_of[k] in names]
+
+    def _worker_in_run(self, key: str, run_id: str) -> dict[str, Any]:
+        """A worker as one run sees it: completed once every window of this run is done, whatever
+        happened to it later in another run of the group."""
+        w = self.workers[key]
+        done = [d for d in self.windows_done[key] if d["run_id"] == run_id]
+        mine = sum(1 for i, win in enumerate(self.group.windows) if win.run_id == run_id and key in self.active[i])
+        entry = {k: v for k, v in w.items()}
+        if done and len(done) == mine:
+            entry.update(status="completed", reason=None, exitcode=None)
+        elif w["status"] == "completed":
+            entry["status"] = "completed"
+        peaks = [d["peak_memory_bytes"] for d in done if d.get("peak_memory_bytes") is not None]
+        entry["peak_memory_bytes"] = max(peaks) if peaks else None
+        entry["client"] = [{k: d[k] for k in ("repetition", "cpu_s", "wall_s")} for d in done]
+        return entry
+
+    def run_state(self, run_id: str) -> dict[str, Any]:
+        state = dict(self.runs[run_id])
+        state.update(self.extra)
+        state["workers"] = {k: self._worker_in_run(k, run_id) for k in self._keys(run_id)}
+        statuses = [w["status"] for w in state["workers"].values()]
+        if self.status in ("starting", "running"):
+            state["status"] = "completed" if statuses and all(s == "completed" for s in statuses) else self.status
+        elif self.status == "interrupted" and not all(s == "completed" for s in statuses):
+            state["status"] = "interrupted"
+        else:
+            bad = [s for s in statuses if s != "completed"]
+            state["status"] = "completed" if not bad else ("failed" if len(bad) == len(statuses) else "partial")
+        return state
+
     def write(self) -> None:
-        write_json_atomic(self.path, self.state)
+        for run_id in self.runs:
+            write_json_atomic(self.runs_dir / run_id / "run.json", self.run_state(run_id))
+
+    # ---- messages and barriers ------------------------------------------------------------------
 
     def live(self) -> list[str]:
         return [n for n in self.names if self.workers[n]["status"] in LIVE]
@@ -62,30 +117,41 @@ class RunState:
             self.write()
         elif kind == "ready":
             self.ready[payload].add(name)
+        elif kind == "quota":
+            self.quota[payload].add(name)
         elif kind == "progress" and self.on_progress:
             self.on_progress(name, payload)
         elif kind == "error":
             self.errors[name] = payload
         elif kind == "warmup":
-            w["warmup_s"] = payload.get("warmup_s")
-        elif kind == "client":
-            w.setdefault("client", []).append(payload)
+            w["warmup_s"], w["warmup_requests"] = payload.get("warmup_s"), payload.get("warmup_requests")
+        elif kind == "window":
+            self.windows_done[name].append(payload)
+            self.write()
         elif kind == "done":
             w["status"] = "completed"
-            w["peak_memory_bytes"] = payload.get("peak_memory_bytes")
             self.write()
         if self.on_event:
             self.on_event(kind, name, payload)
 
-    def barrier_complete(self, rep: int) -> bool:
-        """Every live worker is waiting at repetition `rep`'s barrier."""
+    def barrier_complete(self, w: int) -> bool:
+        """Every live worker is waiting at window `w`'s barrier."""
         live = self.live()
-        return bool(live) and set(live) <= self.ready[rep]
+        return bool(live) and set(live) <= self.ready[w]
 
-    def started(self, rep_start_ns: int) -> None:
+    def quota_complete(self, w: int) -> bool:
+        """Every live worker active in window `w` has finished its measured quota (the filler of
+        the others may stop)."""
+        return set(self.live()) & self.active[w] <= self.quota[w]
+
+    def co_located(self, w: int) -> bool:
+        return len(self.group.run(self.group.windows[w].run_id).instances) > 1
+
+    def started(self, w: int, start_ns: int) -> None:
+        self.status = "running"
         for n in self.live():
             self.workers[n]["status"] = "running"
-        self.state["repetition_start_ns"].append(rep_start_ns)
+        self.runs[self.group.windows[w].run_id]["repetition_start_ns"].append(start_ns)
         self.write()
 
     def ended(self, name: str, reason: str, exitcode: int | None = None) -> None:
@@ -98,15 +164,18 @@ class RunState:
 
     def interrupted(self, exitcodes: dict[str, int | None]) -> None:
         for n in self.names:
-            if self.workers[n]["status"] not in ("completed", "failed", "died"):
+            if self.workers[n]["status"] not in ENDED:
                 self.workers[n].update(status="interrupted", reason="interrupted by user", exitcode=exitcodes.get(n))
-        self.state["status"] = "interrupted"
-        self.state["ended_unix_s"] = wall_unix_s()
-        self.write()
+        self.status = "interrupted"
+        self._end()
 
-    def finish(self) -> dict[str, Any]:
-        bad = [n for n in self.names if self.workers[n]["status"] != "completed"]
-        self.state["status"] = "completed" if not bad else ("failed" if len(bad) == len(self.names) else "partial")
-        self.state["ended_unix_s"] = wall_unix_s()
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """Every run's final state, written to its run.json and returned by run id."""
+        self.status = "finished"
+        self._end()
+        return {run_id: self.run_state(run_id) for run_id in self.runs}
+
+    def _end(self) -> None:
+        for run in self.runs.values():
+            run["ended_unix_s"] = wall_unix_s()
         self.write()
-        return self.state

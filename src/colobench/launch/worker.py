@@ -1,25 +1,31 @@
-"""One worker process: one instance, loaded once, measured over every repetition of a run.
+"""One worker process: one instance, loaded once, measured window after window.
 
-Life of a worker (messages to the parent in brackets):
-  load the model [loaded] -> warm-up requests, recorded but flagged and never counted ->
-  for each repetition: [ready] -> wait for the parent's go -> run the workload's load model,
-  appending a record per request as it completes [progress] -> ... -> [done]
+A worker serves a group of runs (`plan.RunGroup`): in the interleaved order, every solo baseline
+and the co-located run of a point, repetition after repetition; in the phase-major order, one
+run's repetitions. Its life (messages to the parent in brackets):
+
+  load the model [loaded] -> warm-up requests, recorded but flagged and never counted [warmup] ->
+  for each window: [ready w] -> wait for the parent's go ->
+      a window it takes part in: the measured quota, a record per request as it completes
+      [progress]; in a co-located window, [quota w], then the same load unmeasured until the
+      parent's stop (every partner has finished its quota) -> [window w]
+      a window of others: nothing (the model stays loaded, the process idle)
+  -> [done]
 Any exception becomes [error] with a one-line reason and a traceback in the worker's log.
+
+Files go to the run of the current window: `runs/<run>/records/<worker>.jsonl`, `gc/`, `client/`
+(the load generator's own CPU time and event-loop lag) and `logs/<worker>.log`. The worker records
+raw facts only; every statistic is computed later by `colobench.analysis`.
 
 The worker ignores Ctrl-C: the terminal sends SIGINT to the whole process group, and the parent
 decides how to stop. Thread-count variables and the instance's `env` are set before torch is
 imported (they are read once, at import): nothing this module imports at the top loads torch;
 the backend does, in `start()`.
-
-The worker records raw facts only (records, GC pauses, its own CPU time and event-loop lag per
-repetition under `client/`); every statistic is computed later by `colobench.analysis`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import itertools
 import json
 import os
 import resource
@@ -32,43 +38,50 @@ from typing import Any
 
 import orjson
 
-from colobench import aio
 from colobench.backends import make_backend
 from colobench.clock import now_ns
 from colobench.devices import get_device
 from colobench.errors import error_text
-from colobench.loadgen import streaming
 from colobench.loadgen.capacity import max_parallel_requests
+from colobench.loadgen.driver import LoadDriver
 from colobench.loadgen.recorder import Recorder
-from colobench.loadgen.static import run_static
 from colobench.plan import ResolvedInstance
 from colobench.records import RecordWriter, save_probe
-from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
-from colobench.workload.synthetic import build_requests, build_text_requests, static_batches
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-WARMUP_SEED_OFFSET = 1_000_003
-OPEN_LOOP_WARMUP_REQUESTS = 4
+STOP_GRACE_S = 0.005  # a worker that just finished its quota waits this long for the stop before filling
+SPIN_NS = 1_000_000
 
 
-def _wait_for_go(event: Any, parent_pid: int) -> None:
-    """Wait for the parent's start signal; exit if the parent has gone away."""
+def _wait_for(event: Any, parent_pid: int) -> None:
+    """Wait for the parent's signal; exit if the parent has gone away."""
     while not event.wait(0.5):
         if os.getppid() != parent_pid:
             sys.exit(3)
 
 
-def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, queue: Any, go_events: list,
+def _until(start_ns: int) -> None:
+    """Sleep until `start_ns`, spinning the last millisecond: every worker of a window starts at
+    the same instant, whatever the delay of its wake-up (milliseconds on a busy host)."""
+    remaining = start_ns - now_ns() - SPIN_NS
+    if remaining > 0:
+        time.sleep(remaining / 1e9)
+    while now_ns() < start_ns:
+        pass
+
+
+def worker_main(instance: dict, windows: list[dict], runs_dir: str, queue: Any, go_events: list, stop_events: list,
                 parent_pid: int, prompts_file: str | None = None, part: tuple[int, int] = (0, 1),
                 shared_start: Any = None) -> None:
-    """`part` = (k, n): this process is client process k of n for the instance (HTTP load split
-    over processes); `shared_start` holds the common start time of open-loop schedules."""
+    """`windows`: [{run_id, repetition, active: [instance names]}] in order; `part` = (k, n): this
+    process is client process k of n for the instance (HTTP load split over processes);
+    `shared_start` holds the common start time of open-loop schedules."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    run_path = Path(run_dir)
     name = worker_key(instance["name"], part)
-    log = setup_process(instance, run_path, name)
+    log = setup_process(instance, Path(runs_dir) / first_run(instance["name"], windows), name)
     try:
-        _work(instance, run_id, run_path, repetitions, queue, go_events, parent_pid, prompts_file, part, shared_start)
+        _work(instance, windows, Path(runs_dir), queue, go_events, stop_events, parent_pid, prompts_file, part,
+              shared_start)
     except SystemExit:
         raise
     except BaseException as exc:
@@ -76,6 +89,11 @@ def worker_main(instance: dict, run_id: str, run_dir: str, repetitions: int, que
         queue.put(("error", name, error_text(exc)))
         log.flush()
         sys.exit(1)
+
+
+def first_run(name: str, windows: list[dict]) -> str:
+    """The first run instance `name` takes part in (its warm-up and its log go there)."""
+    return next((w["run_id"] for w in windows if name in w["active"]), windows[0]["run_id"])
 
 
 def worker_env(instance: dict) -> dict[str, str]:
@@ -86,13 +104,20 @@ def worker_env(instance: dict) -> dict[str, str]:
     return env
 
 
-def setup_process(instance: dict, run_path: Path, name: str) -> Any:
-    """Send this process's output to `logs/<name>.log`, set its environment and pin its cores."""
+def log_to(run_path: Path, name: str) -> Any:
+    """Send this process's output (Python's and the libraries' own) to `run_path/logs/<name>.log`."""
+    sys.stdout.flush()
     (run_path / "logs").mkdir(parents=True, exist_ok=True)
     log = open(run_path / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
+    return log
+
+
+def setup_process(instance: dict, run_path: Path, name: str) -> Any:
+    """Send this process's output to `logs/<name>.log`, set its environment and pin its cores."""
+    log = log_to(run_path, name)
     os.environ.update(worker_env(instance))
     if instance.get("cpu_cores") and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, instance["cpu_cores"])
@@ -101,13 +126,14 @@ def setup_process(instance: dict, run_path: Path, name: str) -> Any:
 
 class GcPauses:
     """Python garbage-collection pauses of this worker (generation 2, or at least 1 ms), kept in
-    memory and written to `gc/<worker>.jsonl` after each repetition: the diagnosis lines them up
+    memory and written to `<run>/gc/<worker>.jsonl` after each window: the diagnosis lines them up
     with slow decode steps."""
 
     MIN_PAUSE_NS = 1_000_000
 
-    def __init__(self, path: Path):
-        self.path, self.pending, self._start = path, [], 0
+    def __init__(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+        self._start = 0
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict) -> None:
@@ -119,41 +145,36 @@ class GcPauses:
             self.pending.append({"start_ns": self._start, "duration_ns": duration, "generation": info.get("generation"),
                                  "collected": info.get("collected")})
 
-    def flush(self) -> None:
+    def flush(self, path: Path) -> None:
         if not self.pending:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as f:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab") as f:
             for row in self.pending:
                 f.write(orjson.dumps(row) + b"\n")
         self.pending = []
 
 
+class _Files:
+    """The worker's record and client files, one of each per run it takes part in."""
+
+    def __init__(self, runs_dir: Path, key: str):
+        self.runs_dir, self.key = runs_dir, key
+        self.open: dict[tuple[str, str], RecordWriter] = {}
+
+    def __call__(self, run_id: str, folder: str = "records") -> RecordWriter:
+        if (run_id, folder) not in self.open:
+            self.open[(run_id, folder)] = RecordWriter(self.runs_dir / run_id / folder / f"{self.key}.jsonl")
+        return self.open[(run_id, folder)]
+
+    def close(self) -> None:
+        for writer in self.open.values():
+            writer.close()
+
+
 def worker_key(name: str, part: tuple[int, int]) -> str:
     """The worker's name in messages, run.json and record files: `a`, or `a.1` for part 1 of n."""
     return name if part[1] == 1 else f"{name}.{part[0]}"
-
-
-def _split(total: int, part: tuple[int, int]) -> int:
-    """This part's share of `total` (concurrency) when split as evenly as possible."""
-    k, n = part
-    return total // n + (1 if k < total % n else 0)
-
-
-async def _with_loop_monitor(coro: Any, lags_ns: list[int], interval_s: float = 0.01) -> Any:
-    """Run `coro` while measuring event-loop lag: how late a 10 ms sleep wakes up. A loop that
-    is late is a load generator that cannot keep up."""
-    async def monitor() -> None:
-        while True:
-            t = now_ns()
-            await asyncio.sleep(interval_s)
-            lags_ns.append(max(0, now_ns() - t - int(interval_s * 1e9)))
-
-    task = asyncio.ensure_future(monitor())
-    try:
-        return await coro
-    finally:
-        task.cancel()
 
 
 def _free_memory(device: Any) -> Any:
@@ -177,10 +198,10 @@ def _parallelism(wl: Any, info: dict, device: Any, memory_share: float) -> int:
                                  wl.max_prompt_tokens() + wl.max_output_tokens(), wl.max_parallel)
 
 
-def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: Any, go_events: list,
-          parent_pid: int, prompts_file: str | None, part: tuple[int, int], shared_start: Any) -> None:
-    inst = ResolvedInstance.model_validate(instance)
-    key = worker_key(inst.name, part)
+def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, int], prompts_file: str | None,
+          shared_start: Any) -> tuple[Any, Any, LoadDriver, dict[str, Any]]:
+    """Device knobs and memory cap, the backend started, the load driver built: (device, backend,
+    driver, facts for the `loaded` message)."""
     device = get_device(inst.device) if inst.in_process else None
     applied: dict[str, Any] = {}
     if device is not None:
@@ -192,7 +213,7 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
         # solo and co-located runs have the same budget)
         if inst.memory_share < 1 and device.cap_memory(inst.memory_share):
             applied["memory_cap_fraction"] = inst.memory_share
-    print(f"[colobench] worker {key} pid {os.getpid()} run {run_id}: loading {inst.model} on "
+    print(f"[colobench] worker {key} pid {os.getpid()} runs {', '.join(runs)}: loading {inst.model} on "
           f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
     t0 = time.perf_counter()
     backend = make_backend(inst.backend, **inst.backend_settings(device))
@@ -204,95 +225,76 @@ def _work(instance: dict, run_id: str, run_path: Path, repetitions: int, queue: 
     info["knobs"] = {**inst.knob_values(), "env": {k: os.environ.get(k) for k in inst.env},
                      "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                      "memory_cap_fraction": None, **applied}
-
-    wl = inst.workload
-    load = wl.load_model
-    parallel = _parallelism(wl, info, device, inst.memory_share)
-    info["load_model"] = load
-    info["parallel"] = parallel
+    parallel = _parallelism(inst.workload, info, device, inst.memory_share)
     pool = json.loads(Path(prompts_file).read_text()) if prompts_file else None
-    if load == "open":
-        count = count_for_duration(wl.rate, wl.duration_s) if wl.duration_s else wl.requests
-    else:
-        # a duration-bounded run cycles through a pool of requests until time is up
-        count = wl.requests if not wl.duration_s else max(wl.requests, 4 * parallel)
-        if count < parallel and "max" in (wl.batch_size, wl.concurrency):
-            count = parallel  # "max" means a full batch (or full concurrency) at least once per repetition
-            info["requests_raised_to"] = count
-    n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
-        min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if load == "open" else parallel)
-    if not backend.vocab_size:  # a server takes text and tokenises it
-        measured = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, wl.seed, pool)
-        warmup = build_text_requests(n_warm, wl.prompt_tokens, wl.output_tokens, wl.seed + WARMUP_SEED_OFFSET, pool)
-    else:
-        measured = build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, wl.seed, pool)
-        warmup = build_requests(n_warm, wl.prompt_tokens, wl.output_tokens, backend.vocab_size,
-                                wl.seed + WARMUP_SEED_OFFSET, pool)
-    if part[1] > 1:  # client process k of n: every n-th request of the one schedule, its share of slots
-        measured, warmup = measured[part[0]::part[1]], warmup[part[0]::part[1]]
-        parallel = max(1, _split(parallel, part))
+    driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start)
+    info.update(load_model=driver.load, parallel=parallel)
+    if driver.raised_to:
+        info["requests_raised_to"] = driver.raised_to
+    if part[1] > 1:
         info["part"] = list(part)
-    max_request_tokens = max((r.prompt_len + r.output_tokens for r in measured + warmup), default=1)
-    if load != "static":
-        kv_tokens = wl.kv_cache_tokens or parallel * max_request_tokens
-        info["streaming"] = backend.start_streaming(parallel, max_request_tokens, kv_tokens)
+    if driver.load != "static":
+        kv_tokens = inst.workload.kv_cache_tokens or driver.parallel * driver.max_request_tokens
+        info["streaming"] = backend.start_streaming(driver.parallel, driver.max_request_tokens, kv_tokens)
+    return device, backend, driver, info
+
+
+def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_events: list, stop_events: list,
+          parent_pid: int, prompts_file: str | None, part: tuple[int, int], shared_start: Any) -> None:
+    inst = ResolvedInstance.model_validate(instance)
+    key = worker_key(inst.name, part)
+    runs = list(dict.fromkeys(w["run_id"] for w in windows if inst.name in w["active"]))
+    device, backend, driver, info = _load(inst, key, runs, part, prompts_file, shared_start)
     queue.put(("loaded", key, info))
 
-    writer = RecordWriter(run_path / "records" / f"{key}.jsonl")
-    client_log = RecordWriter(run_path / "client" / f"{key}.jsonl")
-    gc_pauses = GcPauses(run_path / "gc" / f"{key}.jsonl")
-    recorder = Recorder(writer, inst.name, run_id, repetition=0, warmup=True)
+    files = _Files(runs_dir, key)
+    gc_pauses = GcPauses()
+    current = first_run(inst.name, windows)
+    recorder = Recorder(files(current), inst.name, current, repetition=0, warmup=True)
     warm_start = time.perf_counter()
-    if load == "static":
-        run_static(backend, static_batches(warmup, parallel, warmup=True), recorder)
-    elif warmup:
-        aio.run(streaming.closed_loop(backend, iter(warmup), min(parallel, len(warmup)), recorder))
+    driver.warmup(recorder)
     # compilation happens during warm-up: reported apart, never counted in latency
-    queue.put(("warmup", key, {"warmup_s": time.perf_counter() - warm_start}))
-    if warmup and recorder.failed == len(warmup):  # some failures are the server's; all of them are ours
-        raise RuntimeError(f"warm-up failed ({recorder.failed} of {len(warmup)} requests): {recorder.last_error}")
-
-    if device is not None:
-        device.reset_peak_memory()
+    n_warm = len(driver.warmup_requests)
+    queue.put(("warmup", key, {"warmup_s": time.perf_counter() - warm_start, "warmup_requests": n_warm}))
+    if n_warm and recorder.failed == n_warm:  # some failures are the server's; all of them are ours
+        raise RuntimeError(f"warm-up failed ({recorder.failed} of {n_warm} requests): {recorder.last_error}")
 
     def progress(n: int) -> None:
         queue.put(("progress", key, n))
 
-    if load == "open":  # one schedule for all client processes; this one takes every n-th arrival
-        offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()[part[0]::part[1]]
-    batches = static_batches(measured, parallel) if load == "static" else []
-    for rep in range(1, repetitions + 1):
-        queue.put(("ready", key, rep))
-        _wait_for_go(go_events[rep - 1], parent_pid)
-        recorder = Recorder(writer, inst.name, run_id, repetition=rep)
-        usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
+    free = _free_memory(device)
+    for w, window in enumerate(windows):
+        queue.put(("ready", key, w))
+        _wait_for(go_events[w], parent_pid)
+        if shared_start is not None and shared_start.value:
+            _until(shared_start.value)  # the window's common start, a little after the go
+        if inst.name not in window["active"]:
+            continue  # another instance's solo window: stay loaded, stay idle
+        run_id, rep = window["run_id"], window["repetition"]
+        if run_id != current:
+            log_to(runs_dir / run_id, key)
+            current = run_id
+        if device is not None:
+            device.reset_peak_memory()
         lags: list[int] = []
-        deadline = now_ns() + int(wl.duration_s * 1e9) if wl.duration_s and load != "open" else None
-        if load == "static":
-            source = itertools.cycle(batches) if deadline else batches
-            run_static(backend, source, recorder, deadline, on_batch=progress,
-                       on_error=_free_memory(device))
-        elif load == "closed":
-            source = itertools.cycle(measured) if deadline else iter(measured)
-            aio.run(_with_loop_monitor(
-                streaming.closed_loop(backend, source, parallel, recorder, deadline, on_done=progress), lags))
-        else:
-            cap = parallel if wl.concurrency is not None else None
-            start = shared_start.value if shared_start is not None and shared_start.value else None
-            aio.run(_with_loop_monitor(
-                streaming.open_loop(backend, measured, offsets, recorder, cap, on_done=progress, start_ns=start), lags))
+        usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
+        driver.measured(Recorder(files(run_id), inst.name, run_id, repetition=rep), progress, lags, free)
         usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
+        if len(window["active"]) > 1:  # co-located: keep the load on until every partner is done
+            queue.put(("quota", key, w))
+            stop_events[w].wait(STOP_GRACE_S)
+            driver.filler(Recorder(files(run_id), inst.name, run_id, repetition=rep, load_only=True),
+                          stop_events[w].is_set, [], free)
         cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
-        wall_s = (wall1 - wall0) / 1e9
-        gc_pauses.flush()
-        client = {"repetition": rep, "cpu_s": cpu_s, "wall_s": wall_s}
-        client_log.write_row({**client, "loop_lag_ns": lags})
-        queue.put(("client", key, client))
-    writer.close()
-    client_log.close()
-    peak = device.peak_memory_bytes() if device is not None else None
+        client = {"repetition": rep, "cpu_s": cpu_s, "wall_s": (wall1 - wall0) / 1e9}
+        files(run_id, "client").write_row({**client, "loop_lag_ns": lags})
+        gc_pauses.flush(runs_dir / run_id / "gc" / f"{key}.jsonl")
+        queue.put(("window", key, {"window": w, "run_id": run_id, **client,
+                                   "peak_memory_bytes": device.peak_memory_bytes() if device is not None else None}))
+    files.close()
     probe = backend.quality_probe() if inst.quality_probe and part[0] == 0 else None
     if probe is not None:
-        save_probe(run_path / "quality" / f"{inst.name}.npz", probe)
+        for run_id in runs:
+            save_probe(runs_dir / run_id / "quality" / f"{inst.name}.npz", probe)
     backend.stop()
-    queue.put(("done", key, {"peak_memory_bytes": peak}))
+    queue.put(("done", key, {}))

@@ -3,7 +3,8 @@
 One path for every backend: a completion is ok when it has no error and at least one token.
 In-process backends promise exactly the tokens asked for (`token_count_source` None), so a
 shortfall there is an error; a server's counts may differ from what was asked (a server that
-ignores `ignore_eos`), which is kept as `expected_output_tokens` and flagged by the checks.
+ignores `ignore_eos`), which is kept as `expected_output_tokens` and flagged by the checks; so
+is a prompt the server counted differently from the length asked for (`expected_prompt_tokens`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Recorder:
     run_id: str
     repetition: int = 0
     warmup: bool = False
+    load_only: bool = False  # filler that keeps a co-located partner loaded: recorded, never measured
     completed: int = 0
     failed: int = 0
     last_error: str | None = None
@@ -41,8 +43,10 @@ class Recorder:
             instance=self.instance, run_id=self.run_id, repetition=self.repetition, request_id=request.request_id,
             batch_id=batch_id, batch_size=batch_size, prompt_tokens=c.prompt_tokens or request.prompt_len,
             output_tokens=c.output_tokens, submit_ns=submit_ns, scheduled_ns=scheduled_ns, token_ns=c.token_ns,
-            done_ns=c.done_ns, warmup=self.warmup, ok=ok, error=error,
-            expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source)
+            done_ns=c.done_ns, warmup=self.warmup, load_only=self.load_only, ok=ok, error=error,
+            expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source,
+            expected_prompt_tokens=request.prompt_target if c.prompt_tokens is not None else None,
+            first_content_ns=c.first_content_ns if c.reasoning_chunks else None, reasoning_chunks=c.reasoning_chunks)
         self.writer.write(record)
         if ok:
             self.completed += 1

@@ -20,12 +20,12 @@ from colobench.workload.synthetic import Batch
 MAX_CONSECUTIVE_FAILED_BATCHES = 3
 
 
-def run_static(backend: Any, batches: Iterable[Batch], recorder: Recorder, deadline_ns: int | None = None,
+def run_static(backend: Any, batches: Iterable[Batch], recorder: Recorder, until: Callable[[], bool] | None = None,
                on_batch: Callable[[int], None] | None = None, on_error: Callable[[], None] | None = None) -> None:
-    """Run `batches` in order (stop early once `deadline_ns` has passed)."""
+    """Run `batches` in order; stop early, between batches, once `until()` is true."""
     failures = 0
     for batch in batches:
-        if deadline_ns is not None and now_ns() >= deadline_ns:
+        if until is not None and until():
             return
         submit = now_ns()
         try:

@@ -24,6 +24,7 @@ from colobench.loadgen.recorder import Recorder
 from colobench.workload.synthetic import Request
 
 SPIN_BEFORE_DEADLINE_NS = 1_000_000
+UNTIL_POLL_S = 0.02
 
 
 async def _send(backend: Any, request: Request, recorder: Recorder, scheduled_ns: int | None,
@@ -38,7 +39,12 @@ async def _send(backend: Any, request: Request, recorder: Recorder, scheduled_ns
         on_done(1)
 
 
-async def _sleep_until(deadline_ns: int) -> None:
+async def _sleep_until(deadline_ns: int, until: Callable[[], bool] | None = None) -> None:
+    """Sleep to a deadline; with `until`, wake at least every `UNTIL_POLL_S` to see whether to stop."""
+    while until is not None and deadline_ns - now_ns() > UNTIL_POLL_S * 1e9:
+        if until():
+            return
+        await asyncio.sleep(UNTIL_POLL_S)
     delay = deadline_ns - now_ns()
     if delay > SPIN_BEFORE_DEADLINE_NS:
         await asyncio.sleep((delay - SPIN_BEFORE_DEADLINE_NS) / 1e9)
@@ -47,12 +53,12 @@ async def _sleep_until(deadline_ns: int) -> None:
 
 
 async def closed_loop(backend: Any, requests: Iterator[Request], concurrency: int, recorder: Recorder,
-                      deadline_ns: int | None = None, on_done: Callable[[int], None] | None = None) -> None:
-    """Keep `concurrency` requests in flight until `requests` runs out or `deadline_ns` passes."""
+                      until: Callable[[], bool] | None = None, on_done: Callable[[int], None] | None = None) -> None:
+    """Keep `concurrency` requests in flight until `requests` runs out or `until()` is true."""
 
     async def slot() -> None:
         for request in requests:  # a shared iterator: each slot takes the next request
-            if deadline_ns is not None and now_ns() >= deadline_ns:
+            if until is not None and until():
                 return
             await _send(backend, request, recorder, None, on_done)
 
@@ -61,9 +67,10 @@ async def closed_loop(backend: Any, requests: Iterator[Request], concurrency: in
 
 async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float], recorder: Recorder,
                     max_concurrency: int | None = None, on_done: Callable[[int], None] | None = None,
-                    start_ns: int | None = None) -> int:
+                    start_ns: int | None = None, until: Callable[[], bool] | None = None) -> int:
     """Send request k at start + offsets_s[k]; return the start time (ns). Client processes that
-    share one schedule pass the same `start_ns`."""
+    share one schedule pass the same `start_ns`. Stop sending once `until()` is true (the requests
+    in flight complete)."""
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     start = start_ns if start_ns is not None else now_ns()
     tasks = []
@@ -77,7 +84,9 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
 
     for request, offset in zip(requests, offsets_s):
         due = start + int(offset * 1e9)
-        await _sleep_until(due)
+        await _sleep_until(due, until)
+        if until is not None and until():
+            break
         if slots is not None:
             await slots.acquire()
             tasks.append(asyncio.create_task(send_in_slot(request, due)))
@@ -85,3 +94,19 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
             tasks.append(asyncio.create_task(_send(backend, request, recorder, due, on_done)))
     await asyncio.gather(*tasks)
     return start
+
+
+async def with_loop_monitor(coro: Any, lags_ns: list[int], interval_s: float = 0.01) -> Any:
+    """Run `coro` while measuring event-loop lag: how late a 10 ms sleep wakes up. A loop that
+    is late is a load generator that cannot keep up."""
+    async def monitor() -> None:
+        while True:
+            t = now_ns()
+            await asyncio.sleep(interval_s)
+            lags_ns.append(max(0, now_ns() - t - int(interval_s * 1e9)))
+
+    task = asyncio.ensure_future(monitor())
+    try:
+        return await coro
+    finally:
+        task.cancel()

@@ -11,10 +11,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import Check, Finding, InstanceFacts, PhaseMetrics, Point, Quality, Summary
+from colobench.report.cards import Card, Ratio, cards
+
+MAX_CARDS = 6  # a sweep with more co-located points: the first ones, then the sweep table says the rest
+VERDICT_STYLE = {"ok": "green", "bottleneck": "red", "inconclusive": "yellow", "not judged": "yellow"}
 
 ROWS = [  # (label, distribution key)
     ("TTFT ms", "ttft_ms"),
@@ -23,6 +28,7 @@ ROWS = [  # (label, distribution key)
     ("E2E latency ms", "e2el_ms"),
     ("output tok/s", "output_throughput_tok_s"),
     ("requests/s", "request_throughput_req_s"),
+    ("TTFC ms (answer)", "ttfc_ms"),  # reasoning models only
 ]
 
 
@@ -81,10 +87,16 @@ def telemetry_line(mt: PhaseMetrics | None) -> str:
     if mt.mean_device_util_pct is not None:
         parts.append(f"util {mt.mean_device_util_pct:.0f}%")
     if mt.peak_memory_bytes:
-        parts.append(f"peak mem {_bytes(mt.peak_memory_bytes)}")
+        whose = "server " if mt.memory_source else ""
+        parts.append(f"{whose}peak mem {_bytes(mt.peak_memory_bytes)}")
     bw = mt.achieved_bandwidth_bytes_s
     if bw:
-        mbu = f" = {mt.mbu_pct:.0f}% of peak" if mt.mbu_pct is not None else " (no peak figure)"
+        if mt.mbu_pct is None:
+            mbu = " (no peak figure)"
+        elif mt.mbu_pct > 100:
+            mbu = f" = {mt.mbu_pct:.0f}% of peak: implausible (see the checks)"
+        else:
+            mbu = f" = {mt.mbu_pct:.0f}% of peak"
         parts.append(f"decode {bw / 1e9:.1f} GB/s{mbu}")
     if mt.roofline is not None and mt.roofline.gpm_dram_bw_util_pct is not None:
         parts.append(f"GPM DRAM {mt.roofline.gpm_dram_bw_util_pct:.0f}%")
@@ -153,18 +165,55 @@ def instance_table(solo: PhaseMetrics | None, coloc: PhaseMetrics | None) -> Tab
         table.add_column("p50 ratio", justify="right")
         table.add_column("p99 ratio", justify="right")
     for label, key in ROWS:
+        dists = [getattr(p.distributions, key) if p else None for p in (solo, coloc)]
+        if key == "ttfc_ms" and not any(dists):
+            continue
         row = [label]
-        for phase in (solo, coloc):
+        for phase, d in zip((solo, coloc), dists):
             if phase:
-                d = getattr(phase.distributions, key)
-                row += [_pm(d), _num(d.p50), _num(d.p99)]
+                row += [_pm(d), _num(d.p50 if d else None), _num(d.p99 if d else None)]
         if solo and coloc:
-            s, c = getattr(solo.distributions, key), getattr(coloc.distributions, key)
+            s, c = dists
             for q in ("p50", "p99"):
-                sv, cv = getattr(s, q), getattr(c, q)
+                sv, cv = getattr(s, q, None), getattr(c, q, None)
                 row.append(_ratio(cv / sv) if sv and cv is not None else "-")
         table.add_row(*row)
     return table
+
+
+def _ratio_text(r: Ratio) -> str:
+    text = escape(r.text())
+    if r.beyond_noise:
+        return f"[bold]{text}[/]"
+    return text
+
+
+def card_panel(c: Card) -> Panel:
+    """One co-located group's headline: scaling with interval and verdict, then one line per
+    instance (slowdowns with intervals, throughput, overlap, validity)."""
+    style = VERDICT_STYLE.get(c.verdict, "white")
+    lines = [f"[{style}]{escape(c.scaling_text())}[/]"]
+    for i in c.instances:
+        validity = " / ".join(f"{'[green]' if v == 'VALID' else '[red]'}{phase} {v}[/]"
+                              for phase, v in i.validity.items())
+        if i.excluded:
+            lines.append(f"  [bold]{escape(i.name)}[/]: [red]no partner under load: no slowdown[/]; {validity}")
+            continue
+        overlap = f"overlap {i.overlap_fraction * 100:.0f}%" if i.overlap_fraction is not None else "overlap -"
+        ratios = ", ".join(_ratio_text(r) for r in [*i.slowdowns, i.throughput])
+        lines.append(f"  [bold]{escape(i.name)}[/]: {ratios}; {overlap}; {validity}")
+    if c.verdict in ("inconclusive", "not judged") and c.sentence:
+        lines.append(f"[dim]  {escape(c.sentence)}[/]")
+    return Panel("\n".join(lines), title=escape(c.title), title_align="left", expand=False)
+
+
+def print_cards(summary: Summary, console: Console) -> None:
+    """The headline first: one card per co-located group (bold: beyond noise)."""
+    shown = cards(summary)
+    for c in shown[:MAX_CARDS]:
+        console.print(card_panel(c))
+    if len(shown) > MAX_CARDS:
+        console.print(f"[dim]  (+{len(shown) - MAX_CARDS} more co-located points: see the sweep table)[/]")
 
 
 def interference_table(point: Point) -> Table | None:
@@ -181,8 +230,17 @@ def interference_table(point: Point) -> Table | None:
                                                                       "e2el_p50", "e2el_p99")),
                       _num(solo.output_throughput if solo else None, 1),
                       _num(coloc.output_throughput if coloc else None, 1),
-                      ", ".join(k.upper() for k, v in s.beyond_noise.items() if v) or "none")
+                      ", ".join(_metric_label(k) for k, v in s.beyond_noise.items() if v)
+                      or ("none" if any(v is not None for v in s.beyond_noise.values()) else "no interval"))
     return table
+
+
+def _metric_label(key: str) -> str:
+    """`tpot_p50` -> `TPOT p50`, `output_throughput` -> `tok/s`."""
+    if key == "output_throughput":
+        return "tok/s"
+    metric, _, q = key.partition("_")
+    return f"{metric.upper().replace('E2EL', 'E2E')} {q}"
 
 
 def _fmt_axis(value: Any) -> str:
@@ -295,18 +353,36 @@ def print_findings(findings: list[Finding], console: Console, limit: int | None 
         if windows:
             console.print(f"    windows: {windows}{f' (+{more} more)' if more > 0 else ''} from each run's start",
                           style="dim")
-        evidence = ", ".join(f"{k}={_evidence(v)}" for k, v in f.evidence.items() if v is not None)
+        evidence = ", ".join(f"{k}={_evidence(v)}" for k, v in f.evidence.items() if v is not None and k != "table")
         console.print(f"    evidence: {escape(evidence)}", style="dim")
+        rows = f.evidence.get("table")
+        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+            console.print(evidence_table(rows))
         if f.recommendation:
             console.print(f"    do: {escape(f.recommendation)}")
 
 
 def _evidence(value: Any) -> str:
+    """An evidence value rounded for reading (three significant figures; the summary keeps all)."""
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_evidence(v)}" for k, v in value.items() if v is not None) + "}"
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(_evidence(v) for v in value[:8])
+        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
     return str(value)
+
+
+def evidence_table(rows: list[dict[str, Any]]) -> Table:
+    """A finding's evidence table (e.g. bandwidth alone and together against the peak)."""
+    table = Table(show_edge=False, header_style="dim bold", padding=(0, 1), pad_edge=False)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    for col in columns:
+        table.add_column(escape(col), justify="left" if col in ("instance", "phase") else "right")
+    for r in rows:
+        table.add_row(*(escape(_evidence(r.get(c))) if r.get(c) is not None else "-" for c in columns))
+    return table
 
 
 def _phase_lines(label: str, mt: PhaseMetrics) -> list[str]:
@@ -319,7 +395,8 @@ def _phase_lines(label: str, mt: PhaseMetrics) -> list[str]:
                      f"{_num(ol.p99_schedule_lag_ms, 3)} ms[/]")
     if mt.client and mt.backend == "openai":
         sources = ", ".join(f"{k} {v}" for k, v in (mt.token_count_source or {}).items())
-        lines.append(f"[dim]  {label} client: {_num((mt.client.cpu_util_max or 0) * 100, 0)}% of a core at most, "
+        rss = f", {_bytes(mt.client.rss_bytes_peak)} resident" if mt.client.rss_bytes_peak else ""
+        lines.append(f"[dim]  {label} client: {_num((mt.client.cpu_util_max or 0) * 100, 0)}% of a core at most{rss}, "
                      f"event-loop lag p99 {_num(mt.client.loop_lag_p99_ms)} ms, mean concurrency "
                      f"{_num(mt.mean_concurrency, 1)}, error rate {_num((mt.error_rate or 0) * 100, 1)}%; token "
                      f"counts from {sources or '-'}[/]")
@@ -350,8 +427,15 @@ def print_point(point: Point, console: Console) -> None:
             if line:
                 console.print(f"  {label} telemetry: {escape(line)}", style="dim")
         peaks = [f"{label} {_bytes(mt.peak_memory_bytes)}" for label, mt in phases if mt.peak_memory_bytes]
+        source = next((mt.memory_source for _, mt in phases if mt.memory_source), None)
         if peaks:
-            console.print(f"  peak memory: {', '.join(peaks)}", style="dim")
+            console.print(f"  peak memory: {', '.join(peaks)}" + (f" (the server's: {escape(source)})" if source else ""),
+                          style="dim")
+        elif facts.endpoint:
+            reason = next((mt.unmeasured.get("peak_memory_bytes") for _, mt in phases
+                           if mt.unmeasured.get("peak_memory_bytes")), None)
+            if reason:
+                console.print(f"  peak memory: unmeasured ({escape(reason)})", style="dim")
     table = interference_table(point)
     if table is not None:
         console.print()
@@ -363,11 +447,13 @@ def print_point(point: Point, console: Console) -> None:
                           f"{e.tokens_per_j:.1f} tokens/J ({e.method})")
     inter = point.interference
     if inter.throughput_scaling is not None:
-        console.print(f"aggregate throughput scaling: [bold]{inter.throughput_scaling:.2f}x[/] "
-                      f"(ideal {inter.ideal_scaling}x)")
+        iv = inter.throughput_scaling_interval
+        console.print(f"aggregate throughput scaling: [bold]{inter.throughput_scaling:.2f}x[/]"
+                      + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else " (no interval)") + f" (ideal {inter.ideal_scaling}x)")
 
 
 def print_summary(summary: Summary, console: Console) -> None:
+    print_cards(summary, console)
     if summary.is_sweep:
         print_sweep(summary, console)
         print_findings(summary.findings, console, limit=10)

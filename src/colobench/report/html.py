@@ -1,11 +1,14 @@
 """One self-contained `report.html` per run directory: opens offline (an air-gapped cluster), no CDN.
 
-plotly.js is embedded once, inline; each figure is a `<div>` with its data. Sections: a header
-card (devices, models, versions, validity), latency distributions per instance (solo against
-co-located: histograms and CDFs), throughput and scaling against the ideal, timelines (each
-request's latency over time for every instance on one axis, with device and host telemetry under
-it, and the findings' windows shaded), sweeps (throughput and latency against the swept value,
-with the bandwidth roofline), the findings, and the console tables.
+plotly.js is embedded once, inline; each figure is a `<div>` with its data. Sections, headline
+first: one card per co-located group (scaling with its interval and verdict, each instance's
+slowdowns with intervals, overlap and validity), the setup (devices, models, versions,
+validity), the metrics table, latency distributions per instance (solo against co-located:
+histograms and CDFs), throughput and scaling against the ideal, one timeline per point (every
+phase on one time axis: each request's TPOT and each token's ITL over time, the phases' windows
+marked, device and host telemetry under it, the findings' windows shaded), sweeps (throughput
+and latency against the swept value, with the bandwidth roofline) and the findings. Each
+instance keeps one colour in every figure; solo is drawn open or dashed, co-located filled.
 
 Large runs stay usable: histograms and CDFs are computed here (a few hundred numbers per
 series, whatever the request count) and timelines plot at most `MAX_POINTS` points per series,
@@ -17,23 +20,33 @@ specs restrict to [A-Za-z0-9._-], go into the figures' data.
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
 
 from colobench.analysis import metrics as m
-from colobench.analysis.model import Finding, Point, Summary
+from colobench.analysis.distribution import Distribution
+from colobench.analysis.model import Finding, PhaseMetrics, Point, Summary
 from colobench.analysis.telemetry import is_host
-from colobench.report.console import print_summary
 from colobench.records import instance_records
-from colobench.telemetry.replay import read_samples
+from colobench.report.cards import Card, Ratio, cards
+from colobench.report.console import _evidence
+from colobench.telemetry.replay import run_samples
 
 MAX_POINTS = 5000
 HIST_BINS = 60
-PHASE_COLOURS = {"solo": "#1f77b4", "colocated": "#d62728"}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+AGGREGATE_COLOUR = "#444444"
+FINDING_COLOUR = "#d62728"
+PHASE_DASH = {"solo": "dash", "colocated": "solid"}
+PHASE_OPACITY = {"solo": 0.45, "colocated": 0.85}
+
+
+def instance_colours(summary: Summary) -> dict[str, str]:
+    """One colour per instance name, the same in every figure of the report."""
+    names = list(dict.fromkeys(n for p in summary.points for n in p.instances))
+    return {n: PALETTE[k % len(PALETTE)] for k, n in enumerate(names)}
 
 
 def _e(text: Any) -> str:
@@ -56,7 +69,7 @@ def _run_records(run_dir: Path, run_id: str, name: str) -> list[Any]:
     return instance_records(run_dir / "runs" / run_id / "records", name)
 
 
-def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str) -> str:
+def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str, colour: str) -> str:
     """Histograms and CDFs of TTFT, TPOT and E2E latency, solo against co-located."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -87,30 +100,33 @@ def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str) -> str
                 continue
             counts, _ = np.histogram(x, bins=edges)
             centres = (edges[:-1] + edges[1:]) / 2
-            colour = PHASE_COLOURS.get(phase)
             fig.add_trace(go.Bar(x=centres, y=counts, name=phase, legendgroup=phase, showlegend=col == 1,
-                                 marker_color=colour, opacity=0.6), row=1, col=col)
+                                 marker_color=colour, opacity=PHASE_OPACITY.get(phase, 0.6)), row=1, col=col)
             qs = np.linspace(0, 100, 201)
             fig.add_trace(go.Scatter(x=np.percentile(x, qs), y=qs / 100, mode="lines", name=phase, legendgroup=phase,
-                                     showlegend=False, line={"color": colour}), row=2, col=col)
+                                     showlegend=False, line={"color": colour, "dash": PHASE_DASH.get(phase)}),
+                          row=2, col=col)
     fig.update_layout(barmode="overlay", height=560, title=f"{name}: latency, solo against co-located")
     return _fig_html(fig)
 
 
-def throughput_figure(point: Point) -> str:
+def throughput_figure(point: Point, colours: dict[str, str]) -> str:
     import plotly.graph_objects as go
 
     names = list(point.instances)
     fig = go.Figure()
     for phase in ("solo", "colocated"):
         fig.add_trace(go.Bar(x=names, y=[mt.output_throughput if (mt := point.metrics(phase, n)) else None
-                                         for n in names], name=phase, marker_color=PHASE_COLOURS[phase]))
+                                         for n in names], name=phase, marker_color=[colours[n] for n in names],
+                             opacity=PHASE_OPACITY[phase],
+                             marker_pattern_shape="/" if phase == "solo" else ""))
     inter = point.interference
     if inter.throughput_scaling is not None:
         solo = point.phases.get("solo", {})
         mean_solo = np.mean([v.output_throughput for v in solo.values() if v.output_throughput])
         coloc_total = sum(v.output_throughput or 0 for v in point.phases.get("colocated", {}).values())
-        fig.add_trace(go.Bar(x=["aggregate (co-located)"], y=[coloc_total], name="aggregate", marker_color="#9467bd"))
+        fig.add_trace(go.Bar(x=["aggregate (co-located)"], y=[coloc_total], name="aggregate",
+                             marker_color=AGGREGATE_COLOUR))
         fig.add_hline(y=mean_solo * inter.ideal_scaling, line_dash="dash",
                       annotation_text=f"ideal {inter.ideal_scaling}x solo", line_color="#2ca02c")
         fig.add_hline(y=mean_solo * 0.75 * inter.ideal_scaling, line_dash="dot",
@@ -120,33 +136,69 @@ def throughput_figure(point: Point) -> str:
     return _fig_html(fig)
 
 
-def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[Finding]) -> str:
-    """Per-request latency over time for every instance of one run, telemetry below, findings shaded."""
+def _point_samples(run_dir: Path, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Telemetry of a point's runs (interleaved runs share one file), each sample once, in time order."""
+    seen, out = set(), []
+    for run in runs:
+        for sample in run_samples(run_dir / "runs" / run["run_id"]):
+            key = (sample["t_ns"], sample["device"], sample.get("source"))
+            if key not in seen:
+                seen.add(key)
+                out.append(sample)
+    return sorted(out, key=lambda s: s["t_ns"])
+
+
+def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, findings: list[Finding],
+                    colours: dict[str, str]) -> str:
+    """Every phase of one point on one time axis: each request's TPOT (at its completion) and each
+    token's ITL, the phases' repetition windows marked, device and host telemetry below, the
+    findings' windows shaded."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    records = {i["name"]: m.measured(_run_records(run_dir, run["run_id"], i["name"])) for i in run["instances"]}
+    records = {(run["phase"], i["name"]): m.measured(_run_records(run_dir, run["run_id"], i["name"]))
+               for run in runs for i in run["instances"]}
     starts = [m.start_ns(r) for rs in records.values() for r in rs]
     if not starts:
         return "<p>no measured requests</p>"
     origin = min(starts)
-    samples = read_samples(run_dir / "runs" / run["run_id"] / "telemetry.jsonl")
-    device_samples = [s for s in samples if not is_host(s["device"])]
+    samples = _point_samples(run_dir, runs)
+    device_samples = [s for s in samples if not is_host(s["device"]) and not s["device"].startswith("server:")]
     host = [s for s in samples if is_host(s["device"])]
-    rows = 1 + (1 if device_samples else 0) + (1 if host else 0)
-    titles = ["request latency (E2E, by completion time)"] + (["device"] if device_samples else []) + (
-        ["host CPU %"] if host else [])
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.08,
-                        row_heights=[0.5] + [0.5 / max(1, rows - 1)] * (rows - 1))
+    rows = 2 + (1 if device_samples else 0) + (1 if host else 0)
+    titles = ["TPOT ms per request (at its completion)", "ITL ms per token"] + (
+        ["device"] if device_samples else []) + (["host CPU %"] if host else [])
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06,
+                        row_heights=[0.3, 0.3] + [0.4 / max(1, rows - 2)] * (rows - 2))
     note = ""
-    for name, rs in records.items():
-        x = [(r.done_ns - origin) / 1e9 for r in rs]
-        y = [m.e2el_ns(r) / 1e6 for r in rs]
-        x, y, cut = _downsample(x, y)
-        if cut:
-            note = f" (plotted {MAX_POINTS} evenly spaced points of {len(rs)}; statistics use all)"
-        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name=f"{name} E2E ms", marker={"size": 4}), row=1, col=1)
-    row = 2
+    for (phase, name), rs in records.items():
+        colour, label = colours.get(name, PALETTE[-1]), f"{name} {phase}"
+        symbol = "circle-open" if phase == "solo" else "circle"
+        pairs = [((r.done_ns - origin) / 1e9, t / 1e6) for r in rs if (t := m.tpot_ns(r)) is not None]
+        x, y, cut = _downsample([a for a, _ in pairs], [b for _, b in pairs])
+        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name=label, legendgroup=label,
+                                   marker={"size": 5, "color": colour, "symbol": symbol}), row=1, col=1)
+        gaps = [((r.token_ns[k] - origin) / 1e9, (r.token_ns[k] - r.token_ns[k - 1]) / 1e6)
+                for r in rs for k in range(1, len(r.token_ns))]
+        gx, gy, gcut = _downsample([a for a, _ in gaps], [b for _, b in gaps])
+        fig.add_trace(go.Scattergl(x=gx, y=gy, mode="markers", name=label, legendgroup=label, showlegend=False,
+                                   marker={"size": 3, "color": colour, "symbol": symbol, "opacity": 0.6}), row=2, col=1)
+        if cut or gcut:
+            note = f" (at most {MAX_POINTS} evenly spaced points per series; statistics use all)"
+    windows = [(f"{name} alone", colours.get(name, PALETTE[-1]), 0.07, mt.repetition_windows_ns)
+               for name, mt in point.phases.get("solo", {}).items()]
+    together = list(point.phases.get("colocated", {}).values())
+    if together:  # one band per co-located repetition: from the first instance's start to the last's end
+        per_rep = zip(*(mt.repetition_windows_ns for mt in together if mt.repetition_windows_ns))
+        windows.append(("together", AGGREGATE_COLOUR, 0.1, [(min(a for a, _ in ws), max(b for _, b in ws))
+                                                             for ws in per_rep]))
+    for label, colour, opacity, spans in windows:
+        for k, (a, b) in enumerate(spans):
+            extra = {"annotation_text": label, "annotation_position": "top left",
+                     "annotation_font_size": 10} if k == 0 else {}
+            fig.add_vrect(x0=(a - origin) / 1e9, x1=(b - origin) / 1e9, row=1, col=1, line_width=0,
+                          fillcolor=colour, opacity=opacity, **extra)
+    row = 3
     if device_samples:
         for device in sorted({s["device"] for s in device_samples}):
             rows_d = [s for s in device_samples if s["device"] == device]
@@ -165,15 +217,19 @@ def timeline_figure(run_dir: Path, run: dict[str, Any], findings: list[Finding])
         rows_h = [s for s in host if s["device"] == device]
         t = [(s["t_ns"] - origin) / 1e9 for s in rows_h]
         fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("cpu_pct") for s in rows_h], mode="lines",
-                                 name=f"{device} CPU %"), row=row, col=1)
+                                 name=f"{device} CPU %", line={"color": AGGREGATE_COLOUR}), row=row, col=1)
         for worker in sorted({w for s in rows_h for w in s["metrics"].get("workers", {})}):
+            name = next((n for n in colours if worker == n or worker.startswith(n + ".")), worker)
             fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("workers", {}).get(worker, {}).get("cpu_pct")
-                                             for s in rows_h], mode="lines", name=f"{worker} CPU %"), row=row, col=1)
-    for w in (w for f in findings for w in f.windows if w.run_id == run["run_id"]):
-        fig.add_vrect(x0=(w.start_ns - origin) / 1e9, x1=(w.end_ns - origin) / 1e9, fillcolor="#ff7f0e",
-                      opacity=0.15, line_width=0)
-    fig.update_layout(height=260 + 180 * rows, title=f"timeline: {run['run_id']}{note}")
-    fig.update_xaxes(title_text="seconds from the run's first request", row=rows, col=1)
+                                             for s in rows_h], mode="lines", name=f"{worker} CPU %",
+                                     line={"color": colours.get(name, PALETTE[-1]), "dash": "dot"}), row=row, col=1)
+    run_ids = {run["run_id"] for run in runs}
+    for w in (w for f in findings for w in f.windows if w.run_id in run_ids):
+        fig.add_vrect(x0=(w.start_ns - origin) / 1e9, x1=(w.end_ns - origin) / 1e9, fillcolor=FINDING_COLOUR,
+                      opacity=0.12, line_width=0)
+    title = f"timeline{': point ' + point.id if point.id else ''}, every phase on one axis{note}"
+    fig.update_layout(height=320 + 170 * rows, title=title)
+    fig.update_xaxes(title_text="seconds from the point's first request", row=rows, col=1)
     return _fig_html(fig)
 
 
@@ -238,10 +294,18 @@ def _findings_html(findings: list[Finding]) -> str:
     items = []
     for f in findings:
         windows = ", ".join(f"{w.start_s:.2f}-{w.end_s:.2f} s ({w.run_id})" for w in f.windows[:5])
-        evidence = ", ".join(f"{_e(k)}={_e(v)}" for k, v in f.evidence.items() if v is not None)
+        evidence = ", ".join(f"{_e(k)}={_e(_evidence(v))}" for k, v in f.evidence.items()
+                             if v is not None and k != "table")
+        table = f.evidence.get("table")
+        table_html = ""
+        if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+            cols = list(dict.fromkeys(k for r in table for k in r))
+            table_html = ("<table class='evidence'><tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>"
+                          + "".join("<tr>" + "".join(f"<td>{_e(_evidence(r.get(c))) if r.get(c) is not None else '-'}"
+                                                     "</td>" for c in cols) + "</tr>" for r in table) + "</table>")
         items.append(f"<li class='sev-{_e(f.severity)}'><b>{_e(f.severity)}</b> {_e(f.title)}"
                      f"{' [' + _e(f.point) + ']' if f.point else ''}<br><small>windows: {_e(windows or '-')}"
-                     f"<br>evidence: {evidence}</small><br>do: {_e(f.recommendation)}</li>")
+                     f"<br>evidence: {evidence}</small>{table_html}<br>do: {_e(f.recommendation)}</li>")
     return "<ol>" + "".join(items) + "</ol>"
 
 
@@ -276,18 +340,78 @@ def _header(manifest: dict[str, Any], summary: Summary) -> str:
             f"<h3>validity</h3><ul>{''.join(verdicts)}</ul>{'<ul>' + problems + '</ul>' if problems else ''}</div>")
 
 
-def console_tables_html(summary: Summary) -> str:
-    """The console output, rendered by rich into escaped HTML."""
-    console = Console(record=True, width=170, file=io.StringIO(), force_terminal=False)
-    print_summary(summary, console)
-    return console.export_html(inline_styles=True, code_format="<pre class='tables'>{code}</pre>")
+def _ratio_html(r: Ratio) -> str:
+    text = _e(r.text())
+    return f"<b>{text}</b>" if r.beyond_noise else text
+
+
+def cards_html(all_cards: list[Card], colours: dict[str, str]) -> str:
+    """The headline: one card per co-located group (bold: beyond noise)."""
+    out = []
+    for c in all_cards:
+        verdict = {"ok": "ok", "bottleneck": "bad"}.get(c.verdict, "warn")
+        lines = []
+        for i in c.instances:
+            validity = " / ".join(f"<span class='{'ok' if v == 'VALID' else 'bad'}'>{_e(ph)} {_e(v)}</span>"
+                                  for ph, v in i.validity.items())
+            swatch = f"<span class='swatch' style='background:{colours.get(i.name, PALETTE[-1])}'></span>"
+            if i.excluded:
+                lines.append(f"<li>{swatch}<b>{_e(i.name)}</b>: <span class='bad'>no partner under load: no "
+                             f"slowdown</span>; {validity}</li>")
+                continue
+            overlap = f"overlap {i.overlap_fraction * 100:.0f}%" if i.overlap_fraction is not None else "overlap -"
+            ratios = ", ".join(_ratio_html(r) for r in [*i.slowdowns, i.throughput])
+            lines.append(f"<li>{swatch}<b>{_e(i.name)}</b>: {ratios}; {overlap}; {validity}</li>")
+        why = f"<p><small>{_e(c.sentence)}</small></p>" if c.verdict in ("inconclusive", "not judged") else ""
+        out.append(f"<div class='card headline'><h2>{_e(c.title)}</h2><p class='{verdict} big'>{_e(c.scaling_text())}"
+                   f"</p><ul>{''.join(lines)}</ul>{why}</div>")
+    return "".join(out)
+
+
+def _cell(d: Distribution | None) -> str:
+    if d is None or not d.count:
+        return "-"
+    spread = f" ± {d.std:.3g}" if d.count > 1 else ""
+    return f"{d.mean:.3g}{spread}<br><small>p50 {d.p50:.3g}, p99 {d.p99:.3g}</small>"
+
+
+def _throughput_cell(mt: PhaseMetrics) -> str:
+    if mt.output_throughput is None:
+        return "-"
+    reps = mt.repetition_stats.summary("output_throughput") if mt.repetition_stats is not None else None
+    if reps is None or reps.ci95_low is None:
+        return f"{mt.output_throughput:.4g}"
+    return f"{mt.output_throughput:.4g}<br><small>[{reps.ci95_low:.4g}, {reps.ci95_high:.4g}]</small>"
+
+
+def metrics_table_html(summary: Summary, colours: dict[str, str]) -> str:
+    """Every instance-phase's headline metrics (mean ± std over requests, p50, p99; throughput
+    as tokens over time with the 95% interval from the repetitions) and validity."""
+    head = ("<tr>" + ("<th>point</th>" if summary.is_sweep else "")
+            + "<th>instance</th><th>phase</th><th>TTFT ms</th><th>TPOT ms</th><th>ITL ms</th><th>E2E ms</th>"
+              "<th>output tok/s</th><th>reps</th><th>validity</th></tr>")
+    rows = []
+    for p in summary.points:
+        for phase, name, mt in p.rows():
+            v = mt.validity
+            verdict = (f"<span class='{'ok' if v.verdict == 'VALID' else 'bad'}'>{_e(v.verdict)}</span>"
+                       f"<br><small>{_e('; '.join(v.reasons))}</small>" if v is not None else "-")
+            swatch = f"<span class='swatch' style='background:{colours.get(name, PALETTE[-1])}'></span>"
+            d = mt.distributions
+            rows.append("<tr>" + (f"<td>{_e(p.id)}</td>" if summary.is_sweep else "")
+                        + f"<td>{swatch}{_e(name)}</td><td>{_e(phase)}</td><td>{_cell(d.ttft_ms)}</td>"
+                          f"<td>{_cell(d.tpot_ms)}</td><td>{_cell(d.itl_ms)}</td><td>{_cell(d.e2el_ms)}</td>"
+                          f"<td>{_throughput_cell(mt)}</td><td>{mt.repetitions}</td><td>{verdict}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}
 .card{background:#f6f8fa;border:1px solid #ddd;border-radius:8px;padding:12px 20px;margin-bottom:16px}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}
 .ok{color:#2a7}.bad{color:#c33}.sev-high b{color:#c33}.sev-medium b{color:#c80}.sev-low b{color:#38c}
-pre.tables{font-size:11px;overflow-x:auto;background:#fff;border:1px solid #eee;padding:8px}
+.warn{color:#c80}.big{font-size:18px;font-weight:600}.headline{background:#fff;border-width:2px}
+.swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:5px}
+table.evidence td,table.evidence th{font-size:12px;padding:1px 6px}
 h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}"""
 
 
@@ -296,21 +420,24 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
     from plotly.offline import get_plotlyjs
 
     plan = manifest["plan"]
-    parts = [_header(manifest, summary)]
+    colours = instance_colours(summary)
+    parts = [cards_html(cards(summary), colours), _header(manifest, summary),
+             "<h2>metrics</h2>", metrics_table_html(summary, colours)]
     if summary.is_sweep:
         parts += ["<h2>sweep</h2>", sweep_figure(summary)]
     for p in summary.points:
         runs = [r for r in plan["runs"] if r.get("point", "") == p.id]
         parts.append(f"<h2>point {_e(p.id)}</h2>" if summary.is_sweep else "<h2>latency: solo against co-located</h2>")
         for name in p.instances:
-            parts.append(latency_figures(run_dir, runs, name))
+            parts.append(latency_figures(run_dir, runs, name, colours.get(name, PALETTE[-1])))
         if not summary.is_sweep:
-            parts += ["<h2>throughput</h2>", throughput_figure(p)]
+            parts += ["<h2>throughput</h2>", throughput_figure(p, colours)]
     parts.append("<h2>timelines</h2>")
-    for run in plan["runs"]:
-        parts.append(timeline_figure(run_dir, run, summary.findings))
+    for p in summary.points:
+        runs = [r for r in plan["runs"] if r.get("point", "") == p.id]
+        parts.append(timeline_figure(run_dir, runs, p, summary.findings, colours))
     parts += ["<h2>quality</h2>", _quality_html(summary)]
-    parts += ["<h2>findings</h2>", _findings_html(summary.findings), "<h2>tables</h2>", console_tables_html(summary)]
+    parts += ["<h2>findings</h2>", _findings_html(summary.findings)]
     title = _e(f"colobench report: {summary.experiment}")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>{title}</title><style>{STYLE}</style>"
@@ -325,7 +452,8 @@ def write_report(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> P
     return path
 
 
-def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[dict[str, Any]], runs: list[str]) -> str:
+def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[dict[str, Any]], runs: list[str],
+                    sentences: list[str]) -> str:
     """An offline page with the comparison table and a chart of the ratios."""
     import plotly.graph_objects as go
     from plotly.offline import get_plotlyjs
@@ -342,4 +470,5 @@ def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[d
     runs_html = "".join(f"<li>run {k + 1}: {_e(r)}</li>" for k, r in enumerate(runs))
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>colobench comparison</title>"
             f"<style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<h1>colobench comparison</h1><ul>{runs_html}</ul>{_fig_html(fig)}{table}</body></html>")
+            f"<h1>colobench comparison</h1><ul>{runs_html}</ul>"
+            + "".join(f"<p><b>{_e(x)}</b></p>" for x in sentences) + f"{_fig_html(fig)}{table}</body></html>")

@@ -3,7 +3,16 @@
 `colobench fake-server --port 8000 --ttft-ms 50 --itl-ms 10 --jitter-ms 2 --error-rate 0.01`
 
 It serves `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (streaming
-Server-Sent Events or not) and `GET /metrics` (Prometheus text). Every request produces exactly
+Server-Sent Events or not), `POST /tokenize` (vLLM's shape: `{"count", "tokens",
+"max_model_len"}`; off with `--no-tokenize`) and `GET /metrics` (Prometheus text, with the
+process's own `process_resident_memory_bytes` as real servers export it).
+
+Its tokenizer is a stand-in with real tokenizers' awkward properties: a word costs one token per
+four characters (so "between" is two), and a chat prompt costs 3 template tokens per message plus
+1 for the generation prompt, so a prompt of N words is not N tokens and only a client that asks
+`/tokenize` gets exact lengths. With `--reasoning-tokens K` a chat stream's first K tokens are
+reasoning (`delta.reasoning_content`, or the field `--reasoning-field` names), as vLLM's
+reasoning parsers send them. Every request produces exactly
 `max_tokens` tokens (`max_completion_tokens` for chat): the first after `ttft_ms`, then one chunk
 every `itl_ms` (each +- up to `jitter_ms`), timed against absolute targets so delays do not
 accumulate. It reproduces what real servers differ in, so clients can be tested against all of
@@ -27,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -55,6 +66,9 @@ class FakeServerConfig:
     trace: bool = False  # keep (received, content chunk send times) per stream for GET /colobench/trace
     traces: list[list[int]] = field(default_factory=list)
     seed: int | None = None
+    tokenize: bool = True  # serve POST /tokenize
+    reasoning_tokens: int = 0  # chat: the first this many tokens of a stream are reasoning
+    reasoning_field: str = "reasoning_content"
     counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "tokens": 0})
 
 
@@ -62,13 +76,26 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> we
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
 
+CHAT_TOKENS_PER_MESSAGE = 3
+CHAT_GENERATION_PROMPT_TOKENS = 1
+CHARS_PER_TOKEN = 4
+MAX_MODEL_LEN = 4096
+
+
+def count_tokens(text: str) -> int:
+    """The fake tokenizer: one token per four characters of each word (rounded up)."""
+    return sum(math.ceil(len(w) / CHARS_PER_TOKEN) for w in text.split())
+
+
 def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
     if chat:
-        return sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
+        messages = body.get("messages") or []
+        return (sum(count_tokens(str(m.get("content", ""))) + CHAT_TOKENS_PER_MESSAGE for m in messages)
+                + CHAT_GENERATION_PROMPT_TOKENS)
     prompt = body.get("prompt", "")
     if isinstance(prompt, list):
         return len(prompt)
-    return len(str(prompt).split())
+    return count_tokens(str(prompt))
 
 
 class FakeOpenAIServer:
@@ -82,6 +109,8 @@ class FakeOpenAIServer:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_get("/metrics", self.metrics)
+        if self.config.tokenize:
+            app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/colobench/trace", self.trace)
         return app
 
@@ -103,8 +132,18 @@ class FakeOpenAIServer:
         return web.json_response({"object": "list", "data": [
             {"id": m, "object": "model", "created": 0, "owned_by": "colobench"} for m in self.config.models]})
 
+    async def tokenize(self, request: web.Request) -> web.Response:
+        """vLLM's /tokenize: a `prompt` or `messages` (chat template applied) counted."""
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, "body is not JSON")
+        n = _prompt_tokens(body, "messages" in body)
+        return web.json_response({"count": n, "max_model_len": MAX_MODEL_LEN, "tokens": list(range(100, 100 + n))})
+
     async def metrics(self, request: web.Request) -> web.Response:
         c = self.config.counters
+        rss = _resident_bytes()
         text = (
             "# HELP fake_requests_total Requests received.\n# TYPE fake_requests_total counter\n"
             f"fake_requests_total {c['requests']}\n"
@@ -112,6 +151,8 @@ class FakeOpenAIServer:
             f"fake_errors_total {c['errors']}\n"
             "# HELP fake_generation_tokens_total Tokens generated.\n# TYPE fake_generation_tokens_total counter\n"
             f"fake_generation_tokens_total {c['tokens']}\n"
+            + ("# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+               f"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n" if rss else "")
         )
         return web.Response(text=text, content_type="text/plain")
 
@@ -169,11 +210,12 @@ class FakeOpenAIServer:
         obj = "chat.completion.chunk" if chat else "text_completion"
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-        def chunk(text: str | None, finish: str | None = None, role: bool = False) -> dict[str, Any]:
+        def chunk(text: str | None, finish: str | None = None, role: bool = False,
+                  reasoning: bool = False) -> dict[str, Any]:
             if chat:
                 delta: dict[str, Any] = {"role": "assistant"} if role else {}
                 if text is not None:
-                    delta["content"] = text
+                    delta[cfg.reasoning_field if reasoning else "content"] = text
                 choice = {"index": 0, "delta": delta, "finish_reason": finish}
             else:
                 choice = {"index": 0, "text": text or "", "finish_reason": finish}
@@ -210,7 +252,10 @@ class FakeOpenAIServer:
                     await asyncio.sleep(cfg.stall_s)
                     return response
             k = min(cfg.tokens_per_chunk, n - sent)
-            await send(chunk(" tok" * k))
+            reasoning = chat and sent < cfg.reasoning_tokens
+            if reasoning:
+                k = min(k, cfg.reasoning_tokens - sent)  # a chunk is reasoning or answer, never both
+            await send(chunk(" tok" * k, reasoning=reasoning))
             if trace is not None:
                 trace.append(time.perf_counter_ns())
             sent += k
@@ -231,6 +276,15 @@ class FakeOpenAIServer:
         if trace is not None:
             cfg.traces.append(trace)
         return response
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident set (Linux), as prometheus_client's process collector reports it."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def serve(config: FakeServerConfig, host: str = "127.0.0.1", port: int = 8000, ready: Any = None) -> None:

@@ -217,6 +217,9 @@ class _EndpointFields(_Frozen):
     stall_timeout_s: float = Field(60.0, gt=0)
     metrics_url: str | None = knob(None, help="endpoints: scrape the server's /metrics before and after each run",
                                    flag="--scrape-metrics", parse="auto", panel="endpoints", backends=("openai",))
+    server_pid: int | None = knob(None, help="endpoints: the server's process id (a server on this host), to sample "
+                                  "its memory", flag="--server-pid", parse="int", metavar="PID", panel="endpoints",
+                                  backends=("openai",), gt=0)
     client_processes: int = knob(1, help="endpoints: load-generator processes", flag="--client-processes",
                                  parse="int", metavar="N", panel="endpoints", backends=("openai",), gt=0)
 
@@ -421,8 +424,14 @@ class ExperimentKnobs(_Frozen):
                      flag="--name", metavar="NAME", panel="output")
     scenario: str | None = knob(None, help="short, long, mixed, peak, or one defined in the file", flag="--scenario",
                                 short="-s", metavar="NAME", panel="workload", axis=True, id_style="value")
-    repetitions: int = knob(3, help="measured windows per run, for confidence intervals", flag="--repetitions",
-                            parse="int", metavar="N", panel="workload", axis=True, abbrev="reps", gt=0)
+    repetitions: int = knob(5, help="measured windows per run: the unit of every interval (at least 3 for one)",
+                            flag="--repetitions", parse="int", metavar="N", panel="workload", axis=True, abbrev="reps",
+                            gt=0)
+    order: Literal["interleaved", "phase-major"] = knob(
+        "interleaved", help="interleaved: every repetition runs each solo baseline, then all together, with every "
+        "instance loaded throughout (drift spreads over all phases); phase-major: all solo repetitions of each "
+        "instance, then the co-located ones, each phase in its own processes (a partner is not even loaded)",
+        flag="--order", panel="workload")
     cache_dir: str | None = knob(None, help="where presets are built (default $COLOBENCH_CACHE or ~/.cache/colobench)",
                                  flag="--cache-dir", metavar="DIR", panel="output")
 

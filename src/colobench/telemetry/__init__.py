@@ -11,6 +11,7 @@ from colobench.telemetry.ascend import DcmiSampler, NpuSmiSampler
 from colobench.telemetry.base import SamplerUnavailable, TelemetryRecorder
 from colobench.telemetry.host import HostSampler
 from colobench.telemetry.nvml import NvmlSampler
+from colobench.telemetry.server import ServerSampler, ServerSource
 
 
 class FirstAvailable:
@@ -42,9 +43,23 @@ class FirstAvailable:
             self.chosen.stop()
 
 
-def make_samplers(devices: list[str], pids: Callable[[], dict[str, int]], spec: Any) -> list[Any]:
-    """Host sampler always; NVML for CUDA devices; DCMI or npu-smi for Ascend devices."""
+def server_sources(instances: list[Any]) -> dict[str, ServerSource]:
+    """The endpoints among some resolved instances whose server's memory can be sampled."""
+    out = {}
+    for inst in instances:
+        ep = getattr(inst, "endpoint", None)
+        if ep is not None and (ep.server_pid or ep.metrics_url):
+            out[inst.name] = ServerSource(ep.server_pid, ep.metrics_url)
+    return out
+
+
+def make_samplers(devices: list[str], pids: Callable[[], dict[str, int]], spec: Any,
+                  servers: dict[str, ServerSource] | None = None) -> list[Any]:
+    """Host sampler always; NVML for CUDA devices; DCMI or npu-smi for Ascend devices; the
+    servers of endpoint instances (their memory) when they can be seen."""
     samplers: list[Any] = [HostSampler(pids, spec.host_interval_s)]
+    if servers:
+        samplers.append(ServerSampler(servers, max(spec.host_interval_s, 1.0)))
     cuda = sorted({int(d.split(":")[1]) for d in devices if d.startswith("cuda:")})
     npu = sorted({int(d.split(":")[1]) for d in devices if d.startswith("npu:")})
     if cuda:
@@ -55,4 +70,5 @@ def make_samplers(devices: list[str], pids: Callable[[], dict[str, int]], spec: 
     return samplers
 
 
-__all__ = ["FirstAvailable", "SamplerUnavailable", "TelemetryRecorder", "make_samplers"]
+__all__ = ["FirstAvailable", "SamplerUnavailable", "ServerSource", "TelemetryRecorder", "make_samplers",
+           "server_sources"]

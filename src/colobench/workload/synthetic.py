@@ -15,7 +15,7 @@ needed. The same seed always gives the same requests, in every process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,12 +30,16 @@ class Request:
     output_tokens: int
     text: str | None = None  # text prompt (HTTP backends)
     messages: tuple[dict[str, str], ...] | None = None  # chat prompt (HTTP backends)
+    prompt_target: int | None = None  # synthetic text: the prompt length asked for, in tokens
 
     @property
     def prompt_len(self) -> int:
-        """Prompt length in tokens when known (token ids), else in words (text)."""
+        """Prompt length in tokens when known (token ids, or a synthetic text's target), else in
+        words (text from a file)."""
         if self.prompt:
             return len(self.prompt)
+        if self.prompt_target is not None:
+            return self.prompt_target
         if self.text is not None:
             return len(self.text.split())
         return sum(len(m["content"].split()) for m in self.messages or ())
@@ -95,17 +99,54 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
 
 
 # Common English words, most of which are one token in every mainstream tokenizer, so a synthetic
-# text prompt of N words is close to N tokens (exact counts come from the server's usage).
+# text prompt of N words is close to N tokens. Close is not exact: with a tokenizer at hand (the
+# instance's `tokenizer`, or the server's /tokenize) prompts are fitted to the exact length.
 WORDS = ("the of and to in is was for that on as with by at from his an were are which this be or "
          "has had not but one all new more time first two may some than other also been into only "
          "its after these over most year who can when would there many made people state world such "
          "some city while part where between both system under during each well back long found work").split()
+SHORT_WORDS = ("the", "of", "and", "to", "in", "is", "on", "as", "at", "by")  # one token nearly everywhere
+FIT_ROUNDS = 6
+
+TokenCounter = Callable[[list[str]], list[int]]
+
+
+def fit_prompts(words: list[list[str]], targets: list[int], count: TokenCounter,
+                rng: np.random.Generator) -> tuple[list[str], list[int]]:
+    """Texts whose token counts (as `count` says: the server's tokenizer, chat template included)
+    equal their targets: words are dropped while a prompt is too long (each costs at least one
+    token) and short one-token words added while it is too short, in rounds, every prompt of a
+    round counted in one call. A target the tokenizer cannot reach (below a chat template's own
+    tokens) keeps its nearest text. Returns the texts and their final counts."""
+    texts = [" ".join(w) for w in words]
+    counts = list(count(texts))
+    for _ in range(FIT_ROUNDS):
+        todo = [k for k in range(len(words)) if counts[k] != targets[k]]
+        if not todo:
+            break
+        moved = []
+        for k in todo:
+            d = targets[k] - counts[k]
+            if d < 0 and words[k]:
+                del words[k][max(0, len(words[k]) + d):]
+            elif d > 0:
+                words[k] += rng.choice(SHORT_WORDS, size=d).tolist()
+            else:
+                continue  # too long with no words left: the template alone is longer
+            moved.append(k)
+        if not moved:
+            break
+        for k, c in zip(moved, count([" ".join(words[k]) for k in moved])):
+            texts[k], counts[k] = " ".join(words[k]), c
+    return texts, counts
 
 
 def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed: int,
-                        text_pool: list[dict[str, Any]] | None = None) -> list[Request]:
+                        text_pool: list[dict[str, Any]] | None = None,
+                        counter: TokenCounter | None = None) -> list[Request]:
     """Requests with text prompts for HTTP backends: from `text_pool` (`{"text"}` / `{"messages"}`
-    entries, seeded order) or synthetic sentences of about `prompt_tokens` words."""
+    entries, seeded order) or synthetic sentences of `prompt_tokens` tokens: fitted exactly with
+    `counter`, else of as many words (the server's usage then says how close that came)."""
     rng = np.random.default_rng(seed)
     outputs = sample_lengths(output_tokens, count, rng)
     requests = []
@@ -116,12 +157,11 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
             messages = tuple(item["messages"]) if item.get("messages") else None
             requests.append(Request(k, (), int(outputs[k]), text=item.get("text"), messages=messages))
         return requests
-    lengths = sample_lengths(prompt_tokens, count, rng)
+    lengths = [int(n) for n in sample_lengths(prompt_tokens, count, rng)]
     words = np.array(WORDS)
-    for k in range(count):
-        text = " ".join(words[rng.integers(0, len(words), size=int(lengths[k]))])
-        requests.append(Request(k, (), int(outputs[k]), text=text))
-    return requests
+    drawn = [words[rng.integers(0, len(words), size=n)].tolist() for n in lengths]
+    texts = fit_prompts(drawn, lengths, counter, rng)[0] if counter is not None and count else [" ".join(w) for w in drawn]
+    return [Request(k, (), int(outputs[k]), text=texts[k], prompt_target=lengths[k]) for k in range(count)]
 
 
 def static_batches(requests: list[Request], batch_size: int, warmup: bool = False) -> list[Batch]:

@@ -6,6 +6,7 @@ Thresholds are named constants at the top; each detector's docstring says what i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,9 @@ BANDWIDTH_NEAR_PEAK_PCT = 80.0
 OVERLAP_MIN_FRACTION, OVERLAP_OVER_CHANCE = 0.5, 2.0
 HOST_BOUND_STEP_GROWTH, HOST_BOUND_LOW_MBU_PCT, HOST_BOUND_LOW_UTIL_PCT = 1.15, 50.0, 50.0
 WORKER_PEGGED_PCT = 90.0
+OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|\bMemoryError\b|oom-kill", re.IGNORECASE)
+OUTSIDE_BUSY_PCT = 50.0  # processes outside the run together taking half a core or more
+HOST_BUSY_PCT = 80.0
 WARMUP_OUTLIER_RATIO = 3.0
 CLOCK_DROP_FRACTION = 0.8
 MEMORY_FULL_FRACTION = 0.95
@@ -73,15 +77,14 @@ class PointData:
 
 
 def _window(p: PhaseData) -> list[list[int]]:
-    w = p.metrics.window_ns
-    return [list(w)] if w else []
+    """The phase's measured windows (one per repetition; interleaved with other phases' windows)."""
+    if p.metrics.repetition_windows_ns:
+        return [list(w) for w in p.metrics.repetition_windows_ns]
+    return [list(p.metrics.window_ns)] if p.metrics.window_ns else []
 
 
 def _device_samples(p: PhaseData) -> list[dict[str, Any]]:
-    w = p.metrics.window_ns
-    if not w:
-        return []
-    return [s for s in p.samples if s["device"] == p.device and w[0] <= s["t_ns"] <= w[1]]
+    return [s for s in p.samples if s["device"] == p.device and any(a <= s["t_ns"] <= b for a, b in _window(p))]
 
 
 def _slow_steps(p: PhaseData) -> list[list[int]]:
@@ -130,21 +133,67 @@ def bandwidth_contention(point: PointData) -> list[Finding]:
     return out
 
 
-def compute_contention(point: PointData) -> list[Finding]:
-    """One instance's prefill windows line up with the other's slow decode steps: at least half of
-    the slow steps overlap a prefill, and at least twice as often as chance would give."""
+def bandwidth_near_peak(point: PointData) -> list[Finding]:
+    """Memory bandwidth at `BANDWIDTH_NEAR_PEAK_PCT` of the device's peak or more: one instance
+    alone, or the instances of the co-located run on one device together. The evidence is the
+    table inference engineers build by hand: each instance's bandwidth alone and together, the
+    sum, and the peak with its source."""
     out = []
-    coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
+    by_device: dict[str, list[PhaseData]] = {}
+    for p in point.phases.values():
+        if p.metrics.mbu_pct is not None:
+            by_device.setdefault(p.device, []).append(p)
+    for device, phases in by_device.items():
+        solo = [p for p in phases if p.phase == "solo"]
+        coloc = [p for p in phases if p.phase == "colocated"]
+        together = sum(p.metrics.mbu_pct for p in coloc) if len(coloc) > 1 else None
+        worst_alone = max((p.metrics.mbu_pct for p in solo), default=None)
+        if max(together or 0, worst_alone or 0) < BANDWIDTH_NEAR_PEAK_PCT:
+            continue
+        peak = coloc[0].metrics.roofline.peak if coloc else solo[0].metrics.roofline.peak
+        rows = [{"instance": p.name, "phase": p.phase, "bandwidth_gb_s": round(p.metrics.achieved_bandwidth_bytes_s / 1e9, 2),
+                 "mbu_pct": round(p.metrics.mbu_pct, 1)} for p in solo + coloc]
+        if together is not None:
+            rows.append({"instance": "together", "phase": "colocated",
+                         "bandwidth_gb_s": round(sum(p.metrics.achieved_bandwidth_bytes_s for p in coloc) / 1e9, 2),
+                         "mbu_pct": round(together, 1)})
+        worst = max(together or 0, worst_alone or 0)
+        parts = []
+        if together is not None:
+            parts.append(f"together {together:.0f}% (" + ", ".join(f"{p.name} {p.metrics.mbu_pct:.0f}%" for p in coloc)
+                         + ")")
+        if solo:
+            parts.append("alone " + ", ".join(f"{p.name} {p.metrics.mbu_pct:.0f}%" for p in solo))
+        note = "; above 100% cannot be memory traffic (see the implausible check)" if worst > 100 else ""
+        source = peak.source if peak is not None else ""
+        anchor = (coloc or solo)[0]
+        out.append(anchor.finding(
+            "bandwidth_near_peak", "high" if worst >= 95 else "medium",
+            f"memory bandwidth near the peak of {device} ({peak.memory_bandwidth_gb_s:,.1f} GB/s, {source}): "
+            + "; ".join(parts) + note,
+            {"peak_gb_s": peak.memory_bandwidth_gb_s if peak else None, "peak_source": source,
+             "threshold_pct": BANDWIDTH_NEAR_PEAK_PCT, "table": rows},
+            [w for p in solo + coloc for w in _window(p)], worst / 100))
+    return out
+
+
+def compute_contention(point: PointData) -> list[Finding]:
+    """One instance's prefill windows line up with the other's slow decode steps on a shared
+    accelerator: at least half of the slow steps overlap a prefill, and at least twice as often as
+    chance would give. (Instances sharing host cores compete for CPU: `cpu_contention`.)"""
+    out = []
+    coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated" and kind_of(p.device).accelerator]
     for victim in coloc:
         slow = _slow_steps(victim)
-        if len(slow) < 5 or not victim.metrics.window_ns:
+        windows = _window(victim)
+        if len(slow) < 5 or not windows:
             continue
-        w0, w1 = victim.metrics.window_ns
+        span = sum(w1 - w0 for w0, w1 in windows)
         for culprit in coloc:
             if culprit is victim:
                 continue
             prefill = merge_windows([[m.start_ns(r), r.token_ns[0]] for r in culprit.records])
-            covered = sum(max(0, min(b, w1) - max(a, w0)) for a, b in prefill) / max(1, w1 - w0)
+            covered = sum(max(0, min(b, w1) - max(a, w0)) for a, b in prefill for w0, w1 in windows) / max(1, span)
             hits = [s for s in slow if any(a < s[1] and s[0] < b for a, b in prefill)]
             fraction = len(hits) / len(slow)
             if fraction >= OVERLAP_MIN_FRACTION and fraction >= OVERLAP_OVER_CHANCE * covered:
@@ -161,8 +210,10 @@ def compute_contention(point: PointData) -> list[Finding]:
 
 
 def cpu_contention(point: PointData) -> list[Finding]:
-    """Workers fighting over host cores: load average above the core count during a phase, or
-    co-located CPU workers asking for more threads than there are cores."""
+    """Workers fighting over host cores: load average above the core count during a phase,
+    co-located CPU workers asking for more threads than there are cores, or processes outside the
+    run taking `OUTSIDE_BUSY_PCT` of a core or more while the host is busy (named: a CPU hog
+    explains slow steps that would otherwise be blamed on the partner)."""
     out = []
     coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
     host_compute = [p for p in coloc if not kind_of(p.device).accelerator and kind_of(p.device).visible]
@@ -170,15 +221,23 @@ def cpu_contention(point: PointData) -> list[Finding]:
     for p in point.phases.values():
         host = p.metrics.host
         load = host.load_1m.mean if host is not None and host.load_1m else None
+        busy = host.cpu_pct.mean if host is not None and host.cpu_pct else None
+        others = host.others if host is not None else []
+        outside = sum(o.cpu_pct for o in others)
         over_threads = p.phase == "colocated" and p in host_compute and threads > p.logical_cores
-        if (load is not None and load > p.logical_cores) or over_threads:
-            out.append(p.finding(
-                "cpu_contention", "medium",
-                f"CPU contention on the host: load {load or 0:.1f} on {p.logical_cores} cores"
-                + (f", {threads} worker threads" if over_threads else ""),
-                {"load_1m": load, "logical_cores": p.logical_cores, "worker_threads": threads if over_threads else None,
-                 "host_cpu_pct": host.cpu_pct.mean if host is not None and host.cpu_pct else None},
-                _window(p), (load or threads) / max(1, p.logical_cores)))
+        hog = outside >= OUTSIDE_BUSY_PCT and busy is not None and busy >= HOST_BUSY_PCT
+        if not ((load is not None and load > p.logical_cores) or over_threads or hog):
+            continue
+        named = ", ".join(f"{o.name} (pid {o.pid}, {o.cpu_pct:.0f}% of a core)" for o in others[:3])
+        out.append(p.finding(
+            "cpu_contention", "high" if outside >= 100 else "medium",
+            f"CPU contention on the host: load {load or 0:.1f} on {p.logical_cores} cores"
+            + (f", {threads} worker threads" if over_threads else "")
+            + (f"; outside the run: {named}" if others else ""),
+            {"load_1m": load, "logical_cores": p.logical_cores, "worker_threads": threads if over_threads else None,
+             "host_cpu_pct": busy, "outside_cpu_pct": outside or None,
+             "outside_processes": [o.model_dump() for o in others] or None},
+            _window(p), max((load or threads) / max(1, p.logical_cores), outside / 100)))
     return out
 
 
@@ -253,12 +312,15 @@ def throttling(p: PhaseData) -> list[Finding]:
                        "slow_steps_in_windows": len(in_windows)}, windows, len(flagged))]
 
 
-def memory_pressure(p: PhaseData, worker_reason: str | None) -> list[Finding]:
-    """Device memory at 95% or more of its total, or an out-of-memory failure."""
+def memory_pressure(p: PhaseData, worker_reason: str | None, log_text: str = "") -> list[Finding]:
+    """Device memory at 95% or more of its total, or an out-of-memory failure with evidence: an
+    out-of-memory error in a request, in the worker's reason for stopping, or in its log. A worker
+    killed by a signal is not out of memory by that alone (kill -9 looks the same)."""
     out = []
     telemetry = p.metrics.device_telemetry
     used, total = (telemetry.mem_used_bytes_peak, telemetry.mem_total_bytes) if telemetry else (None, None)
-    oom_texts = [e for e in list(p.metrics.errors) + [worker_reason or ""] if "memory" in e.lower()]
+    oom_texts = [e for e in list(p.metrics.errors) + [worker_reason or ""] if OOM.search(e)]
+    oom_texts += [line.strip()[:200] for line in log_text.splitlines() if OOM.search(line)][:3]
     if used and total and used >= MEMORY_FULL_FRACTION * total:
         out.append(p.finding("memory_pressure", "medium", f"{p.device} memory at {used / total * 100:.0f}% of "
                              f"{total / 2**30:.0f} GiB", {"peak_used_bytes": used, "total_bytes": total},
@@ -287,10 +349,21 @@ def input_length_variance(p: PhaseData) -> list[Finding]:
                       {"r2": r2, "e2el_cv_pct": y.std() / y.mean() * 100}, _window(p), r2)]
 
 
+def _own_admissions(p: PhaseData) -> list[list[int]]:
+    """When the instance's own requests were admitted (each request's prefill, [start, first
+    token]): under continuous batching the decode step that admits a request is slower, so a
+    closed loop's own request waves recur at its request period and are not stalls."""
+    if p.metrics.load_model == "static":
+        return []
+    return merge_windows([[m.start_ns(r), r.token_ns[0]] for r in p.records + p.warmup if r.token_ns])
+
+
 def periodic_stalls(p: PhaseData) -> list[Finding]:
     """Slow steps recurring at a fixed period (interval cv <= 0.25), or lining up with Python GC
-    pauses recorded in the worker."""
-    slow = _slow_steps(p)
+    pauses recorded in the worker; steps that admitted one of the instance's own requests are
+    left out (they recur at the workload's own period)."""
+    own = _own_admissions(p)
+    slow = [s for s in _slow_steps(p) if not any(a < s[1] and s[0] < b for a, b in own)]
     if len(slow) < MIN_STALLS:
         return []
     starts = np.array(sorted(s[0] for s in slow), dtype=np.float64)

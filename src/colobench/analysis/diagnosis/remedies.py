@@ -17,6 +17,11 @@ REMEDIES: dict[tuple[str, str], str] = {
     ("bandwidth_contention", "*"): (
         "The instances share a memory-bandwidth ceiling: smaller weights (INT8), one batched instance, or "
         "separate devices."),
+    ("bandwidth_near_peak", "*"): (
+        "Decode is close to the memory-bandwidth ceiling: tokens/s cannot grow much further on this device. Fewer "
+        "bytes per step (INT8/FP8 weights, a smaller KV cache: shorter contexts or grouped-query models), more "
+        "requests per step (larger batches share one read of the weights), or separate devices for co-located "
+        "instances."),
     ("compute_contention", "npu"): (
         "One instance's prefill stalls the other's decode steps. Cap prompt chunks (chunked prefill), separate "
         "prefill-heavy and decode-heavy services onto different NPUs, or stagger long prompts."),

@@ -10,13 +10,13 @@ from colobench.analysis.diagnosis import detectors as d
 from colobench.analysis.diagnosis.findings import rank
 from colobench.analysis.model import Check, Finding, InstanceFacts, Point
 from colobench.records import RequestRecord, instance_records, read_jsonl
-from colobench.telemetry.replay import read_samples
+from colobench.telemetry.replay import run_samples
 
 
 def _phase_data(run_dir: Path, point: Point, run: dict[str, Any], cores: int,
                 loaded: dict[tuple[str, str], list[RequestRecord]]) -> dict[tuple[str, str], d.PhaseData]:
     rdir = run_dir / "runs" / run["run_id"]
-    samples = read_samples(rdir / "telemetry.jsonl")
+    samples = run_samples(rdir)
     records_by_name = {}
     for inst in run["instances"]:
         cached = loaded.get((run["run_id"], inst["name"]))
@@ -42,6 +42,14 @@ def _phase_data(run_dir: Path, point: Point, run: dict[str, Any], cores: int,
     return out
 
 
+def _log(run_dir: Path, run_id: str, name: str) -> str:
+    """The tail of an instance's worker logs in a run (where an out-of-memory message would be)."""
+    folder = run_dir / "runs" / run_id / "logs"
+    if not folder.is_dir():
+        return ""
+    return "".join(f.read_text(errors="replace")[-20_000:] for f in sorted(folder.glob(f"{name}*.log")))
+
+
 def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: list[Check], cores: int,
              loaded: dict[tuple[str, str], list[RequestRecord]] | None = None) -> list[Finding]:
     """All findings of a run directory, one per cause, ranked."""
@@ -56,12 +64,14 @@ def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: l
         datas.append(data)
     findings: list[Finding] = []
     for point, data in zip(points, datas):
-        findings += d.bandwidth_contention(data) + d.compute_contention(data) + d.cpu_contention(data)
+        findings += d.bandwidth_contention(data) + d.bandwidth_near_peak(data) + d.compute_contention(data)
+        findings += d.cpu_contention(data)
         findings += d.client_bound(data)
         for (_, name), p in data.phases.items():
             worker = point.runs[p.run_id].workers.get(name) if p.run_id in point.runs else None
             findings += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p)
-            findings += d.memory_pressure(p, worker.reason if worker else None) + d.input_length_variance(p)
+            findings += d.memory_pressure(p, worker.reason if worker else None, _log(run_dir, p.run_id, name))
+            findings += d.input_length_variance(p)
             findings += d.periodic_stalls(p)
     findings += d.host_bound_sweep(datas)
     return rank(findings)

@@ -1,0 +1,127 @@
+"""One instance's load, window by window: what the worker asks of the load generators.
+
+A driver is built once per worker from the instance's workload: its requests (token ids, or text
+for a server), the warm-up requests, the static batches or the open-loop schedule. Each measured
+window then runs the workload's measured quota (`measured`); in a co-located window an instance
+that finishes its quota early keeps the same load on, unmeasured (`filler`, records marked
+`load_only`), until every partner has finished too, so the partners' measured requests always
+see the same interference. A duration-bounded workload cycles its requests until time is up.
+
+Why the filler matters: two instances with unlike workloads (the `mixed` scenario: short and long
+prompts) finish their quotas at very different times; without it the slower one runs its last
+requests alone and its "co-located" latency understates the interference.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+from colobench import aio
+from colobench.clock import now_ns
+from colobench.loadgen import streaming
+from colobench.loadgen.recorder import Recorder
+from colobench.loadgen.static import run_static
+from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
+from colobench.workload.synthetic import Request, build_requests, build_text_requests, static_batches
+
+WARMUP_SEED_OFFSET = 1_000_003
+FILLER_SEED_OFFSET = 2_000_003
+OPEN_LOOP_WARMUP_REQUESTS = 4
+FILLER_SCHEDULE_FACTOR = 50  # a filler schedule this many times the measured one (it stops long before)
+
+
+def split(total: int, part: tuple[int, int]) -> int:
+    """Part k of n's share of `total` (concurrency) when split as evenly as possible."""
+    k, n = part
+    return total // n + (1 if k < total % n else 0)
+
+
+class LoadDriver:
+    """The requests and the load model of one worker (client process `part` of its instance)."""
+
+    def __init__(self, backend: Any, workload: Any, parallel: int, pool: list[Any] | None,
+                 part: tuple[int, int] = (0, 1), shared_start: Any = None):
+        wl = self.wl = workload
+        self.backend, self.load, self.shared_start = backend, wl.load_model, shared_start
+        if self.load == "open":
+            count = count_for_duration(wl.rate, wl.duration_s) if wl.duration_s else wl.requests
+        else:
+            # a duration-bounded run cycles through a pool of requests until time is up
+            count = wl.requests if not wl.duration_s else max(wl.requests, 4 * parallel)
+        self.raised_to = None
+        if self.load != "open" and count < parallel and "max" in (wl.batch_size, wl.concurrency):
+            count = self.raised_to = parallel  # "max" means a full batch (or full concurrency) at least once
+        n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
+            min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if self.load == "open" else parallel)
+        self.measured_requests = self._requests(count, wl.seed, pool)
+        self.warmup_requests = self._requests(n_warm, wl.seed + WARMUP_SEED_OFFSET, pool)
+        self.parallel = parallel
+        k, n = part
+        if n > 1:  # client process k of n: every n-th request of the one schedule, its share of slots
+            self.measured_requests = self.measured_requests[k::n]
+            self.warmup_requests = self.warmup_requests[k::n]
+            self.parallel = max(1, split(parallel, part))
+        self.offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()[k::n] \
+            if self.load == "open" else []
+        self.part = part
+        self.batches = static_batches(self.measured_requests, self.parallel) if self.load == "static" else []
+
+    def _requests(self, count: int, seed: int, pool: list[Any] | None) -> list[Request]:
+        wl = self.wl
+        if not self.backend.vocab_size:  # a server takes text and tokenises it
+            return build_text_requests(count, wl.prompt_tokens, wl.output_tokens, seed, pool,
+                                       getattr(self.backend, "count_prompt_tokens", None))
+        return build_requests(count, wl.prompt_tokens, wl.output_tokens, self.backend.vocab_size, seed, pool)
+
+    @property
+    def max_request_tokens(self) -> int:
+        return max((r.prompt_len + r.output_tokens for r in self.measured_requests + self.warmup_requests), default=1)
+
+    def warmup(self, recorder: Recorder) -> None:
+        """Warm-up requests (compilation, allocator growth, caches): recorded, never counted."""
+        if self.load == "static":
+            run_static(self.backend, static_batches(self.warmup_requests, self.parallel, warmup=True), recorder)
+        elif self.warmup_requests:
+            aio.run(streaming.closed_loop(self.backend, iter(self.warmup_requests),
+                                          min(self.parallel, len(self.warmup_requests)), recorder))
+
+    def measured(self, recorder: Recorder, on_done: Callable[[int], None], lags: list[int],
+                 on_error: Callable[[], None] | None = None) -> None:
+        """One window's measured quota: every request once, or until the duration is up."""
+        wl = self.wl
+        deadline = now_ns() + int(wl.duration_s * 1e9) if wl.duration_s and self.load != "open" else None
+        until = (lambda: now_ns() >= deadline) if deadline else None
+        if self.load == "static":
+            source = itertools.cycle(self.batches) if deadline else self.batches
+            run_static(self.backend, source, recorder, until, on_batch=on_done, on_error=on_error)
+        elif self.load == "closed":
+            source = itertools.cycle(self.measured_requests) if deadline else iter(self.measured_requests)
+            aio.run(streaming.with_loop_monitor(
+                streaming.closed_loop(self.backend, source, self.parallel, recorder, until, on_done=on_done), lags))
+        else:
+            cap = self.parallel if wl.concurrency is not None else None
+            start = self.shared_start.value if self.shared_start is not None and self.shared_start.value else None
+            aio.run(streaming.with_loop_monitor(
+                streaming.open_loop(self.backend, self.measured_requests, self.offsets, recorder, cap,
+                                    on_done=on_done, start_ns=start), lags))
+
+    def filler(self, recorder: Recorder, until: Callable[[], bool], lags: list[int],
+               on_error: Callable[[], None] | None = None) -> None:
+        """The same load, unmeasured, until `until()` says every partner has finished."""
+        if until():
+            return
+        if self.load == "static":
+            run_static(self.backend, itertools.cycle(self.batches), recorder, until, on_error=on_error)
+        elif self.load == "closed":
+            aio.run(streaming.with_loop_monitor(streaming.closed_loop(
+                self.backend, itertools.cycle(self.measured_requests), self.parallel, recorder, until), lags))
+        else:
+            wl, (k, n) = self.wl, self.part
+            count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
+            offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness,
+                                        wl.seed + FILLER_SEED_OFFSET).tolist()[k::n]
+            requests = [r for _, r in zip(offsets, itertools.cycle(self.measured_requests))]
+            cap = self.parallel if wl.concurrency is not None else None
+            aio.run(streaming.with_loop_monitor(
+                streaming.open_loop(self.backend, requests, offsets, recorder, cap, until=until), lags))
