@@ -40,7 +40,7 @@ def test_solo_run(tmp_path: Path, cache_dir: Path):
     assert manifest["plan"]["runs"][0]["instances"][0]["cpu_threads"] >= 1
     assert manifest["devices"]["cpu"]["kind"] == "cpu"
     records = list(read_jsonl(run_dir / "runs" / "solo-tiny" / "records" / "tiny.jsonl"))
-    measured = [r for r in records if not r["warmup"]]
+    measured = [r for r in records if not r["warmup"] and not r["load_only"]]
     assert len(measured) == 8 and len(records) == 10  # 2 reps x 4, plus one warm-up batch of 2
     assert all(len(r["token_ns"]) == 8 and r["token_ns"] == sorted(r["token_ns"]) for r in measured)
     assert all(isinstance(r["submit_ns"], int) and r["submit_ns"] < r["token_ns"][0] for r in measured)
@@ -119,9 +119,9 @@ def test_killed_worker_keeps_partner_records(tmp_path: Path, cli_env: dict, cach
     assert victim["status"] == "died" and "SIGKILL" in victim["reason"]
     assert summary["runs"]["colocated"]["workers"]["partner"]["status"] == "completed"
     partner = summary["phases"]["colocated"]["partner"]  # every record kept; the overlap counts
-    assert sum(1 for r in read_jsonl(victim_records.with_name("partner.jsonl")) if not r["warmup"]) == 120
+    assert sum(1 for r in read_jsonl(victim_records.with_name("partner.jsonl")) if not r["warmup"] and not r["load_only"]) == 120
     assert partner["completed"] + partner["outside_overlap"] == 120 and partner["outside_overlap"] > 0
-    kept = [r for r in read_jsonl(victim_records) if not r["warmup"]]
+    kept = [r for r in read_jsonl(victim_records) if not r["warmup"] and not r["load_only"]]
     assert 5 <= len(kept) < 120
     victim = summary["phases"]["colocated"]["victim"]
     assert victim["completed"] + victim["outside_overlap"] == len(kept)
@@ -221,8 +221,8 @@ def test_checkpoint_folder_and_per_instance_workloads(tmp_path: Path, cache_dir:
     facts = point.instances
     assert facts["my-checkpoint"].model == str(ckpt) and facts["my-checkpoint"].preset is None
     records = tmp_path / "run" / "runs" / "colocated" / "records"
-    a = [r for r in read_jsonl(records / "my-checkpoint.jsonl") if not r["warmup"]]
-    b = [r for r in read_jsonl(records / "tiny.jsonl") if not r["warmup"]]
+    a = [r for r in read_jsonl(records / "my-checkpoint.jsonl") if not r["warmup"] and not r["load_only"]]
+    b = [r for r in read_jsonl(records / "tiny.jsonl") if not r["warmup"] and not r["load_only"]]
     assert {r["prompt_tokens"] for r in a} == {8} and {r["batch_size"] for r in a} == {1}
     assert {r["prompt_tokens"] for r in b} == {24} and {r["batch_size"] for r in b} == {3}
     assert all(r["output_tokens"] == 4 for r in a + b)
@@ -243,7 +243,8 @@ def test_worker_failing_to_load_is_recorded_and_partner_runs(tmp_path: Path):
     assert runs["solo-broken"].status == "failed"
     assert result.summary.point().metrics("colocated", "fine").completed == 8
     assert any("broken failed" in p for p in result.summary.problems)
-    log = (tmp_path / "run" / "runs" / "colocated" / "logs" / "broken.log").read_text()
+    # one worker per instance for its whole group: its log starts in its first run's folder
+    log = (tmp_path / "run" / "runs" / "solo-broken" / "logs" / "broken.log").read_text()
     assert "Traceback" in log and "simulated load failure" in log
 
 
@@ -281,3 +282,30 @@ def test_usage_errors_have_no_traceback(tmp_path: Path, cli_env: dict, args, fra
     proc = run_cli(args, cli_env, tmp_path, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     assert fragment in proc.stderr + proc.stdout
+
+
+def test_planted_interference_with_a_longer_partner(tmp_path: Path):
+    """Two fake instances on one shared (fake) device, each twice as slow while the other is busy;
+    the partner's workload is three times longer. Every measured co-located request of both ran
+    with the other under load (the short one keeps its load on, unmeasured, until the long one is
+    done), so both slowdowns are the planted 2x. Sleep-based: bounds are wide, the 2x is not."""
+    device = tmp_path / "device"
+    shared = {"ttft_ms": 10, "tpot_ms": 10, "contention": 2.0, "shared_device": str(device)}
+    spec = experiment_from_dict({
+        "instances": [{**_fake("short", **shared), "workload": {"requests": 6}},
+                      {**_fake("long", **shared), "workload": {"requests": 18}}],
+        "workload": {"output_tokens": 6, "batch_size": 1}, "repetitions": 3}, "test")
+    summary = api.run_experiment(spec, out=tmp_path / "run").summary
+    point = summary.point()
+    for name in ("short", "long"):
+        coloc = point.metrics("colocated", name)
+        assert coloc.overlap_fraction > 0.9 and not coloc.partner_absent
+        slowdown = point.interference.slowdown[name]
+        assert 1.6 < slowdown.tpot_p50 < 2.4, (name, slowdown)
+        low, high = slowdown.intervals["tpot_p50"]
+        assert low > 1.3 and slowdown.beyond_noise["tpot_p50"]
+    filler = [r for r in read_jsonl(tmp_path / "run" / "runs" / "colocated" / "records" / "short.jsonl")
+              if r.get("load_only")]
+    assert filler  # the short instance kept its load on while the long one finished
+    assert point.interference.throughput_scaling < 1.3  # two instances at half speed: about 1x together
+    assert not list(device.iterdir())  # every busy mark cleared

@@ -260,9 +260,9 @@ def test_killed_actor_keeps_partner_records(tmp_path: Path, cli_env: dict, cache
     assert victim["status"] == "died" and victim["reason"].startswith("actor died"), victim
     assert summary["runs"]["colocated"]["workers"]["partner"]["status"] == "completed"
     partner = summary["phases"]["colocated"]["partner"]  # every record kept; the overlap counts
-    assert sum(1 for r in read_jsonl(victim_records.with_name("partner.jsonl")) if not r["warmup"]) == 120
+    assert sum(1 for r in read_jsonl(victim_records.with_name("partner.jsonl")) if not r["warmup"] and not r["load_only"]) == 120
     assert partner["completed"] + partner["outside_overlap"] == 120 and partner["outside_overlap"] > 0
-    kept = [r for r in read_jsonl(victim_records) if not r["warmup"]]
+    kept = [r for r in read_jsonl(victim_records) if not r["warmup"] and not r["load_only"]]
     assert 6 <= len(kept) < 120
     victim = summary["phases"]["colocated"]["victim"]
     assert victim["completed"] + victim["outside_overlap"] == len(kept)
@@ -330,7 +330,7 @@ def test_ctrl_c_stops_the_actors_and_keeps_what_was_measured(tmp_path: Path, cli
     while Path(f"/proc/{pid}").exists() and time.monotonic() < gone:
         time.sleep(0.1)
     assert not Path(f"/proc/{pid}").exists(), "the actor outlived the interrupted run"
-    kept = [r for r in read_jsonl(records) if not r["warmup"]]
+    kept = [r for r in read_jsonl(records) if not r["warmup"] and not r["load_only"]]
     assert 0 < len(kept) < 400
     assert written(out)["phases"]["solo"]["tiny"]["completed"] == len(kept)
 

@@ -69,7 +69,7 @@ def test_instances_on_two_nodes_and_a_node_that_dies(tmp_path: Path, cli_env: di
     assert workers["b"]["status"] == "died" and workers["b"]["reason"].startswith("actor died"), workers["b"]
     a = summary["phases"]["colocated"]["a"]  # every record kept; only the overlap with b counts
     assert workers["a"]["status"] == "completed" and a["completed"] + a["outside_overlap"] == 120
-    kept = [r for r in read_jsonl(b_records) if not r["warmup"]]
+    kept = [r for r in read_jsonl(b_records) if not r["warmup"] and not r["load_only"]]
     assert 6 <= len(kept) < 120 and summary["phases"]["colocated"]["b"]["completed"] + summary["phases"]["colocated"]["b"]["outside_overlap"] == len(kept)
 
     state = json.loads((out / "runs" / "colocated" / "run.json").read_text())

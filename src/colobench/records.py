@@ -23,6 +23,12 @@ import numpy as np
 import orjson
 
 
+# A worker that finishes its co-located quota waits this long for its partners before it starts
+# filler load (a filler batch would delay the next window); the analysis tolerates that much of a
+# request outside the overlap. One constant for both sides.
+FILLER_GRACE_NS = 5_000_000
+
+
 @dataclass
 class RequestRecord:
     instance: str

@@ -26,11 +26,13 @@ from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import (LATENCY_METRICS, ClientLoad, Distributions, OpenLoop, PhaseMetrics,
                                       RepetitionStats)
-from colobench.records import RequestRecord, read_jsonl
+from colobench.records import FILLER_GRACE_NS, RequestRecord, read_jsonl
 
 NS_TO_MS = 1e-6
-OVERLAP_SLACK_NS = 2_000_000  # instances start a window within microseconds of each other, not at once
-OVERLAP_MIN_SHARE = 0.95  # a request counts when every partner was under load for this much of it
+# instances start a window within a millisecond of each other (a loaded host: a few), and a worker
+# that finished its quota waits FILLER_GRACE_NS before filling: that much may fall outside
+OVERLAP_SLACK_NS = FILLER_GRACE_NS + 1_000_000
+OVERLAP_MIN_SHARE = 0.90  # or: every partner was under load for this much of the request
 
 
 def _mean(values: list[float | None]) -> float | None:

@@ -44,12 +44,13 @@ from colobench.devices import get_device
 from colobench.errors import error_text
 from colobench.loadgen.capacity import max_parallel_requests
 from colobench.loadgen.driver import LoadDriver
+from colobench.records import FILLER_GRACE_NS
 from colobench.loadgen.recorder import Recorder
 from colobench.plan import ResolvedInstance
 from colobench.records import RecordWriter, save_probe
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-STOP_GRACE_S = 0.005  # a worker that just finished its quota waits this long for the stop before filling
+STOP_GRACE_S = FILLER_GRACE_NS / 1e9  # a worker that just finished its quota waits this long before filling
 SPIN_NS = 1_000_000
 
 
@@ -273,6 +274,7 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
         run_id, rep = window["run_id"], window["repetition"]
         if run_id != current:
             log_to(runs_dir / run_id, key)
+            print(f"[colobench] worker {key} pid {os.getpid()} (loaded in {current}) now measures {run_id}", flush=True)
             current = run_id
         if device is not None:
             device.reset_peak_memory()

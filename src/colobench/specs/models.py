@@ -200,6 +200,9 @@ class FakeTimings(_Frozen):
     fail_batches: list[int] = Field(default_factory=list, description="measured batch ids that raise (fault tests)")
     fail_load: bool = Field(False, description="raise while loading (fault tests)")
     fail_above_batch: int | None = Field(None, gt=0, description="batches larger than this raise out of memory")
+    contention: float = Field(1.0, ge=1.0, description="TTFT and TPOT times this while another fake instance on "
+                                                       "the same shared_device is busy (planted interference)")
+    shared_device: str | None = Field(None, description="a folder: fake instances naming the same one contend")
 
 
 class _EndpointFields(_Frozen):

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Every GPU figure docs/benchmarks.md is missing, on a CUDA machine, in under 8 minutes:
+#   copy bandwidth and matmul rate (devices --probe); MBU of the llama-3.2-1b preset at batch 1
+#   and 8, eager and compiled, with NVML GPM's measured DRAM bandwidth beside the modelled one;
+#   the int8 / bf16 ratio with its quality check (when optimum-quanto is importable); a
+#   co-located pair on one card with scaling and energy per token.
+# Runs from the source tree (PYTHONPATH=src); optional dependencies stay optional.
+#   benchmarks/gpu.sh                         # cuda:0, llama-3.2-1b
+#   DEVICE=cpu MODEL=tiny benchmarks/gpu.sh   # the same steps on a CPU (checks the script itself)
+set -u
+cd "$(dirname "$0")/.."
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH}
+PY=${PYTHON:-python}
+DEVICE=${DEVICE:-cuda:0}
+MODEL=${MODEL:-llama-3.2-1b}
+DTYPE=${DTYPE:-bfloat16}
+OUT=${OUT:-/tmp/colobench-gpu}
+export COLOBENCH_CACHE=${COLOBENCH_CACHE:-$OUT/cache}
+mkdir -p "$OUT"
+start=$(date +%s)
+step() { echo; echo "== $1 (t+$(( $(date +%s) - start )) s)"; }
+run() {  # a run bounded in time, so one slow step cannot eat the others' budget
+  local limit=$1; shift
+  timeout "$limit" "$PY" -m colobench run "$@" > "$OUT/$(basename "${@: -1}").log" 2>&1
+  local rc=$?
+  [ $rc -le 1 ] || echo "   (exit $rc; see $OUT/$(basename "${@: -1}").log)"
+  tail -n 25 "$OUT/$(basename "${@: -1}").log" | grep -v '^{' | tail -n 12
+}
+
+step "environment"
+"$PY" -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+"$PY" -c "import pynvml; pynvml.nvmlInit(); print('nvml', pynvml.nvmlSystemGetDriverVersion())" 2>/dev/null || echo "nvml: not importable"
+
+step "devices --probe (copy bandwidth, matmul)"
+timeout 120 "$PY" -m colobench devices --probe | grep -v '^{'
+
+common=(-m "$MODEL" -d "$DEVICE" --dtype "$DTYPE" -p 128 -n 64 --repetitions 3)
+step "MBU: batch 1 and 8, eager and compiled (solo)"
+run 210 "${common[@]}" -b 1,8 --graph eager,compiled -r 6 -o "$OUT/mbu"
+
+if "$PY" -c "import optimum.quanto" 2>/dev/null; then
+  step "int8 against $DTYPE (weight-only, optimum-quanto), with the quality check"
+  run 90 "${common[@]}" -b 8 --quantization none,int8 -r 4 -o "$OUT/int8"
+  INT8="$OUT/int8"
+else
+  step "int8: skipped (optimum-quanto is not importable here; carry its wheel to measure it)"
+  INT8=""
+fi
+
+step "co-located pair on one card: scaling and energy per token"
+run 120 -m "$MODEL" -m "$MODEL" -d "$DEVICE" --dtype "$DTYPE" -p 128 -n 64 -b 8 -r 6 --repetitions 5 -o "$OUT/pair"
+
+step "figures (markdown rows for docs/benchmarks.md)"
+"$PY" benchmarks/gpu_figures.py "$OUT/mbu" ${INT8:+"$INT8"} "$OUT/pair"
+echo "total: $(( $(date +%s) - start )) s"
