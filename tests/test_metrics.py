@@ -128,6 +128,9 @@ def test_one_stability_threshold_everywhere():
 
     assert (THRESHOLDS.stable_cv, THRESHOLDS.acceptable_cv) == (0.05, 0.10)
     assert [stability_band(cv) for cv in (0.04, 0.05, 0.10, 0.11)] == ["stable", "acceptable", "acceptable", "unstable"]
+    # above 10% but within what 5 repetitions can tell apart from 10%: inconclusive, not INVALID
+    assert [stability_band(cv, 5) for cv in (0.12, 0.15, 0.16)] == ["inconclusive", "inconclusive", "unstable"]
+    assert stability_band(0.12, 50) == "unstable"
     (check,) = [c for c in phase_checks("", "solo", "a", _phase(1, 1, 1, tpot_cv=0.08), []) if c.kind == "stability"]
     assert check.threshold == THRESHOLDS.acceptable_cv and check.verdict == "acceptable"
 

@@ -12,9 +12,10 @@ Per instance-phase (from its records and metrics):
   `min_requests_for_p99` makes the p99 shown close to the maximum (a warning);
 - `warmup`: no warm-up request; the first requests then include compilation and allocator growth;
 - `stability`: how much the headline latency (TPOT, else end-to-end) moves from one repetition
-  to the next: the coefficient of variation of the repetitions' means (below 3 repetitions, of
-  the requests, said so): below `stable_cv` stable, up to `acceptable_cv` acceptable, above
-  unstable (INVALID): the next run would not give the same answer;
+  to the next: the coefficient of variation of the repetitions' means (not judged below 3
+  repetitions, said so): below `stable_cv` stable, up to `acceptable_cv` acceptable, above it
+  unstable (INVALID: the next run would not give the same answer) when even the cv's 95% lower
+  bound over that few repetitions is above it, else inconclusive (a warning: near the threshold);
 - `jitter`: the spread of the headline latency over requests (std/mean above `jitter_cv`, the
   check inference engineers make by hand): a property of the system, shown, never INVALID;
 - `steady_state`: the last third of the requests (in time order) differs from the first third
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colobench.analysis import metrics as m
-from colobench.analysis.distribution import MIN_REPETITIONS
+from colobench.analysis.distribution import MIN_REPETITIONS, spread_lower_bound
 from colobench.analysis.model import Check, Interference, Level, Phase, PhaseMetrics, Subject, Validity
 from colobench.records import RequestRecord
 
@@ -92,10 +93,16 @@ def _check(kind: str, subject: Subject, verdict: str, level: Level, sentence: st
                  sentence=sentence)
 
 
-def stability_band(cv: float | None, t: Thresholds = THRESHOLDS) -> str | None:
+def stability_band(cv: float | None, n: int | None = None, t: Thresholds = THRESHOLDS) -> str | None:
+    """stable / acceptable / unstable by the repetitions' cv; above `acceptable_cv` but not surely
+    (its lower confidence bound over `n` repetitions is not above it): inconclusive."""
     if cv is None:
         return None
-    return "stable" if cv < t.stable_cv else "acceptable" if cv <= t.acceptable_cv else "unstable"
+    if cv < t.stable_cv:
+        return "stable"
+    if cv <= t.acceptable_cv:
+        return "acceptable"
+    return "unstable" if n is None or spread_lower_bound(cv, n) > t.acceptable_cv else "inconclusive"
 
 
 def thirds_trend(values: list[float], min_values: int = THRESHOLDS.trend_min_values) -> tuple[float, float] | None:
@@ -137,8 +144,14 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
                           "no warm-up: the first requests include compilation and allocator growth", 0, 1))
     head = headline(mt)
     cv, reps = stability_cv(mt)
-    band = stability_band(cv, t)
-    if band is not None:
+    band = stability_band(cv, reps, t)
+    if band == "inconclusive":
+        out.append(_check("stability", s, band, "warning",
+                          f"{head.upper()} moves {cv * 100:.1f}% between its {reps} repetitions, above the "
+                          f"{t.acceptable_cv * 100:.0f}% acceptable, but {reps} repetitions cannot tell it from "
+                          f"{spread_lower_bound(cv, reps) * 100:.1f}% (95% bound): inconclusive, more repetitions "
+                          "would decide", cv, t.acceptable_cv))
+    elif band is not None:
         out.append(_check("stability", s, band, "invalid" if band == "unstable" else "ok",
                           f"{head.upper()} moves {cv * 100:.1f}% between its {reps} repetitions (stable below "
                           f"{t.stable_cv * 100:.0f}%, acceptable to {t.acceptable_cv * 100:.0f}%)", cv, t.acceptable_cv))
@@ -342,8 +355,8 @@ def _scaling_check(s: Subject, inter: Interference, phases: dict[str, dict[str, 
 def validity(mt: PhaseMetrics, checks: list[Check]) -> Validity:
     """A phase's verdict from its checks: INVALID when any of them is."""
     head = headline(mt)
-    cv, _ = stability_cv(mt)
+    cv, reps = stability_cv(mt)
     return Validity(verdict="INVALID" if any(c.level == "invalid" for c in checks) else "VALID",
-                    stability=stability_band(cv), headline=head, cv_pct=cv * 100 if cv is not None else None,
+                    stability=stability_band(cv, reps), headline=head, cv_pct=cv * 100 if cv is not None else None,
                     reasons=[c.sentence for c in checks if c.level == "invalid"],
                     warnings=[c.sentence for c in checks if c.level == "warning"])
