@@ -30,7 +30,7 @@ def main(paths: list[str]) -> None:
         for point in summary.points:
             for phase, name, mt in point.rows():
                 reps = mt.repetition_stats.summary("output_throughput") if mt.repetition_stats else None
-                ci = f" [{reps.ci95_low:.4g}, {reps.ci95_high:.4g}]" if reps is not None and reps.ci95_low else ""
+                ci = f" [{reps.ci95_low:.4g}, {reps.ci95_high:.4g}]" if reps is not None and reps.ci95_low is not None else ""
                 roof = mt.roofline
                 gpm = roof.gpm_dram_bw_util_pct if roof is not None else None
                 agree = "-" if roof is None or roof.gpm_agrees is None else ("yes" if roof.gpm_agrees else "NO")

@@ -59,3 +59,8 @@ def test_welch_matches_scipy():
     assert cmp.p_value == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
     assert cmp.ratio == pytest.approx(np.mean(b) / np.mean(a)) and cmp.low < cmp.ratio < cmp.high
     assert welch(Distribution.of_repetitions(a[:2]), Distribution.of_repetitions(b)) is None  # too few
+
+
+def test_repetition_interval_of_a_rate_never_goes_below_zero():
+    d = Distribution.of_repetitions([100.0, 900.0, 150.0])  # three windows far apart
+    assert d.ci95_low == 0.0 and d.ci95_high > 900

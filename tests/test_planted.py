@@ -284,3 +284,25 @@ def test_closed_loop_admissions_are_not_periodic_stalls():
     assert d.periodic_stalls(_phase_data(mt, recs)) == []
     (blind,) = d.periodic_stalls(_phase_data(mt.model_copy(update={"load_model": "static"}), recs))
     assert blind.evidence["period_s"] == pytest.approx(0.108, abs=0.005)
+
+
+def test_host_drift_across_windows_is_a_warning_a_transient_inside_them_is_invalid():
+    """The box slows 30% over an interleaved run but each window is steady: `drift`, a warning;
+    each window starting 40% slow and settling (warm-up not over): `steady_state`, INVALID."""
+    rng = np.random.default_rng(16)
+    drifting = warm()
+    for k in range(5):
+        drifting += window(rng, k + 1, 100 * k * S, 10, 10.0 * (1 + 0.075 * k), noise_sd=0.02)
+    checks = phase_checks("", "solo", "a", instance_phase_metrics(drifting), drifting)
+    kinds = {c.kind: c for c in checks}
+    assert "steady_state" not in kinds and kinds["drift"].level == "warning" and "+" in kinds["drift"].sentence
+    settling = warm()
+    for k in range(5):
+        for j, r in enumerate(window(rng, k + 1, 100 * k * S, 10, 10.0, noise_sd=0.02)):
+            slow = 1.4 if j < 3 else 1.0  # the first requests of every window are slow
+            r.token_ns = [r.token_ns[0] + int((t - r.token_ns[0]) * slow) for t in r.token_ns]
+            r.done_ns = r.token_ns[-1]
+            settling.append(r)
+    checks = phase_checks("", "solo", "a", instance_phase_metrics(settling), settling)
+    (trend,) = [c for c in checks if c.kind == "steady_state"]
+    assert trend.level == "invalid" and "inside its windows" in trend.sentence and "-" in trend.sentence

@@ -47,6 +47,7 @@ within `near_bound_fraction` below it; above it, the bytes model or the peak fig
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,12 +111,62 @@ def thirds_trend(values: list[float], min_values: int = THRESHOLDS.trend_min_val
     `min_values` values."""
     if len(values) < min_values:
         return None
-    x = np.asarray(values, dtype=np.float64)
-    k = len(x) // 3
-    first, last = x[:k], x[-k:]
-    diff = last.mean() - first.mean()
-    se = math.sqrt(first.var(ddof=1) / k + last.var(ddof=1) / k) or 1e-30
-    return diff / first.mean() if first.mean() else 0.0, diff / se  # relative to where it started
+    k = len(values) // 3
+    return _change(values[:k], values[-k:])
+
+
+def _change(first: list[float], last: list[float]) -> tuple[float, float]:
+    """(relative change from `first` to `last`, relative to where it started; in standard errors)."""
+    a, b = np.asarray(first, dtype=np.float64), np.asarray(last, dtype=np.float64)
+    diff = b.mean() - a.mean()
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)) or 1e-30
+    return diff / a.mean() if a.mean() else 0.0, diff / se
+
+
+def window_trend(by_window: list[list[float]], min_values: int = THRESHOLDS.trend_min_values
+                 ) -> tuple[float, float] | None:
+    """`thirds_trend` inside the measured windows: the first thirds of every window against their
+    last thirds (each window weighs the same on both sides), so drift from one window to the next
+    cancels and what remains is a transient inside a window (warm-up not finished, a cache or
+    allocator still growing, clocks ramping). None when the windows are too short for thirds."""
+    firsts, lasts = [], []
+    for values in by_window:
+        k = len(values) // 3
+        if k:
+            firsts += values[:k]
+            lasts += values[-k:]
+    if len(firsts) < max(2, min_values // 3):
+        return None
+    return _change(firsts, lasts)
+
+
+def _trend_checks(s: Subject, head: str, ok: list[RequestRecord], t: Thresholds) -> list[Check]:
+    """`steady_state` (INVALID): the headline still moving inside the measured windows. A move
+    across the whole run that is not inside the windows is the host drifting from one window to
+    the next: `drift`, a warning (the repetitions are interleaved, so the ratios stay paired)."""
+    def value(r: RequestRecord) -> float | None:
+        return m.tpot_ns(r) if head == "tpot" else m.e2el_ns(r)
+
+    by_window: dict[int, list[float]] = defaultdict(list)
+    for r in ok:
+        if (v := value(r)) is not None:
+            by_window[r.repetition].append(v)
+    values = [v for r in ok if (v := value(r)) is not None]
+    inside = window_trend(list(by_window.values()), t.trend_min_values) if len(by_window) > 1 else \
+        thirds_trend(values, t.trend_min_values)
+    if inside and abs(inside[0]) > t.trend_fraction and abs(inside[1]) > t.trend_sigmas:
+        where = "inside its windows (first thirds against last thirds)" if len(by_window) > 1 else "over the run"
+        return [_check("steady_state", s, "trending", "invalid",
+                       f"not steady state: {head.upper()} moved {inside[0] * 100:+.0f}% {where}, relative to where it "
+                       f"started ({abs(inside[1]):.1f} standard errors)", inside[0], t.trend_fraction)]
+    across = thirds_trend(values, t.trend_min_values) if len(by_window) > 1 else None
+    if across and abs(across[0]) > t.trend_fraction and abs(across[1]) > t.trend_sigmas:
+        return [_check("drift", s, "drifting", "warning",
+                       f"{head.upper()} drifted {across[0] * 100:+.0f}% from the first third of the run to the last "
+                       f"({abs(across[1]):.1f} standard errors) while steady inside each window: the host, not the "
+                       "instance; interleaved repetitions keep the ratios paired, absolute figures carry the drift",
+                       across[0], t.trend_fraction)]
+    return []
 
 
 def headline(mt: PhaseMetrics) -> str:
@@ -164,12 +215,7 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
         out.append(_check("jitter", s, "jittery", "warning",
                           f"{head.upper()} std/mean {spread * 100:.1f}% over requests (above {t.jitter_cv * 100:.0f}%): "
                           "latency varies from request to request", spread, t.jitter_cv))
-    values = [v for r in ok if (v := (m.tpot_ns(r) if head == "tpot" else m.e2el_ns(r))) is not None]
-    trend = thirds_trend(values, t.trend_min_values)
-    if trend and abs(trend[0]) > t.trend_fraction and abs(trend[1]) > t.trend_sigmas:
-        out.append(_check("steady_state", s, "trending", "invalid",
-                          f"not steady state: {head.upper()} moved {trend[0] * 100:+.0f}% from the first third of the "
-                          f"run to the last ({abs(trend[1]):.1f} standard errors)", trend[0], t.trend_fraction))
+    out += _trend_checks(s, head, ok, t)
     if mt.open_loop is not None:
         ttft = [m.ttft_ns(r) for r in ok]
         if len(ttft) >= t.trend_min_values:

@@ -60,12 +60,15 @@ class Distribution(BaseModel):
 
     @classmethod
     def of_repetitions(cls, values: Iterable[float]) -> "Distribution":
-        """One value per repetition: the shape, and the 95% Student-t interval of their mean."""
+        """One value per repetition: the shape, and the 95% Student-t interval of their mean. The
+        values are latencies and rates, never negative: a bound below zero (a few repetitions far
+        apart) is cut at zero, the least the quantity can be, rather than printed."""
         d = cls.of(values)
         interval = t_interval(d.mean, d.std, d.count)
         if interval is None:
             return d
-        return d.model_copy(update={"ci95_low": interval[0], "ci95_high": interval[1]})
+        low = max(0.0, interval[0]) if d.min is not None and d.min >= 0 else interval[0]
+        return d.model_copy(update={"ci95_low": low, "ci95_high": interval[1]})
 
     def scaled(self, factor: float) -> "Distribution":
         """The same distribution in another unit (ns -> ms is `scaled(1e-6)`); cv and count unchanged."""
