@@ -84,8 +84,9 @@ def telemetry_line(mt: PhaseMetrics | None) -> str:
     if mt is None or mt.roofline is None and mt.host is None:
         return ""
     parts = []
-    if mt.mean_device_util_pct is not None:
-        parts.append(f"util {mt.mean_device_util_pct:.0f}%")
+    if mt.mean_device_util_pct is not None:  # a CPU run's is the workers' CPU, in % of one core
+        parts.append(f"util {mt.mean_device_util_pct:.0f}%" if mt.device_telemetry is not None
+                     else f"worker CPU {mt.mean_device_util_pct:.0f}% of a core")
     if mt.peak_memory_bytes:
         whose = "server " if mt.memory_source else ""
         parts.append(f"{whose}peak mem {_bytes(mt.peak_memory_bytes)}")
@@ -97,6 +98,9 @@ def telemetry_line(mt: PhaseMetrics | None) -> str:
             mbu = f" = {mt.mbu_pct:.0f}% of peak: implausible (see the checks)"
         else:
             mbu = f" = {mt.mbu_pct:.0f}% of peak"
+        peak = mt.roofline.peak if mt.roofline is not None else None
+        if peak is not None and peak.source.startswith("measured") and mt.mbu_pct is not None:
+            mbu += f" (the measured {peak.memory_bandwidth_gb_s:.0f} GB/s copy bandwidth)"
         parts.append(f"decode {bw / 1e9:.1f} GB/s{mbu}")
     if mt.roofline is not None and mt.roofline.gpm_dram_bw_util_pct is not None:
         parts.append(f"GPM DRAM {mt.roofline.gpm_dram_bw_util_pct:.0f}%")
