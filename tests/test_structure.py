@@ -29,7 +29,8 @@ LAYERS = [
     ("workload", ("colobench.workload",)),
     ("devices", ("colobench.devices",)),
     ("models", ("colobench.models",)),
-    ("base", ("colobench.records", "colobench.clock", "colobench.errors", "colobench.aio", "colobench")),
+    ("base", ("colobench.records", "colobench.clock", "colobench.errors", "colobench.aio", "colobench.secrets",
+              "colobench")),
 ]
 HEAVY = ("torch", "transformers", "ray", "torch_npu", "torchair", "pynvml", "plotly", "optimum", "pyarrow")
 

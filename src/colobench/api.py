@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,13 +33,15 @@ from colobench.backends.openai_admin import EndpointProblem, check_endpoint, scr
 from colobench.clock import monotonic_s, wall_unix_s
 from colobench.devices import is_accelerator, resolve_auto
 from colobench.devices.inventory import environment, inventory, measured_peaks
-from colobench.errors import ColobenchError, SpecError
+from colobench.errors import ColobenchError, SpecError, check_dir_target, make_dir
 from colobench.launch import ray_launcher
 from colobench.launch.local import RunInterrupted, group_telemetry_path, run_local, write_json_atomic
 from colobench.models.presets import default_cache_dir, ensure_preset, is_built
 from colobench.plan import ExperimentPlan, RunGroup, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
 from colobench.profiling import run_profile
 from colobench.report.html import write_report
+from colobench.records import CorruptFile
+from colobench.secrets import register_endpoint, scrub
 from colobench.specs import ExperimentSpec, InstanceSpec, LaunchSpec, WorkloadSpec, redact
 from colobench.telemetry import TelemetryRecorder, make_samplers
 from colobench.workload.prompts import prepare_prompt_sets
@@ -90,10 +93,16 @@ def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
 
 
 def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> None:
-    """Check every endpoint before anything runs: reachable, serving the model, taking the key."""
+    """Check every endpoint before anything runs: its key's variable set, reachable, serving the
+    model, taking the key. Registers each endpoint's secrets first, so no message shows them."""
     for k, inst in enumerate(plan.instances):
         if inst.endpoint is None:
             continue
+        register_endpoint(inst.endpoint)
+        key_env = inst.endpoint.api_key_env
+        if key_env and not os.environ.get(key_env):
+            raise SpecError(source, f"instances[{k}].api_key_env", f"environment variable {key_env} is not set (it "
+                            "should hold the API key)", show_value=False)
         try:
             check_endpoint(inst.endpoint, inst.model)
         except EndpointProblem as exc:
@@ -167,7 +176,10 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
     """Run every planned run of `spec`; on Ctrl-C stop, summarise what completed, and return with
     `interrupted=True`. With `resume`, runs already completed in `out` are kept and skipped."""
     progress = progress or Progress()
+    if out is not None:
+        check_dir_target(Path(out), "--out")
     plan = prepare(spec, source)
+    check_dir_target(Path(plan.cache_dir), "--cache-dir")
     prompt_sets = prepare_prompt_sets(prompt_jobs(plan), source)
     probe_endpoints(plan, source)
     with contextlib.ExitStack() as stack:
@@ -190,8 +202,14 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
         previous = _check_resumable(run_dir, spec)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ColobenchError(f"--out {run_dir}: folder exists and is not empty; choose another or add --resume")
-    build_presets(plan, progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    created = not run_dir.exists()
+    make_dir(run_dir, "--out")
+    try:
+        build_presets(plan, progress)
+    except BaseException:
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # nothing was run: leave nothing behind
+        raise
     prompt_files = {}
     for key, ids in prompt_sets.items():
         (run_dir / "prompts").mkdir(exist_ok=True)
@@ -305,6 +323,8 @@ def summarize(run_dir: Path | str, write: bool = True) -> Summary:
         raise ColobenchError(f"{run_dir}: not a colobench run directory (no manifest.json)")
     try:
         summary = summarize_run_dir(run_dir).model_copy(update={"run_dir": str(run_dir)})
+    except CorruptFile as exc:
+        raise ColobenchError(str(exc)) from None
     except (KeyError, ValueError, TypeError) as exc:
         raise ColobenchError(f"{run_dir}: cannot read run directory ({exc.__class__.__name__}: {exc})") from None
     if write:
@@ -347,8 +367,11 @@ def list_devices(probe: bool = False) -> dict[str, Any]:
 
 def profile(spec: ExperimentSpec, out: Path, source: str = "command line") -> dict[str, Any]:
     """Run `colobench profile` for the spec's first instance (see `colobench.profiling`)."""
+    check_dir_target(Path(out), "--out")
     plan = prepare(spec, source)
+    check_dir_target(Path(plan.cache_dir), "--cache-dir")
     build_presets(plan, Progress())
+    make_dir(Path(out), "--out")
     return run_profile(plan, Path(out))
 
 
@@ -368,4 +391,4 @@ def dump_json_line(data: Any) -> str:
     """One line of JSON (a summary, or any plain data)."""
     if isinstance(data, Summary):
         data = data.to_json()
-    return json.dumps(data, separators=(",", ":"), default=str)
+    return scrub(json.dumps(data, separators=(",", ":"), default=str))

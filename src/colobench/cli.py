@@ -26,7 +26,8 @@ from colobench import api
 from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
-from colobench.errors import ColobenchError, SpecError
+from colobench.errors import ColobenchError, SpecError, check_file_target, os_reason, writing
+from colobench.secrets import ScrubbingStream
 from colobench.models.presets import PRESETS, default_cache_dir, is_built
 from colobench.report import exports
 from colobench.report.console import print_findings, print_summary, validity_line
@@ -41,11 +42,14 @@ PLAIN_PROGRESS_EVERY_S = 10.0
 
 
 def _stdout() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    """stdout for tables: every line scrubbed of the secrets this process knows (see `secrets`)."""
+    return Console(file=ScrubbingStream(sys.stdout), width=None if sys.stdout.isatty() else 160, highlight=False,
+                   force_terminal=sys.stdout.isatty() or None)
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(file=ScrubbingStream(sys.stderr), stderr=True, highlight=False,
+                   force_terminal=sys.stderr.isatty() or None)
 
 
 class _RichProgress:
@@ -205,22 +209,27 @@ def report(
     records_out: Optional[Path] = typer.Option(None, "--records", help="export every request record to .csv or .parquet"),
 ) -> None:
     """Print the tables of a run again, recomputed from its records alone; or export them."""
+    check_file_target(csv_out, "--csv")
+    check_file_target(records_out, "--records")
     summary = api.load_summary(run_dir)
     if json_out:
         print(api.dump_json_line(summary))
         return
     if html_out:
-        path = api.write_html_report(run_dir, summary)
+        with writing("--html", Path(run_dir) / "report.html"):
+            path = api.write_html_report(run_dir, summary)
         _stderr().print(f"wrote {escape(str(path))}")
     if csv_out or md_out:
         rows = exports.metric_rows(summary)
         if csv_out:
-            exports.write_csv(rows, csv_out)
+            with writing("--csv", csv_out):
+                exports.write_csv(rows, csv_out)
             _stderr().print(f"wrote {escape(str(csv_out))}")
         if md_out:
             print(exports.to_markdown(rows))
     if records_out:
-        count = exports.export_records(Path(run_dir), records_out)
+        with writing("--records", records_out):
+            count = exports.export_records(Path(run_dir), records_out)
         _stderr().print(f"wrote {count} records to {escape(str(records_out))}")
     if html_out or csv_out or md_out or records_out:
         return
@@ -297,6 +306,8 @@ def compare(
     better / worse (the interval lies beyond the tolerance), inconclusive, noise."""
     if len(runs) < 2:
         raise ColobenchError("compare needs at least two runs")
+    check_file_target(csv_out, "--csv")
+    check_file_target(html_out, "--html")
     loaded = []
     for spec in runs:
         path, _, point = spec.partition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
@@ -340,10 +351,12 @@ def compare(
         for sentence in sentences:
             console.print(escape(sentence))
     if csv_out:
-        exports.write_csv([dict(zip(header, row)) for row in table_rows], csv_out)
+        with writing("--csv", csv_out):
+            exports.write_csv([dict(zip(header, row)) for row in table_rows], csv_out)
     if html_out:
-        html_out.write_text(comparison_page(header, table_rows, [r.to_dict() for r in rows], runs, sentences),
-                            encoding="utf-8")
+        with writing("--html", html_out):
+            html_out.write_text(comparison_page(header, table_rows, [r.to_dict() for r in rows], runs, sentences),
+                                encoding="utf-8")
         _stderr().print(f"wrote {escape(str(html_out))}")
 
 
@@ -432,16 +445,17 @@ def presets() -> None:
 
 @app.command("fake-server")
 def fake_server(
-    port: int = typer.Option(8000, "--port", help="TCP port on 127.0.0.1"),
+    port: int = typer.Option(8000, "--port", help="TCP port on 127.0.0.1", min=1, max=65535),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
-    ttft_ms: float = typer.Option(50.0, "--ttft-ms", help="time to the first token"),
-    itl_ms: float = typer.Option(10.0, "--itl-ms", help="time between chunks"),
-    jitter_ms: float = typer.Option(0.0, "--jitter-ms", help="uniform +- jitter on every delay"),
-    error_rate: float = typer.Option(0.0, "--error-rate", help="fraction of requests that hit a fault"),
+    ttft_ms: float = typer.Option(50.0, "--ttft-ms", help="time to the first token", min=0, max=3_600_000),
+    itl_ms: float = typer.Option(10.0, "--itl-ms", help="time between chunks", min=0, max=3_600_000),
+    jitter_ms: float = typer.Option(0.0, "--jitter-ms", help="uniform +- jitter on every delay", min=0, max=3_600_000),
+    error_rate: float = typer.Option(0.0, "--error-rate", help="fraction of requests that hit a fault", min=0, max=1),
     faults: str = typer.Option(",".join(("http_500", "cut", "malformed", "stall")), "--faults",
                                help="faults drawn on error: http_500, cut, malformed, stall"),
     model_names: str = typer.Option("fake-model", "--models", help="served model names, comma separated"),
-    tokens_per_chunk: int = typer.Option(1, "--tokens-per-chunk", help="tokens in each streamed chunk"),
+    tokens_per_chunk: int = typer.Option(1, "--tokens-per-chunk", help="tokens in each streamed chunk", min=1,
+                                         max=100_000),
     usage: str = typer.Option("requested", "--usage", help="requested, always (in the last chunk) or never"),
     no_done: bool = typer.Option(False, "--no-done", help="close the stream without data: [DONE]"),
     keepalive: bool = typer.Option(False, "--keepalive", help="empty chunks and SSE comments between tokens"),
@@ -450,7 +464,7 @@ def fake_server(
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of jitter and faults"),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="require the key in this variable"),
     no_tokenize: bool = typer.Option(False, "--no-tokenize", help="do not serve POST /tokenize"),
-    reasoning_tokens: int = typer.Option(0, "--reasoning-tokens", min=0,
+    reasoning_tokens: int = typer.Option(0, "--reasoning-tokens", min=0, max=10_000_000,
                                          help="chat: the first N tokens of each stream are reasoning"),
     reasoning_field: str = typer.Option("reasoning_content", "--reasoning-field",
                                         help="the delta field reasoning goes in: reasoning_content or reasoning"),
@@ -475,7 +489,10 @@ def fake_server(
                               require_api_key=os.environ.get(api_key_env) if api_key_env else None)
     _stderr().print(f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
                     f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")
-    serve(config, host=host, port=port)
+    try:
+        serve(config, host=host, port=port)
+    except OSError as exc:  # the port is taken, not ours to use, or the address is not this host's
+        raise ColobenchError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 
 
 @app.command()
@@ -493,6 +510,10 @@ def main() -> None:
     except KeyboardInterrupt:
         _stderr().print("[yellow]interrupted[/]")
         sys.exit(130)
+    except OSError as exc:  # a file, folder or port problem no command caught by name: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        _stderr().print(f"[red]error:[/] {escape(where + os_reason(exc))}", soft_wrap=True)
+        sys.exit(2)
     except Exception as exc:
         # typer vendors its own click, so its exceptions are matched by their API, not their class
         kind = type(exc).__name__
@@ -501,8 +522,11 @@ def main() -> None:
             sys.exit(130)
         if kind == "Exit":
             sys.exit(getattr(exc, "exit_code", 0))
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors: one message, exit 2
-            exc.show()
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors: one line, exit 2
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+            _stderr().print(f"[red]error:[/] {escape(' '.join(message.split()))}{escape(hint)}", soft_wrap=True)
             sys.exit(exc.exit_code)
         raise
     sys.exit(code if isinstance(code, int) else 0)

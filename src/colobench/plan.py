@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from colobench.devices import Device, DeviceUnavailable, check_device, kind_of, normalise
+from colobench.devices import Device, DeviceUnavailable, check_device, kind_of, memory_budget_bytes, normalise
 from colobench.errors import ColobenchError, SpecError
-from colobench.models.presets import PRESETS, default_cache_dir, preset_path
+from colobench.models.presets import PRESETS, approx_params, default_cache_dir, kv_values_per_token, preset_path
 from colobench.specs import (INSTANCE_KNOBS, QUALITY_AXES, EndpointConfig, ExperimentSpec, FakeTimings,
                              InstanceKnobs, RayPlacement, WorkloadSpec)
 from colobench.sweep import expand
@@ -249,22 +249,89 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
                           groups=groups)
 
 
-def _max_context(inst: ResolvedInstance) -> int | None:
+def _model_config(inst: ResolvedInstance) -> tuple[dict[str, Any], str] | None:
+    """The instance's architecture config and model type (a preset's, or the checkpoint's)."""
     if inst.preset:
-        return PRESETS[inst.preset].config.get("max_position_embeddings")
+        return PRESETS[inst.preset].config, PRESETS[inst.preset].model_type
     if inst.model_path:
         try:
             config = json.loads((Path(inst.model_path) / "config.json").read_text())
         except (OSError, ValueError):
             return None
-        return config.get("max_position_embeddings")
+        if isinstance(config, dict):
+            text = config.get("text_config")
+            config = {**config, **text} if isinstance(text, dict) else config
+            return config, str(config.get("model_type") or "llama")
     return None
+
+
+def _max_context(inst: ResolvedInstance) -> int | None:
+    found = _model_config(inst)
+    return found[0].get("max_position_embeddings") if found else None
+
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+QUANTIZED_BYTES = {"int8": 1.0, "int4": 0.5}
+
+
+def memory_estimate(inst: ResolvedInstance) -> dict[str, Any] | None:
+    """What an in-process instance needs at least: its weights as stored (dtype, or quantised)
+    plus the KV cache of its batch or concurrency at its longest context. None when the shapes or
+    the parallelism are not known before it runs (`max`, an uncapped open loop)."""
+    found = _model_config(inst) if inst.backend == "transformers" else None
+    wl = inst.workload
+    parallel = wl.batch_size if wl.load_model == "static" else wl.concurrency
+    if found is None or not isinstance(parallel, int) or inst.dtype not in DTYPE_BYTES:
+        return None
+    config, model_type = found
+    try:
+        params = approx_params(config, model_type)
+        kv_per_token = kv_values_per_token(config) * DTYPE_BYTES[inst.dtype]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+    weights = int(params * QUANTIZED_BYTES.get(inst.quantization, DTYPE_BYTES[inst.dtype]))
+    context = wl.max_prompt_tokens() + wl.max_output_tokens()
+    kv = kv_per_token * parallel * context
+    return {"weights": weights, "kv": kv, "total": weights + kv, "parallel": parallel, "context": context}
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def _check_memory(point: PlannedPoint, source: str) -> None:
+    """Refuse what cannot fit: each accelerator instance against its share of the card, the
+    instances on the host's CPU together against its RAM."""
+    on_cpu: list[tuple[int, dict[str, Any]]] = []
+    for k, inst in enumerate(point.instances):
+        est = memory_estimate(inst)
+        if est is None:
+            continue
+        what = (f"needs about {_gib(est['total'])} (weights {_gib(est['weights'])} + KV cache {_gib(est['kv'])} for "
+                f"{est['parallel']} x {est['context']} tokens)")
+        if kind_of(inst.device).accelerator:
+            total = memory_budget_bytes(inst.device)
+            if total and est["total"] > total * inst.memory_share:
+                raise SpecError(source, f"instances[{k}].workload", f"{inst.name} {what} but its share of "
+                                f"{inst.device} is {_gib(total * inst.memory_share)} ({inst.memory_share:.0%} of "
+                                f"{_gib(total)}): lower the batch or concurrency, or use max", show_value=False)
+        else:
+            on_cpu.append((k, est))
+    total = memory_budget_bytes("cpu")
+    if on_cpu and total and sum(e["total"] for _, e in on_cpu) > total:
+        k, est = max(on_cpu, key=lambda p: p[1]["total"])
+        together = sum(e["total"] for _, e in on_cpu)
+        raise SpecError(source, f"instances[{k}].workload", f"the CPU instances need about {_gib(together)} together "
+                        f"(the largest {_gib(est['total'])}: weights {_gib(est['weights'])} + KV cache "
+                        f"{_gib(est['kv'])} for {est['parallel']} x {est['context']} tokens), more than the host's "
+                        f"{_gib(total)}: lower the batch or concurrency", show_value=False)
 
 
 def check_plan(plan: ExperimentPlan, source: str = "experiment") -> None:
     """Everything that can be known wrong before running, as one-line errors."""
     for point in plan.points:
         _check_point(point, source)
+        _check_memory(point, f"{source} (sweep point {point.id})" if point.id else source)
     if not plan.runs:
         raise ColobenchError(f"{source}: nothing to run")
 

@@ -22,6 +22,8 @@ import numpy as np
 
 import orjson
 
+from colobench.secrets import scrub
+
 
 # A worker that finishes its co-located quota waits this long for its partners before it starts
 # filler load (a filler batch would delay the next window); the analysis tolerates that much of a
@@ -81,6 +83,8 @@ class RecordWriter:
         self.write_row(record.to_dict())
 
     def write_row(self, row: dict[str, Any]) -> None:
+        if row.get("error"):  # the only text a record holds, and it may quote a server's echo of a key
+            row = {**row, "error": scrub(row["error"])}
         self._file.write(orjson.dumps(row) + b"\n")
         self._file.flush()
 
@@ -88,25 +92,52 @@ class RecordWriter:
         self._file.close()
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Objects of a JSONL file; a torn or malformed line (a worker killed mid-write) is skipped."""
+def read_jsonl(path: Path, issues: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Objects of a JSONL file. A line that is not a JSON object is skipped; with `issues`, each
+    one is described there with its file and line (a torn last line: a writer stopped mid-line)."""
     if not path.is_file():
         return
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                yield obj
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    torn = bool(lines) and lines[-1].strip() != b""  # every complete line ends with a newline
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            yield obj
+        elif issues is not None:
+            if torn and number == len(lines):
+                issues.append(f"{path}:{number}: torn last line skipped (its writer stopped mid-line)")
+            else:
+                issues.append(f"{path}:{number}: not a JSON object, skipped ({line[:40].decode('utf-8', 'replace')!r})")
 
 
-def read_records(path: Path) -> list[RequestRecord]:
-    return [RequestRecord.from_dict(d) for d in read_jsonl(path)]
+def _valid(data: dict[str, Any]) -> bool:
+    """The fields every analysis reads, with the right types (a hand-edited or foreign line is not)."""
+    tokens = data.get("token_ns")
+    return (isinstance(data.get("submit_ns"), int) and isinstance(data.get("repetition"), int)
+            and isinstance(data.get("output_tokens"), int) and isinstance(tokens, list)
+            and all(isinstance(t, int) for t in tokens[:3]) and isinstance(data.get("instance"), str))
+
+
+def read_records(path: Path, issues: list[str] | None = None) -> list[RequestRecord]:
+    """The records of one file; lines that are not records are skipped (and described in `issues`)."""
+    out = []
+    for number, data in enumerate(read_jsonl(path, issues), start=1):
+        try:
+            record = RequestRecord.from_dict(data) if _valid(data) else None
+        except TypeError:
+            record = None
+        if record is not None:
+            out.append(record)
+        elif issues is not None:
+            issues.append(f"{path}: object {number} is not a request record, skipped")
+    return out
 
 
 def instance_records(folder: Path, name: str) -> list[RequestRecord]:
@@ -117,6 +148,18 @@ def instance_records(folder: Path, name: str) -> list[RequestRecord]:
     files = [f for f in folder.glob(f"{name}*.jsonl")
              if f.stem == name or (f.stem.startswith(name + ".") and f.stem[len(name) + 1:].isdigit())]
     return [r for f in sorted(files) for r in read_records(f)]
+
+
+class CorruptFile(ValueError):
+    """A run directory's JSON file that cannot be read: names the file and why."""
+
+
+def load_json(path: Path) -> Any:
+    """A run directory's JSON file (manifest.json, run.json), or `CorruptFile` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFile(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
 
 
 def save_probe(path: Path, probe: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ and the diagnosis (`diagnosis`).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from colobench.analysis.quality import quality_of_points
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
 from colobench.analysis.sweeps import batch_scaling
 from colobench.devices import kind_of
-from colobench.records import RequestRecord, read_records
+from colobench.records import CorruptFile, RequestRecord, load_json, read_records
 from colobench.telemetry.replay import read_samples, run_samples
 
 FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture", "load_model",
@@ -34,8 +33,9 @@ FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_th
 WORST_FIRST = ["died", "failed", "interrupted", "starting", "loaded", "running", "completed"]
 
 
-def load_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+
+
+RECORDING = ("completed",)  # a worker that must have written records in each of its runs
 
 
 def _parts(workers: dict[str, Any], name: str) -> dict[str, Any]:
@@ -67,7 +67,14 @@ class _PointBuilder:
 
     def add_run(self, run: dict[str, Any]) -> None:
         rdir = self.run_dir / "runs" / run["run_id"]
-        state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
+        try:
+            state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
+        except CorruptFile as exc:  # the outcomes are lost; the records are not
+            self.problems.append(f"{exc}: the run's worker outcomes are unknown")
+            state = {"status": "unknown"}
+        if not isinstance(state, dict):
+            self.problems.append(f"{rdir / 'run.json'}: not a run record; the run's worker outcomes are unknown")
+            state = {"status": "unknown"}
         workers: dict[str, WorkerOutcome] = {}
         self.problems += [f"{run['run_id']}: {w}" for w in state.get("warnings") or []]
         samples = run_samples(rdir)
@@ -94,8 +101,12 @@ class _PointBuilder:
             if info.get("device"):
                 f.setdefault("device_info", info["device"])
             if state.get("status") != "not started":
-                records_of[name] = [r for key in (parts or {name: None})
-                                    for r in read_records(rdir / "records" / f"{key}.jsonl")]
+                records_of[name] = []
+                for key, part in (parts or {name: {}}).items():
+                    path = rdir / "records" / f"{key}.jsonl"
+                    if not path.is_file() and (part or {}).get("status") in RECORDING:
+                        self.problems.append(f"{path}: missing ({key} {part.get('status')}; its records are gone)")
+                    records_of[name] += read_records(path, self.problems)
         co = run["phase"] == "colocated" and len(records_of) > 1
         kept, overlaps = overlap(records_of) if co else (records_of, {})
         for inst in run["instances"]:

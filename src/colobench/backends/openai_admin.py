@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from colobench.backends.openai_http import auth_headers, endpoint_url, request_body
+from colobench.backends.openai_http import auth_headers, endpoint_url, request_body, without_userinfo
 from colobench.workload.synthetic import Request
 
 
@@ -41,7 +41,7 @@ def check_endpoint(config: Any, model: str) -> list[str]:
     """The model names the server lists ([] when it lists none); raises `EndpointProblem`."""
     headers = auth_headers(config)
     try:
-        status, body = http_get(config.base_url.rstrip("/") + "/models", headers)
+        status, body = http_get(without_userinfo(config.base_url).rstrip("/") + "/models", headers)
     except OSError as exc:
         raise EndpointProblem("base_url", f"cannot reach the server ({getattr(exc, 'reason', exc)})",
                               config.base_url) from None

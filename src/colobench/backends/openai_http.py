@@ -37,10 +37,11 @@ only into the Authorization header.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import orjson
 
@@ -62,16 +63,31 @@ class StreamError(Exception):
 
 
 def endpoint_url(base_url: str, api: str) -> str:
-    return base_url.rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
+    return without_userinfo(base_url).rstrip("/") + ("/chat/completions" if api == "chat" else "/completions")
 
 
 def auth_headers(config: Any) -> dict[str, str]:
+    """The configured headers, the API key as a bearer token, or the URL's user:password as
+    basic authentication."""
     headers = dict(config.headers or {})
     if config.api_key_env:
         key = os.environ.get(config.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
+    parts = urlsplit(config.base_url)
+    if parts.username and "Authorization" not in headers:
+        token = base64.b64encode(f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
     return headers
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its user:password (sent as a header instead, never in a request line)."""
+    parts = urlsplit(url)
+    if not parts.username:
+        return url
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=host).geturl()
 
 
 def request_body(config: Any, model: str, request: Request, stream: bool = True) -> dict[str, Any]:

@@ -154,7 +154,8 @@ class ConnectionPool:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.ssl = ssl.create_default_context() if parts.scheme == "https" else None
-        self.host_header = parts.netloc.encode()
+        # never the user:password of the URL (that goes in an Authorization header)
+        self.host_header = (parts.hostname or "").encode() + (f":{parts.port}".encode() if parts.port else b"")
         self.connect_timeout_s, self.stall_timeout_s = connect_timeout_s, stall_timeout_s
         self.idle: list[_Protocol] = []
         self.active: set[_Protocol] = set()

@@ -13,8 +13,8 @@ from colobench.devices.base import (KINDS, Device, DeviceInfo, DeviceKind, Devic
                                     is_accelerator, kind_of, normalise, parse_device)
 
 __all__ = ["KINDS", "Device", "DeviceInfo", "DeviceKind", "DeviceUnavailable", "GraphMode", "check_device",
-           "get_device", "is_accelerator", "kind_of", "normalise", "parse_device", "present", "resolve_auto",
-           "versions"]
+           "get_device", "is_accelerator", "kind_of", "memory_budget_bytes", "normalise", "parse_device", "present",
+           "resolve_auto", "versions"]
 
 _ACCELERATORS = {"cuda": cuda, "npu": npu}
 
@@ -54,6 +54,17 @@ def resolve_auto() -> str:
 def present() -> list[str]:
     """Every device this host has: cpu, then each CUDA and Ascend card."""
     return ["cpu"] + [f"{kind}:{i}" for kind, module in _ACCELERATORS.items() for i in range(module.count())]
+
+
+def memory_budget_bytes(device: str) -> int | None:
+    """What a device holds, read without touching it (the host's RAM for cpu; NVML for CUDA;
+    None where that cannot be known before a worker opens the device)."""
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        return cpu.total_memory_bytes()
+    if kind == "cuda":
+        return cuda.total_memory_bytes(index or 0)
+    return None
 
 
 def versions() -> dict[str, str | None]:

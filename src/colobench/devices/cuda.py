@@ -39,6 +39,18 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def total_memory_bytes(index: int) -> int | None:
+    """The card's memory through NVML (no CUDA context in the caller), None without NVML.
+    (CUDA_VISIBLE_DEVICES renumbering is not applied: a plan-time estimate, not a measurement.)"""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index)).total)
+    except Exception:
+        return None
+
+
 class CudaDevice:
     kind = "cuda"
 

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from colobench.clock import wall_unix_s
 from colobench.plan import RunGroup
+from colobench.secrets import scrub_data
 from colobench.specs import redact
 
 LIVE = ("starting", "loaded", "running")
@@ -27,9 +28,15 @@ ENDED = ("completed", "failed", "died", "interrupted")
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename (a reader never sees half a file), every
+    string scrubbed of secrets; on failure (a full disk) the temporary file is removed."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(scrub_data(data), indent=2, default=str))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class GroupState:

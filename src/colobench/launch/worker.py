@@ -25,12 +25,14 @@ the backend does, in `start()`.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
 import resource
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -45,6 +47,7 @@ from colobench.errors import error_text
 from colobench.loadgen.capacity import max_parallel_requests
 from colobench.loadgen.driver import LoadDriver
 from colobench.records import FILLER_GRACE_NS
+from colobench.secrets import ScrubbingStream, register_endpoint
 from colobench.loadgen.recorder import Recorder
 from colobench.plan import ResolvedInstance
 from colobench.records import RecordWriter, save_probe
@@ -78,6 +81,8 @@ def worker_main(instance: dict, windows: list[dict], runs_dir: str, queue: Any, 
     process is client process k of n for the instance (HTTP load split over processes);
     `shared_start` holds the common start time of open-loop schedules."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+    register_endpoint(instance.get("endpoint"))
     name = worker_key(instance["name"], part)
     log = setup_process(instance, Path(runs_dir) / first_run(instance["name"], windows), name)
     try:
@@ -90,6 +95,30 @@ def worker_main(instance: dict, windows: list[dict], runs_dir: str, queue: Any, 
         queue.put(("error", name, error_text(exc)))
         log.flush()
         sys.exit(1)
+
+
+PR_SET_PDEATHSIG = 1
+PARENT_WATCH_S = 0.5
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Stop when the colobench process that started this worker is gone (kill -9, a crash): on
+    Linux the kernel sends SIGKILL at once (PR_SET_PDEATHSIG); everywhere a watchdog thread checks
+    the parent twice a second. Records are flushed line by line, so nothing measured is lost."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog alone
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(PARENT_WATCH_S)
+
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="colobench-parent-watch", daemon=True).start()
 
 
 def first_run(name: str, windows: list[dict]) -> str:
@@ -112,7 +141,7 @@ def log_to(run_path: Path, name: str) -> Any:
     log = open(run_path / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
-    sys.stdout = sys.stderr = log
+    sys.stdout = sys.stderr = ScrubbingStream(log)  # Python's own output (tracebacks too) without secrets
     return log
 
 

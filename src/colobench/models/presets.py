@@ -38,17 +38,31 @@ class Preset:
 
     def approx_params(self) -> int:
         """Parameter count from the shapes (embeddings, attention, MLP, norms, head)."""
-        c = self.config
-        h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
-        head_dim = c.get("head_dim") or h // c["num_attention_heads"]
-        q = h * c["num_attention_heads"] * head_dim
-        kv = 2 * h * c["num_key_value_heads"] * head_dim
-        o = c["num_attention_heads"] * head_dim * h
-        bias = (c["num_attention_heads"] + 2 * c["num_key_value_heads"]) * head_dim if self.model_type == "qwen2" else 0
-        mlp = 3 * h * c["intermediate_size"]
-        per_layer = q + kv + o + bias + mlp + 2 * h
-        head = 0 if c.get("tie_word_embeddings") else vocab * h
-        return vocab * h + layers * per_layer + h + head
+        return approx_params(self.config, self.model_type)
+
+
+def approx_params(c: dict[str, Any], model_type: str = "llama") -> int:
+    """A decoder's parameter count from its config (Llama-family shapes: embeddings, attention,
+    gated MLP, norms, head). KeyError when the config lacks a shape."""
+    h, layers, vocab = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"]
+    heads = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or h // heads
+    kv_heads = c.get("num_key_value_heads") or heads
+    q = h * heads * head_dim
+    kv = 2 * h * kv_heads * head_dim
+    o = heads * head_dim * h
+    bias = (heads + 2 * kv_heads) * head_dim if model_type == "qwen2" else 0
+    mlp = 3 * h * c["intermediate_size"]
+    per_layer = q + kv + o + bias + mlp + 2 * h
+    head = 0 if c.get("tie_word_embeddings") else vocab * h
+    return vocab * h + layers * per_layer + h + head
+
+
+def kv_values_per_token(c: dict[str, Any]) -> int:
+    """Key and value numbers stored per token of context, over all layers."""
+    heads = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or c["hidden_size"] // heads
+    return 2 * c["num_hidden_layers"] * (c.get("num_key_value_heads") or heads) * head_dim
 
 
 _LLAMA3_ROPE = {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,

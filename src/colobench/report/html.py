@@ -30,6 +30,7 @@ from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import Finding, PhaseMetrics, Point, Summary
 from colobench.analysis.telemetry import is_host
 from colobench.records import instance_records
+from colobench.secrets import scrub
 from colobench.report.cards import Card, Ratio, cards
 from colobench.report.console import _evidence
 from colobench.telemetry.replay import run_samples
@@ -448,7 +449,7 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
 
 def write_report(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> Path:
     path = run_dir / "report.html"
-    path.write_text(render(run_dir, summary, manifest), encoding="utf-8")
+    path.write_text(scrub(render(run_dir, summary, manifest)), encoding="utf-8")
     return path
 
 
@@ -468,7 +469,7 @@ def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[d
              + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in table_rows)
              + "</table>")
     runs_html = "".join(f"<li>run {k + 1}: {_e(r)}</li>" for k, r in enumerate(runs))
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>colobench comparison</title>"
+    return scrub("<!DOCTYPE html><html><head><meta charset='utf-8'><title>colobench comparison</title>"
             f"<style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
             f"<h1>colobench comparison</h1><ul>{runs_html}</ul>"
             + "".join(f"<p><b>{_e(x)}</b></p>" for x in sentences) + f"{_fig_html(fig)}{table}</body></html>")

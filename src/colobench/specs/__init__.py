@@ -10,7 +10,7 @@
 from colobench.specs.axes import QUALITY_AXES, axis_label, canonical_path, id_part
 from colobench.specs.experiment import ExperimentSpec
 from colobench.specs.knobs import Knob, model_label
-from colobench.specs.loading import (SECRET_HEADER, experiment_from_dict, load_experiment_yaml, redact,
+from colobench.specs.loading import (experiment_from_dict, load_experiment_yaml, redact,
                                      validation_error_to_spec_error)
 from colobench.specs.models import (ALL_KNOBS, ENDPOINT_FIELDS, ENDPOINT_KNOBS, EXPERIMENT_KNOBS, INSTANCE_KNOBS,
                                     LAUNCH_KNOBS, WORKLOAD_KNOBS, EndpointConfig, FakeTimings, InstanceKnobs,
@@ -18,7 +18,7 @@ from colobench.specs.models import (ALL_KNOBS, ENDPOINT_FIELDS, ENDPOINT_KNOBS, 
                                     WorkloadSpec, length_upper_bound)
 
 __all__ = ["ALL_KNOBS", "ENDPOINT_FIELDS", "ENDPOINT_KNOBS", "EXPERIMENT_KNOBS", "INSTANCE_KNOBS", "LAUNCH_KNOBS",
-           "QUALITY_AXES", "SECRET_HEADER", "WORKLOAD_KNOBS", "EndpointConfig", "ExperimentSpec", "FakeTimings",
+           "QUALITY_AXES", "WORKLOAD_KNOBS", "EndpointConfig", "ExperimentSpec", "FakeTimings",
            "InstanceKnobs", "InstanceSpec", "Knob", "LaunchSpec", "LengthDist", "PromptSource", "RayPlacement",
            "TelemetrySpec", "WorkloadSpec", "axis_label", "canonical_path", "experiment_from_dict", "id_part",
            "length_upper_bound", "load_experiment_yaml", "model_label", "redact", "validation_error_to_spec_error"]

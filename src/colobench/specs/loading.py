@@ -4,37 +4,62 @@ source (file, flag), the field and the value.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from colobench.errors import SpecError
+from colobench.secrets import CREDENTIAL_NAME, MASK, scrub_data
 from colobench.specs.experiment import ExperimentSpec
 
 
-SECRET_HEADER = ("auth", "key", "token", "secret", "cookie", "password")
-
-
 def redact(data: Any) -> Any:
-    """A copy of a spec dump with header values that look like credentials replaced, for
-    everything written to disk (manifest, run.json). Keys belong in `api_key_env`."""
+    """A copy of a spec dump for everything written to disk (manifest, run.json): header values
+    named like credentials or listed in `secret_headers` replaced by `***`, and every registered
+    secret value and URL password scrubbed (`colobench.secrets`). Keys belong in `api_key_env`."""
     if isinstance(data, dict):
         out = {}
+        listed = {h.lower() for h in data.get("secret_headers") or [] if isinstance(h, str)}
         for k, v in data.items():
             if k == "headers" and isinstance(v, dict):
-                out[k] = {h: ("<redacted>" if any(s in h.lower() for s in SECRET_HEADER) else val) for h, val in v.items()}
+                out[k] = {h: (MASK if CREDENTIAL_NAME.search(h) or h.lower() in listed else scrub_data(val))
+                          for h, val in v.items()}
             else:
                 out[k] = redact(v)
         return out
     if isinstance(data, list):
         return [redact(v) for v in data]
-    return data
+    return scrub_data(data)
 
 
 # ---- loading and error formatting -------------------------------------------------------------
+
+
+class DuplicateKey(Exception):
+    def __init__(self, key: Any, line: int):
+        super().__init__(f"duplicate key {key!r} at line {line}")
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error."""
+
+
+def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key != "<<" and key in seen:
+            raise DuplicateKey(key, key_node.start_mark.line + 1)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
 _SCALAR_TAG = re.compile(r"^(constrained-)?(int|float|str|bool)$")
@@ -70,16 +95,44 @@ def _pick_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
+def _known_keys(model: type[BaseModel] = ExperimentSpec, seen: set | None = None) -> set[str]:
+    """Every field name of the experiment's models, for "did you mean" on an unknown key."""
+    seen = seen if seen is not None else set()
+    names: set[str] = set()
+    if model in seen:
+        return names
+    seen.add(model)
+    for name, info in model.model_fields.items():
+        names.add(name)
+        for t in (info.annotation, *_nested(info.annotation)):
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                names |= _known_keys(t, seen)
+    return names
+
+
+def _nested(annotation: Any) -> list[Any]:
+    out = []
+    for arg in get_args(annotation):
+        out += [arg, *_nested(arg)]
+    return out
+
+
 def validation_error_to_spec_error(err: ValidationError, source: str, field_names: dict[str, str] | None = None) -> SpecError:
-    """The first problem of a pydantic error as one line: source, field path, message, value."""
+    """The first problem of a pydantic error as one line: source, field path, message, value. An
+    unknown key comes first (a misspelt key also leaves its field "missing"), named with the
+    closest known key."""
     errors = err.errors()
-    first = _pick_error(errors)
+    unknown = [e for e in errors if e["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else _pick_error(errors)
     field = _loc_to_field(first["loc"])
     if field_names and field in field_names:
         field = field_names[field]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        return SpecError(source, field, "unknown key", show_value=False)
+        key = str(first["loc"][-1])
+        close = difflib.get_close_matches(key, sorted(_known_keys()), n=1, cutoff=0.7)
+        return SpecError(source, field, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""),
+                         show_value=False)
     if first["type"] == "missing":
         return SpecError(source, field, "required field is missing", show_value=False)
     value = first.get("input")
@@ -108,8 +161,13 @@ def load_experiment_yaml(path: str | Path) -> ExperimentSpec:
         raise SpecError(source, "", "experiment file not found", show_value=False) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise SpecError(source, "", f"cannot read experiment file: {exc.__class__.__name__}", show_value=False) from None
+    if "\x00" in text:
+        raise SpecError(source, "", "not a text file (it holds NUL bytes)", show_value=False)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
+    except DuplicateKey as exc:
+        raise SpecError(f"{source}:{exc.line}", "", f"key {exc.key!r} given twice in one mapping (the second would "
+                        "silently win)", show_value=False) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source

@@ -15,7 +15,8 @@ or a device: whether `cuda:3` exists or a checkpoint folder is there is decided 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -28,8 +29,43 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 
+# Upper bounds: a value past these is a typo or a unit mistake, never an experiment (a batch of
+# a billion took 10 GB before it was killed). Every number in a spec has a range.
+MAX_TOKENS = 10_000_000  # prompt or output tokens of one request
+MAX_PARALLEL = 65_536  # batch size, concurrency
+MAX_REQUESTS = 10_000_000  # per repetition
+MAX_REPETITIONS = 1_000
+MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_RATE = 1_000_000.0  # requests/s
+MAX_TIMEOUT_S = 24 * 3600.0
+MAX_THREADS = 4_096
+MAX_SEED = 2**63 - 1
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a boolean (bool, Any, or a union or Literal holding one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) is Literal:
+        return any(isinstance(a, bool) for a in get_args(annotation))
+    return any(_takes_bool(a) for a in get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else False
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Frozen, unknown keys refused, infinities and NaN refused, and a boolean is never a number
+    (`requests: true` is an error, not 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) and info.field_name in cls.model_fields \
+                and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            annotation = cls.model_fields[info.field_name].annotation
+            numeric = any(t in (int, float) for t in (annotation, *get_args(annotation)))
+            raise ValueError("expected a number, not a boolean" if numeric else "a boolean is not a valid value here")
+        return value
 
 
 LOADS = ("static", "closed", "open")
@@ -39,10 +75,10 @@ class LengthDist(_Frozen):
     """A token-length distribution: `{mean, std}` (normal, rounded, at least 1) or `{min, max}`
     (uniform integers, both ends included)."""
 
-    mean: int | None = Field(None, gt=0)
-    std: float | None = Field(None, ge=0)
-    min: int | None = Field(None, gt=0)
-    max: int | None = Field(None, gt=0)
+    mean: int | None = Field(None, gt=0, le=MAX_TOKENS)
+    std: float | None = Field(None, ge=0, le=MAX_TOKENS)
+    min: int | None = Field(None, gt=0, le=MAX_TOKENS)
+    max: int | None = Field(None, gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "LengthDist":
@@ -63,7 +99,7 @@ class LengthDist(_Frozen):
         return int(self.mean + 4 * (self.std or 0)) + 1
 
 
-Length = Annotated[int, Field(gt=0)] | LengthDist
+Length = Annotated[int, Field(gt=0, le=MAX_TOKENS)] | LengthDist
 
 
 def length_upper_bound(length: Length) -> int:
@@ -105,9 +141,11 @@ class WorkloadSpec(_Frozen):
     output_tokens: Length = knob(64, help="tokens generated per request (exact)", flag="--output-tokens",
                                  short="-n", parse="int", metavar="N", axis=True)
     requests: int = knob(16, help="measured requests per repetition", flag="--requests", short="-r",
-                         aliases=("--num-prompts",), parse="int", metavar="N", axis=True, gt=0)
+                         aliases=("--num-prompts",), parse="int", metavar="N", axis=True, gt=0,
+                         le=MAX_REQUESTS)
     duration_s: float | None = knob(None, help="bound each repetition by seconds instead of a request count",
-                                    flag="--duration", parse="float", metavar="S", axis=True, abbrev="dur", gt=0)
+                                    flag="--duration", parse="float", metavar="S", axis=True, abbrev="dur", gt=0,
+                                    le=MAX_DURATION_S)
     batch_size: int | Literal["max"] = knob(1, help="static batch size, or max (the largest that fits)",
                                             flag="--batch-size", short="-b", parse="int|max", metavar="N",
                                             panel="load", axis=True)
@@ -115,29 +153,33 @@ class WorkloadSpec(_Frozen):
         None, help="closed loop: requests in flight; open loop: cap; or max", flag="--concurrency", short="-c",
         aliases=("--max-concurrency",), parse="int|max", metavar="N", panel="load", axis=True)
     rate: float | None = knob(None, help="open loop: requests/s", flag="--rate", aliases=("--request-rate",),
-                              parse="float", metavar="REQ_S", panel="load", axis=True, abbrev="rate", gt=0)
+                              parse="float", metavar="REQ_S", panel="load", axis=True, abbrev="rate", gt=0,
+                              le=MAX_RATE)
     arrival: Literal["poisson", "gamma", "constant"] = knob(
         "poisson", help="open-loop arrivals: poisson, gamma or constant", flag="--arrival", panel="load", axis=True,
         id_style="value")
     burstiness: float = knob(1.0, help="gamma arrivals: 1 = Poisson, > 1 burstier", flag="--burstiness",
-                             parse="float", metavar="X", panel="load", axis=True, abbrev="burst", gt=0)
+                             parse="float", metavar="X", panel="load", axis=True, abbrev="burst", gt=0, le=1000)
     warmup_requests: int | None = knob(None, help="warm-up requests (default: one batch, or `concurrency` requests)",
-                                       flag="--warmup-requests", parse="int", metavar="N", axis=True, abbrev="w", ge=0)
+                                       flag="--warmup-requests", parse="int", metavar="N", axis=True, abbrev="w", ge=0,
+                                       le=MAX_REQUESTS)
     kv_cache_tokens: int | None = knob(None, help="continuous batching: KV cache size in tokens",
                                        flag="--kv-cache-tokens", parse="int", metavar="N", panel="load", axis=True,
-                                       abbrev="kv", gt=0)
-    max_parallel: int = Field(256, gt=0, description="upper bound for batch_size / concurrency 'max'")
+                                       abbrev="kv", gt=0, le=MAX_PARALLEL * MAX_TOKENS)
+    max_parallel: int = Field(256, gt=0, le=MAX_PARALLEL, description="upper bound for batch_size / concurrency 'max'")
     prompts: PromptSource | None = knob(
         None, help="prompt file (JSONL / ShareGPT), builtin, or builtin:code,en_qa; repeat the flag for an axis",
         flag="--prompts", parse="prompts", metavar="SOURCE", axis=True, id_style="prompts", repeat=True)
     seed: int = knob(0, help="seed of prompts, lengths and arrivals", flag="--seed", parse="int", metavar="N",
-                     axis=True, abbrev="seed")
+                     axis=True, abbrev="seed", ge=0, le=MAX_SEED)
 
     @field_validator("batch_size", "concurrency")
     @classmethod
     def _positive(cls, value: int | str | None) -> int | str | None:
         if isinstance(value, int) and value <= 0:
             raise ValueError("must be greater than 0 (or max)")
+        if isinstance(value, int) and value > MAX_PARALLEL:
+            raise ValueError(f"must be at most {MAX_PARALLEL:,} (or max: the largest that fits)")
         return value
 
     @model_validator(mode="after")
@@ -194,13 +236,14 @@ class ScenarioSpec(_Frozen):
 class FakeTimings(_Frozen):
     """Known timings for the `fake` backend (tests and smoke checks of the pipeline itself)."""
 
-    ttft_ms: float = Field(5.0, ge=0)
-    tpot_ms: float = Field(1.0, ge=0)
-    load_s: float = Field(0.0, ge=0)
+    ttft_ms: float = Field(5.0, ge=0, le=3_600_000)
+    tpot_ms: float = Field(1.0, ge=0, le=3_600_000)
+    load_s: float = Field(0.0, ge=0, le=MAX_TIMEOUT_S)
     fail_batches: list[int] = Field(default_factory=list, description="measured batch ids that raise (fault tests)")
     fail_load: bool = Field(False, description="raise while loading (fault tests)")
-    fail_above_batch: int | None = Field(None, gt=0, description="batches larger than this raise out of memory")
-    contention: float = Field(1.0, ge=1.0, description="TTFT and TPOT times this while another fake instance on "
+    fail_above_batch: int | None = Field(None, gt=0, le=MAX_PARALLEL,
+                                         description="batches larger than this raise out of memory")
+    contention: float = Field(1.0, ge=1.0, le=1000, description="TTFT and TPOT times this while another fake instance on "
                                                        "the same shared_device is busy (planted interference)")
     shared_device: str | None = Field(None, description="a folder: fake instances naming the same one contend")
 
@@ -213,18 +256,20 @@ class _EndpointFields(_Frozen):
     api_key_env: str | None = knob(None, help="endpoints: the environment variable that holds the API key",
                                    flag="--api-key-env", metavar="VAR", panel="endpoints", backends=("openai",))
     headers: dict[str, str] = Field(default_factory=dict)
+    secret_headers: list[str] = Field(default_factory=list, description="header names whose values are secrets "
+                                      "(besides those named like credentials): scrubbed from everything written")
     extra_body: dict[str, Any] = Field(default_factory=dict)
     exact_output_fields: list[Literal["ignore_eos", "min_tokens"]] = Field(
         default_factory=lambda: ["ignore_eos", "min_tokens"])
-    request_timeout_s: float = Field(600.0, gt=0)
-    stall_timeout_s: float = Field(60.0, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0, le=MAX_TIMEOUT_S)
+    stall_timeout_s: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S)
     metrics_url: str | None = knob(None, help="endpoints: scrape the server's /metrics before and after each run",
                                    flag="--scrape-metrics", parse="auto", panel="endpoints", backends=("openai",))
     server_pid: int | None = knob(None, help="endpoints: the server's process id (a server on this host), to sample "
                                   "its memory", flag="--server-pid", parse="int", metavar="PID", panel="endpoints",
-                                  backends=("openai",), gt=0)
+                                  backends=("openai",), gt=0, le=2**22)
     client_processes: int = knob(1, help="endpoints: load-generator processes", flag="--client-processes",
-                                 parse="int", metavar="N", panel="endpoints", backends=("openai",), gt=0)
+                                 parse="int", metavar="N", panel="endpoints", backends=("openai",), gt=0, le=256)
 
 
 class EndpointConfig(_EndpointFields):
@@ -246,8 +291,8 @@ class RayPlacement(_Frozen):
     is applied by the worker itself (see `Device.cap_memory`).
     """
 
-    num_gpus: float | None = Field(None, ge=0, description="GPUs for the actor (fractions share a card)")
-    num_cpus: float | None = Field(None, ge=0, description="CPUs for the actor (default: its cpu_threads)")
+    num_gpus: float | None = Field(None, ge=0, le=1024, description="GPUs for the actor (fractions share a card)")
+    num_cpus: float | None = Field(None, ge=0, le=MAX_THREADS, description="CPUs for the actor (default: its cpu_threads)")
     resources: dict[str, float] = Field(default_factory=dict, description="custom resources, e.g. {NPU: 0.5}")
     node_labels: dict[str, str] = Field(default_factory=dict,
                                         description="only nodes with these labels (Ray label_selector)")
@@ -264,8 +309,8 @@ class LaunchSpec(_Frozen):
         None, help="ray: auto, host:6379, ray://host:10001 or local (a private one-node Ray); default: a running "
         "cluster if there is one, else a private one", flag="--ray-address", metavar="ADDRESS", panel="launch")
     namespace: str | None = Field(None, description="ray: namespace the actors are created in")
-    num_cpus: int | None = Field(None, gt=0, description="address local: CPUs the private instance offers")
-    object_store_mb: int | None = Field(None, ge=80, description="address local: object store size in MiB")
+    num_cpus: int | None = Field(None, gt=0, le=MAX_THREADS, description="address local: CPUs the private instance offers")
+    object_store_mb: int | None = Field(None, ge=80, le=2**24, description="address local: object store size in MiB")
     temp_dir: str | None = Field(None, description="address local: Ray's session folder (short path: sockets)")
     ship_source: bool = Field(False, description="ray: send this colobench source tree to the nodes "
                               "(runtime_env py_modules) instead of using the one installed there")
@@ -302,7 +347,7 @@ class InstanceKnobs(_Frozen):
         parse="cores", metavar="CORES", panel="variants", axis=True, id_style="cores", list_valued=True)
     cpu_threads: int | None = knob(None, help="torch threads per worker (default: the cores shared evenly)",
                                    flag="--cpu-threads", parse="int", metavar="N", panel="model and device", axis=True,
-                                   abbrev="t", gt=0)
+                                   abbrev="t", gt=0, le=MAX_THREADS)
     memory_fraction: float | None = knob(
         None, help="share of the device's memory this instance may allocate (a cap on CUDA and Ascend, and what "
         "`max` batch sizes plan for); default: what the others leave, split evenly", flag="--memory-fraction",
@@ -377,6 +422,13 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
             raise ValueError("backend openai needs base_url (http://host:port/v1)")
         if self.backend != "openai" and self.base_url:
             raise ValueError("base_url applies to backend openai")
+        if self.backend != "fake" and self.fake is not None:
+            raise ValueError("fake applies to backend fake")
+        if self.backend != "openai":  # endpoint settings that are not knobs: set on another backend, an error
+            for name in ("headers", "secret_headers", "extra_body", "exact_output_fields", "request_timeout_s",
+                         "stall_timeout_s"):
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name} applies to backend openai (an endpoint), not {self.backend}")
         for k in INSTANCE_KNOBS + ENDPOINT_KNOBS:  # what the knob table says applies to other backends only
             if k.meta.backends and self.backend not in k.meta.backends and k.name in self.model_fields_set \
                     and getattr(self, k.name) != type(self).model_fields[k.name].get_default(call_default_factory=True):
@@ -412,10 +464,10 @@ class TelemetrySpec(_Frozen):
     """What to sample during runs, how often, and the peak figures to compare with."""
 
     enabled: bool = True
-    host_interval_s: float = Field(0.5, gt=0)
-    nvidia_interval_s: float = Field(0.1, gt=0)
-    ascend_interval_s: float = Field(1.0, gt=0, description="npu-smi is slow; DCMI, when present, samples faster")
-    idle_s: float = Field(1.0, ge=0, description="seconds of idle sampling before the first run (idle power)")
+    host_interval_s: float = Field(0.5, ge=0.01, le=3600)
+    nvidia_interval_s: float = Field(0.1, ge=0.01, le=3600)
+    ascend_interval_s: float = Field(1.0, ge=0.01, le=3600, description="npu-smi is slow; DCMI, when present, samples faster")
+    idle_s: float = Field(1.0, ge=0, le=3600, description="seconds of idle sampling before the first run (idle power)")
     peaks: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="per device (cpu, cuda:0, npu:1): memory_bandwidth_gb_s, bf16_tflops, int8_tops")
 
@@ -429,7 +481,7 @@ class ExperimentKnobs(_Frozen):
                                 short="-s", metavar="NAME", panel="workload", axis=True, id_style="value")
     repetitions: int = knob(5, help="measured windows per run: the unit of every interval (at least 3 for one)",
                             flag="--repetitions", parse="int", metavar="N", panel="workload", axis=True, abbrev="reps",
-                            gt=0)
+                            gt=0, le=MAX_REPETITIONS)
     order: Literal["interleaved", "phase-major"] = knob(
         "interleaved", help="interleaved: every repetition runs each solo baseline, then all together, with every "
         "instance loaded throughout (drift spreads over all phases); phase-major: all solo repetitions of each "
