@@ -33,9 +33,10 @@ from colobench.backends.openai_admin import EndpointProblem, check_endpoint, scr
 from colobench.clock import monotonic_s, wall_unix_s
 from colobench.devices import is_accelerator, resolve_auto
 from colobench.devices.inventory import environment, inventory, measured_peaks
-from colobench.errors import ColobenchError, SpecError, check_dir_target, make_dir
+from colobench.errors import ColobenchError, SpecError, check_dir_target, make_dir, os_reason
 from colobench.launch import ray_launcher
-from colobench.launch.local import RunInterrupted, group_telemetry_path, run_local, write_json_atomic
+from colobench.launch.local import DiskFull, RunInterrupted, run_local, write_json_atomic
+from colobench.launch.state import process_gone
 from colobench.models.presets import default_cache_dir, ensure_preset, is_built
 from colobench.plan import ExperimentPlan, RunGroup, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
 from colobench.profiling import run_profile
@@ -138,6 +139,26 @@ def new_run_dir(name: str) -> Path:
     return path
 
 
+ATTEMPTS = "attempts"
+
+
+def keep_attempt(run_dir: Path) -> Path | None:
+    """Before a run is redone (`--resume`), move what its unfinished attempt left (records, logs,
+    run.json, telemetry) into `attempts/<k>/` inside it: never deleted, never counted (the
+    summary lists it). Returns the folder, or None when there was nothing."""
+    if not run_dir.is_dir():
+        return None
+    left = [p for p in run_dir.iterdir() if p.name != ATTEMPTS]
+    if not left:
+        return None
+    taken = [int(p.name) for p in (run_dir / ATTEMPTS).glob("*") if p.name.isdigit()]
+    dest = run_dir / ATTEMPTS / str(max(taken, default=0) + 1)
+    dest.mkdir(parents=True)
+    for p in left:
+        shutil.move(str(p), str(dest / p.name))
+    return dest
+
+
 def _run_finished(run_dir: Path) -> bool:
     state_file = run_dir / "run.json"
     if not state_file.is_file():
@@ -200,6 +221,7 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
         if out is None:
             raise ColobenchError("--resume needs --out: the run directory to resume")
         previous = _check_resumable(run_dir, spec)
+        settle_abandoned(run_dir)  # an attempt cut short by kill -9 of colobench says so where it is kept
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise ColobenchError(f"--out {run_dir}: folder exists and is not empty; choose another or add --resume")
     created = not run_dir.exists()
@@ -233,7 +255,7 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
         manifest["resumed_utc"] = [*previous.get("resumed_utc", []), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())]
         manifest["devices"] = previous.get("devices", {})
     write_json_atomic(run_dir / "manifest.json", manifest)
-    interrupted = False
+    interrupted, disk_full = False, None
     try:
         idle_power(plan, spec, run_dir, manifest, progress)
         runs_dir = run_dir / "runs"
@@ -245,10 +267,13 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
             if not unfinished:
                 continue
             group = group.only(unfinished)
-            for run in group.runs:  # an unfinished run is redone from scratch
-                if (runs_dir / run.run_id).exists():
-                    shutil.rmtree(runs_dir / run.run_id)
-            group_telemetry_path(group, runs_dir).unlink(missing_ok=True)
+            for run in group.runs:  # an unfinished run is redone; what it measured is kept apart, not counted
+                kept = keep_attempt(runs_dir / run.run_id)
+                if kept is not None:
+                    progress.phase(f"{run.run_id}: the unfinished attempt's records moved to {kept} (kept, not "
+                                   "counted)")
+            # a group's shared telemetry file (interleaved runs) is appended to: analysis takes each
+            # run's samples by its windows, so an earlier attempt's samples are never counted
             label = group_label(group)
             counts = [_expected_requests(i.workload) for w in group.windows for i in group.run(w.run_id).instances]
             progress.run_started(label, None if None in counts else sum(counts))
@@ -275,7 +300,9 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
             progress.run_finished(label, _group_status(states))
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True
-    summary = summarize(run_dir)
+    except DiskFull as exc:
+        disk_full = str(exc)
+    summary = summarize(run_dir, problems=[disk_full] if disk_full else [])
     return ExperimentResult(run_dir, summary, interrupted)
 
 
@@ -316,19 +343,52 @@ def _expected_requests(wl: Any) -> int | None:
     return wl.requests
 
 
-def summarize(run_dir: Path | str, write: bool = True) -> Summary:
-    """Recompute the summary from a run directory's files (and write `summary.json`)."""
+def settle_abandoned(run_dir: Path) -> None:
+    """A run.json still saying "starting" or "running" whose colobench process is gone (kill -9 of
+    colobench itself) is rewritten as "abandoned", with the reason: a run directory never claims
+    to be running for a process that is not there."""
+    for state_file in sorted((run_dir / "runs").glob("**/run.json")):
+        if ATTEMPTS in state_file.parts:
+            continue
+        try:
+            state = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            continue  # summarize names a corrupt file
+        if isinstance(state, dict) and state.get("status") in ("starting", "running") \
+                and process_gone(state.get("colobench_pid"), state.get("colobench_started_unix_s")):
+            state["status"] = "abandoned"
+            state["stop_reason"] = (f"the colobench process (pid {state.get('colobench_pid')}) that ran it is gone; "
+                                    "its workers stopped with it")
+            for w in (state.get("workers") or {}).values():
+                if w.get("status") not in ("completed", "died", "failed"):
+                    w.update(status="abandoned", reason="its colobench process is gone")
+            try:
+                write_json_atomic(state_file, state)
+            except OSError:
+                pass  # a read-only copy: the summary still says so, from the state read here
+
+
+def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | None = None) -> Summary:
+    """Recompute the summary from a run directory's files (and write `summary.json`); `problems`
+    are added to the summary's (what the run directory could not record: a full disk)."""
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").is_file():
         raise ColobenchError(f"{run_dir}: not a colobench run directory (no manifest.json)")
+    settle_abandoned(run_dir)
     try:
         summary = summarize_run_dir(run_dir).model_copy(update={"run_dir": str(run_dir)})
+        if problems:
+            summary = summary.model_copy(update={"problems": [*summary.problems, *problems]})
     except CorruptFile as exc:
         raise ColobenchError(str(exc)) from None
     except (KeyError, ValueError, TypeError) as exc:
         raise ColobenchError(f"{run_dir}: cannot read run directory ({exc.__class__.__name__}: {exc})") from None
     if write:
-        write_json_atomic(run_dir / "summary.json", summary.to_json())
+        try:
+            write_json_atomic(run_dir / "summary.json", summary.to_json())
+        except OSError as exc:  # a full disk: the summary is still printed, and says why it is not on disk
+            summary = summary.model_copy(update={"problems": [
+                *summary.problems, f"{run_dir / 'summary.json'}: not written ({os_reason(exc)})"]})
     return summary
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -27,13 +28,14 @@ from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
 from colobench.errors import ColobenchError, SpecError, check_file_target, os_reason, writing
+from colobench import stopping
 from colobench.secrets import ScrubbingStream
 from colobench.models.presets import PRESETS, default_cache_dir, is_built
 from colobench.report import exports
 from colobench.report.console import print_findings, print_summary, validity_line
 from colobench.report.headline import headline
 from colobench.report.html import comparison_page
-from colobench.serve.fake_openai import FAULTS, FakeServerConfig, serve
+from colobench.serve.fake_openai import KNOWN_FAULTS, FakeServerConfig, serve
 from colobench.specs import Knob
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich", no_args_is_help=True,
@@ -181,20 +183,27 @@ def run(
         raise ColobenchError("--resume needs --out: the run directory to resume")
     spec, source = build_spec(experiment, model, endpoint, knobs or {}, out if resume else None)
     err = _stderr()
-    try:
-        with _progress(err) as progress:
-            result = api.run_experiment(spec, out=out, progress=progress, source=source, command=sys.argv,
-                                        resume=resume)
-    except SpecError as exc:
-        raise for_flags(exc) from None
-    if not json_only:
-        print_summary(result.summary, _stdout())
-    report_path = api.write_html_report(result.run_dir, result.summary)
-    err.print(f"run directory: {escape(str(result.run_dir))}; report: {escape(str(report_path))}")
-    print(api.dump_json_line(result.summary if json_only else headline(result.summary)), flush=True)
-    if result.interrupted:
-        err.print("[yellow]interrupted: the summary covers what completed; --resume redoes the rest[/]")
-        raise typer.Exit(130)
+    # Ctrl-C, SIGTERM and SIGHUP: stop the workers, then everything below still happens (a second
+    # signal is only noted), and the exit status is 128 + the signal
+    with stopping.stop_on_signals():
+        try:
+            with _progress(err) as progress:
+                result = api.run_experiment(spec, out=out, progress=progress, source=source, command=sys.argv,
+                                            resume=resume)
+        except SpecError as exc:
+            raise for_flags(exc) from None
+        if not json_only:
+            print_summary(result.summary, _stdout())
+        try:
+            report_path: Any = api.write_html_report(result.run_dir, result.summary)
+        except OSError as exc:  # a full disk: the summary was printed; say what is missing
+            report_path = f"not written ({os_reason(exc)})"
+        err.print(f"run directory: {escape(str(result.run_dir))}; report: {escape(str(report_path))}")
+        print(api.dump_json_line(result.summary if json_only else headline(result.summary)), flush=True)
+        if result.interrupted:
+            signame = signal.Signals(stopping.state.received or signal.SIGINT).name
+            err.print(f"[yellow]stopped by {signame}: the summary covers what completed; --resume redoes the rest[/]")
+            raise typer.Exit(stopping.exit_code())
     if result.summary.problems:
         raise typer.Exit(1)
 
@@ -452,7 +461,7 @@ def fake_server(
     jitter_ms: float = typer.Option(0.0, "--jitter-ms", help="uniform +- jitter on every delay", min=0, max=3_600_000),
     error_rate: float = typer.Option(0.0, "--error-rate", help="fraction of requests that hit a fault", min=0, max=1),
     faults: str = typer.Option(",".join(("http_500", "cut", "malformed", "stall")), "--faults",
-                               help="faults drawn on error: http_500, cut, malformed, stall"),
+                               help="faults drawn on error: http_500, cut, malformed, stall, bad_usage, negative_usage, huge_usage"),
     model_names: str = typer.Option("fake-model", "--models", help="served model names, comma separated"),
     tokens_per_chunk: int = typer.Option(1, "--tokens-per-chunk", help="tokens in each streamed chunk", min=1,
                                          max=100_000),
@@ -471,9 +480,9 @@ def fake_server(
 ) -> None:
     """Serve a fake OpenAI-compatible API with known timing and optional faults."""
     chosen = tuple(f for f in faults.split(",") if f)
-    unknown = [f for f in chosen if f not in FAULTS]
+    unknown = [f for f in chosen if f not in KNOWN_FAULTS]
     if unknown:
-        raise SpecError("command line", "--faults", f"unknown fault(s) {unknown}; known: {', '.join(FAULTS)}",
+        raise SpecError("command line", "--faults", f"unknown fault(s) {unknown}; known: {', '.join(KNOWN_FAULTS)}",
                         show_value=False)
     if usage not in ("requested", "always", "never"):
         raise SpecError("command line", "--usage", "must be requested, always or never", usage)
@@ -507,9 +516,9 @@ def main() -> None:
     except ColobenchError as exc:
         _stderr().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _stderr().print("[yellow]interrupted[/]")
-        sys.exit(130)
+        sys.exit(128 + exc.signum if isinstance(exc, stopping.StopRequested) else 130)
     except OSError as exc:  # a file, folder or port problem no command caught by name: still one line
         where = f"{exc.filename}: " if exc.filename else ""
         _stderr().print(f"[red]error:[/] {escape(where + os_reason(exc))}", soft_wrap=True)

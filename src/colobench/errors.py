@@ -36,6 +36,8 @@ class SpecError(ColobenchError):
 def error_text(exc: BaseException) -> str:
     """`ExcType: first line of the message`, for records and summaries."""
     text = str(exc).splitlines()[0] if str(exc) else ""
+    if getattr(exc, "plain", False):  # a verdict whose message is the whole reason (`endpoint_down: ...`)
+        return text
     return f"{exc.__class__.__name__}: {text}".rstrip(": ")
 
 

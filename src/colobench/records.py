@@ -54,6 +54,7 @@ class RequestRecord:
     expected_prompt_tokens: int | None = None  # HTTP: the prompt length asked for, when the server counted its own
     first_content_ns: int | None = None  # HTTP, reasoning models: the first answer (not reasoning) chunk
     reasoning_chunks: int = 0  # HTTP, reasoning models: chunks of reasoning before (or among) the answer
+    also_failed: int = 0  # a failed record standing for this many more identical failures of a burst (not written)
 
     @property
     def first_token_ns(self) -> int | None:

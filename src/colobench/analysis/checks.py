@@ -69,6 +69,7 @@ class Thresholds:
     trend_min_values: int = 30
     saturation_growth: float = 2.0
     max_failed_fraction: float = 0.05
+    max_failed_share_for_client: float = 0.5  # above this error rate no client_bound verdict (a failing server)
     rate_tolerance: float = 0.01
     client_cpu_bound: float = 0.90  # of one core
     client_busy: float = 0.50  # a load generator this busy can be the cause of its own lag
@@ -329,8 +330,10 @@ def _client_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:
     if ol is not None and ol.rate_ok is False:
         symptoms.append("achieved rate off target")
     # the load generator is the bottleneck only when it is itself saturated: a core's worth of
-    # CPU, or the symptoms while it is busy; lag while it idles is the host's doing
-    if cpu >= t.client_cpu_bound or (symptoms and cpu >= t.client_busy):
+    # CPU, or the symptoms while it is busy; lag while it idles is the host's doing; and a client
+    # busy sending requests that fail at once is the server's story (see `failures`), not its own
+    failing = (mt.error_rate or 0) > t.max_failed_share_for_client
+    if not failing and (cpu >= t.client_cpu_bound or (symptoms and cpu >= t.client_busy)):
         reasons = ([f"load generator at {cpu * 100:.0f}% of a core"] if cpu >= t.client_busy else []) + symptoms
         out.append(_check("client_bound", s, "client_bound", "invalid",
                           "the load generator was the bottleneck: " + "; ".join(reasons)

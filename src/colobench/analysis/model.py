@@ -301,11 +301,21 @@ class WorkerOutcome(Model):
     exitcode: int | None = None
 
 
+class Attempt(Model):
+    """An earlier, unfinished attempt at a run (`--resume` redid it): kept, never counted."""
+
+    folder: str  # relative to the run directory
+    status: str | None = None
+    records: int = 0  # measured requests it recorded
+
+
 class RunEntry(Model):
     phase: Phase
     status: str | None = None
+    stop_reason: str | None = None  # interrupted, disk_full or abandoned: why
     workers: dict[str, WorkerOutcome] = {}
     telemetry: dict[str, str] | None = None
+    attempts: list[Attempt] = []
 
 
 class Slowdown(Model):

@@ -87,6 +87,10 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
     ok = m.measured(records)
     sent = [r for r in records if not r.warmup and not r.load_only]
     failed = [r for r in sent if not r.ok]
+    n_failed = sum(1 + r.also_failed for r in failed)  # a burst of identical failures is one record
+    errors: Counter[str] = Counter()
+    for r in failed:
+        errors[r.error or "unknown"] += 1 + r.also_failed
     by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
     sent_by_rep: dict[int, list[RequestRecord]] = defaultdict(list)
     for r in ok:
@@ -109,7 +113,8 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
     mean_concurrency = _mean([m.mean_concurrency(by_rep[k]) for k in reps])
     static = ok and all(r.scheduled_ns is None and r.batch_id >= 0 for r in ok)
     fields: dict[str, Any] = {
-        "completed": len(ok), "failed": len(failed), "error_rate": len(failed) / len(sent) if sent else None,
+        "completed": len(ok), "failed": n_failed,
+        "error_rate": n_failed / (len(ok) + n_failed) if ok or n_failed else None,
         "warmup_requests": sum(1 for r in records if r.warmup), "repetitions": len(reps),
         "total_input_tokens": total_in, "total_output_tokens": total_out, "duration": duration,
         # tokens over time: every measured token over every measured window (vLLM's definition)
@@ -124,7 +129,7 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
                                        request_throughput_req_s=req_d),
         "repetition_stats": rep_stats,
         "repetition_windows_ns": windows,
-        "errors": dict(Counter(r.error or "unknown" for r in failed)),
+        "errors": dict(errors),
     }
     for name in LATENCY_METRICS:
         d = dists[name]

@@ -18,21 +18,39 @@ from typing import Any
 from colobench.analysis.checks import phase_checks, point_checks, validity
 from colobench.analysis.diagnosis import diagnose
 from colobench.analysis.interference import interference
-from colobench.analysis.model import (SCHEMA, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry, Summary,
-                                      WorkerOutcome)
+from colobench.analysis.model import (SCHEMA, Attempt, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry,
+                                      Summary, WorkerOutcome)
 from colobench.analysis.phase import client_load, instance_phase_metrics, overlap, server_metrics
 from colobench.analysis.quality import quality_of_points
 from colobench.analysis.resources import idle_power, instance_resources, shared_energy
 from colobench.analysis.sweeps import batch_scaling
 from colobench.devices import kind_of
-from colobench.records import CorruptFile, RequestRecord, load_json, read_records
+from colobench.records import CorruptFile, RequestRecord, load_json, read_jsonl, read_records
 from colobench.telemetry.replay import read_samples, run_samples
 
 FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture", "load_model",
              "parallel", "requests_raised_to", "quantization", "graph", "attn_implementation", "knobs")
-WORST_FIRST = ["died", "failed", "interrupted", "starting", "loaded", "running", "completed"]
+WORST_FIRST = ["died", "failed", "abandoned", "interrupted", "starting", "loaded", "running", "completed"]
 
 
+
+
+ATTEMPTS = "attempts"
+
+
+def earlier_attempts(run_dir: Path, rdir: Path) -> list[Attempt]:
+    """The unfinished attempts `--resume` moved aside in a run's `attempts/<k>/` folders."""
+    out = []
+    folders = [p for p in (rdir / ATTEMPTS).glob("*") if p.is_dir() and p.name.isdigit()]
+    for folder in sorted(folders, key=lambda p: int(p.name)):
+        try:
+            status = load_json(folder / "run.json").get("status") if (folder / "run.json").is_file() else None
+        except (CorruptFile, AttributeError):
+            status = None
+        records = sum(1 for f in folder.glob("records/*.jsonl") for r in read_jsonl(f)
+                      if not r.get("warmup") and not r.get("load_only"))
+        out.append(Attempt(folder=str(folder.relative_to(run_dir)), status=status, records=records))
+    return out
 
 
 RECORDING = ("completed",)  # a worker that must have written records in each of its runs
@@ -133,8 +151,12 @@ class _PointBuilder:
             resources = instance_resources(samples, InstanceFacts(**self.facts[name]), device, metrics, keys, pids,
                                            self.peaks, shared, name)
             self.phases[run["phase"]][name] = metrics.model_copy(update=resources)
-        self.runs[run["run_id"]] = RunEntry(phase=run["phase"], status=state.get("status"), workers=workers,
-                                            telemetry=state.get("telemetry"))
+        if state.get("status") in ("abandoned", "disk_full"):
+            self.problems.append(f"{run['run_id']}: {state['status']}: {state.get('stop_reason')}")
+        attempts = earlier_attempts(self.run_dir, rdir)  # listed with the run, never counted, not a problem
+        self.runs[run["run_id"]] = RunEntry(phase=run["phase"], status=state.get("status"),
+                                            stop_reason=state.get("stop_reason"), workers=workers,
+                                            telemetry=state.get("telemetry"), attempts=attempts)
         if run["phase"] == "colocated" and samples:
             self.energy = Energy(colocated=shared_energy(samples, self.phases["colocated"], devices))
 

@@ -56,6 +56,7 @@ DATA = b"data:"
 OUTPUT_TOKENS_PLACEHOLDER = "$output_tokens"
 REASONING_FIELDS = ("reasoning_content", "reasoning")  # vLLM/SGLang/DeepSeek name it one or the other
 TOKENIZE_CONCURRENCY = 32
+MAX_TOKENS_PER_CHUNK = 10  # more usage tokens a content chunk than this is a count that cannot be right
 
 
 class StreamError(Exception):
@@ -226,10 +227,30 @@ class OpenAIBackend:
         result.done_ns = now_ns()
         if sse.reasoning_chunks:
             result.reasoning_chunks, result.first_content_ns = sse.reasoning_chunks, sse.first_content_ns
-        if sse.usage and sse.usage.get("completion_tokens") is not None:
-            result.output_tokens = int(sse.usage["completion_tokens"])
-            result.prompt_tokens = sse.usage.get("prompt_tokens")
-            result.token_count_source = "usage"
+        try:  # anything wrong inside one response is that request's failure, never the worker's
+            self._count(result, sse)
+        except Exception as exc:
+            result.error = f"cannot count the response's tokens ({error_text(exc)})"
+        return result
+
+    def _count(self, result: Completion, sse: "_SSEStream") -> None:
+        """Token counts: the server's usage (checked), else the tokenizer, else the chunks."""
+        usage = sse.usage
+        if usage is not None and not isinstance(usage, dict):
+            result.error = f"malformed usage: a JSON {type(usage).__name__}, not an object"
+        elif usage and usage.get("completion_tokens") is not None:
+            n, prompt = usage["completion_tokens"], usage.get("prompt_tokens")
+            if not _is_count(n):
+                result.error = f"malformed usage: completion_tokens {n!r} is not a count"
+            elif n <= 0:
+                result.error = f"the server's usage reports {n} completion tokens for {sse.content_chunks} content chunks"
+            elif sse.content_chunks and n > MAX_TOKENS_PER_CHUNK * sse.content_chunks:
+                result.error = (f"inconsistent counts: usage reports {n} completion tokens for {sse.content_chunks} "
+                                f"content chunks (more than {MAX_TOKENS_PER_CHUNK} a chunk)")
+            elif prompt is not None and not _is_count(prompt):
+                result.error = f"malformed usage: prompt_tokens {prompt!r} is not a count"
+            else:
+                result.output_tokens, result.prompt_tokens, result.token_count_source = n, prompt, "usage"
         elif sse.texts is not None:
             # after the stream has ended: this request's timing is already recorded
             result.output_tokens = len(self._tokenizer.encode("".join(sse.texts), add_special_tokens=False))
@@ -237,7 +258,6 @@ class OpenAIBackend:
         else:
             result.output_tokens = sse.content_chunks
             result.token_count_source = "chunks"
-        return result
 
     def stop_streaming(self) -> None:
         if self._session is not None:
@@ -296,6 +316,8 @@ class _SSEStream:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:
             raise StreamError(f"malformed SSE data line: {payload[:60]!r}") from None
+        if not isinstance(obj, dict):
+            raise StreamError(f"malformed SSE event: a JSON {type(obj).__name__} where an object belongs")
         if "error" in obj:
             raise StreamError(f"server error in stream: {_error_message(payload)}")
         usage = obj.get("usage")
@@ -304,11 +326,15 @@ class _SSEStream:
         choices = obj.get("choices")
         if not choices:
             return
-        choice = choices[0]
+        choice = choices[0] if isinstance(choices, list) else None
+        if not isinstance(choice, dict):
+            raise StreamError("malformed SSE event: `choices` is not a list of objects")
         if not self.chat:
             piece = choice.get("text")
         else:
             delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise StreamError("malformed SSE event: `delta` is not an object")
             piece = delta.get("content")
             if not piece:
                 for name in REASONING_FIELDS:
@@ -318,10 +344,16 @@ class _SSEStream:
             elif self.first_content_ns is None:
                 self.first_content_ns = t
         if piece:
+            if not isinstance(piece, str):
+                raise StreamError(f"malformed SSE event: content {piece!r:.40} is not text")
             self.stamps.append(t)
             self.content_chunks += 1
             if self.texts is not None:
                 self.texts.append(piece)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _ids_len(ids: Any) -> int:

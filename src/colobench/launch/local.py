@@ -19,6 +19,7 @@ workers load, finish windows or die.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 import queue as queue_mod
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import monotonic_s, now_ns
+from colobench.errors import os_reason
 from colobench.launch.state import GroupState, write_json_atomic
 from colobench.launch.worker import worker_key, worker_main
 from colobench.plan import ResolvedInstance, RunGroup
@@ -36,12 +38,32 @@ POLL_S = 0.05
 START_LEAD_NS = 20_000_000  # windows start this long after the go, so every process is awake and waiting
 DEFAULT_LOAD_TIMEOUT_S = 1800.0
 
-__all__ = ["RunInterrupted", "group_telemetry_path", "run_local", "window_payload", "worker_parts",
+__all__ = ["DiskFull", "RunInterrupted", "group_telemetry_path", "is_disk_full", "run_local", "stop_reason",
+           "window_payload", "worker_parts",
            "write_json_atomic"]
 
 
 class RunInterrupted(Exception):
-    """Ctrl-C during a run: workers were stopped, what they recorded is on disk."""
+    """Ctrl-C (or SIGTERM, SIGHUP) during a run: workers were stopped, what they recorded is on disk."""
+
+
+class DiskFull(Exception):
+    """The disk filled up during a run: workers were stopped, what was flushed is on disk."""
+
+
+def is_disk_full(exc: BaseException | str | None) -> bool:
+    """An OSError for a full disk or quota, or a worker's reason that quotes one."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, str) and ("No space left on device" in exc or "Disk quota exceeded" in exc)
+
+
+def stop_reason(exc: BaseException) -> str:
+    """What stopped a run, for run.json: the signal's name, or "interrupted by user"."""
+    signum = getattr(exc, "signum", None)
+    if signum is None or signum == signal.SIGINT:
+        return "interrupted by user (Ctrl-C)"
+    return f"stopped by {signal.Signals(signum).name}"
 
 
 def _death_reason(exitcode: int | None, reported: str | None) -> str:
@@ -82,8 +104,7 @@ def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int],
     """Run a group's windows in worker processes; return each run's record (also in its run.json)."""
     ctx = mp.get_context("spawn")
     msgs = ctx.Queue()
-    n_windows = len(group.windows)
-    go, stop = [ctx.Event() for _ in range(n_windows)], [ctx.Event() for _ in range(n_windows)]
+    go, stop = [ctx.Event() for _ in group.windows], [ctx.Event() for _ in group.windows]
     shared_start = ctx.Value("q", 0)
     parts = worker_parts(group)
     state = GroupState(group, runs_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event)
@@ -91,65 +112,90 @@ def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int],
     windows = window_payload(group)
 
     procs: dict[str, Any] = {}
-    for key, (inst, part) in parts.items():
-        p = ctx.Process(target=worker_main, name=f"colobench-{key}", daemon=True,
-                        args=(inst.model_dump(), windows, str(runs_dir), msgs, go, stop, os.getpid(),
-                              (prompts_files or {}).get(inst.name), part, shared_start))
-        p.start()
-        procs[key] = p
-        workers[key]["pid"] = p.pid
     recorder = None
-    if telemetry is not None and telemetry.enabled:
-        alive = {k: p.pid for k, p in procs.items()}
-        recorder = TelemetryRecorder(make_samplers([i.device for i in group.instances], lambda: alive, telemetry,
-                                                   server_sources(group.instances)),
-                                     group_telemetry_path(group, runs_dir))
-        state.extra["telemetry"] = recorder.start()
-    state.write()
-
-    next_window, stopped = 0, set()
-    started = monotonic_s()
-    try:
-        while state.live():
-            try:
-                state.handle(*msgs.get(timeout=POLL_S))
-                _drain(msgs, state.handle)
-            except queue_mod.Empty:
-                pass
-            # deaths: a process that exited without saying "done"
-            for n in state.live():
-                p = procs[n]
-                if p.exitcode is not None:
-                    _drain(msgs, state.handle)
-                    if workers[n]["status"] != "completed":
-                        state.ended(n, _death_reason(p.exitcode, None), p.exitcode)
-                elif workers[n]["status"] == "starting" and monotonic_s() - started > load_timeout_s:
-                    p.kill()
-                    p.join(5)
-                    state.ended(n, f"did not load within {load_timeout_s:.0f} s", p.exitcode)
-            # a co-located window's filler stops when every live partner has finished its quota
-            for w in range(next_window):
-                if w not in stopped and state.co_located(w) and state.quota_complete(w):
-                    stop[w].set()
-                    stopped.add(w)
-            # barrier: start window w when every live worker is ready for it
-            while next_window < n_windows and state.barrier_complete(next_window):
-                t_go = now_ns()
-                shared_start.value = t_go + START_LEAD_NS
-                go[next_window].set()
-                state.started(next_window, t_go)
-                next_window += 1
-    except KeyboardInterrupt:
-        if recorder is not None:
-            state.extra["telemetry"] = recorder.stop()
-        _stop_all(procs)
-        state.interrupted({n: p.exitcode for n, p in procs.items()})
+    try:  # from the first spawn on, any way out stops the workers (a signal while they load too)
+        for key, (inst, part) in parts.items():
+            p = ctx.Process(target=worker_main, name=f"colobench-{key}", daemon=True,
+                            args=(inst.model_dump(), windows, str(runs_dir), msgs, go, stop, os.getpid(),
+                                  (prompts_files or {}).get(inst.name), part, shared_start))
+            p.start()
+            procs[key] = p
+            workers[key]["pid"] = p.pid
+        if telemetry is not None and telemetry.enabled:
+            alive = {k: p.pid for k, p in procs.items()}
+            recorder = TelemetryRecorder(make_samplers([i.device for i in group.instances], lambda: alive, telemetry,
+                                                       server_sources(group.instances)),
+                                         group_telemetry_path(group, runs_dir))
+            state.extra["telemetry"] = recorder.start()
+        state.write()
+        _loop(group, state, procs, msgs, go, stop, shared_start, load_timeout_s)
+    except KeyboardInterrupt as exc:
+        _stop_group(state, procs, recorder, stop_reason(exc))
         raise RunInterrupted() from None
+    except OSError as exc:
+        if not is_disk_full(exc):
+            _stop_group(state, procs, recorder, f"colobench failed: {exc}")
+            raise
+        _stop_group(state, procs, recorder, f"disk full: {os_reason(exc)}", "disk_full")
+        raise DiskFull(f"disk full while writing {exc.filename or 'the run directory'} ({os_reason(exc)})") from None
+    except DiskFull as exc:
+        _stop_group(state, procs, recorder, str(exc), "disk_full")
+        raise
+    except BaseException:
+        _stop_group(state, procs, recorder, "colobench itself failed")
+        raise
     for p in procs.values():
         p.join(10)
     if recorder is not None:
         state.extra["telemetry"] = recorder.stop()
     return state.finish()
+
+
+def _stop_group(state: GroupState, procs: dict[str, Any], recorder: Any, reason: str,
+                status: str = "interrupted") -> None:
+    if recorder is not None:
+        state.extra["telemetry"] = recorder.stop()
+    _stop_all(procs)
+    state.interrupted({n: p.exitcode for n, p in procs.items()}, reason, status)
+
+
+def _loop(group: RunGroup, state: GroupState, procs: dict[str, Any], msgs: Any, go: list, stop: list,
+          shared_start: Any, load_timeout_s: float) -> None:
+    """Messages, deaths, window barriers and filler stops until no worker is live."""
+    workers, n_windows = state.workers, len(group.windows)
+    next_window, stopped = 0, set()
+    started = monotonic_s()
+    while state.live():
+        try:
+            state.handle(*msgs.get(timeout=POLL_S))
+            _drain(msgs, state.handle)
+        except queue_mod.Empty:
+            pass
+        # deaths: a process that exited without saying "done"
+        for n in state.live():
+            p = procs[n]
+            if p.exitcode is not None:
+                _drain(msgs, state.handle)
+                if workers[n]["status"] != "completed":
+                    state.ended(n, _death_reason(p.exitcode, None), p.exitcode)
+                    if is_disk_full(workers[n]["reason"]):  # the others would fail the same way
+                        raise DiskFull(f"disk full: {n} could not write its records")
+            elif workers[n]["status"] == "starting" and monotonic_s() - started > load_timeout_s:
+                p.kill()
+                p.join(5)
+                state.ended(n, f"did not load within {load_timeout_s:.0f} s", p.exitcode)
+        # a co-located window's filler stops when every live partner has finished its quota
+        for w in range(next_window):
+            if w not in stopped and state.co_located(w) and state.quota_complete(w):
+                stop[w].set()
+                stopped.add(w)
+        # barrier: start window w when every live worker is ready for it
+        while next_window < n_windows and state.barrier_complete(next_window):
+            t_go = now_ns()
+            shared_start.value = t_go + START_LEAD_NS
+            go[next_window].set()
+            state.started(next_window, t_go)
+            next_window += 1
 
 
 def _drain(msgs: Any, handle: Callable[[str, str, Any], None]) -> None:

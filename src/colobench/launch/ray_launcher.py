@@ -44,8 +44,8 @@ import orjson
 from colobench.clock import monotonic_s, now_ns
 from colobench.devices import is_accelerator, kind_of
 from colobench.errors import ColobenchError
-from colobench.launch.local import (DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, group_telemetry_path, window_payload,
-                                   worker_parts)
+from colobench.launch.local import (DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, group_telemetry_path, stop_reason,
+                                   window_payload, worker_parts)
 from colobench.launch.ray_actors import (LINE_FOLDERS, InstanceWorker, NodeSampler, boot_id, physical_device,
                                          shift_lines,
                                          shift_ns)
@@ -397,11 +397,11 @@ def run_ray(group: RunGroup, runs_dir: Path, launch: LaunchSpec, on_progress: Ca
             if samplers and monotonic_s() - last_telemetry > TELEMETRY_POLL_S:
                 last_telemetry = monotonic_s()
                 _poll_samplers(ray, samplers, info, telemetry_path, final=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _poll_samplers(ray, samplers, info, telemetry_path, final=True)
         for a in [*actors.values(), *samplers.values()]:
             kill(a)
-        rs.interrupted({})
+        rs.interrupted({}, stop_reason(exc))
         raise RunInterrupted() from None
     # 6. telemetry's last lines, then the actors go (their resources are free for the next run)
     _poll_samplers(ray, samplers, info, telemetry_path, final=True)

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from colobench.clock import wall_unix_s
 from colobench.plan import RunGroup
 from colobench.secrets import scrub_data
@@ -37,6 +39,27 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _process_start() -> float | None:
+    try:
+        return psutil.Process().create_time()
+    except psutil.Error:
+        return None
+
+
+def process_gone(pid: Any, started_unix_s: Any) -> bool:
+    """Whether the process that wrote a run.json is gone (a reused pid is another process: its
+    start time differs)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return started_unix_s is not None and abs(proc.create_time() - float(started_unix_s)) > 1.0
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 class GroupState:
@@ -60,12 +83,16 @@ class GroupState:
         self.started_unix_s = wall_unix_s()
         self.extra: dict[str, Any] = {}  # launcher facts written into every run.json (telemetry, ray, warnings)
         self.status = "starting"
+        self.stop_reason: str | None = None
         self.runs: dict[str, dict[str, Any]] = {
             r.run_id: {"run_id": r.run_id, "point": r.point, "phase": r.phase, "repetitions": r.repetitions,
                        "instances": [redact(i.model_dump()) for i in r.instances], "launcher": launcher,
                        "order": "interleaved" if len(group.runs) > 1 else "phase-major",
                        "group": [x.run_id for x in group.runs], "status": "starting",
-                       "started_unix_s": self.started_unix_s, "repetition_start_ns": []}
+                       "started_unix_s": self.started_unix_s, "repetition_start_ns": [],
+                       # who writes this run: a reader that finds it "running" with this process gone
+                       # knows it was abandoned (kill -9 of colobench itself)
+                       "colobench_pid": os.getpid(), "colobench_started_unix_s": _process_start()}
             for r in group.runs}
         for r in group.runs:
             (runs_dir / r.run_id).mkdir(parents=True, exist_ok=True)
@@ -100,8 +127,9 @@ class GroupState:
         statuses = [w["status"] for w in state["workers"].values()]
         if self.status in ("starting", "running"):
             state["status"] = "completed" if statuses and all(s == "completed" for s in statuses) else self.status
-        elif self.status == "interrupted" and not all(s == "completed" for s in statuses):
-            state["status"] = "interrupted"
+        elif self.status in ("interrupted", "disk_full") and not all(s == "completed" for s in statuses):
+            state["status"] = self.status
+            state["stop_reason"] = self.stop_reason
         else:
             bad = [s for s in statuses if s != "completed"]
             state["status"] = "completed" if not bad else ("failed" if len(bad) == len(statuses) else "partial")
@@ -169,12 +197,17 @@ class GroupState:
         if self.on_event:
             self.on_event("died", name, self.workers[name]["reason"])
 
-    def interrupted(self, exitcodes: dict[str, int | None]) -> None:
+    def interrupted(self, exitcodes: dict[str, int | None], reason: str = "interrupted by user",
+                    status: str = "interrupted") -> None:
+        """The group was stopped (a signal, a full disk): every live worker ended with `reason`."""
         for n in self.names:
             if self.workers[n]["status"] not in ENDED:
-                self.workers[n].update(status="interrupted", reason="interrupted by user", exitcode=exitcodes.get(n))
-        self.status = "interrupted"
-        self._end()
+                self.workers[n].update(status="interrupted", reason=reason, exitcode=exitcodes.get(n))
+        self.status, self.stop_reason = status, reason
+        try:
+            self._end()
+        except OSError:
+            pass  # the disk may be full: the caller reports it; run.json keeps its last good state
 
     def finish(self) -> dict[str, dict[str, Any]]:
         """Every run's final state, written to its run.json and returned by run id."""

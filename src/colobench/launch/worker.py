@@ -46,6 +46,7 @@ from colobench.devices import get_device
 from colobench.errors import error_text
 from colobench.loadgen.capacity import max_parallel_requests
 from colobench.loadgen.driver import LoadDriver
+from colobench.loadgen.health import Health, InstanceFailing
 from colobench.records import FILLER_GRACE_NS
 from colobench.secrets import ScrubbingStream, register_endpoint
 from colobench.loadgen.recorder import Recorder
@@ -90,6 +91,11 @@ def worker_main(instance: dict, windows: list[dict], runs_dir: str, queue: Any, 
               shared_start)
     except SystemExit:
         raise
+    except InstanceFailing as exc:  # a verdict on the instance, not a bug: its reason, no traceback
+        print(f"[colobench] worker {name} stops: {exc}", flush=True)
+        queue.put(("error", name, str(exc)))
+        log.flush()
+        sys.exit(1)
     except BaseException as exc:
         traceback.print_exc()
         queue.put(("error", name, error_text(exc)))
@@ -293,6 +299,7 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
         queue.put(("progress", key, n))
 
     free = _free_memory(device)
+    health = Health(endpoint=inst.backend == "openai")
     for w, window in enumerate(windows):
         queue.put(("ready", key, w))
         _wait_for(go_events[w], parent_pid)
@@ -309,8 +316,11 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
             device.reset_peak_memory()
         lags: list[int] = []
         usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
-        driver.measured(Recorder(files(run_id), inst.name, run_id, repetition=rep), progress, lags, free)
+        driver.measured(Recorder(files(run_id), inst.name, run_id, repetition=rep, health=health), progress, lags,
+                        free)
         usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
+        if health.tripped:  # the server went away (or every batch fails): stop this instance, with the reason
+            raise InstanceFailing(health.tripped)
         if len(window["active"]) > 1:  # co-located: keep the load on until every partner is done
             queue.put(("quota", key, w))
             stop_events[w].wait(STOP_GRACE_S)

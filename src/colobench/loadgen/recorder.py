@@ -9,11 +9,14 @@ is a prompt the server counted differently from the length asked for (`expected_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from colobench.backends.base import Completion
+from colobench.loadgen.health import Health
 from colobench.records import RecordWriter, RequestRecord
 from colobench.workload.synthetic import Request
+
+BURST_WRITTEN = 10  # identical failures in a row written one by one; the rest of the burst is counted
 
 
 @dataclass
@@ -24,9 +27,12 @@ class Recorder:
     repetition: int = 0
     warmup: bool = False
     load_only: bool = False  # filler that keeps a co-located partner loaded: recorded, never measured
+    health: Health | None = None  # the instance's circuit breaker, shared by its windows
     completed: int = 0
     failed: int = 0
     last_error: str | None = None
+    _streak: int = 0  # identical failures in a row
+    _held: RequestRecord | None = field(default=None, repr=False)  # the latest of a counted burst
 
     def record(self, request: Request, submit_ns: int, completion: Completion, scheduled_ns: int | None = None,
                batch_id: int = -1, batch_size: int = 1) -> None:
@@ -47,9 +53,35 @@ class Recorder:
             expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source,
             expected_prompt_tokens=request.prompt_target if c.prompt_tokens is not None else None,
             first_content_ns=c.first_content_ns if c.reasoning_chunks else None, reasoning_chunks=c.reasoning_chunks)
-        self.writer.write(record)
+        if self.health is not None and not self.warmup and not self.load_only:
+            self.health.observe(ok, error, c.done_ns)
         if ok:
             self.completed += 1
-        else:
-            self.failed += 1
-            self.last_error = error
+            self.flush()
+            self._streak = 0
+            self.writer.write(record)
+            return
+        self.failed += 1
+        if error != self.last_error:
+            self.flush()
+            self._streak = 0
+        self.last_error = error
+        self._streak += 1
+        if self._streak <= BURST_WRITTEN:
+            self.writer.write(record)
+        elif self._held is None:
+            self._held = record
+        else:  # bounded records: the latest of the burst stands for the ones before it
+            record.also_failed = self._held.also_failed + 1
+            self._held = record
+
+    @property
+    def stopped(self) -> bool:
+        """The instance's breaker tripped: send nothing more."""
+        return self.health is not None and self.health.tripped is not None
+
+    def flush(self) -> None:
+        """Write the record that stands for a counted burst of identical failures, if any."""
+        if self._held is not None:
+            self.writer.write(self._held)
+            self._held = None

@@ -25,8 +25,8 @@ def run_static(backend: Any, batches: Iterable[Batch], recorder: Recorder, until
     """Run `batches` in order; stop early, between batches, once `until()` is true."""
     failures = 0
     for batch in batches:
-        if until is not None and until():
-            return
+        if (until is not None and until()) or recorder.stopped:
+            break
         submit = now_ns()
         try:
             completions, error = backend.generate(batch), None
@@ -41,4 +41,6 @@ def run_static(backend: Any, batches: Iterable[Batch], recorder: Recorder, until
             on_batch(len(batch.requests))
         failures = failures + 1 if error else 0
         if failures >= MAX_CONSECUTIVE_FAILED_BATCHES:
+            recorder.flush()
             raise RuntimeError(f"{failures} batches failed in a row, last: {error}")
+    recorder.flush()

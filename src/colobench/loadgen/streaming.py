@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from colobench.backends.base import Completion
 from colobench.clock import now_ns
 from colobench.errors import error_text
+from colobench.loadgen.health import Backoff
 from colobench.loadgen.recorder import Recorder
 from colobench.workload.synthetic import Request
 
@@ -28,7 +29,8 @@ UNTIL_POLL_S = 0.02
 
 
 async def _send(backend: Any, request: Request, recorder: Recorder, scheduled_ns: int | None,
-                on_done: Callable[[int], None] | None) -> None:
+                on_done: Callable[[int], None] | None) -> str | None:
+    """Send one request and record it; return its error (None when it succeeded)."""
     submit = now_ns()
     try:
         completion = await backend.request(request)
@@ -37,6 +39,7 @@ async def _send(backend: Any, request: Request, recorder: Recorder, scheduled_ns
     recorder.record(request, submit, completion, scheduled_ns=scheduled_ns)
     if on_done:
         on_done(1)
+    return completion.error
 
 
 async def _sleep_until(deadline_ns: int, until: Callable[[], bool] | None = None) -> None:
@@ -57,12 +60,16 @@ async def closed_loop(backend: Any, requests: Iterator[Request], concurrency: in
     """Keep `concurrency` requests in flight until `requests` runs out or `until()` is true."""
 
     async def slot() -> None:
+        backoff = Backoff()
         for request in requests:  # a shared iterator: each slot takes the next request
-            if until is not None and until():
+            if (until is not None and until()) or recorder.stopped:
                 return
-            await _send(backend, request, recorder, None, on_done)
+            delay = backoff.after(await _send(backend, request, recorder, None, on_done))
+            if delay:  # the server refused or dropped the connection: this slot waits, unmeasured
+                await asyncio.sleep(delay)
 
     await asyncio.gather(*(slot() for _ in range(concurrency)))
+    recorder.flush()
 
 
 async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float], recorder: Recorder,
@@ -82,10 +89,13 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
         finally:
             slots.release()
 
+    def stop() -> bool:
+        return (until is not None and until()) or recorder.stopped
+
     for request, offset in zip(requests, offsets_s):
         due = start + int(offset * 1e9)
-        await _sleep_until(due, until)
-        if until is not None and until():
+        await _sleep_until(due, stop)
+        if stop():
             break
         if slots is not None:
             await slots.acquire()
@@ -93,6 +103,7 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
         else:
             tasks.append(asyncio.create_task(_send(backend, request, recorder, due, on_done)))
     await asyncio.gather(*tasks)
+    recorder.flush()
     return start
 
 

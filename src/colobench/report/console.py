@@ -327,6 +327,7 @@ def print_sweep(summary: Summary, console: Console) -> None:
     print_checks(_notable(summary.checks), console, with_point=True)
     for problem in summary.problems:
         console.print(f"  [red]problem[/] {escape(problem)}")
+    print_attempts(summary, console)
 
 
 def validity_line(mt: PhaseMetrics | None) -> str:
@@ -456,6 +457,15 @@ def print_point(point: Point, console: Console) -> None:
                       + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if iv else " (no interval)") + f" (ideal {inter.ideal_scaling}x)")
 
 
+def print_attempts(summary: Summary, console: Console) -> None:
+    """Earlier unfinished attempts `--resume` kept aside: where, and that they are not counted."""
+    for p in summary.points:
+        for run_id, run in p.runs.items():
+            for a in run.attempts:
+                console.print(f"[dim]  note: {escape(run_id)}: an earlier unfinished attempt ({escape(str(a.status))}, "
+                              f"{a.records} measured records) is kept in {escape(a.folder)}, not counted[/]")
+
+
 def print_summary(summary: Summary, console: Console) -> None:
     print_cards(summary, console)
     if summary.is_sweep:
@@ -469,4 +479,5 @@ def print_summary(summary: Summary, console: Console) -> None:
     print_checks(_notable(summary.checks), console)
     for problem in summary.problems:
         console.print(f"  [red]problem[/] {escape(problem)}")
+    print_attempts(summary, console)
     print_findings(summary.findings, console)

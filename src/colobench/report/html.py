@@ -20,6 +20,7 @@ specs restrict to [A-Za-z0-9._-], go into the figures' data.
 from __future__ import annotations
 
 import html
+import os
 from pathlib import Path
 from typing import Any
 
@@ -449,7 +450,13 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
 
 def write_report(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> Path:
     path = run_dir / "report.html"
-    path.write_text(scrub(render(run_dir, summary, manifest)), encoding="utf-8")
+    tmp = path.with_suffix(".html.tmp")
+    try:  # whole or not at all: a full disk leaves neither half a report nor a temporary file
+        tmp.write_text(scrub(render(run_dir, summary, manifest)), encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

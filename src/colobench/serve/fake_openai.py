@@ -22,7 +22,8 @@ and streams with or without the final `data: [DONE]`.
 
 Faults, drawn per request with `error_rate` (or forced by the `x-colobench-fault` header):
 `http_500`, `cut` (the connection closes mid-stream), `malformed` (a line that is not JSON),
-`stall` (the stream stops sending and hangs).
+`stall` (the stream stops sending and hangs), and the usage faults `bad_usage`
+(`completion_tokens: "abc"`), `negative_usage` (-5) and `huge_usage` (10^12).
 
 Ground truth: with `stamp` on, each chunk carries `colobench_sent_ns` (the server's
 `time.perf_counter_ns()` when it wrote the chunk, on the same host clock as the client's
@@ -46,6 +47,8 @@ from typing import Any
 from aiohttp import web
 
 FAULTS = ("http_500", "cut", "malformed", "stall")
+USAGE_FAULTS = ("bad_usage", "negative_usage", "huge_usage")  # a usage block no client should believe
+KNOWN_FAULTS = FAULTS + USAGE_FAULTS
 
 
 @dataclass
@@ -165,7 +168,7 @@ class FakeOpenAIServer:
     def _fault(self, request: web.Request) -> str | None:
         forced = request.headers.get("x-colobench-fault")
         if forced:
-            return forced if forced in FAULTS else None
+            return forced if forced in KNOWN_FAULTS else None
         if self.config.error_rate > 0 and self.rng.random() < self.config.error_rate:
             return self.rng.choice(self.config.faults)
         return None
@@ -193,6 +196,9 @@ class FakeOpenAIServer:
             return _error(500, "simulated internal server error", "InternalServerError")
         prompt_tokens = _prompt_tokens(body, chat)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
+        if fault in USAGE_FAULTS:
+            cfg.counters["errors"] += 1
+            usage["completion_tokens"] = {"bad_usage": "abc", "negative_usage": -5, "huge_usage": 10**12}[fault]
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{cfg.counters['requests']}"
         obj = "chat.completion" if chat else "text_completion"
         if not body.get("stream"):

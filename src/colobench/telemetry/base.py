@@ -66,6 +66,14 @@ class TelemetryRecorder:
         return dict(self.status)
 
     def _loop(self) -> None:
+        try:
+            self._sample_until_stopped()
+        except OSError as exc:  # the disk filled up: telemetry stops, the run decides what to do
+            for sampler in self.samplers:
+                self.status[sampler.name] = f"stopped: cannot write {self.path.name} ({exc.strerror or exc})"
+            self.samplers = []
+
+    def _sample_until_stopped(self) -> None:
         next_due = {s.name: time.monotonic() for s in self.samplers}
         with open(self.path, "ab") as out:
             while not self._stop.is_set() and self.samplers:

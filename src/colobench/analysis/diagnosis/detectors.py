@@ -52,6 +52,7 @@ class PhaseData:
     gc: list[dict[str, Any]]
     origin_ns: int  # the run's first start: windows are also given in seconds from here
     logical_cores: int = 1
+    failed: list[RequestRecord] = field(default_factory=list)  # measured requests that failed
 
     @property
     def subject(self) -> Subject:
@@ -329,6 +330,31 @@ def memory_pressure(p: PhaseData, worker_reason: str | None, log_text: str = "")
         out.append(p.finding("memory_pressure", "high", f"out of memory in {p.name}: {oom_texts[0]}",
                              {"errors": oom_texts}, _window(p), 2.0))
     return out
+
+
+def endpoint_down(p: PhaseData, worker_reason: str | None) -> list[Finding]:
+    """The worker was stopped by its circuit breaker (`endpoint_down`: the server went away;
+    `failing`: every request failed in process): when the last request succeeded, when the
+    failures began, how many, and the last error."""
+    if not worker_reason or not worker_reason.startswith(("endpoint_down", "failing")):
+        return []
+    kind = worker_reason.split(":", 1)[0]
+    last_ok = max((r.done_ns for r in p.records if r.done_ns), default=None)
+    after = [r for r in p.failed if last_ok is None or m.start_ns(r) >= last_ok]
+    first_fail = min((m.start_ns(r) for r in after), default=None)
+    last_fail = max((r.done_ns or m.start_ns(r) for r in after), default=None)
+    n = sum(1 + r.also_failed for r in after)
+    at = ((last_ok if last_ok is not None else first_fail) - p.origin_ns) / 1e9 if (last_ok or first_fail) else None
+    what = "server went away" if kind == "endpoint_down" else "instance kept failing"
+    title = (f"{p.name}'s {what}" + (f" at {at:.1f} s into {p.run_id}" if at is not None else "")
+             + f": {n} request(s) failed after the last success; the instance was stopped ({worker_reason})")
+    start = last_ok if last_ok is not None else first_fail
+    windows = [[start, last_fail]] if start is not None and last_fail is not None and last_fail >= start else []
+    return [p.finding(kind, "high", title,
+                      {"last_success_s": round((last_ok - p.origin_ns) / 1e9, 3) if last_ok else None,
+                       "first_failure_s": round((first_fail - p.origin_ns) / 1e9, 3) if first_fail else None,
+                       "failed_after": n, "last_error": after[-1].error if after else None, "reason": worker_reason},
+                      windows, 3.0)]
 
 
 def input_length_variance(p: PhaseData) -> list[Finding]:

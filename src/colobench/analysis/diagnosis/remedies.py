@@ -17,6 +17,13 @@ REMEDIES: dict[tuple[str, str], str] = {
     ("bandwidth_contention", "*"): (
         "The instances share a memory-bandwidth ceiling: smaller weights (INT8), one batched instance, or "
         "separate devices."),
+    ("endpoint_down", "*"): (
+        "The server stopped answering and colobench stopped that instance (the rest of the experiment carried "
+        "on). Read the server's own log at the time given (a crash, an out-of-memory kill, a restart), bring it "
+        "back, and run again with --resume: finished runs are kept."),
+    ("failing", "*"): (
+        "Nearly every request of this instance failed, so it was stopped: read the errors above (out of memory "
+        "at this batch or concurrency is the usual cause) and lower the load or the context."),
     ("bandwidth_near_peak", "*"): (
         "Decode is close to the memory-bandwidth ceiling: tokens/s cannot grow much further on this device. Fewer "
         "bytes per step (INT8/FP8 weights, a smaller KV cache: shorter contexts or grouped-query models), more "

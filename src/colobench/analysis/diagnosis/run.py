@@ -38,7 +38,8 @@ def _phase_data(run_dir: Path, point: Point, run: dict[str, Any], cores: int,
         out[(run["phase"], name)] = d.PhaseData(
             point=point.id, run_id=run["run_id"], phase=run["phase"], name=name, device=inst["device"],
             backend=inst["backend"], records=m.measured(records), warmup=[r for r in records if r.warmup],
-            metrics=metrics, facts=facts, samples=samples, gc=gc, origin_ns=origin, logical_cores=cores)
+            metrics=metrics, facts=facts, samples=samples, gc=gc, origin_ns=origin, logical_cores=cores,
+            failed=[r for r in records if not r.warmup and not r.load_only and not r.ok])
     return out
 
 
@@ -71,6 +72,7 @@ def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: l
             worker = point.runs[p.run_id].workers.get(name) if p.run_id in point.runs else None
             findings += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p)
             findings += d.memory_pressure(p, worker.reason if worker else None, _log(run_dir, p.run_id, name))
+            findings += d.endpoint_down(p, worker.reason if worker else None)
             findings += d.input_length_variance(p)
             findings += d.periodic_stalls(p)
     findings += d.host_bound_sweep(datas)
