@@ -343,10 +343,12 @@ def _expected_requests(wl: Any) -> int | None:
     return wl.requests
 
 
-def settle_abandoned(run_dir: Path) -> None:
+def settle_abandoned(run_dir: Path) -> dict[str, dict[str, Any]]:
     """A run.json still saying "starting" or "running" whose colobench process is gone (kill -9 of
-    colobench itself) is rewritten as "abandoned", with the reason: a run directory never claims
-    to be running for a process that is not there."""
+    colobench itself, a disk that filled before it could say so) is rewritten as "abandoned", with
+    the reason: a run directory never claims to be running for a process that is not there.
+    Returns the settled states by run id (what the summary uses when the file cannot be rewritten)."""
+    settled: dict[str, dict[str, Any]] = {}
     for state_file in sorted((run_dir / "runs").glob("**/run.json")):
         if ATTEMPTS in state_file.parts:
             continue
@@ -362,10 +364,12 @@ def settle_abandoned(run_dir: Path) -> None:
             for w in (state.get("workers") or {}).values():
                 if w.get("status") not in ("completed", "died", "failed"):
                     w.update(status="abandoned", reason="its colobench process is gone")
+            settled[state_file.parent.name] = state
             try:
                 write_json_atomic(state_file, state)
             except OSError:
-                pass  # a read-only copy: the summary still says so, from the state read here
+                pass  # a read-only copy or a full disk: the summary still says so, from `settled`
+    return settled
 
 
 def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | None = None) -> Summary:
@@ -374,9 +378,9 @@ def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | Non
     run_dir = Path(run_dir)
     if not (run_dir / "manifest.json").is_file():
         raise ColobenchError(f"{run_dir}: not a colobench run directory (no manifest.json)")
-    settle_abandoned(run_dir)
+    settled = settle_abandoned(run_dir)
     try:
-        summary = summarize_run_dir(run_dir).model_copy(update={"run_dir": str(run_dir)})
+        summary = summarize_run_dir(run_dir, settled).model_copy(update={"run_dir": str(run_dir)})
         if problems:
             summary = summary.model_copy(update={"problems": [*summary.problems, *problems]})
     except CorruptFile as exc:

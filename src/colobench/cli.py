@@ -473,6 +473,8 @@ def fake_server(
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of jitter and faults"),
     api_key_env: Optional[str] = typer.Option(None, "--api-key-env", help="require the key in this variable"),
     no_tokenize: bool = typer.Option(False, "--no-tokenize", help="do not serve POST /tokenize"),
+    echo_headers: bool = typer.Option(False, "--echo-headers", help="error bodies quote the request's headers, "
+                                      "credentials included (to check that colobench scrubs them)"),
     reasoning_tokens: int = typer.Option(0, "--reasoning-tokens", min=0, max=10_000_000,
                                          help="chat: the first N tokens of each stream are reasoning"),
     reasoning_field: str = typer.Option("reasoning_content", "--reasoning-field",
@@ -494,12 +496,12 @@ def fake_server(
                               faults=chosen, models=tuple(m for m in model_names.split(",") if m),
                               tokens_per_chunk=max(1, tokens_per_chunk), usage=usage, done=not no_done,
                               keepalive=keepalive, stamp=stamp, seed=seed, trace=trace, tokenize=not no_tokenize,
-                              reasoning_tokens=reasoning_tokens, reasoning_field=reasoning_field,
+                              reasoning_tokens=reasoning_tokens, reasoning_field=reasoning_field, echo_headers=echo_headers,
                               require_api_key=os.environ.get(api_key_env) if api_key_env else None)
-    _stderr().print(f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
-                    f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")
+    banner = (f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
+              f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")
     try:
-        serve(config, host=host, port=port)
+        serve(config, host=host, port=port, banner=banner)
     except OSError as exc:  # the port is taken, not ours to use, or the address is not this host's
         raise ColobenchError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc})") from None
 

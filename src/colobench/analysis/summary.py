@@ -74,8 +74,9 @@ def _merge_workers(parts: dict[str, Any]) -> dict[str, Any]:
 class _PointBuilder:
     """Collects one point's runs; `build` gives the point, its records and its checks."""
 
-    def __init__(self, run_dir: Path, point_id: str, axes: dict[str, Any], peaks: dict[str, Any]):
-        self.run_dir, self.id, self.axes, self.peaks = run_dir, point_id, axes, peaks
+    def __init__(self, run_dir: Path, point_id: str, axes: dict[str, Any], peaks: dict[str, Any],
+                 states: dict[str, dict[str, Any]]):
+        self.run_dir, self.id, self.axes, self.peaks, self.states = run_dir, point_id, axes, peaks, states
         self.phases: dict[str, dict[str, PhaseMetrics]] = {"solo": {}, "colocated": {}}
         self.records: dict[tuple[str, str], list[RequestRecord]] = {}  # (run id, instance)
         self.facts: dict[str, dict[str, Any]] = {}
@@ -86,7 +87,8 @@ class _PointBuilder:
     def add_run(self, run: dict[str, Any]) -> None:
         rdir = self.run_dir / "runs" / run["run_id"]
         try:
-            state = load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"}
+            state = self.states.get(run["run_id"]) or (
+                load_json(rdir / "run.json") if (rdir / "run.json").is_file() else {"status": "not started"})
         except CorruptFile as exc:  # the outcomes are lost; the records are not
             self.problems.append(f"{exc}: the run's worker outcomes are unknown")
             state = {"status": "unknown"}
@@ -177,8 +179,9 @@ class _PointBuilder:
         return point, checks
 
 
-def summarize_run_dir(run_dir: Path) -> Summary:
-    """Rebuild the whole summary from the files of a run directory."""
+def summarize_run_dir(run_dir: Path, states: dict[str, dict[str, Any]] | None = None) -> Summary:
+    """Rebuild the whole summary from the files of a run directory; `states` (by run id) stand in
+    for run.json files the caller knows better (settled as abandoned, and not rewritable)."""
     manifest = load_json(run_dir / "manifest.json")
     plan = manifest["plan"]
     experiment = manifest.get("experiment") or {}
@@ -194,7 +197,7 @@ def summarize_run_dir(run_dir: Path) -> Summary:
     problems: list[str] = []
     records: dict[tuple[str, str], list[RequestRecord]] = {}
     for pp in plan_points:
-        builder = _PointBuilder(run_dir, pp["id"], pp.get("axes") or {}, peaks)
+        builder = _PointBuilder(run_dir, pp["id"], pp.get("axes") or {}, peaks, states or {})
         for run in by_point[pp["id"]]:
             builder.add_run(run)
         point, point_checks_ = builder.build(by_point[pp["id"]])

@@ -50,6 +50,7 @@ from colobench.backends.base import Completion
 from colobench.backends.sse_client import ConnectionPool
 from colobench.clock import now_ns
 from colobench.errors import error_text
+from colobench.secrets import scrub
 from colobench.workload.synthetic import Batch, Request
 
 DATA = b"data:"
@@ -370,16 +371,20 @@ def _describe(exc: Exception) -> str:
 
 
 def _error_message(raw: bytes) -> str:
-    """The `error.message` of an OpenAI-style error body, else its first 200 bytes."""
+    """The `error.message` of an OpenAI-style error body, else the body; scrubbed of secrets
+    before it is cut to 200 characters (a cut must not leave half a key behind)."""
+    text = None
     try:
         obj = orjson.loads(raw)
         err = obj.get("error") if isinstance(obj, dict) else None
         if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:200]
-        if isinstance(err, str):
-            return err[:200]
-        if isinstance(obj, dict) and obj.get("detail"):
-            return str(obj["detail"])[:200]
+            text = str(err["message"])
+        elif isinstance(err, str):
+            text = err
+        elif isinstance(obj, dict) and obj.get("detail"):
+            text = str(obj["detail"])
     except orjson.JSONDecodeError:
         pass
-    return raw[:200].decode("utf-8", "replace")
+    if text is None:
+        text = raw[:4096].decode("utf-8", "replace")
+    return scrub(text)[:200]

@@ -54,8 +54,9 @@ class DiskFull(Exception):
 def is_disk_full(exc: BaseException | str | None) -> bool:
     """An OSError for a full disk or quota, or a worker's reason that quotes one."""
     if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    return isinstance(exc, str) and ("No space left on device" in exc or "Disk quota exceeded" in exc)
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return isinstance(exc, str) and any(s in exc for s in ("No space left on device", "Disk quota exceeded",
+                                                           "File too large"))
 
 
 def stop_reason(exc: BaseException) -> str:

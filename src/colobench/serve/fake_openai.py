@@ -40,6 +40,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,7 @@ class FakeServerConfig:
     traces: list[list[int]] = field(default_factory=list)
     seed: int | None = None
     tokenize: bool = True  # serve POST /tokenize
+    echo_headers: bool = False  # error bodies quote the request's headers, credentials included
     reasoning_tokens: int = 0  # chat: the first this many tokens of a stream are reasoning
     reasoning_field: str = "reasoning_content"
     counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "tokens": 0})
@@ -126,8 +128,12 @@ class FakeOpenAIServer:
     def _unauthorised(self, request: web.Request) -> web.Response | None:
         key = self.config.require_api_key
         if key and request.headers.get("Authorization") != f"Bearer {key}":
-            return _error(401, "invalid API key", "AuthenticationError")
+            return _error(401, "invalid API key" + self._echo(request), "AuthenticationError")
         return None
+
+    def _echo(self, request: web.Request) -> str:
+        """With `echo_headers`, an error quotes the request's headers (a careless proxy's habit)."""
+        return f" (request headers: {dict(request.headers)})" if self.config.echo_headers else ""
 
     async def models(self, request: web.Request) -> web.Response:
         if (denied := self._unauthorised(request)) is not None:
@@ -193,7 +199,7 @@ class FakeOpenAIServer:
         fault = self._fault(request)
         if fault == "http_500":
             cfg.counters["errors"] += 1
-            return _error(500, "simulated internal server error", "InternalServerError")
+            return _error(500, "simulated internal server error" + self._echo(request), "InternalServerError")
         prompt_tokens = _prompt_tokens(body, chat)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if fault in USAGE_FAULTS:
@@ -293,8 +299,10 @@ def _resident_bytes() -> int | None:
         return None
 
 
-def serve(config: FakeServerConfig, host: str = "127.0.0.1", port: int = 8000, ready: Any = None) -> None:
-    """Run the fake server until interrupted (blocking)."""
+def serve(config: FakeServerConfig, host: str = "127.0.0.1", port: int = 8000, banner: str | None = None) -> None:
+    """Run the fake server until interrupted (blocking); `banner` is printed to stderr once it
+    listens (a port that is taken raises OSError before anything is printed)."""
     server = FakeOpenAIServer(config)
-    web.run_app(server.app(), host=host, port=port, print=None, access_log=None, handle_signals=True,
+    say = (lambda *_: print(banner, file=sys.stderr, flush=True)) if banner else None
+    web.run_app(server.app(), host=host, port=port, print=say, access_log=None, handle_signals=True,
                 shutdown_timeout=1.0)

@@ -89,7 +89,17 @@ def read_prompt_file(path: str | Path) -> list[TextPrompt]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise SpecError(str(path), "", "prompt file not found", show_value=False)
-    text_head = path.read_text(encoding="utf-8", errors="replace")[:4096].lstrip()
+    try:
+        raw = path.read_bytes()
+        if b"\x00" in raw:
+            raise UnicodeDecodeError("utf-8", raw[:1], 0, 1, "NUL byte")
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(str(path), "", "not a UTF-8 text file (a binary file?); prompt files are JSONL or ShareGPT "
+                        "JSON", show_value=False) from None
+    except OSError as exc:
+        raise SpecError(str(path), "", f"cannot read the prompt file ({exc.strerror})", show_value=False) from None
+    text_head = raw.decode("utf-8")[:4096].lstrip()
     if text_head.startswith("["):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

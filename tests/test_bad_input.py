@@ -1,0 +1,257 @@
+"""Bad input, table-driven: configs, flags, files and paths, ports and endpoints, run directories.
+
+Every case runs the CLI's `main()` in this process (as `colobench ARGS` would, from a fresh
+folder with its own empty preset cache) and checks the contract: exit status 2, exactly one line
+on stderr naming what is wrong, no traceback, nothing written (no output folder, no file in the
+working folder that the case did not put there, nothing built in the cache).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from colobench import cli
+
+TINY = "instances: [{model: tiny}]\n"
+
+
+@dataclass
+class Case:
+    name: str
+    args: list[str]
+    fragment: str  # what the one line must say
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    out: str | None = None  # an output path that must not come into being
+
+
+def y(body: str) -> dict[str, str]:
+    return {"exp.yaml": body}
+
+
+CONFIGS = [
+    Case("malformed yaml", ["run", "exp.yaml"], "malformed YAML", y("instances:\n  - model: tiny\n   device: cpu\n")),
+    Case("unknown key with suggestion", ["run", "exp.yaml"], "instances[0].modle: unknown key (did you mean 'model'?)",
+         y("instances: [{modle: tiny}]\n")),
+    Case("unknown top-level key", ["run", "exp.yaml"], "repetitons: unknown key (did you mean 'repetitions'?)",
+         y(TINY + "repetitons: 3\n")),
+    Case("duplicate key", ["run", "exp.yaml"], "key 'workload' given twice",
+         y("workload: {requests: 4}\n" + TINY + "workload: {requests: 8}\n")),
+    Case("duplicate nested key", ["run", "exp.yaml"], "key 'requests' given twice",
+         y(TINY + "workload:\n  requests: 4\n  requests: 5\n")),
+    Case("boolean as a count", ["run", "exp.yaml"], "workload.requests: expected a number, not a boolean",
+         y(TINY + "workload: {requests: true}\n")),
+    Case("boolean as batch", ["run", "exp.yaml"], "workload.batch_size", y(TINY + "workload: {batch_size: false}\n")),
+    Case("infinite rate", ["run", "exp.yaml"], "workload.rate: Input should be a finite number",
+         y(TINY + "workload: {rate: .inf}\n")),
+    Case("nan rate", ["run", "exp.yaml"], "workload.rate", y(TINY + "workload: {rate: .nan}\n")),
+    Case("negative prompt", ["run", "exp.yaml"], "(got -3)", y(TINY + "workload: {prompt_tokens: -3}\n")),
+    Case("zero requests", ["run", "exp.yaml"], "workload.requests", y(TINY + "workload: {requests: 0}\n")),
+    Case("huge batch", ["run", "exp.yaml"], "must be at most 65,536", y(TINY + "workload: {batch_size: 1000000000}\n")),
+    Case("huge concurrency", ["run", "exp.yaml"], "workload.concurrency: must be at most",
+         y(TINY + "workload: {concurrency: 1000000000}\n")),
+    Case("huge repetitions", ["run", "exp.yaml"], "repetitions: Input should be less than or equal to 1000",
+         y(TINY + "repetitions: 1000000000000000000000\n")),
+    Case("huge requests", ["run", "exp.yaml"], "workload.requests", y(TINY + "workload: {requests: 99999999999}\n")),
+    Case("huge output tokens", ["run", "exp.yaml"], "workload.output_tokens",
+         y(TINY + "workload: {output_tokens: 99999999999}\n")),
+    Case("string count", ["run", "exp.yaml"], "workload.requests", y(TINY + "workload: {requests: lots}\n")),
+    Case("mapping where a number goes", ["run", "exp.yaml"], "workload.requests",
+         y(TINY + "workload: {requests: {a: 1}}\n")),
+    Case("missing model", ["run", "exp.yaml"], "instances[0].model: required field is missing",
+         y("instances: [{device: cpu}]\n")),
+    Case("no instances", ["run", "exp.yaml"], "instances", y("instances: []\n")),
+    Case("bad device string", ["run", "exp.yaml"], "device must be auto, cpu", y("instances: [{model: tiny, device: tpu}]\n")),
+    Case("absent cuda card", ["run", "exp.yaml"], "instances[0].device: device not available",
+         y("instances: [{model: tiny, device: 'cuda:5'}]\n")),
+    Case("absent npu", ["run", "exp.yaml"], "instances[0].device: device not available",
+         y("instances: [{model: tiny, device: 'npu:0'}]\n")),
+    Case("bad dtype", ["run", "exp.yaml"], "instances[0].dtype", y("instances: [{model: tiny, dtype: fp8}]\n")),
+    Case("bad quantization", ["run", "exp.yaml"], "instances[0].quantization",
+         y("instances: [{model: tiny, quantization: int3}]\n")),
+    Case("headers in process", ["run", "exp.yaml"], "headers applies to backend openai",
+         y("instances: [{model: tiny, headers: {X-A: b}}]\n")),
+    Case("fake timings on transformers", ["run", "exp.yaml"], "fake applies to backend fake",
+         y("instances: [{model: tiny, fake: {ttft_ms: 1}}]\n")),
+    Case("base_url in process", ["run", "exp.yaml"], "base_url applies to backend openai",
+         y("instances: [{model: tiny, base_url: 'http://127.0.0.1:1/v1'}]\n")),
+    Case("openai without url", ["run", "exp.yaml"], "backend openai needs base_url",
+         y("instances: [{model: m, backend: openai}]\n")),
+    Case("url without scheme", ["run", "exp.yaml"], "base_url must start with http",
+         y("instances: [{model: m, backend: openai, base_url: '127.0.0.1:8000/v1'}]\n")),
+    Case("bad env name", ["run", "exp.yaml"], "is not an environment variable name",
+         y("instances: [{model: tiny, env: {BAD-NAME: '1'}}]\n")),
+    Case("bad instance name", ["run", "exp.yaml"], "name may hold letters",
+         y("instances: [{model: tiny, name: 'a b'}]\n")),
+    Case("memory fraction above 1", ["run", "exp.yaml"], "memory_fraction",
+         y("instances: [{model: tiny, memory_fraction: 2}]\n")),
+    Case("zero telemetry interval", ["run", "exp.yaml"], "telemetry.host_interval_s",
+         y(TINY + "telemetry: {host_interval_s: 0}\n")),
+    Case("unknown launcher", ["run", "exp.yaml"], "launch.kind", y(TINY + "launch: {kind: slurm}\n")),
+    Case("min above max", ["run", "exp.yaml"], "uniform lengths need min <= max",
+         y(TINY + "workload: {prompt_tokens: {min: 9, max: 3}}\n")),
+    Case("mean without std", ["run", "exp.yaml"], "a normal length needs std",
+         y(TINY + "workload: {prompt_tokens: {mean: 9}}\n")),
+    Case("rate with static load", ["run", "exp.yaml"], "rate applies to load 'open'",
+         y(TINY + "workload: {load: static, rate: 5}\n")),
+    Case("closed without concurrency", ["run", "exp.yaml"], "load 'closed' needs a concurrency",
+         y(TINY + "workload: {load: closed}\n")),
+    Case("context exceeded", ["run", "exp.yaml"], "exceed the model's context of 8192 tokens",
+         y(TINY + "workload: {prompt_tokens: 8000, output_tokens: 500}\n")),
+    Case("does not fit in memory", ["run", "exp.yaml"], "more than the host's",
+         y("instances: [{model: llama-3.2-1b, device: cpu}]\n"
+           "workload: {batch_size: 65536, prompt_tokens: 4096, output_tokens: 4000}\n")),
+    Case("sweep index out of range", ["run", "exp.yaml"], "there are only 1 instances",
+         y(TINY + "sweep: {instances.5.workload.rate: [1, 2]}\n")),
+    Case("sweep of an unknown field", ["run", "exp.yaml"], "sweep", y(TINY + "sweep: {workload.colour: [1, 2]}\n")),
+    Case("unknown scenario", ["run", "exp.yaml"], "scenario", y(TINY + "scenario: nope\n")),
+    Case("not a mapping", ["run", "exp.yaml"], "expected a mapping at the top level", y("- model: tiny\n")),
+    Case("empty file", ["run", "exp.yaml"], "experiment file is empty", y("")),
+    Case("binary file", ["run", "exp.yaml"], "not a text file", {"exp.yaml": b"\x00\x01\x02instances"}),
+    Case("missing file", ["run", "nope.yaml"], "experiment file not found"),
+    Case("folder as file", ["run", "adir"], "cannot read experiment file", {"adir/x": "x"}),
+    Case("missing prompt file", ["run", "exp.yaml"], "none.jsonl: prompt file not found", y("instances: [{model: m, backend: openai, "
+                                                                 "base_url: 'http://127.0.0.1:1/v1'}]\n"
+                                                                 "workload: {prompts: {file: none.jsonl}}\n")),
+    Case("binary prompt file", ["run", "exp.yaml"], "bin.jsonl: not a UTF-8 text file", {
+        "exp.yaml": "instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1'}]\n"
+                    "workload: {prompts: {file: bin.jsonl}}\n", "bin.jsonl": b"\x00\xff\x01binary"}),
+    Case("malformed prompt line", ["run", "exp.yaml"], "p.jsonl:2", {
+        "exp.yaml": "instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1'}]\n"
+                    "workload: {prompts: {file: p.jsonl}}\n", "p.jsonl": '{"prompt": "hi"}\n{oops\n'}),
+    Case("tokenizer folder missing", ["run", "exp.yaml"], "no such tokenizer folder",
+         y("instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', tokenizer: ./nowhere}]\n")),
+]
+
+FLAGS = [
+    Case("batch not a number", ["run", "-m", "tiny", "--batch-size", "abc"], "--batch-size: 'abc' is not an integer"),
+    Case("batch zero", ["run", "-m", "tiny", "-b", "0"], "--batch-size"),
+    Case("batch negative", ["run", "-m", "tiny", "-b", "-1"], "--batch-size"),
+    Case("rate infinite", ["run", "-m", "tiny", "--rate", "inf"], "--rate"),
+    Case("rate nan", ["run", "-m", "tiny", "--rate", "nan"], "--rate"),
+    Case("rate zero", ["run", "-m", "tiny", "--rate", "0"], "--rate"),
+    Case("repetitions zero", ["run", "-m", "tiny", "--repetitions", "0"], "--repetitions"),
+    Case("repetitions huge", ["run", "-m", "tiny", "--repetitions", "1" + "0" * 21], "--repetitions"),
+    Case("concurrency huge", ["run", "-m", "tiny", "-c", "1000000000"], "--concurrency"),
+    Case("dtype unknown", ["run", "-m", "tiny", "--dtype", "fp8"], "--dtype"),
+    Case("device unknown", ["run", "-m", "tiny", "-d", "tpu"], "device must be auto, cpu"),
+    Case("model path missing", ["run", "-m", "./no/such/ckpt"], "no such checkpoint folder"),
+    Case("unknown flag", ["run", "--nope"], "No such option: --nope"),
+    Case("unknown command", ["launch"], "No such command"),
+    Case("prompt tokens zero", ["run", "-m", "tiny", "-p", "0"], "--prompt-tokens"),
+    Case("output tokens negative", ["run", "-m", "tiny", "-n", "-3"], "--output-tokens"),
+    Case("duration zero", ["run", "-m", "tiny", "--duration", "0"], "--duration"),
+    Case("seed negative", ["run", "-m", "tiny", "--seed", "-1"], "--seed"),
+    Case("memory fraction flag", ["run", "-m", "tiny", "--memory-fraction", "2"], "--memory-fraction"),
+    Case("cpu threads zero", ["run", "-m", "tiny", "--cpu-threads", "0"], "--cpu-threads"),
+    Case("env bad name", ["run", "-m", "tiny", "--env", "BAD-NAME=1"], "is not an environment variable name"),
+    Case("env without value", ["run", "-m", "tiny", "--env", "NOVALUE"], "--env"),
+    Case("order unknown", ["run", "-m", "tiny", "--order", "sideways"], "--order"),
+    Case("launcher unknown", ["run", "-m", "tiny", "--launcher", "slurm"], "--launcher"),
+    Case("arrival unknown", ["run", "-m", "tiny", "--rate", "5", "--arrival", "weird"], "--arrival"),
+    Case("scenario unknown", ["run", "-m", "tiny", "--scenario", "nope"], "scenario"),
+    Case("cpu affinity garbage", ["run", "-m", "tiny", "--cpu-affinity", "x-y"], "--cpu-affinity"),
+    Case("resume without out", ["run", "--resume"], "--resume needs --out"),
+    Case("compare one run", ["compare", "a"], "compare needs at least two runs"),
+    Case("tolerance above 1", ["compare", "a", "b", "--tolerance", "2"], "--tolerance"),
+]
+
+PATHS = [
+    Case("out is a file", ["run", "-m", "tiny", "-o", "afile"], "--out afile: is a file", {"afile": "x"}),
+    Case("out below a file", ["run", "-m", "tiny", "-o", "afile/sub"], "afile is a file, so no folder can be made",
+         {"afile": "x"}, out="afile/sub"),
+    Case("out on a pseudo filesystem", ["run", "-m", "tiny", "-o", "/proc/colobench-x"], "--out /proc/colobench-x"),
+    Case("out not empty", ["run", "-m", "tiny", "-o", "full"], "folder exists and is not empty", {"full/x": "x"}),
+    Case("resume without manifest", ["run", "--resume", "-o", "full"], "no manifest.json there", {"full/x": "x"}),
+    Case("cache dir is a file", ["run", "-m", "tiny", "--cache-dir", "afile", "-o", "o"], "--cache-dir afile: is a file",
+         {"afile": "x"}, out="o"),
+    Case("report of nothing", ["report", "nowhere"], "nowhere"),
+    Case("report of a plain folder", ["report", "adir"], "not a colobench run directory", {"adir/x": "x"}),
+    Case("report of a non-summary file", ["report", "notes.txt"], "notes.txt", {"notes.txt": "hello"}),
+    Case("report garbage manifest", ["report", "run"], "run/manifest.json: not valid JSON",
+         {"run/manifest.json": "garbage"}),
+    Case("report csv into a folder", ["report", "run", "--csv", "adir"], "--csv adir: is a folder",
+         {"adir/x": "x", "run/manifest.json": "{}"}),
+    Case("report csv in a missing folder", ["report", "run", "--csv", "no/such/x.csv"], "no folder no/such",
+         {"run/manifest.json": "{}"}),
+    Case("compare csv in a missing folder", ["compare", "a", "b", "--csv", "no/such/x.csv"], "--csv no/such/x.csv"),
+    Case("compare html into a folder", ["compare", "a", "b", "--html", "adir"], "--html adir: is a folder",
+         {"adir/x": "x"}),
+    Case("profile out is a file", ["profile", "-m", "tiny", "-o", "afile"], "--out afile: is a file", {"afile": "x"}),
+]
+
+ENDPOINTS = [
+    Case("port above range", ["fake-server", "--port", "99999"], "--port"),
+    Case("port zero", ["fake-server", "--port", "0"], "--port"),
+    Case("negative itl", ["fake-server", "--itl-ms", "-5"], "--itl-ms"),
+    Case("error rate above 1", ["fake-server", "--error-rate", "2"], "--error-rate"),
+    Case("unknown fault", ["fake-server", "--faults", "boom"], "unknown fault"),
+    Case("unknown usage mode", ["fake-server", "--usage", "sometimes"], "--usage"),
+    Case("unknown reasoning field", ["fake-server", "--reasoning-field", "thoughts"], "--reasoning-field"),
+    Case("unreachable endpoint", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m"], "cannot reach the server"),
+    Case("unset api key variable", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m", "--api-key-env",
+                                    "COLOBENCH_TEST_UNSET_KEY"], "environment variable COLOBENCH_TEST_UNSET_KEY is not set"),
+    Case("password in an unreachable url", ["run", "-e", "http://user:hunter2secret@127.0.0.1:1/v1", "-m", "m"],
+         "cannot reach the server"),
+]
+
+CASES = CONFIGS + FLAGS + PATHS + ENDPOINTS
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def invoke(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["colobench", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def test_the_suite_is_large_enough():
+    counts = {"configs": len(CONFIGS), "flags": len(FLAGS), "paths": len(PATHS), "endpoints": len(ENDPOINTS)}
+    assert sum(counts.values()) >= 80, counts
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_is_one_line_exit_2_nothing_written(case: Case, tmp_path: Path, monkeypatch, capsys):
+    for rel, content in case.files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"
+    monkeypatch.setenv("COLOBENCH_CACHE", str(cache))
+    monkeypatch.delenv("COLOBENCH_TEST_UNSET_KEY", raising=False)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    code, out, err = invoke(case.args, monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, err
+    assert case.fragment in lines[0], lines[0]
+    assert "Traceback" not in err + out
+    assert _tree(tmp_path) == before, "something was written"
+    assert not cache.exists() or not any(cache.iterdir()), "something was built in the cache"
+    if case.out:
+        assert not (tmp_path / case.out).exists()
+    assert "hunter2secret" not in err + out
+
+
+def test_port_in_use_is_one_line(monkeypatch, capsys, tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.chdir(tmp_path)
+        code, out, err = invoke(["fake-server", "--port", str(port)], monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and f"--port {port}: cannot listen" in lines[0], err

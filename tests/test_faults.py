@@ -1,0 +1,262 @@
+"""Faults a long run meets, each planted for real: SIGTERM and SIGHUP mid-run, kill -9 of colobench
+itself, kill -9 of a worker and then --resume, a server killed mid-run, a full disk, malformed
+usage in the middle of a run, a server that echoes the API key. Nothing measured is lost, nothing
+secret is written, and the run says what happened. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from colobench.records import read_jsonl
+
+from conftest import pair_experiment, run_cli, start_cli, wait_for_records
+from test_e2e_http import _wait_for
+from test_http import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def fake_server():
+    """Start `colobench fake-server` processes (each in its own session); stop the ones still alive."""
+    procs = []
+
+    def start(*flags: str, env: dict | None = None) -> tuple[str, subprocess.Popen]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "colobench", "fake-server", "--port", str(port), *flags],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+        procs.append(proc)
+        _wait_for(f"http://127.0.0.1:{port}/v1/models", proc)
+        return f"http://127.0.0.1:{port}/v1", proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def _worker_pids(run_dir: Path) -> list[int]:
+    pids = []
+    for state_file in run_dir.glob("runs/*/run.json"):
+        state = json.loads(state_file.read_text())
+        pids += [w["pid"] for w in state["workers"].values() if isinstance(w.get("pid"), int)]
+    return sorted(set(pids))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(pids: list[int], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if all(_gone(p) for p in pids):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _measured(path: Path) -> int:
+    return sum(1 for r in read_jsonl(path) if not r["warmup"] and not r.get("load_only"))
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_like_ctrl_c(sig, code, tmp_path: Path, cli_env: dict, cache_dir: Path):
+    """What `timeout` or a closed terminal sends: workers stopped, what completed summarised and
+    reported, the last line printed, exit 128 + signal; a second signal does not cut that short."""
+    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, ["{name: a, model: tiny, device: cpu}",
+                                                            "{name: b, model: tiny, device: cpu}"])
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path)
+    wait_for_records(proc, out / "runs" / "colocated" / "records" / "a.jsonl", 5)
+    pids = _worker_pids(out)
+    proc.send_signal(sig)
+    time.sleep(0.2)
+    proc.send_signal(sig)  # impatient: the second one is only noted
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and f"stopped by {sig.name}" in stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["run_dir"] == str(out)  # the last line is there
+    assert (out / "summary.json").is_file() and (out / "report.html").is_file()
+    state = json.loads((out / "runs" / "colocated" / "run.json").read_text())
+    assert state["status"] == "interrupted" and state["stop_reason"] == f"stopped by {sig.name}"
+    assert _wait_gone(pids), "workers outlived the run"
+    assert _measured(out / "runs" / "colocated" / "records" / "a.jsonl") >= 5
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_kill_9_of_colobench_stops_its_workers_and_the_run_says_abandoned(tmp_path: Path, cli_env: dict,
+                                                                          cache_dir: Path):
+    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, ["{name: a, model: tiny, device: cpu}",
+                                                            "{name: b, model: tiny, device: cpu}"])
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path)
+    records = out / "runs" / "colocated" / "records" / "a.jsonl"
+    wait_for_records(proc, records, 5)
+    pids = _worker_pids(out)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert _wait_gone(pids, 3.0), "workers kept running after their parent was killed"
+    kept = _measured(records)
+    time.sleep(1.0)
+    assert _measured(records) == kept  # nobody is appending any more
+    report = run_cli(["report", str(out)], cli_env, tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "colocated: abandoned: the colobench process" in report.stdout
+    state = json.loads((out / "runs" / "colocated" / "run.json").read_text())
+    assert state["status"] == "abandoned"  # never "running" for a process that is gone
+
+
+def test_resume_after_a_killed_worker_keeps_every_record(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, ["{name: victim, model: tiny, device: cpu}",
+                                                            "{name: partner, model: tiny, device: cpu}"], requests=40)
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path)
+    victim = out / "runs" / "colocated" / "records" / "victim.jsonl"
+    wait_for_records(proc, victim, 5)
+    os.kill(json.loads((out / "runs" / "colocated" / "run.json").read_text())["workers"]["victim"]["pid"],
+            signal.SIGKILL)
+    proc.communicate(timeout=180)
+    assert proc.returncode == 1
+    before = {f.name: f.read_bytes() for f in (out / "runs" / "colocated" / "records").glob("*.jsonl")}
+    assert sum(len(b.splitlines()) for b in before.values()) > 0
+    resumed = run_cli(["run", str(exp), "-o", str(out), "--resume"], cli_env, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    attempt = out / "runs" / "colocated" / "attempts" / "1" / "records"
+    assert {f.name: f.read_bytes() for f in attempt.glob("*.jsonl")} == before  # every byte kept
+    assert "attempts/1 (kept, not counted)" in resumed.stderr
+    assert "an earlier unfinished attempt" in resumed.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    (attempt_entry,) = summary["points"][0]["runs"]["colocated"]["attempts"]
+    assert attempt_entry["folder"] == "runs/colocated/attempts/1" and attempt_entry["records"] > 0
+    assert summary["points"][0]["phases"]["colocated"]["victim"]["completed"] \
+        + summary["points"][0]["phases"]["colocated"]["victim"]["outside_overlap"] == 40  # the new attempt alone
+
+
+def test_a_server_killed_mid_run_stops_its_instance(tmp_path: Path, cli_env: dict, fake_server):
+    url, server = fake_server("--ttft-ms", "5", "--itl-ms", "2")
+    out = tmp_path / "run"
+    proc = start_cli(["run", "-e", url, "-m", "fake-model", "-c", "8", "-n", "16", "--duration", "60",
+                      "--repetitions", "1", "-o", str(out)], cli_env, tmp_path)
+    records = out / "runs" / "solo-fake-model" / "records" / "fake-model.jsonl"
+    wait_for_records(proc, records, 50)
+    server.kill()
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr
+    rows = list(read_jsonl(records))
+    failed = [r for r in rows if not r["ok"]]
+    assert failed and len(failed) <= 200  # a bounded count, not a storm of refused requests
+    assert sum(1 + r.get("also_failed", 0) for r in failed) < 5000
+    summary = json.loads((out / "summary.json").read_text())
+    assert any("endpoint_down" in p for p in summary["problems"]), summary["problems"]
+    (finding,) = [f for f in summary["findings"] if f["kind"] == "endpoint_down"]
+    assert "server went away at" in finding["title"] and finding["evidence"]["last_success_s"] is not None
+    assert not [c for c in summary["checks"] if c["kind"] == "client_bound"]
+    assert "Traceback" not in stderr
+
+
+def _file_size_limit(limit: int):
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+@pytest.mark.parametrize("how", ["tmpfs", "file size limit"])
+def test_a_full_disk_stops_the_run_and_keeps_what_was_flushed(how: str, tmp_path: Path, cli_env: dict,
+                                                              cache_dir: Path):
+    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, ["{name: a, model: tiny, device: cpu}",
+                                                            "{name: b, model: tiny, device: cpu}"], requests=400)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    extra = {}
+    if how == "tmpfs":
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(disk)],
+                                               capture_output=True).returncode != 0:
+            pytest.skip("mounting a small tmpfs needs root (the file-size-limit case covers the rest)")
+    else:
+        extra = {"preexec_fn": _file_size_limit(96 * 1024)}
+    try:
+        out = disk / "run"
+        proc = subprocess.run([sys.executable, "-m", "colobench", "run", str(exp), "-o", str(out)], env=cli_env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, **extra)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr + proc.stdout
+        headline = json.loads(proc.stdout.strip().splitlines()[-1])  # the summary, printed even if not written
+        assert headline["problems"] >= 1
+        assert "disk full" in proc.stdout
+        kept = _measured(out / "runs" / "colocated" / "records" / "a.jsonl")
+        assert kept > 0  # what was flushed is there
+        assert not list(out.rglob("*.tmp"))
+        # run.json could not be rewritten on the full disk; once the run is over, it is not "running"
+        report = run_cli(["report", str(out), "--json"], cli_env, tmp_path)
+        status = json.loads(report.stdout)["points"][0]["runs"]["colocated"]["status"]
+        assert report.returncode == 0 and status in ("disk_full", "abandoned", "interrupted", "partial"), status
+    finally:
+        if how == "tmpfs":
+            subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_malformed_usage_mid_run_fails_requests_not_the_worker(tmp_path: Path, cli_env: dict, fake_server):
+    url, _ = fake_server("--ttft-ms", "1", "--itl-ms", "0", "--error-rate", "0.3", "--seed", "7",
+                         "--faults", "bad_usage,negative_usage,huge_usage")
+    out = tmp_path / "run"
+    proc = run_cli(["run", "-e", url, "-m", "fake-model", "-c", "4", "-n", "8", "-r", "60", "--repetitions", "1",
+                    "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    worker = summary["points"][0]["runs"]["solo-fake-model"]["workers"]["fake-model"]
+    assert worker["status"] == "completed"  # the instance lived through every bad response
+    phase = summary["points"][0]["phases"]["solo"]["fake-model"]
+    errors = " | ".join(phase["errors"])
+    assert phase["completed"] + phase["failed"] == 60 and phase["failed"] > 0
+    assert "malformed usage: completion_tokens 'abc'" in errors or "usage reports -5" in errors
+    assert phase["output_throughput"] < 1e6  # no 10^12 tokens counted
+    assert phase["mean_output_tokens"] == 8
+
+
+def test_a_server_echoing_the_key_leaks_it_nowhere(tmp_path: Path, cli_env: dict, fake_server):
+    key, credential, signature, password = "sk-colobench-TOPSECRET-1234", "credential-VALUE-5678", \
+        "sig-VALUE-9012", "pw-VALUE-3456"
+    env = {**cli_env, "TEST_API_KEY": key}
+    url, _ = fake_server("--ttft-ms", "1", "--itl-ms", "0", "--api-key-env", "TEST_API_KEY", "--echo-headers",
+                         "--error-rate", "0.3", "--faults", "http_500", "--seed", "3", env=env)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"""
+repetitions: 1
+telemetry: {{idle_s: 0}}
+workload: {{output_tokens: 4, requests: 30, concurrency: 2}}
+instances:
+  - name: ep
+    backend: openai
+    model: fake-model
+    base_url: {url}
+    api_key_env: TEST_API_KEY
+    headers: {{X-Credential: {credential}, X-Api-Sig: {signature}, X-Trace: visible-value}}
+""")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [r for r in read_jsonl(out / "runs" / "solo-ep" / "records" / "ep.jsonl") if not r["ok"]]
+    assert rows and all("***" in r["error"] for r in rows)  # the echo was there, scrubbed
+    texts = [proc.stdout, proc.stderr] + [p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()]
+    for secret in (key, credential, signature):
+        assert not [t[:80] for t in texts if secret in t], secret
+    assert "visible-value" in (out / "manifest.json").read_text()  # an ordinary header stays readable
+    wrong = run_cli(["run", "-e", f"http://user:{password}@127.0.0.1:1/v1", "-m", "fake-model", "-o",
+                     str(tmp_path / "x")], env, tmp_path)
+    assert wrong.returncode == 2 and password not in wrong.stdout + wrong.stderr
