@@ -41,7 +41,7 @@ from colobench.models.presets import default_cache_dir, ensure_preset, is_built
 from colobench.plan import ExperimentPlan, RunGroup, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
 from colobench.profiling import run_profile
 from colobench.report.html import write_report
-from colobench.records import CorruptFile
+from colobench.records import CorruptFile, load_json
 from colobench.secrets import register_endpoint, scrub
 from colobench.specs import ExperimentSpec, InstanceSpec, LaunchSpec, WorkloadSpec, redact
 from colobench.telemetry import TelemetryRecorder, make_samplers
@@ -188,7 +188,13 @@ def spec_from_run_dir(run_dir: Path) -> ExperimentSpec:
     manifest_file = Path(run_dir) / "manifest.json"
     if not manifest_file.is_file():
         raise ColobenchError(f"--resume {run_dir}: no manifest.json there; nothing to resume")
-    return ExperimentSpec.model_validate(json.loads(manifest_file.read_text())["experiment"])
+    try:
+        return ExperimentSpec.model_validate(load_json(manifest_file)["experiment"])
+    except CorruptFile as exc:
+        raise ColobenchError(str(exc)) from None
+    except (KeyError, TypeError, ValidationError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise ColobenchError(f"{manifest_file}: not the manifest of a run colobench can resume ({reason})") from None
 
 
 def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Progress | None = None,

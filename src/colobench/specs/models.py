@@ -427,7 +427,8 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
         if self.backend != "openai":  # endpoint settings that are not knobs: set on another backend, an error
             for name in ("headers", "secret_headers", "extra_body", "exact_output_fields", "request_timeout_s",
                          "stall_timeout_s"):
-                if name in self.model_fields_set:
+                default = type(self).model_fields[name].get_default(call_default_factory=True)
+                if name in self.model_fields_set and getattr(self, name) != default:
                     raise ValueError(f"{name} applies to backend openai (an endpoint), not {self.backend}")
         for k in INSTANCE_KNOBS + ENDPOINT_KNOBS:  # what the knob table says applies to other backends only
             if k.meta.backends and self.backend not in k.meta.backends and k.name in self.model_fields_set \
