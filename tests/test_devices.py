@@ -72,7 +72,7 @@ def fake_npu(monkeypatch):
     fake = _FakeNpu(count=2)
     module = types.ModuleType("torch_npu")
     module.__version__ = "2.1.0.post8"
-    module.version = types.SimpleNamespace(cann="8.0.RC3")
+    monkeypatch.setattr(torch.version, "cann", "8.0.RC3", raising=False)  # what `import torch_npu` sets
     monkeypatch.setitem(sys.modules, "torch_npu", module)
     monkeypatch.setattr(torch, "npu", fake, raising=False)
     # What `import torch_npu` does first: name the PrivateUse1 device type "npu" (once per process).

@@ -33,6 +33,7 @@ from colobench.backends.openai_admin import EndpointProblem, check_endpoint, scr
 from colobench.clock import monotonic_s, wall_unix_s
 from colobench.devices import is_accelerator, resolve_auto
 from colobench.devices.inventory import environment, inventory, measured_peaks
+from colobench.devices.npu import VISIBLE_ENV, npu_placement
 from colobench.errors import ColobenchError, SpecError, check_dir_target, make_dir, os_reason
 from colobench.launch import ray_launcher
 from colobench.launch.local import DiskFull, RunInterrupted, run_local, write_json_atomic
@@ -255,6 +256,9 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
         "devices": {},
         "telemetry": {},
         "measured_peaks": measured_peaks(Path(plan.cache_dir)),  # for devices without a datasheet peak
+        # which NPU id and chip each npu:k is (what telemetry reads), None without Ascend instances
+        "npu_map": npu_placement([(i.name, i.device, i.env.get(VISIBLE_ENV) or os.environ.get(VISIBLE_ENV))
+                                  for i in plan.instances]),
     }
     if previous is not None:
         manifest["created_utc"] = previous.get("created_utc")

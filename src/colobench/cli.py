@@ -27,6 +27,7 @@ from colobench import api
 from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
+from colobench.devices.npu_smi import chip_rows, kind_of_output
 from colobench.errors import ColobenchError, SpecError, check_file_target, os_reason, writing
 from colobench import stopping
 from colobench.secrets import ScrubbingStream
@@ -252,8 +253,14 @@ def devices(
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address",
                                               help="also list the nodes of this Ray cluster (auto, host:port, local)"),
+    npu_smi: list[Path] = typer.Option([], "--npu-smi", metavar="FILE",
+                                       help="parse saved npu-smi outputs (info, -t usages/common/power/..., -m) of one "
+                                       "host and print one row per chip; repeat for several files"),
 ) -> None:
     """The environment check: devices, drivers and versions, memory, peak figures (and measured)."""
+    if npu_smi:
+        _print_npu_smi(npu_smi, json_out)
+        return
     result = api.list_devices(probe=probe)
     if ray_address:
         result["ray_nodes"] = api.ray_cluster(ray_address)
@@ -278,7 +285,8 @@ def devices(
         table.add_row(row["device"], escape(str(row["name"])),
                       f"{row['memory_bytes'] / 2**30:.1f} GiB" if row.get("memory_bytes") else "-",
                       escape(str(row.get("driver") or "-")),
-                      f"{peak['memory_bandwidth_gb_s']:,.0f} GB/s" if peak else "-",
+                      f"{peak['memory_bandwidth_gb_s']:,.0f} GB/s" if peak and peak.get("memory_bandwidth_gb_s") else
+                      ("no public figure" if peak else "-"),
                       f"{peak['bf16_tflops']:,.0f} TFLOP/s" if peak.get("bf16_tflops") else "-", copy, matmul)
     console.print(table)
     if result.get("ray_nodes") is not None:
@@ -299,6 +307,40 @@ def devices(
         console.print(f"probe figures kept in {escape(result['probe_cache'])}: a CPU run without a configured peak "
                       "uses the measured copy bandwidth as its peak (and says so)", style="dim")
     print(api.dump_json_line(result))
+
+
+def _print_npu_smi(files: list[Path], json_out: bool) -> None:
+    """`devices --npu-smi FILE...`: what colobench reads from a real machine's npu-smi outputs."""
+    texts = []
+    for path in files:
+        try:
+            texts.append(path.read_text(encoding="utf-8", errors="replace"))
+        except OSError as exc:
+            raise ColobenchError(f"--npu-smi {path}: cannot read ({os_reason(exc)})") from None
+        if kind_of_output(texts[-1]) == "unknown":
+            raise ColobenchError(f"--npu-smi {path}: not an npu-smi output colobench knows (info table, -t report or -m)")
+    rows = chip_rows(texts)
+    if json_out:
+        print(api.dump_json_line(rows))
+        return
+    table = Table(show_edge=False, header_style="bold", title="npu-smi, one row per chip", title_justify="left")
+    for col in ("NPU", "chip", "logic", "name", "memory used/total MB", "AI Core %", "bandwidth %", "power W",
+                "temp C", "processes (MB)"):
+        table.add_column(col, justify="left" if col in ("name", "processes (MB)") else "right")
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:g}"
+
+    for r in rows:
+        used = r.get("mem_used_mb", r.get("mem_used_mb_from_pct"))
+        memory = (f"{r.get('memory_kind', '')} {num(used)} / {num(r.get('mem_total_mb'))}"
+                  + (" (from a %)" if "mem_used_mb" not in r and used is not None else "")).strip()
+        power = num(r.get("power_w")) + (" (card)" if r.get("power_is_card_level") else "")
+        procs = ", ".join(f"{p['pid']} {escape(p['name'])} {p['memory_mb']}" for p in r.get("processes", []))
+        table.add_row(str(r["npu_id"]), str(r["chip_id"]), num(r.get("logic_id")), escape(str(r.get("name") or "-")),
+                      memory, num(r.get("aicore_pct", r.get("util_pct"))), num(r.get("hbm_bw_util_pct",
+                      r.get("ddr_bw_util_pct"))), power, num(r.get("temp_c")), procs or "-")
+    _stdout().print(table)
 
 
 @app.command()
@@ -404,7 +446,9 @@ def profile(
         console.print(f"idle share ({analysis['basis']}): {idle['idle_share'] * 100:.1f}% of "
                       f"{idle['window_us'] / 1e3:.1f} ms")
     launch = analysis["launch"]
-    if launch["count"]:
+    if launch.get("unavailable"):
+        console.print(f"kernel launches: unavailable ({escape(launch['unavailable'])})")
+    elif launch["count"]:
         console.print(f"kernel launches: {launch['count']}, {launch['total_us'] / 1e3:.2f} ms on the host")
     table = Table(show_edge=False, header_style="bold", title="top operators", title_justify="left")
     for col in ("operator", "total ms", "calls", "share"):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.profile import analyse, load_trace
+from colobench.analysis.profile import EmptyTrace, analyse, load_trace
 from colobench.backends import make_backend
 from colobench.devices import get_device
 from colobench.errors import ColobenchError
@@ -95,12 +95,17 @@ def run_profile(plan: Any, out: Path) -> dict[str, Any]:
     with profiler:
         steps = backend.generate(batch)[0].token_ns
     trace = out / "trace.json"
-    profiler.export_chrome_trace(str(trace))
+    profiler.export_chrome_trace(str(trace))  # torch_npu's catches its own errors: the trace is checked below
+    try:
+        events = load_trace(trace)
+    except EmptyTrace as exc:
+        backend.stop()
+        raise ColobenchError(f"profile: {exc}") from None
     result = {"instance": inst.name, "model": inst.model, "device": inst.device, "dtype": inst.dtype,
               "batch_size": batch_size, "prompt_tokens": len(batch.prompts[0]), "output_tokens": len(steps),
               "graph": inst.graph, "quantization": inst.quantization, "weight_bytes": info.get("weight_bytes"),
               "profiled_ms": (steps[-1] - steps[0]) / 1e6 if len(steps) > 1 else None,
-              "async_timing_trap": trap, "trace": str(trace), "analysis": analyse(load_trace(trace))}
+              "async_timing_trap": trap, "trace": str(trace), "analysis": analyse(events)}
     (out / "profile.json").write_text(json.dumps(result, indent=2))
     backend.stop()
     return result

@@ -90,6 +90,7 @@ class DeviceWindow(Model):
     hbm_bw_util_pct: Stat | None = None
     dram_bw_util_pct: Stat | None = None
     sm_util_pct: Stat | None = None
+    card_power_w: Stat | None = None  # a card-level reading shared by the card's chips (A3, 310P Duo)
     throttle_reasons: list[str] = []
     process_mem_bytes_peak: float | None = None
     energy_j: float | None = None
@@ -98,7 +99,7 @@ class DeviceWindow(Model):
 
 class Peak(Model):
     name: str
-    memory_bandwidth_gb_s: float
+    memory_bandwidth_gb_s: float | None = None
     bf16_tflops: float | None = None
     int8_tops: float | None = None
     memory_gb: float | None = None

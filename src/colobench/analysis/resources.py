@@ -25,9 +25,16 @@ NOT_VISIBLE = "the server's device is not visible to the client"
 SERVER_SAMPLE_SLACK_NS = 1_000_000_000
 
 
-def _peak(facts: InstanceFacts, card: str, overrides: dict[str, dict[str, float]]) -> DevicePeak | None:
+def _peak(facts: InstanceFacts, card: str, overrides: dict[str, dict[str, Any]]) -> DevicePeak | None:
+    """The device's peak: the table's (exact model), with the experiment's own figures over it;
+    a measured copy bandwidth (`devices --probe`) only where the table has no bandwidth."""
     name = (facts.device_info or {}).get("name") or card
-    return with_overrides(lookup(name) if kind_of(card).accelerator else None, name, overrides.get(card))
+    table = lookup(name) if kind_of(card).accelerator else None
+    given = overrides.get(card)
+    measured = given is not None and str(given.get("source", "")).startswith("measured")
+    if measured and table is not None and table.memory_bandwidth_gb_s:
+        return table
+    return with_overrides(table, name, given)
 
 
 def server_memory(samples: list[dict[str, Any]], name: str, windows: list[tuple[int, int]]) -> tuple[int, str] | None:

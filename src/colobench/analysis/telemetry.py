@@ -63,6 +63,8 @@ def energy_over_window(samples: list[dict[str, Any]], t0: int, t1: int) -> tuple
         return end - start, "energy counter"
     points = [(s["t_ns"], s["metrics"]["power_w"]) for s in samples if s["metrics"].get("power_w") is not None]
     if len(points) < 2:
+        if any(s["metrics"].get("card_power_w") is not None for s in samples):
+            return None, "only a card-level power reading (shared by the card's chips): no energy per chip"
         return None, "no energy counter or power samples for this device"
     ts = np.array([p[0] for p in points], dtype=np.float64)
     ws = np.array([p[1] for p in points], dtype=np.float64)
@@ -94,7 +96,8 @@ def device_window(samples: list[dict[str, Any]], device: str, windows: list[Wind
         "mem_total_bytes": (values("mem_total_bytes") or [None])[-1],
         "temp_c": _stat(values("temp_c")),
     }
-    for key in ("sm_clock_mhz", "mem_clock_mhz", "aicore_pct", "hbm_bw_util_pct", "dram_bw_util_pct", "sm_util_pct"):
+    for key in ("sm_clock_mhz", "mem_clock_mhz", "aicore_pct", "hbm_bw_util_pct", "dram_bw_util_pct", "sm_util_pct",
+                "card_power_w"):
         if values(key):
             out[key] = _stat(values(key))
     reasons = sorted({r for s in window for r in s["metrics"].get("throttle_reasons") or []})

@@ -80,8 +80,8 @@ def save_probe(rows: list[dict[str, Any]], cache_dir: Path) -> Path:
 
 
 def measured_peaks(cache_dir: Path) -> dict[str, dict[str, Any]]:
-    """Peak figures from this host's cached probe, for devices with no datasheet entry (the CPU):
-    `{device: {memory_bandwidth_gb_s, source}}`; {} when there is no probe of this host."""
+    """Peak figures from this host's cached probe, for devices with no published bandwidth (the
+    CPU, most Ascend chips): `{device: {memory_bandwidth_gb_s, source}}`; {} without a probe."""
     path = cache_dir / PROBE_CACHE
     try:
         data = json.loads(path.read_text())
@@ -89,11 +89,10 @@ def measured_peaks(cache_dir: Path) -> dict[str, dict[str, Any]]:
         return {}
     if data.get("hostname") != socket.gethostname() or data.get("cpu_model") != cpu_model_name():
         return {}
-    cpu = (data.get("devices") or {}).get("cpu")
-    if not cpu or not cpu.get("copy_bandwidth_bytes_s"):
-        return {}
-    return {"cpu": {"memory_bandwidth_gb_s": cpu["copy_bandwidth_bytes_s"] / 1e9,
-                    "source": f"measured copy bandwidth (colobench devices --probe, {data.get('date')})"}}
+    return {device: {"memory_bandwidth_gb_s": row["copy_bandwidth_bytes_s"] / 1e9,
+                     "source": f"measured copy bandwidth (colobench devices --probe, {data.get('date')})"}
+            for device, row in (data.get("devices") or {}).items()
+            if isinstance(row, dict) and row.get("copy_bandwidth_bytes_s")}
 
 
 def inventory(probe: bool = False, cache_dir: Path | None = None) -> dict[str, Any]:
@@ -108,8 +107,9 @@ def inventory(probe: bool = False, cache_dir: Path | None = None) -> dict[str, A
         if probe:
             measured = run_probe(device)
             if peak:
-                measured["copy_pct_of_peak"] = 100 * measured["copy_bandwidth_bytes_s"] / peak.memory_bandwidth_bytes_s
-                flops = peak.peak_flops("bfloat16")
+                bw = peak.memory_bandwidth_bytes_s
+                measured["copy_pct_of_peak"] = 100 * measured["copy_bandwidth_bytes_s"] / bw if bw else None
+                flops = peak.peak_flops(measured["matmul_dtype"])
                 measured["matmul_pct_of_peak"] = 100 * measured["matmul_flops"] / flops if flops else None
             row["probe"] = measured
         rows.append(row)

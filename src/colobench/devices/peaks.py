@@ -17,7 +17,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class DevicePeak:
     name: str
-    memory_bandwidth_gb_s: float
+    memory_bandwidth_gb_s: float | None
     bf16_tflops: float | None  # dense FP16/BF16 tensor throughput
     int8_tops: float | None
     memory_gb: float | None = None
@@ -32,34 +32,69 @@ class DevicePeak:
         return None
 
     @property
-    def memory_bandwidth_bytes_s(self) -> float:
-        return self.memory_bandwidth_gb_s * 1e9
+    def memory_bandwidth_bytes_s(self) -> float | None:
+        return self.memory_bandwidth_gb_s * 1e9 if self.memory_bandwidth_gb_s else None
 
 
-# pattern on the device name (case-insensitive) -> peak; the first match wins, so specific first
+NVIDIA = "NVIDIA datasheet, dense"
+# pattern on the CUDA device name (case-insensitive) -> peak; the first match wins, so specific first
 PEAKS: list[tuple[str, DevicePeak]] = [
-    (r"H200", DevicePeak("NVIDIA H200", 4800, 989, 1979, 141)),
-    (r"H100.*(PCIe|PCI)", DevicePeak("NVIDIA H100 PCIe", 2000, 756, 1513, 80)),
-    (r"H100.*NVL", DevicePeak("NVIDIA H100 NVL", 3900, 835, 1671, 94)),
-    (r"H100", DevicePeak("NVIDIA H100 SXM", 3350, 989, 1979, 80)),
-    (r"A100.*(80|PCIe.*80)", DevicePeak("NVIDIA A100 80GB SXM", 2039, 312, 624, 80)),
-    (r"A100", DevicePeak("NVIDIA A100 40GB", 1555, 312, 624, 40)),
-    (r"L40S", DevicePeak("NVIDIA L40S", 864, 362, 733, 48)),
-    (r"4090", DevicePeak("NVIDIA GeForce RTX 4090", 1008, 165, 661, 24)),
-    (r"910B1", DevicePeak("Ascend 910B1", 1600, 414, 828, 64)),
-    (r"910B2", DevicePeak("Ascend 910B2", 1600, 376, 752, 64)),
-    (r"910B3", DevicePeak("Ascend 910B3", 1600, 313, 626, 64)),
-    (r"910B4", DevicePeak("Ascend 910B4", 800, 280, 560, 32)),
-    (r"910B", DevicePeak("Ascend 910B", 1600, 313, 626, 64)),
-    (r"910", DevicePeak("Ascend 910 (A)", 1200, 256, 512, 32)),
-    (r"300I.*Duo|310P", DevicePeak("Ascend 310P / Atlas 300I Duo (per chip)", 204, 70, 140, 48)),
+    (r"H200", DevicePeak("NVIDIA H200", 4800, 989, 1979, 141, f"{NVIDIA} (H200 SXM)")),
+    (r"H100.*(PCIe|PCI)", DevicePeak("NVIDIA H100 PCIe", 2000, 756, 1513, 80, f"{NVIDIA} (H100 PCIe)")),
+    (r"H100.*NVL", DevicePeak("NVIDIA H100 NVL", 3900, 835, 1671, 94, f"{NVIDIA} (H100 NVL)")),
+    (r"H100", DevicePeak("NVIDIA H100 SXM", 3350, 989, 1979, 80, f"{NVIDIA} (H100 SXM)")),
+    (r"A100.*(80|PCIe.*80)", DevicePeak("NVIDIA A100 80GB SXM", 2039, 312, 624, 80, f"{NVIDIA} (A100 80GB SXM)")),
+    (r"A100", DevicePeak("NVIDIA A100 40GB", 1555, 312, 624, 40, f"{NVIDIA} (A100 40GB)")),
+    (r"L40S", DevicePeak("NVIDIA L40S", 864, 362, 733, 48, f"{NVIDIA} (L40S)")),
+    (r"4090", DevicePeak("NVIDIA GeForce RTX 4090", 1008, 165, 661, 24, f"{NVIDIA} (Ada whitepaper, RTX 4090)")),
 ]
 
+# Ascend chips by exact model (the name with "Ascend", spaces and underscores removed). Huawei
+# publishes few per-chip figures: where none is public the figure is None (no peak, never a
+# neighbour's), `devices --probe` measures the card's copy bandwidth, and a run uses that (said
+# so). Memory sizes are what real npu-smi outputs print (tests/fixtures/npu_smi_real).
+ASCEND_PEAKS: dict[str, DevicePeak] = {
+    "910": DevicePeak("Ascend 910", 1200, 256, 512, 32,
+                      "Huawei Ascend 910 launch (2019) and Hot Chips 31: 256 TFLOPS FP16, 512 TOPS INT8, "
+                      "HBM 1.2 TB/s, 32 GB"),
+    "910B1": DevicePeak("Ascend 910B1", None, None, None, 64,
+                        "no public per-chip bandwidth or FLOP/s figure; 64 GB from npu-smi (65536 MB)"),
+    "910B2": DevicePeak("Ascend 910B2", None, None, None, 64,
+                        "no public per-chip bandwidth or FLOP/s figure; 64 GB from npu-smi (65536 MB)"),
+    "910B3": DevicePeak("Ascend 910B3", None, None, None, 64, "no public per-chip bandwidth or FLOP/s figure; 64 GB"),
+    "910B4": DevicePeak("Ascend 910B4", None, None, None, 32, "no public per-chip bandwidth or FLOP/s figure; 32 GB"),
+    "910B4-1": DevicePeak("Ascend 910B4-1", None, None, None, 64,
+                          "no public per-chip bandwidth or FLOP/s figure; 64 GB from npu-smi (65536 MB)"),
+    "A3": DevicePeak("Ascend 910 (A3, per chip)", None, None, None, 64,
+                     "no public per-chip bandwidth or FLOP/s figure; 64 GB per chip from npu-smi (65536 MB)"),
+    "310": DevicePeak("Ascend 310", None, 11, 22, 8, "Huawei Ascend 310 product page: 22 TOPS INT8, 11 TFLOPS FP16; "
+                      "8 GB (npu-smi: 8192 MB)"),
+    "310P3": DevicePeak("Ascend 310P3 (per chip)", 204.8, 70, 140, None,
+                        "Huawei Atlas 300I Pro datasheet (one 310P3): 204.8 GB/s LPDDR4X, 140 TOPS INT8, "
+                        "70 TFLOPS FP16; memory as the card reports it (24 GB on 300I Pro, 48 GB a chip on 300I Duo)"),
+}
+ALIAS = {"910A": "910", "910PROA": "910", "910PROB": "910"}
 
-def lookup(device_name: str | None) -> DevicePeak | None:
-    """The table entry for a device name (`NVIDIA H100 80GB HBM3`, `Ascend910B3`), if any."""
+
+def _ascend_model(device_name: str) -> str | None:
+    """`Ascend910B3` -> `910B3`, `Ascend910_9392` -> `A3`; None when it is not an Ascend name."""
+    name = re.sub(r"[\s_]", "", device_name).upper().removeprefix("ASCEND")
+    if not re.match(r"^\d{3}", name):
+        return None
+    if re.match(r"^910(93|C)", name):  # Atlas A3: Ascend910_93xx (two chips per NPU id)
+        return "A3"
+    return ALIAS.get(name, name)
+
+
+def lookup(device_name: str | None, memory_gb: float | None = None) -> DevicePeak | None:
+    """The table entry for a device name (`NVIDIA H100 80GB HBM3`, `Ascend910B3`): CUDA names
+    by pattern, Ascend names exactly (`910B4` is not `910B4-1`, a bare `910B` is ambiguous
+    between an old 910 ProB and the 910B series and gets none); None for anything unknown."""
     if not device_name:
         return None
+    model = _ascend_model(device_name)
+    if model is not None:
+        return ASCEND_PEAKS.get(model)
     for pattern, peak in PEAKS:
         if re.search(pattern, device_name, re.IGNORECASE):
             return peak
@@ -71,7 +106,7 @@ def with_overrides(peak: DevicePeak | None, device_name: str, overrides: dict | 
     measured figure, whose `source` says where it came from)."""
     if not overrides:
         return peak
-    base = peak or DevicePeak(device_name, 0.0, None, None, source="")
+    base = peak or DevicePeak(device_name, None, None, None, source="")
     default_source = "experiment config" if peak is None else f"{base.source}, overridden in the experiment"
     return DevicePeak(
         name=base.name,

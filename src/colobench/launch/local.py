@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import monotonic_s, now_ns
+from colobench.devices.npu import VISIBLE_ENV
 from colobench.errors import os_reason
 from colobench.launch.state import GroupState, write_json_atomic
 from colobench.launch.worker import worker_key, worker_main
@@ -124,8 +125,9 @@ def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int],
             workers[key]["pid"] = p.pid
         if telemetry is not None and telemetry.enabled:
             alive = {k: p.pid for k, p in procs.items()}
+            visible = {i.device: i.env.get(VISIBLE_ENV) or os.environ.get(VISIBLE_ENV) for i in group.instances}
             recorder = TelemetryRecorder(make_samplers([i.device for i in group.instances], lambda: alive, telemetry,
-                                                       server_sources(group.instances)),
+                                                       server_sources(group.instances), visible),
                                          group_telemetry_path(group, runs_dir))
             state.extra["telemetry"] = recorder.start()
         state.write()

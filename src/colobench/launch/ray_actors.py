@@ -93,7 +93,9 @@ def local_device(device: str, accelerators: dict[str, list[str]]) -> str:
 
 
 def physical_device(device: str, accelerators: dict[str, list[str]]) -> str:
-    """The card the node's tools (nvidia-smi, NVML, npu-smi) call it: the id Ray assigned."""
+    """The card the node's tools see: the id Ray assigned (for NPUs the runtime's logic id, which
+    Ray puts in ASCEND_RT_VISIBLE_DEVICES; the node's sampler places it on its NPU id and chip
+    with `npu-smi info -m`, like the local launcher)."""
     kind = kind_of(device)
     ids = accelerators.get(kind.ray_resource or "", [])
     return f"{kind.name}:{ids[0]}" if ids else device

@@ -314,7 +314,14 @@ def _findings_html(findings: list[Finding]) -> str:
 def _header(manifest: dict[str, Any], summary: Summary) -> str:
     env = manifest.get("environment") or {}
     versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in (env.get("versions") or {}).items() if v)
-    devices = "; ".join(f"{_e(d)}: {_e(i.get('name'))}" for d, i in (manifest.get("devices") or {}).items()) or "-"
+    def device_line(d: str, i: dict[str, Any]) -> str:
+        extra = i.get("extra") or {}
+        facts = [i.get("driver")] + [f"{k} {extra[k]}" for k in ("npu_driver", "npu_firmware", "torch_npu")
+                                      if extra.get(k)]
+        shown = ", ".join(str(f) for f in facts if f)
+        return f"{_e(d)}: {_e(i.get('name'))}" + (f" ({_e(shown)})" if shown else "")
+
+    devices = "; ".join(device_line(d, i) for d, i in (manifest.get("devices") or {}).items()) or "-"
     facts = {k: v for p in summary.points for k, v in p.instances.items()}
     rows = []
     for name, f in facts.items():

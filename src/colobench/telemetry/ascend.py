@@ -1,125 +1,86 @@
-"""Huawei Ascend NPUs: through the DCMI library when it is present, else `npu-smi`.
+"""Huawei Ascend NPUs: through the DCMI library when it answers, else `npu-smi`.
+
+Which card and chip: torch's `npu:k` is the k-th logic id `ASCEND_RT_VISIBLE_DEVICES` leaves
+visible, and that logic id sits on some NPU id and chip (`npu-smi info -m`; NPU ids need not
+start at 0, an A3 or 310P Duo NPU id holds two chips, a 310 card four). The samplers take the
+resolved chips (`devices.npu_smi.NpuChip`) and label each row with torch's name, so rows line
+up with the instances that used them.
 
 `npu-smi` is slow (hundreds of ms a call on 8-card hosts) and must not run concurrently with
-itself, so the default interval is 1 s and calls are serialised. Where `libdcmi.so` is
-installed (it ships with the driver), the same figures come straight from the library in
-microseconds. Values: AI Core, AI CPU and overall NPU utilisation, HBM used and total, HBM
-bandwidth utilisation, power, temperature.
-
-The parsers read the documented output formats:
-
-- `npu-smi info -t usages -i N`: `Key : value` lines (`HBM Capacity(MB)`, `HBM Usage Rate(%)`,
-  `Aicore Usage Rate(%)`, `HBM Bandwidth Usage Rate(%)`, ...); key names vary between CANN
-  versions, so each figure has aliases;
-- `npu-smi info -t power -i N` / `-t temp -i N`: `Power Dissipation(W)` or `NPU Real-time
-  Power(W)`, `NPU Temperature(C)` or `Temperature(C)`;
-- `npu-smi info`: the summary table (per chip: health, power, temperature, AI Core %, HBM used /
-  total; then the process table with each process's memory).
+itself, so the default interval is 1 s and calls are serialised. Each tick reads the `info`
+table once (per chip: power, temperature, AI Core or NPU utilisation, HBM used and total in MB,
+and the process table: each process's own HBM on the chip) and `-t usages` once per NPU id in
+use (HBM bandwidth, AI CPU, AI Vector, DDR bandwidth on 310P). A power reading the table prints
+once for several chips (A3) is card-level: it goes to `card_power_w`, never to a chip's
+`power_w`, so energy per chip is not invented. Where `libdcmi.so` ships with the driver, DCMI
+gives the same figures in microseconds, with the card and device ids it maps the logic id to;
+a DCMI that returns nothing for `DCMI_EMPTY_TICKS` samples in a row hands over to npu-smi.
 """
 
 from __future__ import annotations
 
 import ctypes
-import re
 import shutil
 import subprocess
 import threading
 from typing import Any
 
+from colobench.devices.npu_smi import NpuChip, figures, parse_info, parse_key_values
 from colobench.telemetry.base import SamplerUnavailable
 
-ALIASES = {
-    "aicore_pct": ("Aicore Usage Rate(%)", "AI Core Usage Rate(%)", "AICore Usage Rate(%)"),
-    "aicpu_pct": ("Aicpu Usage Rate(%)", "AI CPU Usage Rate(%)"),
-    "aivector_pct": ("Aivector Usage Rate(%)",),
-    "util_pct": ("NPU Utilization(%)", "NPU Real-time Utilization(%)", "Chip Usage Rate(%)"),
-    "hbm_used_pct": ("HBM Usage Rate(%)",),
-    "hbm_total_mb": ("HBM Capacity(MB)",),
-    "hbm_bw_util_pct": ("HBM Bandwidth Usage Rate(%)", "Memory Bandwidth Usage Rate(%)"),
-    "ddr_used_pct": ("DDR Usage Rate(%)", "Memory Usage Rate(%)"),
-    "ddr_total_mb": ("DDR Capacity(MB)",),
-    "power_w": ("Power Dissipation(W)", "NPU Real-time Power(W)", "Power(W)", "Chip Power(W)"),
-    "temp_c": ("NPU Temperature(C)", "Temperature(C)"),
-}
-_KEY_LINE = re.compile(r"^\s*(.+?)\s*:\s*([-+]?\d+(?:\.\d+)?)\s*$")
+MB = 2**20
+DCMI_EMPTY_TICKS = 3
 
 
-def parse_key_values(text: str) -> dict[str, float]:
-    """`Key : number` lines of `npu-smi info -t ...` mapped to colobench names (first alias wins)."""
-    raw: dict[str, float] = {}
-    for line in text.splitlines():
-        match = _KEY_LINE.match(line)
-        if match:
-            raw.setdefault(match.group(1).strip(), float(match.group(2)))
-    out: dict[str, float] = {}
-    for name, keys in ALIASES.items():
-        for key in keys:
-            if key in raw:
-                out[name] = raw[key]
-                break
-    return out
-
-
-def usage_metrics(values: dict[str, float]) -> dict[str, Any]:
-    """Parsed `-t usages` values as sample metrics (bytes where the tool gives MB and %)."""
-    m: dict[str, Any] = {k: values[k] for k in ("aicore_pct", "aicpu_pct", "aivector_pct", "util_pct",
-                                                   "hbm_bw_util_pct", "power_w", "temp_c") if k in values}
-    total_mb = values.get("hbm_total_mb") or values.get("ddr_total_mb")
-    used_pct = values.get("hbm_used_pct") if values.get("hbm_total_mb") else values.get("ddr_used_pct")
-    if total_mb:
-        m["mem_total_bytes"] = int(total_mb * 2**20)
-        if used_pct is not None:
-            m["mem_used_bytes"] = int(total_mb * 2**20 * used_pct / 100)
+def chip_metrics(chip: NpuChip, info: Any, usages: Any) -> dict[str, Any]:
+    """One chip's sample metrics from a parsed `info` table (or None) and its NPU id's parsed
+    `-t usages` report (or None)."""
+    m: dict[str, Any] = {}
+    row = info.chip(chip.npu_id, chip.chip_id) if info is not None else None
+    if row is not None:
+        if row.power_w is not None:
+            m["card_power_w" if row.power_is_card_level else "power_w"] = row.power_w
+        if row.temp_c is not None:
+            m["temp_c"] = row.temp_c
+        if row.aicore_pct is not None:
+            m["aicore_pct"] = row.aicore_pct
+        if row.npu_util_pct is not None:
+            m["util_pct"] = row.npu_util_pct
+        if row.hbm_total_mb:
+            m["mem_used_bytes"], m["mem_total_bytes"] = (row.hbm_used_mb or 0) * MB, row.hbm_total_mb * MB
+        elif row.memory_total_mb:  # 310-class chips: their memory is DDR
+            m["mem_used_bytes"], m["mem_total_bytes"] = (row.memory_used_mb or 0) * MB, row.memory_total_mb * MB
+        procs = {str(p.pid_in_container if p.pid_in_container is not None else p.pid): p.memory_mb * MB
+                 for p in info.processes if p.npu_id == chip.npu_id and p.chip_id == chip.chip_id}
+        if procs:
+            m["process_mem_bytes"] = procs
+    if usages is not None:
+        values = figures(usages.chips.get(chip.chip_id, {}))
+        for key in ("aicore_pct", "aicpu_pct", "aivector_pct", "aicube_pct", "hbm_bw_util_pct", "ddr_bw_util_pct"):
+            if key in values:
+                m.setdefault(key, values[key])
+        if "util_pct" in values:
+            m["util_pct"] = values["util_pct"]
+        if "mem_total_bytes" not in m:  # no table row: the usage percentage is all there is (whole %)
+            total = values.get("hbm_total_mb") or values.get("ddr_total_mb")
+            used_pct = values.get("hbm_used_pct") if values.get("hbm_total_mb") else values.get("ddr_used_pct")
+            if total:
+                m["mem_total_bytes"] = int(total * MB)
+                if used_pct is not None:
+                    m["mem_used_bytes"] = int(total * MB * used_pct / 100)
     if "util_pct" not in m and "aicore_pct" in m:
         m["util_pct"] = m["aicore_pct"]
     return m
 
 
-_CHIP_ROW = re.compile(r"^\|\s*(\d+)\s+(\S+)\s*\|\s*(\S+)\s*\|\s*([\d.NA/-]+)\s+([\d.NA/-]+)\s+(\d+)\s*/\s*(\d+)\s*\|")
-_CHIP_ROW2 = re.compile(r"^\|\s*(\d+)\s*\|\s*(\S+)\s*\|\s*(\d+)\s+(\d+)\s*/\s*(\d+)\s+(\d+)\s*/\s*(\d+)\s*\|")
-_PROC_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s*\|\s*(\d+)\s*\|\s*(\S.*?)\s*\|\s*(\d+)\s*\|")
-
-
-def parse_info_table(text: str) -> dict[int, dict[str, Any]]:
-    """The `npu-smi info` summary table: per NPU id, name, health, power, temperature, AI Core %,
-    HBM used/total and the processes with their memory."""
-    chips: dict[int, dict[str, Any]] = {}
-    last: int | None = None
-    in_processes = False
-    for line in text.splitlines():
-        if "Process id" in line:
-            in_processes = True
-            continue
-        if in_processes:
-            match = _PROC_ROW.match(line)
-            if match and int(match.group(1)) in chips:
-                chips[int(match.group(1))].setdefault("processes", {})[match.group(3)] = int(match.group(5)) * 2**20
-            continue
-        match = _CHIP_ROW.match(line)
-        if match:
-            last = int(match.group(1))
-            power, temp = match.group(4), match.group(5)
-            chips[last] = {"name": match.group(2), "health": match.group(3),
-                           "power_w": float(power) if re.match(r"^[\d.]+$", power) else None,
-                           "temp_c": float(temp) if re.match(r"^[\d.]+$", temp) else None}
-            continue
-        match = _CHIP_ROW2.match(line)
-        if match and last is not None:
-            chips[last].update({"bus_id": match.group(2), "aicore_pct": float(match.group(3)),
-                                "mem_used_bytes": int(match.group(6)) * 2**20,
-                                "mem_total_bytes": int(match.group(7)) * 2**20})
-            last = None
-    return chips
-
-
 class NpuSmiSampler:
-    """Runs `npu-smi info -t usages -i N` and `-t power -i N` for each NPU, one call at a time."""
+    """`npu-smi info` and `npu-smi info -t usages -i <NPU id>`, one call at a time."""
 
     name = "npu-smi"
     _lock = threading.Lock()  # npu-smi must not run concurrently with itself
 
-    def __init__(self, indices: list[int], interval_s: float = 1.0, run: Any = None, timeout_s: float = 10.0):
-        self.indices, self.interval_s, self.timeout_s = indices, interval_s, timeout_s
+    def __init__(self, chips: list[NpuChip], interval_s: float = 1.0, run: Any = None, timeout_s: float = 10.0):
+        self.chips, self.interval_s, self.timeout_s = chips, interval_s, timeout_s
         self._run = run
 
     def start(self) -> None:
@@ -127,7 +88,11 @@ class NpuSmiSampler:
             if shutil.which("npu-smi") is None:
                 raise SamplerUnavailable("npu-smi is not on PATH")
             self._run = self._subprocess
-        self._run(["npu-smi", "info", "-t", "usages", "-i", str(self.indices[0])])
+        table = parse_info(self._run(["npu-smi", "info"]))
+        missing = [c.label for c in self.chips if table.chip(c.npu_id, c.chip_id) is None]
+        if missing and not table.chips:
+            raise SamplerUnavailable("npu-smi info printed no chip this parser recognises (save its output and "
+                                     "check it with `colobench devices --npu-smi FILE`)")
 
     def _subprocess(self, args: list[str]) -> str:
         with self._lock:
@@ -137,12 +102,10 @@ class NpuSmiSampler:
         return out.stdout
 
     def sample(self) -> list[tuple[str, dict[str, Any]]]:
-        rows = []
-        for i in self.indices:
-            values = parse_key_values(self._run(["npu-smi", "info", "-t", "usages", "-i", str(i)]))
-            values.update(parse_key_values(self._run(["npu-smi", "info", "-t", "power", "-i", str(i)])))
-            rows.append((f"npu:{i}", usage_metrics(values)))
-        return rows
+        info = parse_info(self._run(["npu-smi", "info"]))
+        usages = {npu: parse_key_values(self._run(["npu-smi", "info", "-t", "usages", "-i", str(npu)]))
+                  for npu in sorted({c.npu_id for c in self.chips})}
+        return [(c.label, chip_metrics(c, info, usages[c.npu_id])) for c in self.chips]
 
     def stop(self) -> None:
         pass
@@ -153,17 +116,27 @@ class _HbmInfo(ctypes.Structure):
                 ("temp", ctypes.c_int), ("bandwith_util_rate", ctypes.c_uint)]
 
 
+class _MemoryInfo(ctypes.Structure):  # dcmi_get_memory_info_stru (96 bytes)
+    _fields_ = [("memory_size", ctypes.c_ulonglong), ("memory_available", ctypes.c_ulonglong),
+                ("freq", ctypes.c_uint), ("hugepagesize", ctypes.c_ulong), ("hugepages_total", ctypes.c_ulong),
+                ("hugepages_free", ctypes.c_ulong), ("utiliza", ctypes.c_uint), ("reserve", ctypes.c_ubyte * 60)]
+
+
+# input_type of dcmi_get_device_utilization_rate (dcmi_interface_api.h; Huawei's DCMI API reference):
+# 2 AI Core, 3 AI CPU, 10 HBM bandwidth, 13 the NPU overall (6 would be HBM capacity, not bandwidth)
 DCMI_UTIL_AICORE, DCMI_UTIL_AICPU, DCMI_UTIL_HBM_BW, DCMI_UTIL_NPU = 2, 3, 10, 13
 DCMI_PATHS = ("libdcmi.so", "/usr/local/dcmi/libdcmi.so", "/usr/local/Ascend/driver/lib64/driver/libdcmi.so")
 
 
 class DcmiSampler:
-    """The same figures through libdcmi (card/device ids: NPU N is card N, device 0 on 910B)."""
+    """The same figures through libdcmi, addressed by the card and device ids DCMI gives for each
+    chip's logic id (`dcmi_get_card_id_device_id_from_logicid`)."""
 
     name = "dcmi"
 
-    def __init__(self, indices: list[int], interval_s: float = 0.2, lib: Any = None):
-        self.indices, self.interval_s, self.lib = indices, interval_s, lib
+    def __init__(self, chips: list[NpuChip], interval_s: float = 0.2, lib: Any = None):
+        self.chips, self.interval_s, self.lib = chips, interval_s, lib
+        self.ids: dict[str, tuple[int, int]] = {}
 
     def start(self) -> None:
         if self.lib is None:
@@ -178,32 +151,53 @@ class DcmiSampler:
         rc = self.lib.dcmi_init()
         if rc != 0:
             raise SamplerUnavailable(f"dcmi_init returned {rc}")
+        cards = self._cards()
+        for chip in self.chips:
+            card, device = ctypes.c_int(-1), ctypes.c_int(-1)
+            rc = self.lib.dcmi_get_card_id_device_id_from_logicid(ctypes.byref(card), ctypes.byref(device),
+                                                                   ctypes.c_uint(chip.logic_id))
+            if rc != 0 or (cards is not None and card.value not in cards):
+                raise SamplerUnavailable(f"DCMI has no card for {chip.label} (logic id {chip.logic_id}; "
+                                         f"rc {rc}, cards {cards})")
+            self.ids[chip.label] = (card.value, device.value)
 
-    def _util(self, card: int, kind: int) -> float | None:
+    def _cards(self) -> list[int] | None:
+        num, ids = ctypes.c_int(0), (ctypes.c_int * 64)()
+        if self.lib.dcmi_get_card_list(ctypes.byref(num), ids, 64) != 0:
+            return None
+        return [ids[k] for k in range(num.value)]
+
+    def _util(self, card: int, device: int, kind: int) -> float | None:
         value = ctypes.c_uint(0)
-        rc = self.lib.dcmi_get_device_utilization_rate(card, 0, kind, ctypes.byref(value))
+        rc = self.lib.dcmi_get_device_utilization_rate(card, device, kind, ctypes.byref(value))
         return float(value.value) if rc == 0 else None
 
     def sample(self) -> list[tuple[str, dict[str, Any]]]:
         rows = []
-        for card in self.indices:
-            m: dict[str, Any] = {"aicore_pct": self._util(card, DCMI_UTIL_AICORE),
-                                 "aicpu_pct": self._util(card, DCMI_UTIL_AICPU),
-                                 "util_pct": self._util(card, DCMI_UTIL_NPU),
-                                 "hbm_bw_util_pct": self._util(card, DCMI_UTIL_HBM_BW)}
+        for chip in self.chips:
+            card, device = self.ids[chip.label]
+            m: dict[str, Any] = {"aicore_pct": self._util(card, device, DCMI_UTIL_AICORE),
+                                 "aicpu_pct": self._util(card, device, DCMI_UTIL_AICPU),
+                                 "util_pct": self._util(card, device, DCMI_UTIL_NPU),
+                                 "hbm_bw_util_pct": self._util(card, device, DCMI_UTIL_HBM_BW)}
             power = ctypes.c_int(0)
-            if self.lib.dcmi_get_device_power_info(card, 0, ctypes.byref(power)) == 0:
+            if self.lib.dcmi_get_device_power_info(card, device, ctypes.byref(power)) == 0:
                 m["power_w"] = power.value / 10.0  # the library reports tenths of a watt
             temp = ctypes.c_int(0)
-            if self.lib.dcmi_get_device_temperature(card, 0, ctypes.byref(temp)) == 0:
+            if self.lib.dcmi_get_device_temperature(card, device, ctypes.byref(temp)) == 0:
                 m["temp_c"] = float(temp.value)
             hbm = _HbmInfo()
-            if self.lib.dcmi_get_device_hbm_info(card, 0, ctypes.byref(hbm)) == 0:
-                m["mem_total_bytes"] = int(hbm.memory_size) * 2**20
-                m["mem_used_bytes"] = int(hbm.memory_usage) * 2**20
+            if self.lib.dcmi_get_device_hbm_info(card, device, ctypes.byref(hbm)) == 0:
+                m["mem_total_bytes"] = int(hbm.memory_size) * MB
+                m["mem_used_bytes"] = int(hbm.memory_usage) * MB
+            else:  # 310 and 310P: no HBM; their DDR through memory_info_v3
+                mem = _MemoryInfo()
+                if self.lib.dcmi_get_device_memory_info_v3(card, device, ctypes.byref(mem)) == 0 and mem.memory_size:
+                    m["mem_total_bytes"] = int(mem.memory_size) * MB
+                    m["mem_used_bytes"] = int(mem.memory_size - mem.memory_available) * MB
             if m.get("util_pct") is None:
                 m["util_pct"] = m.get("aicore_pct")
-            rows.append((f"npu:{card}", {k: v for k, v in m.items() if v is not None}))
+            rows.append((chip.label, {k: v for k, v in m.items() if v is not None}))
         return rows
 
     def stop(self) -> None:

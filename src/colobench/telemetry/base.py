@@ -45,6 +45,7 @@ class TelemetryRecorder:
         self.status: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started_as: dict[int, str] = {}  # a sampler's name when it started (a fallback may rename it)
         self.samples_written = 0
 
     def start(self) -> dict[str, str]:
@@ -53,6 +54,7 @@ class TelemetryRecorder:
             try:
                 sampler.start()
                 self.status[sampler.name] = "ok"
+                self._started_as[id(sampler)] = sampler.name
                 live.append(sampler)
             except SamplerUnavailable as exc:
                 self.status[sampler.name] = f"unavailable: {exc}"
@@ -105,6 +107,10 @@ class TelemetryRecorder:
         if self._thread is not None:
             self._thread.join(10)
         for sampler in self.samplers:
+            note = getattr(sampler, "note", None)
+            if note:  # a sampler that handed over to another: said under the name it started with
+                self.status[self._started_as.get(id(sampler), sampler.name)] = f"switched: {note}"
+                self.status[sampler.name] = "ok"
             try:
                 sampler.stop()
             except Exception:

@@ -25,7 +25,10 @@ BANDWIDTH_NEAR_PEAK_PCT = 80.0
 OVERLAP_MIN_FRACTION, OVERLAP_OVER_CHANCE = 0.5, 2.0
 HOST_BOUND_STEP_GROWTH, HOST_BOUND_LOW_MBU_PCT, HOST_BOUND_LOW_UTIL_PCT = 1.15, 50.0, 50.0
 WORKER_PEGGED_PCT = 90.0
-OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|\bMemoryError\b|oom-kill", re.IGNORECASE)
+# out of memory as CUDA, Ascend (torch_npu's "NPU out of memory", CANN's EL0004 "Failed to allocate
+# memory"), the CPU allocator and the kernel say it
+OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|Failed to allocate memory|\bEL0004\b|"
+                 r"\bMemoryError\b|oom-kill", re.IGNORECASE)
 OUTSIDE_BUSY_PCT = 50.0  # processes outside the run together taking half a core or more
 HOST_BUSY_PCT = 80.0
 WARMUP_OUTLIER_RATIO = 3.0
