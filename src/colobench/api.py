@@ -382,7 +382,8 @@ def settle_abandoned(run_dir: Path) -> dict[str, dict[str, Any]]:
     return settled
 
 
-def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | None = None) -> Summary:
+def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | None = None,
+              log_rules: list[Any] | None = None) -> Summary:
     """Recompute the summary from a run directory's files (and write `summary.json`); `problems`
     are added to the summary's (what the run directory could not record: a full disk)."""
     run_dir = Path(run_dir)
@@ -390,7 +391,7 @@ def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | Non
         raise ColobenchError(f"{run_dir}: not a colobench run directory (no manifest.json)")
     settled = settle_abandoned(run_dir)
     try:
-        summary = summarize_run_dir(run_dir, settled).model_copy(update={"run_dir": str(run_dir)})
+        summary = summarize_run_dir(run_dir, settled, log_rules).model_copy(update={"run_dir": str(run_dir)})
         if problems:
             summary = summary.model_copy(update={"problems": [*summary.problems, *problems]})
     except CorruptFile as exc:
@@ -414,7 +415,7 @@ def write_html_report(run_dir: Path | str, summary: Summary | None = None) -> Pa
     return write_report(run_dir, summary, manifest)
 
 
-def load_summary(path: Path | str) -> Summary:
+def load_summary(path: Path | str, log_rules: list[Any] | None = None) -> Summary:
     """The summary of a run directory, recomputed from its records; or a `summary.json` file on
     its own (any schema colobench wrote, converted to today's)."""
     path = Path(path)
@@ -423,7 +424,7 @@ def load_summary(path: Path | str) -> Summary:
             return load_summary_data(json.loads(path.read_text(encoding="utf-8")), str(path))
         except (ValueError, ValidationError) as exc:
             raise ColobenchError(f"{path}: not a colobench summary ({str(exc).splitlines()[0]})") from None
-    return summarize(path, write=False)
+    return summarize(path, write=False, log_rules=log_rules)
 
 
 def ray_cluster(address: str) -> list[dict[str, Any]]:

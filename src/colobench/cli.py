@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,6 +28,7 @@ from colobench import api
 from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
+from colobench.analysis.diagnosis.logscan import rules_from
 from colobench.devices.npu_smi import chip_rows, kind_of_output
 from colobench.errors import ColobenchError, SpecError, check_file_target, os_reason, writing
 from colobench import stopping
@@ -464,9 +466,14 @@ def profile(
 def diagnose(
     run_dir: Path = typer.Argument(..., help="a run directory written by `colobench run`"),
     json_out: bool = typer.Option(False, "--json", help="print the findings as JSON"),
+    log_rules: Optional[Path] = typer.Option(None, "--log-rules", metavar="FILE",
+                                             help="YAML list of extra log rules ({pattern, cause, severity, remedy, "
+                                             "name}) to scan the run's logs for"),
 ) -> None:
-    """Ranked findings with evidence and what to change, and each result's validity verdict."""
-    summary = api.load_summary(run_dir)
+    """Ranked findings with evidence and what to change, and each result's validity verdict; the
+    run's logs are scanned again (with --log-rules, for your patterns too)."""
+    rules = _read_log_rules(log_rules) if log_rules else None
+    summary = api.load_summary(run_dir, log_rules=rules)
     if json_out:
         print(api.dump_json_line({"findings": [f.model_dump(mode="json") for f in summary.findings],
                                   "checks": [c.model_dump(mode="json") for c in summary.checks],
@@ -478,6 +485,18 @@ def diagnose(
         for phase, name, mt in p.rows():
             console.print(f"  {escape(p.id + ' ' if p.id else '')}{escape(name)} ({phase}): {validity_line(mt)}")
     print_findings(summary.findings, console)
+
+
+def _read_log_rules(path: Path) -> list[Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ColobenchError(f"--log-rules {path}: cannot read ({os_reason(exc)})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ColobenchError(f"--log-rules {path}: not YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict) and "log_rules" in data:
+        data = data["log_rules"]
+    return rules_from(data, str(path))
 
 
 @app.command()

@@ -245,6 +245,7 @@ class PhaseMetrics(Model):
     window_ns: tuple[int, int] | None = None
     peak_memory_bytes: int | None = None
     memory_source: str | None = None  # endpoints: where the server's memory came from
+    allocator: Allocator | None = None  # CUDA and Ascend: reserved against allocated (fragmentation)
     load_model: str | None = None
     parallel: int | None = None
     backend: str = "transformers"
@@ -308,6 +309,19 @@ class Attempt(Model):
     folder: str  # relative to the run directory
     status: str | None = None
     records: int = 0  # measured requests it recorded
+
+
+class Allocator(Model):
+    """The device's caching allocator over a phase: reserved (held from the device) against
+    allocated (in tensors), at the peak and at the end. Reserved but not allocated is memory no
+    one else can use: `fragmentation_pct` = (reserved - allocated) / reserved."""
+
+    max_reserved_bytes: int
+    max_allocated_bytes: int
+    reserved_bytes: int
+    allocated_bytes: int
+    fragmentation_pct_peak: float | None = None
+    fragmentation_pct_end: float | None = None
 
 
 class RunEntry(Model):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from colobench.analysis.model import InstanceFacts, Peak, PhaseMetrics, Roofline, SharedEnergy
+from colobench.analysis.model import Allocator, InstanceFacts, Peak, PhaseMetrics, Roofline, SharedEnergy
 from colobench.analysis.roofline import decode_roofline
 from colobench.analysis.telemetry import device_window, energy_over_windows, host_window, in_windows
 from colobench.devices import kind_of
@@ -35,6 +35,24 @@ def _peak(facts: InstanceFacts, card: str, overrides: dict[str, dict[str, Any]])
     if measured and table is not None and table.memory_bandwidth_gb_s:
         return table
     return with_overrides(table, name, given)
+
+
+FRAGMENTATION_UNMEASURED = {"cpu": "the CPU allocator keeps no reserved pool: no fragmentation figure",
+                            "endpoint": "a server's allocator is not visible to the client"}
+
+
+def allocator(memory: dict[str, Any] | None) -> Allocator | None:
+    """Fragmentation from the allocator figures a worker reported (None when it reported none)."""
+    if not memory:
+        return None
+
+    def pct(reserved: int, allocated: int) -> float | None:
+        return 100.0 * (reserved - allocated) / reserved if reserved else None
+
+    return Allocator(**{k: int(memory[k]) for k in ("max_reserved_bytes", "max_allocated_bytes", "reserved_bytes",
+                                                     "allocated_bytes")},
+                     fragmentation_pct_peak=pct(memory["max_reserved_bytes"], memory["max_allocated_bytes"]),
+                     fragmentation_pct_end=pct(memory["reserved_bytes"], memory["allocated_bytes"]))
 
 
 def server_memory(samples: list[dict[str, Any]], name: str, windows: list[tuple[int, int]]) -> tuple[int, str] | None:
@@ -111,6 +129,8 @@ def instance_resources(samples: list[dict[str, Any]], facts: InstanceFacts, devi
                   NOT_VISIBLE if not kind.visible else "CPU runs have no energy counter here")
         unmeasured["energy_j"] = reason or "no power samples"
         out["energy_per_token_j"] = out["tokens_per_j"] = None
+    if metrics.allocator is None and kind.name in FRAGMENTATION_UNMEASURED:
+        unmeasured["fragmentation_pct"] = FRAGMENTATION_UNMEASURED[kind.name]
     out["unmeasured"] = unmeasured
     return out
 

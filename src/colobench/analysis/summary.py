@@ -17,12 +17,13 @@ from typing import Any
 
 from colobench.analysis.checks import phase_checks, point_checks, validity
 from colobench.analysis.diagnosis import diagnose
+from colobench.analysis.diagnosis.logscan import RULES, LogRule, rules_from
 from colobench.analysis.interference import interference
 from colobench.analysis.model import (SCHEMA, Attempt, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry,
                                       Summary, WorkerOutcome)
 from colobench.analysis.phase import client_load, instance_phase_metrics, overlap, server_metrics
 from colobench.analysis.quality import quality_of_points
-from colobench.analysis.resources import idle_power, instance_resources, shared_energy
+from colobench.analysis.resources import allocator, idle_power, instance_resources, shared_energy
 from colobench.analysis.sweeps import batch_scaling
 from colobench.devices import kind_of
 from colobench.records import CorruptFile, RequestRecord, load_json, read_jsonl, read_records
@@ -140,6 +141,7 @@ class _PointBuilder:
             keys = list(parts) or [name]
             metrics = instance_phase_metrics(
                 records, inst["workload"].get("rate"), peak_memory_bytes=worker.get("peak_memory_bytes"),
+                allocator=allocator(worker.get("memory")),
                 load_model=info.get("load_model"), backend=inst["backend"],
                 parallel=sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None,
                 warmup_s=worker.get("warmup_s"),  # includes compilation in graph mode
@@ -179,7 +181,8 @@ class _PointBuilder:
         return point, checks
 
 
-def summarize_run_dir(run_dir: Path, states: dict[str, dict[str, Any]] | None = None) -> Summary:
+def summarize_run_dir(run_dir: Path, states: dict[str, dict[str, Any]] | None = None,
+                      log_rules: list[LogRule] | None = None) -> Summary:
     """Rebuild the whole summary from the files of a run directory; `states` (by run id) stand in
     for run.json files the caller knows better (settled as abandoned, and not rewritable)."""
     manifest = load_json(run_dir / "manifest.json")
@@ -207,7 +210,8 @@ def summarize_run_dir(run_dir: Path, states: dict[str, dict[str, Any]] | None = 
         records.update(builder.records)
     points = quality_of_points(run_dir, plan, points, experiment.get("sweep") or {})
     cores = (manifest.get("environment") or {}).get("logical_cores") or 1
-    findings = diagnose(run_dir, plan, points, checks, cores, records)
+    rules = RULES + rules_from(experiment.get("log_rules") or [], str(run_dir / "manifest.json")) + (log_rules or [])
+    findings = diagnose(run_dir, plan, points, checks, cores, records, rules)
     return Summary(schema=SCHEMA, experiment=plan["name"], colobench_version=manifest.get("colobench_version"),
                    telemetry=manifest.get("telemetry") or {},
                    idle_power_w=idle_power(read_samples(run_dir / "idle_telemetry.jsonl")),

@@ -69,6 +69,10 @@ class Backend(Protocol):
     def stop_streaming(self) -> None:
         """Release the streaming engine."""
 
+    def memory_stats(self) -> dict[str, int] | None:
+        """The device allocator's reserved and allocated bytes (see `Device.memory_stats`), or None
+        where the backend has no allocator of its own to read (a server, the CPU)."""
+
     def quality_probe(self) -> dict[str, Any] | None:
         """Greedy outputs and next-token log-probabilities on fixed inputs (see analysis.quality),
         or None where the backend cannot give them."""

@@ -28,10 +28,12 @@ class FakeBackend:
 
     def __init__(self, ttft_ms: float = 5.0, tpot_ms: float = 1.0, load_s: float = 0.0,
                  fail_batches: list[int] | tuple[int, ...] = (), fail_load: bool = False,
-                 fail_above_batch: int | None = None, contention: float = 1.0, shared_device: str | None = None):
+                 fail_above_batch: int | None = None, contention: float = 1.0, shared_device: str | None = None,
+                 reserved_mb: float | None = None, allocated_mb: float | None = None):
         self.ttft_ms, self.tpot_ms, self.load_s = ttft_ms, tpot_ms, load_s
         self.fail_batches, self.fail_load, self.fail_above_batch = set(fail_batches), fail_load, fail_above_batch
         self.contention = contention
+        self.reserved_mb, self.allocated_mb = reserved_mb, allocated_mb
         self.device = Path(shared_device) if shared_device else None
         self._busy = 0
         self._me = str(os.getpid())
@@ -99,6 +101,14 @@ class FakeBackend:
 
     def stop_streaming(self) -> None:
         pass
+
+    def memory_stats(self) -> dict[str, int] | None:
+        """The planted allocator figures (`reserved_mb`, `allocated_mb`), as a device would give them."""
+        if self.reserved_mb is None or self.allocated_mb is None:
+            return None
+        reserved, allocated = int(self.reserved_mb * 2**20), int(self.allocated_mb * 2**20)
+        return {"reserved_bytes": reserved, "allocated_bytes": allocated, "max_reserved_bytes": reserved,
+                "max_allocated_bytes": allocated}
 
     def quality_probe(self) -> dict[str, Any] | None:
         return None

@@ -265,6 +265,9 @@ class OpenAIBackend:
             aio.run(self._session.aclose())
         self._session = None
 
+    def memory_stats(self) -> dict[str, int] | None:
+        return None  # the server's allocator is not ours to read
+
     def quality_probe(self) -> dict[str, Any] | None:
         return None  # the server's logits are not ours to read
 

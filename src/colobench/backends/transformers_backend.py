@@ -205,6 +205,9 @@ class TransformersBackend:
         # request i of the batch owns the first `output_tokens` steps
         return [Completion.of_steps(clock.step_ns[:r.output_tokens]) for r in batch.requests]
 
+    def memory_stats(self) -> dict[str, int] | None:
+        return self.device.memory_stats()
+
     def quality_probe(self, prompts: int = 4, new_tokens: int = 32, eval_tokens: int = 64,
                       seed: int = 1234) -> dict[str, Any]:
         """Greedy outputs for fixed prompts, and next-token log-probabilities over a fixed text:

@@ -13,7 +13,7 @@ from colobench.devices.base import (KINDS, Device, DeviceInfo, DeviceKind, Devic
                                     is_accelerator, kind_of, normalise, parse_device)
 
 __all__ = ["KINDS", "Device", "DeviceInfo", "DeviceKind", "DeviceUnavailable", "GraphMode", "check_device",
-           "get_device", "is_accelerator", "kind_of", "memory_budget_bytes", "normalise", "parse_device", "present",
+           "get_device", "is_accelerator", "kind_of", "log_env", "memory_budget_bytes", "normalise", "parse_device", "present",
            "resolve_auto", "versions"]
 
 _ACCELERATORS = {"cuda": cuda, "npu": npu}
@@ -65,6 +65,21 @@ def memory_budget_bytes(device: str) -> int | None:
     if kind == "cuda":
         return cuda.total_memory_bytes(index or 0)
     return None
+
+
+ASCEND_LOG_LEVELS = {"debug": "0", "info": "1", "warning": "2", "error": "3"}
+
+
+def log_env(device: str, log_dir: str | None, level: str | None) -> dict[str, str]:
+    """Environment that sends a device runtime's own logs where the run keeps them: on Ascend,
+    CANN's process logs (plog) into `log_dir` (ASCEND_PROCESS_LOG_PATH) at `level`
+    (ASCEND_GLOBAL_LOG_LEVEL); nothing elsewhere (CUDA errors reach stderr, which is kept)."""
+    if parse_device(device)[0] != "npu":
+        return {}
+    env = {"ASCEND_PROCESS_LOG_PATH": log_dir} if log_dir else {}
+    if level:
+        env["ASCEND_GLOBAL_LOG_LEVEL"] = ASCEND_LOG_LEVELS[level]
+    return env
 
 
 def versions() -> dict[str, str | None]:

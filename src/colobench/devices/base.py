@@ -129,6 +129,11 @@ class Device(Protocol):
     def peak_memory_bytes(self) -> int | None:
         """Peak memory the framework allocated on this device since the last reset (None if unknown)."""
 
+    def memory_stats(self) -> dict[str, int] | None:
+        """The caching allocator's `reserved_bytes` and `allocated_bytes` now, and their peaks since
+        the last reset (`max_reserved_bytes`, `max_allocated_bytes`): reserved but unallocated is
+        fragmentation. None where there is no caching allocator (the CPU)."""
+
     def cap_memory(self, fraction: float) -> bool:
         """Let this process allocate at most `fraction` of the device's memory (co-located
         instances share a card; neither may starve the other). False where nothing caps it."""

@@ -52,6 +52,9 @@ class CpuDevice:
         # Linux reports ru_maxrss in KiB.
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
+    def memory_stats(self) -> dict[str, int] | None:
+        return None  # torch's CPU allocator keeps no reserved pool
+
     def cap_memory(self, fraction: float) -> bool:
         return False  # host memory is not partitioned per process here
 

@@ -195,6 +195,14 @@ class NpuDevice:
 
         return int(torch.npu.max_memory_allocated(self.index))
 
+    def memory_stats(self) -> dict[str, int] | None:
+        import torch
+
+        return {"reserved_bytes": int(torch.npu.memory_reserved(self.index)),
+                "allocated_bytes": int(torch.npu.memory_allocated(self.index)),
+                "max_reserved_bytes": int(torch.npu.max_memory_reserved(self.index)),
+                "max_allocated_bytes": int(torch.npu.max_memory_allocated(self.index))}
+
     def cap_memory(self, fraction: float) -> bool:
         import torch
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import psutil
 
-from colobench.clock import wall_unix_s
+from colobench.clock import now_ns, wall_unix_s
 from colobench.plan import RunGroup
 from colobench.secrets import scrub_data
 from colobench.specs import redact
@@ -92,7 +93,9 @@ class GroupState:
                        "started_unix_s": self.started_unix_s, "repetition_start_ns": [],
                        # who writes this run: a reader that finds it "running" with this process gone
                        # knows it was abandoned (kill -9 of colobench itself)
-                       "colobench_pid": os.getpid(), "colobench_started_unix_s": _process_start()}
+                       "colobench_pid": os.getpid(), "colobench_started_unix_s": _process_start(),
+                       # a wall time and the records' clock read together: log lines' times map onto it
+                       "clock_anchor": {"unix_s": time.time(), "mono_ns": now_ns()}}
             for r in group.runs}
         for r in group.runs:
             (runs_dir / r.run_id).mkdir(parents=True, exist_ok=True)
@@ -117,6 +120,12 @@ class GroupState:
             entry["status"] = "completed"
         peaks = [d["peak_memory_bytes"] for d in done if d.get("peak_memory_bytes") is not None]
         entry["peak_memory_bytes"] = max(peaks) if peaks else None
+        allocator = [d["memory"] for d in done if d.get("memory")]
+        if allocator:  # the allocator at its peak (over the run's windows) and at the end (the last window)
+            entry["memory"] = {"max_reserved_bytes": max(m["max_reserved_bytes"] for m in allocator),
+                               "max_allocated_bytes": max(m["max_allocated_bytes"] for m in allocator),
+                               "reserved_bytes": allocator[-1]["reserved_bytes"],
+                               "allocated_bytes": allocator[-1]["allocated_bytes"]}
         entry["client"] = [{k: d[k] for k in ("repetition", "cpu_s", "wall_s")} for d in done]
         return entry
 

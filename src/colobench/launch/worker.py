@@ -42,7 +42,7 @@ import orjson
 
 from colobench.backends import make_backend
 from colobench.clock import now_ns
-from colobench.devices import get_device
+from colobench.devices import get_device, log_env
 from colobench.errors import error_text
 from colobench.loadgen.capacity import max_parallel_requests
 from colobench.loadgen.driver import LoadDriver
@@ -132,10 +132,12 @@ def first_run(name: str, windows: list[dict]) -> str:
     return next((w["run_id"] for w in windows if name in w["active"]), windows[0]["run_id"])
 
 
-def worker_env(instance: dict) -> dict[str, str]:
-    """Environment a worker needs before torch loads: thread counts, then the instance's knobs."""
+def worker_env(instance: dict, log_dir: Path | None = None) -> dict[str, str]:
+    """Environment a worker needs before torch loads: thread counts, where the device runtime's
+    own logs go (CANN's plog into the run directory, to be scanned), then the instance's knobs."""
     env = {var: str(instance["cpu_threads"]) for var in THREAD_ENV_VARS}
     env["TOKENIZERS_PARALLELISM"] = "false"
+    env.update(log_env(instance["device"], str(log_dir) if log_dir else None, instance.get("ascend_log_level")))
     env.update(instance.get("env") or {})  # runtime knobs are read when torch / torch_npu load
     return env
 
@@ -154,7 +156,7 @@ def log_to(run_path: Path, name: str) -> Any:
 def setup_process(instance: dict, run_path: Path, name: str) -> Any:
     """Send this process's output to `logs/<name>.log`, set its environment and pin its cores."""
     log = log_to(run_path, name)
-    os.environ.update(worker_env(instance))
+    os.environ.update(worker_env(instance, run_path / "logs" / "ascend" / name))
     if instance.get("cpu_cores") and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, instance["cpu_cores"])
     return log
@@ -331,7 +333,8 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
         files(run_id, "client").write_row({**client, "loop_lag_ns": lags})
         gc_pauses.flush(runs_dir / run_id / "gc" / f"{key}.jsonl")
         queue.put(("window", key, {"window": w, "run_id": run_id, **client,
-                                   "peak_memory_bytes": device.peak_memory_bytes() if device is not None else None}))
+                                   "peak_memory_bytes": device.peak_memory_bytes() if device is not None else None,
+                                   "memory": backend.memory_stats()}))
     files.close()
     probe = backend.quality_probe() if inst.quality_probe and part[0] == 0 else None
     if probe is not None:

@@ -431,6 +431,14 @@ def print_point(point: Point, console: Console) -> None:
             line = telemetry_line(mt)
             if line:
                 console.print(f"  {label} telemetry: {escape(line)}", style="dim")
+        for label, mt in phases:
+            if mt.allocator is not None:
+                a = mt.allocator
+                frag = max(a.fragmentation_pct_peak or 0, a.fragmentation_pct_end or 0)
+                console.print(f"  {label} allocator: reserved {_bytes(a.max_reserved_bytes)} / allocated "
+                              f"{_bytes(a.max_allocated_bytes)} at the peak, {_bytes(a.reserved_bytes)} / "
+                              f"{_bytes(a.allocated_bytes)} at the end: fragmentation "
+                              + (f"[yellow]{frag:.0f}%[/]" if frag > 15 else f"{frag:.0f}%"), style="dim")
         peaks = [f"{label} {_bytes(mt.peak_memory_bytes)}" for label, mt in phases if mt.peak_memory_bytes]
         source = next((mt.memory_source for _, mt in phases if mt.memory_source), None)
         if peaks:

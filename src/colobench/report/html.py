@@ -393,12 +393,23 @@ def _throughput_cell(mt: PhaseMetrics) -> str:
     return f"{mt.output_throughput:.4g}<br><small>[{reps.ci95_low:.4g}, {reps.ci95_high:.4g}]</small>"
 
 
+def _memory_cell(mt: PhaseMetrics) -> str:
+    """Peak memory, and the allocator's reserved / allocated with its fragmentation."""
+    parts = [f"peak {mt.peak_memory_bytes / 2**30:.2f} GiB"] if mt.peak_memory_bytes else []
+    a = mt.allocator
+    if a is not None:
+        frag = max(a.fragmentation_pct_peak or 0, a.fragmentation_pct_end or 0)
+        parts.append(f"<small>reserved {a.max_reserved_bytes / 2**30:.2f} / allocated {a.max_allocated_bytes / 2**30:.2f}"
+                     f" GiB, fragmentation <span class='{'warn' if frag > 15 else 'ok'}'>{frag:.0f}%</span></small>")
+    return "<br>".join(parts) or "-"
+
+
 def metrics_table_html(summary: Summary, colours: dict[str, str]) -> str:
     """Every instance-phase's headline metrics (mean ± std over requests, p50, p99; throughput
     as tokens over time with the 95% interval from the repetitions) and validity."""
     head = ("<tr>" + ("<th>point</th>" if summary.is_sweep else "")
             + "<th>instance</th><th>phase</th><th>TTFT ms</th><th>TPOT ms</th><th>ITL ms</th><th>E2E ms</th>"
-              "<th>output tok/s</th><th>reps</th><th>validity</th></tr>")
+              "<th>output tok/s</th><th>memory</th><th>reps</th><th>validity</th></tr>")
     rows = []
     for p in summary.points:
         for phase, name, mt in p.rows():
@@ -410,7 +421,8 @@ def metrics_table_html(summary: Summary, colours: dict[str, str]) -> str:
             rows.append("<tr>" + (f"<td>{_e(p.id)}</td>" if summary.is_sweep else "")
                         + f"<td>{swatch}{_e(name)}</td><td>{_e(phase)}</td><td>{_cell(d.ttft_ms)}</td>"
                           f"<td>{_cell(d.tpot_ms)}</td><td>{_cell(d.itl_ms)}</td><td>{_cell(d.e2el_ms)}</td>"
-                          f"<td>{_throughput_cell(mt)}</td><td>{mt.repetitions}</td><td>{verdict}</td></tr>")
+                          f"<td>{_throughput_cell(mt)}</td><td>{_memory_cell(mt)}</td><td>{mt.repetitions}</td>"
+                          f"<td>{verdict}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 

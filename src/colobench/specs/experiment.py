@@ -21,8 +21,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from colobench.specs.axes import lift_inline_axes, normalise_axes
 from colobench.specs.knobs import model_label
-from colobench.specs.models import (ExperimentKnobs, InstanceSpec, LaunchSpec, ScenarioSpec, TelemetrySpec,
-                                    WorkloadSpec)
+from colobench.specs.models import (ExperimentKnobs, InstanceSpec, LaunchSpec, LogRuleSpec, ScenarioSpec,
+                                    TelemetrySpec, WorkloadSpec)
 from colobench.workload.scenarios import BUILTIN_SCENARIOS, scenario_fields
 
 
@@ -41,6 +41,8 @@ class ExperimentSpec(ExperimentKnobs):
     solo_baselines: bool = Field(True, description="run each instance alone before the co-located run")
     telemetry: TelemetrySpec = TelemetrySpec()
     launch: LaunchSpec = LaunchSpec()
+    log_rules: list[LogRuleSpec] = Field(default_factory=list, description="extra log rules: {pattern, cause, "
+                                         "severity, remedy, name}, scanned with the built-in ones")
 
     @model_validator(mode="before")
     @classmethod

@@ -246,6 +246,8 @@ class FakeTimings(_Frozen):
     contention: float = Field(1.0, ge=1.0, le=1000, description="TTFT and TPOT times this while another fake instance on "
                                                        "the same shared_device is busy (planted interference)")
     shared_device: str | None = Field(None, description="a folder: fake instances naming the same one contend")
+    reserved_mb: float | None = Field(None, ge=0, le=2**24, description="planted allocator figures (fragmentation tests)")
+    allocated_mb: float | None = Field(None, ge=0, le=2**24)
 
 
 class _EndpointFields(_Frozen):
@@ -356,6 +358,9 @@ class InstanceKnobs(_Frozen):
         None, help="Ascend: online operator compilation (torch_npu.npu.set_compile_mode(jit_compile=...))",
         flag="--npu-jit-compile", parse="bool", metavar="true|false", panel="variants", axis=True, abbrev="jit",
         id_style="bool", device_kinds=("npu",))
+    ascend_log_level: Literal["debug", "info", "warning", "error"] | None = knob(
+        None, help="Ascend: CANN log level of the worker (ASCEND_GLOBAL_LOG_LEVEL); its logs are kept and scanned",
+        flag="--ascend-log-level", panel="variants", axis=True, abbrev="log", id_style="value", device_kinds=("npu",))
     npu_allow_internal_format: bool | None = knob(
         None, help="Ascend: private weight formats (torch.npu.config.allow_internal_format)",
         flag="--npu-allow-internal-format", parse="bool", metavar="true|false", panel="variants", axis=True,
@@ -459,6 +464,26 @@ ENDPOINT_KNOBS = knobs_of(_EndpointFields, "instance")
 INSTANCE_KNOBS = knobs_of(InstanceKnobs, "instance") + [k for k in knobs_of(InstanceSpec, "instance")
                                                         if k.name not in InstanceKnobs.model_fields
                                                         and k.name not in _EndpointFields.model_fields]
+
+
+class LogRuleSpec(_Frozen):
+    """A user's log rule: lines matching `pattern` (a regular expression, case-insensitive) are a
+    finding naming `cause`, with `severity` and `remedy`."""
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    pattern: str = Field(min_length=1)
+    cause: str = Field(min_length=1)
+    severity: Literal["high", "medium", "low"] = "medium"
+    remedy: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression ({exc})") from None
+        return value
 
 
 class TelemetrySpec(_Frozen):

@@ -335,6 +335,28 @@ def memory_pressure(p: PhaseData, worker_reason: str | None, log_text: str = "")
     return out
 
 
+FRAGMENTATION_PCT = 15.0
+
+
+def fragmentation(p: PhaseData) -> list[Finding]:
+    """The caching allocator holds memory no tensor uses: more than `FRAGMENTATION_PCT` of what it
+    reserved, at the peak or at the end of the phase."""
+    a = p.metrics.allocator
+    worst = max(a.fragmentation_pct_peak or 0.0, a.fragmentation_pct_end or 0.0) if a is not None else 0.0
+    if a is None or worst <= FRAGMENTATION_PCT:
+        return []
+    gib = 2**30
+    return [p.finding(
+        "fragmentation", "high" if worst > 2 * FRAGMENTATION_PCT else "medium",
+        f"allocator fragmentation in {p.name}: {worst:.0f}% of the reserved memory holds no tensor (at the end "
+        f"{a.reserved_bytes / gib:.2f} GiB reserved, {a.allocated_bytes / gib:.2f} GiB allocated; at the peak "
+        f"{a.max_reserved_bytes / gib:.2f} / {a.max_allocated_bytes / gib:.2f} GiB)",
+        {"fragmentation_pct_peak": a.fragmentation_pct_peak, "fragmentation_pct_end": a.fragmentation_pct_end,
+         "reserved_bytes": a.reserved_bytes, "allocated_bytes": a.allocated_bytes,
+         "max_reserved_bytes": a.max_reserved_bytes, "max_allocated_bytes": a.max_allocated_bytes,
+         "threshold_pct": FRAGMENTATION_PCT}, _window(p), worst / 100)]
+
+
 def endpoint_down(p: PhaseData, worker_reason: str | None) -> list[Finding]:
     """The worker was stopped by its circuit breaker (`endpoint_down`: the server went away;
     `failing`: every request failed in process): when the last request succeeded, when the

@@ -17,6 +17,19 @@ REMEDIES: dict[tuple[str, str], str] = {
     ("bandwidth_contention", "*"): (
         "The instances share a memory-bandwidth ceiling: smaller weights (INT8), one batched instance, or "
         "separate devices."),
+    ("fragmentation", "cuda"): (
+        "The caching allocator keeps freed blocks it cannot reuse for differently sized tensors. Set "
+        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (compare it as an axis: --env "
+        "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:False,expandable_segments:True), or size the KV cache up "
+        "front (static cache) so allocations repeat."),
+    ("fragmentation", "npu"): (
+        "The NPU caching allocator keeps freed blocks it cannot reuse. Set "
+        "PYTORCH_NPU_ALLOC_CONF=expandable_segments:True (compare it as an axis: --env "
+        "PYTORCH_NPU_ALLOC_CONF=expandable_segments:False,expandable_segments:True), or a static KV cache so "
+        "allocations repeat."),
+    ("fragmentation", "*"): (
+        "The caching allocator holds memory no tensor uses: expandable segments "
+        "(PYTORCH_CUDA_ALLOC_CONF / PYTORCH_NPU_ALLOC_CONF=expandable_segments:True) or fixed-size allocations."),
     ("endpoint_down", "*"): (
         "The server stopped answering and colobench stopped that instance (the rest of the experiment carried "
         "on). Read the server's own log at the time given (a crash, an out-of-memory kill, a restart), bring it "

@@ -9,7 +9,9 @@ from colobench.analysis import metrics as m
 from colobench.analysis.diagnosis import detectors as d
 from colobench.analysis.diagnosis.findings import rank
 from colobench.analysis.model import Check, Finding, InstanceFacts, Point
-from colobench.records import RequestRecord, instance_records, read_jsonl
+from colobench.analysis.diagnosis.logscan import RULES, LogRule
+from colobench.analysis.diagnosis.logscan import scan_run as scan_logs
+from colobench.records import RequestRecord, instance_records, load_json, read_jsonl
 from colobench.telemetry.replay import run_samples
 
 
@@ -52,8 +54,10 @@ def _log(run_dir: Path, run_id: str, name: str) -> str:
 
 
 def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: list[Check], cores: int,
-             loaded: dict[tuple[str, str], list[RequestRecord]] | None = None) -> list[Finding]:
-    """All findings of a run directory, one per cause, ranked."""
+             loaded: dict[tuple[str, str], list[RequestRecord]] | None = None,
+             log_rules: list[LogRule] | None = None) -> list[Finding]:
+    """All findings of a run directory, one per cause, ranked; `log_rules` are scanned for in
+    every run's logs (the built-in table and the user's)."""
     runs_by_point: dict[str, list[dict[str, Any]]] = {}
     for run in plan["runs"]:
         runs_by_point.setdefault(run.get("point", ""), []).append(run)
@@ -73,7 +77,23 @@ def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: l
             findings += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p)
             findings += d.memory_pressure(p, worker.reason if worker else None, _log(run_dir, p.run_id, name))
             findings += d.endpoint_down(p, worker.reason if worker else None)
+            findings += d.fragmentation(p)
             findings += d.input_length_variance(p)
             findings += d.periodic_stalls(p)
     findings += d.host_bound_sweep(datas)
+    for point, data in zip(points, datas):
+        for run in runs_by_point.get(point.id, []):
+            rdir = run_dir / "runs" / run["run_id"]
+            state = _state(rdir)
+            origin = min((p.origin_ns for (ph, _), p in data.phases.items() if ph == run["phase"]), default=0)
+            findings += scan_logs(rdir, run, point.id, state.get("clock_anchor"), origin,
+                                  log_rules if log_rules is not None else RULES)
     return rank(findings)
+
+
+def _state(rdir: Path) -> dict[str, Any]:
+    try:
+        state = load_json(rdir / "run.json")
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
