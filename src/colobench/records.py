@@ -55,6 +55,7 @@ class RequestRecord:
     first_content_ns: int | None = None  # HTTP, reasoning models: the first answer (not reasoning) chunk
     reasoning_chunks: int = 0  # HTTP, reasoning models: chunks of reasoning before (or among) the answer
     also_failed: int = 0  # a failed record standing for this many more identical failures of a burst (not written)
+    category: str | None = None  # the prompt's category, when the prompt set names one
 
     @property
     def first_token_ns(self) -> int | None:

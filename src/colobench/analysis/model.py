@@ -206,6 +206,8 @@ class PhaseMetrics(Model):
     total_token_throughput: float | None = None
     mean_concurrency: float | None = None
     mean_prompt_tokens: float | None = None
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
     mean_output_tokens: float | None = None
     mean_batch: float | None = None
     mean_ttft_ms: float | None = None
@@ -246,6 +248,7 @@ class PhaseMetrics(Model):
     peak_memory_bytes: int | None = None
     memory_source: str | None = None  # endpoints: where the server's memory came from
     allocator: Allocator | None = None  # CUDA and Ascend: reserved against allocated (fragmentation)
+    by_category: dict[str, CategoryMetrics] = {}  # prompts that name their category: every category's figures
     load_model: str | None = None
     parallel: int | None = None
     backend: str = "transformers"
@@ -309,6 +312,27 @@ class Attempt(Model):
     folder: str  # relative to the run directory
     status: str | None = None
     records: int = 0  # measured requests it recorded
+
+
+class CategoryMetrics(Model):
+    """One prompt category's share of a phase: its requests' latency and how fast they ran.
+    `output_tok_s_per_request` is output tokens over the summed request time (each request's
+    own speed, whatever else ran beside it)."""
+
+    completed: int
+    mean_prompt_tokens: float | None = None
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    mean_output_tokens: float | None = None
+    mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    mean_tpot_ms: float | None = None
+    median_tpot_ms: float | None = None
+    p99_tpot_ms: float | None = None
+    mean_e2el_ms: float | None = None
+    p99_e2el_ms: float | None = None
+    output_tok_s_per_request: float | None = None
 
 
 class Allocator(Model):

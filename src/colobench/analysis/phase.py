@@ -24,8 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from colobench.analysis import metrics as m
 from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.model import (LATENCY_METRICS, ClientLoad, Distributions, OpenLoop, PhaseMetrics,
-                                      RepetitionStats)
+from colobench.analysis.model import (LATENCY_METRICS, CategoryMetrics, ClientLoad, Distributions, OpenLoop,
+                                      PhaseMetrics, RepetitionStats)
 from colobench.records import FILLER_GRACE_NS, RequestRecord, read_jsonl
 
 NS_TO_MS = 1e-6
@@ -123,6 +123,8 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         "total_token_throughput": (total_in + total_out) / duration if duration > 0 else None,
         "mean_concurrency": mean_concurrency,
         "mean_prompt_tokens": total_in / len(ok) if ok else None,
+        "min_prompt_tokens": min((r.prompt_tokens for r in ok), default=None),
+        "max_prompt_tokens": max((r.prompt_tokens for r in ok), default=None),
         "mean_output_tokens": total_out / len(ok) if ok else None,
         "mean_batch": (sum(r.batch_size for r in ok) / len(ok)) if static else mean_concurrency,
         "distributions": Distributions(**{f"{k}_ms": d for k, d in dists.items()}, output_throughput_tok_s=out_d,
@@ -147,6 +149,9 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         off = [r for r in asked if r.prompt_tokens != r.expected_prompt_tokens]
         fields["prompt_length_mismatch"] = len(off)
         fields["mean_expected_prompt_tokens"] = sum(r.expected_prompt_tokens for r in asked) / len(asked)
+    if any(r.category for r in ok):
+        fields["by_category"] = {cat: category_metrics([r for r in ok if (r.category or "uncategorised") == cat])
+                                 for cat in sorted({r.category or "uncategorised" for r in ok})}
     if any(r.reasoning_chunks for r in ok):
         ttfc = Distribution.of([t for r in ok if (t := m.ttfc_ns(r)) is not None]).scaled(NS_TO_MS)
         fields["distributions"] = fields["distributions"].model_copy(update={"ttfc_ms": ttfc})
@@ -154,6 +159,22 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
     if ok:
         fields["window_ns"] = (min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok))
     return PhaseMetrics(**{**fields, **extra})
+
+
+def category_metrics(ok: list[RequestRecord]) -> CategoryMetrics:
+    """The figures of one category's successful requests."""
+    ttft = Distribution.of([m.ttft_ns(r) for r in ok]).scaled(NS_TO_MS)
+    tpot = Distribution.of([t for r in ok if (t := m.tpot_ns(r)) is not None]).scaled(NS_TO_MS)
+    e2el = Distribution.of([m.e2el_ns(r) for r in ok]).scaled(NS_TO_MS)
+    busy_s = sum(m.e2el_ns(r) for r in ok) / 1e9
+    return CategoryMetrics(
+        completed=len(ok), mean_prompt_tokens=sum(r.prompt_tokens for r in ok) / len(ok) if ok else None,
+        min_prompt_tokens=min((r.prompt_tokens for r in ok), default=None),
+        max_prompt_tokens=max((r.prompt_tokens for r in ok), default=None),
+        mean_output_tokens=sum(r.output_tokens for r in ok) / len(ok) if ok else None,
+        mean_ttft_ms=ttft.mean, median_ttft_ms=ttft.p50, p99_ttft_ms=ttft.p99, mean_tpot_ms=tpot.mean,
+        median_tpot_ms=tpot.p50, p99_tpot_ms=tpot.p99, mean_e2el_ms=e2el.mean, p99_e2el_ms=e2el.p99,
+        output_tok_s_per_request=sum(r.output_tokens for r in ok) / busy_s if busy_s > 0 else None)
 
 
 def _load_span(records: list[RequestRecord]) -> tuple[int, int] | None:

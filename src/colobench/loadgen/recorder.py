@@ -52,7 +52,8 @@ class Recorder:
             done_ns=c.done_ns, warmup=self.warmup, load_only=self.load_only, ok=ok, error=error,
             expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source,
             expected_prompt_tokens=request.prompt_target if c.prompt_tokens is not None else None,
-            first_content_ns=c.first_content_ns if c.reasoning_chunks else None, reasoning_chunks=c.reasoning_chunks)
+            first_content_ns=c.first_content_ns if c.reasoning_chunks else None, reasoning_chunks=c.reasoning_chunks,
+            category=request.category)
         if self.health is not None and not self.warmup and not self.load_only:
             self.health.observe(ok, error, c.done_ns)
         if ok:

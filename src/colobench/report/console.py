@@ -118,7 +118,8 @@ def telemetry_line(mt: PhaseMetrics | None) -> str:
     return ", ".join(parts)
 
 
-def instance_header(name: str, facts: InstanceFacts, repetitions: int | None) -> str:
+def instance_header(name: str, facts: InstanceFacts, repetitions: int | None,
+                    measured: PhaseMetrics | None = None) -> str:
     wl = facts.workload
     load = facts.load_model or "static"
     parallel = facts.parallel
@@ -138,8 +139,13 @@ def instance_header(name: str, facts: InstanceFacts, repetitions: int | None) ->
     else:
         where = (f"[bold]{escape(name)}[/]: {escape(facts.model)} on {escape(facts.device)}"
                  f"{dev_name}, {facts.dtype}, {facts.cpu_threads} CPU thread(s){size}; ")
+    prompt = _length(wl.get("prompt_tokens"))
+    if wl.get("prompts") and measured is not None and measured.mean_prompt_tokens is not None:
+        source = wl["prompts"].get("file") or f"builtin:{wl['prompts'].get('builtin')}"
+        prompt = (f"{escape(str(source))} ({measured.mean_prompt_tokens:.0f} tokens mean, "
+                  f"{measured.min_prompt_tokens}..{measured.max_prompt_tokens})")
     return (f"{where}"
-            f"{shape}, prompt {_length(wl.get('prompt_tokens'))}, output {_length(wl.get('output_tokens'))}, "
+            f"{shape}, prompt {prompt}, output {_length(wl.get('output_tokens'))}, "
             f"{_bound(wl, facts.requests_raised_to)} x {repetitions if repetitions is not None else '?'} repetitions")
 
 
@@ -182,6 +188,25 @@ def instance_table(solo: PhaseMetrics | None, coloc: PhaseMetrics | None) -> Tab
                 sv, cv = getattr(s, q, None), getattr(c, q, None)
                 row.append(_ratio(cv / sv) if sv and cv is not None else "-")
         table.add_row(*row)
+    return table
+
+
+def category_table(solo: PhaseMetrics | None, coloc: PhaseMetrics | None) -> Table | None:
+    """Every prompt category's latency and speed, per phase (the five-category baseline)."""
+    phases = [(label, mt) for label, mt in (("solo", solo), ("co-located", coloc)) if mt is not None and mt.by_category]
+    if not phases:
+        return None
+    table = Table(show_edge=False, header_style="bold", title="per prompt category", title_justify="left")
+    for col in ("category", "phase", "requests", "prompt tokens", "TTFT p50 ms", "TTFT p99 ms", "TPOT ms",
+                "TPOT p99 ms", "E2E ms", "tok/s a request"):
+        table.add_column(col, justify="left" if col in ("category", "phase") else "right")
+    for label, mt in phases:
+        for cat, c in mt.by_category.items():
+            prompt = (f"{_num(c.mean_prompt_tokens, 0)} ({c.min_prompt_tokens}..{c.max_prompt_tokens})"
+                      if c.mean_prompt_tokens is not None else "-")
+            table.add_row(escape(cat), label, str(c.completed), prompt, _num(c.median_ttft_ms), _num(c.p99_ttft_ms),
+                          _num(c.mean_tpot_ms), _num(c.p99_tpot_ms), _num(c.mean_e2el_ms),
+                          _num(c.output_tok_s_per_request, 1))
     return table
 
 
@@ -413,11 +438,15 @@ def print_point(point: Point, console: Console) -> None:
     for name, facts in point.instances.items():
         solo, coloc = point.metrics("solo", name), point.metrics("colocated", name)
         console.print()
-        console.print(instance_header(name, facts, (solo or coloc).repetitions if (solo or coloc) else None))
+        console.print(instance_header(name, facts, (solo or coloc).repetitions if (solo or coloc) else None,
+                                      solo or coloc))
         if not (solo or coloc):
             console.print("  no measurements", style="yellow")
             continue
         console.print(instance_table(solo, coloc))
+        categories = category_table(solo, coloc)
+        if categories is not None:
+            console.print(categories)
         phases = [(label, mt) for label, mt in (("solo", solo), ("co-located", coloc)) if mt is not None]
         for label, mt in phases:
             for line in _phase_lines(label, mt):

@@ -404,6 +404,29 @@ def _memory_cell(mt: PhaseMetrics) -> str:
     return "<br>".join(parts) or "-"
 
 
+def categories_html(summary: Summary) -> str:
+    """Per prompt category (when the prompts name one): each instance-phase's figures."""
+    rows = []
+    for p in summary.points:
+        for phase, name, mt in p.rows():
+            for cat, c in mt.by_category.items():
+                rows.append("<tr>" + (f"<td>{_e(p.id)}</td>" if summary.is_sweep else "")
+                            + f"<td>{_e(name)}</td><td>{_e(phase)}</td><td>{_e(cat)}</td><td>{c.completed}</td>"
+                              f"<td>{_f(c.mean_prompt_tokens, '.0f')} ({c.min_prompt_tokens}..{c.max_prompt_tokens})</td>"
+                              f"<td>{_f(c.median_ttft_ms)}</td><td>{_f(c.p99_ttft_ms)}</td><td>{_f(c.mean_tpot_ms)}</td>"
+                              f"<td>{_f(c.mean_e2el_ms)}</td><td>{_f(c.output_tok_s_per_request)}</td></tr>")
+    if not rows:
+        return ""
+    head = ("<tr>" + ("<th>point</th>" if summary.is_sweep else "") + "<th>instance</th><th>phase</th><th>category"
+            "</th><th>requests</th><th>prompt tokens</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th><th>TPOT ms</th>"
+            "<th>E2E ms</th><th>tok/s a request</th></tr>")
+    return f"<h3>per prompt category</h3><table>{head}{''.join(rows)}</table>"
+
+
+def _f(value: float | None, fmt: str = ".3g") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def metrics_table_html(summary: Summary, colours: dict[str, str]) -> str:
     """Every instance-phase's headline metrics (mean ± std over requests, p50, p99; throughput
     as tokens over time with the 95% interval from the repetitions) and validity."""
@@ -443,7 +466,7 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
     plan = manifest["plan"]
     colours = instance_colours(summary)
     parts = [cards_html(cards(summary), colours), _header(manifest, summary),
-             "<h2>metrics</h2>", metrics_table_html(summary, colours)]
+             "<h2>metrics</h2>", metrics_table_html(summary, colours), categories_html(summary)]
     if summary.is_sweep:
         parts += ["<h2>sweep</h2>", sweep_figure(summary)]
     for p in summary.points:

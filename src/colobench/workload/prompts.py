@@ -166,16 +166,17 @@ def _texts(source: Any) -> list[TextPrompt]:
 
 
 def prepare_prompt_sets(jobs: list[PromptJob], source: str = "experiment") -> dict[str, list[Any]]:
-    """Every prompt set of the jobs, keyed by `PromptJob.key`: token-id lists, or `{"text"}` /
-    `{"messages"}` entries for servers. Checks each prompt plus its output against the model's
+    """Every prompt set of the jobs, keyed by `PromptJob.key`: `{"ids"}` entries (token ids), or
+    `{"text"}` / `{"messages"}` entries for servers; each with its `category` when the source
+    names one (the built-in set, files whose lines carry `category`). Checks each prompt plus its output against the model's
     context. Raises SpecError naming the file (or the instance); writes nothing."""
     out: dict[str, list[Any]] = {}
     for job in jobs:
         where = job.source.file or "built-in prompts"
         if job.tokenizer is None:
             if job.key not in out:
-                out[job.key] = [{"text": t.text} if t.text is not None else {"messages": list(t.messages)}
-                                for t in _texts(job.source)]
+                out[job.key] = [{**({"text": t.text} if t.text is not None else {"messages": list(t.messages)}),
+                                 **({"category": t.category} if t.category else {})} for t in _texts(job.source)]
             if not job.chat_api and any("messages" in p for p in out[job.key]):
                 raise SpecError(where, "", f"chat prompts (messages) need api: chat for {job.instance}",
                                 show_value=False)
@@ -189,13 +190,15 @@ def prepare_prompt_sets(jobs: list[PromptJob], source: str = "experiment") -> di
                 raise SpecError(source, f"{job.instance}.model", f"cannot load a tokenizer for text prompts "
                                 f"({exc.__class__.__name__})", job.model) from None
             try:
-                out[job.key] = tokenize(_texts(job.source), tokenizer)
+                texts = _texts(job.source)
+                out[job.key] = [{"ids": ids, **({"category": t.category} if t.category else {})}
+                                for t, ids in zip(texts, tokenize(texts, tokenizer))]
             except SpecError:
                 raise
             except Exception as exc:
                 raise SpecError(where, "", f"cannot tokenize with {job.model}'s tokenizer: "
                                 f"{str(exc).splitlines()[0]}", show_value=False) from None
-        longest = max(len(p) for p in out[job.key])
+        longest = max(len(p["ids"]) for p in out[job.key])
         if job.context_tokens and longest + job.max_output_tokens > job.context_tokens:
             raise SpecError(where, "", f"a prompt of {longest} tokens plus {job.max_output_tokens} output tokens "
                             f"exceeds {job.instance}'s context of {job.context_tokens} tokens", show_value=False)

@@ -31,6 +31,7 @@ class Request:
     text: str | None = None  # text prompt (HTTP backends)
     messages: tuple[dict[str, str], ...] | None = None  # chat prompt (HTTP backends)
     prompt_target: int | None = None  # synthetic text: the prompt length asked for, in tokens
+    category: str | None = None  # the prompt's category (built-in prompts, files whose lines name one)
 
     @property
     def prompt_len(self) -> int:
@@ -81,14 +82,17 @@ def sample_lengths(length: Any, count: int, rng: np.random.Generator) -> np.ndar
 
 
 def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_size: int, seed: int,
-                   prompt_pool: list[list[int]] | None = None) -> list[Request]:
-    """`count` requests with ids 0..count-1. With a `prompt_pool`, prompts come from it (their own
-    lengths); otherwise they are synthetic with `prompt_tokens` lengths."""
+                   prompt_pool: list[Any] | None = None) -> list[Request]:
+    """`count` requests with ids 0..count-1. With a `prompt_pool` (token-id lists, or `{"ids",
+    "category"}` entries), prompts come from it (their own lengths and categories); otherwise
+    they are synthetic with `prompt_tokens` lengths."""
     rng = np.random.default_rng(seed)
     outputs = sample_lengths(output_tokens, count, rng)
     if prompt_pool:
         order = rng.permutation(len(prompt_pool))
-        prompts = [tuple(prompt_pool[order[k % len(order)]]) for k in range(count)]
+        picked = [prompt_pool[order[k % len(order)]] for k in range(count)]
+        return [Request(k, tuple(p["ids"] if isinstance(p, dict) else p), int(outputs[k]),
+                        category=p.get("category") if isinstance(p, dict) else None) for k, p in enumerate(picked)]
     else:
         lengths = sample_lengths(prompt_tokens, count, rng)
         low, high = token_id_range(vocab_size)
@@ -155,7 +159,8 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
         for k in range(count):
             item = text_pool[order[k % len(order)]]
             messages = tuple(item["messages"]) if item.get("messages") else None
-            requests.append(Request(k, (), int(outputs[k]), text=item.get("text"), messages=messages))
+            requests.append(Request(k, (), int(outputs[k]), text=item.get("text"), messages=messages,
+                                    category=item.get("category")))
         return requests
     lengths = [int(n) for n in sample_lengths(prompt_tokens, count, rng)]
     words = np.array(WORDS)
