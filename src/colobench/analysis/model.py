@@ -499,6 +499,23 @@ class BatchScaling(Model):
     rows: list[BatchScalingRow]
 
 
+class Advice(Model):
+    """The variant to run for one scenario (see `analysis.advice`), with the runner-up and the
+    variants the quality guard or validity left out."""
+
+    scenario: Literal["interactive", "throughput", "memory", "sharing"]
+    instance: str
+    figure: str
+    choice: str  # the point id
+    axes: dict[str, Any] = {}
+    value: float
+    also: dict[str, float | None] = {}
+    runner_up: str | None = None
+    runner_up_value: float | None = None
+    candidates: int = 0
+    excluded: dict[str, str] = {}  # point id -> why it was not a candidate
+
+
 class Summary(Model):
     """Everything derived from a run directory; `colobench report` rebuilds it from the files."""
 
@@ -515,6 +532,7 @@ class Summary(Model):
     batch_scaling: list[BatchScaling] = []
     checks: list[Check] = []
     findings: list[Finding] = []
+    advice: list[Advice] = []
     problems: list[str] = []
 
     def point(self, point_id: str | None = None) -> Point:

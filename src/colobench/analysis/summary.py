@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from colobench.analysis.checks import phase_checks, point_checks, validity
+from colobench.analysis.advice import Guard, advise
 from colobench.analysis.diagnosis import diagnose
 from colobench.analysis.diagnosis.logscan import RULES, LogRule, rules_from
 from colobench.analysis.interference import interference
@@ -212,7 +213,11 @@ def summarize_run_dir(run_dir: Path, states: dict[str, dict[str, Any]] | None = 
     cores = (manifest.get("environment") or {}).get("logical_cores") or 1
     rules = RULES + rules_from(experiment.get("log_rules") or [], str(run_dir / "manifest.json")) + (log_rules or [])
     findings = diagnose(run_dir, plan, points, checks, cores, records, rules)
+    guard = experiment.get("advice") or {}
+    advice = advise(points, list(plan_points[0].get("axes") or {}),
+                    Guard(**{k: guard[k] for k in ("min_token_agreement", "max_kl") if k in guard}))
     return Summary(schema=SCHEMA, experiment=plan["name"], colobench_version=manifest.get("colobench_version"),
+                   advice=advice,
                    telemetry=manifest.get("telemetry") or {},
                    idle_power_w=idle_power(read_samples(run_dir / "idle_telemetry.jsonl")),
                    sweep_axes=list(plan_points[0].get("axes") or {}), points=points,

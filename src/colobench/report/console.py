@@ -339,9 +339,42 @@ def print_checks(checks: list[Check], console: Console, with_point: bool = False
         console.print(f"  [{colour[c.level]}]{c.verdict:<15}[/] {subjects}: {escape(c.sentence)}")
 
 
+def _advised(scenario: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if scenario == "memory":
+        return _bytes(int(value))
+    if scenario == "sharing":
+        return f"{value:.2f}x"
+    return _num(value)
+
+
+def advice_table(summary: Summary) -> Table | None:
+    """Per scenario, the variant to run (within the quality guard), its figure and the runner-up."""
+    if not summary.advice:
+        return None
+    table = Table(show_edge=False, header_style="bold", title="advice per scenario (within the quality guard)",
+                  title_justify="left")
+    for col in ("scenario", "instance", "run", "by", "figure", "beside it", "runner-up", "left out"):
+        table.add_column(col, justify="right" if col == "figure" else "left")
+    for a in summary.advice:
+        also = ", ".join(f"{k.replace('_', ' ')} {_advised('memory' if 'bytes' in k else '', v)}"
+                         for k, v in a.also.items() if v is not None)
+        runner = f"{escape(a.runner_up)} ({_advised(a.scenario, a.runner_up_value)})" if a.runner_up else "-"
+        left = ", ".join(f"{escape(p)}: {escape(why)}" for p, why in list(a.excluded.items())[:2])
+        more = len(a.excluded) - 2
+        table.add_row(a.scenario, escape(a.instance), escape(a.choice), a.figure, _advised(a.scenario, a.value),
+                      escape(also) or "-", runner, (left + (f" (+{more} more)" if more > 0 else "")) or "-")
+    return table
+
+
 def print_sweep(summary: Summary, console: Console) -> None:
     console.print()
     console.print(sweep_table(summary))
+    advice = advice_table(summary)
+    if advice is not None:
+        console.print()
+        console.print(advice)
     for table in batch_scaling_tables(summary):
         console.print()
         console.print(table)

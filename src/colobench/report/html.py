@@ -423,6 +423,23 @@ def categories_html(summary: Summary) -> str:
     return f"<h3>per prompt category</h3><table>{head}{''.join(rows)}</table>"
 
 
+def advice_html(summary: Summary) -> str:
+    """The advice table: per scenario, the variant to run, its figure, the runner-up, what was left out."""
+    if not summary.advice:
+        return ""
+    rows = []
+    for a in summary.advice:
+        value = f"{a.value / 2**30:.2f} GiB" if a.scenario == "memory" else _f(a.value)
+        runner = (f"{_e(a.runner_up)} ({a.runner_up_value / 2**30:.2f} GiB)" if a.scenario == "memory" and a.runner_up
+                  else f"{_e(a.runner_up)} ({_f(a.runner_up_value)})" if a.runner_up else "-")
+        left = "<br>".join(f"{_e(p)}: {_e(why)}" for p, why in a.excluded.items()) or "-"
+        rows.append(f"<tr><td>{_e(a.scenario)}</td><td>{_e(a.instance)}</td><td><b>{_e(a.choice)}</b></td>"
+                    f"<td>{_e(a.figure)}</td><td>{value}</td><td>{runner}</td><td><small>{left}</small></td></tr>")
+    return ("<h3>advice per scenario (within the quality guard)</h3><table><tr><th>scenario</th><th>instance</th>"
+            "<th>run</th><th>by</th><th>figure</th><th>runner-up</th><th>left out</th></tr>" + "".join(rows)
+            + "</table>")
+
+
 def _f(value: float | None, fmt: str = ".3g") -> str:
     return "-" if value is None else format(value, fmt)
 
@@ -468,7 +485,7 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
     parts = [cards_html(cards(summary), colours), _header(manifest, summary),
              "<h2>metrics</h2>", metrics_table_html(summary, colours), categories_html(summary)]
     if summary.is_sweep:
-        parts += ["<h2>sweep</h2>", sweep_figure(summary)]
+        parts += ["<h2>sweep</h2>", advice_html(summary), sweep_figure(summary)]
     for p in summary.points:
         runs = [r for r in plan["runs"] if r.get("point", "") == p.id]
         parts.append(f"<h2>point {_e(p.id)}</h2>" if summary.is_sweep else "<h2>latency: solo against co-located</h2>")

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from colobench.specs.axes import lift_inline_axes, normalise_axes
 from colobench.specs.knobs import model_label
-from colobench.specs.models import (ExperimentKnobs, InstanceSpec, LaunchSpec, LogRuleSpec, ScenarioSpec,
+from colobench.specs.models import (AdviceSpec, ExperimentKnobs, InstanceSpec, LaunchSpec, LogRuleSpec, ScenarioSpec,
                                     TelemetrySpec, WorkloadSpec)
 from colobench.workload.scenarios import BUILTIN_SCENARIOS, scenario_fields
 
@@ -43,6 +43,7 @@ class ExperimentSpec(ExperimentKnobs):
     launch: LaunchSpec = LaunchSpec()
     log_rules: list[LogRuleSpec] = Field(default_factory=list, description="extra log rules: {pattern, cause, "
                                          "severity, remedy, name}, scanned with the built-in ones")
+    advice: AdviceSpec = AdviceSpec()
 
     @model_validator(mode="before")
     @classmethod

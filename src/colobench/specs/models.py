@@ -486,6 +486,14 @@ class LogRuleSpec(_Frozen):
         return value
 
 
+class AdviceSpec(_Frozen):
+    """The quality guard of the advice table: a variant is advised only when its outputs agree
+    with its reference's at least this much."""
+
+    min_token_agreement: float = Field(0.90, ge=0, le=1, description="share of generated tokens equal to the reference's")
+    max_kl: float = Field(0.05, ge=0, le=100, description="KL divergence of next-token distributions, nats")
+
+
 class TelemetrySpec(_Frozen):
     """What to sample during runs, how often, and the peak figures to compare with."""
 

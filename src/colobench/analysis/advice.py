@@ -1,0 +1,108 @@
+"""Advice per scenario: after a sweep of variants, which one to run for each way of serving.
+
+Four scenarios, each a figure and a direction:
+
+- `interactive` (one user at a time): the lowest median TPOT, ties broken by the lowest median
+  TTFT; both shown;
+- `throughput` (batch serving): the highest output tokens per second;
+- `memory` (a memory-constrained card): the lowest peak memory;
+- `sharing` (two models on one card): the highest aggregate throughput scaling of the
+  co-located run (only points that have one).
+
+A variant is a candidate only when its quality stays within the guard: token agreement with its
+reference at least `min_token_agreement` and KL divergence at most `max_kl` (a variant without a
+quality figure is one whose outputs cannot differ: a batch size, a runtime knob); and when the
+phase behind the figure is VALID. Each choice comes with its figure, the runner-up and its figure,
+and the variants left out with the reason, so the person can check the pick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from colobench.analysis.model import Advice, PhaseMetrics, Point
+
+MIN_TOKEN_AGREEMENT = 0.90
+MAX_KL = 0.05
+
+
+@dataclass(frozen=True)
+class Guard:
+    min_token_agreement: float = MIN_TOKEN_AGREEMENT
+    max_kl: float = MAX_KL
+
+
+SCENARIOS = {  # scenario -> (figure, what it is, lower is better)
+    "interactive": ("median_tpot_ms", "median TPOT ms (then TTFT)", True),
+    "throughput": ("output_throughput", "output tok/s", False),
+    "memory": ("peak_memory_bytes", "peak memory bytes", True),
+    "sharing": ("throughput_scaling", "aggregate scaling (x)", False),
+}
+
+
+def _phase(point: Point, name: str) -> PhaseMetrics | None:
+    return point.metrics("solo", name) or point.metrics("colocated", name)
+
+
+def _excluded(point: Point, name: str, guard: Guard) -> str | None:
+    """Why a point's variant is not a candidate for `name` (None: it is)."""
+    mt = _phase(point, name)
+    if mt is None or not mt.completed:
+        return "nothing measured"
+    if mt.validity is not None and mt.validity.verdict != "VALID":
+        return "INVALID: " + "; ".join(mt.validity.reasons)[:120]
+    q = mt.quality
+    if q is not None and (q.token_agreement < guard.min_token_agreement or q.kl_divergence > guard.max_kl):
+        return (f"quality outside the guard: token agreement {q.token_agreement * 100:.1f}% (at least "
+                f"{guard.min_token_agreement * 100:.0f}%), KL {q.kl_divergence:.3g} (at most {guard.max_kl:g})")
+    return None
+
+
+def _figure(point: Point, name: str, scenario: str) -> tuple[float, ...] | None:
+    mt = _phase(point, name)
+    if scenario == "sharing":
+        s = point.interference.throughput_scaling
+        return (s,) if s is not None else None
+    if mt is None:
+        return None
+    if scenario == "interactive":
+        return (mt.median_tpot_ms, mt.median_ttft_ms) if mt.median_tpot_ms is not None else None
+    value = getattr(mt, SCENARIOS[scenario][0])
+    return (float(value),) if value is not None else None
+
+
+def advise(points: list[Point], axes: list[str], guard: Guard = Guard()) -> list[Advice]:
+    """The advice table of a sweep (empty without one): per instance and scenario, the best
+    candidate variant and the runner-up."""
+    if len(points) < 2 or not axes:
+        return []
+    out: list[Advice] = []
+    names = list(dict.fromkeys(n for p in points for n in p.instances))
+    for name in names:
+        excluded = {p.id: why for p in points if name in p.instances and (why := _excluded(p, name, guard))}
+        for scenario, (figure, label, lower) in SCENARIOS.items():
+            scored = [(f, p) for p in points if name in p.instances and p.id not in excluded
+                      and (f := _figure(p, name, scenario)) is not None]
+            if not scored:
+                continue
+            scored.sort(key=lambda fp: tuple(v if lower else -v for v in fp[0]))
+            best, runner = scored[0], scored[1] if len(scored) > 1 else None
+            out.append(Advice(
+                scenario=scenario, instance=name, figure=label, choice=best[1].id, axes=best[1].axes,
+                value=best[0][0], also=_also(scenario, best[1], name), runner_up=runner[1].id if runner else None,
+                runner_up_value=runner[0][0] if runner else None, candidates=len(scored), excluded=excluded))
+    return out
+
+
+def _also(scenario: str, point: Point, name: str) -> dict[str, float | None]:
+    """The figures beside the chosen one that a person weighs it with."""
+    mt = _phase(point, name)
+    if mt is None:
+        return {}
+    if scenario == "interactive":
+        return {"median_ttft_ms": mt.median_ttft_ms}
+    if scenario == "throughput":
+        return {"mean_tpot_ms": mt.mean_tpot_ms, "peak_memory_bytes": mt.peak_memory_bytes}
+    if scenario == "memory":
+        return {"output_throughput": mt.output_throughput}
+    return {"output_throughput": mt.output_throughput}
