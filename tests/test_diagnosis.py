@@ -112,6 +112,23 @@ def test_host_bound_batch_sweep():
     assert d.host_bound_sweep([points[0], bandwidth_bound]) == []  # flat steps at high bandwidth: decode-bound
 
 
+def test_host_bound_sweep_holds_other_axes_fixed():
+    """dtype x batch: fp32 at batch 1 against bf16 at batch 8 looks flat (3.7 vs 3.7 ms) but each
+    dtype's own step grows 1.2-1.4x, so nothing is host-bound; a flat dtype is named with its axis."""
+    def point(dtype, batch, tpot):
+        pd = d.PointData(f"{dtype}-b{batch}", {"dtype": dtype, "batch_size": batch})
+        p = phase(records(itl_ms=tpot), device="npu:0", extra={"mbu_pct": 10.0})
+        p.point = pd.id
+        pd.phases[("solo", "a")] = p
+        return pd
+
+    grows = [point("float32", 1, 3.7), point("float32", 8, 4.5), point("bfloat16", 1, 2.7), point("bfloat16", 8, 3.7)]
+    assert d.host_bound_sweep(grows) == []
+    flat = grows[:2] + [point("bfloat16", 1, 2.7), point("bfloat16", 8, 2.8)]
+    (f,) = d.host_bound_sweep(flat)
+    assert f.evidence["held_fixed"] == {"dtype": "bfloat16"} and "(dtype=bfloat16)" in f.title
+
+
 def test_periodic_gc_stalls():
     gc = []
 

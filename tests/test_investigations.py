@@ -227,3 +227,21 @@ def test_advice_on_a_planted_variant_sweep():
     loose = {a.scenario: a for a in advise(points, ["quantization"], Guard(min_token_agreement=0.5, max_kl=1.0))}
     assert loose["interactive"].choice == "int4-b1"  # a looser guard admits int4
     assert advise(points[:1], ["quantization"]) == []  # no sweep, no advice
+
+
+def test_advice_holds_the_workload_fixed():
+    """A scenario axis changes the question, not the answer: a dtype is advised per scenario, and a
+    sweep of scenarios alone advises nothing (short prompts are not a 'faster variant' of long ones)."""
+    points = [
+        _variant("short-fp32", {"scenario": "short", "dtype": "float32"}, 4.0, 8, 250, 2**30),
+        _variant("short-bf16", {"scenario": "short", "dtype": "bfloat16"}, 3.0, 7, 300, 2**29),
+        _variant("long-fp32", {"scenario": "long", "dtype": "float32"}, 5.0, 220, 150, 2**31),
+        _variant("long-bf16", {"scenario": "long", "dtype": "bfloat16"}, 6.0, 240, 140, 2**30),
+    ]
+    advice = advise(points, ["scenario", "dtype"])
+    interactive = {a.within["scenario"]: a for a in advice if a.scenario == "interactive"}
+    assert interactive["short"].choice == "short-bf16" and interactive["short"].runner_up == "short-fp32"
+    assert interactive["long"].choice == "long-fp32" and interactive["long"].axes == {"dtype": "float32"}
+    assert all(a.runner_up in {p.id for p in points if p.axes["scenario"] == a.within["scenario"]} for a in advice)
+    assert advise(points, ["scenario"]) == [] and advise(points, ["workload.prompt_tokens"]) == []
+    assert advise(points, ["env.TASK_QUEUE_ENABLE"]) != []  # a runtime knob is a variant

@@ -14,11 +14,18 @@ reference at least `min_token_agreement` and KL divergence at most `max_kl` (a v
 quality figure is one whose outputs cannot differ: a batch size, a runtime knob); and when the
 phase behind the figure is VALID. Each choice comes with its figure, the runner-up and its figure,
 and the variants left out with the reason, so the person can check the pick.
+
+Only variant axes are choices. Axes that change the question rather than the answer (the
+workload scenario, the prompts, prompt and output lengths, the arrival process, the number of
+requests) are held fixed: the advice is given within each of their combinations, so a sweep of
+`--scenario short,long --dtype float32,bfloat16` advises a dtype for short prompts and one for
+long prompts, and a sweep of scenarios alone advises nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from colobench.analysis.model import Advice, PhaseMetrics, Point
 
@@ -35,9 +42,21 @@ class Guard:
 SCENARIOS = {  # scenario -> (figure, what it is, lower is better)
     "interactive": ("median_tpot_ms", "median TPOT ms (then TTFT)", True),
     "throughput": ("output_throughput", "output tok/s", False),
-    "memory": ("peak_memory_bytes", "peak memory bytes", True),
+    "memory": ("peak_memory_bytes", "peak memory", True),
     "sharing": ("throughput_scaling", "aggregate scaling (x)", False),
 }
+
+
+# workload axes: what is asked of the model, not a way of serving it (see the module docstring)
+QUESTION_AXES = frozenset({"scenario", "prompts", "prompt_tokens", "output_tokens", "requests", "duration",
+                           "warmup_requests", "seed", "repetitions", "order", "load", "rate", "arrival",
+                           "burstiness"})
+
+
+def is_question(axis: str) -> bool:
+    """Whether a sweep axis (`scenario`, `workload.prompt_tokens`, `instances.1.workload.rate`)
+    changes the workload rather than the variant served."""
+    return ".env." not in f".{axis}" and axis.split(".")[-1] in QUESTION_AXES
 
 
 def _phase(point: Point, name: str) -> PhaseMetrics | None:
@@ -72,10 +91,22 @@ def _figure(point: Point, name: str, scenario: str) -> tuple[float, ...] | None:
 
 
 def advise(points: list[Point], axes: list[str], guard: Guard = Guard()) -> list[Advice]:
-    """The advice table of a sweep (empty without one): per instance and scenario, the best
-    candidate variant and the runner-up."""
-    if len(points) < 2 or not axes:
+    """The advice table of a sweep (empty without a variant axis): per combination of the
+    workload axes, instance and scenario, the best candidate variant and the runner-up."""
+    fixed = [a for a in axes if is_question(a)]
+    if len(points) < 2 or len(fixed) == len(axes):
         return []
+    groups: dict[tuple, list[Point]] = {}
+    for p in points:
+        groups.setdefault(tuple(repr(p.axes.get(a)) for a in fixed), []).append(p)
+    out: list[Advice] = []
+    for group in groups.values():
+        if len(group) >= 2:
+            out += _advise_group(group, {a: group[0].axes.get(a) for a in fixed}, guard)
+    return out
+
+
+def _advise_group(points: list[Point], within: dict[str, Any], guard: Guard) -> list[Advice]:
     out: list[Advice] = []
     names = list(dict.fromkeys(n for p in points for n in p.instances))
     for name in names:
@@ -88,7 +119,8 @@ def advise(points: list[Point], axes: list[str], guard: Guard = Guard()) -> list
             scored.sort(key=lambda fp: tuple(v if lower else -v for v in fp[0]))
             best, runner = scored[0], scored[1] if len(scored) > 1 else None
             out.append(Advice(
-                scenario=scenario, instance=name, figure=label, choice=best[1].id, axes=best[1].axes,
+                scenario=scenario, instance=name, within=within, figure=label, choice=best[1].id,
+                axes={k: v for k, v in best[1].axes.items() if k not in within},
                 value=best[0][0], also=_also(scenario, best[1], name), runner_up=runner[1].id if runner else None,
                 runner_up_value=runner[0][0] if runner else None, candidates=len(scored), excluded=excluded))
     return out

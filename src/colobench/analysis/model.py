@@ -505,6 +505,7 @@ class Advice(Model):
 
     scenario: Literal["interactive", "throughput", "memory", "sharing"]
     instance: str
+    within: dict[str, Any] = {}  # the workload-axis values held fixed (scenario: long, prompt_tokens: 512)
     figure: str
     choice: str  # the point id
     axes: dict[str, Any] = {}

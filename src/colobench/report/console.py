@@ -350,21 +350,26 @@ def _advised(scenario: str, value: float | None) -> str:
 
 
 def advice_table(summary: Summary) -> Table | None:
-    """Per scenario, the variant to run (within the quality guard), its figure and the runner-up."""
+    """Per use (interactive, throughput, memory, sharing), the variant to run within the quality
+    guard, its figure and the runner-up; per workload when the sweep also varied the workload."""
     if not summary.advice:
         return None
     table = Table(show_edge=False, header_style="bold", title="advice per scenario (within the quality guard)",
                   title_justify="left")
-    for col in ("scenario", "instance", "run", "by", "figure", "beside it", "runner-up", "left out"):
+    fixed = any(a.within for a in summary.advice)
+    for col in ("use", *(("workload",) if fixed else ()), "instance", "run", "by", "figure", "beside it",
+                "runner-up", "left out"):
         table.add_column(col, justify="right" if col == "figure" else "left")
     for a in summary.advice:
-        also = ", ".join(f"{k.replace('_', ' ')} {_advised('memory' if 'bytes' in k else '', v)}"
+        also = ", ".join(f"{k.removesuffix('_bytes').replace('_', ' ')} {_advised('memory' if 'bytes' in k else '', v)}"
                          for k, v in a.also.items() if v is not None)
         runner = f"{escape(a.runner_up)} ({_advised(a.scenario, a.runner_up_value)})" if a.runner_up else "-"
         left = ", ".join(f"{escape(p)}: {escape(why)}" for p, why in list(a.excluded.items())[:2])
         more = len(a.excluded) - 2
-        table.add_row(a.scenario, escape(a.instance), escape(a.choice), a.figure, _advised(a.scenario, a.value),
-                      escape(also) or "-", runner, (left + (f" (+{more} more)" if more > 0 else "")) or "-")
+        workload = (escape(" ".join(f"{k}={v}" for k, v in a.within.items())),) if fixed else ()
+        table.add_row(a.scenario, *workload, escape(a.instance), escape(a.choice), a.figure,
+                      _advised(a.scenario, a.value), escape(also) or "-", runner,
+                      (left + (f" (+{more} more)" if more > 0 else "")) or "-")
     return table
 
 

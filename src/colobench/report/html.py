@@ -424,18 +424,22 @@ def categories_html(summary: Summary) -> str:
 
 
 def advice_html(summary: Summary) -> str:
-    """The advice table: per scenario, the variant to run, its figure, the runner-up, what was left out."""
+    """The advice table: per use, the variant to run, its figure, the runner-up, what was left out
+    (per workload when the sweep also varied the workload)."""
     if not summary.advice:
         return ""
+    fixed = any(a.within for a in summary.advice)
     rows = []
     for a in summary.advice:
         value = f"{a.value / 2**30:.2f} GiB" if a.scenario == "memory" else _f(a.value)
         runner = (f"{_e(a.runner_up)} ({a.runner_up_value / 2**30:.2f} GiB)" if a.scenario == "memory" and a.runner_up
                   else f"{_e(a.runner_up)} ({_f(a.runner_up_value)})" if a.runner_up else "-")
         left = "<br>".join(f"{_e(p)}: {_e(why)}" for p, why in a.excluded.items()) or "-"
-        rows.append(f"<tr><td>{_e(a.scenario)}</td><td>{_e(a.instance)}</td><td><b>{_e(a.choice)}</b></td>"
+        workload = f"<td>{_e(' '.join(f'{k}={v}' for k, v in a.within.items()))}</td>" if fixed else ""
+        rows.append(f"<tr><td>{_e(a.scenario)}</td>{workload}<td>{_e(a.instance)}</td><td><b>{_e(a.choice)}</b></td>"
                     f"<td>{_e(a.figure)}</td><td>{value}</td><td>{runner}</td><td><small>{left}</small></td></tr>")
-    return ("<h3>advice per scenario (within the quality guard)</h3><table><tr><th>scenario</th><th>instance</th>"
+    return ("<h3>advice per scenario (within the quality guard)</h3><table><tr><th>use</th>"
+            + ("<th>workload</th>" if fixed else "") + "<th>instance</th>"
             "<th>run</th><th>by</th><th>figure</th><th>runner-up</th><th>left out</th></tr>" + "".join(rows)
             + "</table>")
 

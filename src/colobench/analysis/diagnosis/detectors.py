@@ -436,17 +436,20 @@ def periodic_stalls(p: PhaseData) -> list[Finding]:
 
 def host_bound_sweep(points: list[PointData]) -> list[Finding]:
     """Across a batch-size sweep: step time at the largest batch within 15% of the smallest while
-    bandwidth use stays low (MBU under 50%, where the peak is known)."""
-    by_instance: dict[str, list[tuple[int, PhaseData]]] = {}
+    bandwidth use stays low (MBU under 50%, where the peak is known). Batch sizes are compared
+    with every other axis held fixed (a dtype x batch sweep is judged per dtype); one finding per
+    instance, from the group whose step time grows least, with the others counted."""
+    groups: dict[tuple, list[tuple[int, PhaseData]]] = {}
     for point in points:
         batch = point.axes.get("batch_size")
         if not isinstance(batch, int):
             continue
+        others = tuple(sorted((k, str(v)) for k, v in point.axes.items() if k != "batch_size"))
         for (phase, name), p in point.phases.items():
             if phase == "solo" and p.metrics.mean_tpot_ms:
-                by_instance.setdefault(name, []).append((batch, p))
-    out = []
-    for name, rows in by_instance.items():
+                groups.setdefault((name, others), []).append((batch, p))
+    found: dict[str, list[tuple[float, dict, Finding]]] = {}
+    for (name, others), rows in groups.items():
         rows.sort(key=lambda r: r[0])
         (b0, first), (b1, last) = rows[0], rows[-1]
         if b1 < 4 * b0:
@@ -454,10 +457,19 @@ def host_bound_sweep(points: list[PointData]) -> list[Finding]:
         growth = last.metrics.mean_tpot_ms / first.metrics.mean_tpot_ms
         mbu = last.metrics.mbu_pct
         if growth <= HOST_BOUND_STEP_GROWTH and mbu is not None and mbu < HOST_BOUND_LOW_MBU_PCT:
-            out.append(last.finding(
+            where = ", ".join(f"{k}={v}" for k, v in others)
+            found.setdefault(name, []).append((growth, dict(others), last.finding(
                 "host_bound", "high", f"host-bound: {name}'s step time grows only {growth:.2f}x from batch {b0} to "
-                f"{b1} while bandwidth use is {mbu:.0f}% of peak",
+                f"{b1}{f' ({where})' if where else ''} while bandwidth use is {mbu:.0f}% of peak",
                 {"batch_small": b0, "batch_large": b1, "tpot_small_ms": first.metrics.mean_tpot_ms,
-                 "tpot_large_ms": last.metrics.mean_tpot_ms, "step_growth": growth, "mbu_pct_large": mbu},
-                _window(first) + _window(last), 1 / growth))
+                 "tpot_large_ms": last.metrics.mean_tpot_ms, "step_growth": growth, "mbu_pct_large": mbu,
+                 **({"held_fixed": dict(others)} if others else {})},
+                _window(first) + _window(last), 1 / growth)))
+    out = []
+    for name, hits in found.items():
+        hits.sort(key=lambda h: h[0])
+        finding = hits[0][2]
+        if len(hits) > 1:
+            finding.evidence["also_in_groups"] = len(hits) - 1
+        out.append(finding)
     return out
