@@ -31,6 +31,25 @@ def test_quality_metrics_by_hand():
     assert compare_probes(ref, ref)["kl_divergence"] == 0 and compare_probes(ref, ref)["token_agreement"] == 1
 
 
+def test_stored_probe_keeps_differences_of_near_uniform_distributions(tmp_path: Path):
+    """A random-weight model's next-token distribution is near uniform (about -10.4 nats over 32k
+    tokens); bfloat16 versus float32 moves log-probabilities by ~1e-4, below float16's 0.008
+    step there. Stored and reloaded, the difference must survive: top-1 disagrees where it
+    should and KL is not rounded to zero."""
+    from colobench.records import load_probe, save_probe
+
+    base = np.full((2, 32000), -np.log(32000.0), dtype=np.float32)
+    ref, var = base.copy(), base.copy()
+    ref[:, 7] += 3e-4  # the reference prefers token 7, the variant token 9
+    var[:, 9] += 3e-4
+    gen = np.zeros((1, 4), dtype=np.int64)
+    save_probe(tmp_path / "r.npz", {"generated": gen, "eval_logprobs": ref})
+    save_probe(tmp_path / "v.npz", {"generated": gen, "eval_logprobs": var})
+    q = compare_probes(load_probe(tmp_path / "r.npz"), load_probe(tmp_path / "v.npz"))
+    assert q["top1_agreement"] == 0.0
+    assert q["kl_divergence"] > 0
+
+
 def test_int8_sweep_with_quality_and_true_weight_bytes(tmp_path: Path, cache_dir: Path):
     spec = experiment_from_dict({"name": "q", "repetitions": 1, "cache_dir": str(cache_dir),
                                  "sweep": {"quantization": ["none", "int8"]},

@@ -165,10 +165,14 @@ def load_json(path: Path) -> Any:
 
 
 def save_probe(path: Path, probe: dict[str, Any]) -> None:
-    """A quality probe's raw outputs (greedy tokens, next-token log-probabilities, decoded texts)."""
+    """A quality probe's raw outputs (greedy tokens, next-token log-probabilities, decoded texts).
+
+    Log-probabilities stay float32: near-uniform distributions (random-weight presets, about
+    -10.4 nats over a 32k vocabulary) have float16 steps of 0.008, coarser than the difference
+    between a bfloat16 and a float32 run, which made ties in top-1 and a KL of exactly 0."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = {"texts": probe["texts"]} if "texts" in probe else {}
-    np.savez_compressed(path, generated=probe["generated"], eval_logprobs=probe["eval_logprobs"].astype(np.float16),
+    np.savez_compressed(path, generated=probe["generated"], eval_logprobs=probe["eval_logprobs"].astype(np.float32),
                         **extra)
 
 
