@@ -64,7 +64,7 @@ def all_findings(point: d.PointData):
     out += d.client_bound(point)
     for p in point.phases.values():
         out += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p) + d.memory_pressure(p, None)
-        out += d.input_length_variance(p) + d.periodic_stalls(p)
+        out += d.input_length_variance(p) + d.periodic_stalls(p) + d.batch_padding(p)
     return out
 
 
@@ -208,6 +208,23 @@ def test_input_length_variance():
         r.request_id = k
     (f,) = d.input_length_variance(phase(recs))
     assert f.evidence["r2"] > 0.9
+
+
+def test_batch_padding_in_static_batches():
+    """Batches of 4: three 50-token prompts beside one of 1000. Positions 4 x 1000 per batch, real
+    tokens 1150: padding 71.25%, by hand. Equal lengths in each batch give nothing."""
+    def batched(lengths: list[int]) -> list[RequestRecord]:
+        recs = records(n=len(lengths) * 3)
+        for k, r in enumerate(recs):
+            r.batch_id, r.batch_size, r.prompt_tokens = k // len(lengths), len(lengths), lengths[k % len(lengths)]
+        return recs
+
+    (f,) = d.batch_padding(phase(batched([50, 50, 1000, 50])))
+    assert f.kind == "batch_padding" and f.evidence["padding_pct"] == pytest.approx(100 * (4000 - 1150) / 4000)
+    assert f.evidence["longest_prompt_tokens"] == 1000 and f.evidence["batches"] == 3 and f.severity == "medium"
+    assert "continuous batching" in f.recommendation
+    assert d.batch_padding(phase(batched([300, 300, 300, 300]))) == []
+    assert d.batch_padding(phase(records())) == []  # batch size 1: nothing padded
 
 
 def test_memory_pressure_and_oom():

@@ -210,6 +210,25 @@ def category_table(solo: PhaseMetrics | None, coloc: PhaseMetrics | None) -> Tab
     return table
 
 
+def sweep_category_table(summary: Summary) -> Table | None:
+    """Per prompt category at every point of a sweep (when the prompts name categories): the
+    five-category baseline of each variant, side by side."""
+    rows = [(p, phase, name, cat, c) for p in summary.points for phase, name, mt in p.rows()
+            for cat, c in (mt.by_category or {}).items()]
+    if not rows:
+        return None
+    table = Table(show_edge=False, header_style="bold", title="per prompt category", title_justify="left")
+    table.add_column("point", no_wrap=True, min_width=max(len(p.id) for p, *_ in rows))
+    for col in ("instance", "phase", "category", "requests", "prompt tokens", "TTFT p50 ms", "TPOT ms", "E2E ms",
+                "tok/s a request"):
+        table.add_column(col, justify="left" if col in ("instance", "phase", "category") else "right")
+    for p, phase, name, cat, c in rows:
+        table.add_row(escape(p.id), escape(name), phase, escape(cat), str(c.completed),
+                      _num(c.mean_prompt_tokens, 0), _num(c.median_ttft_ms), _num(c.mean_tpot_ms),
+                      _num(c.mean_e2el_ms), _num(c.output_tok_s_per_request, 1))
+    return table
+
+
 def _ratio_text(r: Ratio) -> str:
     text = escape(r.text())
     if r.beyond_noise:
@@ -279,9 +298,12 @@ def _fmt_axis(value: Any) -> str:
 def sweep_table(summary: Summary) -> Table:
     axes = summary.sweep_axes
     table = Table(show_edge=False, header_style="bold", title="sweep", title_justify="left")
-    for col in ["point", *axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50 ms", "TPOT ms",
+    widest_id = max((len(p.id) for p in summary.points), default=5)
+    # the point id names the row in the advice table and in `compare`: never cut, whatever the width
+    table.add_column("point", no_wrap=True, min_width=widest_id)
+    for col in [*axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50 ms", "TPOT ms",
                 "E2E p50 ms", "rate req/s", "scaling", "agreement"]:
-        table.add_column(col, justify="left" if col in ("point", "instance", "phase", "load", *axes) else "right")
+        table.add_column(col, justify="left" if col in ("instance", "phase", "load", *axes) else "right")
     for point in summary.points:
         scaling = point.interference.throughput_scaling
         for phase, name, mt in point.rows():
@@ -380,9 +402,10 @@ def print_sweep(summary: Summary, console: Console) -> None:
     if advice is not None:
         console.print()
         console.print(advice)
-    for table in batch_scaling_tables(summary):
-        console.print()
-        console.print(table)
+    for table in [sweep_category_table(summary), *batch_scaling_tables(summary)]:
+        if table is not None:
+            console.print()
+            console.print(table)
     for p in summary.points:
         for phase, name, mt in p.rows():
             if mt.quality:
@@ -414,7 +437,7 @@ def print_findings(findings: list[Finding], console: Console, limit: int | None 
     console.print(f"[bold]diagnosis[/]: {len(findings)} finding(s), most important first")
     colour = {"high": "red", "medium": "yellow", "low": "cyan"}
     for k, f in enumerate(findings[:limit] if limit else findings, 1):
-        point = f" [{escape(f.point)}]" if f.point else ""
+        point = f" \\[{escape(f.point)}]" if f.point else ""
         console.print(f" {k}. [{colour.get(f.severity, 'white')}]{f.severity:<6}[/] {escape(f.title)}{point}")
         windows = ", ".join(f"{w.start_s:.2f}-{w.end_s:.2f} s ({escape(w.run_id)})" for w in f.windows[:3])
         more = len(f.windows) - 3

@@ -35,6 +35,7 @@ WARMUP_OUTLIER_RATIO = 3.0
 CLOCK_DROP_FRACTION = 0.8
 MEMORY_FULL_FRACTION = 0.95
 LENGTH_R2 = 0.5
+PADDING_SHARE_PCT = 30.0  # static batches whose prompt positions are this much padding or more
 PERIODIC_INTERVAL_CV, MIN_STALLS = 0.25, 4
 GC_TOLERANCE_NS = 1_000_000
 
@@ -398,6 +399,35 @@ def input_length_variance(p: PhaseData) -> list[Finding]:
     return [p.finding("input_length_variance", "low", f"{r2 * 100:.0f}% of {p.name}'s end-to-end latency variance "
                       "follows its prompt and output lengths, not the system",
                       {"r2": r2, "e2el_cv_pct": y.std() / y.mean() * 100}, _window(p), r2)]
+
+
+def batch_padding(p: PhaseData) -> list[Finding]:
+    """Static batches of prompts of different lengths are left-padded to their longest: the share
+    of prefill positions that were padding, and what that did to TTFT. A five-category prompt mix
+    (short questions beside 4k-token documents) at batch 8 makes every request wait for the
+    longest prompt's prefill, so a batch sweep over it measures the padding, not the batch size."""
+    batches: dict[tuple[int, int], list[RequestRecord]] = {}
+    for r in p.records:
+        if r.batch_size > 1 and r.batch_id >= 0 and r.scheduled_ns is None:
+            batches.setdefault((r.repetition, r.batch_id), []).append(r)
+    if p.backend != "transformers" or not batches:
+        return []
+    positions = sum(max(r.prompt_tokens for r in b) * len(b) for b in batches.values())
+    real = sum(r.prompt_tokens for b in batches.values() for r in b)
+    share = (positions - real) / positions * 100 if positions else 0.0
+    if share < PADDING_SHARE_PCT:
+        return []
+    longest = max(r.prompt_tokens for b in batches.values() for r in b)
+    windows = [[min(r.submit_ns for r in b), max(r.first_token_ns or r.submit_ns for r in b)]
+               for b in batches.values()]
+    return [p.finding("batch_padding", "medium" if share >= 60 else "low",
+                      f"{share:.0f}% of {p.name}'s prefill positions were padding: static batches of "
+                      f"{max(len(b) for b in batches.values())} pad every prompt to the batch's longest "
+                      f"({longest} tokens)",
+                      {"padding_pct": share, "batches": len(batches), "longest_prompt_tokens": longest,
+                       "mean_prompt_tokens": real / sum(len(b) for b in batches.values()),
+                       "median_ttft_ms": p.metrics.median_ttft_ms},
+                      merge_windows(windows)[:20], share / 100)]
 
 
 def _own_admissions(p: PhaseData) -> list[list[int]]:

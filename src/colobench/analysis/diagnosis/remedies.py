@@ -79,6 +79,11 @@ REMEDIES: dict[tuple[str, str], str] = {
         "HBM is nearly full: cap each instance's KV cache, quantise weights, or reduce concurrency; "
         "PYTORCH_NPU_ALLOC_CONF=expandable_segments:True reduces fragmentation."),
     ("memory_pressure", "*"): "Memory is nearly full: smaller KV caches, quantised weights, or fewer sequences.",
+    ("batch_padding", "*"): (
+        "Every request of a static batch waits for its longest prompt's prefill. Batch prompts of similar "
+        "length together (a prompt file per category, each its own run or point), give the long category a "
+        "smaller batch, or serve with continuous batching (vLLM, MindIE, SGLang, transformers' "
+        "continuous batching: --load closed -c 8) which does not pad."),
     ("input_length_variance", "*"): (
         "The latency spread follows the prompt and output lengths, not the system: compare like with like "
         "(fixed lengths, or per-length buckets) before blaming interference."),

@@ -79,6 +79,7 @@ def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: l
             findings += d.endpoint_down(p, worker.reason if worker else None)
             findings += d.fragmentation(p)
             findings += d.input_length_variance(p)
+            findings += d.batch_padding(p)
             findings += d.periodic_stalls(p)
     findings += d.host_bound_sweep(datas)
     for point, data in zip(points, datas):
