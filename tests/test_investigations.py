@@ -245,3 +245,29 @@ def test_advice_holds_the_workload_fixed():
     assert all(a.runner_up in {p.id for p in points if p.axes["scenario"] == a.within["scenario"]} for a in advice)
     assert advise(points, ["scenario"]) == [] and advise(points, ["workload.prompt_tokens"]) == []
     assert advise(points, ["env.TASK_QUEUE_ENABLE"]) != []  # a runtime knob is a variant
+
+
+def test_advice_margin_over_the_runner_up():
+    """Three repetitions each. TPOT 20/21/22 ms against 30/31/32: a clear pick. TPOT 20/24/28
+    against 21/25/29: the medians say 24 < 25, the repetitions cannot tell them apart."""
+    from colobench.analysis.model import RepetitionStats
+
+    def with_reps(point: Point, tpots: list[float], tputs: list[float]) -> Point:
+        mt = point.metrics("solo", "m").model_copy(update={"repetition_stats": RepetitionStats(
+            repetitions=[1, 2, 3], p50_tpot_ms=tpots, output_throughput=tputs)})
+        return point.model_copy(update={"phases": {"solo": {"m": mt}}})
+
+    fast = with_reps(_variant("a", {"dtype": "bfloat16"}, 21.0, 8, 48, 2**30), [20, 21, 22], [47, 48, 49])
+    slow = with_reps(_variant("b", {"dtype": "float32"}, 31.0, 9, 32, 2**31), [30, 31, 32], [31, 32, 33])
+    clear = {a.scenario: a for a in advise([fast, slow], ["dtype"])}
+    assert clear["interactive"].choice == "a" and clear["interactive"].margin == "clear"
+    assert clear["throughput"].margin == "clear" and clear["memory"].margin == "single figure"
+
+    near = with_reps(_variant("c", {"dtype": "float32"}, 25.0, 9, 46, 2**31), [21, 25, 29], [44, 46, 48])
+    close = with_reps(_variant("a", {"dtype": "bfloat16"}, 24.0, 8, 48, 2**30), [20, 24, 28], [46, 48, 50])
+    tie = {a.scenario: a for a in advise([close, near], ["dtype"])}
+    assert tie["interactive"].choice == "a" and tie["interactive"].margin == "within noise"
+    assert tie["throughput"].margin == "within noise"
+    no_reps = {a.scenario: a for a in advise([_variant("a", {"dtype": "x"}, 1, 1, 1, 1),
+                                             _variant("b", {"dtype": "y"}, 2, 2, 2, 2)], ["dtype"])}
+    assert no_reps["interactive"].margin == "no interval"

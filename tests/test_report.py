@@ -176,3 +176,27 @@ def test_large_runs_are_downsampled_for_plotting_only():
     assert cut and len(xs) == len(ys) == MAX_POINTS and xs[0] == 0 and xs[-1] == 99_999
     assert all(y == 2 * v for v, y in zip(xs, ys))
     assert _downsample([1, 2], [3, 4]) == ([1, 2], [3, 4], False)
+
+
+def test_decode_bandwidth_over_time_by_hand():
+    """The timeline's bandwidth row: bytes per step over each request's own TPOT, against the
+    peak. 1 GB per step at 5 ms per token is 200 GB/s: 20% of a 1000 GB/s card; at 1 ms, 100%."""
+    from colobench.analysis.model import Peak, Roofline
+    from colobench.records import RequestRecord
+    from colobench.report.html import _request_bandwidth
+
+    mt = _metrics(100.0, [100] * 5, 20.0, [20] * 5, 30.0, [30] * 5).model_copy(update={"roofline": Roofline(
+        bytes_per_step=1e9, peak=Peak(name="card", memory_bandwidth_gb_s=1000.0))})
+    ms = 1_000_000
+
+    def rec(k: int, step_ms: int) -> RequestRecord:
+        start = k * 100 * ms
+        tokens = [start + 10 * ms + i * step_ms * ms for i in range(5)]
+        return RequestRecord(instance="a", run_id="r", repetition=1, request_id=k, batch_id=k, batch_size=1,
+                             prompt_tokens=8, output_tokens=5, submit_ns=start, token_ns=tokens, done_ns=tokens[-1])
+
+    records = {("solo", "a"): [rec(0, 5), rec(1, 1)]}
+    x, y = _request_bandwidth(records, Point(phases={"solo": {"a": mt}}), origin=0)[("solo", "a")]
+    assert y == pytest.approx([20.0, 100.0]) and x == pytest.approx([0.03, 0.114])
+    unknown_peak = mt.model_copy(update={"roofline": Roofline(bytes_per_step=1e9)})
+    assert _request_bandwidth(records, Point(phases={"solo": {"a": unknown_peak}}), origin=0) == {}

@@ -28,6 +28,7 @@ from colobench import api
 from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
+from colobench.analysis.diagnosis.logscan import RULES as LOG_RULES
 from colobench.analysis.diagnosis.logscan import rules_from
 from colobench.devices.npu_smi import chip_rows, kind_of_output
 from colobench.errors import ColobenchError, SpecError, check_file_target, os_reason, writing
@@ -484,6 +485,11 @@ def diagnose(
     for p in summary.points:
         for phase, name, mt in p.rows():
             console.print(f"  {escape(p.id + ' ' if p.id else '')}{escape(name)} ({phase}): {validity_line(mt)}")
+    logs = [p for p in run_dir.glob("runs/*/logs/**/*") if p.is_file()]
+    matched = sum(1 for f in summary.findings if f.kind.startswith("log:"))
+    yours = f" and {len(rules)} from {escape(str(log_rules))}" if rules else ""
+    console.print(f"[bold]logs[/]: {len(logs)} file(s) under runs/*/logs scanned with {len(LOG_RULES)} built-in "
+                  f"rules{yours}: {matched} finding(s)")
     print_findings(summary.findings, console)
 
 
@@ -542,6 +548,12 @@ def fake_server(
                                          help="chat: the first N tokens of each stream are reasoning"),
     reasoning_field: str = typer.Option("reasoning_content", "--reasoning-field",
                                         help="the delta field reasoning goes in: reasoning_content or reasoning"),
+    decode_tok_s: Optional[float] = typer.Option(
+        None, "--decode-tok-s", help="shared-device mode (with --prefill-tok-s): decode tokens per second of ONE "
+        "simulated device shared equally by the streams of all --models, each capped at one token per --itl-ms"),
+    prefill_tok_s: Optional[float] = typer.Option(
+        None, "--prefill-tok-s", help="shared-device mode (with --decode-tok-s): prompt tokens per second of the "
+        "device's one FIFO prefill queue for all --models; prefill pauses decoding; --ttft-ms is then ignored"),
 ) -> None:
     """Serve a fake OpenAI-compatible API with known timing and optional faults."""
     chosen = tuple(f for f in faults.split(",") if f)
@@ -555,14 +567,23 @@ def fake_server(
         raise SpecError("command line", "--error-rate", "must be between 0 and 1", error_rate)
     if reasoning_field not in ("reasoning_content", "reasoning"):
         raise SpecError("command line", "--reasoning-field", "must be reasoning_content or reasoning", reasoning_field)
+    if (decode_tok_s is None) != (prefill_tok_s is None):
+        raise SpecError("command line", "--decode-tok-s" if decode_tok_s is None else "--prefill-tok-s",
+                        "the shared device needs both --decode-tok-s and --prefill-tok-s", show_value=False)
+    for flag, rate in (("--decode-tok-s", decode_tok_s), ("--prefill-tok-s", prefill_tok_s)):
+        if rate is not None and not 0 < rate < float("inf"):  # NaN fails too
+            raise SpecError("command line", flag, "must be a number > 0", rate)
     config = FakeServerConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, jitter_ms=jitter_ms, error_rate=error_rate,
                               faults=chosen, models=tuple(m for m in model_names.split(",") if m),
                               tokens_per_chunk=max(1, tokens_per_chunk), usage=usage, done=not no_done,
                               keepalive=keepalive, stamp=stamp, seed=seed, trace=trace, tokenize=not no_tokenize,
                               reasoning_tokens=reasoning_tokens, reasoning_field=reasoning_field, echo_headers=echo_headers,
-                              require_api_key=os.environ.get(api_key_env) if api_key_env else None)
+                              require_api_key=os.environ.get(api_key_env) if api_key_env else None,
+                              decode_tok_s=decode_tok_s, prefill_tok_s=prefill_tok_s)
+    timing = (f"one shared device: prefill {prefill_tok_s} tok/s, decode {decode_tok_s} tok/s, ITL >= {itl_ms} ms"
+              if config.shared_device else f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms")
     banner = (f"fake OpenAI server on http://{host}:{port}/v1 (models: {', '.join(config.models)}; "
-              f"TTFT {ttft_ms} ms, ITL {itl_ms} ms, jitter {jitter_ms} ms, error rate {error_rate})")
+              f"{timing}, error rate {error_rate})")
     try:
         serve(config, host=host, port=port, banner=banner)
     except OSError as exc:  # the port is taken, not ours to use, or the address is not this host's

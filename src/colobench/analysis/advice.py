@@ -15,6 +15,13 @@ quality figure is one whose outputs cannot differ: a batch size, a runtime knob)
 phase behind the figure is VALID. Each choice comes with its figure, the runner-up and its figure,
 and the variants left out with the reason, so the person can check the pick.
 
+A pick is only as good as its margin over the runner-up: `margin` is `clear` when the ratio's 95%
+interval over repetitions (Welch, as `colobench compare`) lies beyond the 5% tolerance,
+`inconclusive` when it excludes 1 but not the tolerance, `within noise` when it holds 1 (either
+would do; more repetitions decide), `no interval` below 3 repetitions; `single figure` for peak
+memory, which has one value per phase; for sharing, `within noise` when the two scalings'
+intervals overlap.
+
 Only variant axes are choices. Axes that change the question rather than the answer (the
 workload scenario, the prompts, prompt and output lengths, the arrival process, the number of
 requests) are held fixed: the advice is given within each of their combinations, so a sweep of
@@ -27,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from colobench.analysis.compare import TOLERANCE, verdict
+from colobench.analysis.distribution import welch
 from colobench.analysis.model import Advice, PhaseMetrics, Point
 
 MIN_TOKEN_AGREEMENT = 0.90
@@ -39,6 +48,7 @@ class Guard:
     max_kl: float = MAX_KL
 
 
+PER_REPETITION = {"interactive": "p50_tpot_ms", "throughput": "output_throughput"}  # the figure, per repetition
 SCENARIOS = {  # scenario -> (figure, what it is, lower is better)
     "interactive": ("median_tpot_ms", "median TPOT ms (then TTFT)", True),
     "throughput": ("output_throughput", "output tok/s", False),
@@ -122,8 +132,32 @@ def _advise_group(points: list[Point], within: dict[str, Any], guard: Guard) -> 
                 scenario=scenario, instance=name, within=within, figure=label, choice=best[1].id,
                 axes={k: v for k, v in best[1].axes.items() if k not in within},
                 value=best[0][0], also=_also(scenario, best[1], name), runner_up=runner[1].id if runner else None,
-                runner_up_value=runner[0][0] if runner else None, candidates=len(scored), excluded=excluded))
+                runner_up_value=runner[0][0] if runner else None, candidates=len(scored), excluded=excluded,
+                margin=_margin(scenario, best[1], runner[1] if runner else None, name, lower)))
     return out
+
+
+def _margin(scenario: str, best: Point, runner: Point | None, name: str, lower: bool) -> str:
+    """How sure the pick is against the runner-up (see the module docstring)."""
+    if runner is None:
+        return "no runner-up"
+    if scenario == "memory":
+        return "single figure"
+    if scenario == "sharing":
+        a, b = best.interference.throughput_scaling_interval, runner.interference.throughput_scaling_interval
+        if a is None or b is None:
+            return "no interval"
+        return "within noise" if a[0] <= b[1] and b[0] <= a[1] else "clear"
+    mb, mr = _phase(best, name), _phase(runner, name)
+    metric = PER_REPETITION[scenario]
+    if mb is None or mr is None or mb.repetition_stats is None or mr.repetition_stats is None:
+        return "no interval"
+    cmp = welch(mr.repetition_stats.summary(metric), mb.repetition_stats.summary(metric))  # best / runner-up
+    if cmp is None:
+        return "no interval"
+    v = verdict(cmp.ratio, (cmp.low, cmp.high), higher_is_better=not lower, tolerance=TOLERANCE)
+    # "worse": the repetitions disagree with the pooled figure that made the pick
+    return {"better": "clear", "inconclusive": "inconclusive", "worse": "inconclusive", "noise": "within noise"}.get(v, v)
 
 
 def _also(scenario: str, point: Point, name: str) -> dict[str, float | None]:

@@ -515,6 +515,8 @@ class Advice(Model):
     runner_up_value: float | None = None
     candidates: int = 0
     excluded: dict[str, str] = {}  # point id -> why it was not a candidate
+    # over the runner-up: clear, inconclusive, within noise, no interval, single figure, no runner-up
+    margin: str = "no interval"
 
 
 class Summary(Model):

@@ -380,7 +380,7 @@ def advice_table(summary: Summary) -> Table | None:
                   title_justify="left")
     fixed = any(a.within for a in summary.advice)
     for col in ("use", *(("workload",) if fixed else ()), "instance", "run", "by", "figure", "beside it",
-                "runner-up", "left out"):
+                "runner-up", "margin", "left out"):
         table.add_column(col, justify="right" if col == "figure" else "left")
     for a in summary.advice:
         also = ", ".join(f"{k.removesuffix('_bytes').replace('_', ' ')} {_advised('memory' if 'bytes' in k else '', v)}"
@@ -390,9 +390,16 @@ def advice_table(summary: Summary) -> Table | None:
         more = len(a.excluded) - 2
         workload = (escape(" ".join(f"{k}={v}" for k, v in a.within.items())),) if fixed else ()
         table.add_row(a.scenario, *workload, escape(a.instance), escape(a.choice), a.figure,
-                      _advised(a.scenario, a.value), escape(also) or "-", runner,
+                      _advised(a.scenario, a.value), escape(also) or "-", runner, _margin_text(a.margin),
                       (left + (f" (+{more} more)" if more > 0 else "")) or "-")
     return table
+
+
+def _margin_text(margin: str) -> str:
+    """The pick's margin over the runner-up: green when clear, yellow when the runner-up would do
+    as well as far as the repetitions can tell."""
+    colour = {"clear": "green", "within noise": "yellow", "inconclusive": "yellow"}.get(margin)
+    return f"[{colour}]{margin}[/]" if colour else margin
 
 
 def print_sweep(summary: Summary, console: Console) -> None:

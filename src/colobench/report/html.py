@@ -6,7 +6,8 @@ slowdowns with intervals, overlap and validity), the setup (devices, models, ver
 validity), the metrics table, latency distributions per instance (solo against co-located:
 histograms and CDFs), throughput and scaling against the ideal, one timeline per point (every
 phase on one time axis: each request's TPOT and each token's ITL over time, the phases' windows
-marked, device and host telemetry under it, the findings' windows shaded), sweeps (throughput
+marked, each request's decode bandwidth against the device's peak with the 80% alert line,
+device and host telemetry under it, the findings' windows shaded), sweeps (throughput
 and latency against the swept value, with the bandwidth roofline) and the findings. Each
 instance keeps one colour in every figure; solo is drawn open or dashed, co-located filled.
 
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from colobench.analysis import metrics as m
+from colobench.analysis.diagnosis.detectors import BANDWIDTH_NEAR_PEAK_PCT
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import Finding, PhaseMetrics, Point, Summary
 from colobench.analysis.telemetry import is_host
@@ -150,6 +152,26 @@ def _point_samples(run_dir: Path, runs: list[dict[str, Any]]) -> list[dict[str, 
     return sorted(out, key=lambda s: s["t_ns"])
 
 
+def _request_bandwidth(records: dict[tuple[str, str], list[Any]], point: Point,
+                       origin: int) -> dict[tuple[str, str], tuple[list[float], list[float]]]:
+    """Each request's decode bandwidth as a share of the device's peak, at its completion: the
+    phase's bytes per decode step (weights and KV cache, see `roofline`) over the request's own
+    TPOT. Over time, alone and together on one axis: where the co-located pair nears the peak."""
+    out = {}
+    for (phase, name), rs in records.items():
+        mt = point.metrics(phase, name)
+        roof = mt.roofline if mt is not None else None
+        peak_gb_s = roof.peak.memory_bandwidth_gb_s if roof is not None and roof.peak is not None else None
+        if roof is None or not roof.bytes_per_step or not peak_gb_s:
+            continue
+        pairs = [((r.done_ns - origin) / 1e9, 100 * roof.bytes_per_step / (t / 1e9) / (peak_gb_s * 1e9))
+                 for r in rs if (t := m.tpot_ns(r))]
+        x, y, _ = _downsample([a for a, _ in pairs], [b for _, b in pairs])
+        if x:
+            out[(phase, name)] = (x, y)
+    return out
+
+
 def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, findings: list[Finding],
                     colours: dict[str, str]) -> str:
     """Every phase of one point on one time axis: each request's TPOT (at its completion) and each
@@ -167,9 +189,11 @@ def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, fin
     samples = _point_samples(run_dir, runs)
     device_samples = [s for s in samples if not is_host(s["device"]) and not s["device"].startswith("server:")]
     host = [s for s in samples if is_host(s["device"])]
-    rows = 2 + (1 if device_samples else 0) + (1 if host else 0)
+    bandwidth = _request_bandwidth(records, point, origin)
+    rows = 2 + (1 if bandwidth else 0) + (1 if device_samples else 0) + (1 if host else 0)
     titles = ["TPOT ms per request (at its completion)", "ITL ms per token"] + (
-        ["device"] if device_samples else []) + (["host CPU %"] if host else [])
+        [f"decode bandwidth, % of peak (bytes per step / TPOT; alert at {BANDWIDTH_NEAR_PEAK_PCT:.0f}%)"]
+        if bandwidth else []) + (["device"] if device_samples else []) + (["host CPU %"] if host else [])
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06,
                         row_heights=[0.3, 0.3] + [0.4 / max(1, rows - 2)] * (rows - 2))
     note = ""
@@ -201,6 +225,17 @@ def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, fin
             fig.add_vrect(x0=(a - origin) / 1e9, x1=(b - origin) / 1e9, row=1, col=1, line_width=0,
                           fillcolor=colour, opacity=opacity, **extra)
     row = 3
+    if bandwidth:
+        for (phase, name), (x, y) in bandwidth.items():
+            label = f"{name} {phase}"
+            fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", name=label, legendgroup=label, showlegend=False,
+                                       marker={"size": 5, "color": colours.get(name, PALETTE[-1]),
+                                               "symbol": "circle-open" if phase == "solo" else "circle"}),
+                          row=row, col=1)
+        fig.add_hline(y=BANDWIDTH_NEAR_PEAK_PCT, line_dash="dash", line_color=FINDING_COLOUR, row=row, col=1)
+        top = max(max(y) for _, y in bandwidth.values())
+        fig.update_yaxes(range=[0, max(105.0, top * 1.05)], row=row, col=1)
+        row += 1
     if device_samples:
         for device in sorted({s["device"] for s in device_samples}):
             rows_d = [s for s in device_samples if s["device"] == device]
@@ -437,10 +472,11 @@ def advice_html(summary: Summary) -> str:
         left = "<br>".join(f"{_e(p)}: {_e(why)}" for p, why in a.excluded.items()) or "-"
         workload = f"<td>{_e(' '.join(f'{k}={v}' for k, v in a.within.items()))}</td>" if fixed else ""
         rows.append(f"<tr><td>{_e(a.scenario)}</td>{workload}<td>{_e(a.instance)}</td><td><b>{_e(a.choice)}</b></td>"
-                    f"<td>{_e(a.figure)}</td><td>{value}</td><td>{runner}</td><td><small>{left}</small></td></tr>")
+                    f"<td>{_e(a.figure)}</td><td>{value}</td><td>{runner}</td><td>{_e(a.margin)}</td>"
+                    f"<td><small>{left}</small></td></tr>")
     return ("<h3>advice per scenario (within the quality guard)</h3><table><tr><th>use</th>"
             + ("<th>workload</th>" if fixed else "") + "<th>instance</th>"
-            "<th>run</th><th>by</th><th>figure</th><th>runner-up</th><th>left out</th></tr>" + "".join(rows)
+            "<th>run</th><th>by</th><th>figure</th><th>runner-up</th><th>margin</th><th>left out</th></tr>" + "".join(rows)
             + "</table>")
 
 
