@@ -25,6 +25,13 @@ Faults, drawn per request with `error_rate` (or forced by the `x-colobench-fault
 `stall` (the stream stops sending and hangs), and the usage faults `bad_usage`
 (`completion_tokens: "abc"`), `negative_usage` (-5) and `huge_usage` (10^12).
 
+Shared device: with `decode_tok_s` and `prefill_tok_s` set (`--decode-tok-s N --prefill-tok-s M`)
+all `--models` share ONE simulated device of known capacity instead of each request having its own
+`ttft_ms`/`itl_ms` timeline: one FIFO prefill queue at M prompt tokens/s that pauses decoding, and a
+decode budget of N tokens/s shared equally by all streams, each capped at one token per `itl_ms`.
+`ttft_ms` and `jitter_ms` are then ignored. The solo capacity of a model is
+1 / (p/M + (n-1)/N) requests/s; see `colobench.serve.shared_device` for the semantics and formulas.
+
 Ground truth: with `stamp` on, each chunk carries `colobench_sent_ns` (the server's
 `time.perf_counter_ns()` when it wrote the chunk, on the same host clock as the client's
 records) and the response has `x-colobench-received-ns`, so a client's measured TTFT and ITL can
@@ -46,6 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from colobench.serve.shared_device import DeviceStream, SharedDevice, SharedDeviceDriver
 
 FAULTS = ("http_500", "cut", "malformed", "stall")
 USAGE_FAULTS = ("bad_usage", "negative_usage", "huge_usage")  # a usage block no client should believe
@@ -75,6 +84,14 @@ class FakeServerConfig:
     reasoning_tokens: int = 0  # chat: the first this many tokens of a stream are reasoning
     reasoning_field: str = "reasoning_content"
     counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "tokens": 0})
+    # Both set: every model shares one simulated device (colobench.serve.shared_device) with this
+    # decode budget and prefill rate (tokens per second); `itl_ms` caps each stream, `ttft_ms` unused.
+    decode_tok_s: float | None = None
+    prefill_tok_s: float | None = None
+
+    @property
+    def shared_device(self) -> bool:
+        return self.decode_tok_s is not None and self.prefill_tok_s is not None
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
@@ -107,6 +124,11 @@ class FakeOpenAIServer:
     def __init__(self, config: FakeServerConfig):
         self.config = config
         self.rng = random.Random(config.seed)
+        self.device: SharedDeviceDriver | None = None
+        if config.shared_device:
+            assert config.decode_tok_s is not None and config.prefill_tok_s is not None
+            self.device = SharedDeviceDriver(SharedDevice(config.decode_tok_s, config.prefill_tok_s,
+                                                          itl_s=config.itl_ms / 1e3))
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -117,7 +139,13 @@ class FakeOpenAIServer:
         if self.config.tokenize:
             app.router.add_post("/tokenize", self.tokenize)
         app.router.add_get("/colobench/trace", self.trace)
+        if self.device is not None:
+            app.on_cleanup.append(self._close_device)
         return app
+
+    async def _close_device(self, app: web.Application) -> None:
+        if self.device is not None:
+            await self.device.close()
 
     async def trace(self, request: web.Request) -> web.Response:
         """Ground truth of every stream since the last call: [received_ns, sent_ns of each content
@@ -207,8 +235,24 @@ class FakeOpenAIServer:
             usage["completion_tokens"] = {"bad_usage": "abc", "negative_usage": -5, "huge_usage": 10**12}[fault]
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{cfg.counters['requests']}"
         obj = "chat.completion" if chat else "text_completion"
+        stream = self.device.submit(body["model"], prompt_tokens, n) if self.device is not None else None
+        try:
+            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream)
+        finally:
+            if stream is not None and self.device is not None:
+                self.device.release(stream)  # a no-op once all tokens came; frees the device if not
+
+    async def _answer(self, request: web.Request, body: dict[str, Any], chat: bool, n: int, fault: str | None,
+                      usage: dict[str, Any], rid: str, obj: str, received_ns: int,
+                      stream: DeviceStream | None) -> web.StreamResponse:
+        """The response, timed by `stream` (the shared device) when there is one, else by
+        `ttft_ms`/`itl_ms`."""
+        cfg = self.config
         if not body.get("stream"):
-            await asyncio.sleep(self._delay_s(cfg.ttft_ms) + (n - 1) * cfg.itl_ms / 1e3)
+            if stream is not None:
+                await stream.wait_tokens(n)
+            else:
+                await asyncio.sleep(self._delay_s(cfg.ttft_ms) + (n - 1) * cfg.itl_ms / 1e3)
             cfg.counters["tokens"] += n
             text = " tok" * n
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
@@ -244,14 +288,20 @@ class FakeOpenAIServer:
 
         if chat:
             await send(chunk(None, role=True))
-        start = time.perf_counter()
-        target = start + self._delay_s(cfg.ttft_ms)
+        target = time.perf_counter() + (self._delay_s(cfg.ttft_ms) if stream is None else 0.0)
         sent = 0
         trace = [received_ns] if cfg.trace else None
         while sent < n:
-            delay = target - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            k = min(cfg.tokens_per_chunk, n - sent)
+            reasoning = chat and sent < cfg.reasoning_tokens
+            if reasoning:
+                k = min(k, cfg.reasoning_tokens - sent)  # a chunk is reasoning or answer, never both
+            if stream is not None:
+                await stream.wait_tokens(sent + k)  # the chunk goes when the device has made its tokens
+            else:
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             if fault in ("cut", "malformed", "stall") and sent >= n // 2:
                 cfg.counters["errors"] += 1
                 if fault == "cut":
@@ -263,10 +313,6 @@ class FakeOpenAIServer:
                 else:
                     await asyncio.sleep(cfg.stall_s)
                     return response
-            k = min(cfg.tokens_per_chunk, n - sent)
-            reasoning = chat and sent < cfg.reasoning_tokens
-            if reasoning:
-                k = min(k, cfg.reasoning_tokens - sent)  # a chunk is reasoning or answer, never both
             await send(chunk(" tok" * k, reasoning=reasoning))
             if trace is not None:
                 trace.append(time.perf_counter_ns())
@@ -275,7 +321,8 @@ class FakeOpenAIServer:
             if cfg.keepalive and sent < n:
                 await response.write(b": keep-alive\n\n")
                 await send(chunk(""))
-            target += self._delay_s(cfg.itl_ms)
+            if stream is None:
+                target += self._delay_s(cfg.itl_ms)
         last = chunk("" if not chat else None, finish="length")
         if cfg.usage == "always":
             last["usage"] = usage
