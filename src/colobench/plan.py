@@ -53,6 +53,7 @@ class ResolvedInstance(InstanceKnobs):
     workload: WorkloadSpec
     fake: FakeTimings | None = None
     endpoint: EndpointConfig | None = None
+    server: str | None = None  # openai backend: the managed server it talks to (its URL is bound at run time)
     tokenizer: str | None = None  # openai backend: local tokenizer for counting tokens
     cpu_cores: list[int] | None = None  # pinned cores (None: not pinned)
     reference: str | None = None
@@ -211,7 +212,7 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
             "name": names[k], "model": inst.model, "preset": preset, "model_path": path, "backend": inst.backend,
             "device": device, "dtype": kind.default_dtype if inst.dtype == "auto" else inst.dtype,
             "cpu_threads": inst.cpu_threads or share, "memory_share": memory[k], "workload": spec.workload_for(k),
-            "fake": inst.fake, "endpoint": inst.endpoint_config(), "tokenizer": inst.tokenizer,
+            "fake": inst.fake, "endpoint": inst.endpoint_config(), "server": inst.server, "tokenizer": inst.tokenizer,
             "cpu_cores": _cores_for(inst.cpu_affinity, k, len(spec.instances), cores), "reference": inst.reference,
             "ray": inst.ray, "quality_probe": inst.backend == "transformers" and (
                 quality or inst.reference is not None or any(i.reference == names[k] for i in spec.instances)),

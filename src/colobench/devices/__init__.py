@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from colobench.devices import cpu, cuda, npu
 from colobench.devices.base import (KINDS, Device, DeviceInfo, DeviceKind, DeviceUnavailable, GraphMode,
-                                    is_accelerator, kind_of, normalise, parse_device)
+                                    is_accelerator, kind_of, normalise, parse_device, visible_devices)
 
 __all__ = ["KINDS", "Device", "DeviceInfo", "DeviceKind", "DeviceUnavailable", "GraphMode", "check_device",
            "get_device", "is_accelerator", "kind_of", "log_env", "memory_budget_bytes", "normalise", "parse_device", "present",
-           "resolve_auto", "versions"]
+           "resolve_auto", "versions", "visible_devices"]
 
 _ACCELERATORS = {"cuda": cuda, "npu": npu}
 

@@ -86,6 +86,16 @@ def normalise(device: str, auto_device: str) -> str:
     return device if index is None else f"{kind}:{index}"
 
 
+def visible_devices(device: str) -> dict[str, str]:
+    """The environment that shows a process only `device` (a server colobench starts): its card
+    through its kind's visible-devices variable (`cuda:1` -> CUDA_VISIBLE_DEVICES=1), or, for
+    `cpu`, no card at all (every accelerator kind's variable set empty)."""
+    own = kind_of(device).visible_devices_env
+    if own is not None:
+        return {own: str(parse_device(device)[1])}
+    return {k.visible_devices_env: "" for k in KINDS.values() if k.visible_devices_env}
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """Facts about a device for the manifest."""

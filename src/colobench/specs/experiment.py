@@ -23,6 +23,7 @@ from colobench.specs.axes import lift_inline_axes, normalise_axes
 from colobench.specs.knobs import model_label
 from colobench.specs.models import (AdviceSpec, ExperimentKnobs, InstanceSpec, LaunchSpec, LogRuleSpec, ScenarioSpec,
                                     TelemetrySpec, WorkloadSpec)
+from colobench.specs.servers import ServerSpec, check_server_names
 from colobench.workload.scenarios import BUILTIN_SCENARIOS, scenario_fields
 
 
@@ -44,6 +45,10 @@ class ExperimentSpec(ExperimentKnobs):
     log_rules: list[LogRuleSpec] = Field(default_factory=list, description="extra log rules: {pattern, cause, "
                                          "severity, remedy, name}, scanned with the built-in ones")
     advice: AdviceSpec = AdviceSpec()
+    servers: list[ServerSpec] = Field(default_factory=list, description="servers colobench starts for endpoint "
+                                      "instances that name them (`server: NAME`)")
+    keep_servers: bool = Field(False, description="keep managed servers up across runs (stopped at the end); "
+                               "default: started and stopped around each group of runs")
 
     @model_validator(mode="before")
     @classmethod
@@ -61,6 +66,7 @@ class ExperimentSpec(ExperimentKnobs):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"instance names must be unique; repeated: {', '.join(dupes)}")
+        check_server_names(self.servers, [i.server for i in self.instances])
         known = self.instance_names()
         for inst in self.instances:
             if inst.reference is not None and inst.reference not in known:

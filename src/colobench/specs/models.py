@@ -25,6 +25,7 @@ from colobench.specs.knobs import knob, knobs_of
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|npu)(:\d+)?)$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MANAGED_BASE_URL = "http://127.0.0.1:{port}/v1"  # a managed server's instance, until the server has its port
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -389,6 +390,8 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
     name: str | None = Field(None, description="label in tables and file names; derived from `model` when absent")
     backend: Literal["transformers", "fake", "openai"] = "transformers"
     base_url: str | None = Field(None, description="openai backend: http://host:port/v1")
+    server: str | None = Field(None, description="openai backend: a managed server (one of `servers:`) instead of "
+                               "base_url")
     tokenizer: str | None = knob(None, help="endpoints: local tokenizer folder, to count tokens without usage",
                                  flag="--tokenizer", metavar="FOLDER", panel="endpoints", backends=("openai",))
     reference: str | None = Field(None, description="another instance of the same run to compare outputs with "
@@ -423,10 +426,15 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
 
     @model_validator(mode="after")
     def _backend_fields(self) -> "InstanceSpec":
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError("backend openai needs base_url (http://host:port/v1)")
-        if self.backend != "openai" and self.base_url:
-            raise ValueError("base_url applies to backend openai")
+        if self.backend == "openai" and not self.base_url and not self.server:
+            raise ValueError("backend openai needs base_url (http://host:port/v1) or server (a managed server's name)")
+        if self.base_url and self.server:
+            raise ValueError("give base_url or server, not both (a managed server's URL is colobench's to pick)")
+        if self.server and self.server_pid is not None:
+            raise ValueError("server_pid is the managed server's own; drop it")
+        for name in ("base_url", "server"):
+            if self.backend != "openai" and getattr(self, name):
+                raise ValueError(f"{name} applies to backend openai")
         if self.backend != "fake" and self.fake is not None:
             raise ValueError("fake applies to backend fake")
         if self.backend != "openai":  # endpoint settings that are not knobs: set on another backend, an error
@@ -446,11 +454,12 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
     def endpoint_config(self) -> EndpointConfig | None:
         if self.backend != "openai":
             return None
+        base_url = self.base_url or MANAGED_BASE_URL  # the launcher puts a managed server's port in
         metrics = self.metrics_url
         if metrics == "auto":
-            metrics = re.sub(r"/v1/?$", "", self.base_url.rstrip("/")) + "/metrics"
-        return EndpointConfig(**{f: getattr(self, f) for f in ENDPOINT_FIELDS if f != "metrics_url"},
-                              metrics_url=metrics)
+            metrics = re.sub(r"/v1/?$", "", base_url.rstrip("/")) + "/metrics"
+        return EndpointConfig(**{f: getattr(self, f) for f in ENDPOINT_FIELDS if f not in ("metrics_url", "base_url")},
+                              base_url=base_url, metrics_url=metrics)
 
     @field_validator("name")
     @classmethod
