@@ -8,6 +8,7 @@ with the local launcher, and writes `summary.json`. A run directory looks like:
     runs/<run_id>/run.json           workers: pids, load facts, outcome (rewritten as it goes)
     runs/<run_id>/records/<i>.jsonl  one line per request, appended as each completes
     runs/<run_id>/logs/<i>.log       the worker's stdout and stderr
+    runs/<run_id>/logs/server-<s>.log  a managed server's output (in the first run that uses it)
     summary.json                     derived by `summarize(run_dir)`, re-computable any time
 """
 
@@ -37,6 +38,7 @@ from colobench.devices.npu import VISIBLE_ENV, npu_placement
 from colobench.errors import ColobenchError, SpecError, check_dir_target, make_dir, os_reason
 from colobench.launch import ray_launcher
 from colobench.launch.local import DiskFull, RunInterrupted, run_local, write_json_atomic
+from colobench.launch.servers import ServerPool, check_servers
 from colobench.launch.state import process_gone
 from colobench.models.presets import default_cache_dir, ensure_preset, is_built
 from colobench.plan import ExperimentPlan, RunGroup, RunSpec, check_plan, plan_experiment, prompt_jobs, prompt_key
@@ -96,7 +98,8 @@ def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
 
 def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> None:
     """Check every endpoint before anything runs: its key's variable set, reachable, serving the
-    model, taking the key. Registers each endpoint's secrets first, so no message shows them."""
+    model, taking the key. Registers each endpoint's secrets first, so no message shows them. An
+    instance of a managed server is reached once its server is up (`probe_managed`)."""
     for k, inst in enumerate(plan.instances):
         if inst.endpoint is None:
             continue
@@ -105,11 +108,29 @@ def probe_endpoints(plan: ExperimentPlan, source: str = "experiment") -> None:
         if key_env and not os.environ.get(key_env):
             raise SpecError(source, f"instances[{k}].api_key_env", f"environment variable {key_env} is not set (it "
                             "should hold the API key)", show_value=False)
+        if inst.server is not None:
+            continue
         try:
             check_endpoint(inst.endpoint, inst.model)
         except EndpointProblem as exc:
             field = f"instances[{k}]" + (f".{exc.field}" if exc.field else "")
             raise SpecError(source, field, exc.message, exc.value, show_value=exc.show_value) from None
+
+
+def probe_managed(group: RunGroup, spec: ExperimentSpec, source: str = "experiment") -> None:
+    """Once a group's managed servers answer: each of its instances reaches its server, which
+    serves the model and takes the key (as `probe_endpoints` for the others)."""
+    names = spec.instance_names()
+    for inst in group.instances:
+        if inst.server is None or inst.endpoint is None:
+            continue
+        where = f"instances[{names.index(inst.name)}]" if inst.name in names else f"instance {inst.name}"
+        try:
+            check_endpoint(inst.endpoint, inst.model)
+        except EndpointProblem as exc:
+            field = {"base_url": "server"}.get(exc.field, exc.field)
+            raise SpecError(source, where + (f".{field}" if field else ""), exc.message, exc.value,
+                            show_value=exc.show_value) from None
 
 
 def _scrape(run: RunSpec, rdir: Path, when: str) -> None:
@@ -208,6 +229,7 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
         check_dir_target(Path(out), "--out")
     plan = prepare(spec, source)
     check_dir_target(Path(plan.cache_dir), "--cache-dir")
+    check_servers(spec, plan, source)  # programs, devices, cores, fixed ports; secrets in commands registered
     prompt_sets = prepare_prompt_sets(prompt_jobs(plan), source)
     probe_endpoints(plan, source)
     with contextlib.ExitStack() as stack:
@@ -217,11 +239,12 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
             ray = stack.enter_context(ray_launcher.ray_session(spec.launch))
             ray_launcher.check_placeable(ray, plan, spec.launch, source)
             launcher = functools.partial(ray_launcher.run_ray, launch=spec.launch)
-        return _run_plan(spec, plan, prompt_sets, launcher, out, progress, command, resume)
+        return _run_plan(spec, plan, prompt_sets, launcher, out, progress, command, resume, source)
 
 
 def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str, list[list[int]]], launcher: Any,
-              out: Path | None, progress: Progress, command: list[str] | None, resume: bool) -> ExperimentResult:
+              out: Path | None, progress: Progress, command: list[str] | None, resume: bool,
+              source: str = "experiment") -> ExperimentResult:
     run_dir = Path(out) if out else new_run_dir(spec.name)
     previous = None
     if resume:
@@ -266,6 +289,7 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
         manifest["devices"] = previous.get("devices", {})
     write_json_atomic(run_dir / "manifest.json", manifest)
     interrupted, disk_full = False, None
+    servers = ServerPool(spec.servers, spec.keep_servers, run_dir, progress.phase)
     try:
         idle_power(plan, spec, run_dir, manifest, progress)
         runs_dir = run_dir / "runs"
@@ -285,6 +309,11 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
             # a group's shared telemetry file (interleaved runs) is appended to: analysis takes each
             # run's samples by its windows, so an earlier attempt's samples are never counted
             label = group_label(group)
+            group = servers.up(group, label)  # its managed servers answering, their ports and pids bound in
+            if any(i.server for i in group.instances):
+                probe_managed(group, spec, source)
+                manifest["servers"] = servers.manifest()
+                write_json_atomic(run_dir / "manifest.json", manifest)
             counts = [_expected_requests(i.workload) for w in group.windows for i in group.run(w.run_id).instances]
             progress.run_started(label, None if None in counts else sum(counts))
             files = {i.name: prompt_files[key] for i in group.instances if (key := prompt_key(i)) is not None}
@@ -308,10 +337,21 @@ def _run_plan(spec: ExperimentSpec, plan: ExperimentPlan, prompt_sets: dict[str,
                     manifest.setdefault("ray", {})[run_id] = state["ray"]
             write_json_atomic(run_dir / "manifest.json", manifest)
             progress.run_finished(label, _group_status(states))
+            if servers.starts:  # a server that died during the group is noted; stopped unless kept
+                servers.down(group, label)
+                manifest["servers"] = servers.manifest()
+                write_json_atomic(run_dir / "manifest.json", manifest)
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True
     except DiskFull as exc:
         disk_full = str(exc)
+    finally:  # every way out: no managed server is left running, and the manifest says how each ended
+        servers.close()
+        interrupted = interrupted or servers.interrupted
+        if servers.starts:
+            manifest["servers"] = servers.manifest()
+            with contextlib.suppress(OSError):
+                write_json_atomic(run_dir / "manifest.json", manifest)
     summary = summarize(run_dir, problems=[disk_full] if disk_full else [])
     return ExperimentResult(run_dir, summary, interrupted)
 

@@ -103,6 +103,8 @@ class _PointBuilder:
         # the device each instance really used in this run: a Ray launcher's run.json names the
         # card Ray assigned (and its node), which telemetry samples are labelled with
         used = {i["name"]: i["device"] for i in state.get("instances", [])}
+        # an endpoint as the run used it: a managed server's URL and pid are bound when it starts
+        endpoints = {i["name"]: i["endpoint"] for i in state.get("instances", []) if i.get("endpoint")}
         devices = {i["name"]: used.get(i["name"], i["device"]) for i in run["instances"]}
         parts_of = {i["name"]: _parts(state.get("workers", {}), i["name"]) for i in run["instances"]}
         records_of = {}
@@ -116,7 +118,7 @@ class _PointBuilder:
             f = self.facts.setdefault(name, {
                 "model": inst["model"], "preset": inst.get("preset"), "backend": inst["backend"],
                 "device": inst["device"], "dtype": inst["dtype"], "cpu_threads": inst["cpu_threads"],
-                "workload": inst["workload"], "endpoint": inst.get("endpoint")})
+                "workload": inst["workload"], "endpoint": endpoints.get(name, inst.get("endpoint"))})
             for key in FACT_KEYS:
                 if info.get(key) is not None:
                     f.setdefault(key, info[key])
@@ -209,6 +211,8 @@ def summarize_run_dir(run_dir: Path, states: dict[str, dict[str, Any]] | None = 
         checks += point_checks_
         problems += builder.problems
         records.update(builder.records)
+    problems += [f"server {s.get('name')}: {s['problem']}" for s in manifest.get("servers") or []
+                 if isinstance(s, dict) and s.get("problem")]  # managed servers that died or never came up
     points = quality_of_points(run_dir, plan, points, experiment.get("sweep") or {})
     cores = (manifest.get("environment") or {}).get("logical_cores") or 1
     rules = RULES + rules_from(experiment.get("log_rules") or [], str(run_dir / "manifest.json")) + (log_rules or [])

@@ -1,6 +1,7 @@
 """Logs scanned by a table of rules: what inference engineers grep for by hand, kept as findings.
 
-Every worker's stdout and stderr land in `runs/<run>/logs/<worker>.log`; on Ascend the CANN
+Every worker's stdout and stderr land in `runs/<run>/logs/<worker>.log` (a managed server's in
+`server-<name>.log`, read as the log of the instance it serves); on Ascend the CANN
 process logs (plog) of each worker land under `runs/<run>/logs/ascend/<worker>/`, because the
 worker points `ASCEND_PROCESS_LOG_PATH` there (`ASCEND_GLOBAL_LOG_LEVEL` is the instance knob
 `ascend_log_level`). Each rule is a regular expression, a cause, a severity and a remedy. The
@@ -138,10 +139,13 @@ def _read(path: Path) -> list[str]:
     return data.decode("utf-8", "replace").splitlines()
 
 
-def worker_of(path: Path, logs: Path, names: list[str]) -> str | None:
-    """The instance a log belongs to: `<worker>.log`, or `ascend/<worker>/...` (CANN's plog)."""
+def worker_of(path: Path, logs: Path, names: list[str], servers: dict[str, str] | None = None) -> str | None:
+    """The instance a log belongs to: `<worker>.log`, `ascend/<worker>/...` (CANN's plog), or
+    `server-<server>.log` (a managed server's output: the instance it serves, by `servers`)."""
     rel = path.relative_to(logs).parts
     key = rel[1] if rel[0] == "ascend" and len(rel) > 1 else path.stem
+    if len(rel) == 1 and key.startswith("server-") and key.removeprefix("server-") in (servers or {}):
+        return (servers or {})[key.removeprefix("server-")]
     return next((n for n in sorted(names, key=len, reverse=True) if key == n or key.startswith(n + ".")), None)
 
 
@@ -152,11 +156,16 @@ def scan_run(rdir: Path, run: dict[str, Any], point: str, anchor: dict[str, Any]
     if not logs.is_dir():
         return []
     names = [i["name"] for i in run["instances"]]
+    serving: dict[str, list[str]] = {}  # managed server -> the run's instances it serves
+    for i in run["instances"]:
+        if i.get("server"):
+            serving.setdefault(i["server"], []).append(i["name"])
+    servers = {s: n[0] for s, n in serving.items() if len(n) == 1}  # a shared server's log: no one instance's
     year = time.localtime(anchor["unix_s"]).tm_year if anchor else time.localtime().tm_year
     compiled = [(rule, rule.regex()) for rule in rules]
     hits: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(p for p in logs.rglob("*") if p.is_file()):
-        instance = worker_of(path, logs, names)
+        instance = worker_of(path, logs, names, servers)
         try:
             lines = _read(path)
         except OSError:
