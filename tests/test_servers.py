@@ -1,0 +1,350 @@
+"""Managed servers: colobench starts the serving stack itself (`servers:` and `server: NAME`).
+
+The spec's rules and the pure helpers first; then, marked slow, real processes: a managed
+`colobench fake-server` (pinned, logged, found by the log scan, gone afterwards), a readiness
+timeout and an early exit, a server killed mid-run, Ctrl-C and kill -9 of colobench, two servers
+kept across runs, and a managed `transformers serve`.
+No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from colobench.devices import visible_devices
+from colobench.errors import SpecError
+from colobench.launch.servers import ManagedServer, ServerFailed, bind, exit_text, register_secrets
+from colobench.plan import plan_experiment
+from colobench.secrets import scrub
+from colobench.specs import experiment_from_dict
+from colobench.specs.servers import ServerSpec
+
+from conftest import run_cli, start_cli, wait_for_records, written
+
+FAKE = [sys.executable, "-m", "colobench", "fake-server", "--port", "{port}"]
+SECRET = "sk-server-secret-4711"
+# a wrapper that prints a CUDA error and the server's token before it becomes the fake server
+PLANT = ("import os, sys; print('RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB', file=sys.stderr, "
+         "flush=True); print('token is', os.environ.get('FAKE_API_TOKEN'), flush=True); "
+         "os.execv(sys.executable, [sys.executable, '-m', 'colobench', 'fake-server', *sys.argv[1:]])")
+
+
+def experiment(**over) -> dict:
+    base = {"name": "m", "servers": [{"name": "fake", "command": FAKE}],
+            "instances": [{"name": "a", "backend": "openai", "server": "fake", "model": "fake-model"}]}
+    return {**base, **over}
+
+
+def spec_error(data: dict) -> str:
+    with pytest.raises(SpecError) as err:
+        experiment_from_dict(data, "e.yaml")
+    return str(err.value)
+
+
+# ---- the spec ------------------------------------------------------------------------------------
+
+
+def test_a_managed_instance_gets_its_url_when_its_server_has_a_port():
+    spec = experiment_from_dict(experiment(instances=[{"name": "a", "backend": "openai", "server": "fake",
+                                                        "model": "fake-model", "metrics_url": "auto"}]), "e.yaml")
+    plan = plan_experiment(spec)
+    inst = plan.instances[0]
+    assert inst.server == "fake" and inst.endpoint.base_url == "http://127.0.0.1:{port}/v1"
+
+    class Up:
+        port, pid = 8123, 4242
+    bound = bind(plan.groups[0], {"fake": Up()})
+    ep = bound.instances[0].endpoint
+    assert ep.base_url == "http://127.0.0.1:8123/v1" and ep.metrics_url == "http://127.0.0.1:8123/metrics"
+    assert ep.server_pid == 4242 and plan.groups[0].instances[0].endpoint.server_pid is None  # a copy
+
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"instances": [{"backend": "openai", "server": "vllm", "model": "x"}]},
+     "instances[0].server: no server named 'vllm' (servers: fake)"),
+    ({"servers": [], "instances": [{"backend": "openai", "server": "fake", "model": "x"}]},
+     "no server named 'fake' (the experiment declares no servers:)"),
+    ({"instances": [{"backend": "openai", "server": "fake", "base_url": "http://h:1/v1", "model": "x"}]},
+     "give base_url or server, not both"),
+    ({"instances": [{"backend": "openai", "model": "x"}]}, "needs base_url (http://host:port/v1) or server"),
+    ({"instances": [{"server": "fake", "model": "tiny"}]}, "server applies to backend openai"),
+    ({"instances": [{"backend": "openai", "server": "fake", "server_pid": 12, "model": "x"}]},
+     "server_pid is the managed server's own"),
+    ({"servers": [{"name": "fake", "command": ["vllm", "serve", "m"]}]}, "servers[0]: command has no {port}"),
+    ({"servers": [{"name": "fake", "command": FAKE, "device": "gpu:0"}]}, "servers[0].device: device must be cpu"),
+    ({"servers": [{"name": "fake", "command": FAKE, "cpu_affinity": []}]}, "servers[0].cpu_affinity"),
+    ({"servers": [{"name": "fake", "command": FAKE, "ready_path": "health"}]}, "servers[0].ready_path"),
+    ({"servers": [{"name": "fake", "command": FAKE, "ready_timeout_s": 0}]}, "servers[0].ready_timeout_s"),
+    ({"servers": [{"name": "fake", "command": FAKE}, {"name": "fake", "command": FAKE}]},
+     "server names must be unique; repeated: fake"),
+    ({"servers": [{"name": "bad name", "command": FAKE}]}, "servers[0].name"),
+    ({"servers": [{"name": "fake", "command": FAKE, "comand": []}]}, "servers[0].comand: unknown key (did you mean "
+                                                                      "'command'?)"),
+])
+def test_bad_server_specs_are_one_line(change, fragment):
+    message = spec_error(experiment(**change))
+    assert fragment in message and "\n" not in message and message.startswith("e.yaml: ")
+
+
+def test_a_fixed_port_needs_no_placeholder_and_cores_are_sorted():
+    spec = ServerSpec(name="s", command=["llama-server", "-m", "m.gguf", "--port", "8080"], port=8080,
+                      cpu_affinity=[3, 1, 1], device="CUDA:1")
+    assert spec.cpu_affinity == [1, 3] and spec.device == "cuda:1"
+
+
+def test_visible_devices_of_a_server():
+    assert visible_devices("cuda:1") == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert visible_devices("npu:3") == {"ASCEND_RT_VISIBLE_DEVICES": "3"}
+    assert visible_devices("cpu") == {"CUDA_VISIBLE_DEVICES": "", "ASCEND_RT_VISIBLE_DEVICES": ""}
+
+
+def test_secrets_in_server_commands_and_env_are_registered_not_paths_or_counts():
+    register_secrets([ServerSpec(name="s", command=["vllm", "serve", "/models/llama", "--api-key", "sk-cmd-1234",
+                                                    "--hf-token=hf_abcdefgh", "--tokenizer", "/models/tok",
+                                                    "--max-num-batched-tokens", "8192", "--port", "{port}"],
+                                 env={"HF_TOKEN": "hf_envtoken", "TOKENIZERS_PARALLELISM": "false"})])
+    text = scrub("sk-cmd-1234 hf_abcdefgh hf_envtoken /models/tok 8192 false")
+    assert text == "*** *** *** /models/tok 8192 false"
+
+
+def test_exit_text():
+    assert exit_text(1) == "code 1" and exit_text(-9) == "signal 9 (SIGKILL)" and exit_text(None) == "no exit code"
+
+
+# ---- real processes -----------------------------------------------------------------------------
+
+
+def gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for init (it runs nothing)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.slow
+def test_managed_server_pinned_ready_and_stopped(tmp_path: Path):
+    spec = ServerSpec(name="fake", command=FAKE, cpu_affinity=[0], device="cpu", env={"EXTRA_SETTING": "on"})
+    server = ManagedServer(spec, tmp_path / "logs" / "server-fake.log")
+    try:
+        server.start()
+        ready_s = server.wait_ready()
+        proc = psutil.Process(server.pid)
+        assert ready_s > 0 and server.alive() and server.exit_code is None
+        assert proc.cpu_affinity() == [0] and server.pinned == [0]  # read back from the live process
+        assert all(psutil.Process(t.id).cpu_affinity() == [0] for t in proc.threads())
+        env = proc.environ()
+        assert env["CUDA_VISIBLE_DEVICES"] == "" and env["EXTRA_SETTING"] == "on"
+        assert os.getpgid(server.pid) == server.pid != os.getpgid(0)  # its own process group
+    finally:
+        code = server.stop()
+    assert code is not None and not server.alive() and gone(server.pid) and server.stopped
+    log = server.log_path.read_text()
+    assert "fake OpenAI server on http://127.0.0.1:" in log and server.command[-1] == str(server.port)
+    facts = server.facts(tmp_path)
+    assert facts["log"] == "logs/server-fake.log" and facts["pinned_cores"] == [0] and facts["exit_code"] == code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra, fragment", [
+    ({"ready_path": "/nope", "ready_timeout_s": 2}, "not ready after 2 s (GET /nope: HTTP 404)"),
+    ({"command": [*FAKE, "--no-such-flag"]}, "exited with code 2 before it was ready"),
+])
+def test_a_server_that_never_becomes_ready_is_one_line_and_stopped(tmp_path: Path, extra, fragment):
+    server = ManagedServer(ServerSpec(**{"name": "fake", "command": FAKE, **extra}), tmp_path / "server-fake.log")
+    server.start()
+    with pytest.raises(ServerFailed) as err:
+        server.wait_ready()
+    message = str(err.value)
+    assert message.startswith("server fake: ") and fragment in message and "\n" not in message
+    assert "last log lines: " in message and f"(log: {server.log_path})" in message
+    assert not server.alive() and gone(server.pid)
+
+
+def managed_yaml(path: Path, cache_dir: Path, command: list[str], requests: int, extra: str = "",
+                 workload: str = "output_tokens: 4, concurrency: 2") -> Path:
+    path.write_text(f"""
+name: managed
+repetitions: 1
+cache_dir: {cache_dir}
+telemetry: {{idle_s: 0, host_interval_s: 0.2}}
+workload: {{requests: {requests}, {workload}}}
+servers:
+  - name: fake
+    command: {json.dumps(command)}
+{extra}
+instances:
+  - {{name: a, backend: openai, server: fake, model: fake-model, metrics_url: auto, api_key_env: CLIENT_KEY}}
+""")
+    return path
+
+
+def server_entries(out: Path) -> list[dict]:
+    return json.loads((out / "manifest.json").read_text()).get("servers") or []
+
+
+@pytest.mark.slow
+def test_run_with_a_managed_fake_server(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    """The run succeeds through `server:`; the server's log (a planted CUDA error, a secret
+    scrubbed) is in the run directory and found by the log scan and `colobench diagnose`; the
+    server is pinned, recorded in the manifest, and gone afterwards."""
+    command = [sys.executable, "-c", PLANT, "--port", "{port}", "--ttft-ms", "2", "--itl-ms", "1",
+               "--api-key-env", "FAKE_API_TOKEN"]
+    exp = managed_yaml(tmp_path / "e.yaml", cache_dir, command, 12,
+                       f"    env: {{FAKE_API_TOKEN: {SECRET}}}\n    cpu_affinity: [0]\n    ready_timeout_s: 60")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], {**cli_env, "CLIENT_KEY": SECRET}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = written(out)
+    metrics = summary["phases"]["solo"]["a"]
+    assert metrics["completed"] == 12 and metrics["failed"] == 0 and not summary["problems"]
+    (entry,) = server_entries(out)
+    assert entry["log"] == "runs/solo-a/logs/server-fake.log" and entry["runs"] == ["solo-a"]
+    assert entry["pinned_cores"] == [0] and entry["ready_s"] > 0 and entry["exit_code"] is not None
+    assert entry["stopped_by_colobench"] and entry["problem"] is None and gone(entry["pid"])
+    assert entry["command"][3:5] == ["--port", str(entry["port"])]
+    assert summary["instances"]["a"]["endpoint"]["base_url"] == f"http://127.0.0.1:{entry['port']}/v1"
+    run_state = json.loads((out / "runs" / "solo-a" / "run.json").read_text())
+    assert run_state["instances"][0]["endpoint"]["server_pid"] == entry["pid"]  # telemetry sampled its tree
+    log = (out / entry["log"]).read_text()
+    assert "CUDA out of memory" in log and "token is ***" in log
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET not in path.read_text(errors="replace"), path
+    findings = json.loads((out / "summary.json").read_text())["findings"]
+    found = [f for f in findings if f["kind"] == "log:cuda_out_of_memory"]
+    assert found and found[0]["subjects"][0]["instance"] == "a"  # the server's log is its instance's
+    assert "server-fake.log" in found[0]["evidence"]["lines"][0]
+    diagnose = run_cli(["diagnose", str(out)], cli_env, tmp_path)
+    assert diagnose.returncode == 0 and "out of memory" in diagnose.stdout.lower()
+
+
+@pytest.mark.slow
+def test_two_servers_kept_across_runs(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    """keep_servers: each server starts once, before the first run that needs it, serves its solo
+    run and the co-located one, and is stopped at the end."""
+    fast = json.dumps([*FAKE, "--ttft-ms", "2", "--itl-ms", "1"])
+    exp = tmp_path / "e.yaml"
+    exp.write_text(f"""
+name: kept
+repetitions: 1
+order: phase-major
+keep_servers: true
+cache_dir: {cache_dir}
+telemetry: {{idle_s: 0}}
+workload: {{requests: 6, output_tokens: 4, concurrency: 2}}
+servers:
+  - {{name: sa, command: {fast}, cpu_affinity: [0]}}
+  - {{name: sb, command: {fast}}}
+instances:
+  - {{name: a, backend: openai, server: sa, model: fake-model}}
+  - {{name: b, backend: openai, server: sb, model: fake-model}}
+""")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    entries = {e["name"]: e for e in server_entries(out)}
+    assert len(server_entries(out)) == 2  # one start each
+    assert entries["sa"]["runs"] == ["solo-a", "colocated"] and entries["sb"]["runs"] == ["solo-b", "colocated"]
+    assert entries["sb"]["log"] == "runs/solo-b/logs/server-sb.log" and entries["sb"]["pinned_cores"] is None
+    assert all(gone(e["pid"]) and e["stopped_by_colobench"] for e in entries.values())
+    co = written(out)["phases"]["colocated"]
+    assert co["a"]["completed"] == co["b"]["completed"] == 6
+
+
+@pytest.mark.slow
+def test_a_readiness_timeout_through_the_cli_leaves_no_server(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    exp = managed_yaml(tmp_path / "e.yaml", cache_dir, FAKE, 4, "    ready_path: /never\n    ready_timeout_s: 2")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], {**cli_env, "CLIENT_KEY": "k" * 8}, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: server fake: not ready after 2 s (GET /never: HTTP 404); last log lines: ")
+    (entry,) = server_entries(out)
+    assert gone(entry["pid"]) and entry["problem"].startswith("not ready after 2 s")
+    assert (out / entry["log"]).is_file()
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_run_is_a_problem_and_the_run_finishes(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    command = [*FAKE, "--ttft-ms", "300", "--itl-ms", "20"]
+    exp = managed_yaml(tmp_path / "e.yaml", cache_dir, command, 12)
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(exp), "-o", str(out)], {**cli_env, "CLIENT_KEY": "k" * 8}, tmp_path)
+    wait_for_records(proc, out / "runs" / "solo-a" / "records" / "a.jsonl", 3)
+    (entry,) = server_entries(out)
+    os.kill(entry["pid"], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr  # finished, with a problem
+    summary = written(out)
+    metrics = summary["phases"]["solo"]["a"]
+    assert metrics["completed"] >= 3 and metrics["failed"] > 0  # its requests failed, recorded as such
+    (problem,) = [p for p in summary["problems"] if p.startswith("server fake:")]
+    assert "exited with signal 9 (SIGKILL) during solo-a; last log lines: fake OpenAI server" in problem
+    (entry,) = server_entries(out)
+    assert entry["exit_code"] == -9 and not entry["stopped_by_colobench"] and gone(entry["pid"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["ctrl-c", "kill-9"])
+def test_no_server_outlives_colobench(tmp_path: Path, cli_env: dict, cache_dir: Path, how: str):
+    """Ctrl-C: colobench stops the server and exits 130. kill -9 of colobench: the kernel sends
+    the server SIGTERM (its parent-death signal)."""
+    exp = managed_yaml(tmp_path / "e.yaml", cache_dir, [*FAKE, "--ttft-ms", "20", "--itl-ms", "5"], 2000)
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(exp), "-o", str(out)], {**cli_env, "CLIENT_KEY": "k" * 8}, tmp_path,
+                     new_session=True)
+    wait_for_records(proc, out / "runs" / "solo-a" / "records" / "a.jsonl", 3)
+    (entry,) = server_entries(out)
+    assert not gone(entry["pid"])
+    if how == "kill-9":
+        proc.kill()
+        proc.communicate(timeout=60)
+        try:
+            psutil.wait_procs([psutil.Process(entry["pid"])], timeout=30)
+        except psutil.NoSuchProcess:
+            pass
+        assert gone(entry["pid"])
+        return
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: colobench's group; the server has its own
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    (entry,) = server_entries(out)
+    assert gone(entry["pid"]) and entry["stopped_by_colobench"] and entry["exit_code"] is not None
+    assert written(out)["phases"]["solo"]["a"]["completed"] >= 3  # what completed is summarised
+
+
+@pytest.mark.slow
+def test_managed_transformers_serve(tmp_path: Path, cli_env: dict, cache_dir: Path, tokenizer_checkpoint: Path):
+    """A real OpenAI-compatible server we did not write, started and stopped by colobench."""
+    serve = [sys.executable, "-c", "from transformers.cli.transformers import main; main()", "serve",
+             str(tokenizer_checkpoint), "--device", "cpu", "--port", "{port}"]
+    model = str(tokenizer_checkpoint)
+    exp = tmp_path / "serve.yaml"
+    exp.write_text(f"""
+name: tserve
+repetitions: 1
+cache_dir: {cache_dir}
+telemetry: {{idle_s: 0}}
+workload: {{requests: 3, output_tokens: 4, concurrency: 1, prompts: {{builtin: [en_qa]}}}}
+servers:
+  - {{name: tserve, command: {json.dumps(serve)}, device: cpu, ready_path: /health, ready_timeout_s: 120,
+     env: {{HF_HUB_OFFLINE: "1"}}}}
+instances:
+  - {{name: a, model: "{model}", server: tserve, backend: openai, api: chat, exact_output_fields: [],
+     extra_body: {{generation_config: '{{"min_new_tokens": $output_tokens, "max_new_tokens": $output_tokens}}'}}}}
+""")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = written(out)["phases"]["solo"]["a"]
+    assert metrics["completed"] == 3 and metrics["failed"] == 0 and metrics["total_output_tokens"] == 12
+    (entry,) = server_entries(out)
+    assert entry["exit_code"] is not None and gone(entry["pid"]) and entry["problem"] is None
+    assert (out / entry["log"]).stat().st_size > 0
