@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "colobench"
 # and the layers below it, never one above.
 LAYERS = [
     ("cli", ("colobench.cli", "colobench.cli_flags", "colobench.__main__")),
-    ("api", ("colobench.api",)),
+    ("api", ("colobench.api", "colobench.capacity")),
     ("profiling", ("colobench.profiling",)),
     ("serve", ("colobench.serve",)),
     ("report", ("colobench.report",)),

@@ -29,6 +29,8 @@ from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
 from colobench.analysis.diagnosis.logscan import RULES as LOG_RULES
+from colobench.capacity import CapacityProgress, run_capacity
+from colobench.report.capacity import print_capacity, write_capacity_html
 from colobench.analysis.diagnosis.logscan import rules_from
 from colobench.devices.npu_smi import chip_rows, kind_of_output
 from colobench.errors import ColobenchError, SpecError, check_file_target, os_reason, writing
@@ -210,6 +212,78 @@ def run(
             raise typer.Exit(stopping.exit_code())
     if result.summary.problems:
         raise typer.Exit(1)
+
+
+class _CapacityLines(CapacityProgress):
+    """One line per probe on stderr: what was asked, what came back, pass or fail."""
+
+    def __init__(self, console: Console):
+        self.console, self.count = console, 0
+
+    def probe_done(self, label: str, probe: Any) -> None:
+        self.count += 1
+        rates = ", ".join(f"{n} {r:.3g}" for n, r in probe.rates.items())
+        met = ", ".join(f"{n} {v * 100:.1f}%" for n, v in probe.attainment.items() if v is not None)
+        verdict = "[green]pass[/]" if probe.passed else f"[red]fail[/] ({escape(probe.reason)})"
+        self.console.print(f"[colobench capacity] probe {self.count} {escape(label)}: {escape(rates)} req/s, SLO met "
+                           f"{escape(met) or '-'}: {verdict} [{probe.wall_s:.0f} s]")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[colobench capacity] {escape(text)}")
+
+
+@app.command()
+@with_knob_options(RUN_KNOBS)
+def capacity(
+    experiment: Optional[Path] = typer.Argument(None, help="experiment YAML with an slo on every instance",
+                                                metavar="[EXPERIMENT.yaml]"),
+    model: list[str] = typer.Option([], "--model", "-m", help="preset name or HF checkpoint folder (or the served model "
+                                    "name of an --endpoint); repeat for the co-location region",
+                                    rich_help_panel="Model and device", metavar="MODEL"),
+    endpoint: list[str] = typer.Option([], "--endpoint", "-e", help="OpenAI-compatible base URL; repeat to co-locate",
+                                       rich_help_panel="Endpoints", metavar="URL"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for capacity.json, capacity.html and every "
+                                       "probe's run (default colobench-runs/<time>-<name>-capacity)",
+                                       rich_help_panel="Output", metavar="DIR"),
+    target: float = typer.Option(0.99, "--target", min=0.5, max=1.0, help="share of requests that must meet the SLO",
+                                 rich_help_panel="Capacity"),
+    precision: float = typer.Option(0.05, "--precision", min=0.005, max=1.0, help="stop bisecting when the bracket "
+                                    "is this close (relative)", rich_help_panel="Capacity"),
+    probe_s: float = typer.Option(10.0, "--probe-s", min=0.5, max=3600, help="seconds per probe at least (longer "
+                                  "when a verdict needs more requests)", rich_help_panel="Capacity"),
+    rays: int = typer.Option(5, "--rays", min=1, max=50, help="ratios of the two instances' rates searched for the "
+                             "co-location boundary (at least 5)", rich_help_panel="Capacity"),
+    start_rate: Optional[float] = typer.Option(None, "--start-rate", min=1e-6, help="first probed rate, req/s "
+                                               "(default: the instance's rate, else a pilot)",
+                                               rich_help_panel="Capacity"),
+    knobs: dict[Knob, Any] | None = None,
+) -> None:
+    """The highest request rate each instance carries alone within its SLO, then the rate pairs
+    co-located instances carry together: the boundary against perfect sharing and separate cards.
+
+    Give the objectives with --slo ttft_ms=...,tpot_ms=... (or slo: per instance in the file).
+    Every probe is a run under OUT/probes; capacity.json and capacity.html are in OUT.
+    """
+    spec, source = build_spec(experiment, model, endpoint, knobs or {})
+    folder = out or api.new_run_dir(f"{spec.name}-capacity")
+    err = _stderr()
+    with stopping.stop_on_signals():
+        try:
+            summary = run_capacity(spec, folder, target=target, precision=precision, probe_s=probe_s, rays=rays,
+                                   start_rate=start_rate, progress=_CapacityLines(err), source=source)
+        except SpecError as exc:
+            raise for_flags(exc) from None
+        except KeyboardInterrupt:
+            err.print(f"[yellow]stopped: what was found so far is in {escape(str(folder / 'capacity.json'))}[/]")
+            raise typer.Exit(stopping.exit_code())
+    print_capacity(summary, _stdout())
+    page = write_capacity_html(summary, folder)
+    err.print(f"capacity: {escape(str(folder / 'capacity.json'))}; report: {escape(str(page))}")
+    line = {"capacity": {"solo": {n: s.max_rate for n, s in summary.solo.items()},
+                         "sharing_efficiency": summary.region.sharing_efficiency if summary.region else None,
+                         "vs_separate_cards": summary.region.vs_separate_cards if summary.region else None,
+                         "out": str(folder)}}
+    print(api.dump_json_line(line), flush=True)
 
 
 @app.command()

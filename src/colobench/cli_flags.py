@@ -21,6 +21,7 @@ from colobench.errors import ColobenchError, SpecError
 from colobench.specs import ALL_KNOBS, ExperimentSpec, Knob, experiment_from_dict, load_experiment_yaml, model_label
 from colobench.specs import models
 from colobench.specs.knobs import PANELS
+from colobench.specs.models import SLO_OBJECTIVES
 
 FLAG_KNOBS = [k for k in ALL_KNOBS if k.meta.flag]
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -128,10 +129,28 @@ def _one(k: Knob, item: str) -> Any:
     return item
 
 
+def _slo(flag: str | None, text: str) -> dict[str, float]:
+    """`ttft_ms=200,tpot_ms=50` -> {"ttft_ms": 200.0, "tpot_ms": 50.0} (one value, not a list)."""
+    out: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in SLO_OBJECTIVES:
+            raise SpecError("command line", flag, f"{item!r} is not OBJECTIVE=MS with OBJECTIVE one of "
+                            f"{', '.join(SLO_OBJECTIVES)}", show_value=False)
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise SpecError("command line", flag, f"{value!r} ({key}) is not a number of milliseconds",
+                            show_value=False) from None
+    return out
+
+
 def parse_values(k: Knob, text: Any) -> list[Any]:
     """The values a knob's option gave: `1,2,4` -> [1, 2, 4]; a wrong item is a one-line error."""
     if k.meta.parse == "auto":
         return ["auto"]
+    if k.meta.parse == "slo":
+        return [_slo(k.meta.flag, str(text))]
     if k.meta.repeat:
         return [_one(k, t) for t in text]
     out = []
@@ -195,7 +214,7 @@ def _default_name(models: list[str]) -> str:
     unique = list(dict.fromkeys(labels))
     if len(unique) == 1:
         return unique[0] if len(labels) == 1 else f"{unique[0]}-x{len(labels)}"
-    return "+".join(unique)
+    return "-and-".join(unique)  # "+" reads well but is not allowed in a name (it prefixes folders and ids)
 
 
 def _endpoint_instances(endpoints: list[str], models: list[str]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ METRICS = [
     ("mean_itl_ms", "mean_itl_ms", False),
     ("mean_e2el_ms", "mean_e2el_ms", False), ("p99_e2el_ms", "p99_e2el_ms", False),
     ("peak_memory_bytes", None, False), ("mbu_pct", None, True), ("energy_per_token_j", None, False),
+    ("goodput", "goodput", True), ("slo_attainment", "slo_attainment", True),  # with an SLO only
 ]
 VERDICTS = ("better", "worse", "inconclusive", "noise", "no interval", "single figure")
 

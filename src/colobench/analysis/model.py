@@ -180,6 +180,8 @@ class RepetitionStats(Model):
     p99_e2el_ms: list[float | None] = []
     output_throughput: list[float | None] = []
     request_throughput: list[float | None] = []
+    goodput: list[float | None] = []  # with an SLO: good requests per second of the repetition's window
+    slo_attainment: list[float | None] = []
 
     def summary(self, metric: str) -> Distribution:
         return Distribution.of_repetitions([v for v in getattr(self, metric) if v is not None])
@@ -249,6 +251,9 @@ class PhaseMetrics(Model):
     memory_source: str | None = None  # endpoints: where the server's memory came from
     allocator: Allocator | None = None  # CUDA and Ascend: reserved against allocated (fragmentation)
     by_category: dict[str, CategoryMetrics] = {}  # prompts that name their category: every category's figures
+    slo: SLOResult | None = None  # the instance's latency objectives: attainment and goodput
+    goodput: float | None = None  # good requests per second (slo.goodput_req_s)
+    slo_attainment: float | None = None  # share of measured requests that met every objective
     load_model: str | None = None
     parallel: int | None = None
     backend: str = "transformers"
@@ -312,6 +317,22 @@ class Attempt(Model):
     folder: str  # relative to the run directory
     status: str | None = None
     records: int = 0  # measured requests it recorded
+
+
+class SLOResult(Model):
+    """How a phase's requests met the instance's latency objectives (`slo:`). A request is good when
+    it completed and met every objective; failed requests count as not good. `attainment` is good
+    over all measured requests; `goodput_req_s` good requests per second of measured time; `missed`
+    how many completed requests missed each objective; `worst` the objective missed most."""
+
+    objectives: dict[str, float]
+    requests: int
+    good: int
+    attainment: float | None = None
+    goodput_req_s: float | None = None
+    missed: dict[str, int] = {}
+    failed: int = 0
+    worst: str | None = None
 
 
 class CategoryMetrics(Model):

@@ -25,7 +25,7 @@ from colobench.analysis import metrics as m
 from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import (LATENCY_METRICS, CategoryMetrics, ClientLoad, Distributions, OpenLoop,
-                                      PhaseMetrics, RepetitionStats)
+                                      PhaseMetrics, RepetitionStats, SLOResult)
 from colobench.records import FILLER_GRACE_NS, RequestRecord, read_jsonl
 
 NS_TO_MS = 1e-6
@@ -81,9 +81,10 @@ def _repetition_stats(by_rep: dict[int, list[RequestRecord]]) -> RepetitionStats
 
 
 def instance_phase_metrics(records: list[RequestRecord], requested_rate: float | None = None,
-                           **extra: Any) -> PhaseMetrics:
-    """Metrics of one instance in one run from its records (all repetitions); `extra` are fields
-    the caller knows from elsewhere (the worker's load facts, peak memory, client load, overlap)."""
+                           objectives: dict[str, float] | None = None, **extra: Any) -> PhaseMetrics:
+    """Metrics of one instance in one run from its records (all repetitions); `objectives` are the
+    instance's SLO (`ttft_ms`, ...); `extra` are fields the caller knows from elsewhere (the
+    worker's load facts, peak memory, client load, overlap)."""
     ok = m.measured(records)
     sent = [r for r in records if not r.warmup and not r.load_only]
     failed = [r for r in sent if not r.ok]
@@ -158,7 +159,45 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         fields.update(mean_ttfc_ms=ttfc.mean, reasoning_chunks=sum(r.reasoning_chunks for r in ok))
     if ok:
         fields["window_ns"] = (min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok))
+    if objectives:
+        slo = slo_result(ok, n_failed, duration, objectives)
+        fields.update(slo=slo, goodput=slo.goodput_req_s, slo_attainment=slo.attainment)
+        # one value per repetition, as for every headline: the unit of `compare`'s intervals
+        failed_by_rep = Counter(r.repetition for r in failed for _ in range(1 + r.also_failed))
+        good_by_rep = {k: sum(1 for r in by_rep[k] if not _misses(r, objectives)) for k in reps}
+        rate = rep_stats.request_throughput
+        fields["repetition_stats"] = rep_stats.model_copy(update={
+            "goodput": [rate[i] * good_by_rep[k] / len(by_rep[k]) if rate[i] is not None else None
+                        for i, k in enumerate(reps)],
+            "slo_attainment": [good_by_rep[k] / (len(by_rep[k]) + failed_by_rep[k]) for k in reps]})
     return PhaseMetrics(**{**fields, **extra})
+
+
+def _misses(r: RequestRecord, objectives: dict[str, float]) -> list[str]:
+    """The objectives one completed request missed. TPOT is the request's mean time per token
+    after the first (a one-token request has none and meets it); ITL means every gap."""
+    values = {"ttft_ms": m.ttft_ns(r) * NS_TO_MS, "e2el_ms": m.e2el_ns(r) * NS_TO_MS}
+    tpot = m.tpot_ns(r)
+    values["tpot_ms"] = tpot * NS_TO_MS if tpot is not None else None
+    gaps = m.itl_ns(r)
+    values["itl_ms"] = max(gaps) * NS_TO_MS if gaps else None
+    return [k for k, limit in objectives.items() if values.get(k) is not None and values[k] > limit]
+
+
+def slo_result(ok: list[RequestRecord], failed: int, duration_s: float, objectives: dict[str, float]) -> SLOResult:
+    """Goodput and attainment of one phase against its objectives (see `SLOResult`)."""
+    missed: Counter[str] = Counter()
+    good = 0
+    for r in ok:
+        misses = _misses(r, objectives)
+        missed.update(misses)
+        good += not misses
+    total = len(ok) + failed
+    worst = max(missed, key=lambda k: missed[k]) if missed else ("failed" if failed else None)
+    return SLOResult(objectives=dict(objectives), requests=total, good=good, failed=failed,
+                     attainment=good / total if total else None,
+                     goodput_req_s=good / duration_s if duration_s > 0 else None,
+                     missed={k: missed.get(k, 0) for k in objectives}, worst=worst)
 
 
 def category_metrics(ok: list[RequestRecord]) -> CategoryMetrics:

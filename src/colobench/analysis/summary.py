@@ -142,8 +142,9 @@ class _PointBuilder:
             records = kept[name]
             self.records[(run["run_id"], name)] = records
             keys = list(parts) or [name]
+            slo = {k: v for k, v in (inst.get("slo") or {}).items() if v is not None}
             metrics = instance_phase_metrics(
-                records, inst["workload"].get("rate"), peak_memory_bytes=worker.get("peak_memory_bytes"),
+                records, inst["workload"].get("rate"), slo or None, peak_memory_bytes=worker.get("peak_memory_bytes"),
                 allocator=allocator(worker.get("memory")),
                 load_model=info.get("load_model"), backend=inst["backend"],
                 parallel=sum((w.get("info") or {}).get("parallel") or 0 for w in parts.values()) or None,

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.model import Check, Finding, InstanceFacts, PhaseMetrics, Point, Quality, Summary
+from colobench.analysis.model import Check, Finding, InstanceFacts, PhaseMetrics, Point, Quality, SLOResult, Summary
 from colobench.report.cards import Card, Ratio, cards
 
 MAX_CARDS = 6  # a sweep with more co-located points: the first ones, then the sweep table says the rest
@@ -301,8 +301,10 @@ def sweep_table(summary: Summary) -> Table:
     widest_id = max((len(p.id) for p in summary.points), default=5)
     # the point id names the row in the advice table and in `compare`: never cut, whatever the width
     table.add_column("point", no_wrap=True, min_width=widest_id)
+    with_slo = any(mt.slo is not None for p in summary.points for _, _, mt in p.rows())
     for col in [*axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50 ms", "TPOT ms",
-                "E2E p50 ms", "rate req/s", "scaling", "agreement"]:
+                "E2E p50 ms", "rate req/s", *(["SLO met", "goodput req/s"] if with_slo else []), "scaling",
+                "agreement"]:
         table.add_column(col, justify="left" if col in ("instance", "phase", "load", *axes) else "right")
     for point in summary.points:
         scaling = point.interference.throughput_scaling
@@ -313,11 +315,13 @@ def sweep_table(summary: Summary) -> Table:
                           phase, f"{mt.load_model or '-'} x{mt.parallel or '-'}", f"{mt.completed}/{mt.failed}",
                           _num(mt.output_throughput, 1), _num(mt.median_ttft_ms), _pm(mt.distributions.tpot_ms),
                           _num(mt.median_e2el_ms), rate,
+                          *([f"{mt.slo_attainment * 100:.1f}%" if mt.slo_attainment is not None else "-",
+                             _num(mt.goodput)] if with_slo else []),
                           f"{scaling:.2f}x" if scaling is not None and phase == "colocated" else "-",
                           f"{mt.token_agreement * 100:.0f}%" if mt.token_agreement is not None else "-")
         if not point.phases:
             table.add_row(escape(point.id), *(_fmt_axis(point.axes.get(a)) for a in axes), "-", "-", "-",
-                          "[red]no data[/]", *["-"] * 7)
+                          "[red]no data[/]", *["-"] * (9 if with_slo else 7))
     return table
 
 
@@ -483,9 +487,23 @@ def evidence_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def slo_line(slo: SLOResult) -> str:
+    """`ttft_ms <= 200, tpot_ms <= 50: 97.9% of 48 requests good, goodput 4.71 req/s; missed most: tpot_ms (1)`."""
+    objectives = ", ".join(f"{k} <= {v:g}" for k, v in slo.objectives.items())
+    share = f"{slo.attainment * 100:.1f}%" if slo.attainment is not None else "-"
+    text = (f"{objectives}: {share} of {slo.requests} requests good, goodput {_num(slo.goodput_req_s)} req/s")
+    if slo.worst:
+        count = slo.failed if slo.worst == "failed" else slo.missed.get(slo.worst, 0)
+        text += f"; missed most: {slo.worst} ({count})"
+    return text
+
+
 def _phase_lines(label: str, mt: PhaseMetrics) -> list[str]:
-    """The dim lines under an instance's table: open loop, client, validity, quality, telemetry."""
+    """The dim lines under an instance's table: SLO, open loop, client, validity, quality, telemetry."""
     lines = []
+    if mt.slo is not None:
+        colour = "green" if (mt.slo.attainment or 0) >= 0.99 else "yellow"
+        lines.append(f"  {label} SLO: [{colour}]{escape(slo_line(mt.slo))}[/]")
     ol = mt.open_loop
     if ol:
         lines.append(f"[dim]  {label} open loop: {_num(ol.achieved_rate)} req/s sent for {_num(ol.requested_rate)} "

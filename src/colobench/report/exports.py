@@ -19,7 +19,7 @@ from colobench.records import read_records
 COLUMNS = ["completed", "failed", "error_rate", "output_throughput", "request_throughput", "mean_ttft_ms",
            "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms",
            "p99_itl_ms", "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms", "mean_device_util_pct", "peak_memory_bytes",
-           "achieved_bandwidth_bytes_s", "mbu_pct", "energy_per_token_j"]
+           "achieved_bandwidth_bytes_s", "mbu_pct", "energy_per_token_j", "slo_attainment", "goodput"]
 MARKDOWN_COLUMNS = ["output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms",
                     "mean_e2el_ms", "p99_e2el_ms", "mbu_pct"]
 

@@ -423,9 +423,12 @@ def _throughput_cell(mt: PhaseMetrics) -> str:
     if mt.output_throughput is None:
         return "-"
     reps = mt.repetition_stats.summary("output_throughput") if mt.repetition_stats is not None else None
+    slo = mt.slo
+    goodput = (f"<br><small>SLO met {slo.attainment * 100:.1f}%, goodput {_f(slo.goodput_req_s)} req/s</small>"
+               if slo is not None and slo.attainment is not None else "")
     if reps is None or reps.ci95_low is None:
-        return f"{mt.output_throughput:.4g}"
-    return f"{mt.output_throughput:.4g}<br><small>[{reps.ci95_low:.4g}, {reps.ci95_high:.4g}]</small>"
+        return f"{mt.output_throughput:.4g}{goodput}"
+    return f"{mt.output_throughput:.4g}<br><small>[{reps.ci95_low:.4g}, {reps.ci95_high:.4g}]</small>{goodput}"
 
 
 def _memory_cell(mt: PhaseMetrics) -> str:

@@ -322,6 +322,30 @@ class LaunchSpec(_Frozen):
                                 "on every node's own clock")
 
 
+SLO_OBJECTIVES = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
+
+
+class SLOSpec(_Frozen):
+    """Latency objectives of one instance: a request is good when it meets every one given (see
+    `analysis.phase.slo_result`); goodput counts good requests per second, as vLLM's `--goodput`
+    and AIPerf do."""
+
+    ttft_ms: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S * 1e3, description="time to the first token")
+    tpot_ms: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S * 1e3, description="mean time per output token "
+                                  "after the first")
+    itl_ms: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S * 1e3, description="every gap between tokens")
+    e2el_ms: float | None = Field(None, gt=0, le=MAX_TIMEOUT_S * 1e3, description="end-to-end latency")
+
+    def objectives(self) -> dict[str, float]:
+        return {k: v for k in SLO_OBJECTIVES if (v := getattr(self, k)) is not None}
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> "SLOSpec":
+        if not self.objectives():
+            raise ValueError(f"an slo needs at least one of {', '.join(SLO_OBJECTIVES)}")
+        return self
+
+
 class InstanceKnobs(_Frozen):
     """The fields an instance and its resolved form share: what each worker applies.
 
@@ -366,6 +390,11 @@ class InstanceKnobs(_Frozen):
         None, help="Ascend: private weight formats (torch.npu.config.allow_internal_format)",
         flag="--npu-allow-internal-format", parse="bool", metavar="true|false", panel="variants", axis=True,
         abbrev="nz", id_style="bool", device_kinds=("npu",))
+
+    slo: SLOSpec | None = knob(
+        None, help="latency objectives, e.g. ttft_ms=200,tpot_ms=50 (also itl_ms, e2el_ms): a request is good "
+        "when it meets all; gives goodput and SLO attainment", flag="--slo", parse="slo", metavar="OBJ=MS,...",
+        panel="load")
 
     def knob_values(self) -> dict[str, Any]:
         """The shared fields as they are, to build the resolved instance from."""

@@ -1,0 +1,254 @@
+"""`colobench capacity`: the highest request rate each instance carries alone within its latency
+objectives, and the loads co-located instances carry together (the search and the references are
+explained in `analysis.capacity`).
+
+Every probe is an ordinary colobench run in its own folder under `OUT/probes/` (open loop at the
+probe's rates, one measured window long enough for the verdict: at least `probe_s` seconds and
+enough requests that one miss in 1/(1 - target) shows), so each can be reopened with
+`colobench report`. The instances' own workload (prompt and output lengths, arrival process) is
+kept; the load model, rate and duration are the probe's. Without a start rate the search starts
+from a pilot: a few requests one at a time give the latency, and 1 / latency is where one
+request at a time would keep the server busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from colobench import api
+from colobench.analysis.capacity import (DEFAULT_PRECISION, DEFAULT_TARGET, BoundaryPoint, CapacityRegion,
+                                         CapacitySummary, Probe, SoloCapacity, knee, ray_rates, rectangle_load,
+                                         region_metrics, search, shares)
+from colobench.errors import ColobenchError, make_dir
+from colobench.launch.servers import ManagedServer, check_servers
+from colobench.launch.state import write_json_atomic
+from colobench.specs import ExperimentSpec, experiment_from_dict
+
+PILOT_REQUESTS = 6
+RATE_SHORTFALL = 0.90  # achieved below this share of the requested rate: the server (or client) could not keep up
+
+
+class CapacityProgress:
+    """What the search reports as it goes; the CLI prints it, a notebook may ignore it."""
+
+    def probe_done(self, label: str, probe: Probe) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+def check_spec(spec: ExperimentSpec, source: str) -> None:
+    """A capacity search needs objectives on every instance and no sweep of its own."""
+    if spec.sweep:
+        raise ColobenchError(f"{source}: capacity searches rates itself; remove the sweep ({', '.join(spec.sweep)})")
+    names = spec.instance_names()
+    for k, inst in enumerate(spec.instances):
+        if inst.slo is None:
+            raise ColobenchError(f"{source}: instances[{k}] ({names[k]}) has no slo: capacity is the load that still "
+                                 "meets it (give --slo ttft_ms=...,tpot_ms=... or slo: in the file)")
+
+
+class CapacitySearch:
+    def __init__(self, spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET,
+                 precision: float = DEFAULT_PRECISION, probe_s: float = 10.0, start_rate: float | None = None,
+                 progress: CapacityProgress | None = None, source: str = "experiment"):
+        self.spec, self.out, self.target, self.precision, self.probe_s = spec, out, target, precision, probe_s
+        self.start_rate, self.source = start_rate, source
+        self.progress = progress or CapacityProgress()
+        self.names = spec.instance_names()
+        self.count = 0
+        self.min_requests = max(10, math.ceil(1 / (1 - target))) if target < 1 else 100
+
+    # ---- one probe -----------------------------------------------------------------------------
+
+    def _experiment(self, workloads: dict[str, dict[str, Any]], label: str) -> ExperimentSpec:
+        """The base experiment reduced to `workloads`' instances, each with those workload fields."""
+        data = self.spec.model_dump(mode="json", exclude_none=True)
+        instances = []
+        for name, inst in zip(self.names, data["instances"]):
+            if name in workloads:
+                inst["name"] = name
+                inst["workload"] = {**(inst.get("workload") or {}), **workloads[name]}
+                instances.append(inst)
+        data.update(instances=instances, name=f"{self.spec.name}-{label}", repetitions=1, solo_baselines=False,
+                    sweep={})
+        data.pop("scenario", None)
+        data.setdefault("telemetry", {})["idle_s"] = 0.0
+        return experiment_from_dict(data, self.source)
+
+    def _folder(self, label: str) -> Path:
+        self.count += 1
+        return self.out / "probes" / f"{self.count:03d}-{label}"
+
+    def probe(self, rates: dict[str, float], scale: float, label: str) -> Probe:
+        """Run the instances at `rates` together (one alone: its solo phase) and judge."""
+        duration = max(self.probe_s, max(self.min_requests / r for r in rates.values()))
+        workloads = {n: {"load": "open", "rate": r, "duration_s": duration} for n, r in rates.items()}
+        folder = self._folder(label)
+        started = time.monotonic()
+        result = api.run_experiment(self._experiment(workloads, label), out=folder, source=self.source)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        point = result.summary.point()
+        phase = "solo" if len(rates) == 1 else "colocated"
+        fields: dict[str, dict[str, Any]] = {k: {} for k in ("attainment", "achieved_rate", "goodput", "p99_ttft_ms",
+                                                              "p99_tpot_ms", "requests")}
+        reasons, saturated = [], False
+        for name, rate in rates.items():
+            mt = point.metrics(phase, name)
+            if mt is None:
+                reasons.append(f"{name}: nothing measured")
+                continue
+            achieved = mt.open_loop.achieved_rate if mt.open_loop else None
+            fields["attainment"][name] = mt.slo_attainment
+            fields["achieved_rate"][name] = achieved
+            fields["goodput"][name] = mt.goodput
+            fields["p99_ttft_ms"][name] = mt.p99_ttft_ms
+            fields["p99_tpot_ms"][name] = mt.p99_tpot_ms
+            fields["requests"][name] = mt.completed + mt.failed
+            invalid = mt.validity is not None and mt.validity.verdict != "VALID"
+            short = achieved is not None and achieved < RATE_SHORTFALL * rate
+            if invalid and any("over-saturated" in r for r in mt.validity.reasons) or short:
+                saturated = True
+            if mt.slo_attainment is None or mt.slo_attainment < self.target:
+                met = f"{mt.slo_attainment * 100:.1f}%" if mt.slo_attainment is not None else "nothing"
+                worst = f", missed most: {mt.slo.worst}" if mt.slo is not None and mt.slo.worst else ""
+                reasons.append(f"{name}: SLO met {met} < {self.target * 100:g}%{worst}")
+            if invalid:
+                reasons.append(f"{name}: INVALID ({'; '.join(mt.validity.reasons)[:160]})")
+            if short:
+                reasons.append(f"{name}: sent {achieved:.3g} of {rate:.3g} req/s asked (over-saturated)")
+        probe = Probe(rates=rates, scale=scale, passed=not reasons, reason="; ".join(reasons) or "met",
+                      over_saturated=saturated, run_dir=str(folder), wall_s=time.monotonic() - started,
+                      **fields)
+        self.progress.probe_done(label, probe)
+        return probe
+
+    def pilot_rate(self, name: str) -> float:
+        """1 / mean end-to-end latency of a few requests sent one at a time."""
+        workloads = {name: {"load": "closed", "concurrency": 1, "requests": PILOT_REQUESTS}}
+        result = api.run_experiment(self._experiment(workloads, f"pilot-{name}"), out=self._folder(f"pilot-{name}"),
+                                    source=self.source)
+        if result.interrupted:
+            raise KeyboardInterrupt
+        mt = result.summary.point().metrics("solo", name)
+        if mt is None or not mt.mean_e2el_ms:
+            raise ColobenchError(f"capacity: the pilot of {name} measured nothing (see {result.run_dir})")
+        rate = 1000.0 / mt.mean_e2el_ms
+        self.progress.note(f"{name}: pilot latency {mt.mean_e2el_ms:.1f} ms, starting at {rate:.3g} req/s")
+        return rate
+
+    # ---- the searches ----------------------------------------------------------------------------
+
+    def solo(self, name: str) -> SoloCapacity:
+        start = self.start_rate or self._own_rate(name) or self.pilot_rate(name)
+        lo, hi, probes = search(lambda r: self.probe({name: r}, r, f"solo-{name}"), start, self.precision)
+        return SoloCapacity(instance=name, max_rate=lo, first_failing_rate=hi, knee_rate=knee(probes, name),
+                            probes=probes)
+
+    def _own_rate(self, name: str) -> float | None:
+        inst = self.spec.instances[self.names.index(name)]
+        wl = inst.workload.model_dump(exclude_none=True) if inst.workload is not None else {}
+        return wl.get("rate") or self.spec.workload.rate
+
+    def region(self, caps: dict[str, float], rays: int) -> CapacityRegion:
+        """The boundary along `rays` shares (two instances) or the diagonal (more)."""
+        n = len(caps)
+        boundary = []
+        for share in (shares(rays) if n == 2 else [1.0 / n]):
+            ceiling = rectangle_load(share, n)
+
+            def run(scale: float, share: float = share) -> Probe:
+                return self.probe(ray_rates(share, scale, caps), scale, f"ray{share:.2f}")
+
+            lo, hi, probes = search(run, 1.0, self.precision, ceiling=ceiling, grow=1 + 2 * self.precision)
+            rates = ray_rates(share, lo, caps) if lo is not None else {k: 0.0 for k in caps}
+            names = list(caps)
+            ratio = (1 - share) * caps[names[1]] / (share * caps[names[0]]) if n == 2 else None
+            boundary.append(BoundaryPoint(share=share, ratio=ratio, rates=rates, load=lo or 0.0,
+                                          rectangle_load=ceiling, first_failing_load=hi, probes=probes))
+        return region_metrics(CapacityRegion(instances=list(caps), solo_caps=caps, boundary=boundary))
+
+
+@contextlib.contextmanager
+def managed_servers(spec: ExperimentSpec, out: Path, source: str,
+                    progress: CapacityProgress) -> Iterator[ExperimentSpec]:
+    """The experiment with its managed servers (`servers:`, instances naming `server:`) started
+    once for the whole search, each instance pointed at its server's URL and pid; every probe
+    then reuses them (a vLLM start costs a minute, a search has dozens of probes). Stopped on
+    every way out; their logs are `OUT/servers/<name>.log`."""
+    used = {i.server for i in spec.instances if i.server}
+    if not used:
+        yield spec
+        return
+    check_servers(spec, api.prepare(spec, source), source)
+    started: dict[str, ManagedServer] = {}
+    try:
+        for server in spec.servers:
+            if server.name in used:
+                managed = ManagedServer(server, out / "servers" / f"{server.name}.log")
+                started[server.name] = managed
+                managed.start()
+                ready_s = managed.wait_ready()
+                progress.note(f"server {server.name} ready on port {managed.port} in {ready_s:.1f} s")
+        data = spec.model_dump(mode="json", exclude_none=True)
+        for inst in data["instances"]:
+            if inst.get("server") in started:
+                managed = started[inst.pop("server")]
+                inst.update(base_url=managed.base_url, server_pid=managed.pid)
+        data["servers"] = [s for s in data.get("servers", []) if s["name"] not in started]
+        yield experiment_from_dict(data, source)
+    finally:
+        for managed in started.values():
+            managed.stop()
+
+
+def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET, precision: float = DEFAULT_PRECISION,
+                 probe_s: float = 10.0, rays: int = 5, start_rate: float | None = None,
+                 progress: CapacityProgress | None = None, source: str = "experiment",
+                 on_update: Callable[[CapacitySummary], None] | None = None) -> CapacitySummary:
+    """Solo capacity of every instance, then (two or more) the co-location region; capacity.json
+    in `out` is rewritten after each step, so an interrupted search keeps what it found."""
+    check_spec(spec, source)
+    if rays < 5 and len(spec.instances) == 2:
+        raise ColobenchError(f"--rays {rays}: the region needs at least 5 rays to have a shape")
+    if out.exists() and any(out.iterdir()):
+        raise ColobenchError(f"--out {out}: folder exists and is not empty; choose another")
+    make_dir(out, "--out")
+    with managed_servers(spec, out, source, progress or CapacityProgress()) as running:
+        return _search(running, out, target, precision, probe_s, rays, start_rate, progress, source, on_update)
+
+
+def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, probe_s: float, rays: int,
+            start_rate: float | None, progress: CapacityProgress | None, source: str,
+            on_update: Callable[[CapacitySummary], None] | None) -> CapacitySummary:
+    started = time.monotonic()
+    searcher = CapacitySearch(spec, out, target, precision, probe_s, start_rate, progress, source)
+    objectives = {n: i.slo.objectives() for n, i in zip(searcher.names, spec.instances) if i.slo is not None}
+    summary = CapacitySummary(experiment=spec.name, target=target, precision=precision, probe_s=probe_s,
+                              objectives=objectives)
+
+    def save(s: CapacitySummary) -> CapacitySummary:
+        s = s.model_copy(update={"probes": searcher.count, "wall_s": time.monotonic() - started})
+        write_json_atomic(out / "capacity.json", {"capacity": s.model_dump(mode="json", by_alias=True)})
+        if on_update is not None:
+            on_update(s)
+        return s
+
+    solo: dict[str, SoloCapacity] = {}
+    for name in searcher.names:
+        solo[name] = searcher.solo(name)
+        summary = save(summary.model_copy(update={"solo": dict(solo)}))
+    caps = {n: s.max_rate for n, s in solo.items()}
+    if len(caps) >= 2:
+        missing = [n for n, c in caps.items() if not c]
+        if missing:
+            (progress or CapacityProgress()).note(f"no co-location region: {', '.join(missing)} met the SLO at no "
+                                                  "probed rate")
+        else:
+            region = searcher.region({n: float(c) for n, c in caps.items() if c}, rays)
+            summary = save(summary.model_copy(update={"region": region}))
+    return save(summary)

@@ -1,0 +1,191 @@
+"""Goodput under SLOs and the capacity search: goodput and attainment against hand-computed
+records, the search and the region's figures against planted truths (pure functions), bad input,
+and the whole `colobench capacity` against the fake shared device, whose solo capacities and
+co-location boundary are known in closed form (`shared_device_capacity`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from colobench.analysis.capacity import (BoundaryPoint, CapacityRegion, Probe, knee, ray_rates, rectangle_load,
+                                         region_metrics, search, shares)
+from colobench.analysis.phase import instance_phase_metrics, slo_result
+from colobench.records import RequestRecord
+from colobench.serve.shared_device import shared_device_capacity
+from conftest import run_cli
+
+MS = 1_000_000
+
+
+def _record(k: int, ttft_ms: float, gaps_ms: list[float], ok: bool = True) -> RequestRecord:
+    start = k * 1000 * MS
+    tokens = [start + int(ttft_ms * MS)]
+    for g in gaps_ms:
+        tokens.append(tokens[-1] + int(g * MS))
+    return RequestRecord(instance="a", run_id="r", repetition=1, request_id=k, batch_id=-1, batch_size=1,
+                         prompt_tokens=8, output_tokens=len(tokens), submit_ns=start, scheduled_ns=start,
+                         token_ns=tokens if ok else [], done_ns=tokens[-1] if ok else start + MS, ok=ok,
+                         error=None if ok else "HTTP 500")
+
+
+def test_goodput_by_hand():
+    """Four completed requests and one failure against TTFT <= 100 ms, TPOT <= 20 ms, ITL <= 24 ms:
+    (50 ms, gaps 10/10) good; (150 ms) misses TTFT; (50, gaps 25/25) misses TPOT and ITL; (50,
+    gaps 5/35) has TPOT 20 (met) but a 35 ms gap (misses ITL); the failure is not good. 1 of 5."""
+    ok = [_record(0, 50, [10, 10]), _record(1, 150, [10, 10]), _record(2, 50, [25, 25]), _record(3, 50, [5, 35])]
+    r = slo_result(ok, failed=1, duration_s=4.0, objectives={"ttft_ms": 100, "tpot_ms": 20, "itl_ms": 24})
+    assert (r.good, r.requests, r.failed) == (1, 5, 1)
+    assert r.attainment == pytest.approx(0.2) and r.goodput_req_s == pytest.approx(0.25)
+    assert r.missed == {"ttft_ms": 1, "tpot_ms": 1, "itl_ms": 2}
+    assert r.worst == "itl_ms"
+    whole = instance_phase_metrics(ok + [_record(4, 0, [], ok=False)], objectives={"e2el_ms": 200})
+    assert whole.slo is not None and whole.slo_attainment == whole.slo.attainment
+    assert whole.slo.good == 4 and whole.slo.requests == 5 and whole.slo.worst == "failed"  # e2el 70, 170, 100, 90 ms
+    assert whole.repetition_stats.slo_attainment == [pytest.approx(0.8)]  # one repetition: the same, per window
+    assert whole.repetition_stats.goodput[0] == pytest.approx(whole.goodput)
+    assert instance_phase_metrics(ok).slo is None  # no objectives, no SLO figures
+
+
+# ---- the search, on planted thresholds ---------------------------------------------------------------
+
+def _threshold_probe(limit: float, calls: list[float]):
+    def probe(x: float) -> Probe:
+        calls.append(x)
+        return Probe(rates={"a": x}, scale=x, passed=x <= limit, reason="met" if x <= limit else "missed")
+    return probe
+
+
+@pytest.mark.parametrize("limit,start", [(37.0, 5.0), (37.0, 300.0), (0.7, 1.0), (1000.0, 1.0)])
+def test_search_brackets_the_threshold(limit: float, start: float):
+    calls: list[float] = []
+    lo, hi, probes = search(_threshold_probe(limit, calls), start, precision=0.05)
+    assert lo is not None and hi is not None and lo <= limit < hi and (hi - lo) / lo <= 0.05
+    assert len(probes) == len(calls) <= 20
+    assert all(p.passed == (p.scale <= limit) for p in probes)
+
+
+def test_search_at_a_ceiling_and_below_a_floor():
+    calls: list[float] = []
+    lo, hi, _ = search(_threshold_probe(10.0, calls), 1.0, 0.05, ceiling=1.6, grow=1.2)
+    assert lo == pytest.approx(1.6) and hi is None and max(calls) <= 1.6  # even the corner passes
+    lo, hi, probes = search(_threshold_probe(0.001, []), 1.0, 0.05, floor=0.1)
+    assert lo is None and hi is not None and all(not p.passed for p in probes)
+
+
+def test_region_figures_by_hand():
+    """Boundary points on the perfect-sharing line: efficiency 1 and half the rectangle's area;
+    at the rectangle's corners: the whole area."""
+    caps = {"a": 40.0, "b": 10.0}
+    on_line = [BoundaryPoint(share=f, ratio=0, rates=ray_rates(f, 1.0, caps), load=1.0, rectangle_load=rectangle_load(f),
+                             first_failing_load=1.1) for f in shares(5)]
+    r = region_metrics(CapacityRegion(instances=["a", "b"], solo_caps=caps, boundary=on_line))
+    assert r.sharing_efficiency == pytest.approx(1.0) and r.vs_separate_cards == pytest.approx(0.5)
+    corner = [BoundaryPoint(share=0.5, ratio=0, rates={"a": 40.0, "b": 10.0}, load=2.0, rectangle_load=2.0,
+                            first_failing_load=None)]
+    assert region_metrics(CapacityRegion(instances=["a", "b"], solo_caps=caps, boundary=corner)).vs_separate_cards \
+        == pytest.approx(1.0)
+    assert ray_rates(0.25, 1.0, caps) == {"a": 10.0, "b": 7.5} and rectangle_load(0.25) == pytest.approx(4 / 3)
+    assert ray_rates(0.0, 3.0, {"a": 3.0, "b": 6.0, "c": 9.0}) == {"a": 3.0, "b": 6.0, "c": 9.0}  # the diagonal
+
+
+def test_region_search_on_a_planted_boundary(tmp_path: Path):
+    """The orchestration's region search with a planted probe: together the instances carry 0.8 of
+    perfect sharing (interference), whatever the mix; with three, the diagonal finds the same."""
+    from colobench.capacity import CapacitySearch
+    from colobench.specs import experiment_from_dict
+
+    caps = {"a": 40.0, "b": 10.0, "c": 20.0}
+
+    def planted(rates: dict, scale: float, label: str) -> Probe:
+        load = sum(r / caps[n] for n, r in rates.items())
+        return Probe(rates=rates, scale=scale, passed=load <= (1.0 if len(rates) == 1 else 0.8), reason="planted")
+
+    def searcher(names: list[str]) -> CapacitySearch:
+        spec = experiment_from_dict({"instances": [{"name": n, "model": n, "backend": "fake", "slo": {"tpot_ms": 5}}
+                                                   for n in names]}, "t")
+        s = CapacitySearch(spec, tmp_path, precision=0.02)
+        s.probe = planted  # type: ignore[method-assign]
+        return s
+
+    two = searcher(["a", "b"]).region({"a": 40.0, "b": 10.0}, rays=5)
+    assert len(two.boundary) == 5 and all(b.load == pytest.approx(0.8, rel=0.021) for b in two.boundary)
+    assert two.sharing_efficiency == pytest.approx(0.8, rel=0.021) and 0.32 < two.vs_separate_cards < 0.5
+    assert [round(b.ratio, 3) for b in two.boundary] == [round((1 - f) * 10 / (f * 40), 3) for f in shares(5)]
+    three = searcher(["a", "b", "c"]).region(caps, rays=5)
+    (diagonal,) = three.boundary
+    assert diagonal.load == pytest.approx(0.8, rel=0.021) and diagonal.ratio is None
+    assert diagonal.rates["a"] / 40 == pytest.approx(diagonal.rates["c"] / 20)  # each at the same share of its own
+
+
+def test_knee_by_hand():
+    tpot = {1.0: 10.0, 2.0: 10.5, 4.0: 12.0, 8.0: 40.0, 6.0: 14.0}
+    probes = [Probe(rates={"a": r}, scale=r, passed=True, reason="met", p99_tpot_ms={"a": v}) for r, v in tpot.items()]
+    assert knee(probes, "a") == 6.0  # 40 > 1.5 x 10 first at 8 req/s
+    assert knee(probes[:2], "a") is None
+
+
+# ---- bad input ---------------------------------------------------------------------------------------
+
+def test_capacity_refuses_what_it_cannot_search(tmp_path: Path, cli_env: dict):
+    no_slo = run_cli(["capacity", "-m", "tiny", "-d", "cpu", "-o", str(tmp_path / "x")], cli_env, tmp_path)
+    assert no_slo.returncode == 2 and "has no slo" in no_slo.stderr and "Traceback" not in no_slo.stderr
+    swept = run_cli(["capacity", "-m", "tiny", "-d", "cpu", "--slo", "tpot_ms=50", "-b", "1,2", "-o",
+                     str(tmp_path / "y")], cli_env, tmp_path)
+    assert swept.returncode == 2 and "remove the sweep" in swept.stderr
+    rays = run_cli(["capacity", "-m", "tiny", "-m", "tiny", "-d", "cpu", "--slo", "tpot_ms=50", "--rays", "3", "-o",
+                    str(tmp_path / "z")], cli_env, tmp_path)
+    assert rays.returncode == 2 and "at least 5 rays" in rays.stderr
+    bad = run_cli(["run", "-m", "tiny", "--slo", "tpot=5"], cli_env, tmp_path)
+    assert bad.returncode == 2 and "--slo" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    for folder in ("x", "y", "z"):
+        assert not (tmp_path / folder).exists()
+
+
+# ---- the whole search against the fake shared device -------------------------------------------------
+
+PROMPT, OUTPUT = 16, 8
+DECODE_TOK_S, PREFILL_TOK_S, ITL_MS = 500.0, 8000.0, 5.0
+
+
+@pytest.mark.slow
+def test_capacity_of_a_shared_device_matches_the_computed_one(tmp_path: Path, cli_env: dict):
+    """Two models on one simulated device, a server colobench manages itself: each alone can
+    carry 1 / (p/M + (n-1)/N) req/s, and together they share that budget (the boundary is the
+    perfect-sharing line). The search finds both within 10% (its precision); nothing here depends
+    on how fast this machine is, only on the simulated device."""
+    truth = shared_device_capacity(PROMPT, OUTPUT, DECODE_TOK_S, PREFILL_TOK_S)
+    server = {"name": "device", "command": [sys.executable, "-m", "colobench", "fake-server", "--port", "{port}",
+                                            "--models", "a,b", "--decode-tok-s", str(DECODE_TOK_S), "--prefill-tok-s",
+                                            str(PREFILL_TOK_S), "--itl-ms", str(ITL_MS)], "ready_timeout_s": 60}
+    inst = {"backend": "openai", "server": "device", "slo": {"tpot_ms": 20, "ttft_ms": 100},
+            "workload": {"prompt_tokens": PROMPT, "output_tokens": OUTPUT, "arrival": "constant"}}
+    experiment = tmp_path / "shared.yaml"
+    experiment.write_text(json.dumps({"name": "shared", "servers": [server],
+                                      "instances": [{**inst, "name": "a", "model": "a"},
+                                                    {**inst, "name": "b", "model": "b"}]}))  # JSON is YAML
+    out = tmp_path / "cap"
+    proc = run_cli(["capacity", str(experiment), "--probe-s", "1.5", "--precision", "0.1", "--target", "0.95",
+                    "--start-rate", f"{truth * 0.6:.3f}", "-o", str(out)], cli_env, tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads((out / "capacity.json").read_text())["capacity"]
+    for name in ("a", "b"):
+        cap = found["solo"][name]["max_rate"]
+        assert cap == pytest.approx(truth, rel=0.10), (name, cap, truth)
+        assert found["solo"][name]["probes"], "every probe is kept"
+    region = found["region"]
+    assert len(region["boundary"]) >= 5
+    for point in region["boundary"]:
+        true_load = sum(rate / truth for rate in point["rates"].values())  # 1.0 on the computed boundary
+        assert true_load == pytest.approx(1.0, rel=0.12), point
+    assert region["sharing_efficiency"] == pytest.approx(1.0, abs=0.15)
+    assert (out / "capacity.html").stat().st_size > 10_000
+    first = sorted((out / "probes").iterdir())[0]
+    assert (first / "summary.json").is_file()  # each probe is a run directory `colobench report` reopens
+    assert "co-location boundary" in proc.stdout and json.loads(proc.stdout.strip().splitlines()[-1])["capacity"]
+    assert "server device ready" in proc.stderr and proc.stderr.count("ready on port") == 1  # started once
+    log = (out / "servers" / "device.log").read_text()
+    assert "one shared device" in log  # the server's own banner, kept with the search
