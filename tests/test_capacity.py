@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,49 @@ PROMPT, OUTPUT = 16, 8
 DECODE_TOK_S, PREFILL_TOK_S, ITL_MS = 500.0, 8000.0, 5.0
 
 
+def _shared_device_experiment(path: Path) -> Path:
+    """Two models `a` and `b` on one managed fake shared device, each with an SLO."""
+    server = {"name": "device", "command": [sys.executable, "-m", "colobench", "fake-server", "--port", "{port}",
+                                            "--models", "a,b", "--decode-tok-s", str(DECODE_TOK_S), "--prefill-tok-s",
+                                            str(PREFILL_TOK_S), "--itl-ms", str(ITL_MS)], "ready_timeout_s": 60}
+    inst = {"backend": "openai", "server": "device", "slo": {"tpot_ms": 20, "ttft_ms": 100},
+            "workload": {"prompt_tokens": PROMPT, "output_tokens": OUTPUT, "arrival": "constant"}}
+    path.write_text(json.dumps({"name": "shared", "servers": [server],  # JSON is YAML
+                                "instances": [{**inst, "name": "a", "model": "a"}, {**inst, "name": "b", "model": "b"}]}))
+    return path
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_a_capacity_search_keeps_what_it_found_and_no_server(tmp_path: Path, cli_env: dict):
+    import os
+    import re
+    import signal
+
+    import psutil
+
+    from conftest import start_cli
+
+    out = tmp_path / "cap"
+    proc = start_cli(["capacity", str(_shared_device_experiment(tmp_path / "e.yaml")), "--probe-s", "30",
+                      "--start-rate", "20", "-o", str(out)], cli_env, tmp_path, new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "probes").glob("001-*/runs/*/records/*.jsonl")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.3)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    pid = int(re.search(r"server device ready on port \d+ \(pid (\d+)\)", stderr).group(1))
+    try:
+        psutil.wait_procs([psutil.Process(pid)], timeout=30)
+        assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        pass  # gone, as it should be
+    found = json.loads((out / "capacity.json").read_text())["capacity"]
+    assert found["interrupted"] is True and "Traceback" not in stderr
+
+
 @pytest.mark.slow
 def test_capacity_of_a_shared_device_matches_the_computed_one(tmp_path: Path, cli_env: dict):
     """Two models on one simulated device, a server colobench manages itself: each alone can
@@ -158,15 +202,7 @@ def test_capacity_of_a_shared_device_matches_the_computed_one(tmp_path: Path, cl
     perfect-sharing line). The search finds both within 10% (its precision); nothing here depends
     on how fast this machine is, only on the simulated device."""
     truth = shared_device_capacity(PROMPT, OUTPUT, DECODE_TOK_S, PREFILL_TOK_S)
-    server = {"name": "device", "command": [sys.executable, "-m", "colobench", "fake-server", "--port", "{port}",
-                                            "--models", "a,b", "--decode-tok-s", str(DECODE_TOK_S), "--prefill-tok-s",
-                                            str(PREFILL_TOK_S), "--itl-ms", str(ITL_MS)], "ready_timeout_s": 60}
-    inst = {"backend": "openai", "server": "device", "slo": {"tpot_ms": 20, "ttft_ms": 100},
-            "workload": {"prompt_tokens": PROMPT, "output_tokens": OUTPUT, "arrival": "constant"}}
-    experiment = tmp_path / "shared.yaml"
-    experiment.write_text(json.dumps({"name": "shared", "servers": [server],
-                                      "instances": [{**inst, "name": "a", "model": "a"},
-                                                    {**inst, "name": "b", "model": "b"}]}))  # JSON is YAML
+    experiment = _shared_device_experiment(tmp_path / "shared.yaml")
     out = tmp_path / "cap"
     proc = run_cli(["capacity", str(experiment), "--probe-s", "1.5", "--precision", "0.1", "--target", "0.95",
                     "--start-rate", f"{truth * 0.6:.3f}", "-o", str(out)], cli_env, tmp_path, timeout=900)

@@ -60,6 +60,7 @@ class CapacitySearch:
         self.progress = progress or CapacityProgress()
         self.names = spec.instance_names()
         self.count = 0
+        self.history: list[Probe] = []  # every probe, in order
         self.min_requests = max(10, math.ceil(1 / (1 - target))) if target < 1 else 100
 
     # ---- one probe -----------------------------------------------------------------------------
@@ -124,6 +125,7 @@ class CapacitySearch:
         probe = Probe(rates=rates, scale=scale, passed=not reasons, reason="; ".join(reasons) or "met",
                       over_saturated=saturated, run_dir=str(folder), wall_s=time.monotonic() - started,
                       **fields)
+        self.history.append(probe)
         self.progress.probe_done(label, probe)
         return probe
 
@@ -193,7 +195,8 @@ def managed_servers(spec: ExperimentSpec, out: Path, source: str,
                 started[server.name] = managed
                 managed.start()
                 ready_s = managed.wait_ready()
-                progress.note(f"server {server.name} ready on port {managed.port} in {ready_s:.1f} s")
+                progress.note(f"server {server.name} ready on port {managed.port} (pid {managed.pid}) in "
+                              f"{ready_s:.1f} s")
         data = spec.model_dump(mode="json", exclude_none=True)
         for inst in data["instances"]:
             if inst.get("server") in started:
@@ -239,16 +242,23 @@ def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, pr
         return s
 
     solo: dict[str, SoloCapacity] = {}
-    for name in searcher.names:
-        solo[name] = searcher.solo(name)
-        summary = save(summary.model_copy(update={"solo": dict(solo)}))
-    caps = {n: s.max_rate for n, s in solo.items()}
-    if len(caps) >= 2:
-        missing = [n for n, c in caps.items() if not c]
-        if missing:
-            (progress or CapacityProgress()).note(f"no co-location region: {', '.join(missing)} met the SLO at no "
-                                                  "probed rate")
-        else:
-            region = searcher.region({n: float(c) for n, c in caps.items() if c}, rays)
-            summary = save(summary.model_copy(update={"region": region}))
+    kept = 0  # probes already part of a finished search in the summary
+    try:
+        for name in searcher.names:
+            solo[name] = searcher.solo(name)
+            kept = len(searcher.history)
+            summary = save(summary.model_copy(update={"solo": dict(solo)}))
+        caps = {n: s.max_rate for n, s in solo.items()}
+        if len(caps) >= 2:
+            missing = [n for n, c in caps.items() if not c]
+            if missing:
+                (progress or CapacityProgress()).note(f"no co-location region: {', '.join(missing)} met the SLO at "
+                                                      "no probed rate")
+            else:
+                region = searcher.region({n: float(c) for n, c in caps.items() if c}, rays)
+                kept = len(searcher.history)
+                summary = save(summary.model_copy(update={"region": region}))
+    except KeyboardInterrupt:  # what was found is kept, with the unfinished search's probes
+        save(summary.model_copy(update={"interrupted": True, "unfinished": searcher.history[kept:]}))
+        raise
     return save(summary)

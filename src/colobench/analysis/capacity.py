@@ -102,6 +102,8 @@ class CapacitySummary(Model):
     region: CapacityRegion | None = None
     probes: int = 0
     wall_s: float = 0.0
+    interrupted: bool = False  # stopped (Ctrl-C): `unfinished` holds the probes of the search under way
+    unfinished: list[Probe] = []
 
 
 def search(probe: Callable[[float], Probe], start: float, precision: float = DEFAULT_PRECISION,
