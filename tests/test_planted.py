@@ -208,15 +208,19 @@ def test_mbu_above_100_is_implausible(bytes_per_step, suspect):
     assert "implausible" not in telemetry_line(_roofline_phase(60.0, bytes_per_step))
 
 
-@pytest.mark.parametrize("scaling, where", [(1.95, "above"), (1.7, "near"), (1.2, "far below")])
-def test_hardware_bound_wording(scaling, where):
-    """Bound 1.81x (peak / mean solo bandwidth): near means within 10% below it, never above."""
+@pytest.mark.parametrize("scaling, interval, where", [(1.95, None, "above"), (1.95, (1.90, 2.0), "above"),
+                                                     (1.85, (1.70, 2.0), "near"), (1.7, None, "near"),
+                                                     (1.2, None, "far below")])
+def test_hardware_bound_wording(scaling, interval, where):
+    """Bound 1.81x (peak / mean solo bandwidth): near means within 10% below it; above only when
+    the scaling's whole interval is (1.85x [1.70, 2.00] is consistent with the bound: near)."""
     mt = _roofline_phase(55.25, 2 * 2**30)  # 11.05 GB/s of 20: bound 20 / 11.05 = 1.81
     bound = bandwidth_bound({"a": mt, "b": mt}, ["a", "b"], scaling)
     assert bound.scaling_bound == pytest.approx(1.81, abs=0.01)
     from colobench.analysis.model import Interference
 
-    inter = Interference(instances=2, ideal_scaling=2, throughput_scaling=scaling, bandwidth_bound=bound)
+    inter = Interference(instances=2, ideal_scaling=2, throughput_scaling=scaling, bandwidth_bound=bound,
+                         throughput_scaling_interval=interval)
     (check,) = [c for c in point_checks("", inter) if c.kind == "hardware_bound"]
     assert f"{scaling:.2f}x is {where} that bound" in check.sentence
     assert (check.level == "warning") == (where == "above")
