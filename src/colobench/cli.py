@@ -225,11 +225,11 @@ class _CapacityLines(CapacityProgress):
         rates = ", ".join(f"{n} {r:.3g}" for n, r in probe.rates.items())
         met = ", ".join(f"{n} {v * 100:.1f}%" for n, v in probe.attainment.items() if v is not None)
         verdict = "[green]pass[/]" if probe.passed else f"[red]fail[/] ({escape(probe.reason)})"
-        self.console.print(f"[colobench capacity] probe {self.count} {escape(label)}: {escape(rates)} req/s, SLO met "
+        self.console.print(f"\\[colobench capacity] probe {self.count} {escape(label)}: {escape(rates)} req/s, SLO met "
                            f"{escape(met) or '-'}: {verdict} [{probe.wall_s:.0f} s]")
 
     def note(self, text: str) -> None:
-        self.console.print(f"[colobench capacity] {escape(text)}")
+        self.console.print(f"\\[colobench capacity] {escape(text)}")
 
 
 @app.command()

@@ -52,6 +52,17 @@ def _takes_bool(annotation: Any) -> bool:
     return any(_takes_bool(a) for a in get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else False
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_names(value: dict[str, Any]) -> dict[str, str]:
+    """Environment variables of a worker or a server: names a shell accepts, values as text."""
+    for key in value:
+        if not ENV_NAME.match(key):
+            raise ValueError(f"{key!r} is not an environment variable name")
+    return {k: str(v) for k, v in value.items()}
+
+
 class _Frozen(BaseModel):
     """Frozen, unknown keys refused, infinities and NaN refused, and a boolean is never a number
     (`requests: true` is an error, not 1)."""
@@ -448,10 +459,7 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"{key!r} is not an environment variable name")
-        return {k: str(v) for k, v in value.items()}
+        return env_names(value)
 
     @model_validator(mode="after")
     def _backend_fields(self) -> "InstanceSpec":

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from colobench.specs.models import MANAGED_BASE_URL, MAX_TIMEOUT_S, NAME_PATTERN, _Frozen
+from colobench.specs.models import MANAGED_BASE_URL, MAX_TIMEOUT_S, NAME_PATTERN, _Frozen, env_names
 
 PORT = "{port}"  # replaced in every command element, and in a managed instance's URLs
 assert PORT in MANAGED_BASE_URL
@@ -68,10 +68,7 @@ class ServerSpec(_Frozen):
     @field_validator("env")
     @classmethod
     def _env_names(cls, value: dict[str, Any]) -> dict[str, str]:
-        for key in value:
-            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-                raise ValueError(f"{key!r} is not an environment variable name")
-        return {k: str(v) for k, v in value.items()}
+        return env_names(value)
 
     @field_validator("device")
     @classmethod
