@@ -144,6 +144,10 @@ def test_capacity_refuses_what_it_cannot_search(tmp_path: Path, cli_env: dict):
     assert bad.returncode == 2 and "--slo" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     for folder in ("x", "y", "z"):
         assert not (tmp_path / folder).exists()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "capacity.json").write_text('{"capacity": {"x": 1}}')
+    broken = run_cli(["report", str(tmp_path / "broken")], cli_env, tmp_path)
+    assert broken.returncode == 2 and "not a capacity summary" in broken.stderr and "Traceback" not in broken.stderr
 
 
 # ---- the whole search against the fake shared device -------------------------------------------------
@@ -225,3 +229,5 @@ def test_capacity_of_a_shared_device_matches_the_computed_one(tmp_path: Path, cl
     assert "server device ready" in proc.stderr and proc.stderr.count("ready on port") == 1  # started once
     log = (out / "servers" / "device.log").read_text()
     assert "one shared device" in log  # the server's own banner, kept with the search
+    again = run_cli(["report", str(out)], cli_env, tmp_path)  # the tables again, from capacity.json alone
+    assert again.returncode == 0 and "co-location boundary" in again.stdout and "a alone: capacity" in again.stdout

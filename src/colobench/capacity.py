@@ -26,6 +26,7 @@ from colobench.analysis.capacity import (DEFAULT_PRECISION, DEFAULT_TARGET, Boun
 from colobench.errors import ColobenchError, make_dir
 from colobench.launch.servers import ManagedServer, check_servers
 from colobench.launch.state import write_json_atomic
+from colobench.records import load_json
 from colobench.specs import ExperimentSpec, experiment_from_dict
 
 PILOT_REQUESTS = 6
@@ -38,6 +39,15 @@ class CapacityProgress:
     def probe_done(self, label: str, probe: Probe) -> None: ...
 
     def note(self, text: str) -> None: ...
+
+
+def load_capacity(folder: Path) -> CapacitySummary:
+    """A capacity folder's capacity.json, or a one-line error naming it."""
+    path = folder / "capacity.json"
+    try:
+        return CapacitySummary.model_validate(load_json(path)["capacity"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ColobenchError(f"{path}: not a capacity summary ({str(exc).splitlines()[0]})") from None
 
 
 def check_spec(spec: ExperimentSpec, source: str) -> None:

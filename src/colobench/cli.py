@@ -29,7 +29,7 @@ from colobench.analysis.compare import TOLERANCE, entries, overall
 from colobench.analysis.compare import compare as compare_runs
 from colobench.cli_flags import FLAG_KNOBS, build_spec, for_flags, knobs_named, with_knob_options
 from colobench.analysis.diagnosis.logscan import RULES as LOG_RULES
-from colobench.capacity import CapacityProgress, run_capacity
+from colobench.capacity import CapacityProgress, load_capacity, run_capacity
 from colobench.report.capacity import print_capacity, write_capacity_html
 from colobench.analysis.diagnosis.logscan import rules_from
 from colobench.devices.npu_smi import chip_rows, kind_of_output
@@ -295,9 +295,20 @@ def report(
     md_out: bool = typer.Option(False, "--md", help="print the metrics table as markdown"),
     records_out: Optional[Path] = typer.Option(None, "--records", help="export every request record to .csv or .parquet"),
 ) -> None:
-    """Print the tables of a run again, recomputed from its records alone; or export them."""
+    """Print the tables of a run again, recomputed from its records alone; or export them. A
+    `colobench capacity` folder: its capacity tables again (--html rewrites capacity.html)."""
     check_file_target(csv_out, "--csv")
     check_file_target(records_out, "--records")
+    if (Path(run_dir) / "capacity.json").is_file() and not (Path(run_dir) / "manifest.json").exists():
+        found = load_capacity(Path(run_dir))
+        if json_out:
+            print(api.dump_json_line({"capacity": found.model_dump(mode="json", by_alias=True)}))
+        elif html_out:
+            with writing("--html", Path(run_dir) / "capacity.html"):
+                _stderr().print(f"wrote {escape(str(write_capacity_html(found, Path(run_dir))))}")
+        else:
+            print_capacity(found, _stdout())
+        return
     summary = api.load_summary(run_dir)
     if json_out:
         print(api.dump_json_line(summary))
