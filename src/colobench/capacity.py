@@ -23,6 +23,7 @@ from colobench import api
 from colobench.analysis.capacity import (DEFAULT_PRECISION, DEFAULT_TARGET, BoundaryPoint, CapacityRegion,
                                          CapacitySummary, Probe, SoloCapacity, knee, ray_rates, rectangle_load,
                                          region_metrics, search, shares)
+from colobench.analysis.model import Check
 from colobench.errors import ColobenchError, make_dir
 from colobench.launch.servers import ManagedServer, check_servers
 from colobench.launch.state import write_json_atomic
@@ -31,6 +32,12 @@ from colobench.specs import ExperimentSpec, experiment_from_dict
 
 PILOT_REQUESTS = 6
 RATE_SHORTFALL = 0.90  # achieved below this share of the requested rate: the server (or client) could not keep up
+
+
+def _improving(check: Check) -> bool:
+    """A latency that fell during the probe (caches warming, batches filling) makes a benchmark
+    INVALID but says nothing against the rate; a rising one is a queue growing: it fails."""
+    return check.kind == "steady_state" and check.value is not None and check.value < 0
 
 
 class CapacityProgress:
@@ -120,16 +127,17 @@ class CapacitySearch:
             fields["p99_ttft_ms"][name] = mt.p99_ttft_ms
             fields["p99_tpot_ms"][name] = mt.p99_tpot_ms
             fields["requests"][name] = mt.completed + mt.failed
-            invalid = mt.validity is not None and mt.validity.verdict != "VALID"
+            invalid = [c for c in result.summary.checks if c.level == "invalid" and c.subject.instance == name
+                       and c.subject.phase == phase and not _improving(c)]
             short = achieved is not None and achieved < RATE_SHORTFALL * rate
-            if invalid and any("over-saturated" in r for r in mt.validity.reasons) or short:
+            if any(c.verdict == "over_saturated" for c in invalid) or short:
                 saturated = True
             if mt.slo_attainment is None or mt.slo_attainment < self.target:
                 met = f"{mt.slo_attainment * 100:.1f}%" if mt.slo_attainment is not None else "nothing"
                 worst = f", missed most: {mt.slo.worst}" if mt.slo is not None and mt.slo.worst else ""
                 reasons.append(f"{name}: SLO met {met} < {self.target * 100:g}%{worst}")
             if invalid:
-                reasons.append(f"{name}: INVALID ({'; '.join(mt.validity.reasons)[:160]})")
+                reasons.append(f"{name}: INVALID ({'; '.join(c.sentence for c in invalid)[:160]})")
             if short:
                 reasons.append(f"{name}: sent {achieved:.3g} of {rate:.3g} req/s asked (over-saturated)")
         probe = Probe(rates=rates, scale=scale, passed=not reasons, reason="; ".join(reasons) or "met",

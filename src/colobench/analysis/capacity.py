@@ -3,8 +3,10 @@ of loads two (or more) co-located instances carry together.
 
 A *probe* runs the instances in open loop at given request rates for long enough to judge; it
 passes when every instance's SLO attainment (the share of its requests that met every objective,
-see `analysis.phase.slo_result`) is at least the target (99% by default) and its measurement is
-VALID. Capacity is the highest passing rate.
+see `analysis.phase.slo_result`) is at least the target (99% by default) and no check makes its
+measurement invalid (too few requests, a queue growing, a client that could not keep up, ...);
+a latency that *fell* during the probe is the one invalidity that does not count against a rate.
+Capacity is the highest passing rate.
 
 The search (`search`) is the same for one instance and for a ray through the co-location region:
 a scalar `x` (a rate, or a scale along a ray), bracketed by doubling from a start value while
