@@ -160,11 +160,12 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
     if ok:
         fields["window_ns"] = (min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok))
     if objectives:
-        slo = slo_result(ok, n_failed, duration, objectives)
+        misses = {id(r): _misses(r, objectives) for r in ok}  # judged once, used for the phase and per window
+        slo = slo_result(ok, n_failed, duration, objectives, misses)
         fields.update(slo=slo, goodput=slo.goodput_req_s, slo_attainment=slo.attainment)
         # one value per repetition, as for every headline: the unit of `compare`'s intervals
         failed_by_rep = Counter(r.repetition for r in failed for _ in range(1 + r.also_failed))
-        good_by_rep = {k: sum(1 for r in by_rep[k] if not _misses(r, objectives)) for k in reps}
+        good_by_rep = {k: sum(1 for r in by_rep[k] if not misses[id(r)]) for k in reps}
         rate = rep_stats.request_throughput
         fields["repetition_stats"] = rep_stats.model_copy(update={
             "goodput": [rate[i] * good_by_rep[k] / len(by_rep[k]) if rate[i] is not None else None
@@ -184,14 +185,16 @@ def _misses(r: RequestRecord, objectives: dict[str, float]) -> list[str]:
     return [k for k, limit in objectives.items() if values.get(k) is not None and values[k] > limit]
 
 
-def slo_result(ok: list[RequestRecord], failed: int, duration_s: float, objectives: dict[str, float]) -> SLOResult:
-    """Goodput and attainment of one phase against its objectives (see `SLOResult`)."""
+def slo_result(ok: list[RequestRecord], failed: int, duration_s: float, objectives: dict[str, float],
+               misses: dict[int, list[str]] | None = None) -> SLOResult:
+    """Goodput and attainment of one phase against its objectives (see `SLOResult`); `misses`:
+    each record's missed objectives by `id`, when the caller has judged them already."""
     missed: Counter[str] = Counter()
     good = 0
     for r in ok:
-        misses = _misses(r, objectives)
-        missed.update(misses)
-        good += not misses
+        own = misses[id(r)] if misses is not None else _misses(r, objectives)
+        missed.update(own)
+        good += not own
     total = len(ok) + failed
     worst = max(missed, key=lambda k: missed[k]) if missed else ("failed" if failed else None)
     return SLOResult(objectives=dict(objectives), requests=total, good=good, failed=failed,

@@ -55,6 +55,13 @@ def _takes_bool(annotation: Any) -> bool:
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+def checked_name(value: str) -> str:
+    """A name that prefixes folders, files and point ids (an experiment, instance or server)."""
+    if not NAME_PATTERN.match(value):
+        raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
+    return value
+
+
 def env_names(value: dict[str, Any]) -> dict[str, str]:
     """Environment variables of a worker or a server: names a shell accepts, values as text."""
     for key in value:
@@ -501,9 +508,7 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
     @field_validator("name")
     @classmethod
     def _name_format(cls, value: str | None) -> str | None:
-        if value is not None and not NAME_PATTERN.match(value):
-            raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
-        return value
+        return checked_name(value) if value is not None else None
 
 
 ENDPOINT_KNOBS = knobs_of(_EndpointFields, "instance")
@@ -573,9 +578,7 @@ class ExperimentKnobs(_Frozen):
     @field_validator("name")
     @classmethod
     def _name_format(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
-        return value
+        return checked_name(value)
 
 
 WORKLOAD_KNOBS = knobs_of(WorkloadSpec, "workload")

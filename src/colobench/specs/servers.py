@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from colobench.specs.models import MANAGED_BASE_URL, MAX_TIMEOUT_S, NAME_PATTERN, _Frozen, env_names
+from colobench.specs.models import MANAGED_BASE_URL, MAX_TIMEOUT_S, _Frozen, checked_name, env_names
 
 PORT = "{port}"  # replaced in every command element, and in a managed instance's URLs
 assert PORT in MANAGED_BASE_URL
@@ -54,9 +54,7 @@ class ServerSpec(_Frozen):
     @field_validator("name")
     @classmethod
     def _name_format(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError("name may hold letters, digits, '.', '_' and '-' and must start with a letter or digit")
-        return value
+        return checked_name(value)
 
     @field_validator("command")
     @classmethod
