@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from colobench import api
+from colobench.rundir import ClockAnchor, InstanceEntry, PlannedRun, RunDir
 from colobench.analysis.advice import Guard, advise
 from colobench.analysis.diagnosis.logscan import RULES, line_time, rules_from, scan_run
 from colobench.analysis.model import (Distribution, Distributions, InstanceFacts, Interference, PhaseMetrics, Point,
@@ -90,11 +91,12 @@ def test_every_rule_has_a_planted_line_and_fires_alone():
 
 
 def _scan(tmp_path: Path, text: str, anchor: dict | None = None, rules=RULES):
-    rdir = tmp_path / "runs" / "solo-a"
-    (rdir / "logs").mkdir(parents=True, exist_ok=True)
-    (rdir / "logs" / "a.log").write_text(text)
-    run = {"run_id": "solo-a", "phase": "solo", "instances": [{"name": "a"}]}
-    return scan_run(rdir, run, "", anchor, 0, rules)
+    folder = RunDir(tmp_path).run("solo-a")
+    folder.log("a").parent.mkdir(parents=True, exist_ok=True)
+    folder.log("a").write_text(text)
+    run = PlannedRun(run_id="solo-a", phase="solo",
+                     instances=[InstanceEntry(name="a", model="m", device="cpu", dtype="float32", cpu_threads=1)])
+    return scan_run(folder, run, "", ClockAnchor(**anchor) if anchor else None, 0, rules)
 
 
 def test_log_rules_against_fixture_logs(tmp_path: Path):

@@ -21,6 +21,7 @@ LAYERS = [
     ("report", ("colobench.report",)),
     ("analysis", ("colobench.analysis",)),
     ("launch", ("colobench.launch",)),
+    ("rundir", ("colobench.rundir",)),
     ("plan", ("colobench.plan", "colobench.sweep")),
     ("specs", ("colobench.specs",)),
     ("loadgen", ("colobench.loadgen",)),
@@ -30,7 +31,7 @@ LAYERS = [
     ("devices", ("colobench.devices",)),
     ("models", ("colobench.models",)),
     ("base", ("colobench.records", "colobench.clock", "colobench.errors", "colobench.aio", "colobench.secrets",
-              "colobench.stopping",
+              "colobench.stopping", "colobench.typed",
               "colobench")),
 ]
 HEAVY = ("torch", "transformers", "ray", "torch_npu", "torchair", "pynvml", "plotly", "optimum", "pyarrow")

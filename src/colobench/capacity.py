@@ -13,11 +13,10 @@ request at a time would keep the server busy.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from colobench import api
 from colobench.analysis.capacity import (DEFAULT_PRECISION, DEFAULT_TARGET, BoundaryPoint, CapacityRegion,
@@ -25,9 +24,8 @@ from colobench.analysis.capacity import (DEFAULT_PRECISION, DEFAULT_TARGET, Boun
                                          region_metrics, search, shares)
 from colobench.analysis.model import Check
 from colobench.errors import ColobenchError, make_dir
-from colobench.launch.servers import ManagedServer, check_servers
-from colobench.launch.state import write_json_atomic
 from colobench.records import load_json
+from colobench.rundir import RunDir, write_json_atomic
 from colobench.specs import ExperimentSpec, experiment_from_dict
 
 PILOT_REQUESTS = 6
@@ -50,7 +48,7 @@ class CapacityProgress:
 
 def load_capacity(folder: Path) -> CapacitySummary:
     """A capacity folder's capacity.json, or a one-line error naming it."""
-    path = folder / "capacity.json"
+    path = RunDir(folder).capacity
     try:
         return CapacitySummary.model_validate(load_json(path)["capacity"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -72,7 +70,7 @@ class CapacitySearch:
     def __init__(self, spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET,
                  precision: float = DEFAULT_PRECISION, probe_s: float = 10.0, start_rate: float | None = None,
                  progress: CapacityProgress | None = None, source: str = "experiment"):
-        self.spec, self.out, self.target, self.precision, self.probe_s = spec, out, target, precision, probe_s
+        self.spec, self.out, self.target, self.precision, self.probe_s = spec, RunDir(out), target, precision, probe_s
         self.start_rate, self.source = start_rate, source
         self.progress = progress or CapacityProgress()
         self.names = spec.instance_names()
@@ -99,7 +97,7 @@ class CapacitySearch:
 
     def _folder(self, label: str) -> Path:
         self.count += 1
-        return self.out / "probes" / f"{self.count:03d}-{label}"
+        return self.out.probe(self.count, label).root
 
     def probe(self, rates: dict[str, float], scale: float, label: str) -> Probe:
         """Run the instances at `rates` together (one alone: its solo phase) and judge."""
@@ -193,40 +191,6 @@ class CapacitySearch:
         return region_metrics(CapacityRegion(instances=list(caps), solo_caps=caps, boundary=boundary))
 
 
-@contextlib.contextmanager
-def managed_servers(spec: ExperimentSpec, out: Path, source: str,
-                    progress: CapacityProgress) -> Iterator[ExperimentSpec]:
-    """The experiment with its managed servers (`servers:`, instances naming `server:`) started
-    once for the whole search, each instance pointed at its server's URL and pid; every probe
-    then reuses them (a vLLM start costs a minute, a search has dozens of probes). Stopped on
-    every way out; their logs are `OUT/servers/<name>.log`."""
-    used = {i.server for i in spec.instances if i.server}
-    if not used:
-        yield spec
-        return
-    check_servers(spec, api.prepare(spec, source), source)
-    started: dict[str, ManagedServer] = {}
-    try:
-        for server in spec.servers:
-            if server.name in used:
-                managed = ManagedServer(server, out / "servers" / f"{server.name}.log")
-                started[server.name] = managed
-                managed.start()
-                ready_s = managed.wait_ready()
-                progress.note(f"server {server.name} ready on port {managed.port} (pid {managed.pid}) in "
-                              f"{ready_s:.1f} s")
-        data = spec.model_dump(mode="json", exclude_none=True)
-        for inst in data["instances"]:
-            if inst.get("server") in started:
-                managed = started[inst.pop("server")]
-                inst.update(base_url=managed.base_url, server_pid=managed.pid)
-        data["servers"] = [s for s in data.get("servers", []) if s["name"] not in started]
-        yield experiment_from_dict(data, source)
-    finally:
-        for managed in started.values():
-            managed.stop()
-
-
 def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET, precision: float = DEFAULT_PRECISION,
                  probe_s: float = 10.0, rays: int = 5, start_rate: float | None = None,
                  progress: CapacityProgress | None = None, source: str = "experiment",
@@ -239,7 +203,8 @@ def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET
     if out.exists() and any(out.iterdir()):
         raise ColobenchError(f"--out {out}: folder exists and is not empty; choose another")
     make_dir(out, "--out")
-    with managed_servers(spec, out, source, progress or CapacityProgress()) as running:
+    note = (progress or CapacityProgress()).note
+    with api.managed_servers(spec, RunDir(out), source, note) as running:
         return _search(running, out, target, precision, probe_s, rays, start_rate, progress, source, on_update)
 
 
@@ -254,7 +219,7 @@ def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, pr
 
     def save(s: CapacitySummary) -> CapacitySummary:
         s = s.model_copy(update={"probes": searcher.count, "wall_s": time.monotonic() - started})
-        write_json_atomic(out / "capacity.json", {"capacity": s.model_dump(mode="json", by_alias=True)})
+        write_json_atomic(RunDir(out).capacity, {"capacity": s.model_dump(mode="json", by_alias=True)})
         if on_update is not None:
             on_update(s)
         return s

@@ -42,6 +42,7 @@ from colobench.report.console import print_findings, print_summary, validity_lin
 from colobench.report.headline import headline
 from colobench.report.html import comparison_page
 from colobench.serve.fake_openai import KNOWN_FAULTS, FakeServerConfig, serve
+from colobench.rundir import DEFAULT_RUNS_DIR, RunDir
 from colobench.specs import Knob
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich", no_args_is_help=True,
@@ -265,7 +266,7 @@ def capacity(
     Every probe is a run under OUT/probes; capacity.json and capacity.html are in OUT.
     """
     spec, source = build_spec(experiment, model, endpoint, knobs or {})
-    folder = out or api.new_run_dir(f"{spec.name}-capacity")
+    folder = out or RunDir.new(DEFAULT_RUNS_DIR, f"{spec.name}-capacity").root
     err = _stderr()
     with stopping.stop_on_signals():
         try:
@@ -274,11 +275,11 @@ def capacity(
         except SpecError as exc:
             raise for_flags(exc) from None
         except KeyboardInterrupt:
-            err.print(f"[yellow]stopped: what was found so far is in {escape(str(folder / 'capacity.json'))}[/]")
+            err.print(f"[yellow]stopped: what was found so far is in {escape(str(RunDir(folder).capacity))}[/]")
             raise typer.Exit(stopping.exit_code())
     print_capacity(summary, _stdout())
     page = write_capacity_html(summary, folder)
-    err.print(f"capacity: {escape(str(folder / 'capacity.json'))}; report: {escape(str(page))}")
+    err.print(f"capacity: {escape(str(RunDir(folder).capacity))}; report: {escape(str(page))}")
     line = {"capacity": {"solo": {n: s.max_rate for n, s in summary.solo.items()},
                          "sharing_efficiency": summary.region.sharing_efficiency if summary.region else None,
                          "vs_separate_cards": summary.region.vs_separate_cards if summary.region else None,
@@ -299,12 +300,12 @@ def report(
     `colobench capacity` folder: its capacity tables again (--html rewrites capacity.html)."""
     check_file_target(csv_out, "--csv")
     check_file_target(records_out, "--records")
-    if (Path(run_dir) / "capacity.json").is_file() and not (Path(run_dir) / "manifest.json").exists():
+    if RunDir(run_dir).is_capacity_dir():
         found = load_capacity(Path(run_dir))
         if json_out:
             print(api.dump_json_line({"capacity": found.model_dump(mode="json", by_alias=True)}))
         elif html_out:
-            with writing("--html", Path(run_dir) / "capacity.html"):
+            with writing("--html", RunDir(run_dir).capacity_html):
                 _stderr().print(f"wrote {escape(str(write_capacity_html(found, Path(run_dir))))}")
         else:
             print_capacity(found, _stdout())
@@ -314,7 +315,7 @@ def report(
         print(api.dump_json_line(summary))
         return
     if html_out:
-        with writing("--html", Path(run_dir) / "report.html"):
+        with writing("--html", RunDir(run_dir).report):
             path = api.write_html_report(run_dir, summary)
         _stderr().print(f"wrote {escape(str(path))}")
     if csv_out or md_out:
@@ -327,7 +328,7 @@ def report(
             print(exports.to_markdown(rows))
     if records_out:
         with writing("--records", records_out):
-            count = exports.export_records(Path(run_dir), records_out)
+            count = exports.export_records(RunDir(run_dir), records_out)
         _stderr().print(f"wrote {count} records to {escape(str(records_out))}")
     if html_out or csv_out or md_out or records_out:
         return
@@ -570,7 +571,7 @@ def diagnose(
     for p in summary.points:
         for phase, name, mt in p.rows():
             console.print(f"  {escape(p.id + ' ' if p.id else '')}{escape(name)} ({phase}): {validity_line(mt)}")
-    logs = [p for p in run_dir.glob("runs/*/logs/**/*") if p.is_file()]
+    logs = RunDir(run_dir).log_files()
     matched = sum(1 for f in summary.findings if f.kind.startswith("log:"))
     yours = f" and {len(rules)} from {escape(str(log_rules))}" if rules else ""
     console.print(f"[bold]logs[/]: {len(logs)} file(s) under runs/*/logs scanned with {len(LOG_RULES)} built-in "

@@ -18,6 +18,7 @@ import typer
 
 from colobench.api import default_experiment, spec_from_run_dir
 from colobench.errors import ColobenchError, SpecError
+from colobench.rundir import RunDir
 from colobench.specs import ALL_KNOBS, ExperimentSpec, Knob, experiment_from_dict, load_experiment_yaml, model_label
 from colobench.specs import models
 from colobench.specs.knobs import PANELS
@@ -245,7 +246,7 @@ def build_spec(experiment: Optional[Path], models: list[str], endpoints: list[st
         source = "command line"
         data = {"name": _default_name(models), "instances": [{"model": m} for m in models]}
     elif resume_dir is not None and launch_only:
-        spec, source = spec_from_run_dir(resume_dir), str(resume_dir / "manifest.json")
+        spec, source = spec_from_run_dir(resume_dir), str(RunDir(resume_dir).manifest)
         if not knobs:
             return spec, source
         data = spec.model_dump(exclude_unset=True)  # a launcher flag is checked against the run's own

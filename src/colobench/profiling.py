@@ -10,17 +10,17 @@ Insight) and its analysis (`colobench.analysis.profile`).
 from __future__ import annotations
 
 import json
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.profile import EmptyTrace, analyse, load_trace
-from colobench.backends import make_backend
-from colobench.devices import get_device
 from colobench.errors import ColobenchError
+from colobench.launch.worker import start_backend, worker_env
+from colobench.rundir import RunDir
 from colobench.workload.synthetic import build_requests, static_batches
 
 
@@ -73,28 +73,26 @@ def async_timing_trap(backend: Any, prompt: tuple[int, ...], iterations: int = T
                            "synchronised time is the step"}
 
 
-def run_profile(plan: Any, out: Path) -> dict[str, Any]:
-    """Profile the plan's first instance; write trace.json and profile.json into `out`."""
-    import torch  # heavy: only when a profile runs
-
+def run_profile(plan: Any, out: RunDir) -> dict[str, Any]:
+    """Profile the plan's first instance in this process, set up as a worker sets up its own
+    (thread counts and the instance's environment before torch loads, knobs, memory cap); write
+    trace.json and profile.json into `out`."""
     inst = plan.instances[0]
     if not inst.in_process:
         raise ColobenchError("profile runs an in-process model (backend transformers)")
-    torch.set_num_threads(inst.cpu_threads)
-    device = get_device(inst.device)
-    backend = make_backend(inst.backend, **inst.backend_settings(device))
-    info = backend.start()
+    os.environ.update(worker_env(inst.model_dump()))
+    device, backend, info = start_backend(inst)
     wl = inst.workload
     batch_size = wl.batch_size if isinstance(wl.batch_size, int) else 1
     batch = static_batches(build_requests(batch_size, wl.prompt_tokens, wl.output_tokens, backend.vocab_size,
                                           wl.seed), batch_size)[0]
     backend.generate(batch)  # warm-up (and compilation in graph mode), not profiled
     trap = async_timing_trap(backend, batch.prompts[0])
-    out.mkdir(parents=True, exist_ok=True)
+    out.root.mkdir(parents=True, exist_ok=True)
     profiler = device.profiler()
     with profiler:
         steps = backend.generate(batch)[0].token_ns
-    trace = out / "trace.json"
+    trace = out.trace
     profiler.export_chrome_trace(str(trace))  # torch_npu's catches its own errors: the trace is checked below
     try:
         events = load_trace(trace)
@@ -106,6 +104,6 @@ def run_profile(plan: Any, out: Path) -> dict[str, Any]:
               "graph": inst.graph, "quantization": inst.quantization, "weight_bytes": info.get("weight_bytes"),
               "profiled_ms": (steps[-1] - steps[0]) / 1e6 if len(steps) > 1 else None,
               "async_timing_trap": trap, "trace": str(trace), "analysis": analyse(events)}
-    (out / "profile.json").write_text(json.dumps(result, indent=2))
+    out.profile.write_text(json.dumps(result, indent=2))
     backend.stop()
     return result

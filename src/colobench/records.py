@@ -142,16 +142,6 @@ def read_records(path: Path, issues: list[str] | None = None) -> list[RequestRec
     return out
 
 
-def instance_records(folder: Path, name: str) -> list[RequestRecord]:
-    """Every record of one instance in a run's records folder: `name.jsonl`, or `name.<k>.jsonl`
-    per client process when the load was spread over several."""
-    if not folder.is_dir():
-        return []
-    files = [f for f in folder.glob(f"{name}*.jsonl")
-             if f.stem == name or (f.stem.startswith(name + ".") and f.stem[len(name) + 1:].isdigit())]
-    return [r for f in sorted(files) for r in read_records(f)]
-
-
 class CorruptFile(ValueError):
     """A run directory's JSON file that cannot be read: names the file and why."""
 

@@ -16,7 +16,6 @@ was under load.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,6 +26,7 @@ from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import (LATENCY_METRICS, CategoryMetrics, ClientLoad, Distributions, OpenLoop,
                                       PhaseMetrics, RepetitionStats, SLOResult)
 from colobench.records import FILLER_GRACE_NS, RequestRecord, read_jsonl
+from colobench.rundir import ClientWindow, RunFolder
 
 NS_TO_MS = 1e-6
 # instances start a window within a millisecond of each other (a loaded host: a few), and a worker
@@ -268,28 +268,27 @@ def overlap(records_of: dict[str, list[RequestRecord]]) -> tuple[dict[str, list[
     return kept, facts
 
 
-def client_load(run_dir: Path, worker_keys: list[str], reported: list[dict[str, Any]]) -> ClientLoad | None:
+def client_load(folder: RunFolder, worker_keys: list[str], reported: list[ClientWindow]) -> ClientLoad | None:
     """The load generator's CPU (fraction of one core) and event-loop lag, from its `client/`
     rows (raw lags per repetition), or from what run.json kept (summary/1 run directories)."""
-    rows = [r for key in worker_keys for r in read_jsonl(run_dir / "client" / f"{key}.jsonl")]
+    rows = [r for key in worker_keys for r in read_jsonl(folder.client(key))]
     if rows:
         utils = [r["cpu_s"] / r["wall_s"] for r in rows if r.get("wall_s")]
         lags = [d.p99 * NS_TO_MS for r in rows if (d := Distribution.of(r.get("loop_lag_ns") or [])).count]
         cpu_s = sum(r.get("cpu_s") or 0 for r in rows)
     elif reported:
-        utils = [c["cpu_util"] for c in reported if c.get("cpu_util") is not None]
-        lags = [c["loop_lag_ms"]["p99"] for c in reported
-                if c.get("loop_lag_ms") and c["loop_lag_ms"].get("p99") is not None]
-        cpu_s = sum(c.get("cpu_s") or 0 for c in reported)
+        utils = [c.cpu_util for c in reported if c.cpu_util is not None]
+        lags = [c.loop_lag_ms["p99"] for c in reported if c.loop_lag_ms and c.loop_lag_ms.get("p99") is not None]
+        cpu_s = sum(c.cpu_s or 0 for c in reported)
     else:
         return None
     return ClientLoad(processes=len(worker_keys), cpu_util_mean=_mean(utils), cpu_util_max=max(utils) if utils else None,
                       loop_lag_p99_ms=max(lags) if lags else None, cpu_s=cpu_s)
 
 
-def server_metrics(metrics_dir: Path, name: str) -> dict[str, float] | None:
+def server_metrics(folder: RunFolder, name: str) -> dict[str, float] | None:
     """Counter deltas between the Prometheus scrapes taken before and after the run."""
-    before, after = metrics_dir / f"{name}.before.prom", metrics_dir / f"{name}.after.prom"
+    before, after = folder.metrics(name, "before"), folder.metrics(name, "after")
     if not (before.is_file() and after.is_file()):
         return None
 

@@ -14,14 +14,13 @@ prompts, and the next-token distribution at every position of a fixed text. Comp
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from colobench.analysis.model import InstanceFacts, PhaseMetrics, Point, Quality, TextPair
 from colobench.records import load_probe
-from colobench.specs import QUALITY_AXES, axis_label
+from colobench.rundir import PlanEntry, RunDir
 
 
 def compare_probes(reference: dict[str, np.ndarray], variant: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -54,30 +53,30 @@ def _quality(metrics: PhaseMetrics, ref_metrics: PhaseMetrics, reference: str, c
     return metrics.model_copy(update={"quality": q, "token_agreement": q.token_agreement})
 
 
-def quality_of_points(run_dir: Path, plan: dict[str, Any], points: list[Point],
-                      sweep: dict[str, list[Any]]) -> list[Point]:
+def quality_of_points(run_dir: RunDir, plan: PlanEntry, points: list[Point]) -> list[Point]:
     """Each variant's probe compared with its reference's, into its metrics: an instance's
     `reference` in the same run, or across a sweep the point whose quality axes (dtype,
-    quantization, graph, ...) are at their first values and whose other axes are the same."""
+    quantization, graph, ...) are at their first values (`plan.quality_reference`) and whose
+    other axes are the same."""
     def probe(run_id: str, name: str) -> dict[str, np.ndarray] | None:
-        return load_probe(run_dir / "runs" / run_id / "quality" / f"{name}.npz")
+        return load_probe(run_dir.run(run_id).quality(name)) if run_id else None
 
     by_id = {p.id: p for p in points}
-    run_of = {(r.get("point", ""), r["phase"], i["name"]): r["run_id"] for r in plan["runs"] for i in r["instances"]}
+    run_of = {(r.point, r.phase, i.name): r.run_id for r in plan.runs for i in r.instances}
     updates: dict[tuple[str, str, str], PhaseMetrics] = {}
-    for run in plan["runs"]:  # references inside one run
-        point = by_id.get(run.get("point", ""))
-        for inst in run["instances"]:
-            ref = inst.get("reference")
+    for run in plan.runs:  # references inside one run
+        point = by_id.get(run.point)
+        for inst in run.instances:
+            ref = inst.reference
             if not ref or point is None:
                 continue
-            metrics, ref_metrics = point.metrics(run["phase"], inst["name"]), point.metrics(run["phase"], ref)
-            a, b = probe(run["run_id"], ref), probe(run["run_id"], inst["name"])
+            metrics, ref_metrics = point.metrics(run.phase, inst.name), point.metrics(run.phase, ref)
+            a, b = probe(run.run_id, ref), probe(run.run_id, inst.name)
             if metrics is not None and ref_metrics is not None and a is not None and b is not None:
-                updates[(point.id, run["phase"], inst["name"])] = _quality(
-                    metrics, ref_metrics, ref, compare_probes(a, b), point.instances.get(inst["name"]),
+                updates[(point.id, run.phase, inst.name)] = _quality(
+                    metrics, ref_metrics, ref, compare_probes(a, b), point.instances.get(inst.name),
                     point.instances.get(ref))
-    variant = {axis_label(p): values[0] for p, values in sweep.items() if p.split(".")[-1] in QUALITY_AXES}
+    variant = plan.quality_reference
     for point in points if variant else []:
         if all(point.axes.get(k) == v for k, v in variant.items()):
             continue  # a reference itself

@@ -3,6 +3,9 @@
 - `check_endpoint`: is the server there, does it serve the model asked for, does it take the
   credentials? `/v1/models` answers all three; a server without it gets one tiny non-streaming
   probe request instead.
+- `check_instances`: the same for every endpoint instance of an experiment before anything runs
+  (its key's variable set too), or for the instances of a managed server once it answers, each
+  problem one line naming the instance's field.
 - `scrape_metrics`: the Prometheus text of its `/metrics`, kept before and after each run so the
   summary can show the server's own counters over the run.
 
@@ -12,11 +15,14 @@ Plain `urllib`: two requests per run do not justify a client library's start-up.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from typing import Any
 
 from colobench.backends.openai_http import auth_headers, endpoint_url, request_body, without_userinfo
+from colobench.errors import SpecError
+from colobench.secrets import register_endpoint
 from colobench.workload.synthetic import Request
 
 
@@ -69,6 +75,30 @@ def check_endpoint(config: Any, model: str) -> list[str]:
     except OSError as exc:
         raise EndpointProblem("base_url", f"cannot reach the server ({exc})", config.base_url) from None
     return []
+
+
+def check_instances(instances: list[Any], fields: list[str], source: str, managed: bool = False) -> None:
+    """Check each endpoint instance (`fields[k]` names instance k in errors: `instances[0]`):
+    its key's variable set, reachable, serving the model, taking the key. Registers each
+    endpoint's secrets first, so no message shows them. Without `managed`, instances of a managed
+    server only have their key's variable checked (their server is not up yet); with it, only
+    those are checked, against their running server."""
+    for inst, where in zip(instances, fields):
+        if inst.endpoint is None:
+            continue
+        register_endpoint(inst.endpoint)
+        key_env = inst.endpoint.api_key_env
+        if not managed and key_env and not os.environ.get(key_env):
+            raise SpecError(source, f"{where}.api_key_env", f"environment variable {key_env} is not set (it should hold "
+                            "the API key)", show_value=False)
+        if (inst.server is not None) != managed:
+            continue
+        try:
+            check_endpoint(inst.endpoint, inst.model)
+        except EndpointProblem as exc:
+            field = {"base_url": "server"}.get(exc.field, exc.field) if managed else exc.field
+            raise SpecError(source, where + (f".{field}" if field else ""), exc.message, exc.value,
+                            show_value=exc.show_value) from None
 
 
 def scrape_metrics(url: str) -> str:

@@ -24,24 +24,22 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
-from pathlib import Path
 from typing import Any, Callable
 
 from colobench.clock import monotonic_s, now_ns
 from colobench.devices.npu import VISIBLE_ENV
 from colobench.errors import os_reason
-from colobench.launch.state import GroupState, write_json_atomic
+from colobench.launch.state import GroupState
 from colobench.launch.worker import worker_key, worker_main
 from colobench.plan import ResolvedInstance, RunGroup
+from colobench.rundir import RunDir, RunState
 from colobench.telemetry import TelemetryRecorder, make_samplers, server_sources
 
 POLL_S = 0.05
 START_LEAD_NS = 20_000_000  # windows start this long after the go, so every process is awake and waiting
 DEFAULT_LOAD_TIMEOUT_S = 1800.0
 
-__all__ = ["DiskFull", "RunInterrupted", "group_telemetry_path", "is_disk_full", "run_local", "stop_reason",
-           "window_payload", "worker_parts",
-           "write_json_atomic"]
+__all__ = ["DiskFull", "RunInterrupted", "is_disk_full", "run_local", "stop_reason", "window_payload", "worker_parts"]
 
 
 class RunInterrupted(Exception):
@@ -91,25 +89,17 @@ def window_payload(group: RunGroup) -> list[dict[str, Any]]:
             for w in group.windows]
 
 
-def group_telemetry_path(group: RunGroup, runs_dir: Path) -> Path:
-    """Where a group's telemetry goes: its run's folder, or for an interleaved group the folder
-    holding its runs (`runs/` or `runs/<point>/`), read by each run's summary."""
-    if len(group.runs) == 1:
-        return runs_dir / group.runs[0].run_id / "telemetry.jsonl"
-    return (runs_dir / group.runs[0].run_id).parent / "telemetry.jsonl"
-
-
-def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int], None] | None = None,
+def run_local(group: RunGroup, run_dir: RunDir, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
               load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-              prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, dict[str, Any]]:
-    """Run a group's windows in worker processes; return each run's record (also in its run.json)."""
+              prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, RunState]:
+    """Run a group's windows in worker processes; return each run's state (also in its run.json)."""
     ctx = mp.get_context("spawn")
     msgs = ctx.Queue()
     go, stop = [ctx.Event() for _ in group.windows], [ctx.Event() for _ in group.windows]
     shared_start = ctx.Value("q", 0)
     parts = worker_parts(group)
-    state = GroupState(group, runs_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event)
+    state = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event)
     workers = state.workers
     windows = window_payload(group)
 
@@ -118,7 +108,7 @@ def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int],
     try:  # from the first spawn on, any way out stops the workers (a signal while they load too)
         for key, (inst, part) in parts.items():
             p = ctx.Process(target=worker_main, name=f"colobench-{key}", daemon=True,
-                            args=(inst.model_dump(), windows, str(runs_dir), msgs, go, stop, os.getpid(),
+                            args=(inst.model_dump(), windows, str(run_dir.root), msgs, go, stop, os.getpid(),
                                   (prompts_files or {}).get(inst.name), part, shared_start))
             p.start()
             procs[key] = p
@@ -128,7 +118,7 @@ def run_local(group: RunGroup, runs_dir: Path, on_progress: Callable[[str, int],
             visible = {i.device: i.env.get(VISIBLE_ENV) or os.environ.get(VISIBLE_ENV) for i in group.instances}
             recorder = TelemetryRecorder(make_samplers([i.device for i in group.instances], lambda: alive, telemetry,
                                                        server_sources(group.instances), visible),
-                                         group_telemetry_path(group, runs_dir))
+                                         run_dir.group_telemetry([r.run_id for r in group.runs]))
             state.extra["telemetry"] = recorder.start()
         state.write()
         _loop(group, state, procs, msgs, go, stop, shared_start, load_timeout_s)

@@ -34,11 +34,12 @@ from colobench.clock import now_ns
 from colobench.devices import kind_of
 from colobench.errors import error_text
 from colobench.launch.worker import _work, first_run, setup_process, worker_key
+from colobench.rundir import LINE_FOLDERS, RunDir
+from colobench.rundir.paths import LOGS, PROMPTS, TELEMETRY
 from colobench.specs import TelemetrySpec
 from colobench.telemetry import TelemetryRecorder, make_samplers
 
 SKEW_ENV = "COLOBENCH_SIMULATED_CLOCK_SKEW_NS"
-LINE_FOLDERS = ("records", "gc", "logs", "client")  # streamed line by line while the run goes on
 NS_FIELDS = ("submit_ns", "scheduled_ns", "done_ns", "start_ns", "t_ns")
 
 
@@ -167,7 +168,7 @@ class _FileTail:
     def whole_files(self) -> dict[str, bytes]:
         """Files written once at the end (quality probes)."""
         return {str(p.relative_to(self.root)): p.read_bytes() for p in self._files()
-                if p.parent.name not in (*LINE_FOLDERS, "prompts")}
+                if p.parent.name not in (*LINE_FOLDERS, PROMPTS)}
 
 
 class InstanceWorker:
@@ -178,14 +179,16 @@ class InstanceWorker:
         self.skew_ns = self.placement["skew_ns"]
         self.key = worker_key(instance["name"], tuple(part))
         self.dir = Path(tempfile.mkdtemp(prefix="colobench-actor-"))
+        self.run_dir = RunDir(self.dir)  # the run directory's layout on this node, streamed to the driver's
         self.instance = dict(instance, device=local_device(instance["device"], self.placement["accelerators"]))
         self.windows, self.part = windows, tuple(part)
         self.prompts_file = None
         if prompts is not None:
-            (self.dir / "prompts").mkdir()
-            self.prompts_file = str(self.dir / "prompts" / "prompts.json")
-            Path(self.prompts_file).write_bytes(orjson.dumps(prompts))
-        setup_process(self.instance, self.dir / first_run(instance["name"], windows), self.key)
+            path = self.run_dir.prompts("prompts")
+            path.parent.mkdir()
+            path.write_bytes(orjson.dumps(prompts))
+            self.prompts_file = str(path)
+        setup_process(self.instance, self.run_dir.run(first_run(instance["name"], windows)), self.key)
         self.msgs: queue.Queue = queue.Queue()
         self.go = [_StartAt() for _ in windows]
         self.stop_events = [threading.Event() for _ in windows]
@@ -211,7 +214,7 @@ class InstanceWorker:
             # (on Linux, per thread); where that is refused, the niceness is reported with the load facts
             with contextlib.suppress(OSError):
                 os.setpriority(os.PRIO_PROCESS, 0, 0)
-            _work(self.instance, self.windows, self.dir, self.msgs, self.go, self.stop_events, os.getppid(),
+            _work(self.instance, self.windows, self.run_dir, self.msgs, self.go, self.stop_events, os.getppid(),
                   self.prompts_file, self.part, self.start_time)
         except BaseException as exc:  # reported to the driver with the reason; traceback in the log
             traceback.print_exc()
@@ -241,7 +244,7 @@ class InstanceWorker:
                 break
         files = self.tail.new_lines()
         if self.skew_ns:
-            files = {rel: data if Path(rel).parent.name == "logs" else shift_lines(data, self.skew_ns)
+            files = {rel: data if Path(rel).parent.name == LOGS else shift_lines(data, self.skew_ns)
                      for rel, data in files.items()}
         if finished or any(kind in ("done", "error") for kind, *_ in msgs):
             files.update(self.tail.whole_files())
@@ -258,7 +261,7 @@ class NodeSampler:
     def __init__(self, devices: list[str], pids: dict[str, int], telemetry: dict):
         self.dir = Path(tempfile.mkdtemp(prefix="colobench-sampler-"))
         spec = TelemetrySpec.model_validate(telemetry)
-        self.recorder = TelemetryRecorder(make_samplers(devices, lambda: pids, spec), self.dir / "telemetry.jsonl")
+        self.recorder = TelemetryRecorder(make_samplers(devices, lambda: pids, spec), self.dir / TELEMETRY)
         self.tail = _FileTail(self.dir)
 
     def where(self) -> dict[str, Any]:
@@ -271,7 +274,7 @@ class NodeSampler:
         return self.recorder.start()
 
     def poll(self) -> bytes:
-        return self.tail.lines("telemetry.jsonl")
+        return self.tail.lines(TELEMETRY)
 
     def stop(self) -> dict[str, Any]:
         status = self.recorder.stop()

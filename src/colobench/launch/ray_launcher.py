@@ -44,14 +44,13 @@ import orjson
 from colobench.clock import monotonic_s, now_ns
 from colobench.devices import is_accelerator, kind_of
 from colobench.errors import ColobenchError
-from colobench.launch.local import (DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, group_telemetry_path, stop_reason,
-                                   window_payload, worker_parts)
-from colobench.launch.ray_actors import (LINE_FOLDERS, InstanceWorker, NodeSampler, boot_id, physical_device,
-                                         shift_lines,
-                                         shift_ns)
+from colobench.launch.local import DEFAULT_LOAD_TIMEOUT_S, RunInterrupted, stop_reason, window_payload, worker_parts
+from colobench.launch.ray_actors import InstanceWorker, NodeSampler, boot_id, physical_device, shift_lines, shift_ns
 from colobench.launch.state import GroupState
 from colobench.launch.worker import worker_env
 from colobench.plan import ExperimentPlan, ResolvedInstance, RunGroup
+from colobench.rundir import LINE_FOLDERS, RunDir, RunState
+from colobench.rundir.paths import LOGS
 from colobench.specs import LaunchSpec, RayPlacement
 
 POLL_S = 0.1
@@ -245,29 +244,30 @@ def death_reason(exc: BaseException) -> str:
     return f"actor died: {(text.strip().splitlines() or [type(exc).__name__])[0]}"
 
 
-def _append_files(runs_dir: Path, files: dict[str, bytes], offset_ns: int) -> None:
-    """Streamed lines into the runs' folders, records and GC pauses moved onto the driver's clock;
-    whole files (quality probes) written as they are."""
+def _append_files(run_dir: RunDir, files: dict[str, bytes], offset_ns: int) -> None:
+    """Streamed lines into the runs' folders (paths relative to the run directory, as the actor
+    wrote them), records and GC pauses moved onto the driver's clock; whole files (quality probes)
+    written as they are."""
     for rel, data in files.items():
-        path = runs_dir / rel
+        path = run_dir.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.parent.name in LINE_FOLDERS:
             with open(path, "ab") as f:
-                f.write(data if path.parent.name == "logs" else shift_lines(data, -offset_ns))
+                f.write(data if path.parent.name == LOGS else shift_lines(data, -offset_ns))
         else:
             path.write_bytes(data)
 
 
-def run_ray(group: RunGroup, runs_dir: Path, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
+def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
             on_event: Callable[[str, str, Any], None] | None = None, load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-            prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, dict[str, Any]]:
-    """Run a group's windows as Ray actors; return each run's record (also in its run.json)."""
+            prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, RunState]:
+    """Run a group's windows as Ray actors; return each run's state (also in its run.json)."""
     ray = _import_ray()
     from ray.exceptions import GetTimeoutError, RayActorError  # Ray: imported only when used
 
     parts = worker_parts(group)
     names = list(parts)
-    rs = GroupState(group, runs_dir, {k: i.name for k, (i, _) in parts.items()}, "ray", on_progress, on_event)
+    rs = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "ray", on_progress, on_event)
     workers = rs.workers
     try:
         driver_node = ray.get_runtime_context().get_node_id()
@@ -284,7 +284,7 @@ def run_ray(group: RunGroup, runs_dir: Path, launch: LaunchSpec, on_progress: Ca
         actors[key] = Worker.options(**actor_options(inst, launch)).remote(inst.model_dump(), windows, prompts, part)
     samplers: dict[str, Any] = {}
     offsets: dict[str, int] = {}
-    telemetry_path = group_telemetry_path(group, runs_dir)
+    telemetry_path = run_dir.group_telemetry([r.run_id for r in group.runs])
 
     def kill(actor: Any) -> None:
         with contextlib.suppress(Exception):
@@ -364,7 +364,7 @@ def run_ray(group: RunGroup, runs_dir: Path, launch: LaunchSpec, on_progress: Ca
                 except RayActorError as exc:
                     rs.ended(key, death_reason(exc))  # what it sent before is already on disk
                     continue
-                _append_files(runs_dir, out["files"], offsets.get(key, 0))
+                _append_files(run_dir, out["files"], offsets.get(key, 0))
                 for kind, name, payload in out["msgs"]:
                     if kind == "loaded" and isinstance(payload, dict) and isinstance(payload.get("device"), dict):
                         payload["device"]["device"] = info["actors"][key]["device"]

@@ -36,6 +36,7 @@ the experiment carries on, and the next group that needs the server starts it ag
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import http.client
 import os
@@ -51,7 +52,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import psutil
 
@@ -59,8 +60,9 @@ from colobench.clock import monotonic_s
 from colobench.devices import DeviceUnavailable, check_device, visible_devices
 from colobench.errors import ColobenchError, SpecError, os_reason
 from colobench.plan import ExperimentPlan, ResolvedInstance, RunGroup
+from colobench.rundir import RunDir
 from colobench.secrets import register, scrub, scrub_data
-from colobench.specs import ExperimentSpec
+from colobench.specs import ExperimentSpec, experiment_from_dict
 from colobench.specs.servers import PORT, ServerSpec
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long to shut down cleanly, then SIGKILL
@@ -408,10 +410,10 @@ def bind(group: RunGroup, servers: dict[str, ManagedServer]) -> RunGroup:
 class ServerPool:
     """The experiment's managed servers across its groups of runs, and a record of every start."""
 
-    def __init__(self, servers: list[ServerSpec], keep: bool, run_dir: Path,
+    def __init__(self, servers: list[ServerSpec], keep: bool, run_dir: RunDir,
                  say: Callable[[str], None] | None = None):
         self.specs = {s.name: s for s in servers}
-        self.keep, self.run_dir = keep, Path(run_dir)
+        self.keep, self.run_dir = keep, run_dir
         self.say = say or (lambda text: None)
         self.running: dict[str, _Start] = {}
         self.starts: list[_Start] = []
@@ -431,11 +433,11 @@ class ServerPool:
 
     def _start(self, name: str, group: RunGroup) -> _Start:
         first = next(r.run_id for r in group.runs if any(i.server == name for i in r.instances))
-        srv = ManagedServer(self.specs[name], self.run_dir / "runs" / first / "logs" / f"server-{name}.log")
+        srv = ManagedServer(self.specs[name], self.run_dir.run(first).server_log(name))
         start = _Start(srv)
         self.starts.append(start)
         self.running[name] = start  # from here on, `close` stops it (a signal while it loads too)
-        self.say(f"server {name}: starting on port {srv.port} (log: {srv.facts(self.run_dir)['log']})")
+        self.say(f"server {name}: starting on port {srv.port} (log: {srv.facts(self.run_dir.root)['log']})")
         try:
             srv.start()
             ready = srv.wait_ready()
@@ -481,7 +483,7 @@ class ServerPool:
     def manifest(self) -> list[dict[str, Any]]:
         """Every start so far: name, command (scrubbed), port, pid, cores, log, ready_s, exit code,
         the runs it served, and what went wrong (`problem`, shown among the summary's problems)."""
-        return [{**s.server.facts(self.run_dir), "runs": s.runs, "problem": s.problem} for s in self.starts]
+        return [{**s.server.facts(self.run_dir.root), "runs": s.runs, "problem": s.problem} for s in self.starts]
 
 
 def check_servers(spec: ExperimentSpec, plan: ExperimentPlan, source: str = "experiment") -> None:
@@ -524,3 +526,34 @@ def _ranges(cores: list[int]) -> str:
         else:
             spans.append([c, c])
     return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+
+
+@contextlib.contextmanager
+def servers_for(spec: ExperimentSpec, run_dir: RunDir, source: str,
+                say: Callable[[str], None]) -> Iterator[ExperimentSpec]:
+    """The experiment with its managed servers (`servers:`, instances naming `server:`) started
+    once for many runs (a capacity search's probes), each instance pointed at its server's URL
+    and pid; stopped on every way out. Their logs are `<run_dir>/servers/<name>.log`."""
+    used = {i.server for i in spec.instances if i.server}
+    if not used:
+        yield spec
+        return
+    started: dict[str, ManagedServer] = {}
+    try:
+        for server in spec.servers:
+            if server.name in used:
+                managed = ManagedServer(server, run_dir.server_log(server.name))
+                started[server.name] = managed
+                managed.start()
+                ready_s = managed.wait_ready()
+                say(f"server {server.name} ready on port {managed.port} (pid {managed.pid}) in {ready_s:.1f} s")
+        data = spec.model_dump(mode="json", exclude_none=True)
+        for inst in data["instances"]:
+            if inst.get("server") in started:
+                managed = started[inst.pop("server")]
+                inst.update(base_url=managed.base_url, server_pid=managed.pid)
+        data["servers"] = [s for s in data.get("servers", []) if s["name"] not in started]
+        yield experiment_from_dict(data, source)
+    finally:
+        for managed in started.values():
+            managed.stop()

@@ -13,64 +13,24 @@ directory is readable (and a crashed run diagnosable) at every moment.
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
-
-import psutil
 
 from colobench.clock import now_ns, wall_unix_s
 from colobench.plan import RunGroup
-from colobench.secrets import scrub_data
+from colobench.rundir import ENDED, LIVE, RunDir, RunState, process_start, write_json_atomic
 from colobench.specs import redact
-
-LIVE = ("starting", "loaded", "running")
-ENDED = ("completed", "failed", "died", "interrupted")
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename (a reader never sees half a file), every
-    string scrubbed of secrets; on failure (a full disk) the temporary file is removed."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        tmp.write_text(json.dumps(scrub_data(data), indent=2, default=str))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _process_start() -> float | None:
-    try:
-        return psutil.Process().create_time()
-    except psutil.Error:
-        return None
-
-
-def process_gone(pid: Any, started_unix_s: Any) -> bool:
-    """Whether the process that wrote a run.json is gone (a reused pid is another process: its
-    start time differs)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return started_unix_s is not None and abs(proc.create_time() - float(started_unix_s)) > 1.0
-    except psutil.NoSuchProcess:
-        return True
-    except psutil.Error:
-        return False
 
 
 class GroupState:
     """Status of each worker of a group of runs, the window barriers, and every run's `run.json`."""
 
-    def __init__(self, group: RunGroup, runs_dir: Path, workers: dict[str, str], launcher: str,
+    def __init__(self, group: RunGroup, run_dir: RunDir, workers: dict[str, str], launcher: str,
                  on_progress: Callable[[str, int], None] | None = None,
                  on_event: Callable[[str, str, Any], None] | None = None):
         """`workers`: worker key -> instance name (several keys per instance: client processes)."""
-        self.group, self.runs_dir, self.instance_of = group, runs_dir, workers
+        self.group, self.run_dir, self.instance_of = group, run_dir, workers
         self.names = list(workers)
         self.on_progress, self.on_event = on_progress, on_event
         self.active = [{k for k, name in workers.items() if name in {i.name for i in group.run(w.run_id).instances}}
@@ -93,12 +53,12 @@ class GroupState:
                        "started_unix_s": self.started_unix_s, "repetition_start_ns": [],
                        # who writes this run: a reader that finds it "running" with this process gone
                        # knows it was abandoned (kill -9 of colobench itself)
-                       "colobench_pid": os.getpid(), "colobench_started_unix_s": _process_start(),
+                       "colobench_pid": os.getpid(), "colobench_started_unix_s": process_start(),
                        # a wall time and the records' clock read together: log lines' times map onto it
                        "clock_anchor": {"unix_s": time.time(), "mono_ns": now_ns()}}
             for r in group.runs}
         for r in group.runs:
-            (runs_dir / r.run_id).mkdir(parents=True, exist_ok=True)
+            run_dir.run(r.run_id).root.mkdir(parents=True, exist_ok=True)
         self.write()
 
     # ---- what a reader sees ---------------------------------------------------------------------
@@ -129,7 +89,10 @@ class GroupState:
         entry["client"] = [{k: d[k] for k in ("repetition", "cpu_s", "wall_s")} for d in done]
         return entry
 
-    def run_state(self, run_id: str) -> dict[str, Any]:
+    def run_state(self, run_id: str) -> RunState:
+        return RunState.model_validate(self._run_state(run_id))
+
+    def _run_state(self, run_id: str) -> dict[str, Any]:
         state = dict(self.runs[run_id])
         state.update(self.extra)
         state["workers"] = {k: self._worker_in_run(k, run_id) for k in self._keys(run_id)}
@@ -146,7 +109,7 @@ class GroupState:
 
     def write(self) -> None:
         for run_id in self.runs:
-            write_json_atomic(self.runs_dir / run_id / "run.json", self.run_state(run_id))
+            write_json_atomic(self.run_dir.run(run_id).state, self.run_state(run_id))
 
     # ---- messages and barriers ------------------------------------------------------------------
 
@@ -218,7 +181,7 @@ class GroupState:
         except OSError:
             pass  # the disk may be full: the caller reports it; run.json keeps its last good state
 
-    def finish(self) -> dict[str, dict[str, Any]]:
+    def finish(self) -> dict[str, RunState]:
         """Every run's final state, written to its run.json and returned by run id."""
         self.status = "finished"
         self._end()

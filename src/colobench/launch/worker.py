@@ -52,6 +52,7 @@ from colobench.secrets import ScrubbingStream, register_endpoint
 from colobench.loadgen.recorder import Recorder
 from colobench.plan import ResolvedInstance
 from colobench.records import RecordWriter, save_probe
+from colobench.rundir import RunDir, RunFolder
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STOP_GRACE_S = FILLER_GRACE_NS / 1e9  # a worker that just finished its quota waits this long before filling
@@ -75,7 +76,7 @@ def _until(start_ns: int) -> None:
         pass
 
 
-def worker_main(instance: dict, windows: list[dict], runs_dir: str, queue: Any, go_events: list, stop_events: list,
+def worker_main(instance: dict, windows: list[dict], run_dir: str, queue: Any, go_events: list, stop_events: list,
                 parent_pid: int, prompts_file: str | None = None, part: tuple[int, int] = (0, 1),
                 shared_start: Any = None) -> None:
     """`windows`: [{run_id, repetition, active: [instance names]}] in order; `part` = (k, n): this
@@ -85,9 +86,10 @@ def worker_main(instance: dict, windows: list[dict], runs_dir: str, queue: Any, 
     die_with_parent(parent_pid)
     register_endpoint(instance.get("endpoint"))
     name = worker_key(instance["name"], part)
-    log = setup_process(instance, Path(runs_dir) / first_run(instance["name"], windows), name)
+    runs = RunDir(run_dir)
+    log = setup_process(instance, runs.run(first_run(instance["name"], windows)), name)
     try:
-        _work(instance, windows, Path(runs_dir), queue, go_events, stop_events, parent_pid, prompts_file, part,
+        _work(instance, windows, runs, queue, go_events, stop_events, parent_pid, prompts_file, part,
               shared_start)
     except SystemExit:
         raise
@@ -142,21 +144,22 @@ def worker_env(instance: dict, log_dir: Path | None = None) -> dict[str, str]:
     return env
 
 
-def log_to(run_path: Path, name: str) -> Any:
-    """Send this process's output (Python's and the libraries' own) to `run_path/logs/<name>.log`."""
+def log_to(folder: RunFolder, name: str) -> Any:
+    """Send this process's output (Python's and the libraries' own) to the run's `logs/<name>.log`."""
     sys.stdout.flush()
-    (run_path / "logs").mkdir(parents=True, exist_ok=True)
-    log = open(run_path / "logs" / f"{name}.log", "a", buffering=1, encoding="utf-8")
+    path = folder.log(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(path, "a", buffering=1, encoding="utf-8")
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = ScrubbingStream(log)  # Python's own output (tracebacks too) without secrets
     return log
 
 
-def setup_process(instance: dict, run_path: Path, name: str) -> Any:
+def setup_process(instance: dict, folder: RunFolder, name: str) -> Any:
     """Send this process's output to `logs/<name>.log`, set its environment and pin its cores."""
-    log = log_to(run_path, name)
-    os.environ.update(worker_env(instance, run_path / "logs" / "ascend" / name))
+    log = log_to(folder, name)
+    os.environ.update(worker_env(instance, folder.ascend_logs(name)))
     if instance.get("cpu_cores") and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, instance["cpu_cores"])
     return log
@@ -196,14 +199,22 @@ class GcPauses:
 class _Files:
     """The worker's record and client files, one of each per run it takes part in."""
 
-    def __init__(self, runs_dir: Path, key: str):
-        self.runs_dir, self.key = runs_dir, key
+    def __init__(self, run_dir: RunDir, key: str):
+        self.run_dir, self.key = run_dir, key
         self.open: dict[tuple[str, str], RecordWriter] = {}
 
-    def __call__(self, run_id: str, folder: str = "records") -> RecordWriter:
-        if (run_id, folder) not in self.open:
-            self.open[(run_id, folder)] = RecordWriter(self.runs_dir / run_id / folder / f"{self.key}.jsonl")
-        return self.open[(run_id, folder)]
+    def records(self, run_id: str) -> RecordWriter:
+        return self._writer(run_id, "records")
+
+    def client(self, run_id: str) -> RecordWriter:
+        return self._writer(run_id, "client")
+
+    def _writer(self, run_id: str, kind: str) -> RecordWriter:
+        if (run_id, kind) not in self.open:
+            folder = self.run_dir.run(run_id)
+            path = folder.records(self.key) if kind == "records" else folder.client(self.key)
+            self.open[(run_id, kind)] = RecordWriter(path)
+        return self.open[(run_id, kind)]
 
     def close(self) -> None:
         for writer in self.open.values():
@@ -236,10 +247,11 @@ def _parallelism(wl: Any, info: dict, device: Any, memory_share: float) -> int:
                                  wl.max_prompt_tokens() + wl.max_output_tokens(), wl.max_parallel)
 
 
-def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, int], prompts_file: str | None,
-          shared_start: Any) -> tuple[Any, Any, LoadDriver, dict[str, Any]]:
-    """Device knobs and memory cap, the backend started, the load driver built: (device, backend,
-    driver, facts for the `loaded` message)."""
+def start_backend(inst: ResolvedInstance) -> tuple[Any, Any, dict[str, Any]]:
+    """The instance's device (None outside this process), with its thread count, knobs and memory
+    cap applied, and its backend started: (device, backend, the backend's facts with how it
+    loaded and the knobs it really runs with). What a worker does before measuring, and what
+    `colobench profile` does in its own process."""
     device = get_device(inst.device) if inst.in_process else None
     applied: dict[str, Any] = {}
     if device is not None:
@@ -251,8 +263,6 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
         # solo and co-located runs have the same budget)
         if inst.memory_share < 1 and device.cap_memory(inst.memory_share):
             applied["memory_cap_fraction"] = inst.memory_share
-    print(f"[colobench] worker {key} pid {os.getpid()} runs {', '.join(runs)}: loading {inst.model} on "
-          f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
     t0 = time.perf_counter()
     backend = make_backend(inst.backend, **inst.backend_settings(device))
     info = backend.start()
@@ -263,6 +273,16 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
     info["knobs"] = {**inst.knob_values(), "env": {k: os.environ.get(k) for k in inst.env},
                      "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
                      "memory_cap_fraction": None, **applied}
+    return device, backend, info
+
+
+def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, int], prompts_file: str | None,
+          shared_start: Any) -> tuple[Any, Any, LoadDriver, dict[str, Any]]:
+    """The backend started (`start_backend`), the load driver built: (device, backend, driver,
+    facts for the `loaded` message)."""
+    print(f"[colobench] worker {key} pid {os.getpid()} runs {', '.join(runs)}: loading {inst.model} on "
+          f"{inst.device} ({inst.dtype}, {inst.cpu_threads} threads)", flush=True)
+    device, backend, info = start_backend(inst)
     parallel = _parallelism(inst.workload, info, device, inst.memory_share)
     pool = json.loads(Path(prompts_file).read_text()) if prompts_file else None
     driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start)
@@ -277,7 +297,7 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
     return device, backend, driver, info
 
 
-def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_events: list, stop_events: list,
+def _work(instance: dict, windows: list[dict], run_dir: RunDir, queue: Any, go_events: list, stop_events: list,
           parent_pid: int, prompts_file: str | None, part: tuple[int, int], shared_start: Any) -> None:
     inst = ResolvedInstance.model_validate(instance)
     key = worker_key(inst.name, part)
@@ -285,10 +305,10 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
     device, backend, driver, info = _load(inst, key, runs, part, prompts_file, shared_start)
     queue.put(("loaded", key, info))
 
-    files = _Files(runs_dir, key)
+    files = _Files(run_dir, key)
     gc_pauses = GcPauses()
     current = first_run(inst.name, windows)
-    recorder = Recorder(files(current), inst.name, current, repetition=0, warmup=True)
+    recorder = Recorder(files.records(current), inst.name, current, repetition=0, warmup=True)
     warm_start = time.perf_counter()
     driver.warmup(recorder)
     # compilation happens during warm-up: reported apart, never counted in latency
@@ -311,14 +331,14 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
             continue  # another instance's solo window: stay loaded, stay idle
         run_id, rep = window["run_id"], window["repetition"]
         if run_id != current:
-            log_to(runs_dir / run_id, key)
+            log_to(run_dir.run(run_id), key)
             print(f"[colobench] worker {key} pid {os.getpid()} (loaded in {current}) now measures {run_id}", flush=True)
             current = run_id
         if device is not None:
             device.reset_peak_memory()
         lags: list[int] = []
         usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
-        driver.measured(Recorder(files(run_id), inst.name, run_id, repetition=rep, health=health), progress, lags,
+        driver.measured(Recorder(files.records(run_id), inst.name, run_id, repetition=rep, health=health), progress, lags,
                         free)
         usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), now_ns()
         if health.tripped:  # the server went away (or every batch fails): stop this instance, with the reason
@@ -326,12 +346,12 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
         if len(window["active"]) > 1:  # co-located: keep the load on until every partner is done
             queue.put(("quota", key, w))
             stop_events[w].wait(STOP_GRACE_S)
-            driver.filler(Recorder(files(run_id), inst.name, run_id, repetition=rep, load_only=True),
+            driver.filler(Recorder(files.records(run_id), inst.name, run_id, repetition=rep, load_only=True),
                           stop_events[w].is_set, [], free)
         cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
         client = {"repetition": rep, "cpu_s": cpu_s, "wall_s": (wall1 - wall0) / 1e9}
-        files(run_id, "client").write_row({**client, "loop_lag_ns": lags})
-        gc_pauses.flush(runs_dir / run_id / "gc" / f"{key}.jsonl")
+        files.client(run_id).write_row({**client, "loop_lag_ns": lags})
+        gc_pauses.flush(run_dir.run(run_id).gc(key))
         queue.put(("window", key, {"window": w, "run_id": run_id, **client,
                                    "peak_memory_bytes": device.peak_memory_bytes() if device is not None else None,
                                    "memory": backend.memory_stats()}))
@@ -339,6 +359,6 @@ def _work(instance: dict, windows: list[dict], runs_dir: Path, queue: Any, go_ev
     probe = backend.quality_probe() if inst.quality_probe and part[0] == 0 else None
     if probe is not None:
         for run_id in runs:
-            save_probe(runs_dir / run_id / "quality" / f"{inst.name}.npz", probe)
+            save_probe(run_dir.run(run_id).quality(inst.name), probe)
     backend.stop()
     queue.put(("done", key, {}))

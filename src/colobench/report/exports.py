@@ -15,6 +15,7 @@ from colobench.analysis import metrics as m
 from colobench.analysis.model import Summary
 from colobench.errors import ColobenchError
 from colobench.records import read_records
+from colobench.rundir import RunDir, read_manifest
 
 COLUMNS = ["completed", "failed", "error_rate", "output_throughput", "request_throughput", "mean_ttft_ms",
            "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms",
@@ -61,16 +62,14 @@ def to_markdown(rows: list[dict[str, Any]], columns: list[str] | None = None) ->
     return "\n".join(lines)
 
 
-def record_rows(run_dir: Path) -> list[dict[str, Any]]:
+def record_rows(run_dir: RunDir | Path) -> list[dict[str, Any]]:
     """Every request record of every run, with its run id, phase and derived latencies."""
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    rows = []
-    for run in manifest["plan"]["runs"]:
-        folder = run_dir / "runs" / run["run_id"] / "records"
-        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+    run_dir, rows = RunDir(run_dir), []
+    for run in read_manifest(run_dir.manifest).plan.runs:
+        for path in run_dir.run(run.run_id).record_files():
             for r in read_records(path):
                 ok = r.ok and r.token_ns and r.done_ns is not None
-                rows.append({"point": run.get("point", ""), "run_id": run["run_id"], "phase": run["phase"],
+                rows.append({"point": run.point, "run_id": run.run_id, "phase": run.phase,
                              **r.to_dict(), "token_ns": r.token_ns,
                              "ttft_ms": m.ttft_ns(r) / 1e6 if ok else None,
                              "tpot_ms": (t / 1e6 if (t := m.tpot_ns(r)) else None) if ok else None,
@@ -78,7 +77,7 @@ def record_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def export_records(run_dir: Path, path: Path) -> int:
+def export_records(run_dir: RunDir | Path, path: Path) -> int:
     """Write every record to `path` (.csv: token times as a JSON list; .parquet: a list column)."""
     rows = record_rows(run_dir)
     if path.suffix == ".parquet":

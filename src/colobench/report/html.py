@@ -32,11 +32,12 @@ from colobench.analysis.diagnosis.detectors import BANDWIDTH_NEAR_PEAK_PCT
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import Finding, PhaseMetrics, Point, Summary
 from colobench.analysis.telemetry import is_host
-from colobench.records import instance_records
+from colobench.records import read_records
+from colobench.rundir import Manifest, PlannedRun, RunDir
 from colobench.secrets import scrub
 from colobench.report.cards import Card, Ratio, cards
 from colobench.report.console import _evidence
-from colobench.telemetry.replay import run_samples
+from colobench.telemetry.replay import read_samples
 
 MAX_POINTS = 5000
 HIST_BINS = 60
@@ -69,21 +70,21 @@ def _downsample(x: list[float], y: list[float]) -> tuple[list[float], list[float
     return [x[i] for i in idx], [y[i] for i in idx], True
 
 
-def _run_records(run_dir: Path, run_id: str, name: str) -> list[Any]:
-    return instance_records(run_dir / "runs" / run_id / "records", name)
+def _run_records(run_dir: RunDir, run_id: str, name: str) -> list[Any]:
+    return [r for f in run_dir.run(run_id).instance_records(name) for r in read_records(f)]
 
 
-def latency_figures(run_dir: Path, runs: list[dict[str, Any]], name: str, colour: str) -> str:
+def latency_figures(run_dir: RunDir, runs: list[PlannedRun], name: str, colour: str) -> str:
     """Histograms and CDFs of TTFT, TPOT and E2E latency, solo against co-located."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     series: dict[str, dict[str, np.ndarray]] = {}
     for run in runs:
-        if not any(i["name"] == name for i in run["instances"]):
+        if not any(i.name == name for i in run.instances):
             continue
-        ok = m.measured(_run_records(run_dir, run["run_id"], name))
-        series[run["phase"]] = {
+        ok = m.measured(_run_records(run_dir, run.run_id, name))
+        series[run.phase] = {
             "TTFT ms": np.array([m.ttft_ns(r) / 1e6 for r in ok]),
             "TPOT ms": np.array([t / 1e6 for r in ok if (t := m.tpot_ns(r))]),
             "E2E ms": np.array([m.e2el_ns(r) / 1e6 for r in ok]),
@@ -140,11 +141,11 @@ def throughput_figure(point: Point, colours: dict[str, str]) -> str:
     return _fig_html(fig)
 
 
-def _point_samples(run_dir: Path, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _point_samples(run_dir: RunDir, runs: list[PlannedRun]) -> list[dict[str, Any]]:
     """Telemetry of a point's runs (interleaved runs share one file), each sample once, in time order."""
     seen, out = set(), []
     for run in runs:
-        for sample in run_samples(run_dir / "runs" / run["run_id"]):
+        for sample in read_samples(run_dir.run(run.run_id).telemetry):
             key = (sample["t_ns"], sample["device"], sample.get("source"))
             if key not in seen:
                 seen.add(key)
@@ -172,7 +173,7 @@ def _request_bandwidth(records: dict[tuple[str, str], list[Any]], point: Point,
     return out
 
 
-def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, findings: list[Finding],
+def timeline_figure(run_dir: RunDir, runs: list[PlannedRun], point: Point, findings: list[Finding],
                     colours: dict[str, str]) -> str:
     """Every phase of one point on one time axis: each request's TPOT (at its completion) and each
     token's ITL, the phases' repetition windows marked, device and host telemetry below, the
@@ -180,8 +181,8 @@ def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, fin
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    records = {(run["phase"], i["name"]): m.measured(_run_records(run_dir, run["run_id"], i["name"]))
-               for run in runs for i in run["instances"]}
+    records = {(run.phase, i.name): m.measured(_run_records(run_dir, run.run_id, i.name))
+               for run in runs for i in run.instances}
     starts = [m.start_ns(r) for rs in records.values() for r in rs]
     if not starts:
         return "<p>no measured requests</p>"
@@ -260,7 +261,7 @@ def timeline_figure(run_dir: Path, runs: list[dict[str, Any]], point: Point, fin
             fig.add_trace(go.Scatter(x=t, y=[s["metrics"].get("workers", {}).get(worker, {}).get("cpu_pct")
                                              for s in rows_h], mode="lines", name=f"{worker} CPU %",
                                      line={"color": colours.get(name, PALETTE[-1]), "dash": "dot"}), row=row, col=1)
-    run_ids = {run["run_id"] for run in runs}
+    run_ids = {run.run_id for run in runs}
     for w in (w for f in findings for w in f.windows if w.run_id in run_ids):
         fig.add_vrect(x0=(w.start_ns - origin) / 1e9, x1=(w.end_ns - origin) / 1e9, fillcolor=FINDING_COLOUR,
                       opacity=0.12, line_width=0)
@@ -346,8 +347,8 @@ def _findings_html(findings: list[Finding]) -> str:
     return "<ol>" + "".join(items) + "</ol>"
 
 
-def _header(manifest: dict[str, Any], summary: Summary) -> str:
-    env = manifest.get("environment") or {}
+def _header(manifest: Manifest, summary: Summary) -> str:
+    env = manifest.environment.model_dump()
     versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in (env.get("versions") or {}).items() if v)
     def device_line(d: str, i: dict[str, Any]) -> str:
         extra = i.get("extra") or {}
@@ -356,7 +357,7 @@ def _header(manifest: dict[str, Any], summary: Summary) -> str:
         shown = ", ".join(str(f) for f in facts if f)
         return f"{_e(d)}: {_e(i.get('name'))}" + (f" ({_e(shown)})" if shown else "")
 
-    devices = "; ".join(device_line(d, i) for d, i in (manifest.get("devices") or {}).items()) or "-"
+    devices = "; ".join(device_line(d, i) for d, i in manifest.devices.items()) or "-"
     facts = {k: v for p in summary.points for k, v in p.instances.items()}
     rows = []
     for name, f in facts.items():
@@ -377,7 +378,7 @@ def _header(manifest: dict[str, Any], summary: Summary) -> str:
     if failures:
         problems += "<li>failed requests:<ul>" + "".join(failures) + "</ul></li>"
     return (f"<div class='card'><h1>colobench: {_e(summary.experiment)}</h1>"
-            f"<p>{_e(manifest.get('created_utc'))} on {_e(env.get('hostname'))} ({_e(env.get('cpu_model'))}, "
+            f"<p>{_e(manifest.created_utc)} on {_e(env.get('hostname'))} ({_e(env.get('cpu_model'))}, "
             f"{_e(env.get('logical_cores'))} cores). Devices: {devices}.</p><p><small>{versions}</small></p>"
             f"<table><tr><th>instance</th><th>model</th><th>backend</th><th>device</th><th>dtype</th>"
             f"<th>parameters</th><th>weights</th></tr>{''.join(rows)}</table>"
@@ -519,18 +520,18 @@ table.evidence td,table.evidence th{font-size:12px;padding:1px 6px}
 h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}"""
 
 
-def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
+def render(run_dir: RunDir, summary: Summary, manifest: Manifest) -> str:
     """The whole page, plotly.js included."""
     from plotly.offline import get_plotlyjs
 
-    plan = manifest["plan"]
+    plan = manifest.plan
     colours = instance_colours(summary)
     parts = [cards_html(cards(summary), colours), _header(manifest, summary),
              "<h2>metrics</h2>", metrics_table_html(summary, colours), categories_html(summary)]
     if summary.is_sweep:
         parts += ["<h2>sweep</h2>", advice_html(summary), sweep_figure(summary)]
     for p in summary.points:
-        runs = [r for r in plan["runs"] if r.get("point", "") == p.id]
+        runs = plan.runs_of(p.id)
         parts.append(f"<h2>point {_e(p.id)}</h2>" if summary.is_sweep else "<h2>latency: solo against co-located</h2>")
         for name in p.instances:
             parts.append(latency_figures(run_dir, runs, name, colours.get(name, PALETTE[-1])))
@@ -538,7 +539,7 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
             parts += ["<h2>throughput</h2>", throughput_figure(p, colours)]
     parts.append("<h2>timelines</h2>")
     for p in summary.points:
-        runs = [r for r in plan["runs"] if r.get("point", "") == p.id]
+        runs = plan.runs_of(p.id)
         parts.append(timeline_figure(run_dir, runs, p, summary.findings, colours))
     parts += ["<h2>quality</h2>", _quality_html(summary)]
     parts += ["<h2>findings</h2>", _findings_html(summary.findings)]
@@ -550,8 +551,8 @@ def render(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> str:
             + "<script>document.body.dataset.colobenchReady='1';</script></body></html>")
 
 
-def write_report(run_dir: Path, summary: Summary, manifest: dict[str, Any]) -> Path:
-    path = run_dir / "report.html"
+def write_report(run_dir: RunDir, summary: Summary, manifest: Manifest) -> Path:
+    path = run_dir.report
     tmp = path.with_suffix(".html.tmp")
     try:  # whole or not at all: a full disk leaves neither half a report nor a temporary file
         tmp.write_text(scrub(render(run_dir, summary, manifest)), encoding="utf-8")

@@ -34,9 +34,3 @@ class ReplaySampler:
     def stop(self) -> None:
         self._iter = None
 
-
-def run_samples(run_dir: Path) -> list[dict[str, Any]]:
-    """A run's telemetry: its own `telemetry.jsonl`, or the one its interleaved group wrote beside
-    the group's runs (the runs took turns in the same processes, so they share one timeline)."""
-    own = run_dir / "telemetry.jsonl"
-    return read_samples(own if own.is_file() else run_dir.parent / "telemetry.jsonl")

@@ -29,6 +29,7 @@ from typing import Any
 
 from colobench.analysis.model import Finding, Subject, Window
 from colobench.errors import SpecError
+from colobench.rundir import ClockAnchor, PlannedRun, RunFolder
 
 MAX_EVIDENCE_LINES = 5
 MAX_LOG_BYTES = 50 * 2**20  # a runaway log is scanned up to this much (its head and tail)
@@ -149,23 +150,23 @@ def worker_of(path: Path, logs: Path, names: list[str], servers: dict[str, str] 
     return next((n for n in sorted(names, key=len, reverse=True) if key == n or key.startswith(n + ".")), None)
 
 
-def scan_run(rdir: Path, run: dict[str, Any], point: str, anchor: dict[str, Any] | None, origin_ns: int,
+def scan_run(folder: RunFolder, run: PlannedRun, point: str, anchor: ClockAnchor | None, origin_ns: int,
              rules: list[LogRule]) -> list[Finding]:
     """One finding per (rule, instance) that matched in the run's logs."""
-    logs = rdir / "logs"
-    if not logs.is_dir():
+    files = folder.log_files()
+    if not files:
         return []
-    names = [i["name"] for i in run["instances"]]
+    names = [i.name for i in run.instances]
     serving: dict[str, list[str]] = {}  # managed server -> the run's instances it serves
-    for i in run["instances"]:
-        if i.get("server"):
-            serving.setdefault(i["server"], []).append(i["name"])
+    for i in run.instances:
+        if i.server:
+            serving.setdefault(i.server, []).append(i.name)
     servers = {s: n[0] for s, n in serving.items() if len(n) == 1}  # a shared server's log: no one instance's
-    year = time.localtime(anchor["unix_s"]).tm_year if anchor else time.localtime().tm_year
+    year = time.localtime(anchor.unix_s).tm_year if anchor else time.localtime().tm_year
     compiled = [(rule, rule.regex()) for rule in rules]
     hits: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(p for p in logs.rglob("*") if p.is_file()):
-        instance = worker_of(path, logs, names, servers)
+    for path in files:
+        instance = worker_of(path, folder.logs_dir, names, servers)
         try:
             lines = _read(path)
         except OSError:
@@ -177,7 +178,7 @@ def scan_run(rdir: Path, run: dict[str, Any], point: str, anchor: dict[str, Any]
                 hit = hits.setdefault((rule.name, instance or ""), {"rule": rule, "count": 0, "lines": [],
                                                                       "times": [], "files": set()})
                 hit["count"] += 1
-                hit["files"].add(str(path.relative_to(rdir)))
+                hit["files"].add(str(path.relative_to(folder.root)))
                 if len(hit["lines"]) < MAX_EVIDENCE_LINES:
                     hit["lines"].append(f"{path.name}:{number}: {line.strip()[:300]}")
                 t = line_time(line, year)
@@ -191,14 +192,14 @@ def scan_run(rdir: Path, run: dict[str, Any], point: str, anchor: dict[str, Any]
         if hit["times"] and anchor:
             first = _mono(min(hit["times"]), anchor)
             last = _mono(max(hit["times"]), anchor)
-            windows = [Window(run_id=run["run_id"], start_ns=first, end_ns=max(last, first),
+            windows = [Window(run_id=run.run_id, start_ns=first, end_ns=max(last, first),
                               start_s=round((first - origin_ns) / 1e9, 3), end_s=round((max(last, first) - origin_ns) / 1e9, 3))]
-        subject = Subject(point=point, instance=instance or None, phase=run["phase"])
+        subject = Subject(point=point, instance=instance or None, phase=run.phase)
         where = f" ({instance})" if instance else ""
         out.append(Finding(
             kind=f"log:{rule.name}", severity=rule.severity if rule.severity in ("high", "medium", "low") else "medium",
             subjects=[subject], point=point, recommendation=rule.remedy, score=float(hit["count"]),
-            title=f"logs{where}: {rule.cause}: {hit['count']} line(s) in {run['run_id']}",
+            title=f"logs{where}: {rule.cause}: {hit['count']} line(s) in {run.run_id}",
             evidence={"rule": rule.name, "pattern": rule.pattern, "count": hit["count"],
                       "files": sorted(hit["files"]), "lines": hit["lines"],
                       "first_s": windows[0].start_s if windows else None,
@@ -207,9 +208,9 @@ def scan_run(rdir: Path, run: dict[str, Any], point: str, anchor: dict[str, Any]
     return out
 
 
-def _mono(unix_s: float, anchor: dict[str, Any]) -> int:
+def _mono(unix_s: float, anchor: ClockAnchor) -> int:
     """A wall time on the records' monotonic clock, through the run's anchor."""
-    return int(anchor["mono_ns"] + (unix_s - anchor["unix_s"]) * 1e9)
+    return int(anchor.mono_ns + (unix_s - anchor.unix_s) * 1e9)
 
 
 def rules_from(data: Any, source: str) -> list[LogRule]:

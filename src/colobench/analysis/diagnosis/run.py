@@ -2,69 +2,61 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 from colobench.analysis import metrics as m
 from colobench.analysis.diagnosis import detectors as d
 from colobench.analysis.diagnosis.findings import rank
 from colobench.analysis.model import Check, Finding, InstanceFacts, Point
 from colobench.analysis.diagnosis.logscan import RULES, LogRule
 from colobench.analysis.diagnosis.logscan import scan_run as scan_logs
-from colobench.records import RequestRecord, instance_records, load_json, read_jsonl
-from colobench.telemetry.replay import run_samples
+from colobench.records import CorruptFile, RequestRecord, read_jsonl, read_records
+from colobench.rundir import ClockAnchor, PlanEntry, PlannedRun, RunDir, RunFolder, read_run_state
+from colobench.telemetry.replay import read_samples
 
 
-def _phase_data(run_dir: Path, point: Point, run: dict[str, Any], cores: int,
+def _phase_data(run_dir: RunDir, point: Point, run: PlannedRun, cores: int,
                 loaded: dict[tuple[str, str], list[RequestRecord]]) -> dict[tuple[str, str], d.PhaseData]:
-    rdir = run_dir / "runs" / run["run_id"]
-    samples = run_samples(rdir)
+    folder = run_dir.run(run.run_id)
+    samples = read_samples(folder.telemetry)
     records_by_name = {}
-    for inst in run["instances"]:
-        cached = loaded.get((run["run_id"], inst["name"]))
-        records_by_name[inst["name"]] = cached if cached is not None else instance_records(rdir / "records", inst["name"])
+    for inst in run.instances:
+        cached = loaded.get((run.run_id, inst.name))
+        records_by_name[inst.name] = cached if cached is not None else \
+            [r for f in folder.instance_records(inst.name) for r in read_records(f)]
     all_starts = [m.start_ns(r) for rs in records_by_name.values() for r in rs]
     origin = min(all_starts) if all_starts else 0
     out = {}
-    for inst in run["instances"]:
-        name = inst["name"]
-        metrics = point.metrics(run["phase"], name)
+    for inst in run.instances:
+        name = inst.name
+        metrics = point.metrics(run.phase, name)
         if metrics is None:
             continue
         records = records_by_name[name]
-        gc = [g for f in sorted((rdir / "gc").glob(f"{name}*.jsonl")) for g in read_jsonl(f)] \
-            if (rdir / "gc").is_dir() else []
-        facts = point.instances.get(name) or InstanceFacts(model=inst["model"], backend=inst["backend"],
-                                                           device=inst["device"], dtype=inst["dtype"],
-                                                           cpu_threads=inst["cpu_threads"], workload=inst["workload"])
-        out[(run["phase"], name)] = d.PhaseData(
-            point=point.id, run_id=run["run_id"], phase=run["phase"], name=name, device=inst["device"],
-            backend=inst["backend"], records=m.measured(records), warmup=[r for r in records if r.warmup],
+        gc = [g for f in folder.instance_gc(name) for g in read_jsonl(f)]
+        facts = point.instances.get(name) or InstanceFacts(model=inst.model, backend=inst.backend, device=inst.device,
+                                                           dtype=inst.dtype, cpu_threads=inst.cpu_threads,
+                                                           workload=inst.workload)
+        out[(run.phase, name)] = d.PhaseData(
+            point=point.id, run_id=run.run_id, phase=run.phase, name=name, device=inst.device,
+            backend=inst.backend, records=m.measured(records), warmup=[r for r in records if r.warmup],
             metrics=metrics, facts=facts, samples=samples, gc=gc, origin_ns=origin, logical_cores=cores,
             failed=[r for r in records if not r.warmup and not r.load_only and not r.ok])
     return out
 
 
-def _log(run_dir: Path, run_id: str, name: str) -> str:
+def _log(run_dir: RunDir, run_id: str, name: str) -> str:
     """The tail of an instance's worker logs in a run (where an out-of-memory message would be)."""
-    folder = run_dir / "runs" / run_id / "logs"
-    if not folder.is_dir():
-        return ""
-    return "".join(f.read_text(errors="replace")[-20_000:] for f in sorted(folder.glob(f"{name}*.log")))
+    return "".join(f.read_text(errors="replace")[-20_000:] for f in run_dir.run(run_id).instance_logs(name))
 
 
-def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: list[Check], cores: int,
+def diagnose(run_dir: RunDir, plan: PlanEntry, points: list[Point], checks: list[Check], cores: int,
              loaded: dict[tuple[str, str], list[RequestRecord]] | None = None,
              log_rules: list[LogRule] | None = None) -> list[Finding]:
     """All findings of a run directory, one per cause, ranked; `log_rules` are scanned for in
     every run's logs (the built-in table and the user's)."""
-    runs_by_point: dict[str, list[dict[str, Any]]] = {}
-    for run in plan["runs"]:
-        runs_by_point.setdefault(run.get("point", ""), []).append(run)
     datas = []
     for point in points:
         data = d.PointData(point.id, point.axes, checks=[c for c in checks if c.subject.point == point.id])
-        for run in runs_by_point.get(point.id, []):
+        for run in plan.runs_of(point.id):
             data.phases.update(_phase_data(run_dir, point, run, cores, loaded or {}))
         datas.append(data)
     findings: list[Finding] = []
@@ -83,18 +75,16 @@ def diagnose(run_dir: Path, plan: dict[str, Any], points: list[Point], checks: l
             findings += d.periodic_stalls(p)
     findings += d.host_bound_sweep(datas)
     for point, data in zip(points, datas):
-        for run in runs_by_point.get(point.id, []):
-            rdir = run_dir / "runs" / run["run_id"]
-            state = _state(rdir)
-            origin = min((p.origin_ns for (ph, _), p in data.phases.items() if ph == run["phase"]), default=0)
-            findings += scan_logs(rdir, run, point.id, state.get("clock_anchor"), origin,
+        for run in plan.runs_of(point.id):
+            folder = run_dir.run(run.run_id)
+            origin = min((p.origin_ns for (ph, _), p in data.phases.items() if ph == run.phase), default=0)
+            findings += scan_logs(folder, run, point.id, _anchor(folder), origin,
                                   log_rules if log_rules is not None else RULES)
     return rank(findings)
 
 
-def _state(rdir: Path) -> dict[str, Any]:
+def _anchor(folder: RunFolder) -> ClockAnchor | None:
     try:
-        state = load_json(rdir / "run.json")
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
+        return read_run_state(folder.state).clock_anchor
+    except (OSError, CorruptFile):
+        return None
