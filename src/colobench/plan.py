@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
 
 from colobench.devices import Device, DeviceUnavailable, check_device, kind_of, memory_budget_bytes, normalise
 from colobench.errors import ColobenchError, SpecError
@@ -30,11 +29,8 @@ from colobench.models.presets import PRESETS, approx_params, default_cache_dir, 
 from colobench.specs import (INSTANCE_KNOBS, QUALITY_AXES, EndpointConfig, ExperimentSpec, FakeTimings,
                              InstanceKnobs, RayPlacement, WorkloadSpec, axis_label)
 from colobench.sweep import expand
+from colobench.typed import Frozen
 from colobench.workload.prompts import PromptJob, prompt_set_key, read_prompt_file
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class ResolvedInstance(InstanceKnobs):
@@ -76,7 +72,7 @@ class ResolvedInstance(InstanceKnobs):
                 "graph": self.graph, "attn_implementation": self.attn_implementation}
 
 
-class RunSpec(_Frozen):
+class RunSpec(Frozen):
     """Instances started together on a shared clock, measured over `repetitions` windows."""
 
     run_id: str  # "<point>/<run>" in a sweep, "<run>" otherwise
@@ -86,14 +82,14 @@ class RunSpec(_Frozen):
     repetitions: int
 
 
-class Window(_Frozen):
+class Window(Frozen):
     """One measured window: repetition `repetition` of run `run_id`."""
 
     run_id: str
     repetition: int  # 1-based, within its run
 
 
-class RunGroup(_Frozen):
+class RunGroup(Frozen):
     """Runs executed by one set of workers, window after window. Interleaved order: a point's runs
     (each solo baseline, then the co-located run) once per repetition, every instance loaded
     throughout; phase-major: one run alone, its repetitions back to back."""
@@ -130,13 +126,13 @@ def group_runs(runs: list[RunSpec], order: str) -> list[RunGroup]:
     return [RunGroup(point=runs[0].point, runs=runs, windows=windows)]
 
 
-class PlannedPoint(_Frozen):
+class PlannedPoint(Frozen):
     id: str
     axes: dict[str, Any]
     instances: list[ResolvedInstance]
 
 
-class ExperimentPlan(_Frozen):
+class ExperimentPlan(Frozen):
     name: str
     points: list[PlannedPoint]
     runs: list[RunSpec]

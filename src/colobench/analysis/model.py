@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from colobench.analysis.distribution import Distribution
+from colobench.typed import Frozen
 
 SCHEMA = "colobench.summary/2"
 Phase = Literal["solo", "colocated"]
@@ -27,8 +28,7 @@ PHASES: tuple[Phase, ...] = ("solo", "colocated")
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+Model = Frozen  # every summary model: immutable, unknown keys refused
 
 
 class Stat(Model):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic.fields import FieldInfo
 
 from colobench.specs.knobs import knob, knobs_of
+from colobench.typed import Frozen
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|npu)(:\d+)?)$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -70,11 +71,11 @@ def env_names(value: dict[str, Any]) -> dict[str, str]:
     return {k: str(v) for k, v in value.items()}
 
 
-class _Frozen(BaseModel):
-    """Frozen, unknown keys refused, infinities and NaN refused, and a boolean is never a number
-    (`requests: true` is an error, not 1)."""
+class SpecModel(Frozen):
+    """What a user writes: frozen, unknown keys refused, and stricter than colobench's own models:
+    infinities and NaN refused, and a boolean is never a number (`requests: true` is an error, not 1)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -90,7 +91,7 @@ class _Frozen(BaseModel):
 LOADS = ("static", "closed", "open")
 
 
-class LengthDist(_Frozen):
+class LengthDist(SpecModel):
     """A token-length distribution: `{mean, std}` (normal, rounded, at least 1) or `{min, max}`
     (uniform integers, both ends included)."""
 
@@ -125,7 +126,7 @@ def length_upper_bound(length: Length) -> int:
     return length if isinstance(length, int) else length.upper_bound()
 
 
-class PromptSource(_Frozen):
+class PromptSource(SpecModel):
     """Where prompt text comes from when it is not synthetic: a local file, or the built-in set."""
 
     file: str | None = Field(None, description="JSONL (prompt or messages per line) or ShareGPT JSON")
@@ -138,7 +139,7 @@ class PromptSource(_Frozen):
         return self
 
 
-class WorkloadSpec(_Frozen):
+class WorkloadSpec(SpecModel):
     """What one instance is asked to do.
 
     Load models: `static` generates `batch_size` requests together; `closed` keeps `concurrency`
@@ -237,14 +238,14 @@ def _optional_copy(model: type[BaseModel], name: str, doc: str) -> type[BaseMode
     for field_name, info in model.model_fields.items():
         copy = FieldInfo.merge_field_infos(info, default=None, default_factory=None)
         fields[field_name] = (info.annotation | None, copy)
-    return create_model(name, __base__=_Frozen, __doc__=doc, **fields)
+    return create_model(name, __base__=SpecModel, __doc__=doc, **fields)
 
 
 WorkloadOverride = _optional_copy(
     WorkloadSpec, "WorkloadOverride", "Any `WorkloadSpec` fields, overriding the experiment's workload.")
 
 
-class ScenarioSpec(_Frozen):
+class ScenarioSpec(SpecModel):
     """A named workload: fields for every instance, and/or per-instance fields by position
     (instance k gets `instances[k % len]`, so `mixed` gives A short and B long)."""
 
@@ -252,7 +253,7 @@ class ScenarioSpec(_Frozen):
     instances: list[WorkloadOverride] | None = None  # type: ignore[valid-type]
 
 
-class FakeTimings(_Frozen):
+class FakeTimings(SpecModel):
     """Known timings for the `fake` backend (tests and smoke checks of the pipeline itself)."""
 
     ttft_ms: float = Field(5.0, ge=0, le=3_600_000)
@@ -269,7 +270,7 @@ class FakeTimings(_Frozen):
     allocated_mb: float | None = Field(None, ge=0, le=2**24)
 
 
-class _EndpointFields(_Frozen):
+class _EndpointFields(SpecModel):
     """How to talk to an OpenAI-compatible server: shared by instances and their resolved config."""
 
     api: Literal["completions", "chat"] = knob("completions", help="endpoints: completions or chat", flag="--api",
@@ -302,7 +303,7 @@ class EndpointConfig(_EndpointFields):
 ENDPOINT_FIELDS = tuple(EndpointConfig.model_fields)
 
 
-class RayPlacement(_Frozen):
+class RayPlacement(SpecModel):
     """Where the Ray launcher places one instance's actor (ignored by the local launcher).
 
     Unset fields follow the instance's device: a CUDA instance asks for `num_gpus` equal to its
@@ -320,7 +321,7 @@ class RayPlacement(_Frozen):
     node_id: str | None = Field(None, description="pin to one node by its Ray node id (hex)")
 
 
-class LaunchSpec(_Frozen):
+class LaunchSpec(SpecModel):
     """How instances are started: `local` (one process per instance on this host) or `ray`
     (one Ray actor per instance, on the devices and nodes of a Ray cluster)."""
 
@@ -343,7 +344,7 @@ class LaunchSpec(_Frozen):
 SLO_OBJECTIVES = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
 
 
-class SLOSpec(_Frozen):
+class SLOSpec(SpecModel):
     """Latency objectives of one instance: a request is good when it meets every one given (see
     `analysis.phase.slo_result`); goodput counts good requests per second, as vLLM's `--goodput`
     and AIPerf do."""
@@ -364,7 +365,7 @@ class SLOSpec(_Frozen):
         return self
 
 
-class InstanceKnobs(_Frozen):
+class InstanceKnobs(SpecModel):
     """The fields an instance and its resolved form share: what each worker applies.
 
     Each is a knob (see `colobench.specs.knobs`): declared once here, it becomes a `colobench run`
@@ -517,7 +518,7 @@ INSTANCE_KNOBS = knobs_of(InstanceKnobs, "instance") + [k for k in knobs_of(Inst
                                                         and k.name not in _EndpointFields.model_fields]
 
 
-class LogRuleSpec(_Frozen):
+class LogRuleSpec(SpecModel):
     """A user's log rule: lines matching `pattern` (a regular expression, case-insensitive) are a
     finding naming `cause`, with `severity` and `remedy`."""
 
@@ -537,7 +538,7 @@ class LogRuleSpec(_Frozen):
         return value
 
 
-class AdviceSpec(_Frozen):
+class AdviceSpec(SpecModel):
     """The quality guard of the advice table: a variant is advised only when its outputs agree
     with its reference's at least this much."""
 
@@ -545,7 +546,7 @@ class AdviceSpec(_Frozen):
     max_kl: float = Field(0.05, ge=0, le=100, description="KL divergence of next-token distributions, nats")
 
 
-class TelemetrySpec(_Frozen):
+class TelemetrySpec(SpecModel):
     """What to sample during runs, how often, and the peak figures to compare with."""
 
     enabled: bool = True
@@ -557,7 +558,7 @@ class TelemetrySpec(_Frozen):
         default_factory=dict, description="per device (cpu, cuda:0, npu:1): memory_bandwidth_gb_s, bf16_tflops, int8_tops")
 
 
-class ExperimentKnobs(_Frozen):
+class ExperimentKnobs(SpecModel):
     """The experiment-wide knobs."""
 
     name: str = knob("colocation", help="experiment name (prefix of run directories and sweep point ids)",

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from colobench.specs.models import MANAGED_BASE_URL, MAX_TIMEOUT_S, _Frozen, checked_name, env_names
+from colobench.specs.models import MANAGED_BASE_URL, MAX_TIMEOUT_S, SpecModel, checked_name, env_names
 
 PORT = "{port}"  # replaced in every command element, and in a managed instance's URLs
 assert PORT in MANAGED_BASE_URL
@@ -37,7 +37,7 @@ SERVER_DEVICE = re.compile(r"^(cpu|(cuda|npu):\d+)$")
 MAX_CORE = 65_535
 
 
-class ServerSpec(_Frozen):
+class ServerSpec(SpecModel):
     """One serving process colobench starts: its command, environment, device, cores, readiness."""
 
     name: str = Field(description="what instances call it (`server: NAME`) and its log's name")
