@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from colobench.cli_flags import FLAG_KNOBS, build_spec
+from colobench.cli.flags import FLAG_KNOBS, build_spec
 
 _BY_FLAG = {name: k for k in FLAG_KNOBS for name in (k.meta.flag, *k.meta.aliases)}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from colobench import cli
+from colobench.cli import progress as cli_progress
 from colobench.analysis.model import Check, Point, Subject, Summary
 from colobench.launch import ray_launcher
 from colobench.report.headline import MAX_BYTES, headline
@@ -50,9 +50,9 @@ def test_headline_stays_small_for_a_large_sweep():
 
 
 def test_plain_progress_speaks_at_least_every_interval(monkeypatch):
-    monkeypatch.setattr(cli, "PLAIN_PROGRESS_EVERY_S", 0.05)
+    monkeypatch.setattr(cli_progress, "PLAIN_PROGRESS_EVERY_S", 0.05)
     out = io.StringIO()
-    with cli._PlainProgress(out) as progress:
+    with cli_progress.PlainProgress(out) as progress:
         progress.phase("building preset tiny")
         progress.run_started("solo-a", 40)
         progress.requests_done("solo-a", "a", 12)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from colobench.backends.openai_http import OpenAIBackend, request_body
 from colobench import aio
-from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerConfig
+from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerSettings
 from colobench.specs import EndpointConfig
 from colobench.workload.synthetic import Request
 
@@ -30,7 +30,7 @@ def serve():
 
     def start(**config) -> str:
         port = free_port()
-        runner = web.AppRunner(FakeOpenAIServer(FakeServerConfig(**config)).app())
+        runner = web.AppRunner(FakeOpenAIServer(FakeServerSettings(**config)).app())
         aio.run(runner.setup())
         aio.run(web.TCPSite(runner, "127.0.0.1", port).start())
         runners.append(runner)

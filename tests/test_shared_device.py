@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerConfig
+from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerSettings
 from colobench.serve.shared_device import SharedDevice, shared_device_capacity
 
 
@@ -208,7 +208,7 @@ def test_the_joint_capacity_boundary_is_a_straight_line():
 
 
 def test_fake_server_in_shared_mode_produces_every_token_in_process():
-    config = FakeServerConfig(models=("a", "b"), decode_tok_s=20000, prefill_tok_s=1e6, itl_ms=0.1,
+    config = FakeServerSettings(models=("a", "b"), decode_tok_s=20000, prefill_tok_s=1e6, itl_ms=0.1,
                               tokens_per_chunk=3, keepalive=True, stamp=True, trace=True)
     server = FakeOpenAIServer(config)
 
@@ -235,12 +235,12 @@ def test_fake_server_in_shared_mode_produces_every_token_in_process():
             assert server.device is not None and server.device.device.idle
 
     asyncio.run(scenario())
-    assert len(config.traces) == 3 and config.counters["tokens"] == 10 + 7 + 1 + 5
+    assert len(server.traces) == 3 and server.counters["tokens"] == 10 + 7 + 1 + 5
 
 
 def test_a_cut_stream_leaves_the_shared_device():
     # one token per 100 ms: the cut comes when token 6 of 10 is made, 400 ms before the last is due
-    server = FakeOpenAIServer(FakeServerConfig(models=("a",), decode_tok_s=1000, prefill_tok_s=1e6, itl_ms=100))
+    server = FakeOpenAIServer(FakeServerSettings(models=("a",), decode_tok_s=1000, prefill_tok_s=1e6, itl_ms=100))
     assert server.device is not None
     released = []
     release = server.device.release

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "colobench"
 # Top to bottom, as docs/design.md lists them: a module may import its own layer (without a cycle)
 # and the layers below it, never one above.
 LAYERS = [
-    ("cli", ("colobench.cli", "colobench.cli_flags", "colobench.__main__")),
+    ("cli", ("colobench.cli", "colobench.__main__")),
     ("api", ("colobench.api", "colobench.capacity")),
     ("profiling", ("colobench.profiling",)),
     ("serve", ("colobench.serve",)),

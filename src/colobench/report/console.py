@@ -15,8 +15,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.model import Check, Finding, InstanceFacts, PhaseMetrics, Point, Quality, SLOResult, Summary
+from colobench.analysis.model import InstanceFacts, PhaseMetrics, Point, Quality, SLOResult, Summary
 from colobench.report.cards import Card, Ratio, cards
+from colobench.report.findings import notable, print_checks, print_findings, validity_line
 
 MAX_CARDS = 6  # a sweep with more co-located points: the first ones, then the sweep table says the rest
 VERDICT_STYLE = {"ok": "green", "bottleneck": "red", "inconclusive": "yellow", "not judged": "yellow"}
@@ -344,27 +345,6 @@ def batch_scaling_tables(summary: Summary) -> list[Table]:
     return tables
 
 
-def _notable(checks: list[Check]) -> list[Check]:
-    """Checks worth a line: warnings and failures (and the scaling verdict either way)."""
-    return [c for c in checks if c.level in ("warning", "invalid") or c.kind == "scaling"]
-
-
-def print_checks(checks: list[Check], console: Console, with_point: bool = False) -> None:
-    if not checks:
-        return
-    console.print()
-    console.print("[bold]checks[/]")
-    colour = {"ok": "green", "info": "green", "warning": "yellow", "invalid": "red"}
-    groups: dict[tuple[str, str], list[Check]] = {}
-    for c in checks:  # one line per verdict, naming every subject that got it
-        groups.setdefault((c.kind, c.verdict), []).append(c)
-    for group in groups.values():
-        c = group[0]
-        subjects = ", ".join(escape((f"{s.point} " if with_point and s.point else "") + s.label)
-                             for s in dict.fromkeys(g.subject for g in group))
-        console.print(f"  [{colour[c.level]}]{c.verdict:<15}[/] {subjects}: {escape(c.sentence)}")
-
-
 def _advised(scenario: str, value: float | None) -> str:
     if value is None:
         return "-"
@@ -421,70 +401,10 @@ def print_sweep(summary: Summary, console: Console) -> None:
         for phase, name, mt in p.rows():
             if mt.quality:
                 console.print(f"quality {escape(p.id)} {escape(name)} ({phase}): {quality_line(mt.quality)}")
-    print_checks(_notable(summary.checks), console, with_point=True)
+    print_checks(notable(summary.checks), console, with_point=True)
     for problem in summary.problems:
         console.print(f"  [red]problem[/] {escape(problem)}")
     print_attempts(summary, console)
-
-
-def validity_line(mt: PhaseMetrics | None) -> str:
-    """VALID or INVALID, the stability band, and the reasons and warnings."""
-    v = mt.validity if mt is not None else None
-    if v is None:
-        return ""
-    colour = "green" if v.verdict == "VALID" else "red"
-    detail = "; ".join(v.reasons + v.warnings)
-    stab = f", {v.stability} ({v.cv_pct:.1f}% cv)" if v.stability else ""
-    return f"[{colour}]{v.verdict}[/]{stab}" + (f": {escape(detail)}" if detail else "")
-
-
-def print_findings(findings: list[Finding], console: Console, limit: int | None = None) -> None:
-    """The ranked findings: severity, what, where (time windows in seconds from the run's start),
-    the evidence and what to change."""
-    console.print()
-    if not findings:
-        console.print("[bold]diagnosis[/]: no finding (nothing in the records or telemetry points to a cause)")
-        return
-    console.print(f"[bold]diagnosis[/]: {len(findings)} finding(s), most important first")
-    colour = {"high": "red", "medium": "yellow", "low": "cyan"}
-    for k, f in enumerate(findings[:limit] if limit else findings, 1):
-        point = f" \\[{escape(f.point)}]" if f.point else ""
-        console.print(f" {k}. [{colour.get(f.severity, 'white')}]{f.severity:<6}[/] {escape(f.title)}{point}")
-        windows = ", ".join(f"{w.start_s:.2f}-{w.end_s:.2f} s ({escape(w.run_id)})" for w in f.windows[:3])
-        more = len(f.windows) - 3
-        if windows:
-            console.print(f"    windows: {windows}{f' (+{more} more)' if more > 0 else ''} from each run's start",
-                          style="dim")
-        evidence = ", ".join(f"{k}={_evidence(v)}" for k, v in f.evidence.items() if v is not None and k != "table")
-        console.print(f"    evidence: {escape(evidence)}", style="dim")
-        rows = f.evidence.get("table")
-        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-            console.print(evidence_table(rows))
-        if f.recommendation:
-            console.print(f"    do: {escape(f.recommendation)}")
-
-
-def _evidence(value: Any) -> str:
-    """An evidence value rounded for reading (three significant figures; the summary keeps all)."""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {_evidence(v)}" for k, v in value.items() if v is not None) + "}"
-    if isinstance(value, (list, tuple)):
-        shown = ", ".join(_evidence(v) for v in value[:8])
-        return f"[{shown}{', ...' if len(value) > 8 else ''}]"
-    return str(value)
-
-
-def evidence_table(rows: list[dict[str, Any]]) -> Table:
-    """A finding's evidence table (e.g. bandwidth alone and together against the peak)."""
-    table = Table(show_edge=False, header_style="dim bold", padding=(0, 1), pad_edge=False)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    for col in columns:
-        table.add_column(escape(col), justify="left" if col in ("instance", "phase") else "right")
-    for r in rows:
-        table.add_row(*(escape(_evidence(r.get(c))) if r.get(c) is not None else "-" for c in columns))
-    return table
 
 
 def slo_line(slo: SLOResult) -> str:
@@ -599,7 +519,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     print_point(point, console)
     for device, power in summary.idle_power_w.items():
         console.print(f"idle power of {device} before the first run: {power:.0f} W", style="dim")
-    print_checks(_notable(summary.checks), console)
+    print_checks(notable(summary.checks), console)
     for problem in summary.problems:
         console.print(f"  [red]problem[/] {escape(problem)}")
     print_attempts(summary, console)

@@ -36,7 +36,7 @@ from colobench.records import read_records
 from colobench.rundir import Manifest, PlannedRun, RunDir
 from colobench.secrets import scrub
 from colobench.report.cards import Card, Ratio, cards
-from colobench.report.console import _evidence
+from colobench.report.findings import evidence_text
 from colobench.telemetry.replay import read_samples
 
 MAX_POINTS = 5000
@@ -332,14 +332,14 @@ def _findings_html(findings: list[Finding]) -> str:
     items = []
     for f in findings:
         windows = ", ".join(f"{w.start_s:.2f}-{w.end_s:.2f} s ({w.run_id})" for w in f.windows[:5])
-        evidence = ", ".join(f"{_e(k)}={_e(_evidence(v))}" for k, v in f.evidence.items()
+        evidence = ", ".join(f"{_e(k)}={_e(evidence_text(v))}" for k, v in f.evidence.items()
                              if v is not None and k != "table")
         table = f.evidence.get("table")
         table_html = ""
         if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
             cols = list(dict.fromkeys(k for r in table for k in r))
             table_html = ("<table class='evidence'><tr>" + "".join(f"<th>{_e(c)}</th>" for c in cols) + "</tr>"
-                          + "".join("<tr>" + "".join(f"<td>{_e(_evidence(r.get(c))) if r.get(c) is not None else '-'}"
+                          + "".join("<tr>" + "".join(f"<td>{_e(evidence_text(r.get(c))) if r.get(c) is not None else '-'}"
                                                      "</td>" for c in cols) + "</tr>" for r in table) + "</table>")
         items.append(f"<li class='sev-{_e(f.severity)}'><b>{_e(f.severity)}</b> {_e(f.title)}"
                      f"{' [' + _e(f.point) + ']' if f.point else ''}<br><small>windows: {_e(windows or '-')}"

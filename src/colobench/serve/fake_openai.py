@@ -49,49 +49,109 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import Field, field_validator, model_validator
 
 from colobench.serve.shared_device import DeviceStream, SharedDevice, SharedDeviceDriver
+from colobench.typed import Frozen
 
 FAULTS = ("http_500", "cut", "malformed", "stall")
 USAGE_FAULTS = ("bad_usage", "negative_usage", "huge_usage")  # a usage block no client should believe
 KNOWN_FAULTS = FAULTS + USAGE_FAULTS
 
 
-@dataclass
-class FakeServerConfig:
-    ttft_ms: float = 50.0
-    itl_ms: float = 10.0
-    jitter_ms: float = 0.0
-    error_rate: float = 0.0
-    faults: tuple[str, ...] = FAULTS
-    models: tuple[str, ...] = ("fake-model",)
-    tokens_per_chunk: int = 1
-    usage: str = "requested"  # requested | always | never
-    done: bool = True  # end with `data: [DONE]`
-    keepalive: bool = False  # empty chunks and SSE comments between tokens
-    stamp: bool = False  # server timestamps in chunks (ground truth for tests and benchmarks)
-    stall_s: float = 3600.0
-    require_api_key: str | None = None  # answer 401 unless `Authorization: Bearer <key>` matches
-    trace: bool = False  # keep (received, content chunk send times) per stream for GET /colobench/trace
-    traces: list[list[int]] = field(default_factory=list)
-    seed: int | None = None
-    tokenize: bool = True  # serve POST /tokenize
-    echo_headers: bool = False  # error bodies quote the request's headers, credentials included
-    reasoning_tokens: int = 0  # chat: the first this many tokens of a stream are reasoning
-    reasoning_field: str = "reasoning_content"
-    counters: dict[str, int] = field(default_factory=lambda: {"requests": 0, "errors": 0, "tokens": 0})
+def _flag(flag: str, help: str, negate: bool = False) -> dict[str, Any]:
+    """A field's command-line flag (`colobench fake-server`), its help, and whether it turns the
+    field off (`--no-done` sets `done` to false)."""
+    return {"json_schema_extra": {"flag": flag, "negate": negate}, "description": help}
+
+
+class FakeServerSettings(Frozen):
+    """Everything `colobench fake-server` takes: its flags are generated from these fields, so
+    the command and a test that builds the server in process share one validation."""
+
+    host: str = Field("127.0.0.1", **_flag("--host", "address to listen on"))
+    port: int = Field(8000, ge=1, le=65535, **_flag("--port", "TCP port on 127.0.0.1"))
+    ttft_ms: float = Field(50.0, ge=0, le=3_600_000, **_flag("--ttft-ms", "time to the first token"))
+    itl_ms: float = Field(10.0, ge=0, le=3_600_000, **_flag("--itl-ms", "time between chunks"))
+    jitter_ms: float = Field(0.0, ge=0, le=3_600_000, **_flag("--jitter-ms", "uniform +- jitter on every delay"))
+    error_rate: float = Field(0.0, ge=0, le=1, **_flag("--error-rate", "fraction of requests that hit a fault"))
+    faults: tuple[str, ...] = Field(FAULTS, **_flag("--faults", "faults drawn on error, comma separated: "
+                                                    + ", ".join(KNOWN_FAULTS)))
+    models: tuple[str, ...] = Field(("fake-model",), **_flag("--models", "served model names, comma separated"))
+    tokens_per_chunk: int = Field(1, ge=1, le=100_000, **_flag("--tokens-per-chunk", "tokens in each streamed chunk"))
+    usage: Literal["requested", "always", "never"] = Field(
+        "requested", **_flag("--usage", "usage when asked for (requested), in every last chunk (always), or never"))
+    done: bool = Field(True, **_flag("--no-done", "close the stream without data: [DONE]", negate=True))
+    keepalive: bool = Field(False, **_flag("--keepalive", "empty chunks and SSE comments between tokens"))
+    stamp: bool = Field(False, **_flag("--stamp", "server send times in every chunk (ground truth)"))
+    trace: bool = Field(False, **_flag("--trace", "keep send times of every stream for GET /colobench/trace"))
+    seed: int | None = Field(None, **_flag("--seed", "seed of jitter and faults"))
+    api_key_env: str | None = Field(None, **_flag("--api-key-env", "require the key held in this environment variable"))
+    tokenize: bool = Field(True, **_flag("--no-tokenize", "do not serve POST /tokenize", negate=True))
+    echo_headers: bool = Field(False, **_flag("--echo-headers", "error bodies quote the request's headers, credentials "
+                                              "included (to check that colobench scrubs them)"))
+    reasoning_tokens: int = Field(0, ge=0, le=10_000_000, **_flag("--reasoning-tokens", "chat: the first N tokens of "
+                                                                  "each stream are reasoning"))
+    reasoning_field: Literal["reasoning_content", "reasoning"] = Field(
+        "reasoning_content", **_flag("--reasoning-field", "the delta field reasoning goes in"))
     # Both set: every model shares one simulated device (colobench.serve.shared_device) with this
     # decode budget and prefill rate (tokens per second); `itl_ms` caps each stream, `ttft_ms` unused.
-    decode_tok_s: float | None = None
-    prefill_tok_s: float | None = None
+    decode_tok_s: float | None = Field(None, gt=0, allow_inf_nan=False, **_flag(
+        "--decode-tok-s", "shared-device mode (with --prefill-tok-s): decode tokens per second of ONE simulated "
+        "device shared equally by the streams of all --models, each capped at one token per --itl-ms"))
+    prefill_tok_s: float | None = Field(None, gt=0, allow_inf_nan=False, **_flag(
+        "--prefill-tok-s", "shared-device mode (with --decode-tok-s): prompt tokens per second of the device's one "
+        "FIFO prefill queue for all --models; prefill pauses decoding; --ttft-ms is then ignored"))
+    stall_s: float = Field(3600.0, ge=0)  # how long a `stall` fault hangs (tests shorten it)
+    # the key itself, for a server built in process (the command reads it from `api_key_env`)
+    require_api_key: str | None = Field(None, repr=False)
+
+    @field_validator("faults")
+    @classmethod
+    def _known_faults(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [f for f in value if f not in KNOWN_FAULTS]
+        if unknown:
+            raise ValueError(f"unknown fault(s) {unknown}; known: {', '.join(KNOWN_FAULTS)}")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = tuple(v.strip() for v in value if v.strip())
+        if not names:
+            raise ValueError("give at least one served model name")
+        return names
+
+    @model_validator(mode="after")
+    def _both_rates(self) -> "FakeServerSettings":
+        if (self.decode_tok_s is None) != (self.prefill_tok_s is None):
+            raise ValueError("the shared device needs both --decode-tok-s and --prefill-tok-s")
+        return self
 
     @property
     def shared_device(self) -> bool:
         return self.decode_tok_s is not None and self.prefill_tok_s is not None
+
+    def api_key(self) -> str | None:
+        """The key requests must carry: `require_api_key`, or the value of `api_key_env`."""
+        if self.require_api_key:
+            return self.require_api_key
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ValueError(f"environment variable {self.api_key_env} is not set (it should hold the key)")
+            return key
+        return None
+
+    def banner(self) -> str:
+        timing = (f"one shared device: prefill {self.prefill_tok_s} tok/s, decode {self.decode_tok_s} tok/s, ITL >= "
+                  f"{self.itl_ms} ms" if self.shared_device else
+                  f"TTFT {self.ttft_ms} ms, ITL {self.itl_ms} ms, jitter {self.jitter_ms} ms")
+        return (f"fake OpenAI server on http://{self.host}:{self.port}/v1 (models: {', '.join(self.models)}; "
+                f"{timing}, error rate {self.error_rate})")
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
@@ -121,9 +181,12 @@ def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
 
 
 class FakeOpenAIServer:
-    def __init__(self, config: FakeServerConfig):
+    def __init__(self, config: FakeServerSettings):
         self.config = config
+        self.key = config.api_key()
         self.rng = random.Random(config.seed)
+        self.traces: list[list[int]] = []  # GET /colobench/trace: each stream's received and send times
+        self.counters = {"requests": 0, "errors": 0, "tokens": 0}
         self.device: SharedDeviceDriver | None = None
         if config.shared_device:
             assert config.decode_tok_s is not None and config.prefill_tok_s is not None
@@ -150,11 +213,11 @@ class FakeOpenAIServer:
     async def trace(self, request: web.Request) -> web.Response:
         """Ground truth of every stream since the last call: [received_ns, sent_ns of each content
         chunk...], on the host's monotonic clock. Empties the trace."""
-        traces, self.config.traces = self.config.traces, []
+        traces, self.traces = self.traces, []
         return web.json_response(traces)
 
     def _unauthorised(self, request: web.Request) -> web.Response | None:
-        key = self.config.require_api_key
+        key = self.key
         if key and request.headers.get("Authorization") != f"Bearer {key}":
             return _error(401, "invalid API key" + self._echo(request), "AuthenticationError")
         return None
@@ -179,7 +242,7 @@ class FakeOpenAIServer:
         return web.json_response({"count": n, "max_model_len": MAX_MODEL_LEN, "tokens": list(range(100, 100 + n))})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        c = self.config.counters
+        c = self.counters
         rss = _resident_bytes()
         text = (
             "# HELP fake_requests_total Requests received.\n# TYPE fake_requests_total counter\n"
@@ -214,7 +277,7 @@ class FakeOpenAIServer:
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
         received_ns = time.perf_counter_ns()
         cfg = self.config
-        cfg.counters["requests"] += 1
+        self.counters["requests"] += 1
         if (denied := self._unauthorised(request)) is not None:
             return denied
         try:
@@ -226,14 +289,14 @@ class FakeOpenAIServer:
         n = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
         fault = self._fault(request)
         if fault == "http_500":
-            cfg.counters["errors"] += 1
+            self.counters["errors"] += 1
             return _error(500, "simulated internal server error" + self._echo(request), "InternalServerError")
         prompt_tokens = _prompt_tokens(body, chat)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if fault in USAGE_FAULTS:
-            cfg.counters["errors"] += 1
+            self.counters["errors"] += 1
             usage["completion_tokens"] = {"bad_usage": "abc", "negative_usage": -5, "huge_usage": 10**12}[fault]
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{cfg.counters['requests']}"
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.counters['requests']}"
         obj = "chat.completion" if chat else "text_completion"
         stream = self.device.submit(body["model"], prompt_tokens, n) if self.device is not None else None
         try:
@@ -253,7 +316,7 @@ class FakeOpenAIServer:
                 await stream.wait_tokens(n)
             else:
                 await asyncio.sleep(self._delay_s(cfg.ttft_ms) + (n - 1) * cfg.itl_ms / 1e3)
-            cfg.counters["tokens"] += n
+            self.counters["tokens"] += n
             text = " tok" * n
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": text, "finish_reason": "length"})
@@ -303,7 +366,7 @@ class FakeOpenAIServer:
                 if delay > 0:
                     await asyncio.sleep(delay)
             if fault in ("cut", "malformed", "stall") and sent >= n // 2:
-                cfg.counters["errors"] += 1
+                self.counters["errors"] += 1
                 if fault == "cut":
                     request.transport.close()  # the peer sees the connection drop mid-stream
                     return response
@@ -317,7 +380,7 @@ class FakeOpenAIServer:
             if trace is not None:
                 trace.append(time.perf_counter_ns())
             sent += k
-            cfg.counters["tokens"] += k
+            self.counters["tokens"] += k
             if cfg.keepalive and sent < n:
                 await response.write(b": keep-alive\n\n")
                 await send(chunk(""))
@@ -333,7 +396,7 @@ class FakeOpenAIServer:
             await send("[DONE]")
         await response.write_eof()
         if trace is not None:
-            cfg.traces.append(trace)
+            self.traces.append(trace)
         return response
 
 
@@ -346,10 +409,14 @@ def _resident_bytes() -> int | None:
         return None
 
 
-def serve(config: FakeServerConfig, host: str = "127.0.0.1", port: int = 8000, banner: str | None = None) -> None:
-    """Run the fake server until interrupted (blocking); `banner` is printed to stderr once it
-    listens (a port that is taken raises OSError before anything is printed)."""
+def serve(config: FakeServerSettings) -> None:
+    """Run the fake server until interrupted (blocking); its banner is printed to stderr once it
+    listens: a process that starts it waits for that line (a port that is taken raises OSError
+    before anything is printed)."""
     server = FakeOpenAIServer(config)
-    say = (lambda *_: print(banner, file=sys.stderr, flush=True)) if banner else None
-    web.run_app(server.app(), host=host, port=port, print=say, access_log=None, handle_signals=True,
+
+    def say(*_: Any) -> None:
+        print(config.banner(), file=sys.stderr, flush=True)
+
+    web.run_app(server.app(), host=config.host, port=config.port, print=say, access_log=None, handle_signals=True,
                 shutdown_timeout=1.0)

@@ -1,0 +1,65 @@
+"""The typer application every command registers on, the two consoles, and `main`: how every
+error becomes one line and an exit code.
+
+Exit codes: 0 done, 1 ran but a worker failed, 2 bad input (one line on stderr, nothing
+written), 128 + the signal when stopped (130 for Ctrl-C; what completed is summarised and kept).
+Tables go to stdout and its last line is one line of JSON; progress and messages go to stderr,
+so `colobench run | tail -1 | jq` works.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from colobench import stopping
+from colobench.errors import ColobenchError, os_reason
+from colobench.secrets import ScrubbingStream
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich", no_args_is_help=True,
+                  help="Benchmark LLM inference alone and co-located; diagnose why instances slow each other.")
+
+
+def stdout() -> Console:
+    """stdout for tables: every line scrubbed of the secrets this process knows (see `secrets`)."""
+    return Console(file=ScrubbingStream(sys.stdout), width=None if sys.stdout.isatty() else 160, highlight=False,
+                   force_terminal=sys.stdout.isatty() or None)
+
+
+def stderr() -> Console:
+    return Console(file=ScrubbingStream(sys.stderr), stderr=True, highlight=False,
+                   force_terminal=sys.stderr.isatty() or None)
+
+
+def main() -> None:
+    try:
+        code = app(standalone_mode=False, prog_name="colobench")
+    except ColobenchError as exc:
+        stderr().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt as exc:
+        stderr().print("[yellow]interrupted[/]")
+        sys.exit(128 + exc.signum if isinstance(exc, stopping.StopRequested) else 130)
+    except OSError as exc:  # a file, folder or port problem no command caught by name: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        stderr().print(f"[red]error:[/] {escape(where + os_reason(exc))}", soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
+        # typer vendors its own click, so its exceptions are matched by their API, not their class
+        kind = type(exc).__name__
+        if kind == "Abort":
+            stderr().print("[yellow]interrupted[/]")
+            sys.exit(130)
+        if kind == "Exit":
+            sys.exit(getattr(exc, "exit_code", 0))
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors: one line, exit 2
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None and getattr(ctx, "command_path", None) else ""
+            stderr().print(f"[red]error:[/] {escape(' '.join(message.split()))}{escape(hint)}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
