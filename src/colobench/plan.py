@@ -27,7 +27,7 @@ from colobench.devices import Device, DeviceUnavailable, check_device, kind_of, 
 from colobench.errors import ColobenchError, SpecError
 from colobench.models.presets import PRESETS, approx_params, default_cache_dir, kv_values_per_token, preset_path
 from colobench.specs import (INSTANCE_KNOBS, QUALITY_AXES, EndpointConfig, ExperimentSpec, FakeTimings,
-                             InstanceKnobs, RayPlacement, WorkloadSpec, axis_label)
+                             InstanceKnobs, RayPlacement, WorkloadSpec, quality_reference)
 from colobench.sweep import expand
 from colobench.typed import Frozen
 from colobench.workload.prompts import PromptJob, prompt_set_key, read_prompt_file
@@ -248,10 +248,6 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
     return ExperimentPlan(name=spec.name, points=points, runs=runs, cache_dir=str(cache_dir), order=spec.order,
                           groups=groups, quality_reference=quality_reference(spec.sweep))
 
-
-def quality_reference(sweep: dict[str, list[Any]]) -> dict[str, Any]:
-    """The first value of each quality axis of a sweep, by its label: the reference point."""
-    return {axis_label(p): values[0] for p, values in sweep.items() if p.split(".")[-1] in QUALITY_AXES}
 
 
 def _model_config(inst: ResolvedInstance) -> tuple[dict[str, Any], str] | None:

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from colobench.plan import quality_reference
 from colobench.records import CorruptFile, load_json
+from colobench.specs import quality_reference
 from colobench.typed import Stored
 
 MANIFEST_SCHEMA = "colobench.manifest/2"

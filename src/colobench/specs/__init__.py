@@ -7,7 +7,7 @@
 - `loading`: YAML and plain data in, one-line `SpecError`s out.
 """
 
-from colobench.specs.axes import QUALITY_AXES, axis_label, canonical_path, id_part
+from colobench.specs.axes import QUALITY_AXES, axis_label, canonical_path, id_part, quality_reference
 from colobench.specs.experiment import ExperimentSpec
 from colobench.specs.knobs import Knob, model_label
 from colobench.specs.loading import (experiment_from_dict, load_experiment_yaml, redact,
@@ -21,4 +21,5 @@ __all__ = ["ALL_KNOBS", "ENDPOINT_FIELDS", "ENDPOINT_KNOBS", "EXPERIMENT_KNOBS",
            "QUALITY_AXES", "WORKLOAD_KNOBS", "EndpointConfig", "ExperimentSpec", "FakeTimings",
            "InstanceKnobs", "InstanceSpec", "Knob", "LaunchSpec", "LengthDist", "PromptSource", "RayPlacement",
            "TelemetrySpec", "WorkloadSpec", "axis_label", "canonical_path", "experiment_from_dict", "id_part",
+           "quality_reference",
            "length_upper_bound", "load_experiment_yaml", "model_label", "redact", "validation_error_to_spec_error"]

@@ -133,6 +133,12 @@ def axis_label(path: str) -> str:
     return label
 
 
+def quality_reference(sweep: dict[str, list[Any]]) -> dict[str, Any]:
+    """The first value of each quality axis of a sweep (dtype, quantization, graph, ...), by its
+    label: the point every variant's outputs are compared with."""
+    return {axis_label(p): values[0] for p, values in sweep.items() if p.split(".")[-1] in QUALITY_AXES}
+
+
 def id_part(path: str, value: Any) -> str:
     """One axis value in a point id: `b8`, `bf16`, `int8`, `i1rate4`, `task_queue_enable2`."""
     parts = path.split(".")
