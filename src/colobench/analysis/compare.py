@@ -24,20 +24,12 @@ from typing import Any
 
 from colobench.analysis.distribution import MIN_REPETITIONS, welch
 from colobench.analysis.model import PhaseMetrics, Summary
+from colobench.analysis.registry import compared
 
 TOLERANCE = 0.05
 
 # (summary key, repetition-level values, higher is better); values None: a single figure
-METRICS = [
-    ("output_throughput", "output_throughput", True),
-    ("request_throughput", "request_throughput", True),
-    ("mean_ttft_ms", "mean_ttft_ms", False), ("p99_ttft_ms", "p99_ttft_ms", False),
-    ("mean_tpot_ms", "mean_tpot_ms", False), ("p99_tpot_ms", "p99_tpot_ms", False),
-    ("mean_itl_ms", "mean_itl_ms", False),
-    ("mean_e2el_ms", "mean_e2el_ms", False), ("p99_e2el_ms", "p99_e2el_ms", False),
-    ("peak_memory_bytes", None, False), ("mbu_pct", None, True), ("energy_per_token_j", None, False),
-    ("goodput", "goodput", True), ("slo_attainment", "slo_attainment", True),  # with an SLO only
-]
+METRICS = compared()
 VERDICTS = ("better", "worse", "inconclusive", "noise", "no interval", "single figure")
 
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, create_model
 
 from colobench.analysis.distribution import Distribution
+from colobench.analysis.registry import METRICS, STATS
 from colobench.typed import Frozen
 
 SCHEMA = "colobench.summary/2"
 Phase = Literal["solo", "colocated"]
 PHASES: tuple[Phase, ...] = ("solo", "colocated")
-LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el")
 
 
 Model = Frozen  # every summary model: immutable, unknown keys refused
@@ -152,32 +152,26 @@ class Quality(Model):
     vs_reference: dict[str, float | None] = {}
 
 
-class Distributions(Model):
-    ttft_ms: Distribution
-    tpot_ms: Distribution
-    itl_ms: Distribution
-    e2el_ms: Distribution
-    output_throughput_tok_s: Distribution
-    request_throughput_req_s: Distribution
-    ttfc_ms: Distribution | None = None  # reasoning models only: time to the first answer chunk
+def _distributions() -> type[Model]:
+    """Each registered metric's distribution over requests (`ttft_ms`, ...; one that applies to some
+    phases only, or was added after a summary was written, may be missing), and the throughputs'
+    over repetitions."""
+    fields: dict[str, Any] = {m.distribution_key: (Distribution, ...) if m.core else (Distribution | None, None)
+                              for m in METRICS}
+    fields.update(output_throughput_tok_s=(Distribution, ...), request_throughput_req_s=(Distribution, ...))
+    return create_model("Distributions", __base__=Model, __doc__=_distributions.__doc__, **fields)
 
 
-class RepetitionStats(Model):
+Distributions = _distributions()
+
+
+class _RepetitionValues(Model):
     """One value per measured repetition (`repetitions` gives their numbers, in order) for each
     headline: the unit every interval is built from. `summary(metric)` is the values' shape with
-    the Student-t interval of their mean (none below 3 repetitions)."""
+    the Student-t interval of their mean (none below 3 repetitions). The latency keys
+    (`mean_ttft_ms`, `p50_ttft_ms`, `p99_ttft_ms`, ...) come from the metric registry."""
 
     repetitions: list[int] = []
-    mean_ttft_ms: list[float | None] = []
-    p50_ttft_ms: list[float | None] = []
-    p99_ttft_ms: list[float | None] = []
-    mean_tpot_ms: list[float | None] = []
-    p50_tpot_ms: list[float | None] = []
-    p99_tpot_ms: list[float | None] = []
-    mean_itl_ms: list[float | None] = []
-    mean_e2el_ms: list[float | None] = []
-    p50_e2el_ms: list[float | None] = []
-    p99_e2el_ms: list[float | None] = []
     output_throughput: list[float | None] = []
     request_throughput: list[float | None] = []
     goodput: list[float | None] = []  # with an SLO: good requests per second of the repetition's window
@@ -190,7 +184,12 @@ class RepetitionStats(Model):
         return {k: v for k, v in zip(self.repetitions, getattr(self, metric)) if v is not None}
 
 
-class PhaseMetrics(Model):
+RepetitionStats = create_model(
+    "RepetitionStats", __base__=_RepetitionValues, __doc__=_RepetitionValues.__doc__,
+    **{m.repetition_key(stat): (list[float | None], []) for m in METRICS for stat in m.repetition})
+
+
+class _PhaseFields(Model):
     """One instance in one phase: counts, vLLM-compatible latency and throughput keys, the full
     distributions, the load generator's own load, telemetry over its window, the roofline,
     energy, validity and (for variants) quality."""
@@ -212,26 +211,6 @@ class PhaseMetrics(Model):
     max_prompt_tokens: int | None = None
     mean_output_tokens: float | None = None
     mean_batch: float | None = None
-    mean_ttft_ms: float | None = None
-    median_ttft_ms: float | None = None
-    std_ttft_ms: float | None = None
-    p90_ttft_ms: float | None = None
-    p99_ttft_ms: float | None = None
-    mean_tpot_ms: float | None = None
-    median_tpot_ms: float | None = None
-    std_tpot_ms: float | None = None
-    p90_tpot_ms: float | None = None
-    p99_tpot_ms: float | None = None
-    mean_itl_ms: float | None = None
-    median_itl_ms: float | None = None
-    std_itl_ms: float | None = None
-    p90_itl_ms: float | None = None
-    p99_itl_ms: float | None = None
-    mean_e2el_ms: float | None = None
-    median_e2el_ms: float | None = None
-    std_e2el_ms: float | None = None
-    p90_e2el_ms: float | None = None
-    p99_e2el_ms: float | None = None
     distributions: Distributions
     repetition_stats: RepetitionStats | None = None
     repetition_windows_ns: list[tuple[int, int]] = []  # each repetition's [first start, last end]
@@ -243,7 +222,6 @@ class PhaseMetrics(Model):
     output_length_mismatch: int | None = None
     prompt_length_mismatch: int | None = None  # HTTP: prompts the server counted other than asked
     mean_expected_prompt_tokens: float | None = None  # HTTP: the mean prompt length asked for
-    mean_ttfc_ms: float | None = None  # reasoning models: time to the first answer (not reasoning) chunk
     reasoning_chunks: int | None = None  # reasoning models: chunks of reasoning, counted as output tokens
     errors: dict[str, int] = {}
     window_ns: tuple[int, int] | None = None
@@ -276,6 +254,11 @@ class PhaseMetrics(Model):
     validity: Validity | None = None
     quality: Quality | None = None
     token_agreement: float | None = None
+
+
+PhaseMetrics = create_model(
+    "PhaseMetrics", __base__=_PhaseFields, __doc__=_PhaseFields.__doc__,
+    **{m.key(stat): (float | None, None) for m in METRICS for stat in STATS})
 
 
 class InstanceFacts(Model):

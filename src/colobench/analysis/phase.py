@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from colobench.analysis import metrics as m
 from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
-from colobench.analysis.model import (LATENCY_METRICS, CategoryMetrics, ClientLoad, Distributions, OpenLoop,
+from colobench.analysis.registry import METRICS, STATS
+from colobench.analysis.model import (CategoryMetrics, ClientLoad, Distributions, OpenLoop,
                                       PhaseMetrics, RepetitionStats, SLOResult)
 from colobench.records import FILLER_GRACE_NS, RequestRecord, read_jsonl
 from colobench.rundir import ClientWindow, RunFolder
@@ -53,30 +54,18 @@ def _open_loop(sent_by_rep: dict[int, list[RequestRecord]], ok: list[RequestReco
 
 
 def _repetition_stats(by_rep: dict[int, list[RequestRecord]]) -> RepetitionStats:
-    """One value per repetition for each headline (latency statistics, throughputs over its window)."""
+    """One value per repetition for each headline (each registered metric's statistics over the
+    repetition's requests, throughputs over its window)."""
     reps = sorted(by_rep)
-
-    def per_rep(value: Any) -> list[float | None]:
-        return [value(by_rep[k]) for k in reps]
-
-    def latency(metric: Any, stat: str) -> Any:
-        def value(records: list[RequestRecord]) -> float | None:
-            d = Distribution.of([v for r in records if (v := metric(r)) is not None])
-            return getattr(d, stat) * NS_TO_MS if d.count else None
-        return value
-
     fields: dict[str, Any] = {"repetitions": reps}
-    for name, metric in (("ttft", m.ttft_ns), ("tpot", m.tpot_ns), ("e2el", m.e2el_ns)):
-        fields[f"mean_{name}_ms"] = per_rep(latency(metric, "mean"))
-        fields[f"p50_{name}_ms"] = per_rep(latency(metric, "p50"))
-        fields[f"p99_{name}_ms"] = per_rep(latency(metric, "p99"))
-    def mean_itl(records: list[RequestRecord]) -> float | None:
-        d = Distribution.of([g for r in records for g in m.itl_ns(r)])
-        return d.mean * NS_TO_MS if d.count else None
-
-    fields["mean_itl_ms"] = per_rep(mean_itl)
-    fields["output_throughput"] = per_rep(m.output_throughput_tok_s)
-    fields["request_throughput"] = per_rep(m.request_throughput_req_s)
+    for metric in METRICS:
+        for stat in metric.repetition:
+            def value(records: list[RequestRecord], metric: Any = metric, stat: str = stat) -> float | None:
+                d = Distribution.of(metric.values(records))
+                return getattr(d, stat) * metric.scale if d.count else None
+            fields[metric.repetition_key(stat)] = [value(by_rep[k]) for k in reps]
+    fields["output_throughput"] = [m.output_throughput_tok_s(by_rep[k]) for k in reps]
+    fields["request_throughput"] = [m.request_throughput_req_s(by_rep[k]) for k in reps]
     return RepetitionStats(**fields)
 
 
@@ -99,12 +88,8 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
     for r in sent:
         sent_by_rep[r.repetition].append(r)
     reps = sorted(by_rep)
-    dists = {
-        "ttft": Distribution.of([m.ttft_ns(r) for r in ok]).scaled(NS_TO_MS),
-        "tpot": Distribution.of([t for r in ok if (t := m.tpot_ns(r)) is not None]).scaled(NS_TO_MS),
-        "itl": Distribution.of([g for r in ok for g in m.itl_ns(r)]).scaled(NS_TO_MS),
-        "e2el": Distribution.of([m.e2el_ns(r) for r in ok]).scaled(NS_TO_MS),
-    }
+    dists = {metric: Distribution.of(metric.values(ok)).scaled(metric.scale) for metric in METRICS
+             if metric.applies(ok)}
     rep_stats = _repetition_stats(by_rep)
     out_d, req_d = rep_stats.summary("output_throughput"), rep_stats.summary("request_throughput")
     total_in = sum(r.prompt_tokens for r in ok)
@@ -128,16 +113,14 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         "max_prompt_tokens": max((r.prompt_tokens for r in ok), default=None),
         "mean_output_tokens": total_out / len(ok) if ok else None,
         "mean_batch": (sum(r.batch_size for r in ok) / len(ok)) if static else mean_concurrency,
-        "distributions": Distributions(**{f"{k}_ms": d for k, d in dists.items()}, output_throughput_tok_s=out_d,
-                                       request_throughput_req_s=req_d),
+        "distributions": Distributions(**{k.distribution_key: d for k, d in dists.items()},
+                                       output_throughput_tok_s=out_d, request_throughput_req_s=req_d),
         "repetition_stats": rep_stats,
         "repetition_windows_ns": windows,
         "errors": dict(errors),
     }
-    for name in LATENCY_METRICS:
-        d = dists[name]
-        fields.update({f"mean_{name}_ms": d.mean, f"median_{name}_ms": d.p50, f"std_{name}_ms": d.std,
-                       f"p90_{name}_ms": d.p90, f"p99_{name}_ms": d.p99})
+    for metric, d in dists.items():
+        fields.update({metric.key(stat): getattr(d, attr) for stat, attr in STATS.items()})
     if any(r.scheduled_ns is not None for r in sent):
         fields["open_loop"] = _open_loop(sent_by_rep, ok, requested_rate)
     sources = Counter(r.token_count_source for r in ok if r.token_count_source)
@@ -154,9 +137,7 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
         fields["by_category"] = {cat: category_metrics([r for r in ok if (r.category or "uncategorised") == cat])
                                  for cat in sorted({r.category or "uncategorised" for r in ok})}
     if any(r.reasoning_chunks for r in ok):
-        ttfc = Distribution.of([t for r in ok if (t := m.ttfc_ns(r)) is not None]).scaled(NS_TO_MS)
-        fields["distributions"] = fields["distributions"].model_copy(update={"ttfc_ms": ttfc})
-        fields.update(mean_ttfc_ms=ttfc.mean, reasoning_chunks=sum(r.reasoning_chunks for r in ok))
+        fields["reasoning_chunks"] = sum(r.reasoning_chunks for r in ok)
     if ok:
         fields["window_ns"] = (min(m.start_ns(r) for r in ok), max(r.done_ns for r in ok))
     if objectives:

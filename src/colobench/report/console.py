@@ -15,23 +15,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from colobench.analysis.distribution import Distribution
+from colobench.analysis.registry import console_rows
 from colobench.analysis.model import InstanceFacts, PhaseMetrics, Point, Quality, SLOResult, Summary
 from colobench.report.cards import Card, Ratio, cards
 from colobench.report.findings import notable, print_checks, print_findings, validity_line
 
 MAX_CARDS = 6  # a sweep with more co-located points: the first ones, then the sweep table says the rest
 VERDICT_STYLE = {"ok": "green", "bottleneck": "red", "inconclusive": "yellow", "not judged": "yellow"}
-
-ROWS = [  # (label, distribution key)
-    ("TTFT ms", "ttft_ms"),
-    ("TPOT ms", "tpot_ms"),
-    ("ITL ms", "itl_ms"),
-    ("E2E latency ms", "e2el_ms"),
-    ("output tok/s", "output_throughput_tok_s"),
-    ("requests/s", "request_throughput_req_s"),
-    ("TTFC ms (answer)", "ttfc_ms"),  # reasoning models only
-]
-
 
 def _num(v: float | None, digits: int = 2) -> str:
     if v is None:
@@ -175,10 +165,10 @@ def instance_table(solo: PhaseMetrics | None, coloc: PhaseMetrics | None) -> Tab
     if solo and coloc:
         table.add_column("p50 ratio", justify="right")
         table.add_column("p99 ratio", justify="right")
-    for label, key in ROWS:
-        dists = [getattr(p.distributions, key) if p else None for p in (solo, coloc)]
-        if key == "ttfc_ms" and not any(dists):
-            continue
+    for label, key in console_rows():
+        dists = [getattr(p.distributions, key, None) if p else None for p in (solo, coloc)]
+        if not any(dists):
+            continue  # a metric of some phases only (TTFC without reasoning)
         row = [label]
         for phase, d in zip((solo, coloc), dists):
             if phase:

@@ -13,16 +13,13 @@ from typing import Any
 
 from colobench.analysis import metrics as m
 from colobench.analysis.model import Summary
+from colobench.analysis.registry import table_keys
 from colobench.errors import ColobenchError
 from colobench.records import read_records
 from colobench.rundir import RunDir, read_manifest
 
-COLUMNS = ["completed", "failed", "error_rate", "output_throughput", "request_throughput", "mean_ttft_ms",
-           "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms",
-           "p99_itl_ms", "mean_e2el_ms", "median_e2el_ms", "p99_e2el_ms", "mean_device_util_pct", "peak_memory_bytes",
-           "achieved_bandwidth_bytes_s", "mbu_pct", "energy_per_token_j", "slo_attainment", "goodput"]
-MARKDOWN_COLUMNS = ["output_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms",
-                    "mean_e2el_ms", "p99_e2el_ms", "mbu_pct"]
+COLUMNS = table_keys("csv")
+MARKDOWN_COLUMNS = table_keys("markdown")
 
 
 def metric_rows(summary: Summary) -> list[dict[str, Any]]:
@@ -31,7 +28,7 @@ def metric_rows(summary: Summary) -> list[dict[str, Any]]:
     for p in summary.points:
         for phase, name, mt in p.rows():
             row = {"point": p.id, **p.axes, "phase": phase, "instance": name}
-            row.update({c: getattr(mt, c) for c in COLUMNS})
+            row.update({c: getattr(mt, c, None) for c in COLUMNS})
             row["validity"] = mt.validity.verdict if mt.validity else None
             rows.append(row)
     return rows

@@ -31,6 +31,7 @@ from colobench.analysis import metrics as m
 from colobench.analysis.diagnosis.detectors import BANDWIDTH_NEAR_PEAK_PCT
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import Finding, PhaseMetrics, Point, Summary
+from colobench.analysis.registry import METRICS
 from colobench.analysis.telemetry import is_host
 from colobench.records import read_records
 from colobench.rundir import Manifest, PlannedRun, RunDir
@@ -490,10 +491,13 @@ def _f(value: float | None, fmt: str = ".3g") -> str:
 
 def metrics_table_html(summary: Summary, colours: dict[str, str]) -> str:
     """Every instance-phase's headline metrics (mean ± std over requests, p50, p99; throughput
-    as tokens over time with the 95% interval from the repetitions) and validity."""
-    head = ("<tr>" + ("<th>point</th>" if summary.is_sweep else "")
-            + "<th>instance</th><th>phase</th><th>TTFT ms</th><th>TPOT ms</th><th>ITL ms</th><th>E2E ms</th>"
-              "<th>output tok/s</th><th>memory</th><th>reps</th><th>validity</th></tr>")
+    as tokens over time with the 95% interval from the repetitions) and validity. The latency
+    columns are the registry's (`analysis.registry`), each shown when some phase has it."""
+    shown = [m for m in METRICS if m.html and any(getattr(mt.distributions, m.distribution_key, None) is not None
+                                                  for p in summary.points for _, _, mt in p.rows())]
+    head = ("<tr>" + ("<th>point</th>" if summary.is_sweep else "") + "<th>instance</th><th>phase</th>"
+            + "".join(f"<th>{_e(m.title)}</th>" for m in shown)
+            + "<th>output tok/s</th><th>memory</th><th>reps</th><th>validity</th></tr>")
     rows = []
     for p in summary.points:
         for phase, name, mt in p.rows():
@@ -501,10 +505,9 @@ def metrics_table_html(summary: Summary, colours: dict[str, str]) -> str:
             verdict = (f"<span class='{'ok' if v.verdict == 'VALID' else 'bad'}'>{_e(v.verdict)}</span>"
                        f"<br><small>{_e('; '.join(v.reasons))}</small>" if v is not None else "-")
             swatch = f"<span class='swatch' style='background:{colours.get(name, PALETTE[-1])}'></span>"
-            d = mt.distributions
+            cells = "".join(f"<td>{_cell(getattr(mt.distributions, m.distribution_key, None))}</td>" for m in shown)
             rows.append("<tr>" + (f"<td>{_e(p.id)}</td>" if summary.is_sweep else "")
-                        + f"<td>{swatch}{_e(name)}</td><td>{_e(phase)}</td><td>{_cell(d.ttft_ms)}</td>"
-                          f"<td>{_cell(d.tpot_ms)}</td><td>{_cell(d.itl_ms)}</td><td>{_cell(d.e2el_ms)}</td>"
+                        + f"<td>{swatch}{_e(name)}</td><td>{_e(phase)}</td>{cells}"
                           f"<td>{_throughput_cell(mt)}</td><td>{_memory_cell(mt)}</td><td>{mt.repetitions}</td>"
                           f"<td>{verdict}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
