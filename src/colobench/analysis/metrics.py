@@ -55,6 +55,13 @@ def ttfc_ns(r: RequestRecord) -> int | None:
     return r.first_content_ns - start_ns(r) if r.first_content_ns is not None else None
 
 
+def ttft_per_ktok_ns(r: RequestRecord) -> float | None:
+    """TTFT per 1,000 prompt tokens, ns: TTFT x 1000 / prompt tokens; None for an empty prompt.
+    Prefill grows with the prompt, so with prompts of mixed lengths (files, traces) this compares
+    how fast prompts were taken in where TTFT alone mostly says how long they were."""
+    return ttft_ns(r) * 1000 / r.prompt_tokens if r.prompt_tokens > 0 else None
+
+
 def e2el_ns(r: RequestRecord) -> int:
     """End-to-end latency, ns."""
     return r.done_ns - start_ns(r)

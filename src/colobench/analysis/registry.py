@@ -110,7 +110,11 @@ TTFC = Metric("ttfc", "TTFC", "ms", m.ttfc_ns, "time to first content: a reasoni
               "chunk after its reasoning - start; only for phases whose streams carried reasoning",
               only_if=_reasoned, repetition=(), csv=("mean",), markdown=(), compare=())
 
-METRICS: tuple[Metric, ...] = (TTFT, TPOT, ITL, E2EL, TTFC)
+TTFT_PER_KTOK = Metric("ttft_per_ktok", "TTFT per 1k prompt tokens", "ms", m.ttft_per_ktok_ns,
+                       "TTFT x 1000 / prompt tokens: prefill speed that prompts of mixed lengths can be compared by",
+                       repetition=("mean",), csv=("mean", "p99"), markdown=(), compare=("mean",), console=False)
+
+METRICS: tuple[Metric, ...] = (TTFT, TPOT, ITL, E2EL, TTFC, TTFT_PER_KTOK)
 
 FIGURES_BEFORE = (
     Figure("completed", "completed requests", tables=("csv",)),
