@@ -60,12 +60,10 @@ def verdict(recs):
 
 
 def all_findings(point: d.PointData):
-    out = d.bandwidth_contention(point) + d.compute_contention(point) + d.cpu_contention(point)
-    out += d.client_bound(point)
-    for p in point.phases.values():
-        out += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p) + d.memory_pressure(p, None)
-        out += d.input_length_variance(p) + d.periodic_stalls(p) + d.batch_padding(p)
-    return out
+    """Every registered detector over one point, as the diagnosis runs them."""
+    out = [f for detector in d.POINT_DETECTORS for f in detector(point)]
+    out += [f for p in point.phases.values() for detector in d.PHASE_DETECTORS for f in detector(p)]
+    return out + [f for detector in d.SWEEP_DETECTORS for f in detector([point])]
 
 
 def clean_point() -> d.PointData:
@@ -230,7 +228,8 @@ def test_batch_padding_in_static_batches():
 def test_memory_pressure_and_oom():
     p = phase(records(), extra={"device_telemetry": DeviceWindow(mem_used_bytes_peak=79 * 2**30,
                                                                  mem_total_bytes=80 * 2**30)})
-    kinds = [(f.kind, f.severity) for f in d.memory_pressure(p, "RuntimeError: CUDA out of memory")]
+    p.worker_reason = "RuntimeError: CUDA out of memory"
+    kinds = [(f.kind, f.severity) for f in d.memory_pressure(p)]
     assert kinds == [("memory_pressure", "medium"), ("memory_pressure", "high")]
 
 

@@ -262,10 +262,11 @@ def test_kill_9_is_not_out_of_memory_but_an_oom_log_is():
     rng = np.random.default_rng(14)
     recs = window(rng, 1, 0, 20, 10.0)
     p = _phase_data(instance_phase_metrics(recs), recs)
-    assert d.memory_pressure(p, "killed by signal 9 (SIGKILL)") == []
-    (f,) = d.memory_pressure(p, "killed by signal 9 (SIGKILL)",
-                             "RuntimeError: [enforce fail] DefaultCPUAllocator: can't allocate memory: you tried to "
-                             "allocate 1 bytes. Error code 12 (Cannot allocate memory)")
+    p.worker_reason = "killed by signal 9 (SIGKILL)"
+    assert d.memory_pressure(p) == []
+    p.log_tail = lambda: ("RuntimeError: [enforce fail] DefaultCPUAllocator: can't allocate memory: you tried to "
+                          "allocate 1 bytes. Error code 12 (Cannot allocate memory)")
+    (f,) = d.memory_pressure(p)
     assert f.severity == "high" and "Cannot allocate memory" in f.title
 
 

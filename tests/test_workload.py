@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from colobench.loadgen.capacity import max_parallel_requests
+from colobench.loadgen.memory_fit import max_parallel_requests
 from colobench.specs import LengthDist, experiment_from_dict
 from colobench.workload.arrivals import arrival_offsets_s, count_for_duration, interarrival_gaps_s
 from colobench.workload.synthetic import build_requests, static_batches, token_id_range

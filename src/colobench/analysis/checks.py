@@ -54,7 +54,7 @@ import numpy as np
 
 from colobench.analysis import metrics as m
 from colobench.analysis.distribution import MIN_REPETITIONS, spread_lower_bound
-from colobench.analysis.model import Check, Interference, Level, Phase, PhaseMetrics, Subject, Validity
+from colobench.analysis.model import Check, CheckKind, Interference, Level, Phase, PhaseMetrics, Subject, Validity
 from colobench.records import RequestRecord
 
 
@@ -84,12 +84,32 @@ class Thresholds:
     min_overlap_fraction: float = 0.90
     max_mbu_pct: float = 100.0
     cache_resident_weight_bytes: int = 64 * 2**20  # weights this small can stay in on-chip caches
+    # ---- the diagnosis (`analysis.diagnosis.detectors`): when a cause is named ----
+    slowdown_for_contention: float = 1.2  # a co-located p50 TPOT this much slower than solo
+    bandwidth_near_peak_pct: float = 80.0  # decode bandwidth (alone or summed) this close to the peak
+    slow_steps_overlap_fraction: float = 0.5  # slow decode steps that overlap the partner's work ...
+    slow_steps_over_chance: float = 2.0  # ... this many times more than chance: contention, not noise
+    host_bound_step_growth: float = 1.15  # step time grows less than this from the smallest batch ...
+    host_bound_low_mbu_pct: float = 50.0  # ... with the bandwidth this far from the peak ...
+    host_bound_low_util_pct: float = 50.0  # ... or the device this idle: the host sets the pace
+    worker_pegged_pct: float = 90.0  # a worker's CPU at this % of its cores: host-bound
+    outside_busy_pct: float = 50.0  # processes outside the run together taking half a core or more
+    host_busy_pct: float = 80.0
+    warmup_outlier_ratio: float = 3.0  # the first measured requests this much slower than the median
+    clock_drop_fraction: float = 0.8  # a clock below this share of its peak: throttling
+    memory_full_fraction: float = 0.95
+    length_r2: float = 0.5  # latency explained by prompt length at least this much
+    padding_share_pct: float = 30.0  # static batches whose prompt positions are this much padding or more
+    periodic_interval_cv: float = 0.25  # stalls this regular (cv of their intervals) are periodic ...
+    min_stalls: int = 4  # ... given at least this many
+    gc_tolerance_ns: int = 1_000_000  # a GC pause this close to a stall explains it
+    fragmentation_pct: float = 15.0  # reserved memory that holds no tensor
 
 
 THRESHOLDS = Thresholds()
 
 
-def _check(kind: str, subject: Subject, verdict: str, level: Level, sentence: str, value: float | None = None,
+def _check(kind: CheckKind, subject: Subject, verdict: str, level: Level, sentence: str, value: float | None = None,
            threshold: float | None = None) -> Check:
     return Check(kind=kind, subject=subject, verdict=verdict, level=level, value=value, threshold=threshold,
                  sentence=sentence)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from colobench.analysis.model import (SCHEMA, Check, Finding, InstanceFacts, PhaseMetrics, Point, Subject, Summary,
-                                      Window)
+from colobench.analysis.model import (CHECK_KINDS, FINDING_KINDS, SCHEMA, Check, Finding, InstanceFacts, PhaseMetrics,
+                                      Point, Subject, Summary, Window)
 
 V1 = "colobench.summary/1"
 _LEVELS = {"unstable": "invalid", "client_bound": "invalid", "bottleneck": "warning", "above_ideal": "warning",
@@ -40,7 +40,8 @@ def _subject(point: str, text: str) -> Subject:
 def _check(point: str, v: dict[str, Any]) -> list[Check]:
     subjects = [s.strip() for s in v.get("subject", "").split(",")] if v.get("check") == "sample_size" else \
         [v.get("subject", "")]
-    return [Check(kind=v.get("check", "unknown"), subject=_subject(point, s), verdict=v["verdict"],
+    kind = v.get("check")
+    return [Check(kind=kind if kind in CHECK_KINDS else "unknown", subject=_subject(point, s), verdict=v["verdict"],
                   level=_LEVELS.get(v["verdict"], "ok"), value=v.get("value"), threshold=v.get("threshold"),
                   sentence=v.get("detail", "")) for s in subjects]
 
@@ -49,8 +50,10 @@ def _finding(f: dict[str, Any]) -> Finding:
     point = f.get("point", "")
     windows = [Window(run_id=f.get("run_id", ""), start_ns=a, end_ns=b, start_s=s[0], end_s=s[1])
                for (a, b), s in zip(f.get("windows_ns") or [], f.get("windows_s") or [])]
-    return Finding(kind=f["kind"], severity=f["severity"], subjects=[_subject(point, f.get("subject", ""))],
-                   title=f["title"], evidence=f.get("evidence") or {}, windows=windows,
+    kind = f["kind"] if f["kind"] in FINDING_KINDS or str(f["kind"]).startswith("log:") else "unknown"
+    evidence = {**(f.get("evidence") or {}), **({"kind": f["kind"]} if kind == "unknown" else {})}
+    return Finding(kind=kind, severity=f["severity"], subjects=[_subject(point, f.get("subject", ""))],
+                   title=f["title"], evidence=evidence, windows=windows,
                    recommendation=f.get("recommendation", ""), score=f.get("score", 0.0), point=point)
 
 

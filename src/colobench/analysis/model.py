@@ -15,9 +15,9 @@ prints the JSON Schema generated from these models.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+from typing import Annotated, Any, Iterator, Literal, get_args
 
-from pydantic import ConfigDict, Field, create_model
+from pydantic import ConfigDict, Field, StringConstraints, create_model
 
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.registry import METRICS, STATS
@@ -426,13 +426,26 @@ class Subject(Model):
 
 
 Level = Literal["ok", "info", "warning", "invalid"]
+# every check colobench makes (`analysis.checks`); `unknown`: one an older summary named otherwise
+CheckKind = Literal["sample_size", "warmup", "stability", "jitter", "steady_state", "drift", "saturation", "failures",
+                    "rate", "client_bound", "host_contention", "output_length", "token_count", "prompt_length",
+                    "bandwidth_cross_check", "implausible", "partner_absent", "overlap", "scaling", "baseline",
+                    "hardware_bound", "fairness", "unknown"]
+CHECK_KINDS: tuple[str, ...] = get_args(CheckKind)
+# every cause the diagnosis names (`analysis.diagnosis.detectors`), and `log:<rule>` for a log rule's
+# matches (the built-in table's and the user's own)
+FindingKind = Literal["bandwidth_contention", "bandwidth_near_peak", "compute_contention", "cpu_contention",
+                      "client_bound", "host_bound", "warmup_outliers", "throttling", "memory_pressure", "endpoint_down",
+                      "failing", "fragmentation", "input_length_variance", "batch_padding", "periodic_stalls", "unknown"]
+FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
+LogFindingKind = Annotated[str, StringConstraints(pattern=r"^log:.+$")]
 
 
 class Check(Model):
     """One verdict: its kind, what it judges, the value against its threshold, and a sentence.
     `level` says what it means for the result: `invalid` makes the phase INVALID."""
 
-    kind: str
+    kind: CheckKind
     subject: Subject
     verdict: str
     level: Level
@@ -455,7 +468,7 @@ class Window(Model):
 class Finding(Model):
     """A diagnosis: one per cause, with every subject and window it was seen in."""
 
-    kind: str
+    kind: FindingKind | LogFindingKind
     severity: Literal["high", "medium", "low"]
     subjects: list[Subject]
     title: str

@@ -44,7 +44,7 @@ from colobench.backends import make_backend
 from colobench.clock import now_ns
 from colobench.devices import get_device, log_env
 from colobench.errors import error_text
-from colobench.loadgen.capacity import max_parallel_requests
+from colobench.loadgen.memory_fit import max_parallel_requests
 from colobench.loadgen.driver import LoadDriver
 from colobench.loadgen.health import Health, InstanceFailing
 from colobench.records import FILLER_GRACE_NS

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from colobench.analysis import metrics as m
-from colobench.analysis.diagnosis.detectors import BANDWIDTH_NEAR_PEAK_PCT
+from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.model import Finding, PhaseMetrics, Point, Summary
 from colobench.analysis.registry import METRICS
@@ -194,7 +194,7 @@ def timeline_figure(run_dir: RunDir, runs: list[PlannedRun], point: Point, findi
     bandwidth = _request_bandwidth(records, point, origin)
     rows = 2 + (1 if bandwidth else 0) + (1 if device_samples else 0) + (1 if host else 0)
     titles = ["TPOT ms per request (at its completion)", "ITL ms per token"] + (
-        [f"decode bandwidth, % of peak (bytes per step / TPOT; alert at {BANDWIDTH_NEAR_PEAK_PCT:.0f}%)"]
+        [f"decode bandwidth, % of peak (bytes per step / TPOT; alert at {THRESHOLDS.bandwidth_near_peak_pct:.0f}%)"]
         if bandwidth else []) + (["device"] if device_samples else []) + (["host CPU %"] if host else [])
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.06,
                         row_heights=[0.3, 0.3] + [0.4 / max(1, rows - 2)] * (rows - 2))
@@ -234,7 +234,7 @@ def timeline_figure(run_dir: RunDir, runs: list[PlannedRun], point: Point, findi
                                        marker={"size": 5, "color": colours.get(name, PALETTE[-1]),
                                                "symbol": "circle-open" if phase == "solo" else "circle"}),
                           row=row, col=1)
-        fig.add_hline(y=BANDWIDTH_NEAR_PEAK_PCT, line_dash="dash", line_color=FINDING_COLOUR, row=row, col=1)
+        fig.add_hline(y=THRESHOLDS.bandwidth_near_peak_pct, line_dash="dash", line_color=FINDING_COLOUR, row=row, col=1)
         top = max(max(y) for _, y in bandwidth.values())
         fig.update_yaxes(range=[0, max(105.0, top * 1.05)], row=row, col=1)
         row += 1

@@ -1,43 +1,33 @@
 """One detector per root cause. Each takes the data of one point (or one instance-phase) and
 returns findings; none prints, none guesses without numbers.
 
-Thresholds are named constants at the top; each detector's docstring says what it looks for.
+Each registers itself by its scope (`point_detector`, `phase_detector`, `sweep_detector`); the
+diagnosis runs every registered detector, in the order they are defined here. Their thresholds
+are in the one table of `analysis.checks.Thresholds`; each detector's docstring says what it
+looks for.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from colobench.analysis import metrics as m
 from colobench.analysis.diagnosis.remedies import remedy
 from colobench.analysis.diagnosis.robust import merge_windows, outliers
+from colobench.analysis.checks import THRESHOLDS as T
 from colobench.analysis.distribution import difference_is_significant
-from colobench.analysis.model import Check, Finding, InstanceFacts, PhaseMetrics, Subject, Window
+from colobench.analysis.model import Check, Finding, FindingKind, InstanceFacts, PhaseMetrics, Subject, Window
 from colobench.devices import kind_of
 from colobench.records import RequestRecord
 
-SLOWDOWN_FOR_CONTENTION = 1.2
-BANDWIDTH_NEAR_PEAK_PCT = 80.0
-OVERLAP_MIN_FRACTION, OVERLAP_OVER_CHANCE = 0.5, 2.0
-HOST_BOUND_STEP_GROWTH, HOST_BOUND_LOW_MBU_PCT, HOST_BOUND_LOW_UTIL_PCT = 1.15, 50.0, 50.0
-WORKER_PEGGED_PCT = 90.0
 # out of memory as CUDA, Ascend (torch_npu's "NPU out of memory", CANN's EL0004 "Failed to allocate
 # memory"), the CPU allocator and the kernel say it
 OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory|Failed to allocate memory|\bEL0004\b|"
                  r"\bMemoryError\b|oom-kill", re.IGNORECASE)
-OUTSIDE_BUSY_PCT = 50.0  # processes outside the run together taking half a core or more
-HOST_BUSY_PCT = 80.0
-WARMUP_OUTLIER_RATIO = 3.0
-CLOCK_DROP_FRACTION = 0.8
-MEMORY_FULL_FRACTION = 0.95
-LENGTH_R2 = 0.5
-PADDING_SHARE_PCT = 30.0  # static batches whose prompt positions are this much padding or more
-PERIODIC_INTERVAL_CV, MIN_STALLS = 0.25, 4
-GC_TOLERANCE_NS = 1_000_000
 
 
 @dataclass
@@ -57,6 +47,8 @@ class PhaseData:
     origin_ns: int  # the run's first start: windows are also given in seconds from here
     logical_cores: int = 1
     failed: list[RequestRecord] = field(default_factory=list)  # measured requests that failed
+    worker_reason: str | None = None  # why its worker stopped, when it did not complete
+    log_tail: Callable[[], str] = lambda: ""  # the end of its worker logs, read when a detector asks
 
     @property
     def subject(self) -> Subject:
@@ -66,7 +58,7 @@ class PhaseData:
         return [Window(run_id=self.run_id, start_ns=a, end_ns=b, start_s=round((a - self.origin_ns) / 1e9, 3),
                        end_s=round((b - self.origin_ns) / 1e9, 3)) for a, b in windows]
 
-    def finding(self, kind: str, severity: str, title: str, evidence: dict[str, Any], windows: list[list[int]],
+    def finding(self, kind: FindingKind, severity: str, title: str, evidence: dict[str, Any], windows: list[list[int]],
                 score: float) -> Finding:
         return Finding(kind=kind, severity=severity, subjects=[self.subject], title=title, evidence=evidence,
                        windows=self.windows(windows), score=score, point=self.point,
@@ -79,6 +71,30 @@ class PointData:
     axes: dict[str, Any]
     phases: dict[tuple[str, str], PhaseData] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+
+
+PointDetector = Callable[["PointData"], list[Finding]]
+PhaseDetector = Callable[[PhaseData], list[Finding]]
+SweepDetector = Callable[[list["PointData"]], list[Finding]]
+# every detector, in the order it runs (the order ties between equally ranked findings keep)
+POINT_DETECTORS: list[PointDetector] = []  # a point's co-located instances together
+PHASE_DETECTORS: list[PhaseDetector] = []  # one instance in one phase
+SWEEP_DETECTORS: list[SweepDetector] = []  # across a sweep's points
+
+
+def point_detector(func: PointDetector) -> PointDetector:
+    POINT_DETECTORS.append(func)
+    return func
+
+
+def phase_detector(func: PhaseDetector) -> PhaseDetector:
+    PHASE_DETECTORS.append(func)
+    return func
+
+
+def sweep_detector(func: SweepDetector) -> SweepDetector:
+    SWEEP_DETECTORS.append(func)
+    return func
 
 
 def _window(p: PhaseData) -> list[list[int]]:
@@ -108,6 +124,7 @@ def _slow_steps(p: PhaseData) -> list[list[int]]:
 
 # ---- co-location ---------------------------------------------------------------------------------
 
+@point_detector
 def bandwidth_contention(point: PointData) -> list[Finding]:
     """Co-located step time up by 20% or more while memory bandwidth sits near the device's peak
     (telemetry's DRAM/HBM bandwidth utilisation, else the instances' summed MBU)."""
@@ -125,8 +142,8 @@ def bandwidth_contention(point: PointData) -> list[Finding]:
         bandwidth = measured_bw if measured_bw is not None else (summed_mbu or None)
         significant = difference_is_significant([m.tpot_ns(r) for r in p.records if m.tpot_ns(r)],
                                                 [m.tpot_ns(r) for r in solo.records if m.tpot_ns(r)])
-        if ratio >= SLOWDOWN_FOR_CONTENTION and significant and bandwidth is not None \
-                and bandwidth >= BANDWIDTH_NEAR_PEAK_PCT:
+        if ratio >= T.slowdown_for_contention and significant and bandwidth is not None \
+                and bandwidth >= T.bandwidth_near_peak_pct:
             source = "measured" if measured_bw is not None else "the instances' MBU added up"
             out.append(p.finding(
                 "bandwidth_contention", "high" if ratio >= 1.5 else "medium",
@@ -138,8 +155,9 @@ def bandwidth_contention(point: PointData) -> list[Finding]:
     return out
 
 
+@point_detector
 def bandwidth_near_peak(point: PointData) -> list[Finding]:
-    """Memory bandwidth at `BANDWIDTH_NEAR_PEAK_PCT` of the device's peak or more: one instance
+    """Memory bandwidth at `T.bandwidth_near_peak_pct` of the device's peak or more: one instance
     alone, or the instances of the co-located run on one device together. The evidence is the
     table inference engineers build by hand: each instance's bandwidth alone and together, the
     sum, and the peak with its source."""
@@ -153,7 +171,7 @@ def bandwidth_near_peak(point: PointData) -> list[Finding]:
         coloc = [p for p in phases if p.phase == "colocated"]
         together = sum(p.metrics.mbu_pct for p in coloc) if len(coloc) > 1 else None
         worst_alone = max((p.metrics.mbu_pct for p in solo), default=None)
-        if max(together or 0, worst_alone or 0) < BANDWIDTH_NEAR_PEAK_PCT:
+        if max(together or 0, worst_alone or 0) < T.bandwidth_near_peak_pct:
             continue
         peak = coloc[0].metrics.roofline.peak if coloc else solo[0].metrics.roofline.peak
         rows = [{"instance": p.name, "phase": p.phase, "bandwidth_gb_s": round(p.metrics.achieved_bandwidth_bytes_s / 1e9, 2),
@@ -177,11 +195,12 @@ def bandwidth_near_peak(point: PointData) -> list[Finding]:
             f"memory bandwidth near the peak of {device} ({peak.memory_bandwidth_gb_s:,.1f} GB/s, {source}): "
             + "; ".join(parts) + note,
             {"peak_gb_s": peak.memory_bandwidth_gb_s if peak else None, "peak_source": source,
-             "threshold_pct": BANDWIDTH_NEAR_PEAK_PCT, "table": rows},
+             "threshold_pct": T.bandwidth_near_peak_pct, "table": rows},
             [w for p in solo + coloc for w in _window(p)], worst / 100))
     return out
 
 
+@point_detector
 def compute_contention(point: PointData) -> list[Finding]:
     """One instance's prefill windows line up with the other's slow decode steps on a shared
     accelerator: at least half of the slow steps overlap a prefill, and at least twice as often as
@@ -201,7 +220,7 @@ def compute_contention(point: PointData) -> list[Finding]:
             covered = sum(max(0, min(b, w1) - max(a, w0)) for a, b in prefill for w0, w1 in windows) / max(1, span)
             hits = [s for s in slow if any(a < s[1] and s[0] < b for a, b in prefill)]
             fraction = len(hits) / len(slow)
-            if fraction >= OVERLAP_MIN_FRACTION and fraction >= OVERLAP_OVER_CHANCE * covered:
+            if fraction >= T.slow_steps_overlap_fraction and fraction >= T.slow_steps_over_chance * covered:
                 dev = victim.metrics.device_telemetry
                 util = dev.util_pct.mean if dev is not None and dev.util_pct else None
                 out.append(victim.finding(
@@ -214,10 +233,11 @@ def compute_contention(point: PointData) -> list[Finding]:
     return out
 
 
+@point_detector
 def cpu_contention(point: PointData) -> list[Finding]:
     """Workers fighting over host cores: load average above the core count during a phase,
     co-located CPU workers asking for more threads than there are cores, or processes outside the
-    run taking `OUTSIDE_BUSY_PCT` of a core or more while the host is busy (named: a CPU hog
+    run taking `T.outside_busy_pct` of a core or more while the host is busy (named: a CPU hog
     explains slow steps that would otherwise be blamed on the partner)."""
     out = []
     coloc = [p for (ph, _), p in point.phases.items() if ph == "colocated"]
@@ -230,7 +250,7 @@ def cpu_contention(point: PointData) -> list[Finding]:
         others = host.others if host is not None else []
         outside = sum(o.cpu_pct for o in others)
         over_threads = p.phase == "colocated" and p in host_compute and threads > p.logical_cores
-        hog = outside >= OUTSIDE_BUSY_PCT and busy is not None and busy >= HOST_BUSY_PCT
+        hog = outside >= T.outside_busy_pct and busy is not None and busy >= T.host_busy_pct
         if not ((load is not None and load > p.logical_cores) or over_threads or hog):
             continue
         named = ", ".join(f"{o.name} (pid {o.pid}, {o.cpu_pct:.0f}% of a core)" for o in others[:3])
@@ -246,6 +266,7 @@ def cpu_contention(point: PointData) -> list[Finding]:
     return out
 
 
+@point_detector
 def client_bound(point: PointData) -> list[Finding]:
     """The load generator judged itself the limit (its CPU, event-loop lag, concurrency or rate
     short): the `client_bound` checks of the point."""
@@ -261,6 +282,7 @@ def client_bound(point: PointData) -> list[Finding]:
 
 # ---- one instance-phase ----------------------------------------------------------------------------
 
+@phase_detector
 def host_bound_single(p: PhaseData) -> list[Finding]:
     """An accelerator worker's CPU thread is pegged while the device is mostly idle."""
     if not kind_of(p.device).accelerator:
@@ -268,29 +290,31 @@ def host_bound_single(p: PhaseData) -> list[Finding]:
     host = p.metrics.host
     worker = host.worker_cpu_pct.mean if host is not None and host.worker_cpu_pct else None
     util = p.metrics.mean_device_util_pct
-    if worker is None or util is None or worker < WORKER_PEGGED_PCT or util >= HOST_BOUND_LOW_UTIL_PCT:
+    if worker is None or util is None or worker < T.worker_pegged_pct or util >= T.host_bound_low_util_pct:
         return []
     return [p.finding("host_bound", "high", f"host-bound: {p.name}'s worker thread is at {worker:.0f}% of a core "
                       f"while the device is busy {util:.0f}% of the time",
                       {"worker_cpu_pct": worker, "device_util_pct": util}, _window(p), worker / max(util, 1))]
 
 
+@phase_detector
 def warmup_outliers(p: PhaseData) -> list[Finding]:
     """Warm-up requests far slower than the measured median (compilation, allocator growth)."""
     if not p.warmup or not p.records:
         return []
     median = float(np.median([m.e2el_ns(r) for r in p.records]))
-    slow = [r for r in p.warmup if r.ok and r.done_ns and m.e2el_ns(r) >= WARMUP_OUTLIER_RATIO * median]
+    slow = [r for r in p.warmup if r.ok and r.done_ns and m.e2el_ns(r) >= T.warmup_outlier_ratio * median]
     if not slow:
         return []
     worst = max(m.e2el_ns(r) for r in slow) / median
     return [p.finding("warmup_outliers", "low", f"{len(p.warmup)} warm-up requests excluded: the slowest took "
-                      f"{worst:.1f}x the measured median ({len(slow)} above {WARMUP_OUTLIER_RATIO:g}x)",
+                      f"{worst:.1f}x the measured median ({len(slow)} above {T.warmup_outlier_ratio:g}x)",
                       {"warmup_requests": len(p.warmup), "slow_warmup_requests": len(slow), "worst_ratio": worst,
                        "measured_median_e2el_ms": median / 1e6},
                       merge_windows([[m.start_ns(r), r.done_ns] for r in slow]), worst)]
 
 
+@phase_detector
 def throttling(p: PhaseData) -> list[Finding]:
     """Throttle reasons reported, or clocks more than 20% below their median, during the phase."""
     samples = _device_samples(p)
@@ -302,7 +326,7 @@ def throttling(p: PhaseData) -> list[Finding]:
     if clocks:
         median = float(np.median(clocks))
         flagged += [s for s in samples if s["metrics"].get("sm_clock_mhz")
-                    and s["metrics"]["sm_clock_mhz"] < CLOCK_DROP_FRACTION * median and s not in flagged]
+                    and s["metrics"]["sm_clock_mhz"] < T.clock_drop_fraction * median and s not in flagged]
     if not flagged:
         return []
     windows = merge_windows([[s["t_ns"] - 50_000_000, s["t_ns"] + 50_000_000] for s in flagged], 200_000_000)
@@ -317,16 +341,17 @@ def throttling(p: PhaseData) -> list[Finding]:
                        "slow_steps_in_windows": len(in_windows)}, windows, len(flagged))]
 
 
-def memory_pressure(p: PhaseData, worker_reason: str | None, log_text: str = "") -> list[Finding]:
+@phase_detector
+def memory_pressure(p: PhaseData) -> list[Finding]:
     """Device memory at 95% or more of its total, or an out-of-memory failure with evidence: an
     out-of-memory error in a request, in the worker's reason for stopping, or in its log. A worker
     killed by a signal is not out of memory by that alone (kill -9 looks the same)."""
     out = []
     telemetry = p.metrics.device_telemetry
     used, total = (telemetry.mem_used_bytes_peak, telemetry.mem_total_bytes) if telemetry else (None, None)
-    oom_texts = [e for e in list(p.metrics.errors) + [worker_reason or ""] if OOM.search(e)]
-    oom_texts += [line.strip()[:200] for line in log_text.splitlines() if OOM.search(line)][:3]
-    if used and total and used >= MEMORY_FULL_FRACTION * total:
+    oom_texts = [e for e in list(p.metrics.errors) + [p.worker_reason or ""] if OOM.search(e)]
+    oom_texts += [line.strip()[:200] for line in p.log_tail().splitlines() if OOM.search(line)][:3]
+    if used and total and used >= T.memory_full_fraction * total:
         out.append(p.finding("memory_pressure", "medium", f"{p.device} memory at {used / total * 100:.0f}% of "
                              f"{total / 2**30:.0f} GiB", {"peak_used_bytes": used, "total_bytes": total},
                              _window(p), used / total))
@@ -336,32 +361,13 @@ def memory_pressure(p: PhaseData, worker_reason: str | None, log_text: str = "")
     return out
 
 
-FRAGMENTATION_PCT = 15.0
 
-
-def fragmentation(p: PhaseData) -> list[Finding]:
-    """The caching allocator holds memory no tensor uses: more than `FRAGMENTATION_PCT` of what it
-    reserved, at the peak or at the end of the phase."""
-    a = p.metrics.allocator
-    worst = max(a.fragmentation_pct_peak or 0.0, a.fragmentation_pct_end or 0.0) if a is not None else 0.0
-    if a is None or worst <= FRAGMENTATION_PCT:
-        return []
-    gib = 2**30
-    return [p.finding(
-        "fragmentation", "high" if worst > 2 * FRAGMENTATION_PCT else "medium",
-        f"allocator fragmentation in {p.name}: {worst:.0f}% of the reserved memory holds no tensor (at the end "
-        f"{a.reserved_bytes / gib:.2f} GiB reserved, {a.allocated_bytes / gib:.2f} GiB allocated; at the peak "
-        f"{a.max_reserved_bytes / gib:.2f} / {a.max_allocated_bytes / gib:.2f} GiB)",
-        {"fragmentation_pct_peak": a.fragmentation_pct_peak, "fragmentation_pct_end": a.fragmentation_pct_end,
-         "reserved_bytes": a.reserved_bytes, "allocated_bytes": a.allocated_bytes,
-         "max_reserved_bytes": a.max_reserved_bytes, "max_allocated_bytes": a.max_allocated_bytes,
-         "threshold_pct": FRAGMENTATION_PCT}, _window(p), worst / 100)]
-
-
-def endpoint_down(p: PhaseData, worker_reason: str | None) -> list[Finding]:
+@phase_detector
+def endpoint_down(p: PhaseData) -> list[Finding]:
     """The worker was stopped by its circuit breaker (`endpoint_down`: the server went away;
     `failing`: every request failed in process): when the last request succeeded, when the
     failures began, how many, and the last error."""
+    worker_reason = p.worker_reason
     if not worker_reason or not worker_reason.startswith(("endpoint_down", "failing")):
         return []
     kind = worker_reason.split(":", 1)[0]
@@ -383,6 +389,27 @@ def endpoint_down(p: PhaseData, worker_reason: str | None) -> list[Finding]:
                       windows, 3.0)]
 
 
+@phase_detector
+def fragmentation(p: PhaseData) -> list[Finding]:
+    """The caching allocator holds memory no tensor uses: more than `T.fragmentation_pct` of what it
+    reserved, at the peak or at the end of the phase."""
+    a = p.metrics.allocator
+    worst = max(a.fragmentation_pct_peak or 0.0, a.fragmentation_pct_end or 0.0) if a is not None else 0.0
+    if a is None or worst <= T.fragmentation_pct:
+        return []
+    gib = 2**30
+    return [p.finding(
+        "fragmentation", "high" if worst > 2 * T.fragmentation_pct else "medium",
+        f"allocator fragmentation in {p.name}: {worst:.0f}% of the reserved memory holds no tensor (at the end "
+        f"{a.reserved_bytes / gib:.2f} GiB reserved, {a.allocated_bytes / gib:.2f} GiB allocated; at the peak "
+        f"{a.max_reserved_bytes / gib:.2f} / {a.max_allocated_bytes / gib:.2f} GiB)",
+        {"fragmentation_pct_peak": a.fragmentation_pct_peak, "fragmentation_pct_end": a.fragmentation_pct_end,
+         "reserved_bytes": a.reserved_bytes, "allocated_bytes": a.allocated_bytes,
+         "max_reserved_bytes": a.max_reserved_bytes, "max_allocated_bytes": a.max_allocated_bytes,
+         "threshold_pct": T.fragmentation_pct}, _window(p), worst / 100)]
+
+
+@phase_detector
 def input_length_variance(p: PhaseData) -> list[Finding]:
     """End-to-end latency spread explained by prompt and output lengths (R^2 of a linear fit)."""
     if len(p.records) < 20:
@@ -394,13 +421,14 @@ def input_length_variance(p: PhaseData) -> list[Finding]:
     design = np.column_stack([np.ones(len(y)), x[:, x.std(axis=0) > 0]])
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     r2 = 1 - float(((y - design @ coef) ** 2).sum()) / float(((y - y.mean()) ** 2).sum())
-    if r2 < LENGTH_R2:
+    if r2 < T.length_r2:
         return []
     return [p.finding("input_length_variance", "low", f"{r2 * 100:.0f}% of {p.name}'s end-to-end latency variance "
                       "follows its prompt and output lengths, not the system",
                       {"r2": r2, "e2el_cv_pct": y.std() / y.mean() * 100}, _window(p), r2)]
 
 
+@phase_detector
 def batch_padding(p: PhaseData) -> list[Finding]:
     """Static batches of prompts of different lengths are left-padded to their longest: the share
     of prefill positions that were padding, and what that did to TTFT. A five-category prompt mix
@@ -415,7 +443,7 @@ def batch_padding(p: PhaseData) -> list[Finding]:
     positions = sum(max(r.prompt_tokens for r in b) * len(b) for b in batches.values())
     real = sum(r.prompt_tokens for b in batches.values() for r in b)
     share = (positions - real) / positions * 100 if positions else 0.0
-    if share < PADDING_SHARE_PCT:
+    if share < T.padding_share_pct:
         return []
     longest = max(r.prompt_tokens for b in batches.values() for r in b)
     windows = [[min(r.submit_ns for r in b), max(r.first_token_ns or r.submit_ns for r in b)]
@@ -439,19 +467,20 @@ def _own_admissions(p: PhaseData) -> list[list[int]]:
     return merge_windows([[m.start_ns(r), r.token_ns[0]] for r in p.records + p.warmup if r.token_ns])
 
 
+@phase_detector
 def periodic_stalls(p: PhaseData) -> list[Finding]:
     """Slow steps recurring at a fixed period (interval cv <= 0.25), or lining up with Python GC
     pauses recorded in the worker; steps that admitted one of the instance's own requests are
     left out (they recur at the workload's own period)."""
     own = _own_admissions(p)
     slow = [s for s in _slow_steps(p) if not any(a < s[1] and s[0] < b for a, b in own)]
-    if len(slow) < MIN_STALLS:
+    if len(slow) < T.min_stalls:
         return []
     starts = np.array(sorted(s[0] for s in slow), dtype=np.float64)
     intervals = np.diff(starts)
-    periodic = len(intervals) >= MIN_STALLS - 1 and intervals.mean() > 0 and \
-        intervals.std() / intervals.mean() <= PERIODIC_INTERVAL_CV
-    pauses = [[g["start_ns"] - GC_TOLERANCE_NS, g["start_ns"] + g["duration_ns"] + GC_TOLERANCE_NS] for g in p.gc]
+    periodic = len(intervals) >= T.min_stalls - 1 and intervals.mean() > 0 and \
+        intervals.std() / intervals.mean() <= T.periodic_interval_cv
+    pauses = [[g["start_ns"] - T.gc_tolerance_ns, g["start_ns"] + g["duration_ns"] + T.gc_tolerance_ns] for g in p.gc]
     by_gc = [s for s in slow if any(a <= s[1] and s[0] <= b for a, b in pauses)]
     gc_share = len(by_gc) / len(slow)
     if not periodic and gc_share < 0.5:
@@ -464,6 +493,7 @@ def periodic_stalls(p: PhaseData) -> list[Finding]:
                        "gc_pauses": len(p.gc)}, merge_windows(slow)[:20], len(slow))]
 
 
+@sweep_detector
 def host_bound_sweep(points: list[PointData]) -> list[Finding]:
     """Across a batch-size sweep: step time at the largest batch within 15% of the smallest while
     bandwidth use stays low (MBU under 50%, where the peak is known). Batch sizes are compared
@@ -486,7 +516,7 @@ def host_bound_sweep(points: list[PointData]) -> list[Finding]:
             continue
         growth = last.metrics.mean_tpot_ms / first.metrics.mean_tpot_ms
         mbu = last.metrics.mbu_pct
-        if growth <= HOST_BOUND_STEP_GROWTH and mbu is not None and mbu < HOST_BOUND_LOW_MBU_PCT:
+        if growth <= T.host_bound_step_growth and mbu is not None and mbu < T.host_bound_low_mbu_pct:
             where = ", ".join(f"{k}={v}" for k, v in others)
             found.setdefault(name, []).append((growth, dict(others), last.finding(
                 "host_bound", "high", f"host-bound: {name}'s step time grows only {growth:.2f}x from batch {b0} to "

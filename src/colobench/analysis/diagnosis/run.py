@@ -35,11 +35,14 @@ def _phase_data(run_dir: RunDir, point: Point, run: PlannedRun, cores: int,
         facts = point.instances.get(name) or InstanceFacts(model=inst.model, backend=inst.backend, device=inst.device,
                                                            dtype=inst.dtype, cpu_threads=inst.cpu_threads,
                                                            workload=inst.workload)
+        worker = point.runs[run.run_id].workers.get(name) if run.run_id in point.runs else None
         out[(run.phase, name)] = d.PhaseData(
             point=point.id, run_id=run.run_id, phase=run.phase, name=name, device=inst.device,
             backend=inst.backend, records=m.measured(records), warmup=[r for r in records if r.warmup],
             metrics=metrics, facts=facts, samples=samples, gc=gc, origin_ns=origin, logical_cores=cores,
-            failed=[r for r in records if not r.warmup and not r.load_only and not r.ok])
+            failed=[r for r in records if not r.warmup and not r.load_only and not r.ok],
+            worker_reason=worker.reason if worker else None,
+            log_tail=lambda run_id=run.run_id, name=name: _log(run_dir, run_id, name))
     return out
 
 
@@ -60,20 +63,14 @@ def diagnose(run_dir: RunDir, plan: PlanEntry, points: list[Point], checks: list
             data.phases.update(_phase_data(run_dir, point, run, cores, loaded or {}))
         datas.append(data)
     findings: list[Finding] = []
-    for point, data in zip(points, datas):
-        findings += d.bandwidth_contention(data) + d.bandwidth_near_peak(data) + d.compute_contention(data)
-        findings += d.cpu_contention(data)
-        findings += d.client_bound(data)
-        for (_, name), p in data.phases.items():
-            worker = point.runs[p.run_id].workers.get(name) if p.run_id in point.runs else None
-            findings += d.host_bound_single(p) + d.warmup_outliers(p) + d.throttling(p)
-            findings += d.memory_pressure(p, worker.reason if worker else None, _log(run_dir, p.run_id, name))
-            findings += d.endpoint_down(p, worker.reason if worker else None)
-            findings += d.fragmentation(p)
-            findings += d.input_length_variance(p)
-            findings += d.batch_padding(p)
-            findings += d.periodic_stalls(p)
-    findings += d.host_bound_sweep(datas)
+    for data in datas:
+        for point_detector in d.POINT_DETECTORS:
+            findings += point_detector(data)
+        for p in data.phases.values():
+            for phase_detector in d.PHASE_DETECTORS:
+                findings += phase_detector(p)
+    for sweep_detector in d.SWEEP_DETECTORS:
+        findings += sweep_detector(datas)
     for point, data in zip(points, datas):
         for run in plan.runs_of(point.id):
             folder = run_dir.run(run.run_id)
