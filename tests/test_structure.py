@@ -189,3 +189,42 @@ def test_pyflakes_clean():
         for path in sorted((root / folder).rglob("*.py")):
             checkPath(str(path), reporter)
     assert not reporter.messages, "\n".join(reporter.messages)
+
+
+# the names of a run directory's files and folders (colobench/rundir/paths.py is their one home)
+RUN_DIR_FILES = {"manifest.json", "run.json", "summary.json", "report.html", "telemetry.jsonl", "idle_telemetry.jsonl",
+                 "capacity.json", "capacity.html", "profile.json", "trace.json"}
+RUN_DIR_FOLDERS = {"runs", "records", "logs", "gc", "client", "metrics", "quality", "attempts", "probes", "prompts",
+                   "servers", "ascend"}
+RUN_DIR_SUFFIXES = (".jsonl", ".prom", ".npz", ".log")
+
+
+def _path_literals(path: Path) -> list[str]:
+    """A file name of a run directory anywhere, a folder name or a file suffix joined onto a path
+    (`x / "records"`, `x / f"{name}.jsonl"`)."""
+    found = []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and node.value in RUN_DIR_FILES:
+            found.append(f"line {node.lineno}: {node.value!r}")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            for side in (node.left, node.right):
+                if isinstance(side, ast.Constant) and side.value in RUN_DIR_FOLDERS:
+                    found.append(f"line {node.lineno}: / {side.value!r}")
+                if isinstance(side, ast.JoinedStr) and any(isinstance(v, ast.Constant) and str(v.value).endswith(
+                        RUN_DIR_SUFFIXES) for v in side.values):
+                    found.append(f"line {node.lineno}: / an f-string naming a run file")
+    return found
+
+
+def test_no_run_directory_path_outside_rundir():
+    offenders = [f"{m}: {hit}" for m, p in MODULES.items() if m != "colobench.rundir.paths"
+                 for hit in _path_literals(p)]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_path_scan_finds_a_literal(tmp_path: Path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('from pathlib import Path\nrun = Path("x")\nstate = run / "run.json"\nlogs = run / "logs"\n'
+                      'rec = run / f"{state}.jsonl"\nname = "summary.json"\n')
+    assert len(_path_literals(sample)) == 4

@@ -86,7 +86,7 @@ def from_v1(data: dict[str, Any]) -> Summary:
                    findings=[_finding(f) for f in data.get("findings") or []], problems=data.get("problems") or [])
 
 
-def load_summary_data(data: dict[str, Any], source: str = "summary.json") -> Summary:
+def load_summary_data(data: dict[str, Any], source: str = "a summary") -> Summary:
     """A summary mapping of any known schema as today's `Summary`."""
     schema = data.get("schema")
     if schema == V1:

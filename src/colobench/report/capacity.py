@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from colobench.analysis.capacity import CapacityRegion, CapacitySummary, SoloCapacity
+from colobench.rundir import RunDir
 
 
 def _n(value: float | None, digits: int = 3) -> str:
@@ -144,6 +145,6 @@ def capacity_html(summary: CapacitySummary) -> str:
 
 
 def write_capacity_html(summary: CapacitySummary, out: Path) -> Path:
-    path = out / "capacity.html"
+    path = RunDir(out).capacity_html
     path.write_text(capacity_html(summary), encoding="utf-8")
     return path
