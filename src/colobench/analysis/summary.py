@@ -202,9 +202,9 @@ def summarize_run_dir(run_dir: RunDir, states: dict[str, RunState] | None = None
     problems += [f"server {s.name}: {s.problem}" for s in manifest.servers if s.problem]  # died, or never came up
     points = quality_of_points(run_dir, plan, points)
     cores = manifest.environment.logical_cores or 1
-    rules = RULES + rules_from(manifest.experiment.get("log_rules") or [], str(run_dir.manifest)) + (log_rules or [])
+    rules = RULES + rules_from(manifest.log_rules, str(run_dir.manifest)) + (log_rules or [])
     findings = diagnose(run_dir, plan, points, checks, cores, records, rules)
-    guard = manifest.experiment.get("advice") or {}
+    guard = manifest.advice_guard
     advice = advise(points, plan.axes, Guard(**{k: guard[k] for k in ("min_token_agreement", "max_kl") if k in guard}))
     return Summary(schema=SCHEMA, experiment=plan.name, colobench_version=manifest.colobench_version,
                    advice=advice, telemetry=manifest.telemetry,

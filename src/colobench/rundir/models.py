@@ -154,6 +154,16 @@ class Manifest(Stored):
         own = (self.experiment.get("telemetry") or {}).get("peaks") or {}
         return {**self.measured_peaks, **own}
 
+    @property
+    def log_rules(self) -> list[Any]:
+        """The experiment's own log rules (checked by `diagnosis.logscan.rules_from`)."""
+        return self.experiment.get("log_rules") or []
+
+    @property
+    def advice_guard(self) -> dict[str, Any]:
+        """The experiment's quality guard for advice (`min_token_agreement`, `max_kl`)."""
+        return self.experiment.get("advice") or {}
+
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
