@@ -7,7 +7,13 @@ BIN := $(VENV)/bin
 BASE := $(VENV)/.installed-base
 TEST := $(VENV)/.installed-test
 
-.PHONY: demo test install clean browser
+# Test tiers (docs/development.md): `make check` is the edit loop (lint, then the tests not marked
+# slow); `make test` is the whole suite, CI's command. Both run pytest-xdist workers: JOBS of them
+# (default: one more than the cores, since many tests wait on servers and sleeps; JOBS=1 for one process).
+JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+
+.PHONY: demo test check lint install clean browser
 
 $(BASE): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +37,15 @@ browser:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1; } || \
 		echo "chromium not installed: the browser test will be skipped"
 
-test: $(TEST) browser
-	$(BIN)/python -m pytest -q
+lint: $(TEST)
+	$(BIN)/ruff check src tests benchmarks
+
+check: lint
+	$(PYTEST) -q -m "not slow"
+
+# --durations=10: the ten slowest tests, printed at the end, so the next person sees where time goes
+test: $(TEST) browser lint
+	$(PYTEST) -q --durations=10
 
 clean:
 	rm -rf $(VENV) colobench-runs

@@ -1,9 +1,12 @@
-"""Shared fixtures: a private preset cache per test session, and helpers to run the CLI."""
+"""Shared fixtures: a private preset cache per test session (per pytest-xdist worker), ports of
+this worker's own, fake servers that are waited for by their own banner, and helpers to run the CLI."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +24,95 @@ def flag_spec(models: list[str], flags: dict[str, object] | None = None, endpoin
     """`colobench run -m ... --flag value ...` as (spec, source), through the CLI's own parser."""
     knobs = {_BY_FLAG[flag]: value for flag, value in (flags or {}).items()}
     return build_spec(experiment, models, endpoints or [], knobs)
+
+
+def worker_index() -> int:
+    """0 in a plain run; N in pytest-xdist's worker gwN."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else 0
+
+
+PORT_BLOCK = 400
+_next_port = itertools.count()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on now, for a server a test starts. Taken from a block
+    of this worker's own below the kernel's ephemeral range (where `bind(0)`, and so colobench's own
+    managed servers, and outgoing connections take theirs): two xdist workers never hand the same
+    port to two servers, and no client socket sits on it."""
+    base = 10000 + worker_index() * PORT_BLOCK
+    if base + PORT_BLOCK <= _ephemeral_low():
+        for _ in range(PORT_BLOCK):
+            port = base + next(_next_port) % PORT_BLOCK
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket() as s:  # no room below the ephemeral range: any port the kernel gives
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+FAKE_BANNER = "fake OpenAI server on http://"
+
+
+def wait_for_line(proc: subprocess.Popen, log: Path, text: str, timeout_s: float = 120) -> None:
+    """Until `log` (the process's output) holds `text`; fails at once if the process exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log.is_file() and text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"exited with {proc.returncode} before printing {text!r}: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"{text!r} never came (after {timeout_s:g} s): {log.read_text(errors='replace')[-2000:]}")
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to a process started in its own session, SIGKILL if it lingers; nothing if gone."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def fake_server(tmp_path_factory):
+    """Start `colobench fake-server FLAGS` processes, each in its own session on a port of this
+    worker's; each is handed over once it has printed its banner (it prints it once it listens:
+    the server's own readiness signal, so no poll races its start). Returns (base URL, process).
+    Those still alive at the end are stopped."""
+    procs = []
+
+    def start(*flags: str, env: dict | None = None) -> tuple[str, subprocess.Popen]:
+        port = free_port()
+        log = tmp_path_factory.mktemp("fake-server") / "server.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "colobench", "fake-server", "--port", str(port), *flags],
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        procs.append(proc)
+        wait_for_line(proc, log, FAKE_BANNER)
+        return f"http://127.0.0.1:{port}/v1", proc
+
+    yield start
+    for proc in procs:
+        stop_process_group(proc)
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +168,8 @@ def wait_for_records(proc: subprocess.Popen, path: Path, count: int, timeout_s: 
 
 
 def pair_experiment(path: Path, cache_dir: Path, instances: list[str], requests: int = 120) -> Path:
-    """Two tiny instances together (no solo baselines), one repetition of `requests` requests:
-    long enough to kill one of them mid-run. `instances` are YAML flow mappings."""
+    """Two instances together (no solo baselines), one repetition of `requests` requests each:
+    long enough to kill or stop one of them mid-run. `instances` are YAML flow mappings."""
     lines = "\n".join(f"  - {i}" for i in instances)
     path.write_text(f"""
 name: {path.stem}

@@ -4,6 +4,10 @@ Every case runs the CLI's `main()` in this process (as `colobench ARGS` would, f
 folder with its own empty preset cache) and checks the contract: exit status 2, exactly one line
 on stderr naming what is wrong, no traceback, nothing written (no output folder, no file in the
 working folder that the case did not put there, nothing built in the cache).
+
+This is the one table of bad input: the end-to-end files run a single case each through a real
+`colobench` process (test_e2e, test_e2e_workloads, test_e2e_http), to show the process keeps the
+contract that `main()` keeps here, and every other case lives here, where it costs milliseconds.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class Case:
     files: dict[str, str | bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     out: str | None = None  # an output path that must not come into being
+    prefix: str | None = None  # how the one line must begin
 
 
 def y(body: str) -> dict[str, str]:
@@ -128,7 +133,32 @@ CONFIGS = [
          y("instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', tokenizer: ./nowhere}]\n")),
 ]
 
+# each experiment file named for what is wrong with it, written and run with an --out that must not appear
+FILES = [
+    Case(f"{name} with an out folder", ["run", name, "-o", "out"], fragment, {name: text}, out="out",
+         prefix=f"error: {name}")
+    for name, text, fragment in [
+        ("malformed.yaml", "instances:\n  - model: tiny\n   device: cpu\n", "malformed YAML"),
+        ("unknown.yaml", "instances:\n  - model: tiny\n    colour: red\n", "instances[0].colour: unknown key"),
+        ("wrongtype.yaml", "instances: [{model: tiny}]\nworkload: {requests: lots}\n", "workload.requests"),
+        ("negative.yaml", "instances: [{model: tiny}]\nworkload: {prompt_tokens: -3}\n", "(got -3)"),
+        ("nodevice.yaml", "instances: [{model: tiny, device: 'cuda:5'}]\n",
+         "instances[0].device: device not available"),
+        ("nockpt.yaml", "instances: [{model: ./missing/checkpoint}]\n", "no such checkpoint folder"),
+    ]
+]
+
 FLAGS = [
+    Case("prompt tokens negative", ["run", "-m", "tiny", "-p", "-1"], "--prompt-tokens"),
+    Case("requests zero", ["run", "-m", "tiny", "--requests", "0"], "--requests"),
+    Case("device flag unknown", ["run", "-m", "tiny", "--device", "tpu"], "--device"),
+    Case("model flag path missing", ["run", "-m", "./nowhere"], "--model"),
+    Case("experiment file missing by name", ["run", "missing.yaml"], "missing.yaml: experiment file not found"),
+    Case("rate negative", ["run", "-m", "tiny", "--rate", "-2"], "--rate"),
+    Case("concurrency zero", ["run", "-m", "tiny", "--concurrency", "0"], "--concurrency"),
+    Case("scenario unknown named", ["run", "-m", "tiny", "--scenario", "enormous"], "unknown scenario 'enormous'"),
+    Case("text prompts on a preset", ["run", "-m", "tiny", "--prompts", "builtin"], "need a checkpoint with a tokenizer",
+         prefix="error: command line: --prompts: "),
     Case("batch not a number", ["run", "-m", "tiny", "--batch-size", "abc"], "--batch-size: 'abc' is not an integer"),
     Case("batch zero", ["run", "-m", "tiny", "-b", "0"], "--batch-size"),
     Case("batch negative", ["run", "-m", "tiny", "-b", "-1"], "--batch-size"),
@@ -172,6 +202,7 @@ PATHS = [
          {"afile": "x"}, out="o"),
     Case("report of nothing", ["report", "nowhere"], "nowhere"),
     Case("report of a plain folder", ["report", "adir"], "not a colobench run directory", {"adir/x": "x"}),
+    Case("report of the empty working folder", ["report", "."], "not a colobench run directory"),
     Case("report of a non-summary file", ["report", "notes.txt"], "notes.txt", {"notes.txt": "hello"}),
     Case("report garbage manifest", ["report", "run"], "run/manifest.json: not valid JSON",
          {"run/manifest.json": "garbage"}),
@@ -194,13 +225,15 @@ ENDPOINTS = [
     Case("unknown usage mode", ["fake-server", "--usage", "sometimes"], "--usage"),
     Case("unknown reasoning field", ["fake-server", "--reasoning-field", "thoughts"], "--reasoning-field"),
     Case("unreachable endpoint", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m"], "cannot reach the server"),
+    Case("unreachable endpoint names the flag", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "x", "-c", "2"],
+         "--endpoint: cannot reach the server"),
     Case("unset api key variable", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m", "--api-key-env",
                                     "COLOBENCH_TEST_UNSET_KEY"], "environment variable COLOBENCH_TEST_UNSET_KEY is not set"),
     Case("password in an unreachable url", ["run", "-e", "http://user:hunter2secret@127.0.0.1:1/v1", "-m", "m"],
          "cannot reach the server"),
 ]
 
-CASES = CONFIGS + FLAGS + PATHS + ENDPOINTS
+CASES = CONFIGS + FILES + FLAGS + PATHS + ENDPOINTS
 
 
 def _tree(root: Path) -> set[str]:
@@ -216,7 +249,8 @@ def invoke(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
 
 
 def test_the_suite_is_large_enough():
-    counts = {"configs": len(CONFIGS), "flags": len(FLAGS), "paths": len(PATHS), "endpoints": len(ENDPOINTS)}
+    counts = {"configs": len(CONFIGS) + len(FILES), "flags": len(FLAGS), "paths": len(PATHS),
+              "endpoints": len(ENDPOINTS)}
     assert sum(counts.values()) >= 80, counts
 
 
@@ -238,6 +272,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case: Case, tmp_path: Path
     assert code == 2, (code, err)
     assert len(lines) == 1, err
     assert case.fragment in lines[0], lines[0]
+    assert case.prefix is None or lines[0].startswith(case.prefix), lines[0]
     assert "Traceback" not in err + out
     assert _tree(tmp_path) == before, "something was written"
     assert not cache.exists() or not any(cache.iterdir()), "something was built in the cache"
@@ -255,3 +290,33 @@ def test_port_in_use_is_one_line(monkeypatch, capsys, tmp_path: Path):
         code, out, err = invoke(["fake-server", "--port", str(port)], monkeypatch, capsys)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and f"--port {port}: cannot listen" in lines[0], err
+
+
+@pytest.mark.parametrize("args, fragment", [(["run", "--bogus"], "No such option: --bogus"),
+                                            (["report"], "Missing argument"), ([], "Usage: colobench")])
+def test_usage_errors_have_no_traceback(args: list[str], fragment: str, tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(args, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err + out
+    assert fragment in err + out
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (None, "missing.jsonl: prompt file not found"),
+    ("", "holds no prompts"),
+    ('{"prompt": "a"}\n{"prompt": \n', "bad.jsonl:2: not valid JSON"),
+    ('{"prompt": "a"}\n{"question": "b"}\n', "bad.jsonl:2: line has neither"),
+])
+def test_bad_prompt_files_with_a_checkpoint(content: str | None, fragment: str, tmp_path: Path, monkeypatch, capsys,
+                                            tokenizer_checkpoint: Path):
+    """A checkpoint with a tokenizer takes text prompts; a bad prompt file is the one line, as above."""
+    name = "missing.jsonl" if content is None else "bad.jsonl"
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    code, out, err = invoke(["run", "-m", str(tokenizer_checkpoint), "-d", "cpu", "--prompts", name], monkeypatch,
+                            capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err + out and _tree(tmp_path) == before

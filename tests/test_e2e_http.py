@@ -16,8 +16,7 @@ import pytest
 
 from colobench.records import read_jsonl
 
-from conftest import run_cli, written
-from test_http import free_port
+from conftest import free_port, run_cli, written
 
 pytestmark = pytest.mark.slow
 
@@ -63,13 +62,13 @@ def server_process():
 
 
 def fake(start, *flags: str, env: dict | None = None) -> str:
-    return start([sys.executable, "-m", "colobench", "fake-server", "--ttft-ms", "5", "--itl-ms", "1", *flags],
-                 "/v1/models", env)
+    """A `colobench fake-server` (conftest's `fake_server`: handed over once its banner says it listens)."""
+    return start("--ttft-ms", "5", "--itl-ms", "1", *flags, env=env)[0]
 
 
-def test_two_fake_endpoints_co_located_with_faults(tmp_path: Path, cli_env: dict, server_process):
-    a = fake(server_process, "--error-rate", "0.2", "--faults", "http_500,cut,malformed", "--seed", "1")
-    b = fake(server_process, "--tokens-per-chunk", "4", "--no-done", "--usage", "always", "--keepalive")
+def test_two_fake_endpoints_co_located_with_faults(tmp_path: Path, cli_env: dict, fake_server):
+    a = fake(fake_server, "--error-rate", "0.2", "--faults", "http_500,cut,malformed", "--seed", "1")
+    b = fake(fake_server, "--tokens-per-chunk", "4", "--no-done", "--usage", "always", "--keepalive")
     out = tmp_path / "run"
     proc = run_cli(["run", "-e", a, "-e", b, "-m", "fake-model", "-c", "4", "-n", "16", "-r", "30",
                     "--repetitions", "2", "--scrape-metrics", "-o", str(out)], cli_env, tmp_path)
@@ -89,8 +88,8 @@ def test_two_fake_endpoints_co_located_with_faults(tmp_path: Path, cli_env: dict
     assert "client:" in proc.stdout
 
 
-def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, server_process):
-    url = fake(server_process)
+def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, fake_server):
+    url = fake(fake_server)
     out = tmp_path / "run"
     proc = run_cli(["run", "-e", url, "-m", "fake-model", "--rate", "50", "-r", "40", "-n", "4",
                     "--repetitions", "1", "--client-processes", "2", "-o", str(out)], cli_env, tmp_path)
@@ -105,9 +104,9 @@ def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, serv
     assert metrics["open_loop"]["achieved_rate"] > 0 and metrics["open_loop"]["requested_rate"] == 50
 
 
-def test_api_key_is_used_and_never_written(tmp_path: Path, cli_env: dict, server_process):
+def test_api_key_is_used_and_never_written(tmp_path: Path, cli_env: dict, fake_server):
     env = {**cli_env, "SERVER_KEY": "sk-very-secret-42", "CLIENT_KEY": "sk-very-secret-42"}
-    url = fake(server_process, "--api-key-env", "SERVER_KEY", env=env)
+    url = fake(fake_server, "--api-key-env", "SERVER_KEY", env=env)
     exp = tmp_path / "e.yaml"
     exp.write_text(f"""
 name: keyed
@@ -130,20 +129,20 @@ instances:
     assert wrong.returncode == 2 and "refused the credentials" in wrong.stderr
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["-m", "other-model"], "not served at"),
-    (["-m", "fake-model", "--api", "rest"], "--api"),
-])
-def test_endpoint_errors_before_running(tmp_path: Path, cli_env: dict, server_process, args, fragment):
-    url = fake(server_process)
-    proc = run_cli(["run", "-e", url, *args, "-c", "2"], cli_env, tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr and fragment in proc.stderr
+def test_endpoint_errors_before_running(tmp_path: Path, cli_env: dict, fake_server, monkeypatch, capsys):
+    """Against a live server, a model it does not serve, through a real `colobench` process, and a
+    bad --api through `main()` in-process (test_bad_input.py holds the rest of the one bad-input
+    table, the unreachable endpoint among it): exit 2, one line, no traceback, nothing written."""
+    from test_bad_input import invoke
+
+    url = fake(fake_server)
+    proc = run_cli(["run", "-e", url, "-m", "other-model", "-c", "2"], cli_env, tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "not served at" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "colobench-runs").exists()
-
-
-def test_unreachable_endpoint(tmp_path: Path, cli_env: dict):
-    proc = run_cli(["run", "-e", f"http://127.0.0.1:{free_port()}/v1", "-m", "x", "-c", "2"], cli_env, tmp_path)
-    assert proc.returncode == 2 and "cannot reach the server" in proc.stderr and "--endpoint" in proc.stderr
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(["run", "-e", url, "-m", "fake-model", "--api", "rest", "-c", "2"], monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err + out and "--api" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "colobench-runs").exists()
 
 
 def test_two_transformers_serve_endpoints(tmp_path: Path, cli_env: dict, server_process, tokenizer_checkpoint: Path):

@@ -3,7 +3,6 @@ every SSE variation and every fault. No timing is asserted beyond generous sanit
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import orjson
@@ -16,11 +15,9 @@ from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerSettings
 from colobench.specs import EndpointConfig
 from colobench.workload.synthetic import Request
 
+from conftest import free_port
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Optimization variants on CPU: quantised weights with their true storage, graph mode, runtime
-knobs recorded, and the quality check against hand-built outputs."""
+knobs recorded, and the quality check against hand-built outputs. The runs that spawn workers (or
+the CLI) are marked slow; the rest are unit tests of the pieces."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import pytest
 from colobench import api
 from colobench.analysis.quality import compare_probes
 from colobench.specs import experiment_from_dict
-
-pytestmark = pytest.mark.slow
 
 
 def test_quality_metrics_by_hand():
@@ -50,6 +49,7 @@ def test_stored_probe_keeps_differences_of_near_uniform_distributions(tmp_path: 
     assert q["kl_divergence"] > 0
 
 
+@pytest.mark.slow
 def test_int8_sweep_with_quality_and_true_weight_bytes(tmp_path: Path, cache_dir: Path):
     spec = experiment_from_dict({"name": "q", "repetitions": 1, "cache_dir": str(cache_dir),
                                  "sweep": {"quantization": ["none", "int8"]},
@@ -70,6 +70,7 @@ def test_int8_sweep_with_quality_and_true_weight_bytes(tmp_path: Path, cache_dir
     assert fp32 - 3 * layers <= i8 <= fp32 + 32000 * 128 * 2  # layers shrink 4x; lm_head gets its own int8 copy
 
 
+@pytest.mark.slow
 def test_reference_instance_in_one_run(tmp_path: Path, cache_dir: Path):
     spec = experiment_from_dict({"name": "ref", "repetitions": 1, "solo_baselines": False, "cache_dir": str(cache_dir),
                                  "workload": {"requests": 2, "output_tokens": 4, "prompt_tokens": 8},
@@ -82,6 +83,7 @@ def test_reference_instance_in_one_run(tmp_path: Path, cache_dir: Path):
         experiment_from_dict({"instances": [{"model": "tiny", "reference": "nobody"}]}, "t")
 
 
+@pytest.mark.slow
 def test_graph_mode_compiles_and_reports_warmup(tmp_path: Path, cache_dir: Path):
     spec = experiment_from_dict({"name": "g", "repetitions": 1, "cache_dir": str(cache_dir),
                                  "instances": [{"model": "tiny", "device": "cpu", "graph": "compiled"}],
@@ -92,6 +94,7 @@ def test_graph_mode_compiles_and_reports_warmup(tmp_path: Path, cache_dir: Path)
     assert m.warmup_s > 0  # compilation happens in the warm-up and is reported apart
 
 
+@pytest.mark.slow
 def test_knobs_are_applied_and_recorded(tmp_path: Path):
     spec = experiment_from_dict({"name": "k", "repetitions": 1,
                                  "instances": [{"name": "a", "model": "fake", "backend": "fake",
@@ -165,6 +168,7 @@ def test_idle_gaps_on_a_synthetic_trace():
     assert cpu_only["idle"]["idle_share"] == pytest.approx(10 / 30)  # nested aten::mm is not counted twice
 
 
+@pytest.mark.slow
 def test_profile_command_on_cpu(tmp_path: Path, cli_env: dict):
     from conftest import run_cli
 
@@ -210,6 +214,7 @@ def test_graph_mode_on_ascend_goes_through_torchair(monkeypatch):
     assert model.forward is not forward and callable(model.forward)  # wrapped by torch.compile, not run here
 
 
+@pytest.mark.slow
 def test_quality_texts_side_by_side_with_a_real_tokenizer(tmp_path: Path, tokenizer_checkpoint: Path):
     spec = experiment_from_dict({"name": "txt", "repetitions": 1, "solo_baselines": False,
                                  "workload": {"requests": 2, "output_tokens": 4, "prompt_tokens": 8},

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import aiohttp
@@ -22,6 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from colobench.serve.fake_openai import FakeOpenAIServer, FakeServerSettings
 from colobench.serve.shared_device import SharedDevice, shared_device_capacity
+
+from conftest import free_port
 
 
 def run_to_idle(device: SharedDevice, limit_s: float = 3600.0) -> list:
@@ -261,61 +259,34 @@ def test_a_cut_stream_leaves_the_shared_device():
 # -- through the CLI, in its own process -------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_fake_server_cli_needs_both_rates():
-    proc = subprocess.run([sys.executable, "-m", "colobench", "fake-server", "--port", str(_free_port()),
+    proc = subprocess.run([sys.executable, "-m", "colobench", "fake-server", "--port", str(free_port()),
                            "--decode-tok-s", "100"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--prefill-tok-s" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
-def test_fake_server_cli_serves_two_models_on_one_shared_device():
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "fake-server", "--port", str(port), "--models", "a,b",
-                             "--decode-tok-s", "2000", "--prefill-tok-s", "50000", "--itl-ms", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else "server exited"
-            try:
-                with urllib.request.urlopen(f"{base}/models", timeout=1) as resp:
-                    served = {m["id"] for m in json.load(resp)["data"]}
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the fake server did not come up"
-                time.sleep(0.2)
-        assert served == {"a", "b"}
+def test_fake_server_cli_serves_two_models_on_one_shared_device(fake_server):
+    base, _ = fake_server("--models", "a,b", "--decode-tok-s", "2000", "--prefill-tok-s", "50000", "--itl-ms", "1")
+    with urllib.request.urlopen(f"{base}/models", timeout=30) as resp:
+        served = {m["id"] for m in json.load(resp)["data"]}
+    assert served == {"a", "b"}
 
-        async def stream(session: aiohttp.ClientSession, model: str, n: int) -> tuple[str, int]:
-            body = {"model": model, "prompt": "a prompt of several words", "max_tokens": n, "stream": True}
-            tokens, answered_by = 0, None
-            async with session.post(f"{base}/completions", json=body) as resp:
-                assert resp.status == 200
-                async for line in resp.content:
-                    line = line.decode().strip()
-                    if line.startswith("data: {"):
-                        chunk = json.loads(line[6:])
-                        answered_by = chunk["model"]
-                        tokens += chunk["choices"][0]["text"].count("tok")
-            return answered_by, tokens
+    async def stream(session: aiohttp.ClientSession, model: str, n: int) -> tuple[str, int]:
+        body = {"model": model, "prompt": "a prompt of several words", "max_tokens": n, "stream": True}
+        tokens, answered_by = 0, None
+        async with session.post(f"{base}/completions", json=body) as resp:
+            assert resp.status == 200
+            async for line in resp.content:
+                line = line.decode().strip()
+                if line.startswith("data: {"):
+                    chunk = json.loads(line[6:])
+                    answered_by = chunk["model"]
+                    tokens += chunk["choices"][0]["text"].count("tok")
+        return answered_by, tokens
 
-        async def both() -> list[tuple[str, int]]:
-            async with aiohttp.ClientSession() as session:
-                return await asyncio.gather(stream(session, "a", 40), stream(session, "b", 25))
+    async def both() -> list[tuple[str, int]]:
+        async with aiohttp.ClientSession() as session:
+            return await asyncio.gather(stream(session, "a", 40), stream(session, "b", 25))
 
-        assert asyncio.run(both()) == [("a", 40), ("b", 25)]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+    assert asyncio.run(both()) == [("a", 40), ("b", 25)]

@@ -34,7 +34,8 @@ LAYERS = [
               "colobench.stopping", "colobench.typed",
               "colobench")),
 ]
-HEAVY = ("torch", "transformers", "ray", "torch_npu", "torchair", "pynvml", "plotly", "optimum", "pyarrow")
+HEAVY = ("torch", "transformers", "ray", "torch_npu", "torchair", "pynvml", "plotly", "optimum", "pyarrow",
+         "scipy")
 
 
 def _module_name(path: Path) -> str:

@@ -25,7 +25,6 @@ from typing import Iterable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats
 
 MIN_REPETITIONS = 3
 LEVEL = 0.95
@@ -80,11 +79,19 @@ class Distribution(BaseModel):
                             ci95_low=s(self.ci95_low), ci95_high=s(self.ci95_high))
 
 
+def _stats():
+    """scipy.stats, imported on first use: it costs most of a second, and a command that computes
+    no interval (a bad flag, `colobench --help`, a worker) should not pay for it."""
+    from scipy import stats
+
+    return stats
+
+
 def t_interval(mean: float | None, std: float | None, n: int, level: float = LEVEL) -> tuple[float, float] | None:
     """mean ± t(level, n-1) std / sqrt(n); None below `MIN_REPETITIONS` values."""
     if mean is None or std is None or n < MIN_REPETITIONS:
         return None
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
+    half = float(_stats().t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
     return mean - half, mean + half
 
 
@@ -106,7 +113,7 @@ def spread_lower_bound(cv: float, n: int, level: float = LEVEL) -> float:
     be. Five repetitions showing 12% are consistent with a true 8%."""
     if n < 2:
         return 0.0
-    return cv * math.sqrt((n - 1) / stats.chi2.ppf(level, n - 1))
+    return cv * math.sqrt((n - 1) / _stats().chi2.ppf(level, n - 1))
 
 
 def welch(a: Distribution, b: Distribution, level: float = LEVEL) -> Comparison | None:
@@ -121,10 +128,10 @@ def welch(a: Distribution, b: Distribution, level: float = LEVEL) -> Comparison 
         return Comparison(ratio, ratio, ratio, 1.0 if same else 0.0, a.count, b.count)
     df = (va + vb) ** 2 / ((va ** 2 / (a.count - 1) if va else 0.0) + (vb ** 2 / (b.count - 1) if vb else 0.0))
     t_stat = (b.mean - a.mean) / math.sqrt(va + vb)
-    p_value = float(2 * stats.t.sf(abs(t_stat), df))
+    p_value = float(2 * _stats().t.sf(abs(t_stat), df))
     # the ratio's standard error by the delta method: se(b/a) = (b/a) sqrt(va/a^2 + vb/b^2)
     se_ratio = abs(ratio) * math.sqrt(va / a.mean ** 2 + (vb / b.mean ** 2 if b.mean else 0.0))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se_ratio
+    half = float(_stats().t.ppf(0.5 + level / 2, df)) * se_ratio
     return Comparison(ratio, ratio - half, ratio + half, p_value, a.count, b.count)
 
 
