@@ -11,7 +11,9 @@ TEST := $(VENV)/.installed-test
 # slow); `make test` is the whole suite, CI's command. Both run pytest-xdist workers: JOBS of them
 # (default: one more than the cores, since many tests wait on servers and sleeps; JOBS=1 for one process).
 JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+# The suite starts hundreds of Python processes (workers, servers, the CLI): bytecode is cached in
+# __pycache__ (ignored by git) even where the environment sets PYTHONDONTWRITEBYTECODE.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 .PHONY: demo test check lint install clean browser
 

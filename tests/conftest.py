@@ -19,6 +19,35 @@ from colobench.cli.flags import FLAG_KNOBS, build_spec
 _BY_FLAG = {name: k for k in FLAG_KNOBS for name in (k.meta.flag, *k.meta.aliases)}
 
 
+# With pytest-xdist (`make test`), tests go to the workers in collection order, a few at a time. The
+# longest start first and the rest fill in around them, so the workers finish together: these first
+# (in this order), then the other slow tests, then the rest. Ray's two files run on one worker
+# (`xdist_group`), one after the other: each starts a Ray instance of its own. Only the order
+# changes; a plain `pytest` run sees the same tests.
+LONG_FIRST = [
+    "tests/test_playbooks.py::test_playbook_runs_and_answers[5]",
+    "tests/test_playbooks.py::test_playbook_runs_and_answers[1]",
+    "tests/test_capacity.py::test_capacity_of_a_shared_device_matches_the_computed_one",
+    "tests/test_ray.py::",
+    "tests/test_ray_cluster.py::",
+    "tests/test_playbooks.py::test_playbook_runs_and_answers[2]",
+    "tests/test_playbooks.py::test_playbook_runs_and_answers[4]",
+    "tests/test_playbooks.py::test_playbook_runs_and_answers[3]",
+    "tests/test_optimize.py::test_graph_mode_compiles_and_reports_warmup",
+    "tests/test_optimize.py::test_int8_sweep_with_quality_and_true_weight_bytes",
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        for k, prefix in enumerate(LONG_FIRST):
+            if item.nodeid.startswith(prefix):
+                return k
+        return len(LONG_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: within a rank, the collection order
+
+
 def flag_spec(models: list[str], flags: dict[str, object] | None = None, endpoints: list[str] | None = None,
               experiment: Path | None = None):
     """`colobench run -m ... --flag value ...` as (spec, source), through the CLI's own parser."""
@@ -136,6 +165,19 @@ def written(run_dir: Path, point: int = 0) -> dict:
 
     whole = json.loads((Path(run_dir) / "summary.json").read_text())
     return {**whole["points"][point], "checks": whole["checks"], "problems": whole["problems"]}
+
+
+def invoke(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """`colobench ARGS` through the CLI's `main()` in this process: (exit status, stdout, stderr). The
+    same code as a `colobench` process, without the second or so a process takes to start; the
+    end-to-end tests start real ones."""
+    from colobench import cli
+
+    monkeypatch.setattr(sys, "argv", ["colobench", *args])
+    with pytest.raises(SystemExit) as exc:
+        cli.main()
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:

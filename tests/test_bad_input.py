@@ -13,13 +13,12 @@ contract that `main()` keeps here, and every other case lives here, where it cos
 from __future__ import annotations
 
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from colobench import cli
+from conftest import invoke
 
 TINY = "instances: [{model: tiny}]\n"
 
@@ -240,14 +239,6 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-def invoke(args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["colobench", *args])
-    with pytest.raises(SystemExit) as exc:
-        cli.main()
-    out, err = capsys.readouterr()
-    return exc.value.code, out, err
-
-
 def test_the_suite_is_large_enough():
     counts = {"configs": len(CONFIGS) + len(FILES), "flags": len(FLAGS), "paths": len(PATHS),
               "endpoints": len(ENDPOINTS)}
@@ -301,6 +292,7 @@ def test_usage_errors_have_no_traceback(args: list[str], fragment: str, tmp_path
     assert fragment in err + out
 
 
+@pytest.mark.slow  # the session's tokenizer checkpoint: a preset built and a tokenizer trained
 @pytest.mark.parametrize("content, fragment", [
     (None, "missing.jsonl: prompt file not found"),
     ("", "holds no prompts"),

@@ -17,7 +17,7 @@ from colobench.analysis.capacity import (BoundaryPoint, CapacityRegion, Probe, k
 from colobench.analysis.phase import instance_phase_metrics, slo_result
 from colobench.records import RequestRecord
 from colobench.serve.shared_device import shared_device_capacity
-from conftest import run_cli
+from conftest import invoke, run_cli
 
 MS = 1_000_000
 
@@ -131,23 +131,29 @@ def test_knee_by_hand():
 
 # ---- bad input ---------------------------------------------------------------------------------------
 
-def test_capacity_refuses_what_it_cannot_search(tmp_path: Path, cli_env: dict):
-    no_slo = run_cli(["capacity", "-m", "tiny", "-d", "cpu", "-o", str(tmp_path / "x")], cli_env, tmp_path)
-    assert no_slo.returncode == 2 and "has no slo" in no_slo.stderr and "Traceback" not in no_slo.stderr
-    swept = run_cli(["capacity", "-m", "tiny", "-d", "cpu", "--slo", "tpot_ms=50", "-b", "1,2", "-o",
-                     str(tmp_path / "y")], cli_env, tmp_path)
-    assert swept.returncode == 2 and "remove the sweep" in swept.stderr
-    rays = run_cli(["capacity", "-m", "tiny", "-m", "tiny", "-d", "cpu", "--slo", "tpot_ms=50", "--rays", "3", "-o",
-                    str(tmp_path / "z")], cli_env, tmp_path)
-    assert rays.returncode == 2 and "at least 5 rays" in rays.stderr
-    bad = run_cli(["run", "-m", "tiny", "--slo", "tpot=5"], cli_env, tmp_path)
-    assert bad.returncode == 2 and "--slo" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+def test_capacity_refuses_what_it_cannot_search(tmp_path: Path, cli_env: dict, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLOBENCH_CACHE", cli_env["COLOBENCH_CACHE"])
+
+    def cli(args: list[str]) -> tuple[int, str]:  # `colobench ARGS` in this process: (exit status, stderr)
+        code, _, err = invoke(args, monkeypatch, capsys)
+        return code, err
+
+    code, err = cli(["capacity", "-m", "tiny", "-d", "cpu", "-o", str(tmp_path / "x")])
+    assert code == 2 and "has no slo" in err and "Traceback" not in err
+    code, err = cli(["capacity", "-m", "tiny", "-d", "cpu", "--slo", "tpot_ms=50", "-b", "1,2", "-o", str(tmp_path / "y")])
+    assert code == 2 and "remove the sweep" in err
+    code, err = cli(["capacity", "-m", "tiny", "-m", "tiny", "-d", "cpu", "--slo", "tpot_ms=50", "--rays", "3", "-o",
+                     str(tmp_path / "z")])
+    assert code == 2 and "at least 5 rays" in err
+    code, err = cli(["run", "-m", "tiny", "--slo", "tpot=5"])
+    assert code == 2 and "--slo" in err and len(err.strip().splitlines()) == 1
     for folder in ("x", "y", "z"):
         assert not (tmp_path / folder).exists()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "capacity.json").write_text('{"capacity": {"x": 1}}')
-    broken = run_cli(["report", str(tmp_path / "broken")], cli_env, tmp_path)
-    assert broken.returncode == 2 and "not a capacity summary" in broken.stderr and "Traceback" not in broken.stderr
+    code, err = cli(["report", str(tmp_path / "broken")])
+    assert code == 2 and "not a capacity summary" in err and "Traceback" not in err
 
 
 # ---- the whole search against the fake shared device -------------------------------------------------

@@ -215,7 +215,8 @@ def _file_size_limit(limit: int):
 @pytest.mark.parametrize("how", ["tmpfs", "file size limit"])
 def test_a_full_disk_stops_the_run_and_keeps_what_was_flushed(how: str, tmp_path: Path, cli_env: dict,
                                                               cache_dir: Path):
-    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, FAKE_PAIR, requests=400)
+    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, [i.replace("ttft_ms: 5, tpot_ms: 5", "ttft_ms: 1, tpot_ms: 1")
+                                                             for i in FAKE_PAIR], requests=400)
     disk = tmp_path / "disk"
     disk.mkdir()
     extra = {}

@@ -28,6 +28,8 @@ from colobench.records import read_jsonl
 from colobench.specs import LaunchSpec, experiment_from_dict
 from conftest import pair_experiment, run_cli, start_cli, wait_for_records, written
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time, on one xdist worker
+
 SKEW_NS = 5_000 * 10**9  # a node whose clock reads 5000 s ahead of the driver's
 
 
@@ -302,6 +304,7 @@ def test_launcher_flags_are_checked(tmp_path: Path, cli_env: dict):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # starts a Ray instance
 def test_ship_source_needs_colobench_to_start_ray(ray_address: str):
     from colobench.launch.ray_launcher import ray_session
 
@@ -336,6 +339,7 @@ def test_ctrl_c_stops_the_actors_and_keeps_what_was_measured(tmp_path: Path, cli
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # starts a Ray instance
 def test_devices_lists_the_ray_cluster(tmp_path: Path, cli_env: dict, ray_address: str):
     proc = run_cli(["devices", "--ray-address", ray_address, "--json"], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr

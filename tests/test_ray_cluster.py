@@ -20,6 +20,8 @@ import pytest
 from colobench.records import read_jsonl
 from conftest import pair_experiment, start_cli, wait_for_records, written
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time, on one xdist worker
+
 MiB = 2**20
 
 

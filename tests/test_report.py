@@ -19,6 +19,8 @@ from colobench.analysis.model import Distributions, PhaseMetrics, Point, Repetit
 from colobench.report import exports
 from colobench.specs import experiment_from_dict
 
+pytestmark = pytest.mark.xdist_group("report")  # one worker builds the module's runs once
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CANARY = "<script>document.body.insertAdjacentHTML('beforeend','<div id=pwned></div>')</script>"
 

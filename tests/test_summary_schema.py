@@ -16,7 +16,7 @@ from colobench.analysis.compat import from_v1
 from colobench.analysis.model import SCHEMA, Summary
 from colobench.specs import experiment_from_dict
 
-from conftest import run_cli
+from conftest import invoke, run_cli
 
 FIXTURES = Path(__file__).with_name("fixtures") / "summary_v1"
 V1_RUNS = ("colocated", "sweep", "endpoint")  # a co-located tiny run, a fake sweep, two endpoints on one server
@@ -123,13 +123,14 @@ def test_v1_summary_file_converts_with_the_same_numbers(name: str, v1_copies: di
 
 @pytest.mark.parametrize("name", V1_RUNS)
 def test_v1_run_directories_open_in_report_diagnose_and_compare(name: str, v1_copies: dict[str, Path],
-                                                                 tmp_path: Path, cli_env: dict):
+                                                                 tmp_path: Path, monkeypatch, capsys):
     run = v1_copies[name]
     point = ":" + json.loads((run / "summary.json").read_text())["points"][0]["id"] if name == "sweep" else ""
+    monkeypatch.chdir(tmp_path)
     for args in (["report", str(run)], ["report", str(run), "--html"], ["diagnose", str(run)],
                  ["compare", f"{run}{point}", f"{run / 'summary.json'}{point}"]):
-        proc = run_cli(args, cli_env, tmp_path)
-        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        code, out, err = invoke(args, monkeypatch, capsys)  # `colobench ARGS`, in this process
+        assert code == 0 and "Traceback" not in err, (args, err)
     assert (run / "report.html").stat().st_size > 10_000
 
 
