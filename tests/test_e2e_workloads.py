@@ -18,15 +18,27 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("flags, axis, values, load", [
-    (["-b", "1,2"], "batch_size", [1, 2], "static"),
-    (["-c", "1,3"], "concurrency", [1, 3], "closed"),
-    (["--rate", "20,40"], "rate", [20.0, 40.0], "open"),
+# the fake backend, named as the preset would be: the sweep and the load model are the same code for it
+FAKE_TINY = ("name: tiny\nrepetitions: 1\nworkload: {prompt_tokens: 16, output_tokens: 4, requests: 6}\n"
+             "instances: [{name: tiny, model: fake, backend: fake, fake: {ttft_ms: 2, tpot_ms: 2}}]\n")
+
+
+@pytest.mark.parametrize("flags, axis, values, load, backend", [
+    (["-b", "1,2"], "batch_size", [1, 2], "static", "fake"),
+    (["-c", "1,3"], "concurrency", [1, 3], "closed", "fake"),
+    (["--rate", "20,40"], "rate", [20.0, 40.0], "open", "tiny"),
 ])
-def test_sweep_each_load_model(tmp_path: Path, cli_env: dict, flags, axis, values, load):
+def test_sweep_each_load_model(tmp_path: Path, cli_env: dict, flags, axis, values, load, backend):
+    """Each load model as a sweep through the CLI. The static and closed loops run on the tiny
+    preset elsewhere (every run; playbook 5's `--load closed`, the checkpoint's text prompts), so
+    here on the fake backend (no torch to import); the open loop on the tiny preset."""
     out = tmp_path / "run"
-    proc = run_cli(["run", "-m", "tiny", "-d", "cpu", "-p", "16", "-n", "4", "-r", "6", "--repetitions", "1",
-                    *flags, "-o", str(out)], cli_env, tmp_path)
+    if backend == "fake":
+        (tmp_path / "e.yaml").write_text(FAKE_TINY)
+        proc = run_cli(["run", "e.yaml", *flags, "-o", str(out)], cli_env, tmp_path)
+    else:
+        proc = run_cli(["run", "-m", "tiny", "-d", "cpu", "-p", "16", "-n", "4", "-r", "6", "--repetitions", "1",
+                        *flags, "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sweep_axes"] == [axis]

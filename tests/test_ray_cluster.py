@@ -54,9 +54,12 @@ def two_nodes():
 def test_instances_on_two_nodes_and_a_node_that_dies(tmp_path: Path, cli_env: dict, cache_dir: Path, two_nodes):
     cluster, side = two_nodes
     side_id = side.node_id  # read now: the node object is torn down with the node
+    # the fake backend (the launcher is what is tested): 120 requests of 80 ms, so both still run
+    # seconds after the side node goes
+    fake = "model: fake, backend: fake, fake: {ttft_ms: 10, tpot_ms: 10}"
     exp = pair_experiment(tmp_path / "nodes.yaml", cache_dir,
-                          ["{name: a, model: tiny, device: cpu, ray: {resources: {head: 0.5}}}",
-                           "{name: b, model: tiny, device: cpu, ray: {node_labels: {zone: side}}}"])
+                          [f"{{name: a, {fake}, ray: {{resources: {{head: 0.5}}}}}}",
+                           f"{{name: b, {fake}, ray: {{node_labels: {{zone: side}}}}}}"])
     out = tmp_path / "run"
     proc = start_cli(["run", str(exp), "-o", str(out), "--launcher", "ray", "--ray-address", cluster.address],
                      cli_env, tmp_path)
