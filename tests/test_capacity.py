@@ -206,6 +206,7 @@ def test_ctrl_c_of_a_capacity_search_keeps_what_it_found_and_no_server(tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # some fifty probes of 1.5 s each
 def test_capacity_of_a_shared_device_matches_the_computed_one(tmp_path: Path, cli_env: dict):
     """Two models on one simulated device, a server colobench manages itself: each alone can
     carry 1 / (p/M + (n-1)/N) req/s, and together they share that budget (the boundary is the

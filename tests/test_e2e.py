@@ -187,9 +187,14 @@ def test_failed_batches_are_counted_not_timed(tmp_path: Path):
 
 
 def test_diagnose_command_on_a_cpu_run(tmp_path: Path, cli_env: dict):
+    # what `-m tiny -m tiny -p 16 -n 8 -r 4 --repetitions 1` runs, on the fake backend: the diagnosis
+    # is the subject, not the model
+    exp = tmp_path / "pair.yaml"
+    exp.write_text("repetitions: 1\nworkload: {prompt_tokens: 16, output_tokens: 8, requests: 4}\ninstances:\n"
+                   + "".join(f"  - {{name: tiny-{k}, model: fake, backend: fake, device: cpu, "
+                             "fake: {ttft_ms: 2, tpot_ms: 2}}\n" for k in (1, 2)))
     out = tmp_path / "run"
-    proc = run_cli(["run", "-m", "tiny", "-m", "tiny", "-d", "cpu", "-p", "16", "-n", "8", "-r", "4",
-                    "--repetitions", "1", "-o", str(out)], cli_env, tmp_path)
+    proc = run_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "diagnosis:" in proc.stdout  # printed after every run
     diag = run_cli(["diagnose", str(out)], cli_env, tmp_path)
