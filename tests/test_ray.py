@@ -55,32 +55,42 @@ def test_devices_as_ray_assigns_them():
     assert local_device("cuda:1", {}) == "cuda:1" and physical_device("cpu", {"GPU": ["0"]}) == "cpu"
 
 
+class _SimulatedClock:
+    """A driver clock that moves only when told: the round trips below are exactly the planted ones,
+    however busy the host (a busy-wait on the real clock stretches when the process is preempted)."""
+
+    def __init__(self, start_ns: int = 10**12):
+        self.t = start_ns
+
+    def __call__(self) -> int:
+        return self.t
+
+    def advance(self, ns: int) -> None:
+        self.t += ns
+
+
 class _FakeActor:
     """Answers clock pings as a node whose clock is `skew_ns` ahead, after `delay_ns` each way."""
 
-    def __init__(self, skew_ns: int, delays_ns: list[int]):
-        self.skew_ns, self.delays = skew_ns, iter(delays_ns)
+    def __init__(self, skew_ns: int, delays_ns: list[int], clock: _SimulatedClock):
+        self.skew_ns, self.delays, self.clock = skew_ns, iter(delays_ns), clock
         self.clock_ns = SimpleNamespace(remote=self._ping)
 
     def _ping(self):
-        from colobench.clock import now_ns
-
         delay = next(self.delays)
-        t_end = now_ns() + delay
-        while now_ns() < t_end:
-            pass
-        value = now_ns() + self.skew_ns
-        t_end = now_ns() + delay
-        while now_ns() < t_end:
-            pass
+        self.clock.advance(delay)
+        value = self.clock() + self.skew_ns
+        self.clock.advance(delay)
         return value
 
 
-def test_clock_offset_from_the_fastest_round_trip():
+def test_clock_offset_from_the_fastest_round_trip(monkeypatch):
     from colobench.launch.ray_launcher import estimate_offset
 
+    clock = _SimulatedClock()
+    monkeypatch.setattr(sys.modules[estimate_offset.__module__], "now_ns", clock)  # the driver's clock
     fake_ray = SimpleNamespace(get=lambda x: x)
-    actor = _FakeActor(SKEW_NS, [2_000_000, 300_000, 1_000_000, 5_000_000])
+    actor = _FakeActor(SKEW_NS, [2_000_000, 300_000, 1_000_000, 5_000_000], clock)
     est = estimate_offset(fake_ray, actor, rounds=4)
     assert 600_000 <= est["rtt_min_ns"] < 1_500_000  # the 0.3 ms-each-way round was chosen
     assert abs(est["offset_ns"] - SKEW_NS) <= est["error_ns"]  # the bound holds by construction
