@@ -209,6 +209,27 @@ def wait_for_records(proc: subprocess.Popen, path: Path, count: int, timeout_s: 
     pytest.fail(f"{path.name} never held {count} measured records: {proc.communicate()[1][-2000:]}")
 
 
+def measured(path: Path) -> list[dict]:
+    """The measured requests of a records file: not warm-up, not the filler load an instance keeps
+    on until its partners are done."""
+    from colobench.records import read_jsonl
+
+    return [r for r in read_jsonl(path) if not r["warmup"] and not r.get("load_only")]
+
+
+def all_counted(metrics, requests: int, records: Path) -> None:
+    """Every one of an instance's `requests` ran and completed (its records), and its co-located
+    phase counts them: those inside the window in which every partner was under load, the others
+    in `outside_overlap`. Worker processes leave the barrier some milliseconds apart, tens on a
+    busy host, and a request sent in that gap falls outside: how many do depends on the host; that
+    they add up, and that the phase measured something, does not. (`metrics`: a dict or a model.)"""
+    get = metrics.get if isinstance(metrics, dict) else lambda key: getattr(metrics, key)
+    rows = measured(records)
+    assert len(rows) == requests and all(r["ok"] for r in rows), (records, len(rows))
+    assert get("completed") + get("outside_overlap") == requests and get("completed") >= 1, \
+        (records, get("completed"), get("outside_overlap"))
+
+
 def pair_experiment(path: Path, cache_dir: Path, instances: list[str], requests: int = 120) -> Path:
     """Two instances together (no solo baselines), one repetition of `requests` requests each:
     long enough to kill or stop one of them mid-run. `instances` are YAML flow mappings."""

@@ -15,7 +15,7 @@ from colobench import api
 from colobench.records import read_jsonl
 from colobench.specs import experiment_from_dict
 
-from conftest import run_cli
+from conftest import all_counted, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +77,11 @@ def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):
     assert "co-located mean ± std" in proc.stdout and "aggregate throughput scaling" in proc.stdout
     assert "co-located telemetry:" in proc.stdout and "GB/s (no peak figure)" in proc.stdout
     assert set(summary["phases"]) == {"solo", "colocated"}
-    for phase in ("solo", "colocated"):
+    for phase, run_id in (("solo", "solo-{}"), ("colocated", "colocated")):
         for name in ("tiny-1", "tiny-2"):
             metrics = summary["phases"][phase][name]
-            assert metrics["completed"] == 8
+            all_counted(metrics, 8, out / "runs" / run_id.format(name) / "records" / f"{name}.jsonl")
+            assert phase == "colocated" or metrics["completed"] == 8  # alone, every request counts
             assert all(k in metrics for k in VLLM_KEYS)
     inter = summary["interference"]
     assert isinstance(inter["throughput_scaling"], float) and inter["throughput_scaling"] > 0
@@ -104,11 +105,12 @@ def test_fake_backend_colocated_pipeline(tmp_path: Path):
     spec = experiment_from_dict({
         "instances": [{"name": "a", "model": "fake", "backend": "fake", "fake": {"ttft_ms": 20, "tpot_ms": 5}},
                       {"name": "b", "model": "fake", "backend": "fake", "fake": {"ttft_ms": 20, "tpot_ms": 5}}],
-        "workload": {"prompt_tokens": 4, "output_tokens": 5, "requests": 4}, "repetitions": 1}, "test")
+        "workload": {"prompt_tokens": 4, "output_tokens": 5, "requests": 12}, "repetitions": 1}, "test")
     result = api.run_experiment(spec, out=tmp_path / "fake")
-    for phase in ("solo", "colocated"):
+    for phase, run_id in (("solo", "solo-a"), ("colocated", "colocated")):
         a = result.summary.point().metrics(phase, "a")
-        assert a.completed == 4
+        all_counted(a, 12, tmp_path / "fake" / "runs" / run_id / "records" / "a.jsonl")
+        assert phase == "colocated" or a.completed == 12
         # sleeps are lower bounds: measured values are at least the configured ones
         assert a.median_ttft_ms >= 20 and a.median_tpot_ms >= 5
 

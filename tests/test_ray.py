@@ -27,7 +27,7 @@ from colobench.launch.ray_actors import local_device, physical_device, shift_lin
 from colobench.plan import plan_experiment
 from colobench.records import read_jsonl
 from colobench.specs import LaunchSpec, experiment_from_dict
-from conftest import pair_experiment, run_cli, start_cli, wait_for_records, written
+from conftest import all_counted, pair_experiment, run_cli, start_cli, wait_for_records, written
 
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray at a time, on one xdist worker
 
@@ -218,10 +218,12 @@ def test_ray_run_matches_local_run_and_corrects_clock_offsets(tmp_path: Path, cl
     s_lo = json.loads(local.stdout.splitlines()[-1])["points"][0]
     s_ra = json.loads(on_ray.stdout.splitlines()[-1])["points"][0]
     assert s_lo["phases"].keys() == s_ra["phases"].keys() == {"solo", "colocated"}
-    for phase in s_lo["phases"]:
+    for phase, run_id in (("solo", "solo-{}"), ("colocated", "colocated")):
         for name in ("a", "b"):
             assert s_lo["phases"][phase][name].keys() == s_ra["phases"][phase][name].keys()
-            assert s_ra["phases"][phase][name]["completed"] == 12 and s_ra["phases"][phase][name]["failed"] == 0
+            all_counted(s_ra["phases"][phase][name], 12, ra / "runs" / run_id.format(name) / "records" / f"{name}.jsonl")
+            assert s_ra["phases"][phase][name]["failed"] == 0
+            assert phase == "colocated" or s_ra["phases"][phase][name]["completed"] == 12
     assert s_ra["interference"]["throughput_scaling"] is not None
     assert s_lo["interference"].keys() == s_ra["interference"].keys()
     for run_id in ("solo-a", "solo-b", "colocated"):
