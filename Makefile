@@ -9,7 +9,8 @@ TEST := $(VENV)/.installed-test
 
 # Test tiers (docs/development.md): `make check` is the edit loop (lint, then the tests not marked
 # slow); `make test` is the whole suite, CI's command. Both run pytest-xdist workers: JOBS of them
-# (default: one more than the cores, since many tests wait on servers and sleeps; JOBS=1 for one process).
+# (default: one more than the cores, since many tests wait on servers and sleeps; JOBS=0: no workers,
+# the tests run in pytest's own process).
 JOBS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 # The suite starts hundreds of Python processes (workers, servers, the CLI): bytecode is cached in
 # __pycache__ (ignored by git) even where the environment sets PYTHONDONTWRITEBYTECODE.

@@ -79,28 +79,40 @@ def loose(pattern: str) -> re.Pattern:
     return re.compile(pattern.replace(" ", r"\s+"))
 
 
+def literal(text: str) -> str:
+    """`text` as a pattern for `loose`: its characters as they are, a space for any whitespace."""
+    return re.escape(text).replace("\\ ", " ")
+
+
 def advice_missing(run_dir: Path, text: str) -> list[str]:
     """What `text` lacks of the advice `run_dir` recorded: when any variant was a candidate, the
-    table, its margin column and each row's use and margin; when none was (every variant's phase
-    INVALID, as on a busy host, or outside the quality guard), the INVALID verdicts that say why."""
+    table, its margin column and each row's use and margin; when none was (each variant's phase
+    INVALID, as on a busy host, or outside the quality guard), the checks that made them INVALID."""
     from colobench.analysis.advice import Guard
 
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = summary["advice"]
     if rows:
-        literal = {re.escape(r[key]).replace("\\ ", " ") for r in rows for key in ("scenario", "margin")}
-        wanted = ADVICE_TABLE + sorted(literal)
+        wanted = ADVICE_TABLE + sorted({literal(r[key]) for r in rows for key in ("scenario", "margin")})
         return [w for w in wanted if not loose(w).search(text)]
     guard, missing = Guard(), []
     for point in summary["points"]:
         for name in point["instances"]:
-            phase = (point["phases"].get("solo") or {}).get(name) or point["phases"]["colocated"][name]
+            label = "solo" if name in (point["phases"].get("solo") or {}) else "colocated"
+            phase = point["phases"][label][name]
             quality = phase.get("quality")
             outside = quality is not None and (quality["token_agreement"] < guard.min_token_agreement
                                                or quality["kl_divergence"] > guard.max_kl)
             if phase["validity"]["verdict"] == "VALID" and not outside:
                 missing.append(f"{point['id']} {name}: a candidate, yet no advice")
-    return missing + ([] if "INVALID" in text else ["INVALID (why no variant was advised)"])
+            elif not outside:  # why it is INVALID: the checks name it (`unstable  tiny-eager tiny (solo), ...`)
+                invalid = [c for c in summary["checks"] if c["level"] == "invalid"
+                           and c["subject"] == {"point": point["id"], "instance": name, "phase": label}]
+                missing += [f"{c['verdict']} for {point['id']}" for c in invalid
+                            if not re.search(rf"{re.escape(c['verdict'])}\s[^:]*?{re.escape(point['id'])}\s", text)]
+                if not invalid:
+                    missing.append(f"{point['id']} {name}: INVALID, yet no check says why")
+    return missing
 
 
 def run_block(block: str, env: dict[str, str], cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
@@ -159,13 +171,15 @@ def test_playbook_runs_and_answers(number: int, tmp_path_factory, cli_env: dict,
 
 
 # a sweep whose advice is known on any host: batch 2 gives twice the tokens per second of batch 1
-# at the same TPOT (the fake backend's steps are sleeps of fixed length), three repetitions each
+# at the same TPOT (the fake backend's steps are sleeps of fixed length), three repetitions each.
+# Nine requests a repetition: enough for a VALID phase (27 of the 10 needed), too few for the
+# in-window trend check (a sleep overshoots by a millisecond or two on a busy host, and that moves).
 PLANTED = """
 name: planted
 repetitions: 3
 telemetry: {idle_s: 0}
-workload: {requests: 12, output_tokens: 8, batch_size: [1, 2]}
-instances: [{name: a, model: fake, backend: fake, fake: {ttft_ms: 10, tpot_ms: 10}}]
+workload: {requests: 9, output_tokens: 6, batch_size: [1, 2]}
+instances: [{name: a, model: fake, backend: fake, fake: {ttft_ms: 20, tpot_ms: 20}}]
 """
 
 
