@@ -43,7 +43,7 @@ from colobench.loadgen.recorder import Recorder  # noqa: E402
 from colobench.records import RecordWriter, read_records  # noqa: E402
 from colobench.specs import EndpointConfig  # noqa: E402
 from colobench.workload.arrivals import arrival_offsets_s  # noqa: E402
-from colobench.workload.synthetic import build_text_requests  # noqa: E402
+from colobench.workload.text_prompts import build_text_requests  # noqa: E402
 
 TOKENS = 128
 
@@ -131,7 +131,7 @@ def colobench_run(base: str, n: int, concurrency: int | None, offsets: list[floa
     c0 = cpu_s()
     backend = OpenAIBackend("fake-model", EndpointConfig(base_url=base + "/v1", exact_output_fields=[]))
     backend.start()
-    requests = build_text_requests(n, 32, TOKENS, seed=0)
+    requests = build_text_requests(n, 32, TOKENS, seed=0).requests
     path = folder / f"cb-{time.perf_counter_ns()}.jsonl"
     recorder = Recorder(RecordWriter(path), "bench", "bench", repetition=1)
     if offsets is None:

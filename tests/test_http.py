@@ -59,7 +59,7 @@ def test_stream_variations_with_usage(serve, api, done, usage, tokens_per_chunk)
     result = ask(backend(url, api=api), n=8)
     assert result.error is None
     assert result.output_tokens == 8 and result.token_count_source == "usage"
-    assert result.prompt_tokens == (4 if api == "completions" else 8)  # the fake tokenizer: 2 + 2, chat template 3 + 1
+    assert result.prompt_tokens == (6 if api == "completions" else 10)  # the fake tokenizer: 3 + 3, chat template 3 + 1
     chunks = -(-8 // tokens_per_chunk)
     assert len(result.token_ns) == chunks  # only content chunks: not role, keep-alive, finish or usage chunks
     assert result.token_ns == sorted(result.token_ns) and result.done_ns >= result.token_ns[-1]
@@ -173,43 +173,125 @@ def test_reasoning_chunks_are_output_tokens(serve, field):
     result = ask(backend(url, api="chat"), n=10)
     assert result.error is None and result.output_tokens == 10
     assert len(result.token_ns) == 10 and result.reasoning_chunks == 6
-    assert result.first_content_ns == result.token_ns[6] > result.token_ns[0]
+    assert result.first_content_ns == result.token_ns[6] >= result.token_ns[0]  # one receive may carry both
 
 
-def test_tokenize_gives_token_exact_prompts(serve):
-    """With the server's /tokenize the synthetic prompts are exactly the length asked for, as the
-    server counts it (chat template included); without it they are words, and the server's usage
-    says they were not."""
+def _driver(b: OpenAIBackend, name: str = "a", **workload):
+    from colobench.loadgen.driver import LoadDriver
+    from colobench.specs.models import WorkloadSpec
+
+    return LoadDriver(b, WorkloadSpec(**{"output_tokens": 2, "requests": 12, **workload}), 4, None, name=name)
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_prompts_are_the_length_asked_for_on_a_tokenizer_of_several_tokens_a_word(serve, api):
+    """The fake tokenizer makes "the" two tokens and "between" four (a field run saw 2.7 tokens a
+    word): completions prompts are token ids the server checked it counts as sent; chat prompts
+    are composed from measured word costs and fitted with /tokenize. The server's usage agrees
+    with every one, and `exact_prompts` says so."""
     from colobench.specs.models import LengthDist
-    from colobench.workload.synthetic import build_text_requests
 
+    b = backend(serve(ttft_ms=0, itl_ms=0), api=api)
+    assert b.prompt_method == ("token ids" if api == "completions" else "server /tokenize")
+    driver = _driver(b, prompt_tokens=LengthDist(min=20, max=90))
+    results = [aio.run(b.request(r)) for r in driver.measured_requests]
+    b.stop()
+    assert all(res.error is None for res in results)
+    assert [res.prompt_tokens for res in results] == [r.asked_prompt_tokens for r in driver.measured_requests]
+    assert driver.exact_prompts is not None and driver.prompts_off == 0
+
+
+def test_without_a_counter_prompts_are_words_and_not_called_exact(serve):
+    b = backend(serve(ttft_ms=0, itl_ms=0, tokenize=False))
+    assert b.count_prompt_tokens is None and b.prompt_ids is None and b.prompt_method is None
+    driver = _driver(b, prompt_tokens=40)
+    results = [aio.run(b.request(r)) for r in driver.measured_requests]
+    b.stop()
+    assert sum(res.prompt_tokens != 40 for res in results) >= 6  # most words are two tokens there
+    assert driver.exact_prompts is None
+
+
+def test_a_server_that_refuses_token_ids_gets_fitted_text(serve, monkeypatch):
+    """A completions server that takes text only (the probe fails): fitted text, still exact."""
+    from colobench.backends import openai_http
+
+    monkeypatch.setattr(openai_http.OpenAIBackend, "_takes_ids", lambda self, ids: False)
+    b = backend(serve(ttft_ms=0, itl_ms=0))
+    assert b.prompt_ids is None and b.prompt_method == "server /tokenize"
+    driver = _driver(b, prompt_tokens=64)
+    results = [aio.run(b.request(r)) for r in driver.measured_requests]
+    b.stop()
+    assert {res.prompt_tokens for res in results} == {64} and driver.exact_prompts == "server /tokenize"
+
+
+@pytest.mark.parametrize("chars_per_token", [1, 2, 3, 5])
+def test_fitted_text_converges_on_lumpy_tokenizers(chars_per_token):
+    """Word costs measured, not assumed: with words of one to eleven tokens and a chat template
+    of four, every prompt reaches its target (the fit used to delete a word per token over and
+    oscillate: 173, 1, 137, 1, ...)."""
+    from colobench.serve.fake_tokens import FakeTokenizer
+    from colobench.specs.models import LengthDist
+    from colobench.workload.text_prompts import build_text_requests, calibrate
+
+    tok = FakeTokenizer(chars_per_token)
+    calls = []
+
+    def count(texts):
+        calls.append(len(texts))
+        return [tok.count(t) + 4 for t in texts]
+
+    costs = calibrate(count)
+    assert costs is not None and costs.costs["between"] == -(-7 // chars_per_token)
+    built = build_text_requests(60, LengthDist(min=8, max=400), 1, seed=1, counter=count, costs=costs)
+    assert built.off == 0 and built.counted
+    assert [count([r.text])[0] for r in built.requests] == [r.prompt_target for r in built.requests]
+    assert len(calls) == 2 + 60  # calibration and one count: composed exact the first time; the check above
+
+
+def test_every_window_has_prompts_of_its_own(serve):
+    """No 16-token block of one window's prompts appears in another window, another instance, the
+    warm-up or the filler (ids and text alike), while lengths stay the same."""
+    from colobench.serve.fake_tokens import FakeTokenizer, PrefixCache
+
+    tok = FakeTokenizer()
     for api in ("completions", "chat"):
         b = backend(serve(ttft_ms=0, itl_ms=0), api=api)
-        assert b.count_prompt_tokens is not None
-        requests = build_text_requests(12, LengthDist(min=20, max=60), 2, seed=3, counter=b.count_prompt_tokens)
-        results = [aio.run(b.request(r)) for r in requests]
+        cache, lengths = PrefixCache(), set()
+        for name in ("a", "b"):
+            driver = _driver(b, name=name, prompt_tokens=48)
+            sets = [driver.warmup_requests]
+            for run_id, rep in (("solo-a", 1), ("colocated", 1), ("solo-a", 2)):
+                driver.new_window(run_id, rep)
+                sets += [driver.measured_requests, driver.filler_requests()]
+            for requests in sets:
+                lengths.add(tuple(r.asked_prompt_tokens for r in requests))
+                for r in requests:
+                    ids = list(r.prompt) if r.prompt else tok.chat([{"role": "user", "content": r.text}])
+                    assert cache.lookup_and_insert(ids) == 0, api
         b.stop()
-        assert all(res.error is None for res in results)
-        assert [res.prompt_tokens for res in results] == [r.prompt_target for r in requests], api
-    plain = backend(serve(ttft_ms=0, itl_ms=0, tokenize=False))
-    assert plain.count_prompt_tokens is None
-    requests = build_text_requests(12, 40, 2, seed=3, counter=plain.count_prompt_tokens)
-    results = [aio.run(plain.request(r)) for r in requests]
-    plain.stop()
-    assert sum(res.prompt_tokens != 40 for res in results) >= 6  # "between", "people", ... are two tokens there
+        assert {n for x in lengths for n in x} == {48}
 
 
-def test_fit_prompts_reaches_targets_with_a_lumpy_tokenizer():
-    """Fitting converges when words cost one to three tokens and a template adds its own."""
-    import numpy as np
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_a_shared_prefix_is_shared_on_purpose(serve, api):
+    """`shared_prefix: {tokens: 32, share: 0.5}`: about half the requests start with the same 32
+    tokens (across windows too), the rest share nothing; lengths stay exact."""
+    from colobench.serve.fake_tokens import FakeTokenizer, PrefixCache
 
-    from colobench.serve.fake_openai import count_tokens
-    from colobench.workload.synthetic import WORDS, fit_prompts
-
-    rng = np.random.default_rng(0)
-    targets = [int(n) for n in rng.integers(8, 300, size=40)]
-    words = [list(rng.choice(WORDS + ["internationalisation"], size=n)) for n in targets]
-    texts, counts = fit_prompts(words, targets, lambda ts: [count_tokens(t) + 4 for t in ts], rng)
-    assert counts == targets and [count_tokens(t) + 4 for t in texts] == targets
-    _, short = fit_prompts([["hello"]], [2], lambda ts: [count_tokens(t) + 4 for t in ts], rng)
-    assert short == [4]  # below the template's own tokens: the nearest it can get, never a loop
+    tok = FakeTokenizer()
+    b = backend(serve(ttft_ms=0, itl_ms=0), api=api)
+    driver = _driver(b, prompt_tokens=64, requests=40, shared_prefix={"tokens": 32, "share": 0.5})
+    cache, hits, shared = PrefixCache(), [], 0
+    for rep in (1, 2):
+        driver.new_window("solo-a", rep)
+        results = [aio.run(b.request(r)) for r in driver.measured_requests]
+        assert [res.prompt_tokens for res in results] == [64] * 40
+        for r in driver.measured_requests:
+            ids = list(r.prompt) if r.prompt else tok.chat([{"role": "user", "content": r.text}])
+            hits.append(cache.lookup_and_insert(ids))
+    b.stop()
+    shared = sum(h > 0 for h in hits)
+    # the prefix's two blocks, or nothing; a chat template closes the message after the prefix, so
+    # the shared ids are the prefix less the template's closing tokens there (29 of 32): one block,
+    # or two where the first tail words happen to agree as well
+    assert set(hits) <= ({0, 32} if api == "completions" else {0, 16, 32}) and 0.3 * 80 < shared < 0.7 * 80

@@ -15,10 +15,16 @@ What real servers differ in, and how each is handled:
   `delta.reasoning_content` (or `delta.reasoning`) before the answer's `delta.content`: those
   chunks are output tokens too (TTFT is the first of them, as in vLLM's own benchmark), and the
   first answer chunk is kept apart (time to first content, TTFC);
-- prompt lengths: a synthetic text prompt is fitted to its exact token count when a tokenizer is
-  at hand (the instance's `tokenizer`, else the server's `POST /tokenize`, which vLLM and SGLang
-  serve at the server's root and which counts the chat template too); otherwise it has as many
-  common words as tokens asked for and the checks compare with the server's `usage`;
+- prompt lengths: on a completions API a synthetic prompt is a list of token ids when the server
+  takes one (vLLM, SGLang and `transformers serve` do; a one-token request at start checks that
+  the server counts them as sent), its length exact by construction; the ids are those of common
+  words (from the instance's `tokenizer`, else the server's `POST /tokenize`). Otherwise (chat,
+  or a server that refuses ids) a synthetic text prompt is composed from measured word costs and
+  fitted to its exact token count when a counter is at hand (the tokenizer, else `/tokenize`,
+  which vLLM and SGLang serve at the server's root and which counts the chat template too; see
+  `workload.text_prompts`); without one it has as many common words as tokens asked for. Either
+  way the checks compare every prompt with the server's `usage`, and `exact_prompts` in the
+  run's facts is set only when the lengths are exact by construction or were counted exact;
 - exact output lengths: `ignore_eos` and `min_tokens` (vLLM, SGLang) by default, or any
   server-specific field through `extra_body`, where `$output_tokens` in a string stands for the
   request's length (`transformers serve` refuses unknown fields with HTTP 422 and takes
@@ -52,6 +58,7 @@ from colobench.clock import now_ns
 from colobench.errors import error_text
 from colobench.secrets import scrub
 from colobench.workload.synthetic import Batch, Request
+from colobench.workload.text_prompts import BASE_WORD, WORDS, WordCosts, calibrate
 
 DATA = b"data:"
 OUTPUT_TOKENS_PLACEHOLDER = "$output_tokens"
@@ -127,15 +134,65 @@ class OpenAIBackend:
         self._session: Any = None
         self._tokenize_path: str | None = None
         self.count_prompt_tokens: Any = None  # list[str] -> list[int], as the server will count them
+        self.prompt_ids: list[int] | None = None  # token ids the server takes as a completions prompt
+        self.word_costs: WordCosts | None = None  # measured costs of the words text prompts are made of
+        self.prompt_method: str | None = None  # how prompts are made exact: token ids / tokenizer / server /tokenize
 
     def start(self) -> dict[str, Any]:
         if self.tokenizer_path:
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
-        exact = self._prompt_counter()
+        counter = self._prompt_counter()
+        if self.config.api == "completions" and (ids := self._word_ids()) and self._takes_ids(ids):
+            self.prompt_ids, self.prompt_method = ids, "token ids"
+        elif counter is not None:
+            self.word_costs = calibrate(self.count_prompt_tokens)
+            self.prompt_method = counter
+        # `exact_prompts` is confirmed (or withdrawn) once the prompts are built: LoadDriver
         return {"backend": "openai", "base_url": self.config.base_url, "served_model": self.model,
-                "api": self.config.api, "tokenizer": self.tokenizer_path, "exact_prompts": exact}
+                "api": self.config.api, "tokenizer": self.tokenizer_path, "prompt_method": self.prompt_method}
+
+    def _word_ids(self) -> list[int] | None:
+        """The token ids of common words (what synthetic id prompts are drawn from), without the
+        special tokens a tokenizer puts around them; None when nothing here can tokenize."""
+        texts = [BASE_WORD] + [f"{BASE_WORD} {w}" for w in WORDS]
+        try:
+            if self._tokenizer is not None:
+                encoded = [list(ids) for ids in self._tokenizer(texts)["input_ids"]]
+            elif self._tokenize_path is not None:
+                encoded = aio.run(self._tokenize_all(texts, ids=True))
+            else:
+                return None
+        except Exception:
+            return None
+        base = encoded[0]
+        words = set()
+        for ids in encoded[1:]:
+            # what a word adds: the ids after those it shares with the base (BOS, "the"), less what
+            # the base ends with after them (an EOS)
+            p = next((k for k in range(min(len(base), len(ids))) if base[k] != ids[k]), min(len(base), len(ids)))
+            end = base[p:]
+            words.update(ids[p:len(ids) - len(end)] if end and ids[-len(end):] == end else ids[p:])
+        special = set(getattr(self._tokenizer, "all_special_ids", None) or ())
+        out = sorted(int(t) for t in words if isinstance(t, int) and t not in special)
+        return out or None
+
+    def _takes_ids(self, ids: list[int]) -> bool:
+        """Whether the server takes a list of token ids as a completions prompt and counts it as
+        sent: one request of 8 ids and 1 output token."""
+        probe = Request(0, tuple(ids[k % len(ids)] for k in range(8)), 1)
+        body = request_body(self.config, self.model, probe, stream=False)
+        got = bytearray()
+        try:
+            response = aio.run(asyncio.wait_for(self._pool().post(
+                self._path, orjson.dumps(body), self._header_bytes, lambda data, t: got.extend(data)), 60))
+            if response.status != 200:
+                return False
+            usage = orjson.loads(bytes(got)).get("usage") or {}
+            return usage.get("prompt_tokens") == len(probe.prompt)
+        except Exception:
+            return False
 
     def _prompt_counter(self) -> str | None:
         """Set `count_prompt_tokens` from the local tokenizer or the server's /tokenize; return
@@ -166,7 +223,7 @@ class OpenAIBackend:
         self._tokenize_path = None
         return None
 
-    async def _tokenize_one(self, text: str) -> int | None:
+    async def _tokenize_one(self, text: str, ids: bool = False) -> Any:
         body: dict[str, Any] = {"model": self.model}
         if self.config.api == "chat":
             body["messages"] = [{"role": "user", "content": text}]
@@ -178,17 +235,19 @@ class OpenAIBackend:
         if response.status != 200:
             return None
         obj = orjson.loads(bytes(got))
+        tokens = obj.get("tokens") if isinstance(obj, dict) else None
+        if ids:
+            return tokens if isinstance(tokens, list) else None
         if isinstance(obj, dict) and isinstance(obj.get("count"), int):
             return obj["count"]
-        tokens = obj.get("tokens") if isinstance(obj, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
 
-    async def _tokenize_all(self, texts: list[str]) -> list[int]:
+    async def _tokenize_all(self, texts: list[str], ids: bool = False) -> list[Any]:
         gate = asyncio.Semaphore(TOKENIZE_CONCURRENCY)
 
-        async def one(text: str) -> int:
+        async def one(text: str) -> Any:
             async with gate:
-                n = await self._tokenize_one(text)
+                n = await self._tokenize_one(text, ids)
             if n is None:
                 raise StreamError(f"{self._tokenize_path} stopped answering")
             return n

@@ -121,6 +121,16 @@ def _one(k: Knob, item: str) -> Any:
                             show_value=False)
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         return list(range(first, last + 1))
+    if parse == "prefix":
+        match = re.fullmatch(r"(\d+)(?::([0-9.]+))?", item)
+        if not match:
+            raise SpecError("command line", flag, f"{item!r} is not TOKENS or TOKENS:SHARE (e.g. 256 or 256:0.5)",
+                            show_value=False)
+        try:
+            share = float(match.group(2)) if match.group(2) else 1.0
+        except ValueError:
+            raise SpecError("command line", flag, f"{match.group(2)!r} is not a share (0 to 1)", show_value=False) from None
+        return {"tokens": int(match.group(1)), "share": share}
     if parse == "prompts":
         if item == "builtin":
             return {"builtin": "all"}

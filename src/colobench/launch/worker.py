@@ -285,8 +285,8 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
     device, backend, info = start_backend(inst)
     parallel = _parallelism(inst.workload, info, device, inst.memory_share)
     pool = json.loads(Path(prompts_file).read_text()) if prompts_file else None
-    driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start)
-    info.update(load_model=driver.load, parallel=parallel)
+    driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start, name=inst.name)
+    info.update(load_model=driver.load, parallel=parallel, exact_prompts=driver.exact_prompts)
     if driver.raised_to:
         info["requests_raised_to"] = driver.raised_to
     if part[1] > 1:
@@ -323,6 +323,8 @@ def _work(instance: dict, windows: list[dict], run_dir: RunDir, queue: Any, go_e
     free = _free_memory(device)
     health = Health(endpoint=inst.backend == "openai")
     for w, window in enumerate(windows):
+        if inst.name in window["active"]:  # new prompts for every window, made before it starts
+            driver.new_window(window["run_id"], window["repetition"])
         queue.put(("ready", key, w))
         _wait_for(go_events[w], parent_pid)
         if shared_start is not None and shared_start.value:

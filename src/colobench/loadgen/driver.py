@@ -23,7 +23,8 @@ from colobench.loadgen import streaming
 from colobench.loadgen.recorder import Recorder
 from colobench.loadgen.static import run_static
 from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
-from colobench.workload.synthetic import Request, build_requests, build_text_requests, static_batches
+from colobench.workload.synthetic import Request, build_requests, static_batches
+from colobench.workload.text_prompts import build_text_requests
 
 WARMUP_SEED_OFFSET = 1_000_003
 FILLER_SEED_OFFSET = 2_000_003
@@ -38,12 +39,17 @@ def split(total: int, part: tuple[int, int]) -> int:
 
 
 class LoadDriver:
-    """The requests and the load model of one worker (client process `part` of its instance)."""
+    """The requests and the load model of one worker (client process `part` of its instance).
+
+    Every window gets requests of its own (`new_window`): the same lengths, output lengths and
+    arrival schedule, new prompt content, so a server's prefix cache finds nothing from an earlier
+    window, an earlier repetition or the other phase (prompts from a file or the built-in set are
+    what they are: they repeat when a run sends more requests than the set holds)."""
 
     def __init__(self, backend: Any, workload: Any, parallel: int, pool: list[Any] | None,
-                 part: tuple[int, int] = (0, 1), shared_start: Any = None):
+                 part: tuple[int, int] = (0, 1), shared_start: Any = None, name: str = ""):
         wl = self.wl = workload
-        self.backend, self.load, self.shared_start = backend, wl.load_model, shared_start
+        self.backend, self.load, self.shared_start, self.pool, self.name = backend, wl.load_model, shared_start, pool, name
         if self.load == "open":
             count = count_for_duration(wl.rate, wl.duration_s) if wl.duration_s else wl.requests
         else:
@@ -52,27 +58,66 @@ class LoadDriver:
         self.raised_to = None
         if self.load != "open" and count < parallel and "max" in (wl.batch_size, wl.concurrency):
             count = self.raised_to = parallel  # "max" means a full batch (or full concurrency) at least once
+        self.count = count
         n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
             min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if self.load == "open" else parallel)
-        self.measured_requests = self._requests(count, wl.seed, pool)
-        self.warmup_requests = self._requests(n_warm, wl.seed + WARMUP_SEED_OFFSET, pool)
+        self.prompts_off = 0  # prompts whose length a counter found other than asked, after fitting
         self.parallel = parallel
-        k, n = part
+        k, n = self.part = part
+        self.warmup_requests = self._requests(n_warm, wl.seed + WARMUP_SEED_OFFSET, (name, "warmup"))[k::n]
+        self.new_window("first", 0)
         if n > 1:  # client process k of n: every n-th request of the one schedule, its share of slots
-            self.measured_requests = self.measured_requests[k::n]
-            self.warmup_requests = self.warmup_requests[k::n]
             self.parallel = max(1, split(parallel, part))
         self.offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()[k::n] \
             if self.load == "open" else []
-        self.part = part
         self.batches = static_batches(self.measured_requests, self.parallel) if self.load == "static" else []
 
-    def _requests(self, count: int, seed: int, pool: list[Any] | None) -> list[Request]:
-        wl = self.wl
-        if not self.backend.vocab_size:  # a server takes text and tokenises it
-            return build_text_requests(count, wl.prompt_tokens, wl.output_tokens, seed, pool,
-                                       getattr(self.backend, "count_prompt_tokens", None))
-        return build_requests(count, wl.prompt_tokens, wl.output_tokens, self.backend.vocab_size, seed, pool)
+    def new_window(self, run_id: str, repetition: int) -> None:
+        """This window's requests (and its filler's): the same work as every other window's, with
+        prompts of their own. Called before the worker says it is ready, never inside a window."""
+        k, n = self.part
+        salt = (self.name, run_id, str(repetition))
+        self.measured_requests = self._requests(self.count, self.wl.seed, salt)[k::n]
+        self._filler_salt = (*salt, "filler")
+        self._filler: list[Request] | None = None
+        if self.load == "static" and hasattr(self, "batches"):
+            self.batches = static_batches(self.measured_requests, self.parallel)
+
+    def filler_requests(self) -> list[Request]:
+        """The filler's requests: as many as the window's, prompts of their own (built when a
+        filler first runs, after the instance's quota: no measured request waits for them)."""
+        if self._filler is None:
+            k, n = self.part
+            self._filler = self._requests(self.count, self.wl.seed, self._filler_salt)[k::n]
+        return self._filler
+
+    def _requests(self, count: int, seed: int, salt: tuple[str, ...]) -> list[Request]:
+        wl, backend, pool = self.wl, self.backend, self.pool
+        shared = getattr(wl, "shared_prefix", None)
+        if not backend.vocab_size and not getattr(backend, "prompt_ids", None):  # a server that takes text
+            built = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, seed, pool,
+                                        getattr(backend, "count_prompt_tokens", None),
+                                        costs=getattr(backend, "word_costs", None), salt=salt,
+                                        shared_prefix=shared, prefix_salt=(self.name,))
+            self.prompts_off = max(self.prompts_off, built.off)
+            return built.requests
+        return build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, seed, pool, salt=salt,
+                              id_pool=getattr(backend, "prompt_ids", None), shared_prefix=shared,
+                              prefix_salt=(self.name,))
+
+    @property
+    def exact_prompts(self) -> str | None:
+        """How the synthetic prompts are exactly the length asked for, or None when they are not
+        known to be: token ids are exact by construction; text is exact when a counter found every
+        prompt at its target."""
+        if self.pool:
+            return "token ids" if self.backend.vocab_size else None
+        if self.backend.vocab_size:
+            return "token ids"
+        method = getattr(self.backend, "prompt_method", None)
+        if method == "token ids":
+            return "token ids (the server counted a probe as sent)"
+        return method if method and not self.prompts_off else None
 
     @property
     def max_request_tokens(self) -> int:
@@ -112,16 +157,17 @@ class LoadDriver:
         if until():
             return
         if self.load == "static":
-            run_static(self.backend, itertools.cycle(self.batches), recorder, until, on_error=on_error)
+            filler = static_batches(self.filler_requests(), self.parallel)
+            run_static(self.backend, itertools.cycle(filler), recorder, until, on_error=on_error)
         elif self.load == "closed":
             aio.run(streaming.with_loop_monitor(streaming.closed_loop(
-                self.backend, itertools.cycle(self.measured_requests), self.parallel, recorder, until), lags))
+                self.backend, itertools.cycle(self.filler_requests()), self.parallel, recorder, until), lags))
         else:
             wl, (k, n) = self.wl, self.part
             count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
             offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness,
                                         wl.seed + FILLER_SEED_OFFSET).tolist()[k::n]
-            requests = [r for _, r in zip(offsets, itertools.cycle(self.measured_requests))]
+            requests = [r for _, r in zip(offsets, itertools.cycle(self.filler_requests()))]
             cap = self.parallel if wl.concurrency is not None else None
             aio.run(streaming.with_loop_monitor(
                 streaming.open_loop(self.backend, requests, offsets, recorder, cap, until=until), lags))

@@ -51,7 +51,7 @@ class Recorder:
             output_tokens=c.output_tokens, submit_ns=submit_ns, scheduled_ns=scheduled_ns, token_ns=c.token_ns,
             done_ns=c.done_ns, warmup=self.warmup, load_only=self.load_only, ok=ok, error=error,
             expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source,
-            expected_prompt_tokens=request.prompt_target if c.prompt_tokens is not None else None,
+            expected_prompt_tokens=request.asked_prompt_tokens if c.prompt_tokens is not None else None,
             first_content_ns=c.first_content_ns if c.reasoning_chunks else None, reasoning_chunks=c.reasoning_chunks,
             category=request.category)
         if self.health is not None and not self.warmup and not self.load_only:

@@ -7,10 +7,14 @@ Server-Sent Events or not), `POST /tokenize` (vLLM's shape: `{"count", "tokens",
 "max_model_len"}`; off with `--no-tokenize`) and `GET /metrics` (Prometheus text, with the
 process's own `process_resident_memory_bytes` as real servers export it).
 
-Its tokenizer is a stand-in with real tokenizers' awkward properties: a word costs one token per
-four characters (so "between" is two), and a chat prompt costs 3 template tokens per message plus
-1 for the generation prompt, so a prompt of N words is not N tokens and only a client that asks
-`/tokenize` gets exact lengths. With `--reasoning-tokens K` a chat stream's first K tokens are
+Its tokenizer is a stand-in with real tokenizers' awkward properties (`serve.fake_tokens`): a word
+costs one token per `--chars-per-token` characters (default 2: "the" is two tokens, "between"
+four), and a chat prompt costs 3 template tokens per message plus 1 for the generation prompt, so
+a prompt of N words is not N tokens and only a client that measures (`/tokenize`, or token ids as
+the prompt) gets exact lengths. A completions `prompt` may be a list of token ids, as vLLM takes
+it. Its prefix cache (on by default, as in vLLM; `--no-prefix-cache`) serves leading 16-token
+blocks seen before: their prefill is skipped (TTFT scaled by the share not hit) and /metrics
+counts `vllm:prefix_cache_queries_total` and `vllm:prefix_cache_hits_total` in tokens. With `--reasoning-tokens K` a chat stream's first K tokens are
 reasoning (`delta.reasoning_content`, or the field `--reasoning-field` names), as vLLM's
 reasoning parsers send them. Every request produces exactly
 `max_tokens` tokens (`max_completion_tokens` for chat): the first after `ttft_ms`, then one chunk
@@ -44,7 +48,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import random
 import sys
@@ -54,6 +57,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
+from colobench.serve.fake_tokens import FakeTokenizer, PrefixCache, valid_token_ids
 from colobench.serve.shared_device import DeviceStream, SharedDevice, SharedDeviceDriver
 from colobench.typed import Frozen
 
@@ -91,6 +95,10 @@ class FakeServerSettings(Frozen):
     seed: int | None = Field(None, **_flag("--seed", "seed of jitter and faults"))
     api_key_env: str | None = Field(None, **_flag("--api-key-env", "require the key held in this environment variable"))
     tokenize: bool = Field(True, **_flag("--no-tokenize", "do not serve POST /tokenize", negate=True))
+    chars_per_token: int = Field(2, ge=1, le=100, **_flag("--chars-per-token", "the fake tokenizer: one token per "
+                                                          "this many characters of each word"))
+    prefix_cache: bool = Field(True, **_flag("--no-prefix-cache", "no prefix cache (on by default, as in vLLM)",
+                                             negate=True))
     echo_headers: bool = Field(False, **_flag("--echo-headers", "error bodies quote the request's headers, credentials "
                                               "included (to check that colobench scrubs them)"))
     reasoning_tokens: int = Field(0, ge=0, le=10_000_000, **_flag("--reasoning-tokens", "chat: the first N tokens of "
@@ -158,26 +166,7 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> we
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
 
-CHAT_TOKENS_PER_MESSAGE = 3
-CHAT_GENERATION_PROMPT_TOKENS = 1
-CHARS_PER_TOKEN = 4
 MAX_MODEL_LEN = 4096
-
-
-def count_tokens(text: str) -> int:
-    """The fake tokenizer: one token per four characters of each word (rounded up)."""
-    return sum(math.ceil(len(w) / CHARS_PER_TOKEN) for w in text.split())
-
-
-def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
-    if chat:
-        messages = body.get("messages") or []
-        return (sum(count_tokens(str(m.get("content", ""))) + CHAT_TOKENS_PER_MESSAGE for m in messages)
-                + CHAT_GENERATION_PROMPT_TOKENS)
-    prompt = body.get("prompt", "")
-    if isinstance(prompt, list):
-        return len(prompt)
-    return count_tokens(str(prompt))
 
 
 class FakeOpenAIServer:
@@ -187,6 +176,8 @@ class FakeOpenAIServer:
         self.rng = random.Random(config.seed)
         self.traces: list[list[int]] = []  # GET /colobench/trace: each stream's received and send times
         self.counters = {"requests": 0, "errors": 0, "tokens": 0}
+        self.tokenizer = FakeTokenizer(config.chars_per_token)
+        self.cache = PrefixCache() if config.prefix_cache else None
         self.device: SharedDeviceDriver | None = None
         if config.shared_device:
             assert config.decode_tok_s is not None and config.prefill_tok_s is not None
@@ -238,8 +229,10 @@ class FakeOpenAIServer:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "body is not JSON")
-        n = _prompt_tokens(body, "messages" in body)
-        return web.json_response({"count": n, "max_model_len": MAX_MODEL_LEN, "tokens": list(range(100, 100 + n))})
+        if not isinstance(body, dict):
+            return _error(400, "body must be a JSON object")
+        ids = self.tokenizer.prompt_ids(body, "messages" in body)
+        return web.json_response({"count": len(ids), "max_model_len": MAX_MODEL_LEN, "tokens": ids})
 
     async def metrics(self, request: web.Request) -> web.Response:
         c = self.counters
@@ -251,6 +244,12 @@ class FakeOpenAIServer:
             f"fake_errors_total {c['errors']}\n"
             "# HELP fake_generation_tokens_total Tokens generated.\n# TYPE fake_generation_tokens_total counter\n"
             f"fake_generation_tokens_total {c['tokens']}\n"
+            + ("# HELP vllm:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
+               "# TYPE vllm:prefix_cache_queries_total counter\n"
+               f"vllm:prefix_cache_queries_total {self.cache.queries_tokens}\n"
+               "# HELP vllm:prefix_cache_hits_total Prompt tokens served from the prefix cache.\n"
+               "# TYPE vllm:prefix_cache_hits_total counter\n"
+               f"vllm:prefix_cache_hits_total {self.cache.hits_tokens}\n" if self.cache is not None else "")
             + ("# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
                f"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n" if rss else "")
         )
@@ -291,23 +290,31 @@ class FakeOpenAIServer:
         if fault == "http_500":
             self.counters["errors"] += 1
             return _error(500, "simulated internal server error" + self._echo(request), "InternalServerError")
-        prompt_tokens = _prompt_tokens(body, chat)
+        if not chat and isinstance(body.get("prompt"), list) and not valid_token_ids(body["prompt"]):
+            return _error(400, "prompt: a list must hold token ids of the vocabulary")
+        ids = self.tokenizer.prompt_ids(body, chat)
+        prompt_tokens = len(ids)
+        cached = self.cache.lookup_and_insert(ids) if self.cache is not None else 0
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if fault in USAGE_FAULTS:
             self.counters["errors"] += 1
             usage["completion_tokens"] = {"bad_usage": "abc", "negative_usage": -5, "huge_usage": 10**12}[fault]
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.counters['requests']}"
         obj = "chat.completion" if chat else "text_completion"
-        stream = self.device.submit(body["model"], prompt_tokens, n) if self.device is not None else None
+        if cached:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}  # as vLLM reports it
+        # a cache hit skips the prefill of its blocks
+        stream = self.device.submit(body["model"], prompt_tokens - cached, n) if self.device is not None else None
+        ttft_share = (prompt_tokens - cached) / prompt_tokens if prompt_tokens else 1.0
         try:
-            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream)
+            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream, ttft_share)
         finally:
             if stream is not None and self.device is not None:
                 self.device.release(stream)  # a no-op once all tokens came; frees the device if not
 
     async def _answer(self, request: web.Request, body: dict[str, Any], chat: bool, n: int, fault: str | None,
                       usage: dict[str, Any], rid: str, obj: str, received_ns: int,
-                      stream: DeviceStream | None) -> web.StreamResponse:
+                      stream: DeviceStream | None, ttft_share: float = 1.0) -> web.StreamResponse:
         """The response, timed by `stream` (the shared device) when there is one, else by
         `ttft_ms`/`itl_ms`."""
         cfg = self.config
@@ -315,7 +322,7 @@ class FakeOpenAIServer:
             if stream is not None:
                 await stream.wait_tokens(n)
             else:
-                await asyncio.sleep(self._delay_s(cfg.ttft_ms) + (n - 1) * cfg.itl_ms / 1e3)
+                await asyncio.sleep(self._delay_s(cfg.ttft_ms * ttft_share) + (n - 1) * cfg.itl_ms / 1e3)
             self.counters["tokens"] += n
             text = " tok" * n
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
@@ -351,7 +358,7 @@ class FakeOpenAIServer:
 
         if chat:
             await send(chunk(None, role=True))
-        target = time.perf_counter() + (self._delay_s(cfg.ttft_ms) if stream is None else 0.0)
+        target = time.perf_counter() + (self._delay_s(cfg.ttft_ms * ttft_share) if stream is None else 0.0)
         sent = 0
         trace = [received_ns] if cfg.trace else None
         while sent < n:

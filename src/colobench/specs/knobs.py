@@ -7,7 +7,7 @@ A knob is a pydantic field declared with `knob(...)`. Its metadata (kept in the 
 - `flag`, `short`, `aliases`: the `colobench run` option (`--batch-size`, `-b`, `--max-concurrency`);
 - `panel`: the help panel the option is listed in;
 - `parse`: how the option's text becomes values (`int`, `float`, `int|max`, `bool`, `str`,
-  `prompts`, `env`, `cores`, `auto` for a switch that sets the value `auto`);
+  `prompts`, `env`, `cores`, `prefix` (TOKENS[:SHARE]), `auto` for a switch that sets the value `auto`);
 - `axis`: a list of values is a sweep axis (`--batch-size 1,2,4` or `batch_size: [1, 2, 4]`);
 - `abbrev` and `id_style`: how a value appears in a sweep point's id (`b8`, `fp16`, `int8`); a
   field with a short flag uses that letter, so ids agree with the command line;
@@ -44,7 +44,7 @@ class KnobMeta:
     metavar: str | None = None
     axis: bool = False
     abbrev: str | None = None
-    id_style: str = "prefix"  # prefix (b8), value (int8), dtype (bf16), model (label), bool (jit1), prompts, cores
+    id_style: str = "prefix"  # prefix (b8), value (int8), dtype (bf16), model (label), bool (jit1), prompts, cores, shared
     quality: bool = False
     device_kinds: tuple[str, ...] = ()
     backends: tuple[str, ...] = ()
@@ -99,6 +99,11 @@ class Knob:
                 return "prompts-" + model_label(re.sub(r"\.[A-Za-z0-9]+$", "", str(value["file"]).rstrip("/")))
             builtin = (value or {}).get("builtin") if isinstance(value, dict) else None
             return "builtin" + ("" if builtin in (None, "all") else "-" + "-".join(builtin))
+        if style == "shared":  # a shared prefix: prefix256, prefix256x0.5
+            if not isinstance(value, dict):
+                return "noprefix"
+            share = value.get("share", 1.0)
+            return f"prefix{_fmt(value.get('tokens'))}" + ("" if share in (None, 1, 1.0) else f"x{_fmt(share)}")
         if style == "cores":
             return "nopin" if value is None else f"pin{_fmt(value if isinstance(value, str) else '.'.join(map(str, value)))}"
         if style == "value":

@@ -139,6 +139,24 @@ class PromptSource(SpecModel):
         return self
 
 
+class SharedPrefix(SpecModel):
+    """A prefix of `tokens` tokens that `share` of the requests start with (a system prompt, a
+    few-shot preamble): the server's prefix cache is meant to hit it. Without it every request of
+    a run has a prompt no other request shares."""
+
+    tokens: int = Field(gt=0, le=MAX_TOKENS, description="length of the shared prefix, in tokens")
+    share: float = Field(1.0, gt=0, le=1, description="share of the requests that start with it")
+
+
+def length_lower_bound(length: Length) -> int:
+    """The shortest length a fixed length or distribution is expected to give (normal: mean - 3 std)."""
+    if isinstance(length, int):
+        return length
+    if length.min is not None:
+        return length.min
+    return max(1, int(length.mean - 3 * (length.std or 0)))
+
+
 class WorkloadSpec(SpecModel):
     """What one instance is asked to do.
 
@@ -192,6 +210,9 @@ class WorkloadSpec(SpecModel):
         flag="--prompts", parse="prompts", metavar="SOURCE", axis=True, id_style="prompts", repeat=True)
     seed: int = knob(0, help="seed of prompts, lengths and arrivals", flag="--seed", parse="int", metavar="N",
                      axis=True, abbrev="seed", ge=0, le=MAX_SEED)
+    shared_prefix: SharedPrefix | None = knob(
+        None, help="a prefix shared on purpose: TOKENS, or TOKENS:SHARE of the requests (default: no two prompts "
+        "share one)", flag="--shared-prefix", parse="prefix", metavar="TOKENS[:SHARE]", axis=True, id_style="shared")
 
     @field_validator("batch_size", "concurrency")
     @classmethod
@@ -213,6 +234,12 @@ class WorkloadSpec(SpecModel):
             raise ValueError(f"rate applies to load 'open', not {load!r}")
         if load == "static" and self.concurrency is not None:
             raise ValueError("concurrency applies to load 'closed' or 'open', not 'static'")
+        if self.shared_prefix is not None:
+            if self.prompts is not None:
+                raise ValueError("shared_prefix applies to synthetic prompts, not prompts from a file or the built-in set")
+            if self.shared_prefix.tokens >= length_lower_bound(self.prompt_tokens):
+                raise ValueError(f"shared_prefix.tokens ({self.shared_prefix.tokens}) must be below the shortest "
+                                 f"prompt ({length_lower_bound(self.prompt_tokens)} tokens): each request adds its own")
         return self
 
     @property

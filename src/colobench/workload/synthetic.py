@@ -14,8 +14,9 @@ needed. The same seed always gives the same requests, in every process.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,12 @@ class Request:
     messages: tuple[dict[str, str], ...] | None = None  # chat prompt (HTTP backends)
     prompt_target: int | None = None  # synthetic text: the prompt length asked for, in tokens
     category: str | None = None  # the prompt's category (built-in prompts, files whose lines name one)
+
+    @property
+    def asked_prompt_tokens(self) -> int | None:
+        """The prompt length asked for, in tokens, where there is one: token ids, or a synthetic
+        text's target (text from a file has none)."""
+        return len(self.prompt) if self.prompt else self.prompt_target
 
     @property
     def prompt_len(self) -> int:
@@ -81,11 +88,36 @@ def sample_lengths(length: Any, count: int, rng: np.random.Generator) -> np.ndar
     return rng.integers(length.min, length.max + 1, size=count, dtype=np.int64)
 
 
+def derived_seed(seed: int, *salt: str) -> int:
+    """A seed for one part of a run (an instance's window, its filler, its shared prefix) derived
+    from the workload's seed: reproducible, and different for every salt."""
+    digest = hashlib.blake2b(repr((seed, *salt)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def shared_prefix_flags(count: int, shared_prefix: Any, seed: int) -> np.ndarray:
+    """Which of `count` requests start with the shared prefix: `share` of them, the same ones in
+    every window (drawn from the workload's seed)."""
+    if shared_prefix is None:
+        return np.zeros(count, dtype=bool)
+    return np.random.default_rng(derived_seed(seed, "shared-prefix-share")).random(count) < shared_prefix.share
+
+
 def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_size: int, seed: int,
-                   prompt_pool: list[Any] | None = None) -> list[Request]:
+                   prompt_pool: list[Any] | None = None, *, salt: tuple[str, ...] = (),
+                   id_pool: list[int] | None = None, shared_prefix: Any = None,
+                   prefix_salt: tuple[str, ...] = ()) -> list[Request]:
     """`count` requests with ids 0..count-1. With a `prompt_pool` (token-id lists, or `{"ids",
     "category"}` entries), prompts come from it (their own lengths and categories); otherwise
-    they are synthetic with `prompt_tokens` lengths."""
+    they are synthetic with `prompt_tokens` lengths.
+
+    Lengths, output lengths and the pool's order come from `seed` alone, so every window of a run
+    asks for the same work; the synthetic ids come from `seed` and `salt` (the instance, its run
+    and repetition), so no two windows send the same prompt and a server's prefix cache has
+    nothing to find unless the workload asks for it: with `shared_prefix` (`tokens`, `share`),
+    that share of the requests starts with the same `tokens` ids (one prefix per `prefix_salt`,
+    kept across windows, as a system prompt is). Ids are drawn from `id_pool` (a server's word
+    ids) when given, else from the ordinary part of the vocabulary."""
     rng = np.random.default_rng(seed)
     outputs = sample_lengths(output_tokens, count, rng)
     if prompt_pool:
@@ -93,80 +125,28 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
         picked = [prompt_pool[order[k % len(order)]] for k in range(count)]
         return [Request(k, tuple(p["ids"] if isinstance(p, dict) else p), int(outputs[k]),
                         category=p.get("category") if isinstance(p, dict) else None) for k, p in enumerate(picked)]
-    else:
-        lengths = sample_lengths(prompt_tokens, count, rng)
+    lengths = sample_lengths(prompt_tokens, count, rng)
+    content = np.random.default_rng(derived_seed(seed, *salt)) if salt else rng
+
+    def draw(rng_: np.random.Generator, n: int) -> np.ndarray:
+        if id_pool:
+            return np.asarray(id_pool, dtype=np.int64)[rng_.integers(0, len(id_pool), size=n)]
         low, high = token_id_range(vocab_size)
-        flat = rng.integers(low, high, size=int(lengths.sum()), dtype=np.int64)
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        prompts = [tuple(flat[bounds[k]:bounds[k + 1]].tolist()) for k in range(count)]
+        return rng_.integers(low, high, size=n, dtype=np.int64)
+
+    shared = shared_prefix_flags(count, shared_prefix, seed)
+    prefix: list[int] = []
+    if shared.any():
+        prefix = draw(np.random.default_rng(derived_seed(seed, "shared-prefix", *prefix_salt)),
+                      shared_prefix.tokens).tolist()
+    tails = [int(n) - len(prefix) if shared[k] else int(n) for k, n in enumerate(lengths)]
+    flat = draw(content, int(sum(max(0, t) for t in tails)))
+    prompts, at = [], 0
+    for k, tail in enumerate(tails):
+        tail = max(0, tail)
+        prompts.append(tuple((prefix if shared[k] else []) + flat[at:at + tail].tolist()))
+        at += tail
     return [Request(k, prompts[k], int(outputs[k])) for k in range(count)]
-
-
-# Common English words, most of which are one token in every mainstream tokenizer, so a synthetic
-# text prompt of N words is close to N tokens. Close is not exact: with a tokenizer at hand (the
-# instance's `tokenizer`, or the server's /tokenize) prompts are fitted to the exact length.
-WORDS = ("the of and to in is was for that on as with by at from his an were are which this be or "
-         "has had not but one all new more time first two may some than other also been into only "
-         "its after these over most year who can when would there many made people state world such "
-         "some city while part where between both system under during each well back long found work").split()
-SHORT_WORDS = ("the", "of", "and", "to", "in", "is", "on", "as", "at", "by")  # one token nearly everywhere
-FIT_ROUNDS = 6
-
-TokenCounter = Callable[[list[str]], list[int]]
-
-
-def fit_prompts(words: list[list[str]], targets: list[int], count: TokenCounter,
-                rng: np.random.Generator) -> tuple[list[str], list[int]]:
-    """Texts whose token counts (as `count` says: the server's tokenizer, chat template included)
-    equal their targets: words are dropped while a prompt is too long (each costs at least one
-    token) and short one-token words added while it is too short, in rounds, every prompt of a
-    round counted in one call. A target the tokenizer cannot reach (below a chat template's own
-    tokens) keeps its nearest text. Returns the texts and their final counts."""
-    texts = [" ".join(w) for w in words]
-    counts = list(count(texts))
-    for _ in range(FIT_ROUNDS):
-        todo = [k for k in range(len(words)) if counts[k] != targets[k]]
-        if not todo:
-            break
-        moved = []
-        for k in todo:
-            d = targets[k] - counts[k]
-            if d < 0 and words[k]:
-                del words[k][max(0, len(words[k]) + d):]
-            elif d > 0:
-                words[k] += rng.choice(SHORT_WORDS, size=d).tolist()
-            else:
-                continue  # too long with no words left: the template alone is longer
-            moved.append(k)
-        if not moved:
-            break
-        for k, c in zip(moved, count([" ".join(words[k]) for k in moved])):
-            texts[k], counts[k] = " ".join(words[k]), c
-    return texts, counts
-
-
-def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed: int,
-                        text_pool: list[dict[str, Any]] | None = None,
-                        counter: TokenCounter | None = None) -> list[Request]:
-    """Requests with text prompts for HTTP backends: from `text_pool` (`{"text"}` / `{"messages"}`
-    entries, seeded order) or synthetic sentences of `prompt_tokens` tokens: fitted exactly with
-    `counter`, else of as many words (the server's usage then says how close that came)."""
-    rng = np.random.default_rng(seed)
-    outputs = sample_lengths(output_tokens, count, rng)
-    requests = []
-    if text_pool:
-        order = rng.permutation(len(text_pool))
-        for k in range(count):
-            item = text_pool[order[k % len(order)]]
-            messages = tuple(item["messages"]) if item.get("messages") else None
-            requests.append(Request(k, (), int(outputs[k]), text=item.get("text"), messages=messages,
-                                    category=item.get("category")))
-        return requests
-    lengths = [int(n) for n in sample_lengths(prompt_tokens, count, rng)]
-    words = np.array(WORDS)
-    drawn = [words[rng.integers(0, len(words), size=n)].tolist() for n in lengths]
-    texts = fit_prompts(drawn, lengths, counter, rng)[0] if counter is not None and count else [" ".join(w) for w in drawn]
-    return [Request(k, (), int(outputs[k]), text=texts[k], prompt_target=lengths[k]) for k in range(count)]
 
 
 def static_batches(requests: list[Request], batch_size: int, warmup: bool = False) -> list[Batch]:
