@@ -295,3 +295,26 @@ def test_a_shared_prefix_is_shared_on_purpose(serve, api):
     # the shared ids are the prefix less the template's closing tokens there (29 of 32): one block,
     # or two where the first tail words happen to agree as well
     assert set(hits) <= ({0, 32} if api == "completions" else {0, 16, 32}) and 0.3 * 80 < shared < 0.7 * 80
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_a_stream_of_tokens_without_text_is_not_a_failure(serve, api):
+    """A greedy run of special tokens: one chunk a token with empty text, usage counting them (a
+    vLLM field run recorded these as "stream ended without any content"). Its chunks are its
+    tokens; without usage nothing says they were tokens, and it stays a failure."""
+    from colobench.loadgen.recorder import Recorder
+
+    url = serve(ttft_ms=0, itl_ms=1, empty_text=True)
+    result = ask(backend(url, api=api), n=12)
+    assert result.error is None and result.output_tokens == 12 and len(result.token_ns) == 12
+    silent = ask(backend(serve(ttft_ms=0, itl_ms=0, empty_text=True, usage="never"), api=api), n=12)
+
+    class Rows(list):
+        def write(self, row):
+            self.append(row)
+
+    rows = Rows()
+    recorder = Recorder(rows, "a", "run")
+    recorder.record(Request(0, (), 12), 0, result)
+    recorder.record(Request(1, (), 12), 0, silent)
+    assert [r.ok for r in rows] == [True, False] and rows[1].error == "stream ended without any content"

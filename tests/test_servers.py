@@ -36,7 +36,11 @@ PLANT = ("import os, sys; print('RuntimeError: CUDA out of memory. Tried to allo
 
 
 # a server that is up but never ready: it answers 404 to everything from its first milliseconds
-NEVER_READY = [sys.executable, "-S", "-c", "import socket, sys\n"
+NEVER_READY = [sys.executable, "-S", "-c", "import signal, socket, sys\n"
+               "def bye(*_):\n"
+               "    print('Traceback (most recent call last): stopped by SIGTERM', flush=True)\n"
+               "    sys.exit(1)\n"
+               "signal.signal(signal.SIGTERM, bye)\n"
                "server = socket.create_server(('127.0.0.1', int(sys.argv[1])))\n"
                "print('stub listening, never ready', flush=True)\n"
                "while True:\n"
@@ -179,7 +183,8 @@ def test_a_server_that_never_becomes_ready_is_one_line_and_stopped(tmp_path: Pat
         server.wait_ready()
     message = str(err.value)
     assert message.startswith("server fake: ") and fragment in message and "\n" not in message
-    assert "last log lines: " in message and f"(log: {server.log_path})" in message
+    said = "last log lines before colobench stopped it: " if listens else "last log lines: "
+    assert said in message and f"(log: {server.log_path})" in message
     assert not server.alive() and gone(server.pid)
 
 
@@ -287,7 +292,10 @@ def test_a_readiness_timeout_through_the_cli_leaves_no_server(tmp_path: Path, cl
     proc = run_cli(["run", str(exp), "-o", str(out)], {**cli_env, "CLIENT_KEY": "k" * 8}, tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: server fake: not ready after 2 s (GET /never: HTTP 404); last log lines: ")
+    # quoted from before colobench stopped it: not the traceback its SIGTERM caused
+    assert last.startswith("error: server fake: not ready after 2 s (GET /never: HTTP 404); last log lines before "
+                           "colobench stopped it: stub listening, never ready")
+    assert "SIGTERM" not in last and "SIGTERM" in (out / server_entries(out)[0]["log"]).read_text()
     (entry,) = server_entries(out)
     assert gone(entry["pid"]) and entry["problem"].startswith("not ready after 2 s")
     assert (out / entry["log"]).is_file()

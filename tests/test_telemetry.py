@@ -238,3 +238,41 @@ def test_probe_on_a_gpu():
 
     result = probe("cuda:0")
     assert result["copy_bandwidth_bytes_s"] > 1e11 and result["matmul_flops"] > 1e13
+
+
+def test_a_measured_server_and_its_children_are_never_outside_the_run():
+    """A server named by `server_pid` (not colobench's child: started elsewhere) and the workers it
+    spawns (vLLM's `VLLM::Worker`) are the run's own processes; so is everything colobench started."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from colobench.telemetry.host import HostSampler
+
+    code = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    # the shell starts the "server" in the background and exits: the server is nobody's child here
+    out = subprocess.run(["sh", "-c", f"{sys.executable} -c \"{code}\" >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True)
+    server = int(out.stdout.strip())
+    try:
+        import psutil
+
+        deadline = time.monotonic() + 30
+        while not psutil.Process(server).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child = psutil.Process(server).children()[0].pid
+        assert server not in HostSampler(dict)._own_trees()  # without server_pid it would be "outside"
+        sampler = HostSampler(dict, server_pids=(server,))
+        own = sampler._own_trees()
+        assert {server, child, os.getpid()} <= own
+        sampler.start()
+        assert not {p["pid"] for p in sampler._busiest_others(set())} & {server, child}
+    finally:
+        for pid in (server,):
+            try:
+                for c in psutil.Process(pid).children(recursive=True):
+                    c.kill()
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, psutil.NoSuchProcess):
+                pass

@@ -9,8 +9,10 @@ What real servers differ in, and how each is handled:
   configured) counts the text after the stream ends, else the count of content chunks is used
   (a lower bound) and the summary says which;
 - a chunk may carry several tokens; chat streams often start with a role-only chunk; some send
-  empty keep-alive chunks or SSE comments. Only chunks that carry content are tokens, so only
-  their arrival times enter TTFT and ITL;
+  empty keep-alive chunks or SSE comments. Only chunks that carry content (text, or token ids
+  without text) are tokens, so only their arrival times enter TTFT and ITL; a stream with no text
+  at all whose usage counts tokens (a greedy run of special tokens: vLLM sends one empty chunk a
+  token) has its empty chunks as tokens: it is not a failure;
 - reasoning models (vLLM's and SGLang's reasoning parsers) stream their reasoning as
   `delta.reasoning_content` (or `delta.reasoning`) before the answer's `delta.content`: those
   chunks are output tokens too (TTFT is the first of them, as in vLLM's own benchmark), and the
@@ -288,6 +290,7 @@ class OpenAIBackend:
         if sse.reasoning_chunks:
             result.reasoning_chunks, result.first_content_ns = sse.reasoning_chunks, sse.first_content_ns
         try:  # anything wrong inside one response is that request's failure, never the worker's
+            sse.tokens_without_text()
             self._count(result, sse)
         except Exception as exc:
             result.error = f"cannot count the response's tokens ({error_text(exc)})"
@@ -340,7 +343,7 @@ class _SSEStream:
     will count tokens) the text. Raises on a malformed line or an error event."""
 
     __slots__ = ("stamps", "chat", "texts", "pending", "usage", "content_chunks", "done", "reasoning_chunks",
-                 "first_content_ns")
+                 "first_content_ns", "empty_stamps")
 
     def __init__(self, stamps: list[int], chat: bool, keep_text: bool):
         self.stamps, self.chat = stamps, chat
@@ -351,6 +354,7 @@ class _SSEStream:
         self.done = False
         self.reasoning_chunks = 0
         self.first_content_ns: int | None = None
+        self.empty_stamps: list[int] = []  # chunks with a choice but no text, before the finish
 
     def __call__(self, data: bytes, t: int) -> None:
         # fast path, most of a stream: exactly one single-line `data: ...` event in this piece
@@ -413,6 +417,23 @@ class _SSEStream:
             self.content_chunks += 1
             if self.texts is not None:
                 self.texts.append(piece)
+        elif choice.get("token_ids") or (self.chat and isinstance(choice.get("delta"), dict)
+                                         and choice["delta"].get("token_ids")):
+            self.stamps.append(t)  # tokens without text (special tokens), as vLLM sends them with their ids
+            self.content_chunks += 1
+        elif choice.get("finish_reason") is None and not (self.chat and set(choice.get("delta") or {}) <= {"role"}
+                                                          and (choice.get("delta") or {}).get("role")):
+            self.empty_stamps.append(t)  # a keep-alive, or a token that decodes to nothing: usage decides
+
+    def tokens_without_text(self) -> bool:
+        """A stream whose every token decoded to nothing (a greedy run of special tokens): no text
+        at all, one empty chunk per token the server's usage counts. Those chunks are its tokens."""
+        n = (self.usage or {}).get("completion_tokens") if isinstance(self.usage, dict) else None
+        if self.content_chunks or not self.empty_stamps or not _is_count(n) or n <= 0:
+            return False
+        self.stamps.extend(self.empty_stamps)
+        self.content_chunks = len(self.empty_stamps)
+        return True
 
 
 def _is_count(value: Any) -> bool:

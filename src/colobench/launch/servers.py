@@ -246,10 +246,11 @@ class ManagedServer:
             if line:
                 self._tail.append(scrub(line))
 
-    def log_tail(self, lines: int = TAIL_LINES) -> str:
-        """The last non-empty lines of its output, each shortened, as one line."""
-        if self._pump is not None:
-            self._pump.join(2.0)  # what it printed before exiting
+    def log_tail(self, lines: int = TAIL_LINES, wait: bool = True) -> str:
+        """The last non-empty lines of its output, each shortened, as one line (`wait`: after what
+        it printed before exiting has been read)."""
+        if self._pump is not None and wait:
+            self._pump.join(2.0)
         tail = list(self._tail)[-lines:]
         return " | ".join(t if len(t) <= TAIL_CHARS else t[:TAIL_CHARS - 3] + "..." for t in tail) or "(empty)"
 
@@ -282,9 +283,16 @@ class ManagedServer:
         return self.ready_s
 
     def _fail(self, reason: str) -> None:
+        """Stop it and raise. A server still running (a ready timeout) is quoted from before
+        colobench stopped it: what it says after a SIGTERM is the signal's traceback, not why it
+        was slow."""
+        running = self.alive()
+        if running:
+            time.sleep(POLL_S)  # the output pump catches up with what was printed last
+        before = self.log_tail(wait=not running)
         self.stop()
-        raise ServerFailed(scrub(f"server {self.name}: {reason}; last log lines: {self.log_tail()} "
-                                 f"(log: {self.log_path})"))
+        said = "last log lines before colobench stopped it" if running else "last log lines"
+        raise ServerFailed(scrub(f"server {self.name}: {reason}; {said}: {before} (log: {self.log_path})"))
 
     def pin(self) -> list[int] | None:
         """Pin every thread of every process of its tree to `cpu_affinity`; return the leader's

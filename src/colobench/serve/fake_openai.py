@@ -97,6 +97,8 @@ class FakeServerSettings(Frozen):
     tokenize: bool = Field(True, **_flag("--no-tokenize", "do not serve POST /tokenize", negate=True))
     chars_per_token: int = Field(2, ge=1, le=100, **_flag("--chars-per-token", "the fake tokenizer: one token per "
                                                           "this many characters of each word"))
+    empty_text: bool = Field(False, **_flag("--empty-text", "every token decodes to nothing (special tokens): "
+                                            "one chunk a token with empty text, usage counts them"))
     prefix_cache: bool = Field(True, **_flag("--no-prefix-cache", "no prefix cache (on by default, as in vLLM)",
                                              negate=True))
     echo_headers: bool = Field(False, **_flag("--echo-headers", "error bodies quote the request's headers, credentials "
@@ -383,7 +385,7 @@ class FakeOpenAIServer:
                 else:
                     await asyncio.sleep(cfg.stall_s)
                     return response
-            await send(chunk(" tok" * k, reasoning=reasoning))
+            await send(chunk("" if cfg.empty_text else " tok" * k, reasoning=reasoning))
             if trace is not None:
                 trace.append(time.perf_counter_ns())
             sent += k

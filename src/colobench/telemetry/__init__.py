@@ -75,7 +75,8 @@ def make_samplers(devices: list[str], pids: Callable[[], dict[str, int]], spec: 
     """Host sampler always; NVML for CUDA devices; DCMI or npu-smi for Ascend devices (placed by
     the chip map, with each device's `ASCEND_RT_VISIBLE_DEVICES` from `npu_visible`); the servers
     of endpoint instances (their memory) when they can be seen."""
-    samplers: list[Any] = [HostSampler(pids, spec.host_interval_s)]
+    server_pids = tuple(src.pid for src in (servers or {}).values() if src.pid)
+    samplers: list[Any] = [HostSampler(pids, spec.host_interval_s, server_pids)]
     if servers:
         samplers.append(ServerSampler(servers, max(spec.host_interval_s, 1.0)))
     cuda = sorted({int(d.split(":")[1]) for d in devices if d.startswith("cuda:")})

@@ -1,5 +1,6 @@
 """The host through psutil: CPU per core and total, load average, each worker's CPU share,
-resident memory, thread count and context switches, and the busiest processes outside the run.
+resident memory, thread count and context switches, and the busiest processes outside the run
+(a server the run measures, managed or named by `server_pid`, and its children are the run's own).
 On a CPU-only run this is the device telemetry; on an accelerator run it shows host-side
 contention (two workers' dispatch threads on one core, another process stealing cycles). The
 outside processes are what lets the diagnosis name a CPU hog instead of blaming the partner.
@@ -21,8 +22,8 @@ OTHERS_EVERY_S = 2.0  # walking every process costs milliseconds: not on every s
 class HostSampler:
     name = "host"
 
-    def __init__(self, pids: Callable[[], dict[str, int]], interval_s: float = 0.5):
-        self.pids, self.interval_s = pids, interval_s
+    def __init__(self, pids: Callable[[], dict[str, int]], interval_s: float = 0.5, server_pids: tuple[int, ...] = ()):
+        self.pids, self.interval_s, self.server_pids = pids, interval_s, server_pids
         self._procs: dict[int, Any] = {}
         self._others: dict[int, Any] = {}
         self._others_at = 0.0
@@ -39,14 +40,26 @@ class HostSampler:
             proc.cpu_percent()  # start its interval
         return proc
 
+    def _own_trees(self) -> set[int]:
+        """colobench, everything it started (workers, managed servers and their children: vLLM's
+        `VLLM::Worker`), and the process tree of every `server_pid`: the run's own processes."""
+        ours = set()
+        for root in (os.getpid(), *self.server_pids):
+            try:
+                proc = psutil.Process(root)
+                ours.update([root, *(c.pid for c in proc.children(recursive=True))])
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return ours
+
     def _busiest_others(self, ours: set[int]) -> list[dict[str, Any]]:
-        """The processes outside the run (and outside colobench itself) that used the most CPU
-        since the last sample, as a share of one core."""
-        me = os.getpid()
+        """The processes outside the run (and outside colobench itself, the servers it measures and
+        their children) that used the most CPU since the last sample, as a share of one core."""
+        ours = ours | self._own_trees()
         seen, out = set(), []
         for proc in psutil.process_iter(["pid", "name"]):
             pid = proc.info["pid"]
-            if pid in ours or pid == me:
+            if pid in ours:
                 continue
             seen.add(pid)
             known = self._others.setdefault(pid, proc)
