@@ -114,6 +114,44 @@ def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, fake
     assert metrics["open_loop"]["achieved_rate"] > 0 and metrics["open_loop"]["requested_rate"] == 50
 
 
+def _prefix_cache(url: str) -> tuple[float, float]:
+    """The fake server's vLLM-shaped prefix-cache counters: (queries, hits), in tokens."""
+    text = urllib.request.urlopen(url.removesuffix("/v1") + "/metrics", timeout=10).read().decode()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("vllm:prefix_cache_")}
+    return values["vllm:prefix_cache_queries_total"], values["vllm:prefix_cache_hits_total"]
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_exact_prompts_and_no_accidental_prefix_cache_hits(tmp_path: Path, cli_env: dict, fake_server, api):
+    """Against a server with a prefix cache and a tokenizer of two tokens a word: every prompt is
+    the length asked for (the server's usage), the run says its prompts are exact, and a default
+    run (repetitions and phases included) leaves the cache nothing to find; a shared prefix asked
+    for is hit at about its share."""
+    url = fake(fake_server)
+    out = tmp_path / "run"
+    base = ["run", "-e", url, "-e", url, "-m", "fake-model", "--api", api, "-c", "2", "-n", "4", "-r", "12",
+            "-p", "64", "--repetitions", "2"]
+    proc = run_cli([*base, "-o", str(out)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    queries, hits = _prefix_cache(url)
+    assert queries > 0 and hits / queries < 0.01
+    rows = [r for p in (out / "runs").glob("*/records/*.jsonl") for r in read_jsonl(p) if not r["warmup"]]
+    assert rows and {r["prompt_tokens"] for r in rows} == {64}
+    runs = json.loads((out / "runs" / "colocated" / "run.json").read_text())
+    assert all(w["info"]["exact_prompts"] for w in runs["workers"].values())
+    assert not any(c["kind"] == "prompt_length_mismatch" for c in written(out)["checks"])
+
+    shared = tmp_path / "shared"
+    proc = run_cli([*base, "--shared-prefix", "32:0.5", "-o", str(shared)], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    queries2, hits2 = _prefix_cache(url)
+    # half the prompts start with 32 shared tokens of 64: about a quarter of the prompt tokens hit
+    # (a chat template closes the message after the prefix: one block of 16 there, an eighth)
+    share = (hits2 - hits) / (queries2 - queries)
+    assert (0.15 < share < 0.35) if api == "completions" else (0.06 < share < 0.2), share
+
+
 def test_api_key_is_used_and_never_written(tmp_path: Path, cli_env: dict, fake_server):
     env = {**cli_env, "SERVER_KEY": "sk-very-secret-42", "CLIENT_KEY": "sk-very-secret-42"}
     url = fake(fake_server, "--api-key-env", "SERVER_KEY", env=env)

@@ -318,3 +318,45 @@ def test_a_stream_of_tokens_without_text_is_not_a_failure(serve, api):
     recorder.record(Request(0, (), 12), 0, result)
     recorder.record(Request(1, (), 12), 0, silent)
     assert [r.ok for r in rows] == [True, False] and rows[1].error == "stream ended without any content"
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_sessions_extend_the_conversation_turn_after_turn(serve, api):
+    """`sessions: {turns: 3}`: each turn's prompt is the conversation so far; turns of a session
+    go in order, each sent after the previous answer came; a prefix cache hits the earlier turns."""
+    from colobench.loadgen import streaming
+    from colobench.loadgen.recorder import Recorder
+    from colobench.serve.fake_tokens import FakeTokenizer, PrefixCache
+
+    b = backend(serve(ttft_ms=0, itl_ms=1), api=api)
+    driver = _driver(b, prompt_tokens=40, output_tokens=8, requests=9, concurrency=3,
+                     sessions={"turns": 3, "think_time_s": 0.01})
+    reqs = driver.measured_requests
+    assert [(r.session, r.turn) for r in reqs] == [(s, t) for s in range(3) for t in range(3)]
+    if api == "completions":
+        assert [len(r.prompt) for r in reqs[:3]] == [40, 40 + 8 + 40, 40 + 8 + 40 + 8 + 40]
+        assert reqs[1].prompt[:40] == reqs[0].prompt and reqs[2].prompt[:88] == reqs[1].prompt
+    else:
+        assert reqs[0].text and len(reqs[2].messages) == 5 and reqs[2].messages[0]["content"] == reqs[0].text
+
+    class Rows(list):
+        def write(self, row):
+            self.append(row)
+
+        def flush(self):
+            pass
+
+    rows = Rows()
+    aio.run(streaming.closed_loop(b, iter(streaming.sessions_of(reqs)), 3, Recorder(rows, "a", "run")))
+    b.stop()
+    assert len(rows) == 9 and all(r.ok for r in rows)
+    by = {(r.session, r.turn): r for r in rows}
+    for s in range(3):
+        for t in (1, 2):
+            assert by[(s, t)].submit_ns >= by[(s, t - 1)].done_ns  # after the previous answer
+    tok, cache = FakeTokenizer(), PrefixCache()
+    hits = []
+    for r in reqs:
+        ids = list(r.prompt) if r.prompt else tok.chat(list(r.messages or [{"role": "user", "content": r.text}]))
+        hits.append(cache.lookup_and_insert(ids))
+    assert [h > 0 for h in hits] == [t > 0 for _, t in ((r.session, r.turn) for r in reqs)]

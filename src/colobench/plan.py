@@ -39,6 +39,7 @@ class ResolvedInstance(InstanceKnobs):
 
     name: str
     model: str  # as the user wrote it
+    prompt_salt: str = ""  # the run directory's name: prompts differ between run directories, repeat within one
     preset: str | None  # preset name when `model` is one
     model_path: str | None  # folder the worker loads (built preset or checkpoint)
     backend: str

@@ -56,6 +56,8 @@ class RequestRecord:
     reasoning_chunks: int = 0  # HTTP, reasoning models: chunks of reasoning before (or among) the answer
     also_failed: int = 0  # a failed record standing for this many more identical failures of a burst (not written)
     category: str | None = None  # the prompt's category, when the prompt set names one
+    session: int | None = None  # multi-turn: the session of this turn
+    turn: int | None = None  # multi-turn: 0 for a session's first request
 
     @property
     def first_token_ns(self) -> int | None:

@@ -108,9 +108,12 @@ def request_body(config: Any, model: str, request: Request, stream: bool = True)
     if config.api == "chat":
         body["messages"] = list(request.messages) if request.messages else [{"role": "user", "content": request.text or ""}]
     else:
-        if request.messages:
+        if request.messages and request.session is None:
             raise ValueError("chat prompts need api: chat")
-        body["prompt"] = list(request.prompt) if request.prompt else (request.text or "")
+        if request.messages:  # a later turn of a session, on a completions API: the conversation as text
+            body["prompt"] = "\n".join(m["content"] for m in request.messages)
+        else:
+            body["prompt"] = list(request.prompt) if request.prompt else (request.text or "")
     if stream:
         body["stream_options"] = {"include_usage": True}
     for name in config.exact_output_fields:

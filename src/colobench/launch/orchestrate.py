@@ -90,6 +90,15 @@ def idle_power(plan: ExperimentPlan, spec: ExperimentSpec, run_dir: RunDir, mani
     manifest.update(telemetry={**manifest.manifest.telemetry, "idle": status})
 
 
+def salted(group: RunGroup, salt: str) -> RunGroup:
+    """The group with its instances' prompt salt set: a second run against the same server (an A/A
+    pair, a rerun) sends prompts of its own, so the server's prefix cache cannot favour it; the
+    same run directory (a resume) sends the same prompts again."""
+    runs = [r.model_copy(update={"instances": [i.model_copy(update={"prompt_salt": salt}) for i in r.instances]})
+            for r in group.runs]
+    return group.model_copy(update={"runs": runs})
+
+
 def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, manifest: ManifestFile,
                prompt_files: dict[str, str], launcher: Launcher, progress: Progress, resume: bool = False,
                source: str = "experiment") -> tuple[bool, list[str]]:
@@ -117,6 +126,7 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
             # run's samples by its windows, so an earlier attempt's samples are never counted
             label = group_label(group)
             group = servers.up(group, label)  # its managed servers answering, their ports and pids bound in
+            group = salted(group, run_dir.root.name)
             if any(i.server for i in group.instances):
                 check_instances(group.instances, [fields.get(i.name, f"instance {i.name}") for i in group.instances],
                                 source, managed=True)

@@ -285,7 +285,8 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
     device, backend, info = start_backend(inst)
     parallel = _parallelism(inst.workload, info, device, inst.memory_share)
     pool = json.loads(Path(prompts_file).read_text()) if prompts_file else None
-    driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start, name=inst.name)
+    driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start, name=inst.name,
+                        salt=inst.prompt_salt)
     info.update(load_model=driver.load, parallel=parallel, exact_prompts=driver.exact_prompts)
     if driver.raised_to:
         info["requests_raised_to"] = driver.raised_to

@@ -47,9 +47,10 @@ class LoadDriver:
     what they are: they repeat when a run sends more requests than the set holds)."""
 
     def __init__(self, backend: Any, workload: Any, parallel: int, pool: list[Any] | None,
-                 part: tuple[int, int] = (0, 1), shared_start: Any = None, name: str = ""):
+                 part: tuple[int, int] = (0, 1), shared_start: Any = None, name: str = "", salt: str = ""):
         wl = self.wl = workload
-        self.backend, self.load, self.shared_start, self.pool, self.name = backend, wl.load_model, shared_start, pool, name
+        self.backend, self.load, self.shared_start, self.pool = backend, wl.load_model, shared_start, pool
+        self.name, self.salt = name, salt  # the instance, and the run directory's salt (see orchestrate.salted)
         if self.load == "open":
             count = count_for_duration(wl.rate, wl.duration_s) if wl.duration_s else wl.requests
         else:
@@ -64,20 +65,22 @@ class LoadDriver:
         self.prompts_off = 0  # prompts whose length a counter found other than asked, after fitting
         self.parallel = parallel
         k, n = self.part = part
-        self.warmup_requests = self._requests(n_warm, wl.seed + WARMUP_SEED_OFFSET, (name, "warmup"))[k::n]
+        self.warmup_requests = self._part(self._requests(n_warm, wl.seed + WARMUP_SEED_OFFSET, (salt, name, "warmup")))
         self.new_window("first", 0)
         if n > 1:  # client process k of n: every n-th request of the one schedule, its share of slots
             self.parallel = max(1, split(parallel, part))
-        self.offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness, wl.seed).tolist()[k::n] \
+        # sessions: the schedule is of session starts, at rate / turns (the rate counts turns)
+        turns = wl.sessions.turns if wl.sessions is not None else 1
+        units = -(-count // turns)
+        self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness, wl.seed).tolist()[k::n] \
             if self.load == "open" else []
         self.batches = static_batches(self.measured_requests, self.parallel) if self.load == "static" else []
 
     def new_window(self, run_id: str, repetition: int) -> None:
         """This window's requests (and its filler's): the same work as every other window's, with
         prompts of their own. Called before the worker says it is ready, never inside a window."""
-        k, n = self.part
-        salt = (self.name, run_id, str(repetition))
-        self.measured_requests = self._requests(self.count, self.wl.seed, salt)[k::n]
+        salt = (self.salt, self.name, run_id, str(repetition))
+        self.measured_requests = self._part(self._requests(self.count, self.wl.seed, salt))
         self._filler_salt = (*salt, "filler")
         self._filler: list[Request] | None = None
         if self.load == "static" and hasattr(self, "batches"):
@@ -87,9 +90,17 @@ class LoadDriver:
         """The filler's requests: as many as the window's, prompts of their own (built when a
         filler first runs, after the instance's quota: no measured request waits for them)."""
         if self._filler is None:
-            k, n = self.part
-            self._filler = self._requests(self.count, self.wl.seed, self._filler_salt)[k::n]
+            self._filler = self._part(self._requests(self.count, self.wl.seed, self._filler_salt))
         return self._filler
+
+    def _part(self, requests: list[Request]) -> list[Request]:
+        """Client process k of n's requests: every n-th request (every n-th session) of the one
+        schedule."""
+        k, n = self.part
+        if n == 1:
+            return requests
+        units = streaming.sessions_of(requests)[k::n]
+        return [r for u in units for r in (u if isinstance(u, list) else (u,))]
 
     def _requests(self, count: int, seed: int, salt: tuple[str, ...]) -> list[Request]:
         wl, backend, pool = self.wl, self.backend, self.pool
@@ -98,12 +109,12 @@ class LoadDriver:
             built = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, seed, pool,
                                         getattr(backend, "count_prompt_tokens", None),
                                         costs=getattr(backend, "word_costs", None), salt=salt,
-                                        shared_prefix=shared, prefix_salt=(self.name,))
+                                        shared_prefix=shared, prefix_salt=(self.name,), sessions=wl.sessions)
             self.prompts_off = max(self.prompts_off, built.off)
             return built.requests
         return build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, seed, pool, salt=salt,
                               id_pool=getattr(backend, "prompt_ids", None), shared_prefix=shared,
-                              prefix_salt=(self.name,))
+                              prefix_salt=(self.name,), sessions=wl.sessions)
 
     @property
     def exact_prompts(self) -> str | None:
@@ -128,7 +139,7 @@ class LoadDriver:
         if self.load == "static":
             run_static(self.backend, static_batches(self.warmup_requests, self.parallel, warmup=True), recorder)
         elif self.warmup_requests:
-            aio.run(streaming.closed_loop(self.backend, iter(self.warmup_requests),
+            aio.run(streaming.closed_loop(self.backend, iter(streaming.sessions_of(self.warmup_requests)),
                                           min(self.parallel, len(self.warmup_requests)), recorder))
 
     def measured(self, recorder: Recorder, on_done: Callable[[int], None], lags: list[int],
@@ -141,14 +152,15 @@ class LoadDriver:
             source = itertools.cycle(self.batches) if deadline else self.batches
             run_static(self.backend, source, recorder, until, on_batch=on_done, on_error=on_error)
         elif self.load == "closed":
-            source = itertools.cycle(self.measured_requests) if deadline else iter(self.measured_requests)
+            units = streaming.sessions_of(self.measured_requests)
+            source = itertools.cycle(units) if deadline else iter(units)
             aio.run(streaming.with_loop_monitor(
                 streaming.closed_loop(self.backend, source, self.parallel, recorder, until, on_done=on_done), lags))
         else:
             cap = self.parallel if wl.concurrency is not None else None
             start = self.shared_start.value if self.shared_start is not None and self.shared_start.value else None
             aio.run(streaming.with_loop_monitor(
-                streaming.open_loop(self.backend, self.measured_requests, self.offsets, recorder, cap,
+                streaming.open_loop(self.backend, streaming.sessions_of(self.measured_requests), self.offsets, recorder, cap,
                                     on_done=on_done, start_ns=start), lags))
 
     def filler(self, recorder: Recorder, until: Callable[[], bool], lags: list[int],
@@ -161,13 +173,15 @@ class LoadDriver:
             run_static(self.backend, itertools.cycle(filler), recorder, until, on_error=on_error)
         elif self.load == "closed":
             aio.run(streaming.with_loop_monitor(streaming.closed_loop(
-                self.backend, itertools.cycle(self.filler_requests()), self.parallel, recorder, until), lags))
+                self.backend, itertools.cycle(streaming.sessions_of(self.filler_requests())), self.parallel, recorder,
+                until), lags))
         else:
             wl, (k, n) = self.wl, self.part
             count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
-            offsets = arrival_offsets_s(count, wl.rate, wl.arrival, wl.burstiness,
+            turns = wl.sessions.turns if wl.sessions is not None else 1
+            offsets = arrival_offsets_s(count, wl.rate / turns, wl.arrival, wl.burstiness,
                                         wl.seed + FILLER_SEED_OFFSET).tolist()[k::n]
-            requests = [r for _, r in zip(offsets, itertools.cycle(self.filler_requests()))]
+            requests = [r for _, r in zip(offsets, itertools.cycle(streaming.sessions_of(self.filler_requests())))]
             cap = self.parallel if wl.concurrency is not None else None
             aio.run(streaming.with_loop_monitor(
                 streaming.open_loop(self.backend, requests, offsets, recorder, cap, until=until), lags))

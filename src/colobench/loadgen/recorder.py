@@ -53,7 +53,8 @@ class Recorder:
             expected_output_tokens=None if exact else request.output_tokens, token_count_source=c.token_count_source,
             expected_prompt_tokens=request.asked_prompt_tokens if c.prompt_tokens is not None else None,
             first_content_ns=c.first_content_ns if c.reasoning_chunks else None, reasoning_chunks=c.reasoning_chunks,
-            category=request.category)
+            category=request.category, session=request.session,
+            turn=request.turn if request.session is not None else None)
         if self.health is not None and not self.warmup and not self.load_only:
             self.health.observe(ok, error, c.done_ns)
         if ok:

@@ -55,29 +55,53 @@ async def _sleep_until(deadline_ns: int, until: Callable[[], bool] | None = None
         await asyncio.sleep(0)
 
 
-async def closed_loop(backend: Any, requests: Iterator[Request], concurrency: int, recorder: Recorder,
+Unit = Request | list[Request]  # a request, or a multi-turn session's turns in order
+
+
+def sessions_of(requests: list[Request]) -> list[Unit]:
+    """Requests as the loops take them: a multi-turn session's turns together, in order (each
+    turn waits for the previous answer and its think time); other requests alone."""
+    units: list[Unit] = []
+    for r in requests:
+        if r.session is not None and r.turn > 0 and units and isinstance(units[-1], list) \
+                and units[-1][-1].session == r.session:
+            units[-1].append(r)
+        else:
+            units.append([r] if r.session is not None else r)
+    return units
+
+
+async def closed_loop(backend: Any, requests: Iterator[Unit], concurrency: int, recorder: Recorder,
                       until: Callable[[], bool] | None = None, on_done: Callable[[int], None] | None = None) -> None:
-    """Keep `concurrency` requests in flight until `requests` runs out or `until()` is true."""
+    """Keep `concurrency` requests (or sessions) in flight until `requests` runs out or `until()`
+    is true."""
+
+    def stop() -> bool:
+        return (until is not None and until()) or recorder.stopped
 
     async def slot() -> None:
         backoff = Backoff()
-        for request in requests:  # a shared iterator: each slot takes the next request
-            if (until is not None and until()) or recorder.stopped:
-                return
-            delay = backoff.after(await _send(backend, request, recorder, None, on_done))
-            if delay:  # the server refused or dropped the connection: this slot waits, unmeasured
-                await asyncio.sleep(delay)
+        for unit in requests:  # a shared iterator: each slot takes the next request or session
+            for request in (unit if isinstance(unit, list) else (unit,)):
+                if stop():
+                    return
+                if request.think_s:
+                    await asyncio.sleep(request.think_s)
+                delay = backoff.after(await _send(backend, request, recorder, None, on_done))
+                if delay:  # the server refused or dropped the connection: this slot waits, unmeasured
+                    await asyncio.sleep(delay)
 
     await asyncio.gather(*(slot() for _ in range(concurrency)))
     recorder.flush()
 
 
-async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float], recorder: Recorder,
+async def open_loop(backend: Any, requests: list[Unit], offsets_s: list[float], recorder: Recorder,
                     max_concurrency: int | None = None, on_done: Callable[[int], None] | None = None,
                     start_ns: int | None = None, until: Callable[[], bool] | None = None) -> int:
     """Send request k at start + offsets_s[k]; return the start time (ns). Client processes that
     share one schedule pass the same `start_ns`. Stop sending once `until()` is true (the requests
-    in flight complete)."""
+    in flight complete). A session starts at its offset; each later turn is due its think time
+    after the previous answer (and is recorded with that due time)."""
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     start = start_ns if start_ns is not None else now_ns()
     tasks = []
@@ -92,16 +116,31 @@ async def open_loop(backend: Any, requests: list[Request], offsets_s: list[float
     def stop() -> bool:
         return (until is not None and until()) or recorder.stopped
 
-    for request, offset in zip(requests, offsets_s):
+    async def session(turns: list[Request], due: int) -> None:
+        for k, request in enumerate(turns):
+            if k:
+                if stop():
+                    return
+                due = now_ns() + int(request.think_s * 1e9)
+                await _sleep_until(due, stop)
+            if slots is not None:
+                await slots.acquire()
+                await send_in_slot(request, due)
+            else:
+                await _send(backend, request, recorder, due, on_done)
+
+    for unit, offset in zip(requests, offsets_s):
         due = start + int(offset * 1e9)
         await _sleep_until(due, stop)
         if stop():
             break
-        if slots is not None:
+        if isinstance(unit, list):
+            tasks.append(asyncio.create_task(session(unit, due)))
+        elif slots is not None:
             await slots.acquire()
-            tasks.append(asyncio.create_task(send_in_slot(request, due)))
+            tasks.append(asyncio.create_task(send_in_slot(unit, due)))
         else:
-            tasks.append(asyncio.create_task(_send(backend, request, recorder, due, on_done)))
+            tasks.append(asyncio.create_task(_send(backend, unit, recorder, due, on_done)))
     await asyncio.gather(*tasks)
     recorder.flush()
     return start

@@ -148,6 +148,16 @@ class SharedPrefix(SpecModel):
     share: float = Field(1.0, gt=0, le=1, description="share of the requests that start with it")
 
 
+class Sessions(SpecModel):
+    """Multi-turn sessions: each request is a turn; a session's turns go one after the other, the
+    next `think_time_s` after the previous answer, each turn's prompt the whole conversation so
+    far (earlier prompts, a stand-in of each answer, the new message), so a prefix cache hits the
+    earlier turns on purpose. `prompt_tokens` is each new message's length."""
+
+    turns: int = Field(gt=1, le=1000, description="turns per session")
+    think_time_s: float = Field(0.0, ge=0, le=3600, description="pause between an answer and the next turn")
+
+
 def length_lower_bound(length: Length) -> int:
     """The shortest length a fixed length or distribution is expected to give (normal: mean - 3 std)."""
     if isinstance(length, int):
@@ -213,6 +223,8 @@ class WorkloadSpec(SpecModel):
     shared_prefix: SharedPrefix | None = knob(
         None, help="a prefix shared on purpose: TOKENS, or TOKENS:SHARE of the requests (default: no two prompts "
         "share one)", flag="--shared-prefix", parse="prefix", metavar="TOKENS[:SHARE]", axis=True, id_style="shared")
+    sessions: Sessions | None = Field(None, description="multi-turn sessions (closed or open loop): turns, "
+                                      "think_time_s; open loop: `rate` counts turns, sessions start at rate / turns")
 
     @field_validator("batch_size", "concurrency")
     @classmethod
@@ -234,6 +246,11 @@ class WorkloadSpec(SpecModel):
             raise ValueError(f"rate applies to load 'open', not {load!r}")
         if load == "static" and self.concurrency is not None:
             raise ValueError("concurrency applies to load 'closed' or 'open', not 'static'")
+        if self.sessions is not None:
+            if load == "static":
+                raise ValueError("sessions need load 'closed' or 'open': a turn waits for the previous answer")
+            if self.prompts is not None:
+                raise ValueError("sessions apply to synthetic prompts, not prompts from a file or the built-in set")
         if self.shared_prefix is not None:
             if self.prompts is not None:
                 raise ValueError("shared_prefix applies to synthetic prompts, not prompts from a file or the built-in set")
@@ -253,7 +270,9 @@ class WorkloadSpec(SpecModel):
         return "static"
 
     def max_prompt_tokens(self) -> int:
-        return length_upper_bound(self.prompt_tokens)
+        """The longest prompt: a session's last turn carries every earlier message and answer."""
+        turns = self.sessions.turns if self.sessions is not None else 1
+        return turns * length_upper_bound(self.prompt_tokens) + (turns - 1) * length_upper_bound(self.output_tokens)
 
     def max_output_tokens(self) -> int:
         return length_upper_bound(self.output_tokens)

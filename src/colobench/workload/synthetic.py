@@ -33,6 +33,9 @@ class Request:
     messages: tuple[dict[str, str], ...] | None = None  # chat prompt (HTTP backends)
     prompt_target: int | None = None  # synthetic text: the prompt length asked for, in tokens
     category: str | None = None  # the prompt's category (built-in prompts, files whose lines name one)
+    session: int | None = None  # multi-turn: the session this turn belongs to
+    turn: int = 0  # multi-turn: 0 for a session's first request
+    think_s: float = 0.0  # multi-turn: the pause after the previous turn's answer before this one
 
     @property
     def asked_prompt_tokens(self) -> int | None:
@@ -95,18 +98,22 @@ def derived_seed(seed: int, *salt: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def shared_prefix_flags(count: int, shared_prefix: Any, seed: int) -> np.ndarray:
+def shared_prefix_flags(count: int, shared_prefix: Any, seed: int, sessions: Any = None) -> np.ndarray:
     """Which of `count` requests start with the shared prefix: `share` of them, the same ones in
-    every window (drawn from the workload's seed)."""
+    every window (drawn from the workload's seed); in sessions, first turns only (later turns
+    carry the first one's prompt)."""
     if shared_prefix is None:
         return np.zeros(count, dtype=bool)
-    return np.random.default_rng(derived_seed(seed, "shared-prefix-share")).random(count) < shared_prefix.share
+    flags = np.random.default_rng(derived_seed(seed, "shared-prefix-share")).random(count) < shared_prefix.share
+    if sessions is not None:
+        flags &= np.arange(count) % sessions.turns == 0
+    return flags
 
 
 def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_size: int, seed: int,
                    prompt_pool: list[Any] | None = None, *, salt: tuple[str, ...] = (),
                    id_pool: list[int] | None = None, shared_prefix: Any = None,
-                   prefix_salt: tuple[str, ...] = ()) -> list[Request]:
+                   prefix_salt: tuple[str, ...] = (), sessions: Any = None) -> list[Request]:
     """`count` requests with ids 0..count-1. With a `prompt_pool` (token-id lists, or `{"ids",
     "category"}` entries), prompts come from it (their own lengths and categories); otherwise
     they are synthetic with `prompt_tokens` lengths.
@@ -117,7 +124,9 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
     nothing to find unless the workload asks for it: with `shared_prefix` (`tokens`, `share`),
     that share of the requests starts with the same `tokens` ids (one prefix per `prefix_salt`,
     kept across windows, as a system prompt is). Ids are drawn from `id_pool` (a server's word
-    ids) when given, else from the ordinary part of the vocabulary."""
+    ids) when given, else from the ordinary part of the vocabulary. With `sessions` (`turns`,
+    `think_time_s`), request k is turn k % turns of session k // turns: its prompt is the whole
+    conversation so far, each new message `prompt_tokens` long."""
     rng = np.random.default_rng(seed)
     outputs = sample_lengths(output_tokens, count, rng)
     if prompt_pool:
@@ -134,7 +143,7 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
         low, high = token_id_range(vocab_size)
         return rng_.integers(low, high, size=n, dtype=np.int64)
 
-    shared = shared_prefix_flags(count, shared_prefix, seed)
+    shared = shared_prefix_flags(count, shared_prefix, seed, sessions)
     prefix: list[int] = []
     if shared.any():
         prefix = draw(np.random.default_rng(derived_seed(seed, "shared-prefix", *prefix_salt)),
@@ -146,7 +155,19 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
         tail = max(0, tail)
         prompts.append(tuple((prefix if shared[k] else []) + flat[at:at + tail].tolist()))
         at += tail
-    return [Request(k, prompts[k], int(outputs[k])) for k in range(count)]
+    if sessions is None:
+        return [Request(k, prompts[k], int(outputs[k])) for k in range(count)]
+    # a stand-in for each answer: the server cached its own answer, not these ids, so a later
+    # turn hits the earlier prompts' blocks (what a real client would resend is the real answer)
+    answers = [draw(content, int(n)).tolist() for n in outputs]
+    out, context = [], []
+    for k in range(count):
+        session, turn = divmod(k, sessions.turns)
+        context = (context if turn else []) + list(prompts[k])
+        out.append(Request(k, tuple(context), int(outputs[k]), session=session, turn=turn,
+                           think_s=sessions.think_time_s if turn else 0.0))
+        context = context + answers[k]
+    return out
 
 
 def static_batches(requests: list[Request], batch_size: int, warmup: bool = False) -> list[Batch]:

@@ -104,7 +104,7 @@ class TextPrompts:
 def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed: int,
                         text_pool: list[dict[str, Any]] | None = None, counter: TokenCounter | None = None, *,
                         costs: WordCosts | None = None, salt: tuple[str, ...] = (), shared_prefix: Any = None,
-                        prefix_salt: tuple[str, ...] = ()) -> TextPrompts:
+                        prefix_salt: tuple[str, ...] = (), sessions: Any = None) -> TextPrompts:
     """Requests with text prompts for HTTP backends: from `text_pool` (`{"text"}` / `{"messages"}`
     entries, seeded order) or synthetic text of `prompt_tokens` tokens (composed from `costs`,
     checked and fitted with `counter` when there is one). Lengths and output lengths come from
@@ -122,7 +122,7 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
         return TextPrompts(requests, 0, False)
     costs = costs or WordCosts()
     lengths = [int(n) for n in sample_lengths(prompt_tokens, count, rng)]
-    shared = shared_prefix_flags(count, shared_prefix, seed)
+    shared = shared_prefix_flags(count, shared_prefix, seed, sessions)
     prefix: list[str] = []
     if shared.any():
         prefix = costs.compose(shared_prefix.tokens - costs.base_tokens,
@@ -151,5 +151,21 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
             for k, c in zip(todo, counter([texts[k] for k in todo])):
                 counts[k] = c
         off = sum(c != n for c, n in zip(counts, lengths))
-    requests = [Request(k, (), int(outputs[k]), text=texts[k], prompt_target=lengths[k]) for k in range(count)]
+    if sessions is None:
+        requests = [Request(k, (), int(outputs[k]), text=texts[k], prompt_target=lengths[k]) for k in range(count)]
+        return TextPrompts(requests, off, counter is not None)
+    # later turns are chats: the earlier messages, a stand-in of each answer, the new message; the
+    # server counts them (usage), no target is claimed for them
+    answer_seed = derived_seed(seed, *salt, "answers")
+    requests, history = [], []
+    for k in range(count):
+        session, turn = divmod(k, sessions.turns)
+        history = history if turn else []
+        if turn == 0:
+            requests.append(Request(k, (), int(outputs[k]), text=texts[k], prompt_target=lengths[k], session=session))
+        else:
+            requests.append(Request(k, (), int(outputs[k]), messages=tuple(history + [{"role": "user", "content": texts[k]}]),
+                                    session=session, turn=turn, think_s=sessions.think_time_s))
+        answer = " ".join(costs.compose(int(outputs[k]), np.random.default_rng([answer_seed, k])))
+        history = history + [{"role": "user", "content": texts[k]}, {"role": "assistant", "content": answer}]
     return TextPrompts(requests, off, counter is not None)
