@@ -4,8 +4,13 @@
 
 It serves `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (streaming
 Server-Sent Events or not), `POST /tokenize` (vLLM's shape: `{"count", "tokens",
-"max_model_len"}`; off with `--no-tokenize`) and `GET /metrics` (Prometheus text, with the
-process's own `process_resident_memory_bytes` as real servers export it).
+"max_model_len"}`; off with `--no-tokenize`) and `GET /metrics` (Prometheus text in vLLM's
+names and shapes: request, token, preemption and prefix-cache counters, TTFT, inter-token, TPOT,
+end-to-end and queue-time histograms, running/waiting/KV-cache gauges, per served model; and the
+process's own `process_resident_memory_bytes` as real servers export it: `serve.fake_metrics`).
+With `--frontend-delay-ms D` each request waits D ms before the "engine" takes it in: the
+client's TTFT and end-to-end latency include it, the server's histograms do not, as an HTTP front
+end, a proxy or a tokenizer in front of a real engine would.
 
 Its tokenizer is a stand-in with real tokenizers' awkward properties: a word costs one token per
 four characters (so "between" is two), and a chat prompt costs 3 template tokens per message plus
@@ -54,6 +59,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
+from colobench.serve.fake_metrics import FakeMetrics, RequestTrack
 from colobench.serve.shared_device import DeviceStream, SharedDevice, SharedDeviceDriver
 from colobench.typed import Frozen
 
@@ -77,6 +83,9 @@ class FakeServerSettings(Frozen):
     ttft_ms: float = Field(50.0, ge=0, le=3_600_000, **_flag("--ttft-ms", "time to the first token"))
     itl_ms: float = Field(10.0, ge=0, le=3_600_000, **_flag("--itl-ms", "time between chunks"))
     jitter_ms: float = Field(0.0, ge=0, le=3_600_000, **_flag("--jitter-ms", "uniform +- jitter on every delay"))
+    frontend_delay_ms: float = Field(0.0, ge=0, le=3_600_000, **_flag(
+        "--frontend-delay-ms", "time each request spends before the engine takes it in: the client sees it, the "
+        "server's own /metrics histograms do not"))
     error_rate: float = Field(0.0, ge=0, le=1, **_flag("--error-rate", "fraction of requests that hit a fault"))
     faults: tuple[str, ...] = Field(FAULTS, **_flag("--faults", "faults drawn on error, comma separated: "
                                                     + ", ".join(KNOWN_FAULTS)))
@@ -187,6 +196,7 @@ class FakeOpenAIServer:
         self.rng = random.Random(config.seed)
         self.traces: list[list[int]] = []  # GET /colobench/trace: each stream's received and send times
         self.counters = {"requests": 0, "errors": 0, "tokens": 0}
+        self.engine = FakeMetrics(config.models)  # vLLM-shaped /metrics (a prefix cache reports through it)
         self.device: SharedDeviceDriver | None = None
         if config.shared_device:
             assert config.decode_tok_s is not None and config.prefill_tok_s is not None
@@ -243,7 +253,6 @@ class FakeOpenAIServer:
 
     async def metrics(self, request: web.Request) -> web.Response:
         c = self.counters
-        rss = _resident_bytes()
         text = (
             "# HELP fake_requests_total Requests received.\n# TYPE fake_requests_total counter\n"
             f"fake_requests_total {c['requests']}\n"
@@ -251,8 +260,7 @@ class FakeOpenAIServer:
             f"fake_errors_total {c['errors']}\n"
             "# HELP fake_generation_tokens_total Tokens generated.\n# TYPE fake_generation_tokens_total counter\n"
             f"fake_generation_tokens_total {c['tokens']}\n"
-            + ("# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-               f"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n" if rss else "")
+            + self.engine.text()
         )
         return web.Response(text=text, content_type="text/plain")
 
@@ -291,6 +299,8 @@ class FakeOpenAIServer:
         if fault == "http_500":
             self.counters["errors"] += 1
             return _error(500, "simulated internal server error" + self._echo(request), "InternalServerError")
+        if cfg.frontend_delay_ms:  # before the engine sees it: in the client's figures, not in /metrics
+            await asyncio.sleep(cfg.frontend_delay_ms / 1e3)
         prompt_tokens = _prompt_tokens(body, chat)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
         if fault in USAGE_FAULTS:
@@ -299,15 +309,17 @@ class FakeOpenAIServer:
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.counters['requests']}"
         obj = "chat.completion" if chat else "text_completion"
         stream = self.device.submit(body["model"], prompt_tokens, n) if self.device is not None else None
+        track = RequestTrack(self.engine, body["model"], prompt_tokens)
         try:
-            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream)
+            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream, track)
         finally:
+            track.close()  # a request not done by now failed (cut, stalled, the client went away)
             if stream is not None and self.device is not None:
                 self.device.release(stream)  # a no-op once all tokens came; frees the device if not
 
     async def _answer(self, request: web.Request, body: dict[str, Any], chat: bool, n: int, fault: str | None,
                       usage: dict[str, Any], rid: str, obj: str, received_ns: int,
-                      stream: DeviceStream | None) -> web.StreamResponse:
+                      stream: DeviceStream | None, track: RequestTrack) -> web.StreamResponse:
         """The response, timed by `stream` (the shared device) when there is one, else by
         `ttft_ms`/`itl_ms`."""
         cfg = self.config
@@ -317,6 +329,8 @@ class FakeOpenAIServer:
             else:
                 await asyncio.sleep(self._delay_s(cfg.ttft_ms) + (n - 1) * cfg.itl_ms / 1e3)
             self.counters["tokens"] += n
+            track.chunk(n)
+            track.done()
             text = " tok" * n
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": text, "finish_reason": "length"})
@@ -376,6 +390,9 @@ class FakeOpenAIServer:
                 else:
                     await asyncio.sleep(cfg.stall_s)
                     return response
+            track.chunk(k)
+            if sent + k >= n:
+                track.done()  # counted before the client can see the stream end
             await send(chunk(" tok" * k, reasoning=reasoning))
             if trace is not None:
                 trace.append(time.perf_counter_ns())
@@ -398,15 +415,6 @@ class FakeOpenAIServer:
         if trace is not None:
             self.traces.append(trace)
         return response
-
-
-def _resident_bytes() -> int | None:
-    """This process's resident set (Linux), as prometheus_client's process collector reports it."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def serve(config: FakeServerSettings) -> None:
