@@ -88,6 +88,8 @@ CONFIGS = [
          y("instances: [{model: m, backend: openai}]\n")),
     Case("url without scheme", ["run", "exp.yaml"], "base_url must start with http",
          y("instances: [{model: m, backend: openai, base_url: '127.0.0.1:8000/v1'}]\n")),
+    Case("bad metrics url", ["run", "exp.yaml"], "instances[0].metrics_url: metrics_url must be auto, off, or an http",
+         y("instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:8000/v1', metrics_url: sometimes}]\n")),
     Case("bad env name", ["run", "exp.yaml"], "is not an environment variable name",
          y("instances: [{model: tiny, env: {BAD-NAME: '1'}}]\n")),
     Case("bad instance name", ["run", "exp.yaml"], "name may hold letters",

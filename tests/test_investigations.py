@@ -78,6 +78,14 @@ RULE_LINES = {  # one real or real-shaped line per rule (CANN ones from the publ
     "cuda_error": "RuntimeError: CUDA error: device-side assert triggered",
     "nccl_timeout": "[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=1, OpType=ALLREDUCE)",
     "thermal_throttling": "GPU 0: clocks throttled by thermal slowdown",
+    "engine_preemption": "WARNING 05-09 00:49:33 scheduler.py:1057 Sequence group 0 is preempted by "
+                         "PreemptionMode.RECOMPUTE mode because there is not enough KV cache space.",
+    "engine_kv_cache_full": "RuntimeError: No available blocks",
+    "engine_out_of_memory": "ValueError: No available memory for the cache blocks. Try increasing "
+                            "`gpu_memory_utilization` when initializing the engine.",
+    "too_many_open_files": "OSError: [Errno 24] Too many open files",
+    "engine_dead": "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace "
+                   "(above) for the root cause.",
     "transformers_results": "The attention mask is not set and cannot be inferred from input because pad token is "
                             "same as eos token.",
 }
@@ -88,6 +96,46 @@ def test_every_rule_has_a_planted_line_and_fires_alone():
     for name, line in RULE_LINES.items():
         fired = {r.name for r in RULES if r.regex().search(line)}
         assert name in fired, (name, fired)
+
+
+# more lines of the serving engines' rules (vLLM's and SGLang's own wording), each firing its rule and
+# no other engine rule: a line is one cause
+ENGINE_LINES = [
+    ("engine_preemption", "[2026-09-13 16:06:07] KV cache pool is full. Retract requests. #retracted_reqs: 1, "
+                          "#new_token_ratio: 0.0980 -> 0.3487"),
+    ("engine_preemption", "WARNING scheduler.py:1754] Sequence group streaming_chat_32k_2 is preempted by "
+                          "PreemptionMode.SWAP mode because there is not enough KV cache space."),
+    ("engine_kv_cache_full", "ERROR 10-10 01:14:54 block_manager.py:120] The KV cache is full: out of blocks for "
+                             "sequence 17"),
+    ("engine_out_of_memory", "ValueError: To serve at least one request with the models's max seq len (8192), "
+                             "(1.00 GiB KV cache is needed, which is larger than the available KV cache memory "
+                             "(0.50 GiB)."),
+    ("engine_out_of_memory", "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static."),
+    ("engine_out_of_memory", "Out of memory: Killed process 4242 (VLLM::EngineCor) total-vm:2097152kB"),
+    ("too_many_open_files", "ERROR:    [Errno 24] Too many open files: socket.accept() out of system resource"),
+    ("engine_dead", "ERROR 12-19 16:32:36 client.py:250] RuntimeError('Engine loop has died')"),
+    ("engine_dead", "vllm.engine.async_llm_engine.AsyncEngineDeadError: Background loop has errored already."),
+    ("engine_dead", "[2025-10-11 15:09:34] Received sigquit from a child process. It usually means the child "
+                    "failed."),
+    ("engine_dead", "ERROR 03-12 06:01:27 [core.py:456] EngineCore failed to start."),
+]
+
+
+@pytest.mark.parametrize("rule,line", ENGINE_LINES)
+def test_engine_rules_fire_on_their_lines_alone(rule: str, line: str):
+    engine = {r.name for r in RULES if r.name.startswith(("engine_", "too_many"))}
+    fired = {r.name for r in RULES if r.regex().search(line)} & engine
+    assert fired == {rule}, (rule, fired)
+
+
+def test_engine_rules_leave_ordinary_server_lines_alone():
+    quiet = ["INFO 05-09 00:49:33 [loggers.py:123] Engine 000: Avg prompt throughput: 12.0 tokens/s, Running: 1 reqs, "
+             "Waiting: 0 reqs, GPU KV cache usage: 0.1%, Prefix cache hit rate: 50.0%",
+             "[2026-09-13 16:06:07] Decode batch, #running-req: 66, #token: 84642, token usage: 0.97, gen throughput "
+             "(token/s): 2574.67, #queue-req: 11",
+             'INFO:     127.0.0.1:50072 - "GET /metrics HTTP/1.1" 200 OK']
+    engine = [r for r in RULES if r.name.startswith(("engine_", "too_many"))]
+    assert not [(r.name, line) for line in quiet for r in engine if r.regex().search(line)]
 
 
 def _scan(tmp_path: Path, text: str, anchor: dict | None = None, rules=RULES):

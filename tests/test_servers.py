@@ -201,7 +201,7 @@ servers:
     command: {json.dumps(command)}
 {extra}
 instances:
-  - {{name: a, backend: openai, server: fake, model: fake-model, metrics_url: auto, api_key_env: CLIENT_KEY}}
+  - {{name: a, backend: openai, server: fake, model: fake-model, api_key_env: CLIENT_KEY}}
 """)
     return path
 
@@ -213,8 +213,9 @@ def server_entries(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_run_with_a_managed_fake_server(tmp_path: Path, cli_env: dict, cache_dir: Path):
     """The run succeeds through `server:`; the server's log (a planted CUDA error, a secret
-    scrubbed) is in the run directory and found by the log scan and `colobench diagnose`; the
-    server is pinned, recorded in the manifest, and gone afterwards."""
+    scrubbed) is in the run directory and found by the log scan and `colobench diagnose`; its
+    `/metrics` is scraped around the window by default; the server is pinned, recorded in the
+    manifest, and gone afterwards."""
     command = [sys.executable, "-c", PLANT, "--port", "{port}", "--ttft-ms", "2", "--itl-ms", "1",
                "--api-key-env", "FAKE_API_TOKEN"]
     exp = managed_yaml(tmp_path / "e.yaml", cache_dir, command, 12,
@@ -225,6 +226,8 @@ def test_run_with_a_managed_fake_server(tmp_path: Path, cli_env: dict, cache_dir
     summary = written(out)
     metrics = summary["phases"]["solo"]["a"]
     assert metrics["completed"] == 12 and metrics["failed"] == 0 and not summary["problems"]
+    # its /metrics is scraped around the window without being asked (a managed server's is on by default)
+    assert metrics["server"]["windows"] == 1 and metrics["server"]["requests"] == {"client": 12, "server": 12}
     (entry,) = server_entries(out)
     assert entry["log"] == "runs/solo-a/logs/server-fake.log" and entry["runs"] == ["solo-a"]
     assert entry["pinned_cores"] == [0] and entry["ready_s"] > 0 and entry["exit_code"] is not None

@@ -34,7 +34,18 @@ Per instance-phase (from its records and metrics):
 - `partner_absent` (co-located): no repetition had every partner under load (a partner died
   before measuring, or never loaded): nothing co-located was measured (INVALID, and no slowdown
   or scaling is computed from it); `overlap`: less than `min_overlap_fraction` of the measured
-  requests' time had every partner under load.
+  requests' time had every partner under load;
+- `server_agreement` (endpoints whose `/metrics` was scraped): the client's figures against the
+  server's own over the same windows (`analysis.server`). Between them lies only the HTTP round
+  trip and the server's front end (tokenising, detokenising: a few milliseconds), so TTFT
+  disagrees when the client's is more than `server_ttft_ms` AND more than `server_ttft_fraction`
+  off the server's (an absolute band alone would flag long prefills, a relative one alone short
+  ones); ITL and TPOT when more than `server_itl_fraction` AND `server_itl_ms` off (the
+  milliseconds keep timer noise on sub-millisecond steps from counting); the request count when
+  the server finished fewer requests than the client completed, or more than it completed and saw
+  fail together. A disagreement is a warning: something sits between the two (a proxy, a busy
+  client host, a second client of the same server) and the client's figures are not the
+  server's. One server counting several instances of the run is not judged (said so).
 
 Per point (the co-located instances together): `scaling` (aggregate throughput against the
 ideal N: ok when its interval lies at or above `scaling_bottleneck_fraction` N, bottleneck when
@@ -104,6 +115,12 @@ class Thresholds:
     min_stalls: int = 4  # ... given at least this many
     gc_tolerance_ns: int = 1_000_000  # a GC pause this close to a stall explains it
     fragmentation_pct: float = 15.0  # reserved memory that holds no tensor
+    # ---- the server's own counters against the client's (`server_agreement`) ----
+    server_ttft_ms: float = 20.0  # TTFT off by more than this ...
+    server_ttft_fraction: float = 0.20  # ... and by more than this share of the server's: disagreement
+    server_itl_fraction: float = 0.05  # ITL / TPOT off by more than this share ...
+    server_itl_ms: float = 0.5  # ... and by more than this (timer noise on sub-millisecond steps)
+    unrequested_prefix_hit_pct: float = 1.0  # prefix-cache hits above this share of prompt tokens, not asked for
 
 
 THRESHOLDS = Thresholds()
@@ -262,7 +279,7 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
         out.append(_check("token_count", s, "chunk_counts", "warning",
                           "the server sent no usage: output tokens are counted as content chunks (a lower bound); set "
                           "`tokenizer` to count them", mt.token_count_source["chunks"], 0))
-    out += _colocation_checks(s, mt, t) + _roofline_checks(s, mt, t)
+    out += _colocation_checks(s, mt, t) + _roofline_checks(s, mt, t) + server_checks(s, mt, t)
     roof = mt.roofline
     if roof is not None and roof.gpm_agrees is False:
         out.append(_check("bandwidth_cross_check", s, "mbu_disagrees", "warning",
@@ -281,6 +298,49 @@ def stability_cv(mt: PhaseMetrics) -> tuple[float | None, int]:
     if reps is None:
         return None, mt.repetitions
     return (reps.cv if reps.count >= MIN_REPETITIONS else None), reps.count
+
+
+def server_checks(s: Subject, mt: PhaseMetrics, t: Thresholds = THRESHOLDS) -> list[Check]:
+    """`server_agreement`: the client's TTFT, ITL, TPOT and request count against the server's own
+    counters over the same windows; one warning per disagreement, else one `ok`."""
+    ev = mt.server
+    if ev is None or not ev.windows:
+        return []
+    if ev.shared_with:
+        return [_check("server_agreement", s, "shared", "info",
+                       f"the server's counters also count {', '.join(ev.shared_with)} (one server and model): not set "
+                       "against this instance's alone")]
+    out = []
+    ttft = ev.ttft_ms
+    if ttft.difference is not None and abs(ttft.difference) > t.server_ttft_ms \
+            and (not ttft.server or abs(ttft.difference) > t.server_ttft_fraction * ttft.server):
+        out.append(_check("server_agreement", s, "ttft_disagrees", "warning",
+                          f"TTFT {ttft.client:.1f} ms at the client, {ttft.server:.1f} ms by the server's own count: "
+                          f"{ttft.difference:+.1f} ms, more than the HTTP overhead ({t.server_ttft_ms:.0f} ms and "
+                          f"{t.server_ttft_fraction * 100:.0f}%): something between them (a proxy, a busy client host, "
+                          "another client of the server) is in the client's figure", ttft.difference, t.server_ttft_ms))
+    for label, pair in (("ITL", ev.itl_ms), ("TPOT", ev.tpot_ms)):
+        rel = pair.relative
+        if rel is not None and abs(rel) > t.server_itl_fraction and abs(pair.difference) > t.server_itl_ms:
+            out.append(_check("server_agreement", s, f"{label.lower()}_disagrees", "warning",
+                              f"{label} {pair.client:.2f} ms at the client, {pair.server:.2f} ms by the server's own "
+                              f"count ({rel * 100:+.1f}%, more than {t.server_itl_fraction * 100:.0f}%): the client "
+                              "does not see the server's pace (a busy client host, a proxy buffering chunks)",
+                              rel, t.server_itl_fraction))
+    done, finished = ev.requests.client, ev.requests.server
+    if done is not None and finished is not None and not done <= finished <= done + ev.client_failed:
+        out.append(_check("server_agreement", s, "count_disagrees", "warning",
+                          f"the server finished {finished:.0f} requests in these windows, the client completed "
+                          f"{done:.0f} (and saw {ev.client_failed} fail): another client used the server, or requests "
+                          "never reached it", finished - done, 0))
+    if out:
+        return out
+    said = [f"{label} {pair.difference:+.2f} ms" for label, pair in (("TTFT", ev.ttft_ms), ("ITL", ev.itl_ms))
+            if pair.difference is not None]
+    counted = f"{finished:.0f} requests" if finished is not None else "no request counter"
+    return [_check("server_agreement", s, "agrees", "ok",
+                   f"the server's own counters agree with the client over {ev.windows} window(s): {counted}"
+                   + (f", {', '.join(said)} (client - server)" if said else ""), ttft.difference, t.server_ttft_ms)]
 
 
 def _colocation_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:

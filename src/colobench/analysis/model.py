@@ -189,6 +189,72 @@ RepetitionStats = create_model(
     **{m.repetition_key(stat): (list[float | None], []) for m in METRICS for stat in m.repetition})
 
 
+class ClientServer(Model):
+    """One quantity as the client measured it and as the server reported it over the same windows."""
+
+    client: float | None = None
+    server: float | None = None
+
+    @property
+    def difference(self) -> float | None:
+        """client - server (None unless both are known)."""
+        return self.client - self.server if self.client is not None and self.server is not None else None
+
+    @property
+    def relative(self) -> float | None:
+        """(client - server) / server (None unless both are known and the server's is not 0)."""
+        diff = self.difference
+        return diff / self.server if diff is not None and self.server else None
+
+
+class ServerWindow(Model):
+    """One measured window as the server counted it (its scrape after the window minus the one
+    before), beside the client's count; `error` says why it has no server figures."""
+
+    repetition: int
+    requests: int | None = None
+    client_requests: int = 0
+    client_failed: int = 0
+    mean_ttft_ms: float | None = None
+    client_mean_ttft_ms: float | None = None
+    prefix_cache_hit_pct: float | None = None
+    preemptions: int | None = None
+    error: str | None = None
+
+
+class ServerEvidence(Model):
+    """The server's own counters over an instance-phase: each window's difference between the
+    `/metrics` scrape just after it and the one just before (warm-up excluded, the co-located
+    filler included: the server saw it), summed over the phase's repetitions, each beside the
+    client's figure over the same requests (every request the client sent in those windows,
+    timed from its submission). See `analysis.server` for the definitions."""
+
+    engine: str | None = None  # vllm, sglang (by the series' prefix); None: neither
+    url: str | None = None
+    windows: int = 0  # windows with a usable scrape before and after
+    repetitions: list[ServerWindow] = []
+    shared_with: list[str] = []  # instances of the same run that one server (and model) also counted
+    series: dict[str, str] = {}  # quantity -> the series it was read from
+    requests: ClientServer = ClientServer()  # client: completed; server: finished (success counter)
+    client_failed: int = 0
+    prompt_tokens: ClientServer = ClientServer()
+    output_tokens: ClientServer = ClientServer()
+    ttft_ms: ClientServer = ClientServer()
+    itl_ms: ClientServer = ClientServer()  # per output token after the first
+    tpot_ms: ClientServer = ClientServer()  # per request: (end - first token) / (tokens - 1)
+    e2el_ms: ClientServer = ClientServer()
+    queue_ms: float | None = None  # the server's mean wait before scheduling
+    preemptions: int | None = None  # vLLM preemptions, SGLang retractions
+    kv_cache_usage_pct: float | None = None  # the largest seen (see kv_cache_usage_source)
+    kv_cache_usage_source: str | None = None
+    requests_waiting_peak: float | None = None
+    prefix_cache_hits_tokens: float | None = None
+    prefix_cache_queries_tokens: float | None = None
+    prefix_cache_hit_pct: float | None = None
+    prefix_cache_source: str | None = None
+    problems: list[str] = []  # failed scrapes, restarts: windows left out and why
+
+
 class _PhaseFields(Model):
     """One instance in one phase: counts, vLLM-compatible latency and throughput keys, the full
     distributions, the load generator's own load, telemetry over its window, the roofline,
@@ -238,6 +304,7 @@ class _PhaseFields(Model):
     warmup_s: float | None = None
     client: ClientLoad | None = None
     server_metrics: dict[str, float] | None = None
+    server: ServerEvidence | None = None  # the server's own counters beside the client's
     host: HostWindow | None = None
     device_telemetry: DeviceWindow | None = None
     mean_device_util_pct: float | None = None
@@ -429,14 +496,16 @@ Level = Literal["ok", "info", "warning", "invalid"]
 # every check colobench makes (`analysis.checks`); `unknown`: one an older summary named otherwise
 CheckKind = Literal["sample_size", "warmup", "stability", "jitter", "steady_state", "drift", "saturation", "failures",
                     "rate", "client_bound", "host_contention", "output_length", "token_count", "prompt_length",
-                    "bandwidth_cross_check", "implausible", "partner_absent", "overlap", "scaling", "baseline",
+                    "bandwidth_cross_check", "implausible", "partner_absent", "overlap", "server_agreement",
+                    "scaling", "baseline",
                     "hardware_bound", "fairness", "unknown"]
 CHECK_KINDS: tuple[str, ...] = get_args(CheckKind)
 # every cause the diagnosis names (`analysis.diagnosis.detectors`), and `log:<rule>` for a log rule's
 # matches (the built-in table's and the user's own)
 FindingKind = Literal["bandwidth_contention", "bandwidth_near_peak", "compute_contention", "cpu_contention",
                       "client_bound", "host_bound", "warmup_outliers", "throttling", "memory_pressure", "endpoint_down",
-                      "failing", "fragmentation", "input_length_variance", "batch_padding", "periodic_stalls", "unknown"]
+                      "failing", "fragmentation", "input_length_variance", "batch_padding", "periodic_stalls",
+                      "unrequested_prefix_cache", "unknown"]
 FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
 LogFindingKind = Annotated[str, StringConstraints(pattern=r"^log:.+$")]
 

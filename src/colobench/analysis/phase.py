@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from colobench.analysis import metrics as m
 from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
@@ -268,28 +266,3 @@ def client_load(folder: RunFolder, worker_keys: list[str], reported: list[Client
         return None
     return ClientLoad(processes=len(worker_keys), cpu_util_mean=_mean(utils), cpu_util_max=max(utils) if utils else None,
                       loop_lag_p99_ms=max(lags) if lags else None, cpu_s=cpu_s)
-
-
-def server_metrics(folder: RunFolder, name: str) -> dict[str, float] | None:
-    """Counter deltas between the Prometheus scrapes taken before and after the run."""
-    before, after = folder.metrics(name, "before"), folder.metrics(name, "after")
-    if not (before.is_file() and after.is_file()):
-        return None
-
-    def counters(text: str) -> dict[str, float]:
-        out = {}
-        for family in text_string_to_metric_families(text):
-            if family.type not in ("counter", "histogram", "summary"):
-                continue
-            for sample in family.samples:
-                if family.type != "counter" and not sample.name.endswith(("_count", "_sum")):
-                    continue
-                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return out
-
-    try:
-        a, b = counters(before.read_text()), counters(after.read_text())
-    except ValueError:
-        return None
-    return {k: b[k] - a.get(k, 0.0) for k in sorted(b)}

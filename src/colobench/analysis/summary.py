@@ -20,7 +20,8 @@ from colobench.analysis.diagnosis.logscan import RULES, LogRule, rules_from
 from colobench.analysis.interference import interference
 from colobench.analysis.model import (SCHEMA, Attempt, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry,
                                       Summary, WorkerOutcome)
-from colobench.analysis.phase import client_load, instance_phase_metrics, overlap, server_metrics
+from colobench.analysis.phase import client_load, instance_phase_metrics, overlap
+from colobench.analysis.server import server_evidence, server_metrics
 from colobench.analysis.quality import quality_of_points
 from colobench.analysis.resources import allocator, idle_power, instance_resources, shared_energy
 from colobench.analysis.sweeps import batch_scaling
@@ -129,6 +130,8 @@ class _PointBuilder:
                     records_of[name] += read_records(path, self.problems)
         co = run.phase == "colocated" and len(records_of) > 1
         kept, overlaps = overlap(records_of) if co else (records_of, {})
+        # instances of this run one server counted together: the same /metrics and served model
+        scraped = {i.name: ((endpoints.get(i.name) or {}).get("metrics_url"), i.model) for i in run.instances}
         for inst in run.instances:
             name, parts, worker = inst.name, parts_of[inst.name], merged[inst.name]
             if name not in kept:
@@ -143,7 +146,11 @@ class _PointBuilder:
                 parallel=sum((w.info.parallel if w.info else None) or 0 for w in parts.values()) or None,
                 warmup_s=worker.warmup_s,  # includes compilation in graph mode
                 client=client_load(folder, keys, worker.client),
-                server_metrics=server_metrics(folder, name), **overlaps.get(name, {}))
+                server_metrics=server_metrics(folder, name),
+                server=server_evidence(folder, name, inst.model, records_of.get(name, []),
+                                       [n for n, k in scraped.items() if n != name and k == scraped[name] and k[0]],
+                                       samples),
+                **overlaps.get(name, {}))
             if not metrics.warmup_requests and worker.warmup_requests:  # warmed up in its group's first run
                 metrics = metrics.model_copy(update={"warmup_requests": worker.warmup_requests})
             pids = [w.pid for w in parts.values() if isinstance(w.pid, int)]

@@ -6,10 +6,11 @@
 - `check_instances`: the same for every endpoint instance of an experiment before anything runs
   (its key's variable set too), or for the instances of a managed server once it answers, each
   problem one line naming the instance's field.
-- `scrape_metrics`: the Prometheus text of its `/metrics`, kept before and after each run so the
-  summary can show the server's own counters over the run.
+- `fetch_metrics`: the Prometheus text of its `/metrics`, or why there is none; the launcher keeps
+  it at every window boundary so the summary can set the server's own counters of each window
+  beside the client's.
 
-Plain `urllib`: two requests per run do not justify a client library's start-up.
+Plain `urllib`: two requests per window do not justify a client library's start-up.
 """
 
 from __future__ import annotations
@@ -101,10 +102,15 @@ def check_instances(instances: list[Any], fields: list[str], source: str, manage
                             show_value=exc.show_value) from None
 
 
-def scrape_metrics(url: str) -> str:
-    """The Prometheus text at `url`, or a comment saying why there is none (never raises)."""
+METRICS_TIMEOUT_S = 3.0
+
+
+def fetch_metrics(url: str, timeout_s: float = METRICS_TIMEOUT_S) -> tuple[str | None, str | None]:
+    """(the Prometheus text at `url`, None), or (None, why there is none): never raises."""
     try:
-        status, body = http_get(url, {})
-        return body.decode("utf-8", "replace") if status == 200 else f"# scrape failed: HTTP {status}\n"
+        status, body = http_get(url, {}, timeout_s)
     except OSError as exc:
-        return f"# scrape failed: {exc}\n"
+        return None, f"cannot reach {without_userinfo(url)} ({getattr(exc, 'reason', exc)})"
+    if status != 200:
+        return None, f"{without_userinfo(url)} answered HTTP {status}"
+    return body.decode("utf-8", "replace"), None

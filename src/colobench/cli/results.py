@@ -25,6 +25,7 @@ from colobench.report.console import print_summary
 from colobench.report.findings import print_diagnosis
 from colobench.report.headline import headline
 from colobench.report.html import comparison_page
+from colobench.report.server import server_markdown
 from colobench.rundir import RunDir
 
 @app.command()
@@ -66,6 +67,9 @@ def report(
             stderr().print(f"wrote {escape(str(csv_out))}")
         if md_out:
             print(exports.to_markdown(rows))
+            server = server_markdown(summary)
+            if server:
+                print("\nclient against the server's own /metrics (the same windows):\n\n" + server)
     if records_out:
         with writing("--records", records_out):
             count = exports.export_records(RunDir(run_dir), records_out)

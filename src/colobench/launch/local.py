@@ -184,6 +184,7 @@ def _loop(group: RunGroup, state: GroupState, procs: dict[str, Any], msgs: Any, 
                 stopped.add(w)
         # barrier: start window w when every live worker is ready for it
         while next_window < n_windows and state.barrier_complete(next_window):
+            state.opening(next_window)  # the endpoints' counters, read before the go (outside the window)
             t_go = now_ns()
             shared_start.value = t_go + START_LEAD_NS
             go[next_window].set()

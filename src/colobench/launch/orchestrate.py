@@ -2,9 +2,9 @@
 
 For each group (`plan.RunGroup`: a point's interleaved runs, or one run phase-major): runs that
 `--resume` finds completed are skipped, what an unfinished one left is moved to its
-`attempts/`, the managed servers it needs are started (and their instances probed), each
-endpoint's `/metrics` is scraped before and after, the launcher (local processes or Ray actors)
-runs its windows, and the manifest records what the group learned (devices, telemetry status,
+`attempts/`, the managed servers it needs are started (and their instances probed), the launcher
+(local processes or Ray actors) runs its windows (scraping each endpoint's `/metrics` at every
+window boundary: `launch.scrapes`), and the manifest records what the group learned (devices, telemetry status,
 Ray placement, server starts). A signal or a full disk ends the loop; every managed server is
 stopped on every way out.
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from colobench.backends.openai_admin import check_instances, scrape_metrics
+from colobench.backends.openai_admin import check_instances
 from colobench.devices import is_accelerator
 from colobench.launch.local import DiskFull, RunInterrupted
 from colobench.launch.servers import ServerPool
-from colobench.plan import ExperimentPlan, RunGroup, RunSpec, prompt_key
-from colobench.rundir import ManifestFile, RunDir, RunFolder, RunState, keep_attempt, unfinished_runs
+from colobench.plan import ExperimentPlan, RunGroup, prompt_key
+from colobench.rundir import ManifestFile, RunDir, RunState, keep_attempt, unfinished_runs
 from colobench.specs import ExperimentSpec
 from colobench.telemetry import TelemetryRecorder, make_samplers
 
@@ -64,15 +64,6 @@ def expected_requests(wl: Any) -> int | None:
     if "max" in (wl.batch_size, wl.concurrency):
         return None  # the worker resolves "max" from device memory and may raise the count
     return wl.requests
-
-
-def scrape(run: RunSpec, folder: RunFolder, when: str) -> None:
-    """Keep each endpoint's Prometheus text in the run's `metrics/` folder."""
-    for inst in run.instances:
-        if inst.endpoint is not None and inst.endpoint.metrics_url:
-            path = folder.metrics(inst.name, when)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(scrape_metrics(inst.endpoint.metrics_url))
 
 
 def idle_power(plan: ExperimentPlan, spec: ExperimentSpec, run_dir: RunDir, manifest: ManifestFile,
@@ -134,15 +125,11 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
             counts = [expected_requests(i.workload) for w in group.windows for i in group.run(w.run_id).instances]
             progress.run_started(label, None if None in counts else sum(counts))
             files = {i.name: prompt_files[key] for i in group.instances if (key := prompt_key(i)) is not None}
-            for run in group.runs:
-                scrape(run, run_dir.run(run.run_id), "before")
             states = launcher(group, run_dir,
                               on_progress=lambda name, n, label=label: progress.requests_done(label, name, n),
                               on_event=lambda kind, name, payload, label=label: progress.worker_event(
                                   label, kind, name, payload),
                               prompts_files=files, telemetry=spec.telemetry)
-            for run in group.runs:
-                scrape(run, run_dir.run(run.run_id), "after")
             manifest.group_done(states)
             progress.run_finished(label, group_status(states))
             if servers.starts:  # a server that died during the group is noted; stopped unless kept

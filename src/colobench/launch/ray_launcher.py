@@ -389,6 +389,7 @@ def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: C
                         actors[key].stop.remote(w)
                     stopped.add(w)
             while next_window < len(windows) and rs.barrier_complete(next_window):
+                rs.opening(next_window)  # the endpoints' counters, read before the go (outside the window)
                 t_go = now_ns() + int(launch.start_lead_s * 1e9)
                 for key in rs.live():
                     actors[key].go_at.remote(next_window, t_go + offsets.get(key, 0))

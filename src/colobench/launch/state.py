@@ -6,7 +6,9 @@ their messages here: `loaded` (model facts), `warmup`, `ready` w (waiting at win
 `progress`, `quota` w (finished its measured quota of a co-located window), `window` w (done with
 it: its own CPU time, peak memory), `error` (one-line reason), `done`. `GroupState` turns them into
 worker statuses, says when a window may start (every live worker is ready) and when a co-located
-window's filler may stop (every live active worker has finished its quota), and rewrites each
+window's filler may stop (every live active worker has finished its quota), scrapes each
+endpoint's `/metrics` at the windows' boundaries (`opening` just before a go, and once every live
+worker of a window reported it done: `launch.scrapes`), and rewrites each
 run's `run.json` atomically whenever something a reader would want has changed, so a run
 directory is readable (and a crashed run diagnosable) at every moment.
 """
@@ -18,6 +20,7 @@ import time
 from typing import Any, Callable
 
 from colobench.clock import now_ns, wall_unix_s
+from colobench.launch.scrapes import WindowScrapes
 from colobench.plan import RunGroup
 from colobench.rundir import ENDED, LIVE, RunDir, RunState, process_start, write_json_atomic
 from colobench.specs import redact
@@ -59,6 +62,7 @@ class GroupState:
             for r in group.runs}
         for r in group.runs:
             run_dir.run(r.run_id).root.mkdir(parents=True, exist_ok=True)
+        self.scrapes = WindowScrapes(group, run_dir)
         self.write()
 
     # ---- what a reader sees ---------------------------------------------------------------------
@@ -135,6 +139,9 @@ class GroupState:
         elif kind == "window":
             self.windows_done[name].append(payload)
             self.write()
+            w = payload.get("window") if isinstance(payload, dict) else None
+            if isinstance(w, int) and self.window_complete(w):
+                self.scrapes.after(w)
         elif kind == "done":
             w["status"] = "completed"
             self.write()
@@ -145,6 +152,15 @@ class GroupState:
         """Every live worker is waiting at window `w`'s barrier."""
         live = self.live()
         return bool(live) and set(live) <= self.ready[w]
+
+    def window_complete(self, w: int) -> bool:
+        """Every live worker active in window `w` has reported it done (its requests completed)."""
+        return all(any(d.get("window") == w for d in self.windows_done[k]) for k in set(self.live()) & self.active[w])
+
+    def opening(self, w: int) -> None:
+        """Window `w` is about to start (its barrier is complete): its endpoints' counters are read
+        now, before the go, so the scrape never falls inside the window."""
+        self.scrapes.before(w)
 
     def quota_complete(self, w: int) -> bool:
         """Every live worker active in window `w` has finished its measured quota (the filler of
@@ -183,6 +199,7 @@ class GroupState:
 
     def finish(self) -> dict[str, RunState]:
         """Every run's final state, written to its run.json and returned by run id."""
+        self.scrapes.close_all()  # a window whose workers died before reporting it: its `after` now
         self.status = "finished"
         self._end()
         return {run_id: self.run_state(run_id) for run_id in self.runs}

@@ -19,6 +19,7 @@ from colobench.analysis.registry import console_rows
 from colobench.analysis.model import InstanceFacts, PhaseMetrics, Point, Quality, SLOResult, Summary
 from colobench.report.cards import Card, Ratio, cards
 from colobench.report.findings import notable, print_checks, print_findings, validity_line
+from colobench.report.server import server_notes, server_table
 
 MAX_CARDS = 6  # a sweep with more co-located points: the first ones, then the sweep table says the rest
 VERDICT_STYLE = {"ok": "green", "bottleneck": "red", "inconclusive": "yellow", "not judged": "yellow"}
@@ -443,9 +444,12 @@ def print_point(point: Point, console: Console) -> None:
         categories = category_table(solo, coloc)
         if categories is not None:
             console.print(categories)
+        server = server_table(solo, coloc)
+        if server is not None:
+            console.print(server)
         phases = [(label, mt) for label, mt in (("solo", solo), ("co-located", coloc)) if mt is not None]
         for label, mt in phases:
-            for line in _phase_lines(label, mt):
+            for line in _phase_lines(label, mt) + server_notes(label, mt):
                 console.print(line)
         for label, mt in phases:
             console.print(f"  {label}: {validity_line(mt)}")

@@ -16,6 +16,7 @@ from colobench.analysis.model import Summary
 from colobench.analysis.registry import table_keys
 from colobench.errors import ColobenchError
 from colobench.records import read_records
+from colobench.report.server import server_columns
 from colobench.rundir import RunDir, read_manifest
 
 COLUMNS = table_keys("csv")
@@ -30,6 +31,7 @@ def metric_rows(summary: Summary) -> list[dict[str, Any]]:
             row = {"point": p.id, **p.axes, "phase": phase, "instance": name}
             row.update({c: getattr(mt, c, None) for c in COLUMNS})
             row["validity"] = mt.validity.verdict if mt.validity else None
+            row.update(server_columns(mt))  # the server's own figures, where its /metrics was scraped
             rows.append(row)
     return rows
 
@@ -53,7 +55,8 @@ def _cell(value: Any) -> str:
 def to_markdown(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     if not rows:
         return ""
-    keys = [k for k in rows[0] if k not in COLUMNS and k != "validity"] + (columns or MARKDOWN_COLUMNS) + ["validity"]
+    keys = [k for k in rows[0] if k not in COLUMNS and k != "validity" and not k.startswith("server_")] + \
+        (columns or MARKDOWN_COLUMNS) + ["validity"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
     return "\n".join(lines)

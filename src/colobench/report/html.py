@@ -38,6 +38,7 @@ from colobench.rundir import Manifest, PlannedRun, RunDir
 from colobench.secrets import scrub
 from colobench.report.cards import Card, Ratio, cards
 from colobench.report.findings import evidence_text
+from colobench.report.server import server_html
 from colobench.telemetry.replay import read_samples
 
 MAX_POINTS = 5000
@@ -530,7 +531,8 @@ def render(run_dir: RunDir, summary: Summary, manifest: Manifest) -> str:
     plan = manifest.plan
     colours = instance_colours(summary)
     parts = [cards_html(cards(summary), colours), _header(manifest, summary),
-             "<h2>metrics</h2>", metrics_table_html(summary, colours), categories_html(summary)]
+             "<h2>metrics</h2>", metrics_table_html(summary, colours), categories_html(summary),
+             server_html(summary, _e)]
     if summary.is_sweep:
         parts += ["<h2>sweep</h2>", advice_html(summary), sweep_figure(summary)]
     for p in summary.points:

@@ -8,13 +8,14 @@ from colobench.rundir.lifecycle import (DEFAULT_RUNS_DIR, ManifestFile, keep_att
                                         run_finished, settle_abandoned, spec_from_run_dir, unfinished_runs,
                                         write_json_atomic, write_prompts)
 from colobench.rundir.models import (ENDED, LIVE, WORST_FIRST, ClientWindow, ClockAnchor, InstanceEntry, Manifest,
-                                     PlanEntry, PlannedRun, PointEntry, RunState, ServerEntry, WorkerInfo, WorkerState,
-                                     read_manifest, read_run_state)
+                                     MetricsScrape, PlanEntry, PlannedRun, PointEntry, RunState, ServerEntry,
+                                     WorkerInfo, WorkerState, read_manifest, read_run_state, read_scrapes)
 from colobench.rundir.paths import LINE_FOLDERS, RunDir, RunFolder, is_worker_of
 
 __all__ = ["DEFAULT_RUNS_DIR", "ENDED", "LIVE", "LINE_FOLDERS", "WORST_FIRST", "ClientWindow", "ClockAnchor",
-           "InstanceEntry", "Manifest", "ManifestFile", "PlanEntry", "PlannedRun", "PointEntry", "RunDir", "RunFolder",
-           "RunState", "ServerEntry", "WorkerInfo", "WorkerState", "is_worker_of", "keep_attempt", "make_run_dir",
-           "new_manifest", "open_run_dir", "process_gone", "process_start", "read_manifest", "read_run_state",
+           "InstanceEntry", "Manifest", "ManifestFile", "MetricsScrape", "PlanEntry", "PlannedRun", "PointEntry",
+           "RunDir", "RunFolder", "RunState", "ServerEntry", "WorkerInfo", "WorkerState", "is_worker_of",
+           "keep_attempt", "make_run_dir", "new_manifest", "open_run_dir", "process_gone", "process_start",
+           "read_manifest", "read_run_state", "read_scrapes",
            "remove_if_empty", "resumed_manifest", "run_finished", "settle_abandoned", "spec_from_run_dir",
            "unfinished_runs", "write_json_atomic", "write_prompts"]

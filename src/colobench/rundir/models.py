@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from colobench.records import CorruptFile, load_json
+from colobench.records import CorruptFile, load_json, read_jsonl
 from colobench.specs import quality_reference
 from colobench.typed import Stored
 
@@ -201,6 +201,32 @@ class ClientWindow(Stored):
     wall_s: float | None = None
     cpu_util: float | None = None
     loop_lag_ms: dict[str, Any] | None = None
+
+
+class MetricsScrape(Stored):
+    """One scrape of an endpoint's Prometheus `/metrics` at a window boundary (a line of
+    `metrics/scrapes.jsonl`): the instance, its repetition, `before` (just before the window's go)
+    or `after` (once every worker reported the window done), when on the records' clock, and the
+    file of raw text it wrote, or why there is none (a failed scrape is recorded, never fatal)."""
+
+    instance: str
+    repetition: int
+    when: Literal["before", "after"]
+    t_ns: int
+    url: str
+    file: str | None = None  # the .prom file's name inside metrics/
+    error: str | None = None
+
+
+def read_scrapes(path: Any) -> list[MetricsScrape]:
+    """The scrapes a run recorded (none when it recorded none); a line that is not one is skipped."""
+    out = []
+    for row in read_jsonl(path):
+        try:
+            out.append(MetricsScrape.model_validate(row))
+        except ValidationError:
+            continue
+    return out
 
 
 class AllocatorMemory(Stored):

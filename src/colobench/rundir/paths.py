@@ -13,7 +13,9 @@ parts of it):
         logs/<worker>.log              each worker's output; logs/server-<name>.log, logs/ascend/<worker>/
         gc/<worker>.jsonl              Python GC pauses
         client/<worker>.jsonl          the load generator's own CPU and event-loop lag per repetition
-        metrics/<instance>.<when>.prom the server's Prometheus text around the run
+        metrics/scrapes.jsonl          every /metrics scrape at a window boundary (`MetricsScrape`: when, ok or why not)
+        metrics/<instance>.r<rep>.<when>.prom  the server's Prometheus text just before / just after repetition rep
+        metrics/<instance>.<when>.prom the server's text around the whole group (written before per-window scrapes)
         quality/<instance>.npz         greedy outputs and log-probabilities of a variant
         telemetry.jsonl                device and host samples (an interleaved group: one file beside its runs)
         attempts/<k>/                  an unfinished attempt `--resume` moved aside (the same layout)
@@ -104,8 +106,18 @@ class RunFolder:
         return self.root / CLIENT / f"{key}.jsonl"
 
     def metrics(self, name: str, when: str) -> Path:
-        """A server's Prometheus text scraped `when` (before, after) the run."""
+        """A server's Prometheus text scraped `when` (before, after) the whole group: what run
+        directories held before the per-window scrapes (read, no longer written)."""
         return self.root / METRICS / f"{name}.{when}.prom"
+
+    @property
+    def metrics_scrapes(self) -> Path:
+        """One line per /metrics scrape at a window boundary (`rundir.models.MetricsScrape`)."""
+        return self.root / METRICS / "scrapes.jsonl"
+
+    def window_metrics(self, name: str, repetition: int, when: str) -> Path:
+        """A server's Prometheus text scraped `when` (before, after) repetition `repetition` of this run."""
+        return self.root / METRICS / f"{name}.r{repetition}.{when}.prom"
 
     def quality(self, name: str) -> Path:
         return self.root / QUALITY / f"{name}.npz"

@@ -4,8 +4,13 @@
 
 It serves `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (streaming
 Server-Sent Events or not), `POST /tokenize` (vLLM's shape: `{"count", "tokens",
-"max_model_len"}`; off with `--no-tokenize`) and `GET /metrics` (Prometheus text, with the
-process's own `process_resident_memory_bytes` as real servers export it).
+"max_model_len"}`; off with `--no-tokenize`) and `GET /metrics` (Prometheus text in vLLM's
+names and shapes: request, token, preemption and prefix-cache counters, TTFT, inter-token, TPOT,
+end-to-end and queue-time histograms, running/waiting/KV-cache gauges, per served model; and the
+process's own `process_resident_memory_bytes` as real servers export it: `serve.fake_metrics`).
+With `--frontend-delay-ms D` each request waits D ms before the "engine" takes it in: the
+client's TTFT and end-to-end latency include it, the server's histograms do not, as an HTTP front
+end, a proxy or a tokenizer in front of a real engine would.
 
 Its tokenizer is a stand-in with real tokenizers' awkward properties (`serve.fake_tokens`): a word
 costs one token per `--chars-per-token` characters (default 2: "the" is two tokens, "between"
@@ -58,6 +63,7 @@ from aiohttp import web
 from pydantic import Field, field_validator, model_validator
 
 from colobench.serve.fake_tokens import FakeTokenizer, PrefixCache, valid_token_ids
+from colobench.serve.fake_metrics import FakeMetrics, RequestTrack
 from colobench.serve.shared_device import DeviceStream, SharedDevice, SharedDeviceDriver
 from colobench.typed import Frozen
 
@@ -81,6 +87,9 @@ class FakeServerSettings(Frozen):
     ttft_ms: float = Field(50.0, ge=0, le=3_600_000, **_flag("--ttft-ms", "time to the first token"))
     itl_ms: float = Field(10.0, ge=0, le=3_600_000, **_flag("--itl-ms", "time between chunks"))
     jitter_ms: float = Field(0.0, ge=0, le=3_600_000, **_flag("--jitter-ms", "uniform +- jitter on every delay"))
+    frontend_delay_ms: float = Field(0.0, ge=0, le=3_600_000, **_flag(
+        "--frontend-delay-ms", "time each request spends before the engine takes it in: the client sees it, the "
+        "server's own /metrics histograms do not"))
     error_rate: float = Field(0.0, ge=0, le=1, **_flag("--error-rate", "fraction of requests that hit a fault"))
     faults: tuple[str, ...] = Field(FAULTS, **_flag("--faults", "faults drawn on error, comma separated: "
                                                     + ", ".join(KNOWN_FAULTS)))
@@ -180,6 +189,7 @@ class FakeOpenAIServer:
         self.counters = {"requests": 0, "errors": 0, "tokens": 0}
         self.tokenizer = FakeTokenizer(config.chars_per_token)
         self.cache = PrefixCache() if config.prefix_cache else None
+        self.engine = FakeMetrics(config.models)  # vLLM-shaped /metrics (a prefix cache reports through it)
         self.device: SharedDeviceDriver | None = None
         if config.shared_device:
             assert config.decode_tok_s is not None and config.prefill_tok_s is not None
@@ -238,7 +248,6 @@ class FakeOpenAIServer:
 
     async def metrics(self, request: web.Request) -> web.Response:
         c = self.counters
-        rss = _resident_bytes()
         text = (
             "# HELP fake_requests_total Requests received.\n# TYPE fake_requests_total counter\n"
             f"fake_requests_total {c['requests']}\n"
@@ -246,14 +255,7 @@ class FakeOpenAIServer:
             f"fake_errors_total {c['errors']}\n"
             "# HELP fake_generation_tokens_total Tokens generated.\n# TYPE fake_generation_tokens_total counter\n"
             f"fake_generation_tokens_total {c['tokens']}\n"
-            + ("# HELP vllm:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n"
-               "# TYPE vllm:prefix_cache_queries_total counter\n"
-               f"vllm:prefix_cache_queries_total {self.cache.queries_tokens}\n"
-               "# HELP vllm:prefix_cache_hits_total Prompt tokens served from the prefix cache.\n"
-               "# TYPE vllm:prefix_cache_hits_total counter\n"
-               f"vllm:prefix_cache_hits_total {self.cache.hits_tokens}\n" if self.cache is not None else "")
-            + ("# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-               f"# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}\n" if rss else "")
+            + self.engine.text()
         )
         return web.Response(text=text, content_type="text/plain")
 
@@ -294,6 +296,8 @@ class FakeOpenAIServer:
             return _error(500, "simulated internal server error" + self._echo(request), "InternalServerError")
         if not chat and isinstance(body.get("prompt"), list) and not valid_token_ids(body["prompt"]):
             return _error(400, "prompt: a list must hold token ids of the vocabulary")
+        if cfg.frontend_delay_ms:  # before the engine sees it: in the client's figures, not in /metrics
+            await asyncio.sleep(cfg.frontend_delay_ms / 1e3)
         ids = self.tokenizer.prompt_ids(body, chat)
         prompt_tokens = len(ids)
         cached = self.cache.lookup_and_insert(ids) if self.cache is not None else 0
@@ -308,15 +312,18 @@ class FakeOpenAIServer:
         # a cache hit skips the prefill of its blocks
         stream = self.device.submit(body["model"], prompt_tokens - cached, n) if self.device is not None else None
         ttft_share = (prompt_tokens - cached) / prompt_tokens if prompt_tokens else 1.0
+        track = RequestTrack(self.engine, body["model"], prompt_tokens, cached)
         try:
-            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream, ttft_share)
+            return await self._answer(request, body, chat, n, fault, usage, rid, obj, received_ns, stream, track,
+                                      ttft_share)
         finally:
+            track.close()  # a request not done by now failed (cut, stalled, the client went away)
             if stream is not None and self.device is not None:
                 self.device.release(stream)  # a no-op once all tokens came; frees the device if not
 
     async def _answer(self, request: web.Request, body: dict[str, Any], chat: bool, n: int, fault: str | None,
                       usage: dict[str, Any], rid: str, obj: str, received_ns: int,
-                      stream: DeviceStream | None, ttft_share: float = 1.0) -> web.StreamResponse:
+                      stream: DeviceStream | None, track: RequestTrack, ttft_share: float = 1.0) -> web.StreamResponse:
         """The response, timed by `stream` (the shared device) when there is one, else by
         `ttft_ms`/`itl_ms`."""
         cfg = self.config
@@ -326,6 +333,8 @@ class FakeOpenAIServer:
             else:
                 await asyncio.sleep(self._delay_s(cfg.ttft_ms * ttft_share) + (n - 1) * cfg.itl_ms / 1e3)
             self.counters["tokens"] += n
+            track.chunk(n)
+            track.done()
             text = " tok" * n
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                       if chat else {"index": 0, "text": text, "finish_reason": "length"})
@@ -385,6 +394,9 @@ class FakeOpenAIServer:
                 else:
                     await asyncio.sleep(cfg.stall_s)
                     return response
+            track.chunk(k)
+            if sent + k >= n:
+                track.done()  # counted before the client can see the stream end
             await send(chunk("" if cfg.empty_text else " tok" * k, reasoning=reasoning))
             if trace is not None:
                 trace.append(time.perf_counter_ns())
@@ -407,15 +419,6 @@ class FakeOpenAIServer:
         if trace is not None:
             self.traces.append(trace)
         return response
-
-
-def _resident_bytes() -> int | None:
-    """This process's resident set (Linux), as prometheus_client's process collector reports it."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def serve(config: FakeServerSettings) -> None:

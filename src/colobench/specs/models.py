@@ -331,13 +331,40 @@ class _EndpointFields(SpecModel):
         default_factory=lambda: ["ignore_eos", "min_tokens"])
     request_timeout_s: float = Field(600.0, gt=0, le=MAX_TIMEOUT_S)
     stall_timeout_s: float = Field(60.0, gt=0, le=MAX_TIMEOUT_S)
-    metrics_url: str | None = knob(None, help="endpoints: scrape the server's /metrics before and after each run",
+    metrics_url: str | None = knob(None, help="endpoints: scrape the server's /metrics at every window boundary "
+                                   "(auto: <base>/metrics; on by default for managed servers, off turns it off)",
                                    flag="--scrape-metrics", parse="auto", panel="endpoints", backends=("openai",))
     server_pid: int | None = knob(None, help="endpoints: the server's process id (a server on this host), to sample "
                                   "its memory", flag="--server-pid", parse="int", metavar="PID", panel="endpoints",
                                   backends=("openai",), gt=0, le=2**22)
     client_processes: int = knob(1, help="endpoints: load-generator processes", flag="--client-processes",
                                  parse="int", metavar="N", panel="endpoints", backends=("openai",), gt=0, le=256)
+
+    @field_validator("metrics_url", mode="before")
+    @classmethod
+    def _metrics_url(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML reads `metrics_url: off` as false (and `on` as true)
+            return "auto" if value else "off"
+        if isinstance(value, str):
+            value = value.strip()
+            if value.lower() in ("auto", "off", "none"):
+                return "off" if value.lower() == "none" else value.lower()
+            if not re.match(r"^https?://[^/\s]+", value):
+                raise ValueError("metrics_url must be auto, off, or an http(s) URL (e.g. http://127.0.0.1:8000/metrics)")
+        return value
+
+
+def metrics_url_of(metrics_url: str | None, base_url: str, managed: bool) -> str | None:
+    """The URL to scrape: `auto` is `{base}/metrics` (the base URL without its trailing `/v1`);
+    unset means auto for a managed server (colobench started it: its counters are there to read)
+    and off for another; `off` is off."""
+    if metrics_url is None:
+        metrics_url = "auto" if managed else "off"
+    if metrics_url == "off":
+        return None
+    if metrics_url == "auto":
+        return re.sub(r"/v1$", "", base_url.rstrip("/")) + "/metrics"
+    return metrics_url
 
 
 class EndpointConfig(_EndpointFields):
@@ -475,7 +502,8 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
     `headers` and `extra_body` (added to every request), `exact_output_fields` (ignore_eos and
     min_tokens by default; [] for servers that refuse unknown fields), `tokenizer` (a local
     folder, to count tokens when the server sends no usage), `metrics_url` (a Prometheus
-    `/metrics` URL, or `auto`, scraped before and after each run), `client_processes` (spread
+    `/metrics` URL, `auto` for `{base}/metrics`, or `off`; scraped at every window boundary; a
+    managed server's is `auto` unless set), `client_processes` (spread
     the load generator over several processes), `request_timeout_s`, `stall_timeout_s`.
     """
 
@@ -546,9 +574,7 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
         if self.backend != "openai":
             return None
         base_url = self.base_url or MANAGED_BASE_URL  # the launcher puts a managed server's port in
-        metrics = self.metrics_url
-        if metrics == "auto":
-            metrics = re.sub(r"/v1/?$", "", base_url.rstrip("/")) + "/metrics"
+        metrics = metrics_url_of(self.metrics_url, base_url, managed=self.server is not None)
         return EndpointConfig(**{f: getattr(self, f) for f in ENDPOINT_FIELDS if f not in ("metrics_url", "base_url")},
                               base_url=base_url, metrics_url=metrics)
 

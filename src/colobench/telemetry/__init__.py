@@ -65,7 +65,7 @@ def server_sources(instances: list[Any]) -> dict[str, ServerSource]:
     for inst in instances:
         ep = getattr(inst, "endpoint", None)
         if ep is not None and (ep.server_pid or ep.metrics_url):
-            out[inst.name] = ServerSource(ep.server_pid, ep.metrics_url)
+            out[inst.name] = ServerSource(ep.server_pid, ep.metrics_url, getattr(inst, "model", None))
     return out
 
 

@@ -8,6 +8,10 @@ process collector, which vLLM, SGLang and TGI all expose; it is the resident mem
 process that answers /metrics only, which for vLLM's v1 engine is the API server, not the engine
 core: the process id is the better source when there is one). Rows have the device
 `server:<instance>` and the metrics `rss_bytes`, `source`, and `cpu_pct` (process tree only).
+When it reads `/metrics` anyway (no process id), the same text gives the engine's momentary
+gauges too: `kv_cache_usage_pct`, `requests_running`, `requests_waiting` (vLLM's or SGLang's,
+`telemetry.prometheus`); with a process id the sampler does not add a `/metrics` request per
+second to the measured windows for them.
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from colobench.telemetry.base import SamplerUnavailable
+from colobench.telemetry.prometheus import gauges
 
 SCRAPE_TIMEOUT_S = 1.0
 RSS_METRIC = "process_resident_memory_bytes"
+
+
+# the engine's gauges a sample keeps: quantity (`telemetry.prometheus.GAUGES`) -> (key, scale)
+GAUGE_KEYS = {"kv_cache_usage": ("kv_cache_usage_pct", 100.0), "running": ("requests_running", 1.0),
+              "waiting": ("requests_waiting", 1.0)}
 
 
 @dataclass(frozen=True)
 class ServerSource:
     pid: int | None = None
     metrics_url: str | None = None
+    model: str | None = None  # the served model, for a server that serves several
 
 
 def resident_from_metrics(text: str) -> int | None:
@@ -73,11 +84,15 @@ class ServerSampler:
             if metrics is None and src.metrics_url:
                 try:
                     with urllib.request.urlopen(src.metrics_url, timeout=SCRAPE_TIMEOUT_S) as resp:
-                        rss = resident_from_metrics(resp.read().decode("utf-8", "replace"))
+                        text = resp.read().decode("utf-8", "replace")
+                    rss, engine = resident_from_metrics(text), gauges(text, src.model)
                 except (OSError, ValueError):
-                    rss = None
+                    rss, engine = None, {}
                 if rss is not None:
                     metrics = {"rss_bytes": rss, "source": f"{RSS_METRIC} at {src.metrics_url}"}
+                if engine:
+                    metrics = {**(metrics or {}), **{key: engine[q] * scale for q, (key, scale) in GAUGE_KEYS.items()
+                                                     if q in engine}}
             if metrics is not None:
                 rows.append((f"server:{name}", metrics))
         return rows

@@ -9,8 +9,10 @@ built-in rules follow error-code families rather than single messages: CANN's `E
 errors: AI Core / vector exceptions), `EL0004` (device memory allocation), `EL0005` and
 "Resource busy", `EI` (HCCL communication and timeouts), `EE` / `EH` / `ERR0` (runtime and
 framework errors), the runtime result codes of `aclrtSynchronizeStream` failures (5070xx), and
-on NVIDIA CUDA out of memory, CUDA errors and NCCL timeouts; thermal and throttling messages; and
-the transformers warnings that change results (no attention mask, weights left uninitialised).
+on NVIDIA CUDA out of memory, CUDA errors and NCCL timeouts; thermal and throttling messages; the
+serving engines' own (vLLM and SGLang, in a managed server's log: preemption and retraction, a
+full KV cache, out of memory, too many open files, a dead engine); and the transformers warnings
+that change results (no attention mask, weights left uninitialised).
 
 A match is a finding with its count, the first and last lines, and, when a line carries a
 timestamp (CANN's `2025-10-11-15:09:34.713.335`, ISO, glog's `E0928 07:22:40.736`), its first and
@@ -92,6 +94,35 @@ RULES: list[LogRule] = [
     LogRule("thermal_throttling", r"thermal|throttl|over[- ]?temperature|overheat",
             "the device reported thermal limits or throttling", "medium",
             "check cooling and power limits; runs at different clocks are not comparable"),
+    # serving engines (a managed server's log is its instance's): vLLM and SGLang
+    LogRule("engine_preemption", r"Sequence group \S+ is preempted|\bis preempted by PreemptionMode|"
+            r"\bpreempted\b.*\bKV cache|KV cache pool is full\. Retract requests",
+            "the serving engine preempted (vLLM) or retracted (SGLang) running requests: its KV cache ran out, and "
+            "they are recomputed later, which costs latency", "medium",
+            "give the KV cache more memory (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static), or "
+            "admit fewer requests at once (--max-num-seqs, lower concurrency) or shorter contexts"),
+    LogRule("engine_kv_cache_full", r"No available blocks|\bout of blocks\b|KV cache is full|"
+            r"not enough (free )?(KV cache|blocks) (space )?to|Cannot allocate KV cache",
+            "the serving engine ran out of KV-cache blocks for the requests it had admitted", "medium",
+            "a larger KV cache (more memory for it, a smaller max model length), or fewer concurrent requests"),
+    LogRule("engine_out_of_memory", r"No available memory for the cache blocks|"
+            r"larger than the available KV cache memory|Not enough memory\. Please try to increase "
+            r"--mem-fraction-static|DefaultCPUAllocator: can't allocate memory|Out of memory: Killed process|"
+            r"\boom-kill\b",
+            "the serving engine ran out of memory (no room left for its KV cache, or the host killed it)", "high",
+            "a smaller model or max model length, a lower memory share for a co-located partner, or more memory for "
+            "this engine (vLLM --gpu-memory-utilization / --kv-cache-memory, SGLang --mem-fraction-static)"),
+    LogRule("too_many_open_files", r"Too many open files|\[Errno 24\]",
+            "a process ran out of file descriptors (each connection, each stream holds one)", "high",
+            "raise the limit (ulimit -n 65536, LimitNOFILE in systemd) for the server and colobench, or lower the "
+            "concurrency"),
+    LogRule("engine_dead", r"\b(Async)?EngineDeadError\b|Engine loop has died|Engine loop is not running|"
+            r"Background loop has errored|EngineCore (encountered an issue|failed to start)|"
+            r"Scheduler hit an exception|Received sigquit from a child process",
+            "the serving engine died: the HTTP server may still answer, but every request fails until it is "
+            "restarted", "high",
+            "read the engine's first error above this line (out of memory, a kernel error); restart the server and "
+            "rerun with --resume"),
     LogRule("transformers_results", r"attention mask (and the pad token id )?(is|are) not set|"
             r"Some weights of .* were not initialized|Setting `pad_token_id` to `eos_token_id`",
             "transformers warned about something that changes the outputs (no attention mask, or weights left "

@@ -30,6 +30,11 @@ REMEDIES: dict[tuple[str, str], str] = {
     ("fragmentation", "*"): (
         "The caching allocator holds memory no tensor uses: expandable segments "
         "(PYTORCH_CUDA_ALLOC_CONF / PYTORCH_NPU_ALLOC_CONF=expandable_segments:True) or fixed-size allocations."),
+    ("unrequested_prefix_cache", "*"): (
+        "The server's prefix cache answered prompts the workload did not mean to share, so prefill was skipped "
+        "and TTFT (and every ratio built on it) reads low. For the uncached figures turn prefix caching off on "
+        "the server (vLLM: --no-enable-prefix-caching; SGLang: --disable-radix-cache) or make every prompt "
+        "unique; to measure caching on purpose, give the workload a shared_prefix or sessions."),
     ("endpoint_down", "*"): (
         "The server stopped answering and colobench stopped that instance (the rest of the experiment carried "
         "on). Read the server's own log at the time given (a crash, an out-of-memory kill, a restart), bring it "
