@@ -360,3 +360,22 @@ def test_sessions_extend_the_conversation_turn_after_turn(serve, api):
         ids = list(r.prompt) if r.prompt else tok.chat(list(r.messages or [{"role": "user", "content": r.text}]))
         hits.append(cache.lookup_and_insert(ids))
     assert [h > 0 for h in hits] == [t > 0 for _, t in ((r.session, r.turn) for r in reqs)]
+
+
+def test_a_duration_bound_window_and_a_long_filler_never_resend_a_prompt(serve):
+    """Past the window's requests (a duration bound, a filler waiting for its partner) come more
+    requests with prompts of their own, not the same ones again."""
+    import itertools
+
+    from colobench.serve.fake_tokens import PrefixCache
+
+    b = backend(serve(ttft_ms=0, itl_ms=0))
+    driver = _driver(b, prompt_tokens=32, requests=5)
+    driver.new_window("colocated", 1)
+    cache = PrefixCache()
+    for source in (driver.fresh(driver.measured_requests, driver._salt),
+                   driver.fresh(driver.filler_requests(), driver._filler_salt)):
+        lots = list(itertools.islice(source, 23))  # more than four lots of five
+        assert {len(r.prompt) for r in lots} == {32}
+        assert all(cache.lookup_and_insert(list(r.prompt)) == 0 for r in lots)
+    b.stop()

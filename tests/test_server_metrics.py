@@ -396,7 +396,7 @@ def test_fake_server_counts_like_vllm_and_hides_its_front_end():
     text = asyncio.run(main())
     a, b = parse(text, "a"), parse(text, "b")
     assert a["vllm:request_success_total"] == 2  # the cut stream is not a success
-    assert a["vllm:prompt_tokens_total"] == 6 and a["vllm:prefix_cache_queries_total"] == 6
+    assert a["vllm:prompt_tokens_total"] == 12 and a["vllm:prefix_cache_queries_total"] == 12  # "one two": 2 + 2 tokens
     assert a["vllm:prefix_cache_hits_total"] == 0 and a["vllm:num_requests_running"] == 0
     assert a["vllm:time_to_first_token_seconds_count"] == 3
     assert a["vllm:time_to_first_token_seconds_sum"] / 3 < 0.06  # the 60 ms front end is the client's alone

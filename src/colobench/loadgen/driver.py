@@ -15,7 +15,7 @@ requests alone and its "co-located" latency understates the interference.
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from colobench import aio
 from colobench.clock import now_ns
@@ -79,7 +79,7 @@ class LoadDriver:
     def new_window(self, run_id: str, repetition: int) -> None:
         """This window's requests (and its filler's): the same work as every other window's, with
         prompts of their own. Called before the worker says it is ready, never inside a window."""
-        salt = (self.salt, self.name, run_id, str(repetition))
+        salt = self._salt = (self.salt, self.name, run_id, str(repetition))
         self.measured_requests = self._part(self._requests(self.count, self.wl.seed, salt))
         self._filler_salt = (*salt, "filler")
         self._filler: list[Request] | None = None
@@ -102,12 +102,31 @@ class LoadDriver:
         units = streaming.sessions_of(requests)[k::n]
         return [r for u in units for r in (u if isinstance(u, list) else (u,))]
 
-    def _requests(self, count: int, seed: int, salt: tuple[str, ...]) -> list[Request]:
+    def fresh(self, first: list[Request], salt: tuple[str, ...]) -> Iterator[Any]:
+        """`first`'s requests (sessions kept together), then as many more as asked for, each lot
+        with prompts of its own: a duration-bounded window or a filler that outlasts its requests
+        never resends a prompt (a server's prefix cache would make the repeats cheap). Later lots
+        are composed from the measured word costs without another count (text prompts)."""
+        yield from streaming.sessions_of(first)
+        for lot in itertools.count(1):
+            yield from streaming.sessions_of(self._part(self._requests(self.count, self.wl.seed, (*salt, str(lot)),
+                                                                       verify=False)))
+
+    def _batches(self, first: list[Request], salt: tuple[str, ...]) -> Iterator[Any]:
+        """Static batches of `fresh` requests, endlessly."""
+        lot: list[Request] = []
+        for unit in self.fresh(first, salt):
+            lot.append(unit)
+            if len(lot) == len(first):
+                yield from static_batches(lot, self.parallel)
+                lot = []
+
+    def _requests(self, count: int, seed: int, salt: tuple[str, ...], verify: bool = True) -> list[Request]:
         wl, backend, pool = self.wl, self.backend, self.pool
         shared = getattr(wl, "shared_prefix", None)
         if not backend.vocab_size and not getattr(backend, "prompt_ids", None):  # a server that takes text
             built = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, seed, pool,
-                                        getattr(backend, "count_prompt_tokens", None),
+                                        getattr(backend, "count_prompt_tokens", None) if verify else None,
                                         costs=getattr(backend, "word_costs", None), salt=salt,
                                         shared_prefix=shared, prefix_salt=(self.name,), sessions=wl.sessions)
             self.prompts_off = max(self.prompts_off, built.off)
@@ -149,11 +168,11 @@ class LoadDriver:
         deadline = now_ns() + int(wl.duration_s * 1e9) if wl.duration_s and self.load != "open" else None
         until = (lambda: now_ns() >= deadline) if deadline else None
         if self.load == "static":
-            source = itertools.cycle(self.batches) if deadline else self.batches
+            source = self._batches(self.measured_requests, self._salt) if deadline else self.batches
             run_static(self.backend, source, recorder, until, on_batch=on_done, on_error=on_error)
         elif self.load == "closed":
             units = streaming.sessions_of(self.measured_requests)
-            source = itertools.cycle(units) if deadline else iter(units)
+            source = self.fresh(self.measured_requests, self._salt) if deadline else iter(units)
             aio.run(streaming.with_loop_monitor(
                 streaming.closed_loop(self.backend, source, self.parallel, recorder, until, on_done=on_done), lags))
         else:
@@ -169,11 +188,11 @@ class LoadDriver:
         if until():
             return
         if self.load == "static":
-            filler = static_batches(self.filler_requests(), self.parallel)
-            run_static(self.backend, itertools.cycle(filler), recorder, until, on_error=on_error)
+            run_static(self.backend, self._batches(self.filler_requests(), self._filler_salt), recorder, until,
+                       on_error=on_error)
         elif self.load == "closed":
             aio.run(streaming.with_loop_monitor(streaming.closed_loop(
-                self.backend, itertools.cycle(streaming.sessions_of(self.filler_requests())), self.parallel, recorder,
+                self.backend, self.fresh(self.filler_requests(), self._filler_salt), self.parallel, recorder,
                 until), lags))
         else:
             wl, (k, n) = self.wl, self.part
@@ -181,7 +200,7 @@ class LoadDriver:
             turns = wl.sessions.turns if wl.sessions is not None else 1
             offsets = arrival_offsets_s(count, wl.rate / turns, wl.arrival, wl.burstiness,
                                         wl.seed + FILLER_SEED_OFFSET).tolist()[k::n]
-            requests = [r for _, r in zip(offsets, itertools.cycle(streaming.sessions_of(self.filler_requests())))]
+            requests = self.fresh(self.filler_requests(), self._filler_salt)  # as many as the offsets take
             cap = self.parallel if wl.concurrency is not None else None
             aio.run(streaming.with_loop_monitor(
                 streaming.open_loop(self.backend, requests, offsets, recorder, cap, until=until), lags))
