@@ -238,3 +238,112 @@ def test_capacity_of_a_shared_device_matches_the_computed_one(tmp_path: Path, cl
     assert "one shared device" in log  # the server's own banner, kept with the search
     again = run_cli(["report", str(out)], cli_env, tmp_path)  # the tables again, from capacity.json alone
     assert again.returncode == 0 and "co-location boundary" in again.stdout and "a alone: capacity" in again.stdout
+
+
+# ---- verdicts that hold on a noisy host ------------------------------------------------------------
+
+def test_attainment_verdicts_use_an_interval_not_the_point():
+    from colobench.analysis.capacity import attainment_verdict
+
+    assert attainment_verdict(200, 200, 0.99) == "pass"
+    assert attainment_verdict(100, 100, 0.99) == "inconclusive"  # too few requests to say 99%
+    assert attainment_verdict(99, 100, 0.99) == "inconclusive"  # one miss in a hundred: could be either
+    assert attainment_verdict(95, 100, 0.99) == "fail"
+    assert attainment_verdict(0, 0, 0.99) == "fail"
+
+
+def _searcher(tmp_path: Path, runs: list[dict], references: list[float] | None = None):
+    """A CapacitySearch whose runs are planted: each `_run_once` returns the next of `runs`
+    (met and total requests per instance, and what else the run said)."""
+    from colobench.capacity import CapacitySearch
+    from colobench.specs import experiment_from_dict
+
+    spec = experiment_from_dict({"instances": [{"name": "a", "model": "a", "backend": "fake",
+                                                "slo": {"tpot_ms": 5}}]}, "t")
+    refs = iter(references or [])
+    s = CapacitySearch(spec, tmp_path, target=0.99, host_reference=lambda: next(refs, 1.0))
+    planted = iter(runs)
+    calls = []
+
+    def run_once(rates, duration, label):
+        calls.append(label)
+        r = next(planted)
+        return {"met": {"a": r["met"]}, "total": {"a": r["total"]}, "worst": {}, "nothing": [],
+                "short": r.get("short", []), "notes": r.get("notes", []), "invalid_notes": r.get("notes", []),
+                "saturated": bool(r.get("short")), "folder": label,
+                "fields": {"achieved_rate": {}, "goodput": {}, "p99_ttft_ms": {}, "p99_tpot_ms": {}}}
+
+    s._run_once = run_once  # type: ignore[method-assign]
+    return s, calls
+
+
+def test_an_inconclusive_probe_is_extended_and_its_counts_pooled(tmp_path: Path):
+    s, calls = _searcher(tmp_path, [{"met": 99, "total": 100}, {"met": 200, "total": 200}])
+    p = s.probe({"a": 5.0}, 5.0, "solo-a")
+    assert calls == ["solo-a", "solo-a-more1"] and p.extensions == 1
+    assert p.passed and p.met_requests == {"a": 299} and p.requests == {"a": 300} and not p.decided_by_point
+    s, calls = _searcher(tmp_path / "b", [{"met": 99, "total": 100}] * 3)
+    p = s.probe({"a": 5.0}, 5.0, "solo-a")  # exactly at 99% every time: the budget runs out, the point decides
+    assert len(calls) == 3 and p.decided_by_point and p.passed and "decided by the point value" in p.reason
+
+
+def test_a_trend_that_meets_the_slo_is_a_note_and_over_saturation_fails(tmp_path: Path):
+    trend = "a: latency rises during the window (steady_state)"
+    s, _ = _searcher(tmp_path, [{"met": 300, "total": 300, "notes": [trend]}])
+    p = s.probe({"a": 5.0}, 5.0, "solo-a")
+    assert p.passed and p.notes == [trend] and p.met_slo_other_failed  # drawn apart, never a failure
+    s, _ = _searcher(tmp_path / "b", [{"met": 300, "total": 300, "short": ["a: over-saturated (the queue grows)"]}])
+    p = s.probe({"a": 5.0}, 5.0, "solo-a")
+    assert not p.passed and p.over_saturated and "over-saturated" in p.reason
+
+
+def test_a_probe_taken_while_the_host_changed_is_redone(tmp_path: Path):
+    # host reference before/after: 10 ms -> 20 ms (the host got busy during the probe), then steady
+    s, calls = _searcher(tmp_path, [{"met": 100, "total": 300}, {"met": 300, "total": 300}],
+                         references=[0.010, 0.020, 0.020, 0.021])
+    p = s.probe({"a": 5.0}, 5.0, "solo-a")
+    assert calls == ["solo-a", "solo-a-redo1"] and p.redos == 1 and not p.host_changed and p.passed
+    assert p.host_reference_s == (0.020, 0.021) and len(s.history) == 1
+
+
+def test_the_region_is_monotone_by_construction():
+    """A noisy probe that passes a point dominating a failed one is re-probed; still contradicting,
+    it fails (conservative); a re-probe that agrees is kept with a note."""
+    from colobench.analysis.capacity import Monotone
+
+    runs = []
+
+    def probe(rates, scale, label):
+        runs.append(label)
+        noisy = rates == {"a": 3.0, "b": 3.0}
+        return Probe(rates=rates, scale=scale, passed=noisy or sum(rates.values()) <= 3.0, reason="planted")
+
+    judge = Monotone(probe)
+    assert not judge({"a": 2.0, "b": 2.0}, 1.0, "x").passed
+    noisy = judge({"a": 3.0, "b": 3.0}, 1.0, "y")  # dominates the failure at (2, 2), passes by noise twice
+    assert not noisy.passed and "resolved as a fail" in noisy.reason and runs[1:] == ["y", "y-again"]
+    assert judge({"a": 1.0, "b": 1.0}, 1.0, "w").passed and runs[-1] == "w"  # no contradiction: run once
+
+
+def test_capacity_html_draws_thresholds_kinds_and_cpu_wording():
+    from colobench.analysis.capacity import BoundaryPoint, CapacityRegion, CapacitySummary, SoloCapacity
+    from colobench.report.capacity import capacity_html, sharing_sentence
+
+    probes = [Probe(rates={"a": 1.0}, scale=1.0, passed=True, reason="met", attainment={"a": 1.0},
+                    p99_tpot_ms={"a": 4.0}),
+              Probe(rates={"a": 2.0}, scale=2.0, passed=True, reason="met", attainment={"a": 1.0},
+                    p99_tpot_ms={"a": 6.0}, notes=["a: trend"], met_slo_other_failed=True),
+              Probe(rates={"a": 4.0}, scale=4.0, passed=False, reason="a: SLO met 80%", attainment={"a": 0.8},
+                    p99_tpot_ms={"a": 30.0})]
+    region = CapacityRegion(instances=["a", "b"], solo_caps={"a": 2.0, "b": 2.0}, sharing_efficiency=1.0,
+                            vs_separate_cards=0.5,
+                            boundary=[BoundaryPoint(share=0.5, ratio=1.0, rates={"a": 1.0, "b": 1.0}, load=1.0,
+                                                    rectangle_load=2.0, first_failing_load=1.1)])
+    summary = CapacitySummary(experiment="e", target=0.99, precision=0.05, probe_s=10, device_kind="cpu",
+                              objectives={"a": {"tpot_ms": 10.0}},
+                              solo={"a": SoloCapacity(instance="a", max_rate=2.0, first_failing_rate=4.0,
+                                                      probes=probes)}, region=region)
+    page = capacity_html(summary)
+    assert "SLO TPOT 10 ms" in page and "target 99%" in page and "met the SLO, another check failed" in page
+    assert "card" not in sharing_sentence(region, "cpu") and "these CPU cores" in sharing_sentence(region, "cpu")
+    assert "this card" in sharing_sentence(region, "npu")

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench import api
-from colobench.analysis.capacity import (DEFAULT_PRECISION, DEFAULT_TARGET, BoundaryPoint, CapacityRegion,
-                                         CapacitySummary, Probe, SoloCapacity, knee, ray_rates, rectangle_load,
-                                         region_metrics, search, shares)
+from colobench.analysis.capacity import (CONFIDENCE_Z, DEFAULT_PRECISION, DEFAULT_TARGET, MAX_EXTENSIONS, MAX_REDOS,
+                                         BoundaryPoint, CapacityRegion, CapacitySummary, Monotone, Probe,
+                                         SoloCapacity, attainment_verdict, host_reference_s, host_shifted, knee,
+                                         pass_tolerance, ray_rates, rectangle_load, region_metrics, search, shares,
+                                         wilson_interval)
 from colobench.analysis.model import Check
 from colobench.errors import ColobenchError, make_dir
 from colobench.records import load_json
@@ -32,10 +34,10 @@ PILOT_REQUESTS = 6
 RATE_SHORTFALL = 0.90  # achieved below this share of the requested rate: the server (or client) could not keep up
 
 
-def _improving(check: Check) -> bool:
-    """A latency that fell during the probe (caches warming, batches filling) makes a benchmark
-    INVALID but says nothing against the rate; a rising one is a queue growing: it fails."""
-    return check.kind == "steady_state" and check.value is not None and check.value < 0
+def _improving_only(checks: list[Check]) -> bool:
+    """Only latencies that fell during the probe (caches warming, batches filling): INVALID for a
+    benchmark, nothing against the rate, not even worth drawing apart."""
+    return all(c.kind == "steady_state" and c.value is not None and c.value < 0 for c in checks)
 
 
 class CapacityProgress:
@@ -69,14 +71,20 @@ def check_spec(spec: ExperimentSpec, source: str) -> None:
 class CapacitySearch:
     def __init__(self, spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET,
                  precision: float = DEFAULT_PRECISION, probe_s: float = 10.0, start_rate: float | None = None,
-                 progress: CapacityProgress | None = None, source: str = "experiment"):
+                 progress: CapacityProgress | None = None, source: str = "experiment",
+                 host_reference: Callable[[], float | None] | None = None):
         self.spec, self.out, self.target, self.precision, self.probe_s = spec, RunDir(out), target, precision, probe_s
         self.start_rate, self.source = start_rate, source
         self.progress = progress or CapacityProgress()
         self.names = spec.instance_names()
         self.count = 0
         self.history: list[Probe] = []  # every probe, in order
-        self.min_requests = max(10, math.ceil(1 / (1 - target))) if target < 1 else 100
+        # the host reference (module-level, so a test can plant one): see analysis.capacity
+        self.host_reference: Callable[[], float | None] = host_reference or (lambda: host_reference_s())
+        # enough requests that a probe with no miss passes at once (the interval's lower end within
+        # the tolerance): 189 at 99%; fewer leave every clean probe inconclusive
+        floor = target - pass_tolerance(target)
+        self.min_requests = max(10, math.ceil(CONFIDENCE_Z ** 2 * floor / (1 - floor)) + 1) if floor < 1 else 400
 
     # ---- one probe -----------------------------------------------------------------------------
 
@@ -100,50 +108,110 @@ class CapacitySearch:
         return self.out.probe(self.count, label).root
 
     def probe(self, rates: dict[str, float], scale: float, label: str) -> Probe:
-        """Run the instances at `rates` together (one alone: its solo phase) and judge."""
+        """Run the instances at `rates` together (one alone: its solo phase) and judge, extending
+        an inconclusive probe and redoing one taken while the host changed (see
+        `analysis.capacity`)."""
+        redos = 0
+        while True:
+            before = self.host_reference()
+            started = time.monotonic()
+            p = self._judged(rates, scale, label if not redos else f"{label}-redo{redos}")
+            after = self.host_reference()
+            changed = host_shifted(before, after)
+            p = p.model_copy(update={"host_reference_s": (before, after), "host_changed": changed, "redos": redos,
+                                     "wall_s": time.monotonic() - started})
+            if not changed or redos >= MAX_REDOS:
+                break
+            redos += 1
+            self.progress.note(f"{label}: the host changed during the probe (reference {before * 1e3:.1f} -> "
+                               f"{after * 1e3:.1f} ms): redone")
+        self.history.append(p)
+        self.progress.probe_done(label, p)
+        return p
+
+    def _judged(self, rates: dict[str, float], scale: float, label: str) -> Probe:
+        """One probe's runs: the first, then more (the counts pooled) while it is inconclusive."""
         duration = max(self.probe_s, max(self.min_requests / r for r in rates.values()))
+        met: dict[str, int] = {n: 0 for n in rates}
+        total: dict[str, int] = {n: 0 for n in rates}
+        extensions = 0
+        while True:
+            run = self._run_once(rates, duration, label if not extensions else f"{label}-more{extensions}")
+            for name in rates:
+                met[name] += run["met"].get(name, 0)
+                total[name] += run["total"].get(name, 0)
+            verdicts = {n: attainment_verdict(met[n], total[n], self.target) for n in rates}
+            if run["nothing"] or run["saturated"] or "fail" in verdicts.values() \
+                    or "inconclusive" not in verdicts.values() or extensions >= MAX_EXTENSIONS:
+                break
+            extensions += 1
+        reasons = list(run["nothing"])
+        by_point = False
+        for name in rates:
+            share = met[name] / total[name] if total[name] else None
+            if verdicts[name] == "inconclusive":
+                by_point = True  # the extensions ran out: the pooled point value decides, and says so
+                verdicts[name] = "pass" if share is not None and share >= self.target else "fail"
+            if verdicts[name] == "fail" and share is not None:
+                lo, hi = wilson_interval(met[name], total[name])
+                worst = run["worst"].get(name)
+                reasons.append(f"{name}: SLO met {share * 100:.1f}% [{lo * 100:.1f}, {hi * 100:.1f}] of "
+                               f"{total[name]} < {self.target * 100:g}%" + (f", missed most: {worst}" if worst else ""))
+        reasons += run["short"]
+        passed = not reasons
+        verdict = "pass" if passed else "fail"
+        notes = run["notes"]
+        return Probe(rates=rates, scale=scale, passed=passed, verdict=verdict,
+                     reason="; ".join(reasons) or ("met" + (" (decided by the point value)" if by_point else "")),
+                     over_saturated=run["saturated"], run_dir=run["folder"], extensions=extensions,
+                     decided_by_point=by_point, met_requests=met,
+                     interval={n: wilson_interval(met[n], total[n]) for n in rates if total[n]},
+                     notes=notes, met_slo_other_failed=passed and bool(run["invalid_notes"]),
+                     attainment={n: (met[n] / total[n] if total[n] else None) for n in rates},
+                     requests=total, **run["fields"])
+
+    def _run_once(self, rates: dict[str, float], duration: float, label: str) -> dict[str, Any]:
+        """One run at `rates` for `duration`: each instance's good and measured requests, latency,
+        and the checks that did not decide (a latency trend that met the SLO is a note, never a
+        failure; over-saturation, the queue growing, is)."""
         workloads = {n: {"load": "open", "rate": r, "duration_s": duration} for n, r in rates.items()}
         folder = self._folder(label)
-        started = time.monotonic()
         result = api.run_experiment(self._experiment(workloads, label), out=folder, source=self.source)
         if result.interrupted:
             raise KeyboardInterrupt
         point = result.summary.point()
         phase = "solo" if len(rates) == 1 else "colocated"
-        fields: dict[str, dict[str, Any]] = {k: {} for k in ("attainment", "achieved_rate", "goodput", "p99_ttft_ms",
-                                                              "p99_tpot_ms", "requests")}
-        reasons, saturated = [], False
+        fields: dict[str, dict[str, Any]] = {k: {} for k in ("achieved_rate", "goodput", "p99_ttft_ms", "p99_tpot_ms")}
+        out: dict[str, Any] = {"met": {}, "total": {}, "worst": {}, "nothing": [], "short": [], "notes": [],
+                               "invalid_notes": [], "saturated": False, "folder": str(folder), "fields": fields}
         for name, rate in rates.items():
             mt = point.metrics(phase, name)
-            if mt is None:
-                reasons.append(f"{name}: nothing measured")
+            if mt is None or mt.slo is None:
+                out["nothing"].append(f"{name}: nothing measured")
                 continue
             achieved = mt.open_loop.achieved_rate if mt.open_loop else None
-            fields["attainment"][name] = mt.slo_attainment
             fields["achieved_rate"][name] = achieved
             fields["goodput"][name] = mt.goodput
             fields["p99_ttft_ms"][name] = mt.p99_ttft_ms
             fields["p99_tpot_ms"][name] = mt.p99_tpot_ms
-            fields["requests"][name] = mt.completed + mt.failed
+            out["met"][name], out["total"][name] = mt.slo.good, mt.slo.requests
+            out["worst"][name] = mt.slo.worst
             invalid = [c for c in result.summary.checks if c.level == "invalid" and c.subject.instance == name
-                       and c.subject.phase == phase and not _improving(c)]
+                       and c.subject.phase == phase]
             short = achieved is not None and achieved < RATE_SHORTFALL * rate
             if any(c.verdict == "over_saturated" for c in invalid) or short:
-                saturated = True
-            if mt.slo_attainment is None or mt.slo_attainment < self.target:
-                met = f"{mt.slo_attainment * 100:.1f}%" if mt.slo_attainment is not None else "nothing"
-                worst = f", missed most: {mt.slo.worst}" if mt.slo is not None and mt.slo.worst else ""
-                reasons.append(f"{name}: SLO met {met} < {self.target * 100:g}%{worst}")
-            if invalid:
-                reasons.append(f"{name}: INVALID ({'; '.join(c.sentence for c in invalid)[:160]})")
-            if short:
-                reasons.append(f"{name}: sent {achieved:.3g} of {rate:.3g} req/s asked (over-saturated)")
-        probe = Probe(rates=rates, scale=scale, passed=not reasons, reason="; ".join(reasons) or "met",
-                      over_saturated=saturated, run_dir=str(folder), wall_s=time.monotonic() - started,
-                      **fields)
-        self.history.append(probe)
-        self.progress.probe_done(label, probe)
-        return probe
+                out["saturated"] = True
+                over = [c.sentence for c in invalid if c.verdict == "over_saturated"]
+                out["short"].append(f"{name}: over-saturated (the queue grows: "
+                                    + (f"sent {achieved:.3g} of {rate:.3g} req/s asked" if short else over[0][:120])
+                                    + ")")
+            others = [c for c in invalid if c.verdict != "over_saturated"]
+            if others:
+                note = f"{name}: {'; '.join(c.sentence for c in others)[:160]}"
+                out["notes"].append(note)
+                if not _improving_only(others):
+                    out["invalid_notes"].append(note)
+        return out
 
     def pilot_rate(self, name: str) -> float:
         """1 / mean end-to-end latency of a few requests sent one at a time."""
@@ -176,11 +244,12 @@ class CapacitySearch:
         """The boundary along `rays` shares (two instances) or the diagonal (more)."""
         n = len(caps)
         boundary = []
+        judge = Monotone(self.probe)  # one for the whole region: every ray's probes constrain the others
         for share in (shares(rays) if n == 2 else [1.0 / n]):
             ceiling = rectangle_load(share, n)
 
             def run(scale: float, share: float = share) -> Probe:
-                return self.probe(ray_rates(share, scale, caps), scale, f"ray{share:.2f}")
+                return judge(ray_rates(share, scale, caps), scale, f"ray{share:.2f}")
 
             lo, hi, probes = search(run, 1.0, self.precision, ceiling=ceiling, grow=1 + 2 * self.precision)
             rates = ray_rates(share, lo, caps) if lo is not None else {k: 0.0 for k in caps}
@@ -214,8 +283,9 @@ def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, pr
     started = time.monotonic()
     searcher = CapacitySearch(spec, out, target, precision, probe_s, start_rate, progress, source)
     objectives = {n: i.slo.objectives() for n, i in zip(searcher.names, spec.instances) if i.slo is not None}
+    kinds = {str(i.device or "auto").split(":")[0] if i.backend != "openai" else "endpoint" for i in spec.instances}
     summary = CapacitySummary(experiment=spec.name, target=target, precision=precision, probe_s=probe_s,
-                              objectives=objectives)
+                              objectives=objectives, device_kind=kinds.pop() if len(kinds) == 1 else None)
 
     def save(s: CapacitySummary) -> CapacitySummary:
         s = s.model_copy(update={"probes": searcher.count, "wall_s": time.monotonic() - started})

@@ -1,12 +1,24 @@
 """Serving capacity under latency objectives: how much load an instance carries alone, and the set
 of loads two (or more) co-located instances carry together.
 
-A *probe* runs the instances in open loop at given request rates for long enough to judge; it
-passes when every instance's SLO attainment (the share of its requests that met every objective,
-see `analysis.phase.slo_result`) is at least the target (99% by default) and no check makes its
-measurement invalid (too few requests, a queue growing, a client that could not keep up, ...);
-a latency that *fell* during the probe is the one invalidity that does not count against a rate.
-Capacity is the highest passing rate.
+A *probe* runs the instances in open loop at given request rates for long enough to judge. Its
+verdict is by each instance's SLO attainment (the share of its requests that met every objective,
+see `analysis.phase.slo_result`) against the target (99% by default) with a binomial interval,
+not by the point value: one request more or less must not flip a rate (`attainment_verdict`):
+
+- *fail*: the interval lies below the target, or the server is over-saturated (the queue grows:
+  the over-saturation check, or fewer requests sent than the rate asks);
+- *pass*: the point value meets the target and the interval's lower end is within the sampling
+  tolerance of it (`PASS_TOLERANCE`: one target's miss rate, e.g. 98% for 99%);
+- *inconclusive* otherwise: the probe is extended (run again, longer, and the counts pooled) until
+  decided or `MAX_EXTENSIONS` runs out, and then judged by the pooled point value, said so.
+
+Other checks (a latency trend inside the probe, too few requests, a busy client) are reported
+with the probe, never a failure when the SLO was met: a rising latency that meets the SLO is not
+a queue growing unless the over-saturation evidence says so. A host reference (a fixed CPU and
+memory workload timed before and after each probe: `host_reference_s`) that moved by more than
+`HOST_SHIFT` marks a probe taken while the host changed, and the probe is redone. Capacity is the
+highest passing rate.
 
 The search (`search`) is the same for one instance and for a ray through the co-location region:
 a scalar `x` (a rate, or a scale along a ray), bracketed by doubling from a start value while
@@ -24,6 +36,11 @@ normalised load rate_A/cap_A + rate_B/cap_B. Two references frame the answer:
 - no interference: the rectangle [0, cap_A] x [0, cap_B], s = 1/max(f, 1 - f): what two separate
   cards carry.
 
+The region is monotone by construction (`Monotone`): a rate pair that dominates a failing pair
+(both rates at least as high) must fail, one dominated by a passing pair must pass; an
+observation that contradicts an earlier one (host noise) is probed once more and, if it still
+does, resolved conservatively (a fail), and the probe says so.
+
 `sharing_efficiency` is the mean boundary load over the rays (1.0: as good as perfect sharing;
 below: interference costs capacity; above: sharing gains, e.g. decode steps that batch better).
 `vs_separate_cards` is the region's area over the rectangle's: "sharing this card keeps X% of the
@@ -33,8 +50,11 @@ runs along the diagonal only: every instance at the same fraction of its solo ca
 
 from __future__ import annotations
 
-from typing import Callable
+import math
+import time
+from typing import Callable, Literal
 
+import numpy as np
 from pydantic import ConfigDict, Field
 
 from colobench.analysis.model import Model
@@ -43,6 +63,62 @@ SCHEMA = "colobench.capacity/1"
 DEFAULT_TARGET = 0.99
 DEFAULT_PRECISION = 0.05
 MAX_DOUBLINGS = 12
+CONFIDENCE_Z = 1.96  # the attainment interval: Wilson score, 95%
+MAX_EXTENSIONS = 2  # an inconclusive probe is run again this many times at most (its counts pooled)
+HOST_SHIFT = 0.25  # the host reference moved by more than this share between before and after: redo
+MAX_REDOS = 2  # a probe taken while the host changed is redone this many times at most
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+
+
+def wilson_interval(met: int, total: int, z: float = CONFIDENCE_Z) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share (met of total); (0, 1) for no trials."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = met / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pass_tolerance(target: float) -> float:
+    """How far below the target the interval's lower end may reach and still pass: the target's
+    own miss rate (99% tolerates 98%), so a pass needs some hundreds of requests, not thousands."""
+    return 1.0 - target
+
+
+def attainment_verdict(met: int, total: int, target: float) -> Verdict:
+    """pass / fail / inconclusive for `met` of `total` requests meeting the SLO against `target`."""
+    if total <= 0:
+        return "fail"
+    lo, hi = wilson_interval(met, total)
+    if hi < target:
+        return "fail"
+    if met / total >= target and lo >= target - pass_tolerance(target):
+        return "pass"
+    return "inconclusive"
+
+
+def host_reference_s(repeats: int = 5) -> float:
+    """Seconds of a fixed CPU and memory workload (a matrix product and a 16 MB copy), the median of
+    `repeats`: the same work before and after a probe takes the same time on an unchanged host."""
+    rng = np.random.default_rng(0)
+    a = rng.random((160, 160))
+    buf = np.ones(2 * 1024 * 1024)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        (a @ a).sum()
+        buf.copy().sum()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def host_shifted(before_s: float | None, after_s: float | None) -> bool:
+    """The host reference moved by more than `HOST_SHIFT` (either way) across a probe."""
+    if not before_s or not after_s:
+        return False
+    return abs(after_s - before_s) / min(before_s, after_s) > HOST_SHIFT
 
 
 class Probe(Model):
@@ -61,6 +137,17 @@ class Probe(Model):
     requests: dict[str, int] = {}
     run_dir: str = ""
     wall_s: float = 0.0
+    verdict: Verdict | None = None  # None: written before verdicts (passed says it all)
+    met_requests: dict[str, int] = {}  # pooled over the probe's runs
+    interval: dict[str, tuple[float, float]] = {}  # attainment's 95% interval
+    extensions: int = 0  # runs added to decide an inconclusive probe
+    decided_by_point: bool = False  # still inconclusive when the extensions ran out: judged by the point value
+    notes: list[str] = []  # checks that did not decide the verdict (a trend that met the SLO, ...)
+    met_slo_other_failed: bool = False  # met the SLO; another check was INVALID (drawn apart)
+    host_reference_s: tuple[float | None, float | None] = (None, None)  # before, after
+    host_changed: bool = False  # the host reference moved: the probe was redone (this is the kept one)
+    redos: int = 0
+    inferred: str | None = None  # not run: the verdict follows from a probe it dominates or is dominated by
 
 
 class SoloCapacity(Model):
@@ -100,6 +187,7 @@ class CapacitySummary(Model):
     precision: float
     probe_s: float
     objectives: dict[str, dict[str, float]]  # each instance's SLO
+    device_kind: str | None = None  # cpu, cuda, npu, endpoint: what "sharing" shares, in words that fit it
     solo: dict[str, SoloCapacity] = {}
     region: CapacityRegion | None = None
     probes: int = 0
@@ -212,3 +300,43 @@ def region_metrics(region: CapacityRegion) -> CapacityRegion:
         area = 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1])))
         vs = area
     return region.model_copy(update={"sharing_efficiency": efficiency, "vs_separate_cards": vs})
+
+
+def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Rates `a` ask at least as much of every instance as `b`."""
+    return all(a.get(k, 0.0) >= v for k, v in b.items())
+
+
+class Monotone:
+    """A probe function made monotone over rate pairs (see the module's text): inferred verdicts
+    for dominated and dominating points, a contradiction re-probed once, then resolved as a fail."""
+
+    def __init__(self, probe: Callable[[dict[str, float], float, str], Probe]):
+        self.run, self.seen = probe, []
+
+    def _contradicts(self, p: Probe) -> Probe | None:
+        for q in self.seen:
+            if p.passed and not q.passed and dominates(p.rates, q.rates):
+                return q
+            if not p.passed and q.passed and dominates(q.rates, p.rates):
+                return q
+        return None
+
+    def __call__(self, rates: dict[str, float], scale: float, label: str) -> Probe:
+        p = self.run(rates, scale, label)
+        if (q := self._contradicts(p)) is not None:
+            again = self.run(rates, scale, label + "-again")
+            if self._contradicts(again) is None:
+                return self._keep(again.model_copy(update={"notes": [*again.notes, f"re-probed: the first run "
+                                                          f"contradicted {_rates(q.rates)}"]}))
+            p = again.model_copy(update={"passed": False, "verdict": "fail", "reason": f"{again.reason}; resolved as a "
+                                         f"fail: still contradicts {_rates(q.rates)} after a re-probe"})
+        return self._keep(p)
+
+    def _keep(self, p: Probe) -> Probe:
+        self.seen.append(p)
+        return p
+
+
+def _rates(rates: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3g}" for k, v in rates.items()) + " req/s"

@@ -127,8 +127,17 @@ class CapacityLines(CapacityProgress):
         rates = ", ".join(f"{n} {r:.3g}" for n, r in probe.rates.items())
         met = ", ".join(f"{n} {v * 100:.1f}%" for n, v in probe.attainment.items() if v is not None)
         verdict = "[green]pass[/]" if probe.passed else f"[red]fail[/] ({escape(probe.reason)})"
+        extra = []
+        if getattr(probe, "extensions", 0):
+            extra.append(f"extended {probe.extensions}x" + (", decided by the point value" if probe.decided_by_point
+                                                            else ""))
+        if getattr(probe, "redos", 0):
+            extra.append(f"redone {probe.redos}x: the host changed")
+        if getattr(probe, "notes", None):
+            extra.append("also: " + "; ".join(probe.notes))
         self.console.print(f"\\[colobench capacity] probe {self.count} {escape(label)}: {escape(rates)} req/s, SLO met "
-                           f"{escape(met) or '-'}: {verdict} [{probe.wall_s:.0f} s]")
+                           f"{escape(met) or '-'}: {verdict} [{probe.wall_s:.0f} s]"
+                           + (f" ({escape('; '.join(extra))})" if extra else ""))
 
     def note(self, text: str) -> None:
         self.console.print(f"\\[colobench capacity] {escape(text)}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -62,16 +63,51 @@ def region_table(r: CapacityRegion) -> Table:
     return table
 
 
-def sharing_sentence(r: CapacityRegion) -> str:
+def shared_thing(device_kind: str | None) -> tuple[str, str, str]:
+    """What the instances share, in words that fit it: (this one, one of them, two separate ones)."""
+    if device_kind == "cpu":
+        return "these CPU cores", "one set of CPU cores", "two separate sets of cores"
+    if device_kind in ("cuda", "npu"):
+        return "this card", "one card", "two separate cards"
+    return "this device", "one device", "two separate devices"
+
+
+def sharing_sentence(r: CapacityRegion, device_kind: str | None = None) -> str:
+    this, one, two = shared_thing(device_kind)
     caps = ", ".join(f"{n} {c:.3g} req/s" for n, c in r.solo_caps.items())
     text = f"solo capacities: {caps}."
     if r.sharing_efficiency is not None:
         text += (f" At the boundary the instances carry {r.sharing_efficiency:.2f} of their solo capacities together "
-                 "(1.00 = perfect sharing of one card")
-        text += ", 2.00 = as if on separate cards)." if len(r.instances) == 2 else ")."
+                 f"(1.00 = perfect sharing of {one}")
+        text += f", 2.00 = as if on {two})." if len(r.instances) == 2 else ")."
     if r.vs_separate_cards is not None:
-        text += f" Sharing this card keeps {r.vs_separate_cards * 100:.0f}% of the capacity of two separate cards."
+        text += f" Sharing {this} keeps {r.vs_separate_cards * 100:.0f}% of the capacity of {two}."
     return text
+
+
+def probe_kind(p: Any) -> str:
+    """How a probe is drawn: what decided it, not only whether it passed."""
+    if p.inferred:
+        return "inferred (dominance)"
+    if p.passed:
+        if p.decided_by_point:
+            return "met the SLO (inconclusive: decided by the point value)"
+        return "met the SLO, another check failed" if p.met_slo_other_failed else "met the SLO"
+    if p.over_saturated:
+        return "over-saturated (queue grows)"
+    return "missed the SLO (inconclusive: decided by the point value)" if p.decided_by_point else "missed the SLO"
+
+
+PROBE_STYLE = {  # kind: (colour, symbol)
+    "met the SLO": ("#2a7", "circle"),
+    "met the SLO, another check failed": ("#e90", "circle-open"),
+    "met the SLO (inconclusive: decided by the point value)": ("#2a7", "diamond-open"),
+    "missed the SLO": ("#c33", "x"),
+    "missed the SLO (inconclusive: decided by the point value)": ("#c33", "diamond"),
+    "over-saturated (queue grows)": ("#822", "triangle-up"),
+    "inferred (dominance)": ("#999", "square-open"),
+}
+OBJECTIVE_SERIES = {"ttft_ms": "p99_ttft_ms", "tpot_ms": "p99_tpot_ms"}
 
 
 def print_capacity(summary: CapacitySummary, console: Console) -> None:
@@ -86,7 +122,7 @@ def print_capacity(summary: CapacitySummary, console: Console) -> None:
     if summary.region is not None:
         console.print()
         console.print(region_table(summary.region))
-        console.print(escape(sharing_sentence(summary.region)))
+        console.print(escape(sharing_sentence(summary.region, summary.device_kind)))
     console.print(f"{summary.probes} probes in {summary.wall_s:.0f} s", style="dim")
 
 
@@ -102,17 +138,18 @@ def capacity_html(summary: CapacitySummary) -> str:
         a, b = r.instances
         ca, cb = r.solo_caps[a], r.solo_caps[b]
         fig = go.Figure()
-        fig.add_trace(go.Scatter(x=[0, ca, ca], y=[cb, cb, 0], mode="lines", name="two separate cards",
+        fig.add_trace(go.Scatter(x=[0, ca, ca], y=[cb, cb, 0], mode="lines", name=shared_thing(summary.device_kind)[2],
                                  line={"dash": "dot", "color": "#888"}))
         fig.add_trace(go.Scatter(x=[0, ca], y=[cb, 0], mode="lines", name="perfect sharing",
                                  line={"dash": "dash", "color": "#444"}))
         probes = [p for bp in r.boundary for p in bp.probes]
-        for passed, colour in ((True, "#2a7"), (False, "#c33")):
-            chosen = [p for p in probes if p.passed == passed]
+        for kind, (colour, symbol) in PROBE_STYLE.items():
+            chosen = [p for p in probes if probe_kind(p) == kind]
+            if not chosen:
+                continue
             fig.add_trace(go.Scatter(x=[p.rates[a] for p in chosen], y=[p.rates[b] for p in chosen], mode="markers",
-                                     name="probe met the SLO" if passed else "probe missed",
-                                     marker={"color": colour, "size": 7, "symbol": "circle" if passed else "x"},
-                                     text=[html.escape(p.reason) for p in chosen]))
+                                     name=f"probe: {kind}", marker={"color": colour, "size": 8, "symbol": symbol},
+                                     text=[html.escape("; ".join([p.reason, *p.notes])) for p in chosen]))
         pts = [(ca, 0.0)] + sorted(((bp.rates[a], bp.rates[b]) for bp in r.boundary), key=lambda xy: -xy[0]) + [(0.0, cb)]
         fig.add_trace(go.Scatter(x=[x for x, _ in pts], y=[y for _, y in pts], mode="lines+markers",
                                  name="boundary (both meet their SLO)", line={"color": "#1f77b4", "width": 3},
@@ -128,19 +165,34 @@ def capacity_html(summary: CapacitySummary) -> str:
             fig.add_trace(go.Scatter(x=[p.rates[s.instance] for p in probes],
                                      y=[getattr(p, key).get(s.instance) for p in probes], mode="lines+markers",
                                      name=label))
+        for objective, limit in summary.objectives.get(s.instance, {}).items():
+            if objective in OBJECTIVE_SERIES:  # the SLO's threshold beside the p99 it is judged on
+                fig.add_hline(y=limit, line_dash="dot", line_color="#c33",
+                              annotation_text=f"SLO {objective.removesuffix('_ms').upper()} {limit:g} ms")
         fig.add_trace(go.Scatter(x=[p.rates[s.instance] for p in probes],
                                  y=[(p.attainment.get(s.instance) or 0) * 100 for p in probes], mode="lines+markers",
                                  name="SLO met %", yaxis="y2", line={"dash": "dot"}))
+        fig.add_hline(y=summary.target * 100, yref="y2", line_dash="dash", line_color="#2a7",
+                      annotation_text=f"target {summary.target * 100:g}%")
+        for kind, (colour, symbol) in PROBE_STYLE.items():
+            chosen = [p for p in probes if probe_kind(p) == kind]
+            if chosen:
+                fig.add_trace(go.Scatter(x=[p.rates[s.instance] for p in chosen],
+                                         y=[(p.attainment.get(s.instance) or 0) * 100 for p in chosen], yaxis="y2",
+                                         mode="markers", name=f"probe: {kind}",
+                                         marker={"color": colour, "size": 9, "symbol": symbol},
+                                         text=[html.escape("; ".join([p.reason, *p.notes])) for p in chosen]))
         if s.max_rate is not None:
             fig.add_vline(x=s.max_rate, line_dash="dash", annotation_text="capacity")
         fig.update_layout(title=f"{html.escape(s.instance)} alone: latency against load", height=420,
-                          xaxis_title="requested req/s", yaxis_title="ms",
-                          yaxis2={"overlaying": "y", "side": "right", "range": [0, 105], "title": "SLO met %"})
+                          xaxis_title="requested req/s", yaxis_title="p99 ms",
+                          yaxis2={"overlaying": "y", "side": "right", "range": [0, 101], "title": "SLO met %",
+                                  "tickvals": [0, 20, 40, 60, 80, 100], "ticksuffix": "%"})
         figures.append(fig)
     body = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figures)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>capacity: {html.escape(summary.experiment)}"
             f"</title><script>{get_plotlyjs()}</script></head><body style='font-family:system-ui,sans-serif'>"
-            f"<h1>capacity: {html.escape(summary.experiment)}</h1><p>{html.escape(sharing_sentence(r)) if r else ''}"
+            f"<h1>capacity: {html.escape(summary.experiment)}</h1><p>{html.escape(sharing_sentence(r, summary.device_kind)) if r else ''}"
             f"</p>{body}</body></html>")
 
 
