@@ -116,9 +116,13 @@ def test_open_loop_over_two_client_processes(tmp_path: Path, cli_env: dict, fake
 
 def _prefix_cache(url: str) -> tuple[float, float]:
     """The fake server's vLLM-shaped prefix-cache counters: (queries, hits), in tokens."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = urllib.request.urlopen(url.removesuffix("/v1") + "/metrics", timeout=10).read().decode()
-    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-              if line.startswith("vllm:prefix_cache_")}
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:  # per served model: summed
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
     return values["vllm:prefix_cache_queries_total"], values["vllm:prefix_cache_hits_total"]
 
 
@@ -131,7 +135,7 @@ def test_exact_prompts_and_no_accidental_prefix_cache_hits(tmp_path: Path, cli_e
     url = fake(fake_server)
     out = tmp_path / "run"
     base = ["run", "-e", url, "-e", url, "-m", "fake-model", "--api", api, "-c", "2", "-n", "4", "-r", "12",
-            "-p", "64", "--repetitions", "2"]
+            "-p", "64", "--repetitions", "2", "--scrape-metrics"]
     proc = run_cli([*base, "-o", str(out)], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     queries, hits = _prefix_cache(url)
@@ -140,7 +144,10 @@ def test_exact_prompts_and_no_accidental_prefix_cache_hits(tmp_path: Path, cli_e
     assert rows and {r["prompt_tokens"] for r in rows} == {64}
     runs = json.loads((out / "runs" / "colocated" / "run.json").read_text())
     assert all(w["info"]["exact_prompts"] for w in runs["workers"].values())
-    assert not any(c["kind"] == "prompt_length_mismatch" for c in written(out)["checks"])
+    summary = written(out)
+    assert not any(c["kind"] == "prompt_length_mismatch" for c in summary["checks"])
+    for name in ("fake-model-1", "fake-model-2"):  # the server's own counters, per phase
+        assert summary["phases"]["solo"][name]["server"]["prefix_cache_hit_pct"] < 1
 
     shared = tmp_path / "shared"
     proc = run_cli([*base, "--shared-prefix", "32:0.5", "-o", str(shared)], cli_env, tmp_path)

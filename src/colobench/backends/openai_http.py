@@ -183,21 +183,25 @@ class OpenAIBackend:
         out = sorted(int(t) for t in words if isinstance(t, int) and t not in special)
         return out or None
 
-    def _takes_ids(self, ids: list[int]) -> bool:
+    def _takes_ids(self, ids: list[int], tries: int = 3) -> bool:
         """Whether the server takes a list of token ids as a completions prompt and counts it as
-        sent: one request of 8 ids and 1 output token."""
+        sent: a request of 8 ids and 1 output token, tried again (a flaky server's one bad answer
+        is not a refusal) unless the server refuses the body outright (HTTP 4xx)."""
         probe = Request(0, tuple(ids[k % len(ids)] for k in range(8)), 1)
-        body = request_body(self.config, self.model, probe, stream=False)
-        got = bytearray()
-        try:
-            response = aio.run(asyncio.wait_for(self._pool().post(
-                self._path, orjson.dumps(body), self._header_bytes, lambda data, t: got.extend(data)), 60))
-            if response.status != 200:
-                return False
-            usage = orjson.loads(bytes(got)).get("usage") or {}
-            return usage.get("prompt_tokens") == len(probe.prompt)
-        except Exception:
-            return False
+        body = orjson.dumps(request_body(self.config, self.model, probe, stream=False))
+        for _ in range(tries):
+            got = bytearray()
+            try:
+                response = aio.run(asyncio.wait_for(self._pool().post(
+                    self._path, body, self._header_bytes, lambda data, t: got.extend(data)), 60))
+                if 400 <= response.status < 500:
+                    return False
+                usage = orjson.loads(bytes(got)).get("usage") or {} if response.status == 200 else {}
+                if usage.get("prompt_tokens") == len(probe.prompt):
+                    return True
+            except Exception:
+                continue
+        return False
 
     def _prompt_counter(self) -> str | None:
         """Set `count_prompt_tokens` from the local tokenizer or the server's /tokenize; return
