@@ -379,3 +379,20 @@ def test_a_duration_bound_window_and_a_long_filler_never_resend_a_prompt(serve):
         assert {len(r.prompt) for r in lots} == {32}
         assert all(cache.lookup_and_insert(list(r.prompt)) == 0 for r in lots)
     b.stop()
+
+
+def test_vllm_stream_of_empty_tokens_as_vllm_0_32_sends_it():
+    """vLLM 0.32 (CPU build, random weights) streams five tokens that decode to nothing as five
+    chunks of empty text, the last one carrying the finish reason, then usage: five tokens."""
+    from colobench.backends.openai_http import _SSEStream
+
+    chunk = ('{"id":"cmpl-1","object":"text_completion","created":1,"model":"tiny","choices":[{"index":0,"text":"",'
+             '"logprobs":null,"finish_reason":%s,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}')
+    events = [chunk % "null"] * 4 + [chunk % '"length"',
+                                     '{"id":"cmpl-1","object":"text_completion","created":1,"model":"tiny","choices":[],'
+                                     '"usage":{"prompt_tokens":9,"total_tokens":14,"completion_tokens":5}}', "[DONE]"]
+    stamps: list[int] = []
+    sse = _SSEStream(stamps, chat=False, keep_text=False)
+    for k, e in enumerate(events):
+        sse(f"data: {e}\n\n".encode(), 1000 + k)
+    assert sse.tokens_without_text() and stamps == [1000, 1001, 1002, 1003, 1004] and sse.content_chunks == 5

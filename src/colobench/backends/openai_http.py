@@ -428,18 +428,23 @@ class _SSEStream:
                                          and choice["delta"].get("token_ids")):
             self.stamps.append(t)  # tokens without text (special tokens), as vLLM sends them with their ids
             self.content_chunks += 1
-        elif choice.get("finish_reason") is None and not (self.chat and set(choice.get("delta") or {}) <= {"role"}
-                                                          and (choice.get("delta") or {}).get("role")):
-            self.empty_stamps.append(t)  # a keep-alive, or a token that decodes to nothing: usage decides
+        elif not (self.chat and set(choice.get("delta") or {}) <= {"role"} and (choice.get("delta") or {}).get("role")):
+            # a keep-alive, a finish, or a token that decodes to nothing: usage decides
+            self.empty_stamps.append(t if choice.get("finish_reason") is None else -t)
 
     def tokens_without_text(self) -> bool:
         """A stream whose every token decoded to nothing (a greedy run of special tokens): no text
-        at all, one empty chunk per token the server's usage counts. Those chunks are its tokens."""
+        at all, one empty chunk per token the server's usage counts (vLLM's last token chunk also
+        carries the finish reason; other servers send the finish in a chunk of its own). Those
+        chunks are its tokens."""
         n = (self.usage or {}).get("completion_tokens") if isinstance(self.usage, dict) else None
         if self.content_chunks or not self.empty_stamps or not _is_count(n) or n <= 0:
             return False
-        self.stamps.extend(self.empty_stamps)
-        self.content_chunks = len(self.empty_stamps)
+        chunks = self.empty_stamps
+        if len(chunks) == n + 1 and chunks[-1] < 0:
+            chunks = chunks[:-1]  # a finish chunk of its own, after the tokens
+        self.stamps.extend(abs(t) for t in chunks[:n])
+        self.content_chunks = len(self.stamps)
         return True
 
 
