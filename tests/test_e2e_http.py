@@ -92,7 +92,7 @@ def test_two_fake_endpoints_co_located_with_faults(tmp_path: Path, cli_env: dict
     assert clean["output_length_mismatch"] == 0 and clean["total_output_tokens"] == clean["completed"] * 16
     assert clean["client"]["cpu_util_max"] is not None and clean["client"]["loop_lag_p99_ms"] is not None
     assert clean["server_metrics"]["fake_generation_tokens_total"] >= 60 * 16
-    assert (out / "runs" / "colocated" / "metrics" / "fake-model-1.before.prom").is_file()
+    assert (out / "runs" / "colocated" / "metrics" / "fake-model-1.r1.before.prom").is_file()  # per window
     records = [r for r in read_jsonl(out / "runs" / "colocated" / "records" / "fake-model-2.jsonl") if not r["warmup"]]
     assert all(len(r["token_ns"]) == 4 for r in records)  # 16 tokens in chunks of 4: four content chunks
     assert "client:" in proc.stdout
