@@ -26,6 +26,7 @@ or a connection cut is not a success; a malformed line does not stop the stream,
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
@@ -73,12 +74,21 @@ class FakeMetrics:
         self.kv_usage = Gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels,
                               registry=reg)
         self.held_tokens = {m: 0 for m in models}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}  # labels() looked up once, not per token
         for m in models:  # every series exists from the start, at 0, as vLLM's do
             for metric in (self.prompt_tokens, self.generation_tokens, self.preemptions, self.prefix_queries,
                            self.prefix_hits, self.ttft, self.itl, self.tpot, self.e2e, self.queue, self.running,
                            self.waiting, self.kv_usage):
-                metric.labels(m)
-            self.success.labels(m, "length")
+                self._of(metric, m)
+            self._of(self.success, m, "length")
+
+    def _of(self, metric: Any, *labels: str) -> Any:
+        """The metric's child for these label values."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     @property
     def prefix_cache_hits_tokens(self) -> Counter:
@@ -87,45 +97,46 @@ class FakeMetrics:
 
     def prefix_lookup(self, model: str, queried_tokens: int, hit_tokens: int = 0) -> None:
         """A prompt looked up in the prefix cache: `queried_tokens` asked for, `hit_tokens` found."""
-        self.prefix_queries.labels(model).inc(queried_tokens)
+        self._of(self.prefix_queries, model).inc(queried_tokens)
         if hit_tokens:
-            self.prefix_hits.labels(model).inc(hit_tokens)
+            self._of(self.prefix_hits, model).inc(hit_tokens)
 
     def started(self, model: str, prompt_tokens: int, cached_tokens: int = 0) -> None:
         """The engine took the request in (after the front end): it runs at once, nothing queues;
         `cached_tokens` of its prompt were found in the prefix cache."""
-        self.prompt_tokens.labels(model).inc(prompt_tokens)
+        self._of(self.prompt_tokens, model).inc(prompt_tokens)
         self.prefix_lookup(model, prompt_tokens, cached_tokens)
-        self.queue.labels(model).observe(0.0)
-        self.running.labels(model).inc()
+        self._of(self.queue, model).observe(0.0)
+        self._of(self.running, model).inc()
         self._hold(model, prompt_tokens)
 
     def first_token(self, model: str, ttft_s: float) -> None:
-        self.ttft.labels(model).observe(ttft_s)
+        self._of(self.ttft, model).observe(ttft_s)
 
     def tokens(self, model: str, count: int, interval_s: float | None) -> None:
         """`count` tokens written; `interval_s` since the previous chunk (None for the first)."""
-        self.generation_tokens.labels(model).inc(count)
+        self._of(self.generation_tokens, model).inc(count)
         self._hold(model, count)
         if interval_s is not None and count:
+            itl = self._of(self.itl, model)
             for _ in range(count):  # the interval shared among the chunk's tokens: sum += interval, count += k
-                self.itl.labels(model).observe(interval_s / count)
+                itl.observe(interval_s / count)
 
     def finished(self, model: str, e2e_s: float, first_token_s: float | None, output_tokens: int, held: int,
                  success: bool) -> None:
         """The request is over (`held`: the tokens it held); `success`: it ran to its last token."""
-        self.running.labels(model).dec()
+        self._of(self.running, model).dec()
         self._hold(model, -held)
         if not success:
             return
-        self.success.labels(model, "length").inc()
-        self.e2e.labels(model).observe(e2e_s)
+        self._of(self.success, model, "length").inc()
+        self._of(self.e2e, model).observe(e2e_s)
         if first_token_s is not None and output_tokens > 1:
-            self.tpot.labels(model).observe((e2e_s - first_token_s) / (output_tokens - 1))
+            self._of(self.tpot, model).observe((e2e_s - first_token_s) / (output_tokens - 1))
 
     def _hold(self, model: str, tokens: int) -> None:
         self.held_tokens[model] = max(0, self.held_tokens.get(model, 0) + tokens)
-        self.kv_usage.labels(model).set(min(1.0, self.held_tokens[model] / KV_CAPACITY_TOKENS))
+        self._of(self.kv_usage, model).set(min(1.0, self.held_tokens[model] / KV_CAPACITY_TOKENS))
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()
