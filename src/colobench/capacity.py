@@ -25,6 +25,7 @@ from colobench.analysis.capacity import (CONFIDENCE_Z, DEFAULT_PRECISION, DEFAUL
                                          pass_tolerance, ray_rates, rectangle_load, region_metrics, search, shares,
                                          wilson_interval)
 from colobench.analysis.model import Check
+from colobench.devices.base import DeviceUnavailable, kind_of
 from colobench.errors import ColobenchError, make_dir
 from colobench.records import load_json
 from colobench.rundir import RunDir, write_json_atomic
@@ -260,6 +261,18 @@ class CapacitySearch:
         return region_metrics(CapacityRegion(instances=list(caps), solo_caps=caps, boundary=boundary))
 
 
+def _device_kind(spec: ExperimentSpec) -> str | None:
+    """The one kind of device the instances run on (words for the report), None when mixed or
+    not known before the run (`auto`)."""
+    kinds = set()
+    for inst in spec.instances:
+        try:
+            kinds.add(kind_of(inst.device or "endpoint").name)
+        except DeviceUnavailable:
+            return None
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET, precision: float = DEFAULT_PRECISION,
                  probe_s: float = 10.0, rays: int = 5, start_rate: float | None = None,
                  progress: CapacityProgress | None = None, source: str = "experiment",
@@ -283,9 +296,8 @@ def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, pr
     started = time.monotonic()
     searcher = CapacitySearch(spec, out, target, precision, probe_s, start_rate, progress, source)
     objectives = {n: i.slo.objectives() for n, i in zip(searcher.names, spec.instances) if i.slo is not None}
-    kinds = {str(i.device or "auto").split(":")[0] if i.backend != "openai" else "endpoint" for i in spec.instances}
     summary = CapacitySummary(experiment=spec.name, target=target, precision=precision, probe_s=probe_s,
-                              objectives=objectives, device_kind=kinds.pop() if len(kinds) == 1 else None)
+                              objectives=objectives, device_kind=_device_kind(spec))
 
     def save(s: CapacitySummary) -> CapacitySummary:
         s = s.model_copy(update={"probes": searcher.count, "wall_s": time.monotonic() - started})

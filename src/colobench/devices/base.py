@@ -39,19 +39,23 @@ class DeviceKind:
     weight_quantization: str | None = None  # None: supported; else why not
     runtime_knobs: tuple[str, ...] = ()  # instance fields only this kind applies
     notes: dict[str, str] = field(default_factory=dict)
+    # what co-located instances share, in words: (this one, one of them, two separate ones)
+    shared: tuple[str, str, str] = ("this device", "one device", "two separate devices")
 
 
 KINDS: dict[str, DeviceKind] = {
     # float32 on CPU: bf16 matmuls are slow on many CPUs
-    "cpu": DeviceKind("cpu", accelerator=False, default_dtype="float32"),
+    "cpu": DeviceKind("cpu", accelerator=False, default_dtype="float32",
+                      shared=("these CPU cores", "one set of CPU cores", "two separate sets of cores")),
     "cuda": DeviceKind("cuda", accelerator=True, default_dtype="bfloat16", visible_devices_env="CUDA_VISIBLE_DEVICES",
-                       ray_resource="GPU"),
+                       ray_resource="GPU", shared=("this card", "one card", "two separate cards")),
     # float16 on Ascend: every generation has it (310P has no bfloat16)
     "npu": DeviceKind("npu", accelerator=True, default_dtype="float16", visible_devices_env="ASCEND_RT_VISIBLE_DEVICES",
                       ray_resource="NPU",
                       weight_quantization="weight quantisation on Ascend needs the torch_npu quantisation path, "
                                           "not wired yet",
-                      runtime_knobs=("npu_jit_compile", "npu_allow_internal_format")),
+                      runtime_knobs=("npu_jit_compile", "npu_allow_internal_format"),
+                      shared=("this card", "one card", "two separate cards")),
     "endpoint": DeviceKind("endpoint", accelerator=False, default_dtype="none", visible=False),
 }
 

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from colobench.analysis.capacity import CapacityRegion, CapacitySummary, SoloCapacity
+from colobench.devices.base import DeviceKind, DeviceUnavailable, kind_of
 from colobench.rundir import RunDir
 
 
@@ -64,12 +65,12 @@ def region_table(r: CapacityRegion) -> Table:
 
 
 def shared_thing(device_kind: str | None) -> tuple[str, str, str]:
-    """What the instances share, in words that fit it: (this one, one of them, two separate ones)."""
-    if device_kind == "cpu":
-        return "these CPU cores", "one set of CPU cores", "two separate sets of cores"
-    if device_kind in ("cuda", "npu"):
-        return "this card", "one card", "two separate cards"
-    return "this device", "one device", "two separate devices"
+    """What the instances share, in words that fit it (the devices layer's): (this one, one of
+    them, two separate ones)."""
+    try:
+        return kind_of(device_kind).shared if device_kind else DeviceKind("", False, "").shared
+    except DeviceUnavailable:
+        return DeviceKind("", False, "").shared
 
 
 def sharing_sentence(r: CapacityRegion, device_kind: str | None = None) -> str:
