@@ -206,7 +206,8 @@ def test_diagnose_command_on_a_cpu_run(tmp_path: Path, cli_env: dict):
     assert isinstance(data["findings"], list) and len(data["validity"]) == 4
     # 4 measured requests per phase: too few for any verdict but INVALID, and it says why
     assert {row["validity"]["verdict"] for row in data["validity"]} == {"INVALID"}
-    assert all("only 4 measured requests" in row["validity"]["reasons"][0] for row in data["validity"])
+    # (among its reasons: a busy host may add one, e.g. contention, ahead of it)
+    assert all(any("only 4 measured requests" in r for r in row["validity"]["reasons"]) for row in data["validity"])
 
 
 def test_planted_interference_with_a_longer_partner(tmp_path: Path):
