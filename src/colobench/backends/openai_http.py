@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import re
 from typing import Any
@@ -153,6 +154,8 @@ class OpenAIBackend:
             self.prompt_ids, self.prompt_method = ids, "token ids"
         elif counter is not None:
             self.word_costs = calibrate(self.count_prompt_tokens)
+            if self.word_costs is not None and self.config.api == "chat":
+                self.word_costs = dataclasses.replace(self.word_costs, tail_tokens=self._template_tail())
             self.prompt_method = counter
         # `exact_prompts` is confirmed (or withdrawn) once the prompts are built: LoadDriver
         return {"backend": "openai", "base_url": self.config.base_url, "served_model": self.model,
@@ -182,6 +185,26 @@ class OpenAIBackend:
         special = set(getattr(self._tokenizer, "all_special_ids", None) or ())
         out = sorted(int(t) for t in words if isinstance(t, int) and t not in special)
         return out or None
+
+    def _template_tail(self) -> int:
+        """How many of a chat prompt's tokens come after its content (the template closing the
+        message, the generation prompt): the common end of two chats' ids; 0 when no ids are seen."""
+        texts = [BASE_WORD, f"{BASE_WORD} {BASE_WORD}"]
+        try:
+            if self._tokenizer is not None:
+                encoded = [list(_flat_ids(self._tokenizer.apply_chat_template(
+                    [{"role": "user", "content": t}], tokenize=True, add_generation_prompt=True))) for t in texts]
+            elif self._tokenize_path is not None:
+                encoded = aio.run(self._tokenize_all(texts, ids=True))
+            else:
+                return 0
+        except Exception:
+            return 0
+        a, b = encoded
+        tail = 0
+        while tail < min(len(a), len(b)) - 1 and a[-1 - tail] == b[-1 - tail]:
+            tail += 1
+        return tail
 
     def _takes_ids(self, ids: list[int], tries: int = 3) -> bool:
         """Whether the server takes a list of token ids as a completions prompt and counts it as
@@ -450,6 +473,13 @@ class _SSEStream:
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _flat_ids(ids: Any) -> list[int]:
+    """What `apply_chat_template(tokenize=True)` returned, as one list of ids."""
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids[0]) if ids and isinstance(ids[0], list) else list(ids)
 
 
 def _ids_len(ids: Any) -> int:

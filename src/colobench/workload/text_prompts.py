@@ -49,6 +49,7 @@ class WordCosts:
 
     costs: dict[str, int] = field(default_factory=lambda: {w: 1 for w in WORDS})
     base_tokens: int = 1
+    tail_tokens: int = 0  # of base_tokens, those after the content (a chat template's closing tokens)
     measured: bool = False
 
     def compose(self, budget: int, rng: np.random.Generator) -> list[str]:
@@ -125,10 +126,12 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
     shared = shared_prefix_flags(count, shared_prefix, seed, sessions)
     prefix: list[str] = []
     if shared.any():
-        prefix = costs.compose(shared_prefix.tokens - costs.base_tokens,
+        # the prefix's words cover what the template's closing tokens would otherwise take, so the
+        # leading ids (template head, the words) shared by these prompts are `tokens` long
+        prefix = costs.compose(shared_prefix.tokens - costs.base_tokens + costs.tail_tokens,
                                np.random.default_rng(derived_seed(seed, "shared-prefix", *prefix_salt)))
     heads = [[BASE_WORD] + (prefix if shared[k] else []) for k in range(count)]
-    budgets = [n - costs.base_tokens - (shared_prefix.tokens - costs.base_tokens if shared[k] else 0)
+    budgets = [n - costs.base_tokens - (shared_prefix.tokens - costs.base_tokens + costs.tail_tokens if shared[k] else 0)
                for k, n in enumerate(lengths)]
     base_seed = derived_seed(seed, *salt)
 
