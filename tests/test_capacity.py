@@ -273,12 +273,12 @@ def _searcher(tmp_path: Path, runs: list[dict], references: list[float] | None =
     calls = []
 
     def run_once(rates, duration, label):
+        from colobench.capacity import ProbeRun
+
         calls.append(label)
         r = next(planted)
-        return {"met": {"a": r["met"]}, "total": {"a": r["total"]}, "worst": {}, "nothing": [],
-                "short": r.get("short", []), "notes": r.get("notes", []), "invalid_notes": r.get("notes", []),
-                "saturated": bool(r.get("short")), "folder": label,
-                "fields": {"achieved_rate": {}, "goodput": {}, "p99_ttft_ms": {}, "p99_tpot_ms": {}}}
+        return ProbeRun(folder=label, met={"a": r["met"]}, total={"a": r["total"]}, saturated=r.get("short", []),
+                        notes=r.get("notes", []), other_failed=bool(r.get("notes")))
 
     s._run_once = run_once  # type: ignore[method-assign]
     return s, calls

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,6 +40,23 @@ def _improving_only(checks: list[Check]) -> bool:
     """Only latencies that fell during the probe (caches warming, batches filling): INVALID for a
     benchmark, nothing against the rate, not even worth drawing apart."""
     return all(c.kind == "steady_state" and c.value is not None and c.value < 0 for c in checks)
+
+
+@dataclass
+class ProbeRun:
+    """What one run of a probe measured, per instance: good and measured requests (pooled over a
+    probe's runs), the latency figures, and what the checks said."""
+
+    folder: str
+    met: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+    worst: dict[str, str | None] = field(default_factory=dict)  # the objective missed most
+    fields: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        k: {} for k in ("achieved_rate", "goodput", "p99_ttft_ms", "p99_tpot_ms")})
+    nothing: list[str] = field(default_factory=list)  # instances with nothing measured
+    saturated: list[str] = field(default_factory=list)  # the queue grows: why, per instance
+    notes: list[str] = field(default_factory=list)  # other INVALID checks: never a failure
+    other_failed: bool = False  # a note beyond a latency that fell (drawn apart in capacity.html)
 
 
 class CapacityProgress:
@@ -139,14 +157,14 @@ class CapacitySearch:
         while True:
             run = self._run_once(rates, duration, label if not extensions else f"{label}-more{extensions}")
             for name in rates:
-                met[name] += run["met"].get(name, 0)
-                total[name] += run["total"].get(name, 0)
+                met[name] += run.met.get(name, 0)
+                total[name] += run.total.get(name, 0)
             verdicts = {n: attainment_verdict(met[n], total[n], self.target) for n in rates}
-            if run["nothing"] or run["saturated"] or "fail" in verdicts.values() \
+            if run.nothing or run.saturated or "fail" in verdicts.values() \
                     or "inconclusive" not in verdicts.values() or extensions >= MAX_EXTENSIONS:
                 break
             extensions += 1
-        reasons = list(run["nothing"])
+        reasons = list(run.nothing)
         by_point = False
         for name in rates:
             share = met[name] / total[name] if total[name] else None
@@ -155,23 +173,22 @@ class CapacitySearch:
                 verdicts[name] = "pass" if share is not None and share >= self.target else "fail"
             if verdicts[name] == "fail" and share is not None:
                 lo, hi = wilson_interval(met[name], total[name])
-                worst = run["worst"].get(name)
+                worst = run.worst.get(name)
                 reasons.append(f"{name}: SLO met {share * 100:.1f}% [{lo * 100:.1f}, {hi * 100:.1f}] of "
                                f"{total[name]} < {self.target * 100:g}%" + (f", missed most: {worst}" if worst else ""))
-        reasons += run["short"]
+        reasons += run.saturated
         passed = not reasons
         verdict = "pass" if passed else "fail"
-        notes = run["notes"]
         return Probe(rates=rates, scale=scale, passed=passed, verdict=verdict,
                      reason="; ".join(reasons) or ("met" + (" (decided by the point value)" if by_point else "")),
-                     over_saturated=run["saturated"], run_dir=run["folder"], extensions=extensions,
+                     over_saturated=bool(run.saturated), run_dir=run.folder, extensions=extensions,
                      decided_by_point=by_point, met_requests=met,
                      interval={n: wilson_interval(met[n], total[n]) for n in rates if total[n]},
-                     notes=notes, met_slo_other_failed=passed and bool(run["invalid_notes"]),
+                     notes=run.notes, met_slo_other_failed=passed and run.other_failed,
                      attainment={n: (met[n] / total[n] if total[n] else None) for n in rates},
-                     requests=total, **run["fields"])
+                     requests=total, **run.fields)
 
-    def _run_once(self, rates: dict[str, float], duration: float, label: str) -> dict[str, Any]:
+    def _run_once(self, rates: dict[str, float], duration: float, label: str) -> ProbeRun:
         """One run at `rates` for `duration`: each instance's good and measured requests, latency,
         and the checks that did not decide (a latency trend that met the SLO is a note, never a
         failure; over-saturation, the queue growing, is)."""
@@ -182,36 +199,30 @@ class CapacitySearch:
             raise KeyboardInterrupt
         point = result.summary.point()
         phase = "solo" if len(rates) == 1 else "colocated"
-        fields: dict[str, dict[str, Any]] = {k: {} for k in ("achieved_rate", "goodput", "p99_ttft_ms", "p99_tpot_ms")}
-        out: dict[str, Any] = {"met": {}, "total": {}, "worst": {}, "nothing": [], "short": [], "notes": [],
-                               "invalid_notes": [], "saturated": False, "folder": str(folder), "fields": fields}
+        out = ProbeRun(folder=str(folder))
         for name, rate in rates.items():
             mt = point.metrics(phase, name)
             if mt is None or mt.slo is None:
-                out["nothing"].append(f"{name}: nothing measured")
+                out.nothing.append(f"{name}: nothing measured")
                 continue
             achieved = mt.open_loop.achieved_rate if mt.open_loop else None
-            fields["achieved_rate"][name] = achieved
-            fields["goodput"][name] = mt.goodput
-            fields["p99_ttft_ms"][name] = mt.p99_ttft_ms
-            fields["p99_tpot_ms"][name] = mt.p99_tpot_ms
-            out["met"][name], out["total"][name] = mt.slo.good, mt.slo.requests
-            out["worst"][name] = mt.slo.worst
+            out.fields["achieved_rate"][name] = achieved
+            out.fields["goodput"][name] = mt.goodput
+            out.fields["p99_ttft_ms"][name] = mt.p99_ttft_ms
+            out.fields["p99_tpot_ms"][name] = mt.p99_tpot_ms
+            out.met[name], out.total[name], out.worst[name] = mt.slo.good, mt.slo.requests, mt.slo.worst
             invalid = [c for c in result.summary.checks if c.level == "invalid" and c.subject.instance == name
                        and c.subject.phase == phase]
+            over = [c.sentence for c in invalid if c.verdict == "over_saturated"]
             short = achieved is not None and achieved < RATE_SHORTFALL * rate
-            if any(c.verdict == "over_saturated" for c in invalid) or short:
-                out["saturated"] = True
-                over = [c.sentence for c in invalid if c.verdict == "over_saturated"]
-                out["short"].append(f"{name}: over-saturated (the queue grows: "
-                                    + (f"sent {achieved:.3g} of {rate:.3g} req/s asked" if short else over[0][:120])
-                                    + ")")
+            if over or short:
+                out.saturated.append(f"{name}: over-saturated (the queue grows: "
+                                     + (f"sent {achieved:.3g} of {rate:.3g} req/s asked" if short else over[0][:120])
+                                     + ")")
             others = [c for c in invalid if c.verdict != "over_saturated"]
             if others:
-                note = f"{name}: {'; '.join(c.sentence for c in others)[:160]}"
-                out["notes"].append(note)
-                if not _improving_only(others):
-                    out["invalid_notes"].append(note)
+                out.notes.append(f"{name}: {'; '.join(c.sentence for c in others)[:160]}")
+                out.other_failed = out.other_failed or not _improving_only(others)
         return out
 
     def pilot_rate(self, name: str) -> float:

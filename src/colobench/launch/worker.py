@@ -277,7 +277,7 @@ def start_backend(inst: ResolvedInstance) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, int], prompts_file: str | None,
-          shared_start: Any) -> tuple[Any, Any, LoadDriver, dict[str, Any]]:
+          shared_start: Any, first: tuple[str, int] = ("first", 0)) -> tuple[Any, Any, LoadDriver, dict[str, Any]]:
     """The backend started (`start_backend`), the load driver built: (device, backend, driver,
     facts for the `loaded` message)."""
     print(f"[colobench] worker {key} pid {os.getpid()} runs {', '.join(runs)}: loading {inst.model} on "
@@ -286,7 +286,7 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
     parallel = _parallelism(inst.workload, info, device, inst.memory_share)
     pool = json.loads(Path(prompts_file).read_text()) if prompts_file else None
     driver = LoadDriver(backend, inst.workload, parallel, pool, part, shared_start, name=inst.name,
-                        salt=inst.prompt_salt)
+                        salt=inst.prompt_salt, first=first)
     info.update(load_model=driver.load, parallel=parallel, exact_prompts=driver.exact_prompts)
     if driver.raised_to:
         info["requests_raised_to"] = driver.raised_to
@@ -303,7 +303,8 @@ def _work(instance: dict, windows: list[dict], run_dir: RunDir, queue: Any, go_e
     inst = ResolvedInstance.model_validate(instance)
     key = worker_key(inst.name, part)
     runs = list(dict.fromkeys(w["run_id"] for w in windows if inst.name in w["active"]))
-    device, backend, driver, info = _load(inst, key, runs, part, prompts_file, shared_start)
+    first = next(((w["run_id"], w["repetition"]) for w in windows if inst.name in w["active"]), ("first", 0))
+    device, backend, driver, info = _load(inst, key, runs, part, prompts_file, shared_start, first)
     queue.put(("loaded", key, info))
 
     files = _Files(run_dir, key)

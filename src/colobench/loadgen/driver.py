@@ -47,7 +47,8 @@ class LoadDriver:
     what they are: they repeat when a run sends more requests than the set holds)."""
 
     def __init__(self, backend: Any, workload: Any, parallel: int, pool: list[Any] | None,
-                 part: tuple[int, int] = (0, 1), shared_start: Any = None, name: str = "", salt: str = ""):
+                 part: tuple[int, int] = (0, 1), shared_start: Any = None, name: str = "", salt: str = "",
+                 first: tuple[str, int] = ("first", 0)):
         wl = self.wl = workload
         self.backend, self.load, self.shared_start, self.pool = backend, wl.load_model, shared_start, pool
         self.name, self.salt = name, salt  # the instance, and the run directory's salt (see orchestrate.salted)
@@ -66,7 +67,7 @@ class LoadDriver:
         self.parallel = parallel
         k, n = self.part = part
         self.warmup_requests = self._part(self._requests(n_warm, wl.seed + WARMUP_SEED_OFFSET, (salt, name, "warmup")))
-        self.new_window("first", 0)
+        self.new_window(*first)  # the first window's requests now: their lengths size the engine
         if n > 1:  # client process k of n: every n-th request of the one schedule, its share of slots
             self.parallel = max(1, split(parallel, part))
         # sessions: the schedule is of session starts, at rate / turns (the rate counts turns)
@@ -78,8 +79,12 @@ class LoadDriver:
 
     def new_window(self, run_id: str, repetition: int) -> None:
         """This window's requests (and its filler's): the same work as every other window's, with
-        prompts of their own. Called before the worker says it is ready, never inside a window."""
-        salt = self._salt = (self.salt, self.name, run_id, str(repetition))
+        prompts of their own. Called before the worker says it is ready, never inside a window;
+        the window the driver was built for is not built twice."""
+        salt = (self.salt, self.name, run_id, str(repetition))
+        if salt == getattr(self, "_salt", None):
+            return
+        self._salt = salt
         self.measured_requests = self._part(self._requests(self.count, self.wl.seed, salt))
         self._filler_salt = (*salt, "filler")
         self._filler: list[Request] | None = None
