@@ -236,8 +236,8 @@ class OpenAIBackend:
                     return None  # the server's template is unknown here: usage will tell
 
                 def count(texts: list[str]) -> list[int]:
-                    return [_ids_len(tok.apply_chat_template([{"role": "user", "content": t}], tokenize=True,
-                                                             add_generation_prompt=True)) for t in texts]
+                    return [len(_flat_ids(tok.apply_chat_template([{"role": "user", "content": t}], tokenize=True,
+                                                                  add_generation_prompt=True))) for t in texts]
             else:
                 def count(texts: list[str]) -> list[int]:
                     return [len(ids) for ids in tok(texts)["input_ids"]]
@@ -480,13 +480,6 @@ def _flat_ids(ids: Any) -> list[int]:
     if isinstance(ids, dict) or hasattr(ids, "keys"):
         ids = ids["input_ids"]
     return list(ids[0]) if ids and isinstance(ids[0], list) else list(ids)
-
-
-def _ids_len(ids: Any) -> int:
-    """Length of what `apply_chat_template(tokenize=True)` returned (ids, or a dict of them)."""
-    if isinstance(ids, dict) or hasattr(ids, "keys"):
-        ids = ids["input_ids"]
-    return len(ids[0]) if ids and isinstance(ids[0], list) else len(ids)
 
 
 def _describe(exc: Exception) -> str:
