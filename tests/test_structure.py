@@ -31,7 +31,7 @@ LAYERS = [
     ("devices", ("colobench.devices",)),
     ("models", ("colobench.models",)),
     ("base", ("colobench.records", "colobench.clock", "colobench.errors", "colobench.aio", "colobench.secrets",
-              "colobench.stopping", "colobench.typed",
+              "colobench.stopping", "colobench.text", "colobench.typed",
               "colobench")),
 ]
 HEAVY = ("torch", "transformers", "ray", "torch_npu", "torchair", "pynvml", "plotly", "optimum", "pyarrow",

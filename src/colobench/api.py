@@ -22,6 +22,7 @@ from colobench.analysis.model import Summary
 from colobench.analysis.summary import summarize_run_dir
 from colobench.backends.openai_admin import check_instances
 from colobench.clock import monotonic_s
+from colobench.devices.cpu import allowed_cores
 from colobench.devices import resolve_auto
 from colobench.devices.inventory import inventory
 from colobench.errors import ColobenchError, check_dir_target, os_reason
@@ -34,10 +35,10 @@ from colobench.plan import ExperimentPlan, check_plan, plan_experiment, prompt_j
 from colobench.profiling import run_profile
 from colobench.records import CorruptFile
 from colobench.report.html import write_report
-from colobench.rundir import (DEFAULT_RUNS_DIR, ManifestFile, RunDir, make_run_dir, new_manifest, open_run_dir,
-                              read_manifest, remove_if_empty, resumed_manifest, settle_abandoned, spec_from_run_dir,
+from colobench.rundir import (DEFAULT_RUNS_DIR, LOCK_NAME, ManifestFile, RunDir, folder_lock, make_run_dir,
+                              new_manifest, open_run_dir, read_manifest, remove_if_empty, resumed_manifest, settle_abandoned, spec_from_run_dir,
                               write_json_atomic, write_prompts)
-from colobench.secrets import scrub
+from colobench.secrets import register_spec, scrub
 from colobench.specs import ExperimentSpec, InstanceSpec, LaunchSpec, WorkloadSpec
 from colobench.workload.prompts import prepare_prompt_sets
 
@@ -71,7 +72,8 @@ def prepare(spec: ExperimentSpec, source: str = "experiment") -> ExperimentPlan:
     needs_auto = any(i.device == "auto" for i in spec.instances) or any(
         v == "auto" for k, vs in spec.sweep.items() if k.endswith(".device") for v in vs)
     plan = plan_experiment(spec, auto_device=auto_device() if needs_auto else "cpu", source=source)
-    check_plan(plan, source)
+    local = spec.launch.kind == "local" or spec.launch.address == "local"
+    check_plan(plan, source, allowed_cores() if local else None)
     return plan
 
 
@@ -90,6 +92,7 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
                    resume: bool = False) -> ExperimentResult:
     """Run every planned run of `spec`; on Ctrl-C stop, summarise what completed, and return with
     `interrupted=True`. With `resume`, runs already completed in `out` are kept and skipped."""
+    register_spec(spec)  # every secret value it holds, before any message or file could show one
     progress = progress or Progress()
     if out is not None:
         check_dir_target(Path(out), "--out")
@@ -110,9 +113,14 @@ def run_experiment(spec: ExperimentSpec, out: Path | None = None, progress: Prog
         run_dir = open_run_dir(Path(out) if out is not None else None, spec.name, resume)
         previous = None
         if resume:
-            previous = resumed_manifest(run_dir, spec)
-            settle_abandoned(run_dir)  # an attempt cut short by kill -9 of colobench says so where it is kept
+            resumed_manifest(run_dir, spec)  # there, and the same experiment: checked before anything is made
         make_run_dir(run_dir)
+        stack.enter_context(folder_lock(run_dir.root))  # one writer at a time (a second --resume is refused)
+        if resume:
+            previous = resumed_manifest(run_dir, spec)  # read again, now that no one else writes it
+            settle_abandoned(run_dir)  # an attempt cut short by kill -9 of colobench says so where it is kept
+        elif any(p.name != LOCK_NAME for p in run_dir.root.iterdir()):
+            raise ColobenchError(f"--out {run_dir}: folder exists and is not empty; choose another or add --resume")
         try:
             build_presets(plan, progress)
         except BaseException:
@@ -202,6 +210,7 @@ def list_devices(probe: bool = False) -> dict[str, Any]:
 
 def profile(spec: ExperimentSpec, out: Path, source: str = "command line") -> dict[str, Any]:
     """Run `colobench profile` for the spec's first instance (see `colobench.profiling`)."""
+    register_spec(spec)
     check_dir_target(Path(out), "--out")
     plan = prepare(spec, source)
     check_dir_target(Path(plan.cache_dir), "--cache-dir")

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from colobench import api
-from colobench.analysis.capacity import (CONFIDENCE_Z, DEFAULT_PRECISION, DEFAULT_TARGET, MAX_EXTENSIONS, MAX_REDOS,
+from colobench.analysis.capacity import (CONFIDENCE_Z, DEFAULT_MAX_TIME_S, DEFAULT_PRECISION, DEFAULT_TARGET,
+                                         FLOOR_HALVINGS, MAX_EXTENSIONS, MAX_REDOS,
                                          BoundaryPoint, CapacityRegion, CapacitySummary, Monotone, Probe,
                                          SoloCapacity, attainment_verdict, host_reference_s, host_shifted, knee,
                                          pass_tolerance, ray_rates, rectangle_load, region_metrics, search, shares,
@@ -29,7 +30,8 @@ from colobench.analysis.model import Check
 from colobench.devices.base import DeviceUnavailable, kind_of
 from colobench.errors import ColobenchError, make_dir
 from colobench.records import load_json
-from colobench.rundir import RunDir, write_json_atomic
+from colobench.rundir import RunDir, folder_lock, write_json_atomic
+from colobench.secrets import register_spec
 from colobench.specs import ExperimentSpec, experiment_from_dict
 
 PILOT_REQUESTS = 6
@@ -87,13 +89,19 @@ def check_spec(spec: ExperimentSpec, source: str) -> None:
                                  "meets it (give --slo ttft_ms=...,tpot_ms=... or slo: in the file)")
 
 
+class OutOfTime(Exception):
+    """The search's time budget (`--max-time`) would be passed by the next probe."""
+
+
 class CapacitySearch:
     def __init__(self, spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET,
                  precision: float = DEFAULT_PRECISION, probe_s: float = 10.0, start_rate: float | None = None,
                  progress: CapacityProgress | None = None, source: str = "experiment",
-                 host_reference: Callable[[], float | None] | None = None):
+                 host_reference: Callable[[], float | None] | None = None, min_rate: float | None = None,
+                 max_time_s: float = DEFAULT_MAX_TIME_S):
         self.spec, self.out, self.target, self.precision, self.probe_s = spec, RunDir(out), target, precision, probe_s
-        self.start_rate, self.source = start_rate, source
+        self.start_rate, self.source, self.min_rate, self.max_time_s = start_rate, source, min_rate, max_time_s
+        self.deadline = time.monotonic() + max_time_s
         self.progress = progress or CapacityProgress()
         self.names = spec.instance_names()
         self.count = 0
@@ -130,6 +138,7 @@ class CapacitySearch:
         """Run the instances at `rates` together (one alone: its solo phase) and judge, extending
         an inconclusive probe and redoing one taken while the host changed (see
         `analysis.capacity`)."""
+        self._check_time(rates, label)
         redos = 0
         while True:
             before = self.host_reference()
@@ -148,9 +157,20 @@ class CapacitySearch:
         self.progress.probe_done(label, p)
         return p
 
+    def _duration(self, rates: dict[str, float]) -> float:
+        """A probe's measured window: at least `probe_s`, and long enough for `min_requests`."""
+        return max(self.probe_s, max(self.min_requests / r for r in rates.values()))
+
+    def _check_time(self, rates: dict[str, float], label: str) -> None:
+        left = self.deadline - time.monotonic()
+        need = self._duration(rates)
+        if need > left:
+            raise OutOfTime(f"time budget of {self.max_time_s:.0f} s spent (--max-time): the next probe ({label} at "
+                            f"{', '.join(f'{k} {v:.3g}' for k, v in rates.items())} req/s) needs {need:.0f} s at least, {max(left, 0):.0f} s left")
+
     def _judged(self, rates: dict[str, float], scale: float, label: str) -> Probe:
         """One probe's runs: the first, then more (the counts pooled) while it is inconclusive."""
-        duration = max(self.probe_s, max(self.min_requests / r for r in rates.values()))
+        duration = self._duration(rates)
         met: dict[str, int] = {n: 0 for n in rates}
         total: dict[str, int] = {n: 0 for n in rates}
         extensions = 0
@@ -243,9 +263,15 @@ class CapacitySearch:
 
     def solo(self, name: str) -> SoloCapacity:
         start = self.start_rate or self._own_rate(name) or self.pilot_rate(name)
-        lo, hi, probes = search(lambda r: self.probe({name: r}, r, f"solo-{name}"), start, self.precision)
+        floor = min(self.min_rate, start) if self.min_rate else start / 2 ** FLOOR_HALVINGS
+        lo, hi, probes = search(lambda r: self.probe({name: r}, r, f"solo-{name}"), start, self.precision,
+                                floor=floor)
+        if lo is None:
+            lowest = min(p.rates[name] for p in probes)
+            self.progress.note(f"{name}: no rate met the SLO down to {lowest:.3g} req/s (the floor: "
+                               f"{floor:.3g}; --min-rate sets it)")
         return SoloCapacity(instance=name, max_rate=lo, first_failing_rate=hi, knee_rate=knee(probes, name),
-                            probes=probes)
+                            floor_rate=floor, probes=probes)
 
     def _own_rate(self, name: str) -> float | None:
         inst = self.spec.instances[self.names.index(name)]
@@ -263,7 +289,8 @@ class CapacitySearch:
             def run(scale: float, share: float = share) -> Probe:
                 return judge(ray_rates(share, scale, caps), scale, f"ray{share:.2f}")
 
-            lo, hi, probes = search(run, 1.0, self.precision, ceiling=ceiling, grow=1 + 2 * self.precision)
+            lo, hi, probes = search(run, 1.0, self.precision, ceiling=ceiling, grow=1 + 2 * self.precision,
+                                    floor=1.0 / 2 ** FLOOR_HALVINGS)
             rates = ray_rates(share, lo, caps) if lo is not None else {k: 0.0 for k in caps}
             names = list(caps)
             ratio = (1 - share) * caps[names[1]] / (share * caps[names[0]]) if n == 2 else None
@@ -287,9 +314,13 @@ def _device_kind(spec: ExperimentSpec) -> str | None:
 def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET, precision: float = DEFAULT_PRECISION,
                  probe_s: float = 10.0, rays: int = 5, start_rate: float | None = None,
                  progress: CapacityProgress | None = None, source: str = "experiment",
-                 on_update: Callable[[CapacitySummary], None] | None = None) -> CapacitySummary:
+                 on_update: Callable[[CapacitySummary], None] | None = None, min_rate: float | None = None,
+                 max_time_s: float = DEFAULT_MAX_TIME_S) -> CapacitySummary:
     """Solo capacity of every instance, then (two or more) the co-location region; capacity.json
-    in `out` is rewritten after each step, so an interrupted search keeps what it found."""
+    in `out` is rewritten after each step, so an interrupted search keeps what it found. The search
+    never probes below `min_rate` (default: 64 times below its start) and stops before a probe
+    that would pass `max_time_s` (the summary's `stopped` says so)."""
+    register_spec(spec)
     check_spec(spec, source)
     if rays < 5 and len(spec.instances) == 2:
         raise ColobenchError(f"--rays {rays}: the region needs at least 5 rays to have a shape")
@@ -297,18 +328,21 @@ def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET
         raise ColobenchError(f"--out {out}: folder exists and is not empty; choose another")
     make_dir(out, "--out")
     note = (progress or CapacityProgress()).note
-    with api.managed_servers(spec, RunDir(out), source, note) as running:
-        return _search(running, out, target, precision, probe_s, rays, start_rate, progress, source, on_update)
+    with folder_lock(out), api.managed_servers(spec, RunDir(out), source, note) as running:
+        return _search(running, out, target, precision, probe_s, rays, start_rate, progress, source, on_update,
+                       min_rate, max_time_s)
 
 
 def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, probe_s: float, rays: int,
             start_rate: float | None, progress: CapacityProgress | None, source: str,
-            on_update: Callable[[CapacitySummary], None] | None) -> CapacitySummary:
+            on_update: Callable[[CapacitySummary], None] | None, min_rate: float | None,
+            max_time_s: float) -> CapacitySummary:
     started = time.monotonic()
-    searcher = CapacitySearch(spec, out, target, precision, probe_s, start_rate, progress, source)
+    searcher = CapacitySearch(spec, out, target, precision, probe_s, start_rate, progress, source,
+                              min_rate=min_rate, max_time_s=max_time_s)
     objectives = {n: i.slo.objectives() for n, i in zip(searcher.names, spec.instances) if i.slo is not None}
     summary = CapacitySummary(experiment=spec.name, target=target, precision=precision, probe_s=probe_s,
-                              objectives=objectives, device_kind=_device_kind(spec))
+                              objectives=objectives, device_kind=_device_kind(spec), max_time_s=max_time_s)
 
     def save(s: CapacitySummary) -> CapacitySummary:
         s = s.model_copy(update={"probes": searcher.count, "wall_s": time.monotonic() - started})
@@ -337,4 +371,7 @@ def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, pr
     except KeyboardInterrupt:  # what was found is kept, with the unfinished search's probes
         save(summary.model_copy(update={"interrupted": True, "unfinished": searcher.history[kept:]}))
         raise
+    except OutOfTime as exc:  # the same, and the search ends here, saying why
+        (progress or CapacityProgress()).note(f"stopped: {exc}")
+        return save(summary.model_copy(update={"stopped": str(exc), "unfinished": searcher.history[kept:]}))
     return save(summary)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 
 from colobench.devices import Device, DeviceUnavailable, check_device, kind_of, memory_budget_bytes, normalise
+from colobench.devices.cpu import core_ranges
 from colobench.errors import ColobenchError, SpecError
 from colobench.models.presets import PRESETS, approx_params, default_cache_dir, kv_values_per_token, preset_path
 from colobench.specs import (INSTANCE_KNOBS, QUALITY_AXES, EndpointConfig, ExperimentSpec, FakeTimings,
@@ -56,6 +57,7 @@ class ResolvedInstance(InstanceKnobs):
     reference: str | None = None
     quality_probe: bool = False  # record greedy outputs and log-probs for the quality check
     ray: RayPlacement | None = None  # Ray launcher placement (None: derived from the device)
+    secret_env: list[str] = []  # `env` variables whose values are secrets (scrubbed by value)
 
     @property
     def in_process(self) -> bool:
@@ -214,7 +216,7 @@ def _resolve_instances(spec: ExperimentSpec, auto_device: str, cores: int, cache
             "cpu_threads": inst.cpu_threads or share, "memory_share": memory[k], "workload": spec.workload_for(k),
             "fake": inst.fake, "endpoint": inst.endpoint_config(), "server": inst.server, "tokenizer": inst.tokenizer,
             "cpu_cores": _cores_for(inst.cpu_affinity, k, len(spec.instances), cores), "reference": inst.reference,
-            "ray": inst.ray, "quality_probe": inst.backend == "transformers" and (
+            "ray": inst.ray, "secret_env": inst.secret_env, "quality_probe": inst.backend == "transformers" and (
                 quality or inst.reference is not None or any(i.reference == names[k] for i in spec.instances)),
         }))
     return resolved
@@ -329,13 +331,25 @@ def _check_memory(point: PlannedPoint, source: str) -> None:
                         f"{_gib(total)}: lower the batch or concurrency", show_value=False)
 
 
-def check_plan(plan: ExperimentPlan, source: str = "experiment") -> None:
-    """Everything that can be known wrong before running, as one-line errors."""
+def check_plan(plan: ExperimentPlan, source: str = "experiment", allowed_cores: list[int] | None = None) -> None:
+    """Everything that can be known wrong before running, as one-line errors. `allowed_cores`:
+    the cores workers on this host may be pinned to (None: workers run elsewhere, e.g. Ray)."""
     for point in plan.points:
         _check_point(point, source)
+        if allowed_cores is not None:
+            _check_cores(point, f"{source} (sweep point {point.id})" if point.id else source, allowed_cores)
         _check_memory(point, f"{source} (sweep point {point.id})" if point.id else source)
     if not plan.runs:
         raise ColobenchError(f"{source}: nothing to run")
+
+
+def _check_cores(point: PlannedPoint, source: str, allowed: list[int]) -> None:
+    """Pinned cores that this process may not use would make every worker fail to start."""
+    for k, inst in enumerate(point.instances):
+        missing = [c for c in inst.cpu_cores or [] if c not in allowed]
+        if missing:
+            raise SpecError(source, f"instances[{k}].cpu_affinity", f"core(s) {core_ranges(missing)} not available "
+                            f"here (colobench may use {core_ranges(allowed)})", show_value=False)
 
 
 def _check_point(point: PlannedPoint, source: str) -> None:

@@ -10,14 +10,25 @@ header name misses all of that, so every process registers the secret *values* i
 `scrub` replaces each of them, and every URL password, with `***` in every string written to
 disk or printed: records' error texts, worker logs, JSON files, report.html, console lines.
 
+Values come from every source a spec has (`register_spec`): endpoint keys, headers and URL
+passwords; environment variables of workers and servers named like a credential (`HF_TOKEN`,
+`OPENAI_API_KEY`) or listed in `secret_env`; a managed server's command, option by option
+(`--api-key X`, `--hf-token=X`) and inside a shell string (`sh -c '... --api-key sk-...'`), and
+anything shaped like a well-known key (`sk-...`, `hf_...`). Numbers count (a numeric key in YAML
+reads as an int). Each value is registered with the forms it takes once written: JSON-escaped,
+`repr`-escaped and backslash-escaped, so a key with a quote or a non-ASCII character is masked in
+every file, not only where it appears verbatim.
+
 Values shorter than `MIN_SECRET_CHARS` are not registered (masking "a" everywhere would destroy
 the output, and no real credential is that short).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
@@ -29,11 +40,64 @@ URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<passwo
 _values: set[str] = set()
 
 
-def register(*values: str | None) -> None:
-    """Remember secret values of this process, to be scrubbed from everything it writes."""
+# option and variable names whose value is a secret (`--api-key X`, `--hf-token=X`, HF_TOKEN):
+# names ending so, not merely containing it (`--tokenizer PATH`, `--max-num-batched-tokens`)
+SECRET_NAME = re.compile(r"(key|token|secret|passw(or)?d|credentials?)$", re.IGNORECASE)
+KEY_SHAPE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|hf_[A-Za-z0-9]{8,}|ghp_[A-Za-z0-9]{8,}|xox[bp]-[A-Za-z0-9-]{8,})")
+
+
+def register(*values: Any) -> None:
+    """Remember secret values of this process (text or numbers), with their escaped forms, to be
+    scrubbed from everything it writes."""
     for value in values:
-        if isinstance(value, str) and len(value.strip()) >= MIN_SECRET_CHARS:
-            _values.add(value.strip())
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            continue
+        text = str(value).strip()
+        if len(text) < MIN_SECRET_CHARS:
+            continue
+        for form in (text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1], repr(text)[1:-1],
+                     text.encode("unicode_escape").decode("ascii")):
+            if len(form) >= MIN_SECRET_CHARS:
+                _values.add(form)
+
+
+def register_env(env: dict[str, Any] | None, listed: list[str] | None = None) -> None:
+    """Secret values of an environment: variables named like a credential, or listed."""
+    names = {n.upper() for n in listed or []}
+    for name, value in (env or {}).items():
+        if SECRET_NAME.search(name) or name.upper() in names:
+            register(value)
+
+
+def register_command(command: list[str]) -> None:
+    """Secret values in a command line: `--api-key X`, `--token=X`, `HF_TOKEN=X`, and the same
+    inside an element that is a shell string (`sh -c '... --api-key X'`), and key-shaped words."""
+    for part in command:
+        for found in KEY_SHAPE.findall(part):
+            register(found)
+    words = list(command)
+    for part in command:
+        if any(ch.isspace() for ch in part):
+            try:
+                words += shlex.split(part)
+            except ValueError:
+                words += part.split()
+    for k, word in enumerate(words):
+        option, eq, value = word.partition("=")
+        if option.startswith("-") and SECRET_NAME.search(option.lstrip("-")):
+            register(value if eq else (words[k + 1] if k + 1 < len(words) else None))
+        elif eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", option) and SECRET_NAME.search(option):
+            register(value)
+
+
+def register_spec(spec: Any) -> None:
+    """Every secret an experiment holds (see the module's docstring), before anything is written."""
+    for inst in getattr(spec, "instances", []):
+        register_env(getattr(inst, "env", None), getattr(inst, "secret_env", None))
+        register_endpoint(inst.endpoint_config() if hasattr(inst, "endpoint_config") else None)
+    for server in getattr(spec, "servers", []):
+        register_env(server.env, getattr(server, "secret_env", None))
+        register_command(server.command)
 
 
 def url_password(url: str | None) -> str | None:
@@ -72,9 +136,12 @@ def scrub(text: str) -> str:
 
 
 def scrub_data(data: Any) -> Any:
-    """A copy of plain data (dicts, lists, strings) with every string scrubbed."""
+    """A copy of plain data (dicts, lists, strings) with every string scrubbed, and every number
+    that is a registered secret (a numeric key) replaced by `***`."""
     if isinstance(data, str):
         return scrub(data)
+    if isinstance(data, (int, float)) and not isinstance(data, bool) and _values and str(data) in _values:
+        return MASK
     if isinstance(data, dict):
         return {k: scrub_data(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):

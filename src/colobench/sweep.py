@@ -38,10 +38,17 @@ def expand(spec: ExperimentSpec, source: str = "experiment") -> list[Point]:
         return [Point("", {}, spec)]
     base = spec.model_dump(exclude_unset=True, exclude={"sweep"})
     paths = list(spec.sweep)
+    for path in paths:
+        values = spec.sweep[path]
+        for k, value in enumerate(values):
+            if any(_same(value, other) for other in values[:k]):
+                raise SpecError(f"{source}: sweep", axis_label(path), f"the value {value!r} is listed twice (one "
+                                "point would overwrite the other)", show_value=False)
     points = []
+    taken: set[str] = set()
     for combo in itertools.product(*(spec.sweep[p] for p in paths)):
         data = copy.deepcopy(base)
-        point_id = "-".join([spec.name] + [id_part(p, v) for p, v in zip(paths, combo)])
+        point_id = _unique("-".join([spec.name] + [id_part(p, v) for p, v in zip(paths, combo)]), taken)
         where = f"{source} (sweep point {point_id})"
         try:
             for path, value in zip(paths, combo):
@@ -53,3 +60,21 @@ def expand(spec: ExperimentSpec, source: str = "experiment") -> list[Point]:
             raise SpecError(where, "", str(err), show_value=False) from None
         points.append(Point(point_id, {axis_label(p): v for p, v in zip(paths, combo)}, point_spec))
     return points
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same axis value (4 and 4.0 are; True and 1 are not)."""
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                             and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
+def _unique(point_id: str, taken: set[str]) -> str:
+    """`point_id`, or `point_id-2`, `-3`... when distinct values give the same id (`--env X='a b',ab`
+    both read `xab`; two checkpoint folders both named `tiny`): every point keeps its own folder
+    and records. Deterministic in the axis order, so `--resume` finds the same ids."""
+    unique, n = point_id, 1
+    while unique in taken:
+        n += 1
+        unique = f"{point_id}-{n}"
+    taken.add(unique)
+    return unique

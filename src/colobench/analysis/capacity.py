@@ -63,6 +63,8 @@ SCHEMA = "colobench.capacity/1"
 DEFAULT_TARGET = 0.99
 DEFAULT_PRECISION = 0.05
 MAX_DOUBLINGS = 12
+FLOOR_HALVINGS = 6  # without --min-rate, a search gives up 2**6 = 64 times below where it started
+DEFAULT_MAX_TIME_S = 1800.0  # a whole search's time budget without --max-time
 CONFIDENCE_Z = 1.96  # the attainment interval: Wilson score, 95%
 MAX_EXTENSIONS = 2  # an inconclusive probe is run again this many times at most (its counts pooled)
 HOST_SHIFT = 0.25  # the host reference moved by more than this share between before and after: redo
@@ -155,6 +157,7 @@ class SoloCapacity(Model):
     max_rate: float | None  # the highest passing rate; None when even the lowest probed failed
     first_failing_rate: float | None  # the lowest failing rate above it (the bracket's top)
     knee_rate: float | None = None  # where latency starts to climb (see `knee`)
+    floor_rate: float | None = None  # the lowest rate the search would probe (max_rate None: none met down to it)
     probes: list[Probe] = []
 
 
@@ -193,6 +196,8 @@ class CapacitySummary(Model):
     probes: int = 0
     wall_s: float = 0.0
     interrupted: bool = False  # stopped (Ctrl-C): `unfinished` holds the probes of the search under way
+    max_time_s: float | None = None  # the time budget of the whole search
+    stopped: str | None = None  # why the search ended before its end (its time budget), else None
     unfinished: list[Probe] = []
 
 

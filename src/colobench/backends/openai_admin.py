@@ -15,6 +15,7 @@ Plain `urllib`: two requests per window do not justify a client library's start-
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
@@ -24,6 +25,7 @@ from typing import Any
 from colobench.backends.openai_http import auth_headers, endpoint_url, request_body, without_userinfo
 from colobench.errors import SpecError
 from colobench.secrets import register_endpoint
+from colobench.text import header_value_error, printable
 from colobench.workload.synthetic import Request
 
 
@@ -35,13 +37,25 @@ class EndpointProblem(Exception):
         self.field, self.message, self.value, self.show_value = field, message, value, show_value
 
 
+class NotHttp(OSError):
+    """The peer answered, but not in HTTP (an SSH banner, a database, a TLS-only port)."""
+
+
+def _not_http(exc: http.client.HTTPException) -> NotHttp:
+    said = printable(str(exc).strip(), limit=60)
+    return NotHttp(f"it does not speak HTTP: {exc.__class__.__name__}" + (f" {said}" if said else ""))
+
+
 def http_get(url: str, headers: dict[str, str], timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """(status, body) of one GET; raises OSError (`NotHttp` for a peer that is not an HTTP server)."""
     req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+    except http.client.HTTPException as exc:  # BadStatusLine, IncompleteRead, LineTooLong...
+        raise _not_http(exc) from None
 
 
 def check_endpoint(config: Any, model: str) -> list[str]:
@@ -50,7 +64,7 @@ def check_endpoint(config: Any, model: str) -> list[str]:
     try:
         status, body = http_get(without_userinfo(config.base_url).rstrip("/") + "/models", headers)
     except OSError as exc:
-        raise EndpointProblem("base_url", f"cannot reach the server ({getattr(exc, 'reason', exc)})",
+        raise EndpointProblem("base_url", f"cannot reach the server ({printable(str(getattr(exc, 'reason', exc)))})",
                               config.base_url) from None
     if status == 200:
         try:
@@ -58,8 +72,8 @@ def check_endpoint(config: Any, model: str) -> list[str]:
         except (ValueError, AttributeError):
             names = []
         if names and model not in names:
-            raise EndpointProblem("model", f"not served at {config.base_url} (it serves: {', '.join(map(str, names))})",
-                                  model)
+            served = printable(", ".join(map(str, names)), limit=200)
+            raise EndpointProblem("model", f"not served at {config.base_url} (it serves: {served})", model)
         return names
     if status in (401, 403):
         raise EndpointProblem("api_key_env", f"the server refused the credentials (HTTP {status})", config.api_key_env)
@@ -73,9 +87,21 @@ def check_endpoint(config: Any, model: str) -> list[str]:
     except urllib.error.HTTPError as exc:
         raise EndpointProblem("", f"probe request to {config.base_url} failed with HTTP {exc.code}",
                               show_value=False) from None
+    except http.client.HTTPException as exc:
+        raise EndpointProblem("base_url", f"cannot reach the server ({_not_http(exc)})", config.base_url) from None
     except OSError as exc:
-        raise EndpointProblem("base_url", f"cannot reach the server ({exc})", config.base_url) from None
+        raise EndpointProblem("base_url", f"cannot reach the server ({printable(str(exc))})", config.base_url) from None
     return []
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
 
 
 def check_instances(instances: list[Any], fields: list[str], source: str, managed: bool = False) -> None:
@@ -92,6 +118,12 @@ def check_instances(instances: list[Any], fields: list[str], source: str, manage
         if not managed and key_env and not os.environ.get(key_env):
             raise SpecError(source, f"{where}.api_key_env", f"environment variable {key_env} is not set (it should hold "
                             "the API key)", show_value=False)
+        problem = header_value_error(os.environ.get(key_env) or "") if key_env else None
+        if problem:
+            raise SpecError(source, f"{where}.api_key_env", f"the API key in {key_env} {problem}", show_value=False)
+        pid = inst.endpoint.server_pid
+        if not managed and pid is not None and not _pid_exists(pid):
+            raise SpecError(source, f"{where}.server_pid", "no such process on this host", pid)
         if (inst.server is not None) != managed:
             continue
         try:
@@ -110,7 +142,7 @@ def fetch_metrics(url: str, timeout_s: float = METRICS_TIMEOUT_S) -> tuple[str |
     try:
         status, body = http_get(url, {}, timeout_s)
     except OSError as exc:
-        return None, f"cannot reach {without_userinfo(url)} ({getattr(exc, 'reason', exc)})"
+        return None, f"cannot reach {without_userinfo(url)} ({printable(str(getattr(exc, 'reason', exc)))})"
     if status != 200:
         return None, f"{without_userinfo(url)} answered HTTP {status}"
     return body.decode("utf-8", "replace"), None

@@ -10,27 +10,42 @@ so `colobench run | tail -1 | jq` works.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.segment import Segment
 
 from colobench import stopping
 from colobench.errors import ColobenchError, os_reason
 from colobench.secrets import ScrubbingStream
+from colobench.text import printable
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode="rich", no_args_is_help=True,
                   help="Benchmark LLM inference alone and co-located; diagnose why instances slow each other.")
 
 
+class SafeConsole(Console):
+    """A rich console that never lets text from outside drive the terminal: every text segment
+    (a table cell, a message, a `Text`) has its control characters escaped (`colobench.text`)
+    after rendering, while rich's own control segments (cursor moves of a progress bar) and
+    styles pass. Rich strips only BEL, BS, VT, FF and CR itself, not ESC."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            Segment(printable(text, one_line=False), style, control) if control is None and text else
+            Segment(text, style, control) for text, style, control in buffer)
+
+
 def stdout() -> Console:
     """stdout for tables: every line scrubbed of the secrets this process knows (see `secrets`)."""
-    return Console(file=ScrubbingStream(sys.stdout), width=None if sys.stdout.isatty() else 160, highlight=False,
+    return SafeConsole(file=ScrubbingStream(sys.stdout), width=None if sys.stdout.isatty() else 160, highlight=False,
                    force_terminal=sys.stdout.isatty() or None)
 
 
 def stderr() -> Console:
-    return Console(file=ScrubbingStream(sys.stderr), stderr=True, highlight=False,
+    return SafeConsole(file=ScrubbingStream(sys.stderr), stderr=True, highlight=False,
                    force_terminal=sys.stderr.isatty() or None)
 
 
@@ -38,14 +53,14 @@ def main() -> None:
     try:
         code = app(standalone_mode=False, prog_name="colobench")
     except ColobenchError as exc:
-        stderr().print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        stderr().print(f"[red]error:[/] {escape(printable(str(exc)))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         stderr().print("[yellow]interrupted[/]")
         sys.exit(128 + exc.signum if isinstance(exc, stopping.StopRequested) else 130)
     except OSError as exc:  # a file, folder or port problem no command caught by name: still one line
         where = f"{exc.filename}: " if exc.filename else ""
-        stderr().print(f"[red]error:[/] {escape(where + os_reason(exc))}", soft_wrap=True)
+        stderr().print(f"[red]error:[/] {escape(printable(where + os_reason(exc)))}", soft_wrap=True)
         sys.exit(2)
     except Exception as exc:
         # typer vendors its own click, so its exceptions are matched by their API, not their class

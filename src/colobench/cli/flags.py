@@ -148,6 +148,8 @@ def _slo(flag: str | None, text: str) -> dict[str, float]:
         if not sep or key not in SLO_OBJECTIVES:
             raise SpecError("command line", flag, f"{item!r} is not OBJECTIVE=MS with OBJECTIVE one of "
                             f"{', '.join(SLO_OBJECTIVES)}", show_value=False)
+        if key in out:
+            raise SpecError("command line", flag, f"{key} given twice", show_value=False)
         try:
             out[key] = float(value)
         except ValueError:
@@ -179,6 +181,9 @@ def _env_axes(texts: list[str]) -> dict[str, list[str]]:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise SpecError("command line", "--env", "expected KEY=VALUE or KEY=V1,V2", item)
+        if key in out:
+            raise SpecError("command line", "--env", f"{key} given twice (give one --env {key}=V1,V2 to sweep it)",
+                            show_value=False)
         out[key] = text.split(",")
     return out
 

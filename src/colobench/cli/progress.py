@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from colobench.capacity import CapacityProgress
+from colobench.text import printable
 
 PLAIN_PROGRESS_EVERY_S = 10.0
 
@@ -81,7 +82,7 @@ class PlainProgress:
     def _line(self, text: str) -> None:
         with self.lock:
             self.last = time.monotonic()
-            print(f"[colobench {self.last - self.t0:6.0f} s] {text}", file=self.stream, flush=True)
+            print(f"[colobench {self.last - self.t0:6.0f} s] {printable(text)}", file=self.stream, flush=True)
 
     def _tick(self) -> None:
         """A status line whenever nothing was said for `PLAIN_PROGRESS_EVERY_S`."""

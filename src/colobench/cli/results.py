@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 from rich.markup import escape
 
 from colobench import api
@@ -27,6 +26,8 @@ from colobench.report.headline import headline
 from colobench.report.html import comparison_page
 from colobench.report.server import server_markdown
 from colobench.rundir import RunDir
+from colobench.specs.loading import parse_yaml
+from colobench.text import printable
 
 @app.command()
 def report(
@@ -66,10 +67,11 @@ def report(
                 exports.write_csv(rows, csv_out)
             stderr().print(f"wrote {escape(str(csv_out))}")
         if md_out:
-            print(exports.to_markdown(rows))
+            print(printable(exports.to_markdown(rows), one_line=False))
             server = server_markdown(summary)
             if server:
-                print("\nclient against the server's own /metrics (the same windows):\n\n" + server)
+                print(printable("\nclient against the server's own /metrics (the same windows):\n\n" + server,
+                                one_line=False))
     if records_out:
         with writing("--records", records_out):
             count = exports.export_records(RunDir(run_dir), records_out)
@@ -111,7 +113,7 @@ def compare(
         print(api.dump_json_line({"runs": runs, "tolerance": tolerance, "rows": [r.to_dict() for r in rows],
                                   "overall": sentences}))
     elif md:
-        print(comparison_markdown(header, table_rows, sentences))
+        print(printable(comparison_markdown(header, table_rows, sentences), one_line=False))
     else:
         print_comparison(header, table_rows, sentences, tolerance, stdout())
     if csv_out:
@@ -147,11 +149,12 @@ def diagnose(
 
 def _read_log_rules(path: Path) -> list[Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ColobenchError(f"--log-rules {path}: cannot read ({os_reason(exc)})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ColobenchError(f"--log-rules {path}: not YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise ColobenchError(f"--log-rules {path}: not a UTF-8 text file") from None
+    data = parse_yaml(text, f"--log-rules {path}")
     if isinstance(data, dict) and "log_rules" in data:
         data = data["log_rules"]
     return rules_from(data, str(path))

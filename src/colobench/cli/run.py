@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from colobench import api, stopping
+from colobench.analysis.capacity import DEFAULT_MAX_TIME_S
 from colobench.capacity import run_capacity
 from colobench.cli.app import app, stderr, stdout
 from colobench.cli.flags import FLAG_KNOBS, build_spec, for_flags, with_knob_options
@@ -103,6 +104,11 @@ def capacity(
     start_rate: Optional[float] = typer.Option(None, "--start-rate", min=1e-6, help="first probed rate, req/s "
                                                "(default: the instance's rate, else a pilot)",
                                                rich_help_panel="Capacity"),
+    min_rate: Optional[float] = typer.Option(None, "--min-rate", min=1e-6, help="never probe below this rate, "
+                                             "req/s (default: 64 times below the start)", rich_help_panel="Capacity"),
+    max_time: float = typer.Option(DEFAULT_MAX_TIME_S, "--max-time", min=1.0, max=7 * 24 * 3600.0,
+                                   help="time budget of the whole search, seconds: it stops before a probe that "
+                                   "would pass it, keeping what it found (exit 1)", rich_help_panel="Capacity"),
     knobs: dict[Knob, Any] | None = None,
 ) -> None:
     """The highest request rate each instance carries alone within its SLO, then the rate pairs
@@ -117,7 +123,8 @@ def capacity(
     with stopping.stop_on_signals():
         try:
             summary = run_capacity(spec, folder, target=target, precision=precision, probe_s=probe_s, rays=rays,
-                                   start_rate=start_rate, progress=CapacityLines(err), source=source)
+                                   start_rate=start_rate, progress=CapacityLines(err), source=source,
+                                   min_rate=min_rate, max_time_s=max_time)
         except SpecError as exc:
             raise for_flags(exc) from None
         except KeyboardInterrupt:
@@ -129,5 +136,7 @@ def capacity(
     line = {"capacity": {"solo": {n: s.max_rate for n, s in summary.solo.items()},
                          "sharing_efficiency": summary.region.sharing_efficiency if summary.region else None,
                          "vs_separate_cards": summary.region.vs_separate_cards if summary.region else None,
-                         "out": str(folder)}}
+                         "stopped": summary.stopped, "out": str(folder)}}
     print(api.dump_json_line(line), flush=True)
+    if summary.stopped:
+        raise typer.Exit(1)

@@ -71,3 +71,22 @@ class CpuDevice:
         import torch
 
         return torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+
+
+def allowed_cores() -> list[int]:
+    """The cores this process may run on (its affinity mask: a container's or taskset's cpuset),
+    which is what a pinned worker or server can be given."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def core_ranges(cores: list[int]) -> str:
+    """[0, 1, 2, 3, 8] -> "0-3,8"."""
+    spans: list[list[int]] = []
+    for c in sorted(cores):
+        if spans and spans[-1][1] == c - 1:
+            spans[-1][1] = c
+        else:
+            spans.append([c, c])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)

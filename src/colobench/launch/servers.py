@@ -40,13 +40,13 @@ import contextlib
 import ctypes
 import http.client
 import os
-import re
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import threading
+import uuid
 import time
 import urllib.error
 import urllib.request
@@ -58,10 +58,11 @@ import psutil
 
 from colobench.clock import monotonic_s
 from colobench.devices import DeviceUnavailable, check_device, visible_devices
+from colobench.devices.cpu import allowed_cores, core_ranges
 from colobench.errors import ColobenchError, SpecError, os_reason
 from colobench.plan import ExperimentPlan, ResolvedInstance, RunGroup
-from colobench.rundir import RunDir
-from colobench.secrets import register, scrub, scrub_data
+from colobench.rundir import SERVER_STOP_MARK, RunDir
+from colobench.secrets import register_command, register_env, scrub, scrub_data
 from colobench.specs import ExperimentSpec, experiment_from_dict
 from colobench.specs.servers import PORT, ServerSpec
 
@@ -72,9 +73,7 @@ READY_STATUS = (200, 401, 403)  # 401 / 403: up, and asking for a key (vLLM --ap
 TAIL_LINES = 3  # log lines quoted in an error or a problem
 TAIL_CHARS = 160
 PR_SET_PDEATHSIG = 1
-# option and variable names whose value is a secret (`--api-key X`, `--hf-token=X`, HF_TOKEN):
-# names ending so, not merely containing it (`--tokenizer PATH`, `--max-num-batched-tokens`)
-SECRET_NAME = re.compile(r"(key|token|secret|passw(or)?d|credentials?)$", re.IGNORECASE)
+TAG_ENV = "COLOBENCH_SERVER_TAG"  # in a managed server's environment: finds every process it started
 
 
 class ServerFailed(ColobenchError):
@@ -114,16 +113,11 @@ def exit_text(code: int | None) -> str:
 
 def register_secrets(servers: list[ServerSpec]) -> None:
     """Register the secret values in servers' commands and environments (`--api-key X`,
-    `--token=X`, `HF_TOKEN: X`), so the manifest, the logs and every message show `***`."""
+    `--token=X`, `HF_TOKEN: X`, a shell string holding them), so the manifest, the logs and every
+    message show `***` (see `colobench.secrets`)."""
     for spec in servers:
-        for name, value in spec.env.items():
-            if SECRET_NAME.search(name):
-                register(value)
-        for k, part in enumerate(spec.command):
-            option, eq, value = part.partition("=")
-            if not option.startswith("-") or not SECRET_NAME.search(option.lstrip("-")):
-                continue
-            register(value if eq else (spec.command[k + 1] if k + 1 < len(spec.command) else None))
+        register_env(spec.env, spec.secret_env)
+        register_command(spec.command)
 
 
 def _prctl() -> Any:
@@ -182,6 +176,7 @@ class ManagedServer:
         self.ready_s: float | None = None
         self.pinned: list[int] | None = None  # the leader's cores, read back
         self.stopped = False  # colobench stopped it (it did not exit by itself)
+        self.tag = f"{os.getpid()}-{self.name}-{uuid.uuid4().hex[:12]}"  # see TAG_ENV
         self._started = 0.0
         self._tail: collections.deque[str] = collections.deque(maxlen=50)
         self._log: Any = None
@@ -203,8 +198,10 @@ class ManagedServer:
         return self.proc is not None and self.proc.poll() is None
 
     def environment(self) -> dict[str, str]:
-        """colobench's environment, the device's visible-devices variable, then the spec's `env`."""
+        """colobench's environment, the device's visible-devices variable, then the spec's `env`,
+        and this start's tag (`TAG_ENV`): every process the server starts inherits it."""
         env = dict(os.environ)
+        env[TAG_ENV] = self.tag
         if self.spec.device:
             env.update(visible_devices(self.spec.device))
         env.update(self.spec.env)
@@ -319,11 +316,24 @@ class ManagedServer:
         return self.pinned
 
     def _tree(self) -> list[psutil.Process]:
+        """The server's processes: its tree, and every process that carries its tag in its
+        environment (`TAG_ENV`), which finds a grandchild that left the tree (a daemon that forked
+        twice and called setsid is reparented to init, outside the server's group and session)."""
+        procs: dict[int, psutil.Process] = {}
         try:
             root = psutil.Process(self.proc.pid)
-            return [root, *root.children(recursive=True)]
+            procs = {p.pid: p for p in [root, *root.children(recursive=True)]}
         except psutil.Error:
-            return []
+            pass
+        for proc in psutil.process_iter():
+            if proc.pid in procs or proc.pid == os.getpid():
+                continue
+            try:
+                if proc.environ().get(TAG_ENV) == self.tag:
+                    procs[proc.pid] = proc
+            except (psutil.Error, OSError):
+                continue  # gone, a zombie, or another user's
+        return list(procs.values())
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> int | None:
         """SIGTERM to its process group, `grace_s` to exit, then SIGKILL to the group and its tree;
@@ -333,6 +343,7 @@ class ManagedServer:
         try:
             if self.proc.poll() is None:
                 self.stopped = True
+                self._write(f"{SERVER_STOP_MARK} {self.name} (SIGTERM): what follows is its shutdown\n")
             self._terminate(grace_s)
         except KeyboardInterrupt:
             self._kill(self._tree())
@@ -349,6 +360,12 @@ class ManagedServer:
             self.proc.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             pass
+        for proc in tree:  # the ones outside its group (a daemon in its own session) get the SIGTERM too
+            try:
+                if os.getpgid(proc.pid) != pgid:
+                    proc.terminate()
+            except (psutil.Error, OSError):
+                pass
         _, left = psutil.wait_procs(tree, timeout=max(0.0, deadline - monotonic_s()))
         if self.proc.poll() is None or left or not _group_gone(pgid):
             self._kill([*tree, *left])
@@ -453,7 +470,7 @@ class ServerPool:
             start.problem = str(exc).removeprefix(f"server {name}: ")
             self.running.pop(name, None)
             raise
-        cores = f", cores {_ranges(srv.pinned)}" if srv.pinned else ""
+        cores = f", cores {core_ranges(srv.pinned)}" if srv.pinned else ""
         self.say(f"server {name}: ready after {ready:.1f} s (pid {srv.pid}, port {srv.port}{cores})")
         return start
 
@@ -504,7 +521,7 @@ def check_servers(spec: ExperimentSpec, plan: ExperimentPlan, source: str = "exp
         raise SpecError(source, "servers", "managed servers listen on 127.0.0.1 of this host, where Ray actors on "
                         "other nodes cannot reach them: use the local launcher (or launch.address: local)",
                         show_value=False)
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    allowed = allowed_cores()
     for k, server in enumerate(spec.servers):
         if server.name not in used:
             continue
@@ -520,20 +537,12 @@ def check_servers(spec: ExperimentSpec, plan: ExperimentPlan, source: str = "exp
         missing = [c for c in server.cpu_affinity or [] if c not in allowed]
         if missing:
             raise SpecError(source, f"{field_}.cpu_affinity", f"core(s) {', '.join(map(str, missing))} not available "
-                            f"here (colobench may use {_ranges(allowed)})", server.cpu_affinity)
+                            f"here (colobench may use {core_ranges(allowed)})", server.cpu_affinity)
+        if server.port is not None and server.port < 1024 and hasattr(os, "geteuid") and os.geteuid() != 0:
+            raise SpecError(source, f"{field_}.port", "a privileged port (below 1024): only root may listen there; "
+                            "drop port to get a free one", server.port)
         if server.port is not None and not port_free(server.port):
             raise SpecError(source, f"{field_}.port", "in use on 127.0.0.1 by another process", server.port)
-
-
-def _ranges(cores: list[int]) -> str:
-    """[0, 1, 2, 3, 8] -> "0-3,8"."""
-    spans: list[list[int]] = []
-    for c in cores:
-        if spans and spans[-1][1] == c - 1:
-            spans[-1][1] = c
-        else:
-            spans.append([c, c])
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
 
 
 @contextlib.contextmanager

@@ -48,7 +48,7 @@ from colobench.loadgen.memory_fit import max_parallel_requests
 from colobench.loadgen.driver import LoadDriver
 from colobench.loadgen.health import Health, InstanceFailing
 from colobench.records import FILLER_GRACE_NS
-from colobench.secrets import ScrubbingStream, register_endpoint
+from colobench.secrets import ScrubbingStream, register_endpoint, register_env
 from colobench.loadgen.recorder import Recorder
 from colobench.plan import ResolvedInstance
 from colobench.records import RecordWriter, save_probe
@@ -85,6 +85,7 @@ def worker_main(instance: dict, windows: list[dict], run_dir: str, queue: Any, g
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
     register_endpoint(instance.get("endpoint"))
+    register_env(instance.get("env"), instance.get("secret_env"))
     name = worker_key(instance["name"], part)
     runs = RunDir(run_dir)
     log = setup_process(instance, runs.run(first_run(instance["name"], windows)), name)

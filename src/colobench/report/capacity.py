@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from colobench.report.html import PLOTLY_JS, scrubbed_page
 from colobench.analysis.capacity import CapacityRegion, CapacitySummary, SoloCapacity
 from colobench.devices.base import DeviceKind, DeviceUnavailable, kind_of
 from colobench.rundir import RunDir
@@ -28,8 +29,9 @@ def _pct(value: float | None) -> str:
 
 def solo_table(s: SoloCapacity) -> Table:
     """Every probe of one instance alone, by rate: the latency-versus-load curve."""
+    lowest = min((p.rates[s.instance] for p in s.probes), default=None)
     title = (f"{s.instance} alone: capacity {_n(s.max_rate)} req/s" if s.max_rate is not None
-             else f"{s.instance} alone: no probed rate met the SLO")
+             else f"{s.instance} alone: no rate met the SLO down to {_n(lowest)} req/s")
     if s.first_failing_rate is not None:
         title += f" (fails at {_n(s.first_failing_rate)})"
     if s.knee_rate is not None:
@@ -124,6 +126,8 @@ def print_capacity(summary: CapacitySummary, console: Console) -> None:
         console.print()
         console.print(region_table(summary.region))
         console.print(escape(sharing_sentence(summary.region, summary.device_kind)))
+    if summary.stopped:
+        console.print(f"[yellow]stopped before the end:[/] {escape(summary.stopped)}")
     console.print(f"{summary.probes} probes in {summary.wall_s:.0f} s", style="dim")
 
 
@@ -131,7 +135,6 @@ def capacity_html(summary: CapacitySummary) -> str:
     """One offline page: the region with every probe and both references, and each instance's
     p99 latency against its probed rate."""
     import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
 
     figures = []
     r = summary.region
@@ -191,8 +194,9 @@ def capacity_html(summary: CapacitySummary) -> str:
                                   "tickvals": [0, 20, 40, 60, 80, 100], "ticksuffix": "%"})
         figures.append(fig)
     body = "".join(f.to_html(full_html=False, include_plotlyjs=False) for f in figures)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>capacity: {html.escape(summary.experiment)}"
-            f"</title><script>{get_plotlyjs()}</script></head><body style='font-family:system-ui,sans-serif'>"
+    return scrubbed_page(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>capacity: {html.escape(summary.experiment)}"
+            f"</title><script>{PLOTLY_JS}</script></head><body style='font-family:system-ui,sans-serif'>"
             f"<h1>capacity: {html.escape(summary.experiment)}</h1><p>{html.escape(sharing_sentence(r, summary.device_kind)) if r else ''}"
             f"</p>{body}</body></html>")
 

@@ -526,7 +526,6 @@ h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}"""
 
 def render(run_dir: RunDir, summary: Summary, manifest: Manifest) -> str:
     """The whole page, plotly.js included."""
-    from plotly.offline import get_plotlyjs
 
     plan = manifest.plan
     colours = instance_colours(summary)
@@ -551,16 +550,28 @@ def render(run_dir: RunDir, summary: Summary, manifest: Manifest) -> str:
     title = _e(f"colobench report: {summary.experiment}")
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
             f"<title>{title}</title><style>{STYLE}</style>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            f"<script type='text/javascript'>{PLOTLY_JS}</script></head><body>"
             + "\n".join(parts)
             + "<script>document.body.dataset.colobenchReady='1';</script></body></html>")
+
+
+PLOTLY_JS = "/*colobench: plotly.js*/"  # where a page's plotly.js goes, after the page is scrubbed
+
+
+def scrubbed_page(page: str) -> str:
+    """`page` scrubbed of secrets (`colobench.secrets`), then plotly.js put in at `PLOTLY_JS`: the
+    library is never scrubbed (a numeric key such as 12345678 also occurs in its code, and
+    masking it there would break every chart)."""
+    from plotly.offline import get_plotlyjs
+
+    return scrub(page).replace(PLOTLY_JS, get_plotlyjs(), 1)
 
 
 def write_report(run_dir: RunDir, summary: Summary, manifest: Manifest) -> Path:
     path = run_dir.report
     tmp = path.with_suffix(".html.tmp")
     try:  # whole or not at all: a full disk leaves neither half a report nor a temporary file
-        tmp.write_text(scrub(render(run_dir, summary, manifest)), encoding="utf-8")
+        tmp.write_text(scrubbed_page(render(run_dir, summary, manifest)), encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -572,7 +583,6 @@ def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[d
                     sentences: list[str]) -> str:
     """An offline page with the comparison table and a chart of the ratios."""
     import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
 
     fig = go.Figure()
     for k in range(1, len(runs)):
@@ -584,7 +594,7 @@ def comparison_page(header: list[str], table_rows: list[list[str]], rows: list[d
              + "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in table_rows)
              + "</table>")
     runs_html = "".join(f"<li>run {k + 1}: {_e(r)}</li>" for k, r in enumerate(runs))
-    return scrub("<!DOCTYPE html><html><head><meta charset='utf-8'><title>colobench comparison</title>"
-            f"<style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+    return scrubbed_page("<!DOCTYPE html><html><head><meta charset='utf-8'><title>colobench comparison</title>"
+            f"<style>{STYLE}</style><script type='text/javascript'>{PLOTLY_JS}</script></head><body>"
             f"<h1>colobench comparison</h1><ul>{runs_html}</ul>"
             + "".join(f"<p><b>{_e(x)}</b></p>" for x in sentences) + f"{_fig_html(fig)}{table}</body></html>")

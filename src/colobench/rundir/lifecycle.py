@@ -10,10 +10,13 @@ listed by the summary and never counted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +123,43 @@ def spec_from_run_dir(path: Path | str) -> ExperimentSpec:
                              f"({reason})") from None
 
 
+LOCK_NAME = ".colobench.lock"  # who writes the folder now: its pid (flock: released by the kernel when it dies)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, flag: str = "--out") -> Iterator[None]:
+    """Hold the folder exclusively while this process writes it: a second `colobench run --resume`
+    (or anything else) on the same folder is refused with the holder's pid. The lock is the
+    kernel's (`flock`), so a holder killed with -9 leaves no stale lock: its lock file is taken
+    over as it is. The file is removed on the way out (checked by inode, so a process that opened
+    the file just before cannot take a lock on a removed file while another takes the new one)."""
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("utf-8", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ColobenchError(f"{flag} {folder}: another colobench (pid {holder}) is writing this folder; wait "
+                                 "for it to end, or choose another") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file between our open and our lock: try again
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
 def make_run_dir(run_dir: RunDir) -> bool:
     """Create the folder; True when this call made it (nothing to keep if the run never starts)."""
     created = not run_dir.root.exists()
@@ -129,7 +169,9 @@ def make_run_dir(run_dir: RunDir) -> bool:
 
 def remove_if_empty(run_dir: RunDir) -> None:
     """Leave nothing behind when nothing was run (a preset build failed, Ctrl-C before the start)."""
-    if run_dir.root.is_dir() and not any(run_dir.root.iterdir()):
+    if run_dir.root.is_dir() and not any(p.name != LOCK_NAME for p in run_dir.root.iterdir()):
+        with contextlib.suppress(OSError):
+            (run_dir.root / LOCK_NAME).unlink()
         run_dir.root.rmdir()
 
 

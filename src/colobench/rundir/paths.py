@@ -40,6 +40,7 @@ ATTEMPTS = "attempts"
 RECORDS, LOGS, GC, CLIENT, METRICS, QUALITY = "records", "logs", "gc", "client", "metrics", "quality"
 LINE_FOLDERS = (RECORDS, GC, LOGS, CLIENT)  # appended to line by line (what Ray streams from its nodes)
 PROMPTS = "prompts"
+SERVER_STOP_MARK = "[colobench] stopping server"  # written to a managed server's log before its SIGTERM
 
 
 def is_worker_of(key: str, name: str) -> bool:

@@ -88,13 +88,18 @@ class ExperimentSpec(ExperimentKnobs):
         return BUILTIN_SCENARIOS.get(name)
 
     def instance_names(self) -> list[str]:
-        """Names of the instances, derived from the model where not given (`tiny-1`, `tiny-2`)."""
+        """Names of the instances, derived from the model where not given (`tiny-1`, `tiny-2`);
+        a derived name never takes one given explicitly (`fake-model-1` given and two `fake-model`
+        instances derived: `fake-model-2`, `fake-model-3`), so no two instances share a name."""
         bases = [i.name or model_label(i.model) for i in self.instances]
-        explicit = [i.name is not None for i in self.instances]
+        explicit = {i.name for i in self.instances if i.name is not None}
         out: list[str] = []
-        for k, base in enumerate(bases):
-            if not explicit[k] and bases.count(base) > 1:
-                base = f"{base}-{bases[:k + 1].count(base)}"
+        for k, (inst, base) in enumerate(zip(self.instances, bases)):
+            if inst.name is None and (bases.count(base) > 1 or base in explicit):
+                n = bases[:k + 1].count(base)
+                while f"{base}-{n}" in explicit or f"{base}-{n}" in out:
+                    n += 1
+                base = f"{base}-{n}"
             out.append(base)
         return out
 

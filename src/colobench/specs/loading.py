@@ -45,13 +45,29 @@ class DuplicateKey(Exception):
         self.key, self.line = key, line
 
 
+class BadYamlShape(Exception):
+    """YAML that parses but cannot be an experiment: a list or mapping as a key, data that
+    contains itself through an anchor, or more values than any experiment has."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
+MAX_YAML_VALUES = 200_000  # after expanding aliases: "billion laughs" stops here, no experiment comes close
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that a key given twice in one mapping is an error."""
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error, and so is
+    a key that is not a scalar (`? [a, b]` would fail later as "unhashable")."""
 
 
 def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+            raise BadYamlShape(f"a {kind} used as a mapping key (keys are names)", key_node.start_mark.line + 1)
         key = loader.construct_object(key_node, deep=True)
         if key != "<<" and key in seen:
             raise DuplicateKey(key, key_node.start_mark.line + 1)
@@ -60,6 +76,24 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = F
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def check_plain_data(data: Any, limit: int = MAX_YAML_VALUES) -> None:
+    """Refuse data that holds itself (`a: &x [*x]`: every reader after this one would recurse
+    forever) or that expands to more than `limit` values; raises `BadYamlShape`. Iterative, so a
+    deep document cannot overflow the stack here either."""
+    count = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(data, frozenset())]
+    while stack:
+        value, above = stack.pop()
+        count += 1
+        if count > limit:
+            raise BadYamlShape(f"more than {limit:,} values once its aliases are expanded (an alias bomb?)")
+        if isinstance(value, (dict, list)):
+            if id(value) in above:
+                raise BadYamlShape("an anchor refers to itself (data that contains itself)")
+            inner = above | {id(value)}
+            stack.extend((v, inner) for v in (value.values() if isinstance(value, dict) else value))
 
 
 _SCALAR_TAG = re.compile(r"^(constrained-)?(int|float|str|bool)$")
@@ -163,16 +197,28 @@ def load_experiment_yaml(path: str | Path) -> ExperimentSpec:
         raise SpecError(source, "", f"cannot read experiment file: {exc.__class__.__name__}", show_value=False) from None
     if "\x00" in text:
         raise SpecError(source, "", "not a text file (it holds NUL bytes)", show_value=False)
+    data = parse_yaml(text, source)
+    if data is None:
+        raise SpecError(source, "", "experiment file is empty", show_value=False)
+    return experiment_from_dict(data, source)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text as plain data, read safely: no duplicate or non-scalar keys, no data that holds
+    itself, no alias bomb, no stack overflow; every problem a `SpecError` naming `source` and the line."""
     try:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader that refuses duplicate keys
+        check_plain_data(data)
     except DuplicateKey as exc:
         raise SpecError(f"{source}:{exc.line}", "", f"key {exc.key!r} given twice in one mapping (the second would "
                         "silently win)", show_value=False) from None
+    except BadYamlShape as exc:
+        raise SpecError(f"{source}:{exc.line}" if exc.line else source, "", exc.message, show_value=False) from None
+    except RecursionError:
+        raise SpecError(source, "", "nested too deeply to read", show_value=False) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(where, "", f"malformed YAML: {problem}", show_value=False) from None
-    if data is None:
-        raise SpecError(source, "", "experiment file is empty", show_value=False)
-    return experiment_from_dict(data, source)
+    return data

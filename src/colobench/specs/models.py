@@ -17,11 +17,13 @@ from __future__ import annotations
 import re
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from colobench.specs.knobs import knob, knobs_of
+from colobench.text import header_value_error
 from colobench.typed import Frozen
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|(cuda|npu)(:\d+)?)$")
@@ -64,11 +66,59 @@ def checked_name(value: str) -> str:
 
 
 def env_names(value: dict[str, Any]) -> dict[str, str]:
-    """Environment variables of a worker or a server: names a shell accepts, values as text."""
-    for key in value:
+    """Environment variables of a worker or a server: names a shell accepts, values as text
+    (no NUL byte: the operating system cannot pass one)."""
+    for key, item in value.items():
         if not ENV_NAME.match(key):
             raise ValueError(f"{key!r} is not an environment variable name")
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise ValueError(f"the value of {key} must be text or a number")  # never the value: it may be a key
+        if "\x00" in str(item):
+            raise ValueError(f"the value of {key} holds a NUL byte")
     return {k: str(v) for k, v in value.items()}
+
+
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+
+
+def checked_http_url(value: str, what: str) -> str:
+    """An http(s) URL that an HTTP client can use as is: scheme, a host, a numeric port in range,
+    no whitespace or control character (which would inject into the request line). Raises
+    ValueError naming `what` and the fault, so a bad `-e` is one line, not a client traceback."""
+    example = "http://127.0.0.1:8000/v1" if what == "base_url" else "http://127.0.0.1:8000/metrics"
+    if CONTROL_CHARS.search(value) or any(ch.isspace() for ch in value):
+        raise ValueError(f"{what} holds a space or a control character")
+    if not re.match(r"^https?://", value, re.IGNORECASE):
+        raise ValueError(f"{what} must start with http:// or https:// (e.g. {example})")
+    try:
+        parts = urlsplit(value.replace("{port}", "1"))  # a managed server's URL before it has its port
+        port = parts.port  # raises ValueError on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"{what} is not a valid URL ({exc}; e.g. {example})") from None
+    if not parts.hostname:
+        raise ValueError(f"{what} has no host (e.g. {example})")
+    if port == 0:
+        raise ValueError(f"{what}: port 0 is not a server's port")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"{what} has a host name that cannot be encoded ({parts.hostname!r})") from None
+    return value
+
+
+def checked_headers(value: dict[str, Any]) -> dict[str, str]:
+    """Extra request headers: names that are HTTP tokens, values that can be sent (no CR/LF)."""
+    out = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not an HTTP header name")
+        text = str(item)
+        problem = header_value_error(text)
+        if problem:
+            raise ValueError(f"the value of header {name} {problem}")  # never the value: it may be a secret
+        out[name] = text
+    return out
 
 
 class SpecModel(Frozen):
@@ -349,9 +399,15 @@ class _EndpointFields(SpecModel):
             value = value.strip()
             if value.lower() in ("auto", "off", "none"):
                 return "off" if value.lower() == "none" else value.lower()
-            if not re.match(r"^https?://[^/\s]+", value):
+            if not re.match(r"^https?://", value, re.IGNORECASE):
                 raise ValueError("metrics_url must be auto, off, or an http(s) URL (e.g. http://127.0.0.1:8000/metrics)")
+            return checked_http_url(value, "metrics_url")
         return value
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> Any:
+        return checked_headers(value) if isinstance(value, dict) else value
 
 
 def metrics_url_of(metrics_url: str | None, base_url: str, managed: bool) -> str | None:
@@ -522,6 +578,9 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
         None, description="fields overriding the experiment's workload for this instance")
     fake: FakeTimings | None = None
     ray: RayPlacement | None = Field(None, description="Ray launcher: resources and node for this instance's actor")
+    secret_env: list[str] = Field(default_factory=list, description="names of `env` variables whose values are "
+                                  "secrets (besides those named like credentials: *_KEY, *_TOKEN): scrubbed from "
+                                  "everything written")
 
     @field_validator("device")
     @classmethod
@@ -534,14 +593,12 @@ class InstanceSpec(InstanceKnobs, _EndpointFields):
     @field_validator("base_url")
     @classmethod
     def _url_format(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("base_url must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
-        return value
+        return value if value is None else checked_http_url(value, "base_url")
 
-    @field_validator("env")
+    @field_validator("env", mode="before")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        return env_names(value)
+    def _env_names(cls, value: Any) -> Any:
+        return env_names(value) if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _backend_fields(self) -> "InstanceSpec":

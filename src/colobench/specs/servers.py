@@ -50,6 +50,8 @@ class ServerSpec(SpecModel):
     ready_path: str = Field("/v1/models", description="ready when GET of this path answers 200")
     ready_timeout_s: float = Field(600.0, gt=0, le=MAX_TIMEOUT_S, description="give up (and stop it) after this long")
     port: int | None = Field(None, ge=1, le=65_535, description="a fixed port (default: a free one is picked)")
+    secret_env: list[str] = Field(default_factory=list, description="names of `env` variables whose values are "
+                                  "secrets (besides those named like credentials: *_KEY, *_TOKEN)")
 
     @field_validator("name")
     @classmethod
@@ -63,10 +65,10 @@ class ServerSpec(SpecModel):
             raise ValueError("the first element must be the program to run")
         return value
 
-    @field_validator("env")
+    @field_validator("env", mode="before")
     @classmethod
-    def _env_names(cls, value: dict[str, Any]) -> dict[str, str]:
-        return env_names(value)
+    def _env_names(cls, value: Any) -> Any:
+        return env_names(value) if isinstance(value, dict) else value
 
     @field_validator("device")
     @classmethod

@@ -31,7 +31,7 @@ from typing import Any
 
 from colobench.analysis.model import Finding, Subject, Window
 from colobench.errors import SpecError
-from colobench.rundir import ClockAnchor, PlannedRun, RunFolder
+from colobench.rundir import SERVER_STOP_MARK, ClockAnchor, PlannedRun, RunFolder
 
 MAX_EVIDENCE_LINES = 5
 MAX_LOG_BYTES = 50 * 2**20  # a runaway log is scanned up to this much (its head and tail)
@@ -47,6 +47,11 @@ class LogRule:
 
     def regex(self) -> re.Pattern[str]:
         return re.compile(self.pattern, re.IGNORECASE)
+
+
+# a line that only mentions a failure as a possibility is advice, not the failure: vLLM warns at
+# start "This can cause fd limit errors like `OSError: [Errno 24] Too many open files`"
+ADVICE = re.compile(r"\b(can|could|may|might) (cause|lead to|result in)\b|\blike `", re.IGNORECASE)
 
 
 RULES: list[LogRule] = [
@@ -203,6 +208,10 @@ def scan_run(folder: RunFolder, run: PlannedRun, point: str, anchor: ClockAnchor
         except OSError:
             continue
         for number, line in enumerate(lines, start=1):
+            if line.startswith(SERVER_STOP_MARK):
+                break  # colobench stopped this server: what it logs from here on is its shutdown
+            if ADVICE.search(line):
+                continue
             for rule, regex in compiled:
                 if not regex.search(line):
                     continue
