@@ -21,7 +21,7 @@
 # managed servers itself. Every step has a timeout; the script stops what it started itself (the
 # api step's server and the metrics watcher) on any exit.
 # Knobs (environment): VLLM_VENV VLLM_VERSION TORCH_VERSION REAL_CKPT REAL_OUT STEPS P N REQS SHARED
-# SLO TARGET CORE_A CORE_B PORT_A PORT_B KV_GIB STEP_TIMEOUT_S READY_TIMEOUT_S
+# SLO TARGET PRECISION PROBE_S CORE_A CORE_B PORT_A PORT_B KV_GIB STEP_TIMEOUT_S READY_TIMEOUT_S
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,6 +37,8 @@ REQS=${REQS:-40}                      # measured requests per repetition and ins
 SHARED=${SHARED:-32:0.5}
 SLO=${SLO:-ttft_ms=250,tpot_ms=40}
 TARGET=${TARGET:-0.95}
+PRECISION=${PRECISION:-0.05}                # capacity: the bracket (two searches can differ by it on its own)
+PROBE_S=${PROBE_S:-5}
 CORE_A=${CORE_A:-0}
 CORE_B=${CORE_B:-1}
 PORT_A=${PORT_A:-18301}
@@ -254,12 +256,12 @@ capacity_step() {
   local yaml=$OUT/capacity.yaml dirs=()
   write_cap_yaml "$yaml"
   fig ""
-  fig "### capacity: \`colobench capacity capacity.yaml -o cap-K --target $TARGET --precision 0.1 --probe-s 5\`, one server on core $CORE_A, SLO $SLO, -p $P -n $N"
+  fig "### capacity: \`colobench capacity capacity.yaml -o cap-K --target $TARGET --precision $PRECISION --probe-s $PROBE_S\`, one server on core $CORE_A, SLO $SLO, -p $P -n $N"
   for k in 1 2 3; do
     local d=$OUT/cap-$k
     rm -rf "$d"
     port_free "$PORT_A" || die "capacity: port $PORT_A is taken"
-    step "capacity-$k" "$OUT/cap-$k.console.txt" "$COLOBENCH" capacity "$yaml" -o "$d" --target "$TARGET" --precision 0.1 --probe-s 5 || { tail -20 "$OUT/cap-$k.console.txt" >&2; say "capacity-$k: colobench failed"; }
+    step "capacity-$k" "$OUT/cap-$k.console.txt" "$COLOBENCH" capacity "$yaml" -o "$d" --target "$TARGET" --precision $PRECISION --probe-s $PROBE_S || { tail -20 "$OUT/cap-$k.console.txt" >&2; say "capacity-$k: colobench failed"; }
     dirs+=("$d")
   done
   fig '```'

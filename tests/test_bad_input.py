@@ -142,6 +142,37 @@ CONFIGS = [
                     "workload: {prompts: {file: p.jsonl}}\n", "p.jsonl": '{"prompt": "hi"}\n{oops\n'}),
     Case("tokenizer folder missing", ["run", "exp.yaml"], "no such tokenizer folder",
          y("instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', tokenizer: ./nowhere}]\n")),
+    # YAML that parses but cannot be an experiment
+    Case("list as a mapping key", ["run", "exp.yaml"], "exp.yaml:1: a list used as a mapping key", y("? [a, b]\n: 1\n")),
+    Case("mapping as a mapping key", ["run", "exp.yaml"], "exp.yaml:2: a mapping used as a mapping key",
+         y(TINY + "workload: {? {a: 1} : 2}\n")),
+    Case("self-referencing list anchor", ["run", "exp.yaml"], "an anchor refers to itself", y("instances: &a [*a]\n")),
+    Case("self-referencing anchor in extra_body", ["run", "exp.yaml"], "an anchor refers to itself",
+         y("instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', extra_body: {a: &x [*x]}}]\n")),
+    Case("self-referencing mapping anchor", ["run", "exp.yaml"], "recursive", y("a: &x {b: *x}\n")),
+    Case("alias bomb", ["run", "exp.yaml"], "once its aliases are expanded",
+         y("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+             f"a{k}: &a{k} [{', '.join([f'*a{k - 1}'] * 10)}]\n" for k in range(1, 7)) + TINY)),
+    Case("nested too deeply", ["run", "exp.yaml"], "nested too deeply", y("instances: " + "[" * 5000 + "]" * 5000)),
+    # endpoints and headers
+    Case("header with CR LF", ["run", "exp.yaml"], "the value of header X-A holds a control character", y(
+        "instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', headers: {X-A: \"a\\r\\nX-B: c\"}}]\n")),
+    Case("header outside latin-1", ["run", "exp.yaml"], "outside Latin-1", y(
+        "instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', headers: {X-A: \"\u20ac\"}}]\n")),
+    Case("header name with a space", ["run", "exp.yaml"], "is not an HTTP header name", y(
+        "instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', headers: {'X A': b}}]\n")),
+    Case("metrics url with a bad port", ["run", "exp.yaml"], "metrics_url is not a valid URL", y(
+        "instances: [{model: m, backend: openai, base_url: 'http://127.0.0.1:1/v1', "
+        "metrics_url: 'http://127.0.0.1:abc/metrics'}]\n")),
+    Case("NUL in an env value", ["run", "exp.yaml"], "the value of A holds a NUL byte",
+         y("instances: [{model: tiny, env: {A: \"x\\0y\"}}]\n")),
+    Case("numeric env value is not echoed", ["run", "exp.yaml"], "servers[0].command", y(
+        "servers: [{name: s, command: [no-such-program-colobench, '{port}'], env: {MY_API_KEY: 98765432}}]\n"
+        "instances: [{backend: openai, server: s, model: m}]\n")),
+    Case("impossible cores in YAML", ["run", "exp.yaml"], "instances[0].cpu_affinity: core(s) 4096 not available here",
+         y("instances: [{model: tiny, cpu_affinity: [4096]}]\n")),
+    Case("repeated sweep value", ["run", "exp.yaml"], "the value 4.0 is listed twice",
+         y(TINY + "workload: {requests: 2}\nsweep: {rate: [4, 4.0]}\n")),
 ]
 
 # each experiment file named for what is wrong with it, written and run with an --out that must not appear
@@ -199,6 +230,12 @@ FLAGS = [
     Case("cpu affinity garbage", ["run", "-m", "tiny", "--cpu-affinity", "x-y"], "--cpu-affinity"),
     Case("resume without out", ["run", "--resume"], "--resume needs --out"),
     Case("compare one run", ["compare", "a"], "compare needs at least two runs"),
+    Case("env key given twice", ["run", "-m", "tiny", "--env", "A=1", "--env", "A=2"], "--env: A given twice"),
+    Case("slo objective given twice", ["run", "-m", "tiny", "--slo", "ttft_ms=5,ttft_ms=7"], "--slo: ttft_ms given twice"),
+    Case("cpu affinity beyond the host", ["run", "-m", "tiny", "--cpu-affinity", "64"],
+         "--cpu-affinity: core(s) 64 not available here"),
+    Case("capacity min rate zero", ["capacity", "-m", "tiny", "--slo", "ttft_ms=5", "--min-rate", "0"], "--min-rate"),
+    Case("capacity max time zero", ["capacity", "-m", "tiny", "--slo", "ttft_ms=5", "--max-time", "0"], "--max-time"),
     Case("tolerance above 1", ["compare", "a", "b", "--tolerance", "2"], "--tolerance"),
 ]
 
@@ -242,6 +279,18 @@ ENDPOINTS = [
                                     "COLOBENCH_TEST_UNSET_KEY"], "environment variable COLOBENCH_TEST_UNSET_KEY is not set"),
     Case("password in an unreachable url", ["run", "-e", "http://user:hunter2secret@127.0.0.1:1/v1", "-m", "m"],
          "cannot reach the server"),
+    Case("port not a number", ["run", "-e", "http://127.0.0.1:abc/v1", "-m", "m"],
+         "--endpoint: base_url is not a valid URL (Port could not be cast"),
+    Case("malformed ipv6 host", ["run", "-e", "http://[::1/v1", "-m", "m"], "Invalid IPv6 URL"),
+    Case("port out of range in a url", ["run", "-e", "http://127.0.0.1:99999/v1", "-m", "m"], "Port out of range"),
+    Case("url without a host", ["run", "-e", "http:///v1", "-m", "m"], "base_url has no host"),
+    Case("url with a space", ["run", "-e", "http://127.0.0.1:1/v1 x", "-m", "m"], "holds a space or a control"),
+    Case("api key with CR LF", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m", "--api-key-env", "COLOBENCH_TEST_KEY"],
+         "the API key in COLOBENCH_TEST_KEY holds a control character", env={"COLOBENCH_TEST_KEY": "abc\r\nX-Evil: 1"}),
+    Case("api key outside latin-1", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m", "--api-key-env",
+                                     "COLOBENCH_TEST_KEY"], "outside Latin-1", env={"COLOBENCH_TEST_KEY": "cl\u00e9\u20ac"}),
+    Case("server pid that does not exist", ["run", "-e", "http://127.0.0.1:1/v1", "-m", "m", "--server-pid", "4194000"],
+         "--server-pid: no such process on this host"),
 ]
 
 CASES = CONFIGS + FILES + FLAGS + PATHS + ENDPOINTS
@@ -281,7 +330,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(case: Case, tmp_path: Path
     assert not cache.exists() or not any(cache.iterdir()), "something was built in the cache"
     if case.out:
         assert not (tmp_path / case.out).exists()
-    assert "hunter2secret" not in err + out
+    assert "hunter2secret" not in err + out and "98765432" not in err + out
 
 
 def test_port_in_use_is_one_line(monkeypatch, capsys, tmp_path: Path):
@@ -324,3 +373,74 @@ def test_bad_prompt_files_with_a_checkpoint(content: str | None, fragment: str, 
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and fragment in lines[0], err
     assert "Traceback" not in err + out and _tree(tmp_path) == before
+
+
+def test_a_server_that_is_not_http_is_one_line(monkeypatch, capsys, tmp_path: Path):
+    """A port that answers with an SSH banner (BadStatusLine inside urllib): one line naming it."""
+    import threading
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+
+        def banner() -> None:
+            for _ in range(3):
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+        threading.Thread(target=banner, daemon=True).start()
+        monkeypatch.chdir(tmp_path)
+        code, out, err = invoke(["run", "-e", f"http://127.0.0.1:{port}/v1", "-m", "m"], monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "it does not speak HTTP: BadStatusLine SSH-2.0-OpenSSH_9.6" in lines[0] and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_privileged_port_is_refused_for_a_user(monkeypatch, capsys, tmp_path: Path):
+    """Only root may listen below 1024: a managed server there would never answer (it hung 180 s)."""
+    import os
+    import sys
+
+    (tmp_path / "exp.yaml").write_text(f"servers: [{{name: s, command: [{sys.executable}, -c, 'pass'], port: 90}}]\n"
+                                       "instances: [{backend: openai, server: s, model: m}]\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(["run", "exp.yaml", "-o", "out"], monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "servers[0].port: a privileged port (below 1024)" in lines[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_log_rules_with_a_list_key_is_one_line(monkeypatch, capsys, tmp_path: Path):
+    (tmp_path / "rules.yaml").write_text("? [a]\n: b\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = invoke(["diagnose", "run", "--log-rules", "rules.yaml"], monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "rules.yaml:1: a list used as a mapping key" in lines[0], err
+
+
+@pytest.mark.parametrize("command", ["run", "capacity"])
+def test_a_managed_servers_fixed_port_in_use_is_one_line_and_no_folder(command: str, monkeypatch, capsys,
+                                                                        tmp_path: Path):
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "exp.yaml").write_text(
+            f"servers: [{{name: s, command: [{sys.executable}, -c, 'pass'], port: {port}}}]\n"
+            "instances: [{backend: openai, server: s, model: m, slo: {ttft_ms: 100}}]\n")
+        monkeypatch.chdir(tmp_path)
+        code, out, err = invoke([command, "exp.yaml", "-o", "out"], monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "servers[0].port: in use on 127.0.0.1" in lines[0], err
+    assert not (tmp_path / "out").exists()

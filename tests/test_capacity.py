@@ -354,3 +354,58 @@ def test_capacity_html_draws_thresholds_kinds_and_cpu_wording():
     assert "SLO TPOT 10 ms" in page and "target 99%" in page and "met the SLO, another check failed" in page
     assert "card" not in sharing_sentence(region, "cpu") and "these CPU cores" in sharing_sentence(region, "cpu")
     assert "this card" in sharing_sentence(region, "npu")
+
+
+def test_a_search_that_never_passes_stops_at_its_floor(tmp_path: Path):
+    """Every probe fails: the search halves down to its floor (64 times below the start, or
+    --min-rate) and says no rate met the SLO down to there, instead of halving on."""
+    from colobench.capacity import CapacitySearch
+    from colobench.specs import experiment_from_dict
+
+    spec = experiment_from_dict({"instances": [{"name": "a", "model": "a", "backend": "fake",
+                                                "slo": {"tpot_ms": 5}}]}, "t")
+    notes: list[str] = []
+
+    class Notes:
+        def probe_done(self, label, probe) -> None: ...
+
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    for min_rate, lowest in [(None, 64 / 64), (8.0, 8.0)]:
+        s = CapacitySearch(spec, tmp_path / str(min_rate), start_rate=64.0, min_rate=min_rate, progress=Notes())
+        s.probe = lambda rates, scale, label: Probe(rates=rates, scale=scale, passed=False, reason="planted")
+        solo = s.solo("a")
+        assert solo.max_rate is None and solo.floor_rate == lowest
+        assert min(p.rates["a"] for p in solo.probes) == pytest.approx(lowest)
+        assert notes[-1].startswith(f"a: no rate met the SLO down to {lowest:.3g} req/s")
+
+
+def test_a_search_out_of_time_stops_before_the_probe_and_keeps_what_it_found(tmp_path: Path, monkeypatch):
+    """--max-time: the probe that would pass the budget is not started; the summary says why (and
+    the command exits 1), with what was found so far."""
+    import colobench.capacity as capacity
+    from colobench.specs import experiment_from_dict
+
+    spec = experiment_from_dict({"instances": [{"name": "a", "model": "a", "backend": "fake",
+                                                "slo": {"tpot_ms": 5}}]}, "t")
+    clock = [0.0]
+    monkeypatch.setattr(capacity.time, "monotonic", lambda: clock[0])
+    ran: list[float] = []
+
+    def probe(self, rates, scale, label):
+        self._check_time(rates, label)
+        ran.append(rates["a"])
+        clock[0] += self._duration(rates)  # a probe takes its window
+        return Probe(rates=rates, scale=scale, passed=False, reason="planted")
+
+    monkeypatch.setattr(capacity.CapacitySearch, "probe", probe)
+    monkeypatch.setattr(capacity.api, "managed_servers", lambda *a, **k: __import__("contextlib").nullcontext(spec))
+    summary = capacity.run_capacity(spec, tmp_path / "cap", start_rate=40.0, probe_s=10.0, max_time_s=100.0)
+    assert summary.stopped and "time budget of 100 s spent" in summary.stopped and "needs" in summary.stopped
+    assert summary.solo == {} and len(summary.unfinished) == 0 and ran  # the probes ran are in the history
+    assert sum(max(10.0, s.min_requests / r) for s in [capacity.CapacitySearch(spec, tmp_path / "x")]
+               for r in ran) <= 100.0
+    saved = json.loads((tmp_path / "cap" / "capacity.json").read_text())["capacity"]
+    assert saved["stopped"] == summary.stopped and saved["max_time_s"] == 100.0
+    assert not (tmp_path / "cap" / ".colobench.lock").exists()  # the folder's lock is gone with the search

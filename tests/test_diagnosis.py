@@ -289,6 +289,13 @@ def test_over_saturated_open_loop():
         r.scheduled_ns = r.submit_ns
         recs.append(r)
     assert any("over-saturated" in r for r in verdict(recs).reasons)
+    # 8 ms growing to 25 ms over 5 s at a fast server's edge: relative growth, no growing queue
+    edge = []
+    for k in range(100):
+        r = records(start_s=k * 0.05, n=1, ttft_ms=8 + (17 * k / 99), rng_seed=k)[0]
+        r.scheduled_ns = r.submit_ns
+        edge.append(r)
+    assert not any("over-saturated" in r for r in verdict(edge).reasons)
 
 
 def test_difference_against_noise():

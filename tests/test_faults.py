@@ -298,3 +298,82 @@ instances:
     wrong = run_cli(["run", "-e", f"http://user:{password}@127.0.0.1:1/v1", "-m", "fake-model", "-o",
                      str(tmp_path / "x")], env, tmp_path)
     assert wrong.returncode == 2 and password not in wrong.stdout + wrong.stderr
+
+
+def test_a_second_writer_of_a_run_directory_is_refused(tmp_path: Path, cli_env: dict, cache_dir: Path,
+                                                      stopped_at_the_end):
+    """Two `colobench run --resume` on one folder at once both wrote (42 record lines for 21
+    measured): the second is refused with the first's pid, exit 2, and writes nothing."""
+    exp = pair_experiment(tmp_path / "exp.yaml", cache_dir, FAKE_PAIR, requests=ENDLESS)
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(exp), "-o", str(out)], cli_env, tmp_path, new_session=True)
+    stopped_at_the_end(proc)
+    records = out / "runs" / "colocated" / "records" / "a.jsonl"
+    wait_for_records(proc, records, 3)
+    second = run_cli(["run", str(exp), "-o", str(out), "--resume"], cli_env, tmp_path)
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"another colobench (pid {proc.pid}) is writing this folder" in lines[0]
+    assert not (out / "runs" / "colocated" / "attempts").exists()  # nothing moved aside by the second one
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130 and not (out / ".colobench.lock").exists()
+
+
+SH_KEY, ENV_TOKEN, NUMERIC_KEY = "sk-shellstring-SECRET-42", "hf_envflag-SECRET-43", "97531864"
+
+
+def test_secrets_from_shell_strings_env_flags_and_numbers_reach_no_file(tmp_path: Path, cli_env: dict):
+    """A key inside a managed server's `sh -c` string, a worker's `--env HF_TOKEN=...` and a numeric
+    key in a server's env: in no file, stdout or stderr, in any encoding."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"""
+repetitions: 1
+telemetry: {{idle_s: 0}}
+workload: {{output_tokens: 4, requests: 6, concurrency: 2}}
+servers:
+  - name: s
+    command: [sh, -c, "exec {sys.executable} -m colobench fake-server --port {{port}} --ttft-ms 1 --itl-ms 0 # --api-key {SH_KEY}"]
+    env: {{NUMERIC_API_KEY: {NUMERIC_KEY}}}
+instances:
+  - {{name: ep, backend: openai, server: s, model: fake-model}}
+""")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out), "--env", f"HF_TOKEN={ENV_TOKEN}"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    texts = {"stdout": proc.stdout, "stderr": proc.stderr}
+    from plotly.offline import get_plotlyjs
+    for path in out.rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(errors="replace").replace(get_plotlyjs(), "")  # the library's own digits
+    for secret in (SH_KEY, ENV_TOKEN, NUMERIC_KEY):
+        forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
+        assert not [name for name, text in texts.items() for form in forms if form in text], secret
+    assert "***" in (out / "manifest.json").read_text()
+
+
+def test_text_from_a_server_cannot_drive_the_terminal(tmp_path: Path, cli_env: dict, fake_server):
+    """A served model name with ANSI escapes, quoted in an error: printed as `\\x1b`, not sent."""
+    url, _ = fake_server("--models", "\x1b]2;owned\x07\x1b[31mevil")
+    proc = run_cli(["run", "-e", url, "-m", "fake-model"], cli_env, tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "\x1b" not in proc.stderr + proc.stdout and "\\x1b]2;owned\\x07\\x1b[31mevil" in lines[0]
+
+
+def test_sighup_to_the_whole_group_of_an_endpoint_run(tmp_path: Path, cli_env: dict, fake_server, stopped_at_the_end):
+    """A closed terminal sends SIGHUP to colobench, its workers and multiprocessing's resource
+    tracker at once: the run stops in order (129, no KeyError traceback from the tracker)."""
+    url, _ = fake_server("--ttft-ms", "5", "--itl-ms", "2")
+    out = tmp_path / "run"
+    proc = start_cli(["run", "-e", url, "-m", "fake-model", "-c", "4", "-n", "16", "--duration", "120",
+                      "--repetitions", "1", "-o", str(out)], cli_env, tmp_path, new_session=True)
+    stopped_at_the_end(proc)
+    wait_for_records(proc, out / "runs" / "solo-fake-model" / "records" / "fake-model.jsonl", 10)
+    pids = _worker_pids(out)
+    os.killpg(proc.pid, signal.SIGHUP)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 129, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyError" not in stderr and "stopped by SIGHUP" in stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["run_dir"] == str(out)
+    assert _wait_gone(pids)

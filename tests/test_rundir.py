@@ -55,3 +55,34 @@ def test_old_run_directories_summarise_to_the_same_numbers(name: str, tmp_path: 
     added = [k for k in new if k.endswith(NEW_FIELDS)]
     assert all(now[k] is None for k in added), added
     assert not set(new) - set(added), new[:10]
+
+
+def test_a_folder_lock_refuses_a_second_writer_and_outlives_no_holder(tmp_path: Path):
+    """One writer at a time, the holder's pid in the refusal; a holder killed with -9 leaves no
+    stale lock (the kernel's flock is released with it)."""
+    import signal
+    import subprocess
+    import sys
+
+    from colobench.errors import ColobenchError
+    from colobench.rundir import LOCK_NAME, folder_lock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from colobench.rundir import folder_lock\n"
+        "with folder_lock(Path(sys.argv[1])):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ColobenchError, match=f"another colobench \\(pid {holder.pid}\\) is writing this folder"):
+            with folder_lock(tmp_path):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(30)
+    assert (tmp_path / LOCK_NAME).exists()  # left behind by kill -9, and taken over as it is
+    with folder_lock(tmp_path):
+        assert (tmp_path / LOCK_NAME).read_text().strip() == str(__import__("os").getpid())
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -381,3 +382,70 @@ instances:
     (entry,) = server_entries(out)
     assert entry["exit_code"] is not None and gone(entry["pid"]) and entry["problem"] is None
     assert (out / entry["log"]).stat().st_size > 0
+
+
+DAEMON = r"""
+import os, sys, time
+pid_file = sys.argv[1]
+if os.fork() == 0:          # a daemon, the classic way: fork, setsid, fork again, the middle one exits
+    os.setsid()
+    if os.fork() == 0:
+        with open(pid_file, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+        os._exit(0)
+    os._exit(0)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_a_daemon_the_server_started_in_its_own_session_is_stopped_with_it(tmp_path: Path):
+    """A grandchild that forked twice and called setsid is reparented to init, outside the
+    server's tree, group and session; it still carries the server's tag and is stopped."""
+    pid_file = tmp_path / "daemon.pid"
+    spec = ServerSpec(name="fake", command=[sys.executable, "-c", DAEMON, str(pid_file), *FAKE])
+    server = ManagedServer(spec, tmp_path / "server-fake.log")
+    try:
+        server.start()
+        server.wait_ready()
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        daemon = int(pid_file.read_text())
+        assert daemon not in {p.pid for p in psutil.Process(server.pid).children(recursive=True)}
+        assert os.getsid(daemon) != os.getsid(server.pid)
+    finally:
+        server.stop()
+    assert gone(server.pid)
+    for _ in range(100):
+        if gone(daemon):
+            break
+        time.sleep(0.1)
+    assert gone(daemon), "the server's daemon outlived colobench's stop"
+    assert "[colobench] stopping server fake (SIGTERM)" in server.log_path.read_text()
+
+
+def test_shutdown_lines_and_advice_are_not_findings(tmp_path: Path):
+    """vLLM logs EngineDeadError while colobench stops it, and warns at start that a low ulimit
+    "can cause ... [Errno 24] Too many open files": neither is a finding; the same lines before a
+    stop, said as facts, are."""
+    from colobench.analysis.diagnosis.logscan import RULES, scan_run
+    from colobench.rundir import RunFolder
+    from colobench.specs import experiment_from_dict as spec_of
+
+    plan = plan_experiment(spec_of({"servers": [{"name": "s", "command": ["x", "{port}"]}],
+                                    "instances": [{"backend": "openai", "server": "s", "model": "m"}]}, "t"))
+    run = next(r for r in plan.runs if r.phase == "solo")
+    folder = RunFolder(tmp_path / "run")
+    folder.logs_dir.mkdir(parents=True)
+    advice = ("WARNING Found ulimit of 20000 and failed to increase. This can cause fd limit errors like "
+              "`OSError: [Errno 24] Too many open files`. Consider increasing with ulimit -n\n")
+    dead = "ERROR vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue.\n"
+    folder.server_log("s").write_text(advice + "INFO serving\n[colobench] stopping server s (SIGTERM): what follows "
+                                      "is its shutdown\n" + dead)
+    assert scan_run(folder, run, "", None, 0, RULES) == []
+    folder.server_log("s").write_text("OSError: [Errno 24] Too many open files\n" + dead)
+    kinds = {f.kind for f in scan_run(folder, run, "", None, 0, RULES)}
+    assert kinds == {"log:too_many_open_files", "log:engine_dead"}

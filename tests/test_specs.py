@@ -82,3 +82,45 @@ def test_example_files_validate():
     for path in files:
         spec = load_experiment_yaml(path)
         assert spec.instances
+
+
+def test_a_derived_name_never_takes_an_explicit_one():
+    """Three instances declared, three measured: `fake-model-1` given and two `fake-model` derived
+    used to merge two of them."""
+    spec = experiment_from_dict({"instances": [{"model": "fake-model", "backend": "fake"},
+                                               {"model": "fake-model", "backend": "fake"},
+                                               {"model": "fake-model", "backend": "fake", "name": "fake-model-1"}]}, "t")
+    names = spec.instance_names()
+    assert len(set(names)) == 3 and names[2] == "fake-model-1"
+    spec = experiment_from_dict({"instances": [{"model": "tiny"}, {"model": "x", "name": "tiny"}]}, "t")
+    assert spec.instance_names() == ["tiny-1", "tiny"]
+
+
+def test_sweep_points_with_the_same_id_keep_their_own():
+    from colobench.sweep import expand
+
+    env = experiment_from_dict({"instances": [{"model": "tiny", "env": {"X": ["a b", "ab"]}}]}, "t")
+    ids = [p.id for p in expand(env)]
+    assert len(set(ids)) == 2 and ids[1] == ids[0] + "-2"
+    folders = experiment_from_dict({"instances": [{"model": "tiny"}],
+                                    "sweep": {"instances.*.model": ["/a/tiny", "/b/tiny"]}}, "t")
+    assert [p.id for p in expand(folders)] == ["colocation-tiny", "colocation-tiny-2"]
+    assert [p.id for p in expand(folders)] == [p.id for p in expand(folders)]  # stable: --resume finds them
+
+
+def test_urls_and_headers_are_checked_where_they_are_given():
+    from colobench.specs.models import checked_headers, checked_http_url
+
+    assert checked_http_url("http://[::1]:8000/v1", "base_url") == "http://[::1]:8000/v1"
+    assert checked_http_url("http://127.0.0.1:{port}/v1", "base_url")  # a managed server's, before its port
+    for bad, fragment in [("http://h:abc/v1", "not a valid URL"), ("http://[::1/v1", "Invalid IPv6"),
+                          ("ftp://h/v1", "must start with http"), ("http://h/v1\n", "control character"),
+                          ("http://h:0/v1", "port 0")]:
+        with pytest.raises(ValueError, match=fragment):
+            checked_http_url(bad, "base_url")
+    assert checked_headers({"X-Key": 12345678}) == {"X-Key": "12345678"}
+    for bad, fragment in [({"X-A": "a\r\nB: c"}, "control character"), ({"X-A": "\u20ac"}, "Latin-1"),
+                          ({"X A": "b"}, "not an HTTP header name")]:
+        with pytest.raises(ValueError, match=fragment) as err:
+            checked_headers(bad)
+        assert "\u20ac" not in str(err.value) and "B: c" not in str(err.value)  # never the value itself

@@ -30,7 +30,7 @@ from colobench.analysis.model import Check
 from colobench.devices.base import DeviceUnavailable, kind_of
 from colobench.errors import ColobenchError, make_dir
 from colobench.records import load_json
-from colobench.rundir import RunDir, folder_lock, write_json_atomic
+from colobench.rundir import RunDir, folder_lock, remove_if_empty, write_json_atomic
 from colobench.secrets import register_spec
 from colobench.specs import ExperimentSpec, experiment_from_dict
 
@@ -326,11 +326,17 @@ def run_capacity(spec: ExperimentSpec, out: Path, target: float = DEFAULT_TARGET
         raise ColobenchError(f"--rays {rays}: the region needs at least 5 rays to have a shape")
     if out.exists() and any(out.iterdir()):
         raise ColobenchError(f"--out {out}: folder exists and is not empty; choose another")
+    created = not out.exists()
     make_dir(out, "--out")
     note = (progress or CapacityProgress()).note
-    with folder_lock(out), api.managed_servers(spec, RunDir(out), source, note) as running:
-        return _search(running, out, target, precision, probe_s, rays, start_rate, progress, source, on_update,
-                       min_rate, max_time_s)
+    try:
+        with folder_lock(out), api.managed_servers(spec, RunDir(out), source, note) as running:
+            return _search(running, out, target, precision, probe_s, rays, start_rate, progress, source, on_update,
+                           min_rate, max_time_s)
+    except BaseException:
+        if created:
+            remove_if_empty(RunDir(out))  # refused before anything ran (a server's port in use): nothing left
+        raise
 
 
 def _search(spec: ExperimentSpec, out: Path, target: float, precision: float, probe_s: float, rays: int,

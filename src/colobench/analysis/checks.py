@@ -20,8 +20,11 @@ Per instance-phase (from its records and metrics):
   check inference engineers make by hand): a property of the system, shown, never INVALID;
 - `steady_state`: the last third of the requests (in time order) differs from the first third
   by more than `trend_fraction` and `trend_sigmas` standard errors: still trending (INVALID);
-- `saturation` (open loop): TTFT of the last third at least `saturation_growth` x the first:
-  the queue grows without bound and no latency figure describes the system (INVALID);
+- `saturation` (open loop): TTFT of the last third at least `saturation_growth` x the first,
+  and by at least what a queue growing at `saturation_share` of the arrival rate adds over the
+  window (2/3 x share x the window's seconds: 170 ms in a 5 s window): the queue grows without
+  bound and no latency figure describes the system (INVALID). The absolute floor keeps 8 -> 25
+  ms of noise at a fast server's edge from passing for an unbounded queue;
 - `failures`: failed requests; above `max_failed_fraction` INVALID;
 - `rate` (open loop): the achieved rate more than `rate_tolerance` off the requested one;
 - `client_bound` (endpoints): the load generator, not the server, was the limit (INVALID);
@@ -79,6 +82,7 @@ class Thresholds:
     trend_sigmas: float = 3.0
     trend_min_values: int = 30
     saturation_growth: float = 2.0
+    saturation_share: float = 0.05  # the queue's growth, as a share of the arrival rate, that is over-saturation
     max_failed_fraction: float = 0.05
     max_failed_share_for_client: float = 0.5  # above this error rate no client_bound verdict (a failing server)
     rate_tolerance: float = 0.01
@@ -259,10 +263,13 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
         if len(ttft) >= t.trend_min_values:
             k = len(ttft) // 3
             first, last = float(np.mean(ttft[:k])), float(np.mean(ttft[-k:]))
-            if first > 0 and last / first >= t.saturation_growth:
+            span_ns = max(r.submit_ns for r in ok) - min(r.submit_ns for r in ok)
+            floor_ns = t.saturation_share * span_ns * 2 / 3  # a backlog growing at that share of the arrivals
+            if first > 0 and last / first >= t.saturation_growth and last - first >= floor_ns:
                 out.append(_check("saturation", s, "over_saturated", "invalid",
-                                  f"over-saturated: TTFT grew {last / first:.1f}x over the run (the queue grows without "
-                                  "bound: lower the rate or add capacity)", last / first, t.saturation_growth))
+                                  f"over-saturated: TTFT grew {last / first:.1f}x (+{(last - first) / 1e6:.0f} ms) over "
+                                  "the run (the queue grows without bound: lower the rate or add capacity)",
+                                  last / first, t.saturation_growth))
     out += _failure_checks(s, mt, t) + _client_checks(s, mt, t)
     if mt.output_length_mismatch:
         out.append(_check("output_length", s, "inexact_lengths", "warning",

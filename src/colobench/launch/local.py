@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import multiprocessing as mp
+from multiprocessing import resource_tracker
 import os
 import queue as queue_mod
 import signal
@@ -89,12 +90,36 @@ def window_payload(group: RunGroup) -> list[dict[str, Any]]:
             for w in group.windows]
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (it unlinks the queues' semaphores) with SIGHUP
+    blocked. It ignores SIGINT and SIGTERM itself, not SIGHUP: a closed terminal (SIGHUP to the
+    whole process group) killed it, and colobench's orderly stop then printed its KeyError
+    tracebacks. colobench itself handles SIGHUP (`stopping`); the tracker inherits the mask."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    # a worker killed with -9 can leave a queue's semaphore behind: the tracker unlinks it at the
+    # end, as it should, and would print a UserWarning about it on colobench's stderr; the run
+    # already reports the dead worker
+    warnings = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [warnings, "ignore:resource_tracker:UserWarning"]))
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if warnings is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = warnings
+
+
 def run_local(group: RunGroup, run_dir: RunDir, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
               load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
               prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, RunState]:
     """Run a group's windows in worker processes; return each run's state (also in its run.json)."""
     ctx = mp.get_context("spawn")
+    _start_resource_tracker()
     msgs = ctx.Queue()
     go, stop = [ctx.Event() for _ in group.windows], [ctx.Event() for _ in group.windows]
     shared_start = ctx.Value("q", 0)

@@ -82,7 +82,8 @@ def worker_main(instance: dict, windows: list[dict], run_dir: str, queue: Any, g
     """`windows`: [{run_id, repetition, active: [instance names]}] in order; `part` = (k, n): this
     process is client process k of n for the instance (HTTP load split over processes);
     `shared_start` holds the common start time of open-loop schedules."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C and a closed terminal reach the whole group:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # colobench stops its workers itself, in order
     die_with_parent(parent_pid)
     register_endpoint(instance.get("endpoint"))
     register_env(instance.get("env"), instance.get("secret_env"))
