@@ -42,6 +42,8 @@ CONFIGS = [
     Case("malformed yaml", ["run", "exp.yaml"], "malformed YAML", y("instances:\n  - model: tiny\n   device: cpu\n")),
     Case("unknown key with suggestion", ["run", "exp.yaml"], "instances[0].modle: unknown key (did you mean 'model'?)",
          y("instances: [{modle: tiny}]\n")),
+    Case("a real key in the wrong section", ["run", "exp.yaml"], "workload.model: unknown key here (it belongs to "
+         "another section", y(TINY + "workload: {model: tiny}\n")),
     Case("unknown top-level key", ["run", "exp.yaml"], "repetitons: unknown key (did you mean 'repetitions'?)",
          y(TINY + "repetitons: 3\n")),
     Case("duplicate key", ["run", "exp.yaml"], "key 'workload' given twice",
@@ -230,6 +232,8 @@ FLAGS = [
     Case("cpu affinity garbage", ["run", "-m", "tiny", "--cpu-affinity", "x-y"], "--cpu-affinity"),
     Case("resume without out", ["run", "--resume"], "--resume needs --out"),
     Case("compare one run", ["compare", "a"], "compare needs at least two runs"),
+    Case("zero thread count in env", ["run", "-m", "tiny", "--env", "OMP_NUM_THREADS=0"],
+         "OMP_NUM_THREADS must be a positive thread count"),
     Case("env key given twice", ["run", "-m", "tiny", "--env", "A=1", "--env", "A=2"], "--env: A given twice"),
     Case("slo objective given twice", ["run", "-m", "tiny", "--slo", "ttft_ms=5,ttft_ms=7"], "--slo: ttft_ms given twice"),
     Case("cpu affinity beyond the host", ["run", "-m", "tiny", "--cpu-affinity", "64"],
@@ -444,3 +448,62 @@ def test_a_managed_servers_fixed_port_in_use_is_one_line_and_no_folder(command: 
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and "servers[0].port: in use on 127.0.0.1" in lines[0], err
     assert not (tmp_path / "out").exists()
+
+
+# ---- a run directory, corrupted file by file ------------------------------------------------------
+
+CORRUPT = {"syntax": b'{"a": 1,,}', "list": b"[1, 2]", "binary": b"\xff\xfe\x00\x01garbage\x9c", "empty": b"",
+           "nulls": None}
+RUN_FILES = ["manifest.json", "runs/colocated/run.json", "runs/colocated/records/a.jsonl"]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, cache_dir: Path) -> Path:
+    import os
+
+    from conftest import pair_experiment, run_cli
+
+    root = tmp_path_factory.mktemp("small-run")
+    exp = pair_experiment(root / "small.yaml", cache_dir, [
+        f"{{name: {n}, model: fake, backend: fake, fake: {{ttft_ms: 1, tpot_ms: 1}}}}" for n in ("a", "b")],
+        requests=6)
+    proc = run_cli(["run", str(exp), "-o", str(root / "run")], {**os.environ, "COLOBENCH_CACHE": str(cache_dir)}, root)
+    assert proc.returncode == 0, proc.stderr
+    return root / "run"
+
+
+# --resume only of the files it reads before running: a broken record file is an attempt it keeps aside
+CORRUPTIONS = [(rel, kind, command) for rel in RUN_FILES for kind in CORRUPT
+               for command in ("report", "diagnose", "compare", "resume")
+               if not (command == "resume" and rel.endswith(".jsonl"))]
+
+
+@pytest.mark.parametrize("rel, kind, command", CORRUPTIONS)
+def test_a_corrupt_run_directory_is_never_a_traceback(rel: str, kind: str, command: str, small_run: Path,
+                                                      tmp_path: Path, monkeypatch, capsys):
+    """Every file a reader opens, broken five ways (bad syntax, a list where an object belongs,
+    binary, empty, every top-level value null): report, diagnose, compare and --resume end with a
+    result (0 or 1) or one line and exit 2; never a traceback."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    (run / "summary.json").unlink()
+    path = run / rel
+    if kind == "nulls":
+        if rel.endswith(".jsonl"):
+            path.write_text("null\n" * 3)
+        else:
+            path.write_text(json.dumps({k: None for k in json.loads(path.read_text())}))
+    else:
+        path.write_bytes(CORRUPT[kind])
+    monkeypatch.chdir(tmp_path)
+    args = {"report": ["report", "run"], "diagnose": ["diagnose", "run"], "compare": ["compare", "run", str(small_run)],
+            "resume": ["run", "--resume", "-o", "run"]}[command]
+    code, out, err = invoke(args, monkeypatch, capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err + out
+    assert code in (0, 1) or (code == 2 and len(lines) == 1), (code, err[-2000:])
+    if code == 2:
+        assert rel.split("/")[-1] in lines[0] or "run" in lines[0], lines[0]

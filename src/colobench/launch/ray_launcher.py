@@ -400,15 +400,23 @@ def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: C
                 _poll_samplers(ray, samplers, info, telemetry_path, final=False)
     except KeyboardInterrupt as exc:
         _poll_samplers(ray, samplers, info, telemetry_path, final=True)
-        for a in [*actors.values(), *samplers.values()]:
-            kill(a)
+        _clean_and_kill(ray, [*actors.values(), *samplers.values()], kill)
         rs.interrupted({}, stop_reason(exc))
         raise RunInterrupted() from None
     # 6. telemetry's last lines, then the actors go (their resources are free for the next run)
     _poll_samplers(ray, samplers, info, telemetry_path, final=True)
-    for a in [*actors.values(), *samplers.values()]:
-        kill(a)
+    _clean_and_kill(ray, [*actors.values(), *samplers.values()], kill)
     return rs.finish()
+
+
+def _clean_and_kill(ray: Any, handles: list[Any], kill: Callable[[Any], None]) -> None:
+    """Each actor removes its node-local temporary folder (a killed actor runs no destructor, and
+    the folders piled up under /tmp), then goes. A dead actor is skipped within the timeout."""
+    with contextlib.suppress(Exception):
+        refs = [a.cleanup.remote() for a in handles]
+        ray.wait(refs, num_returns=len(refs), timeout=10)  # unlike get, a dead actor's error does not end the wait
+    for a in handles:
+        kill(a)
 
 
 def _split_colocation(instances: list[dict[str, Any]]) -> list[str]:

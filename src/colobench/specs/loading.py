@@ -164,7 +164,11 @@ def validation_error_to_spec_error(err: ValidationError, source: str, field_name
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         key = str(first["loc"][-1])
-        close = difflib.get_close_matches(key, sorted(_known_keys()), n=1, cutoff=0.7)
+        known = _known_keys()
+        if key in known:  # a real key in the wrong place: suggesting itself would not help
+            return SpecError(source, field, "unknown key here (it belongs to another section: see the README's "
+                             "'Experiment files')", show_value=False)
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.7)
         return SpecError(source, field, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""),
                          show_value=False)
     if first["type"] == "missing":

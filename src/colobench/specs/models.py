@@ -75,7 +75,15 @@ def env_names(value: dict[str, Any]) -> dict[str, str]:
             raise ValueError(f"the value of {key} must be text or a number")  # never the value: it may be a key
         if "\x00" in str(item):
             raise ValueError(f"the value of {key} holds a NUL byte")
+        if key.upper() in THREAD_COUNT_VARS and not re.fullmatch(r"[1-9]\d*(,[1-9]\d*)*", str(item).strip()):
+            raise ValueError(f"{key} must be a positive thread count (got {str(item)!r})")
     return {k: str(v) for k, v in value.items()}
+
+
+# thread counts read by the math libraries: 0 or a negative count is refused here, not silently
+# replaced by a default in the worker
+THREAD_COUNT_VARS = frozenset({"OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                               "VECLIB_MAXIMUM_THREADS", "BLIS_NUM_THREADS"})
 
 
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
