@@ -65,6 +65,7 @@ from pydantic import Field, field_validator, model_validator
 from colobench.serve.fake_tokens import FakeTokenizer, PrefixCache, valid_token_ids
 from colobench.serve.fake_metrics import FakeMetrics, RequestTrack
 from colobench.serve.shared_device import DeviceStream, SharedDevice, SharedDeviceDriver
+from colobench.text import printable
 from colobench.typed import Frozen
 
 FAULTS = ("http_500", "cut", "malformed", "stall")
@@ -428,7 +429,7 @@ def serve(config: FakeServerSettings) -> None:
     server = FakeOpenAIServer(config)
 
     def say(*_: Any) -> None:
-        print(config.banner(), file=sys.stderr, flush=True)
+        print(printable(config.banner()), file=sys.stderr, flush=True)
 
     web.run_app(server.app(), host=config.host, port=config.port, print=say, access_log=None, handle_signals=True,
                 shutdown_timeout=1.0)
