@@ -409,3 +409,23 @@ def test_a_search_out_of_time_stops_before_the_probe_and_keeps_what_it_found(tmp
     saved = json.loads((tmp_path / "cap" / "capacity.json").read_text())["capacity"]
     assert saved["stopped"] == summary.stopped and saved["max_time_s"] == 100.0
     assert not (tmp_path / "cap" / ".colobench.lock").exists()  # the folder's lock is gone with the search
+
+
+def test_a_search_stops_halving_when_lower_rates_do_not_help():
+    """An SLO below the model's own latency (TTFT 1 ms against a 50 ms prefill): every probe meets
+    it 0% of the time whatever the rate; after two halvings that changed nothing the search stops,
+    instead of probing ever longer (a 99% probe needs 190 requests: 380 s at 0.5 req/s)."""
+    calls: list[float] = []
+
+    def unreachable(x: float) -> Probe:
+        calls.append(x)
+        return Probe(rates={"a": x}, scale=x, passed=False, reason="planted", attainment={"a": 0.0})
+
+    lo, hi, probes = search(unreachable, 8.0, 0.05, floor=8.0 / 64)
+    assert lo is None and calls == [8.0, 4.0, 2.0]
+
+    def improving(x: float) -> Probe:  # queueing: lower rates help, so the search goes on down
+        return Probe(rates={"a": x}, scale=x, passed=x <= 0.5, reason="planted", attainment={"a": 1 - x / 10})
+
+    lo, _, _ = search(improving, 8.0, 0.05, floor=8.0 / 64)
+    assert lo == pytest.approx(0.5)

@@ -268,8 +268,9 @@ class CapacitySearch:
                                 floor=floor)
         if lo is None:
             lowest = min(p.rates[name] for p in probes)
-            self.progress.note(f"{name}: no rate met the SLO down to {lowest:.3g} req/s (the floor: "
-                               f"{floor:.3g}; --min-rate sets it)")
+            why = (f"the floor: {floor:.3g}; --min-rate sets it" if lowest / 2 < floor else
+                   "lower rates did not raise the share that met it: the SLO is out of reach at any load")
+            self.progress.note(f"{name}: no rate met the SLO down to {lowest:.3g} req/s ({why})")
         return SoloCapacity(instance=name, max_rate=lo, first_failing_rate=hi, knee_rate=knee(probes, name),
                             floor_rate=floor, probes=probes)
 
