@@ -61,6 +61,15 @@ def test_welch_matches_scipy():
     assert welch(Distribution.of_repetitions(a[:2]), Distribution.of_repetitions(b)) is None  # too few
 
 
+def test_a_ratio_interval_never_goes_below_zero():
+    """Three noisy repetitions against three steady ones: the symmetric delta-method interval was
+    "0.427x [-0.035, 0.924]"; on the log scale it stays above zero and around the ratio."""
+    a, b = [10.0, 10.1, 9.9], [2.0, 8.0, 2.8]
+    cmp = welch(Distribution.of_repetitions(a), Distribution.of_repetitions(b))
+    assert 0 < cmp.low < cmp.ratio < cmp.high
+    assert cmp.high / cmp.ratio == pytest.approx(cmp.ratio / cmp.low)  # symmetric in log
+
+
 def test_repetition_interval_of_a_rate_never_goes_below_zero():
     d = Distribution.of_repetitions([100.0, 900.0, 150.0])  # three windows far apart
     assert d.ci95_low == 0.0 and d.ci95_high > 900

@@ -128,17 +128,26 @@ def test_compare_hand_computed():
     rows = {r.metric: r for r in compare([entries(a), entries(b)])}  # no common name: paired by phase
     tput = rows["output_throughput"]
     assert tput.subject == "solo" and tput.ratios == [1.5]
-    # Welch over the five repetitions of each, by hand: se(b/a) = (b/a) sqrt(va/a^2 + vb/b^2)
+    # Welch over the five repetitions of each, by hand, on the log scale: se(log b/a) = sqrt(va/a^2 + vb/b^2)
     va, vb = np.var([95, 98, 100, 102, 105], ddof=1) / 5, np.var([140, 145, 150, 155, 160], ddof=1) / 5
     df = (va + vb) ** 2 / (va ** 2 / 4 + vb ** 2 / 4)
-    half = stats.t.ppf(0.975, df) * 1.5 * np.sqrt(va / 100 ** 2 + vb / 150 ** 2)
-    assert tput.intervals[0] == pytest.approx((1.5 - half, 1.5 + half)) and tput.verdicts == ["better"]
+    half = stats.t.ppf(0.975, df) * np.sqrt(va / 100 ** 2 + vb / 150 ** 2)
+    assert tput.intervals[0] == pytest.approx((1.5 * np.exp(-half), 1.5 * np.exp(half)))
+    assert tput.verdicts == ["better"]
     ttft = rows["mean_ttft_ms"]
     assert ttft.ratios[0] == pytest.approx(1.025) and ttft.verdicts == ["noise"]  # the interval holds 1
     assert rows["p99_ttft_ms"].ratios == [1.5] and rows["p99_ttft_ms"].verdicts == ["worse"]
     assert rows["peak_memory_bytes"].verdicts == ["single figure"]
     assert overall(list(rows.values())) == ("3 of 4 metrics differ: solo output_throughput better (1.500x), solo "
                                             "request_throughput better (1.500x), solo p99_ttft_ms worse (1.500x)")
+    # an INVALID side describes no system: named, not judged
+    from colobench.analysis.model import Validity
+
+    invalid = b.points[0].phases["solo"]["int8"].model_copy(update={"validity": Validity(verdict="INVALID")})
+    c = _summary(Point(phases={"solo": {"int8": invalid}}))
+    judged = compare([entries(a), entries(c)])
+    assert {r.verdicts[0] for r in judged} == {"invalid side"}
+    assert "solo: INVALID in one of the runs, not judged" in overall(judged)
     sweep = _summary(a.points[0].model_copy(update={"id": "x-b1"}), a.points[0].model_copy(update={"id": "x-b2"}))
     with pytest.raises(ValueError, match="name one"):
         entries(sweep)

@@ -108,3 +108,18 @@ def test_capacity_from_memory():
     assert max_parallel_requests(10 * 2**30, 0.5, 2**30, 1024, 1000, cap=64) == 64
     assert max_parallel_requests(2**20, 1.0, 2**30, 1024, 1000, cap=64) == 1
     assert max_parallel_requests(None, 1.0, 0, None, 1000, cap=32) == 32
+
+
+def test_co_located_open_loop_instances_do_not_share_arrival_times():
+    """Two instances at one rate used to get one schedule ([0.0, 122.0, 304.9, ...] ms for both):
+    their bursts lined up. Each now has its own, kept from run to run."""
+    from colobench.backends.fake import FakeBackend
+    from colobench.loadgen.driver import LoadDriver
+    from colobench.specs.models import WorkloadSpec
+
+    wl = WorkloadSpec(load="open", rate=8.0, requests=40, prompt_tokens=8, output_tokens=2)
+    a, b, again = (LoadDriver(FakeBackend(), wl, 4, None, name=n).offsets for n in ("a", "b", "a"))
+    assert len(a) == len(b) == 40 and a != b and a == again
+    # none shared (the first is 0 and the last (count - 1) / rate in both: the gaps' mean is exact)
+    assert len(set(round(x, 9) for x in a[1:-1]) & set(round(x, 9) for x in b[1:-1])) == 0
+    assert abs(a[-1] / 39 - 1 / 8) < 0.02 and abs(b[-1] / 39 - 1 / 8) < 0.02  # each still at the asked rate

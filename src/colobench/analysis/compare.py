@@ -14,7 +14,8 @@ around 1 (`TOLERANCE`, 5% by default: a real regression, not a statistically det
 which two runs on a shared box differ by anyway); an interval that crosses the tolerance line
 while excluding 1 is *inconclusive*; an interval around 1 is *noise*. Below 3 repetitions there
 is no interval, and the row says so. Single figures (peak memory, MBU, energy per token) get a
-ratio only.
+ratio only. Ratio intervals are on the log scale (never below zero). A subject whose result is
+INVALID in either run is not judged ("invalid side"): an invalid result describes no system.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ TOLERANCE = 0.05
 
 # (summary key, repetition-level values, higher is better); values None: a single figure
 METRICS = compared()
-VERDICTS = ("better", "worse", "inconclusive", "noise", "no interval", "single figure")
+VERDICTS = ("better", "worse", "inconclusive", "noise", "no interval", "single figure", "invalid side")
+
+
+def _invalid(mt: PhaseMetrics) -> bool:
+    return mt.validity is not None and mt.validity.verdict == "INVALID"
 
 
 @dataclass
@@ -105,7 +110,9 @@ def compare(runs: list[dict[tuple[str, str], PhaseMetrics]], tolerance: float = 
                 row.ratios.append(ratio)
                 row.intervals.append((cmp.low, cmp.high) if cmp else None)
                 row.p_values.append(cmp.p_value if cmp else None)
-                if ratio is None:
+                if _invalid(base) or _invalid(other):
+                    row.verdicts.append("invalid side")  # an INVALID result describes no system: not judged
+                elif ratio is None:
                     row.verdicts.append("no interval")
                 elif per_rep is None:
                     row.verdicts.append("single figure")
@@ -117,7 +124,14 @@ def compare(runs: list[dict[tuple[str, str], PhaseMetrics]], tolerance: float = 
 
 def overall(rows: list[Row], k: int = 0) -> str:
     """One sentence for run k+1 against the first: no difference, or which metrics differ."""
-    judged = [r for r in rows if r.verdicts[k] not in ("single figure",)]
+    invalid = sorted({r.subject for r in rows if r.verdicts[k] == "invalid side"})
+    note = (f" ({', '.join(invalid)}: INVALID in one of the runs, not judged; see `colobench diagnose`)"
+            if invalid else "")
+    return _overall(rows, k) + note
+
+
+def _overall(rows: list[Row], k: int) -> str:
+    judged = [r for r in rows if r.verdicts[k] not in ("single figure", "invalid side")]
     with_interval = [r for r in judged if r.verdicts[k] != "no interval"]
     if not with_interval:
         return (f"no verdict: {len(judged)} metrics compared without intervals (fewer than {MIN_REPETITIONS} "

@@ -129,10 +129,13 @@ def welch(a: Distribution, b: Distribution, level: float = LEVEL) -> Comparison 
     df = (va + vb) ** 2 / ((va ** 2 / (a.count - 1) if va else 0.0) + (vb ** 2 / (b.count - 1) if vb else 0.0))
     t_stat = (b.mean - a.mean) / math.sqrt(va + vb)
     p_value = float(2 * _stats().t.sf(abs(t_stat), df))
-    # the ratio's standard error by the delta method: se(b/a) = (b/a) sqrt(va/a^2 + vb/b^2)
-    se_ratio = abs(ratio) * math.sqrt(va / a.mean ** 2 + (vb / b.mean ** 2 if b.mean else 0.0))
-    half = float(_stats().t.ppf(0.5 + level / 2, df)) * se_ratio
-    return Comparison(ratio, ratio - half, ratio + half, p_value, a.count, b.count)
+    if ratio <= 0:  # a sign change: no ratio interval means anything
+        return Comparison(ratio, ratio, ratio, p_value, a.count, b.count)
+    # on the log scale (the delta method: se(log b/a) = sqrt(va/a^2 + vb/b^2)), so the interval is
+    # never below zero and a halving and a doubling are equally far from 1
+    se_log = math.sqrt(va / a.mean ** 2 + (vb / b.mean ** 2 if b.mean else 0.0))
+    half = float(_stats().t.ppf(0.5 + level / 2, df)) * se_log
+    return Comparison(ratio, ratio * math.exp(-half), ratio * math.exp(half), p_value, a.count, b.count)
 
 
 def difference_is_significant(a: list[float], b: list[float], sigmas: float = 2.0) -> bool | None:

@@ -22,7 +22,7 @@ from colobench.clock import now_ns
 from colobench.loadgen import streaming
 from colobench.loadgen.recorder import Recorder
 from colobench.loadgen.static import run_static
-from colobench.workload.arrivals import arrival_offsets_s, count_for_duration
+from colobench.workload.arrivals import arrival_offsets_s, count_for_duration, instance_seed
 from colobench.workload.synthetic import Request, build_requests, static_batches
 from colobench.workload.text_prompts import build_text_requests
 
@@ -73,8 +73,8 @@ class LoadDriver:
         # sessions: the schedule is of session starts, at rate / turns (the rate counts turns)
         turns = wl.sessions.turns if wl.sessions is not None else 1
         units = -(-count // turns)
-        self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness, wl.seed).tolist()[k::n] \
-            if self.load == "open" else []
+        self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness,
+                                         instance_seed(wl.seed, name)).tolist()[k::n] if self.load == "open" else []
         self.batches = static_batches(self.measured_requests, self.parallel) if self.load == "static" else []
 
     def new_window(self, run_id: str, repetition: int) -> None:
@@ -204,7 +204,7 @@ class LoadDriver:
             count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
             turns = wl.sessions.turns if wl.sessions is not None else 1
             offsets = arrival_offsets_s(count, wl.rate / turns, wl.arrival, wl.burstiness,
-                                        wl.seed + FILLER_SEED_OFFSET).tolist()[k::n]
+                                        instance_seed(wl.seed + FILLER_SEED_OFFSET, self.name)).tolist()[k::n]
             requests = self.fresh(self.filler_requests(), self._filler_salt)  # as many as the offsets take
             cap = self.parallel if wl.concurrency is not None else None
             aio.run(streaming.with_loop_monitor(

@@ -19,6 +19,8 @@ absolute deadlines on the monotonic clock.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 ARRIVALS = ("poisson", "gamma", "constant")
@@ -52,6 +54,14 @@ def arrival_offsets_s(count: int, rate: float, arrival: str = "poisson", burstin
     """Offsets of `count` arrivals from the window start; the first arrives at 0."""
     gaps = interarrival_gaps_s(count, rate, arrival, burstiness, seed)
     return np.concatenate([[0.0], np.cumsum(gaps)]) if count > 0 else np.zeros(0)
+
+
+def instance_seed(seed: int, instance: str) -> int:
+    """The arrival seed of one instance: the run's seed and the instance's name, so two co-located
+    instances at one rate never share arrival times (their bursts lining up would bias every
+    open-loop slowdown pessimistic), while each instance keeps its schedule from run to run and
+    from its solo phase to its co-located one."""
+    return (seed * 1_000_003 + zlib.crc32(instance.encode("utf-8"))) % 2**63
 
 
 def count_for_duration(rate: float, duration_s: float) -> int:
