@@ -94,6 +94,26 @@ def test_bandwidth_saturated_co_run():
     assert "INT8" in f.recommendation
 
 
+def test_no_bandwidth_cause_on_an_impossible_figure():
+    """MBU 210% alone and 224% together (a wrong peak) used to give "bandwidth near peak" and an
+    INT8 remedy as the top findings; now the one finding says the figure is wrong and how to fix it."""
+    from colobench.analysis.model import Peak, Roofline
+
+    roof = Roofline(peak=Peak(name="cpu", memory_bandwidth_gb_s=20.0, source="table"), bytes_per_step=2**30,
+                    device="cpu")
+    point = d.PointData("", {})
+    for ph, name, mbu, start in (("solo", "a", 210.0, 0), ("solo", "b", 120.0, 50), ("colocated", "a", 112.0, 100),
+                                 ("colocated", "b", 112.0, 100)):
+        point.phases[(ph, name)] = phase(records(start_s=start, itl_ms=16), ph, name, device="cpu", extra={
+            "mbu_pct": mbu, "achieved_bandwidth_bytes_s": mbu / 100 * 20e9, "roofline": roof})
+    found = all_findings(point)
+    kinds = [f.kind for f in found]
+    assert "bandwidth_near_peak" not in kinds and "bandwidth_contention" not in kinds
+    (f,) = [f for f in found if f.kind == "implausible_figure"]
+    assert f.severity == "high" and "cannot judge memory bandwidth" in f.title and "210%" in f.title
+    assert "224%" in f.title and "devices --probe" in f.recommendation and "INT8" not in f.recommendation
+
+
 def test_host_bound_batch_sweep():
     points = []
     for batch, tpot, mbu in ((1, 10.0, 12.0), (8, 10.8, 20.0)):

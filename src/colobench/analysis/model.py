@@ -505,7 +505,7 @@ CHECK_KINDS: tuple[str, ...] = get_args(CheckKind)
 FindingKind = Literal["bandwidth_contention", "bandwidth_near_peak", "compute_contention", "cpu_contention",
                       "client_bound", "host_bound", "warmup_outliers", "throttling", "memory_pressure", "endpoint_down",
                       "failing", "fragmentation", "input_length_variance", "batch_padding", "periodic_stalls",
-                      "unrequested_prefix_cache", "unknown"]
+                      "unrequested_prefix_cache", "implausible_figure", "unknown"]
 FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
 LogFindingKind = Annotated[str, StringConstraints(pattern=r"^log:.+$")]
 

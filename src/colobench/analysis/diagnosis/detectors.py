@@ -124,6 +124,8 @@ def _slow_steps(p: PhaseData) -> list[list[int]]:
 
 # ---- co-location ---------------------------------------------------------------------------------
 
+IMPLAUSIBLE_MBU_PCT = 100.0  # above the peak: not memory traffic (the `implausible` check says why)
+
 @point_detector
 def bandwidth_contention(point: PointData) -> list[Finding]:
     """Co-located step time up by 20% or more while memory bandwidth sits near the device's peak
@@ -139,7 +141,9 @@ def bandwidth_contention(point: PointData) -> list[Finding]:
         telemetry = p.metrics.device_telemetry
         measured = (telemetry.dram_bw_util_pct or telemetry.hbm_bw_util_pct) if telemetry else None
         measured_bw = measured.mean if measured else None
-        bandwidth = measured_bw if measured_bw is not None else (summed_mbu or None)
+        # the instances' MBU added up, unless that is impossible (then the bandwidth is not known)
+        bandwidth = measured_bw if measured_bw is not None else (
+            summed_mbu if 0 < summed_mbu <= IMPLAUSIBLE_MBU_PCT else None)
         significant = difference_is_significant([m.tpot_ns(r) for r in p.records if m.tpot_ns(r)],
                                                 [m.tpot_ns(r) for r in solo.records if m.tpot_ns(r)])
         if ratio >= T.slowdown_for_contention and significant and bandwidth is not None \
@@ -181,13 +185,17 @@ def bandwidth_near_peak(point: PointData) -> list[Finding]:
                          "bandwidth_gb_s": round(sum(p.metrics.achieved_bandwidth_bytes_s for p in coloc) / 1e9, 2),
                          "mbu_pct": round(together, 1)})
         worst = max(together or 0, worst_alone or 0)
+        wrong = [p for p in solo + coloc if p.metrics.mbu_pct > IMPLAUSIBLE_MBU_PCT]
+        if wrong or worst > IMPLAUSIBLE_MBU_PCT:  # no cause is built on a figure that cannot be true
+            out.append(_implausible_bandwidth(device, wrong or coloc, together, peak))
+            continue
         parts = []
         if together is not None:
             parts.append(f"together {together:.0f}% (" + ", ".join(f"{p.name} {p.metrics.mbu_pct:.0f}%" for p in coloc)
                          + ")")
         if solo:
             parts.append("alone " + ", ".join(f"{p.name} {p.metrics.mbu_pct:.0f}%" for p in solo))
-        note = "; above 100% cannot be memory traffic (see the implausible check)" if worst > 100 else ""
+        note = ""
         source = peak.source if peak is not None else ""
         anchor = (coloc or solo)[0]
         out.append(anchor.finding(
@@ -198,6 +206,24 @@ def bandwidth_near_peak(point: PointData) -> list[Finding]:
              "threshold_pct": T.bandwidth_near_peak_pct, "table": rows},
             [w for p in solo + coloc for w in _window(p)], worst / 100))
     return out
+
+
+def _implausible_bandwidth(device: str, phases: list[PhaseData], together: float | None, peak: Any) -> Finding:
+    """The finding in place of a bandwidth cause when the figure itself cannot be true: which
+    figure, and how to fix it (a measured peak, or a bytes model that counts what crosses the bus)."""
+    figures = ", ".join(f"{p.name} ({p.phase}) {p.metrics.mbu_pct:.0f}%" for p in phases)
+    if together is not None and together > IMPLAUSIBLE_MBU_PCT:
+        figures += f"; together {together:.0f}%"
+    source = f"{peak.memory_bandwidth_gb_s:,.1f} GB/s, {peak.source}" if peak is not None else "no peak figure"
+    anchor = phases[0]
+    return anchor.finding(
+        "implausible_figure", "high",
+        f"cannot judge memory bandwidth on {device}: MBU {figures} of the peak ({source}) is impossible as memory "
+        "traffic, so no bandwidth cause or remedy is given",
+        {"figure": "mbu_pct", "values": {f"{p.name}/{p.phase}": p.metrics.mbu_pct for p in phases},
+         "together_pct": together, "peak_gb_s": peak.memory_bandwidth_gb_s if peak is not None else None,
+         "peak_source": peak.source if peak is not None else None},
+        [w for p in phases for w in _window(p)], 1.0)
 
 
 @point_detector

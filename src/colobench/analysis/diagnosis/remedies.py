@@ -42,6 +42,11 @@ REMEDIES: dict[tuple[str, str], str] = {
     ("failing", "*"): (
         "Nearly every request of this instance failed, so it was stopped: read the errors above (out of memory "
         "at this batch or concurrency is the usual cause) and lower the load or the context."),
+    ("implausible_figure", "*"): (
+        "Fix the figure before reading any bandwidth cause: measure the device's peak (`colobench devices "
+        "--probe` times a memory copy and keeps it as the peak of later runs), or, for a model small enough to "
+        "stay in on-chip caches, trust step time and TPOT, not MBU: its bytes per step do not all cross the "
+        "memory bus."),
     ("bandwidth_near_peak", "*"): (
         "Decode is close to the memory-bandwidth ceiling: tokens/s cannot grow much further on this device. Fewer "
         "bytes per step (INT8/FP8 weights, a smaller KV cache: shorter contexts or grouped-query models), more "
