@@ -318,6 +318,23 @@ def test_over_saturated_open_loop():
     assert not any("over-saturated" in r for r in verdict(edge).reasons)
 
 
+def test_over_saturation_seen_in_flight_not_only_in_ttft():
+    """A continuous-batching server at 137% of its capacity admits every request: TTFT stays flat,
+    TPOT and the requests in flight grow. Host jitter (a few slow requests) is not over-saturation."""
+    def open_loop(itl_of):
+        recs = []
+        for k in range(100):
+            r = records(start_s=k * 0.05, n=1, ttft_ms=20, itl_ms=itl_of(k), rng_seed=k)[0]
+            r.scheduled_ns = r.submit_ns
+            recs.append(r)
+        return recs
+
+    overloaded = verdict(open_loop(lambda k: 2 + 0.2 * k))
+    assert any("requests in flight grew" in r and "TPOT" in r for r in overloaded.reasons), overloaded.reasons
+    jitter = verdict(open_loop(lambda k: 30.0 if k % 17 == 0 else 2.0))
+    assert not any("over-saturated" in r for r in jitter.reasons), jitter.reasons
+
+
 def test_difference_against_noise():
     rng = np.random.default_rng(0)
     a, b = rng.normal(10, 1, 500), rng.normal(10.5, 1, 500)

@@ -20,11 +20,13 @@ Per instance-phase (from its records and metrics):
   check inference engineers make by hand): a property of the system, shown, never INVALID;
 - `steady_state`: the last third of the requests (in time order) differs from the first third
   by more than `trend_fraction` and `trend_sigmas` standard errors: still trending (INVALID);
-- `saturation` (open loop): TTFT of the last third at least `saturation_growth` x the first,
-  and by at least what a queue growing at `saturation_share` of the arrival rate adds over the
-  window (2/3 x share x the window's seconds: 170 ms in a 5 s window): the queue grows without
-  bound and no latency figure describes the system (INVALID). The absolute floor keeps 8 -> 25
-  ms of noise at a fast server's edge from passing for an unbounded queue;
+- `saturation` (open loop): TTFT, or the requests in flight, of the last third at least
+  `saturation_growth` x the first, and by at least what a queue growing at `saturation_share` of
+  the arrival rate adds over the window (TTFT: 2/3 x share x the window's seconds, 170 ms in a
+  5 s window; in flight: 2/3 x share x the requests): the queue grows without bound and no latency
+  figure describes the system (INVALID). The in-flight count catches a continuous-batching server
+  that admits everything (TTFT flat, TPOT growing); the absolute floors keep 8 -> 25 ms of noise at
+  a fast server's edge, or host jitter, from passing for an unbounded queue;
 - `failures`: failed requests; above `max_failed_fraction` INVALID;
 - `rate` (open loop): the achieved rate more than `rate_tolerance` off the requested one;
 - `client_bound` (endpoints): the load generator, not the server, was the limit (INVALID);
@@ -259,17 +261,7 @@ def phase_checks(point: str, phase: Phase, name: str, mt: PhaseMetrics, records:
                           "latency varies from request to request", spread, t.jitter_cv))
     out += _trend_checks(s, head, ok, t)
     if mt.open_loop is not None:
-        ttft = [m.ttft_ns(r) for r in ok]
-        if len(ttft) >= t.trend_min_values:
-            k = len(ttft) // 3
-            first, last = float(np.mean(ttft[:k])), float(np.mean(ttft[-k:]))
-            span_ns = max(r.submit_ns for r in ok) - min(r.submit_ns for r in ok)
-            floor_ns = t.saturation_share * span_ns * 2 / 3  # a backlog growing at that share of the arrivals
-            if first > 0 and last / first >= t.saturation_growth and last - first >= floor_ns:
-                out.append(_check("saturation", s, "over_saturated", "invalid",
-                                  f"over-saturated: TTFT grew {last / first:.1f}x (+{(last - first) / 1e6:.0f} ms) over "
-                                  "the run (the queue grows without bound: lower the rate or add capacity)",
-                                  last / first, t.saturation_growth))
+        out += _saturation(s, ok, t)
     out += _failure_checks(s, mt, t) + _client_checks(s, mt, t)
     if mt.output_length_mismatch:
         out.append(_check("output_length", s, "inexact_lengths", "warning",
@@ -382,6 +374,42 @@ def _roofline_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]
     return [_check("implausible", s, "mbu_above_peak", "warning",
                    f"MBU {mt.mbu_pct:.0f}% of the peak is impossible as memory traffic; {why}", mt.mbu_pct,
                    t.max_mbu_pct)]
+
+
+def _saturation(s: Subject, ok: list[RequestRecord], t: Thresholds) -> list[Check]:
+    """Over-saturation of an open loop, from two signals of one growing queue: TTFT (requests wait
+    to be admitted) and the requests in flight (a continuous-batching server admits them all, so
+    TTFT stays flat while the batch, the in-flight count and TPOT grow). Either must grow by what a
+    queue gaining `saturation_share` of the arrivals adds between the first and the last third of
+    the window, so a few slow requests (host jitter) never pass for an unbounded queue."""
+    if len(ok) < t.trend_min_values:
+        return []
+    ok = sorted(ok, key=lambda r: r.submit_ns)
+    k = len(ok) // 3
+    span_ns = ok[-1].submit_ns - ok[0].submit_ns
+    ttft = [m.ttft_ns(r) for r in ok]
+    first, last = float(np.mean(ttft[:k])), float(np.mean(ttft[-k:]))
+    if first > 0 and last / first >= t.saturation_growth and last - first >= t.saturation_share * span_ns * 2 / 3:
+        return [_check("saturation", s, "over_saturated", "invalid",
+                       f"over-saturated: TTFT grew {last / first:.1f}x (+{(last - first) / 1e6:.0f} ms) over the run "
+                       "(the queue grows without bound: lower the rate or add capacity)", last / first,
+                       t.saturation_growth)]
+    # in flight at each arrival: arrived so far, less those already done
+    done = np.sort(np.array([r.done_ns for r in ok], dtype=np.int64))
+    submits = np.array([r.submit_ns for r in ok], dtype=np.int64)
+    in_flight = np.arange(1, len(ok) + 1) - np.searchsorted(done, submits, side="right")
+    a, b = float(in_flight[:k].mean()), float(in_flight[-k:].mean())
+    if b >= max(a, 1.0) * t.saturation_growth and b - a >= t.saturation_share * len(ok) * 2 / 3:
+        tpot = [x for x in (m.tpot_ns(r) for r in ok) if x]
+        grew = ""
+        if len(tpot) >= 3:
+            j = len(tpot) // 3
+            grew = f"; TPOT {float(np.mean(tpot[-j:])) / max(float(np.mean(tpot[:j])), 1.0):.1f}x"
+        return [_check("saturation", s, "over_saturated", "invalid",
+                       f"over-saturated: requests in flight grew from {a:.1f} to {b:.1f} over the run{grew} (the "
+                       "server admits every request but finishes fewer than arrive: lower the rate or add capacity)",
+                       b / max(a, 1.0), t.saturation_growth)]
+    return []
 
 
 def _failure_checks(s: Subject, mt: PhaseMetrics, t: Thresholds) -> list[Check]:
