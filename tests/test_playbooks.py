@@ -32,7 +32,8 @@ BLOCK = re.compile(r"```bash\n(# playbook (\d+)\n.*?)```", re.DOTALL)
 # what, in each playbook's output, answers its questions (the document points at the same lines)
 EXPECTED: dict[int, list[str]] = {
     1: [r"scaling \d\.\d\dx \[\d\.\d\d, \d\.\d\d\] of ideal 2x", r"TPOT std/mean|stable \(|acceptable \(",
-        r"slowdown \(co-located / solo\)", r"logs: \d+ file\(s\) .* and 1 from", r"no difference|differ:"],
+        r"slowdown \(co-located / solo\)", r"logs: \d+ file\(s\) .* and 1 from",
+        r"no difference|differ:|not judged: .* INVALID in one of the runs"],
     2: [r"\| point \| scenario \| phase \| instance \|", r"\| tiny-x2-short \|", r"\| tiny-x2-mixed \|",
         r"scaling \d\.\d\dx"],
     3: [r"measured copy", r"batch scaling: tiny-1 \(solo, dtype=float32\)", r"mbu_pct", r"\| float32 \| 8 \|"],

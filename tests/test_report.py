@@ -147,7 +147,7 @@ def test_compare_hand_computed():
     c = _summary(Point(phases={"solo": {"int8": invalid}}))
     judged = compare([entries(a), entries(c)])
     assert {r.verdicts[0] for r in judged} == {"invalid side"}
-    assert "solo: INVALID in one of the runs, not judged" in overall(judged)
+    assert overall(judged) == "not judged: solo INVALID in one of the runs (see `colobench diagnose`)"
     sweep = _summary(a.points[0].model_copy(update={"id": "x-b1"}), a.points[0].model_copy(update={"id": "x-b2"}))
     with pytest.raises(ValueError, match="name one"):
         entries(sweep)

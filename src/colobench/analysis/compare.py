@@ -125,6 +125,8 @@ def compare(runs: list[dict[tuple[str, str], PhaseMetrics]], tolerance: float = 
 def overall(rows: list[Row], k: int = 0) -> str:
     """One sentence for run k+1 against the first: no difference, or which metrics differ."""
     invalid = sorted({r.subject for r in rows if r.verdicts[k] == "invalid side"})
+    if invalid and all(r.verdicts[k] in ("invalid side", "single figure") for r in rows):
+        return f"not judged: {', '.join(invalid)} INVALID in one of the runs (see `colobench diagnose`)"
     note = (f" ({', '.join(invalid)}: INVALID in one of the runs, not judged; see `colobench diagnose`)"
             if invalid else "")
     return _overall(rows, k) + note
