@@ -267,6 +267,18 @@ def test_malformed_usage_mid_run_fails_requests_not_the_worker(tmp_path: Path, c
     assert phase["mean_output_tokens"] == 8
 
 
+def _everything_written(proc: subprocess.CompletedProcess, out: Path) -> dict[str, str]:
+    """stdout, stderr and every file of the run directory, by name; a report's embedded plotly.js
+    left out (the library's own code holds digit runs such as 12345678, never scrubbed)."""
+    from plotly.offline import get_plotlyjs
+
+    texts = {"stdout": proc.stdout, "stderr": proc.stderr}
+    for path in out.rglob("*"):
+        if path.is_file():
+            texts[str(path)] = path.read_text(errors="replace").replace(get_plotlyjs(), "")
+    return texts
+
+
 def test_a_server_echoing_the_key_leaks_it_nowhere(tmp_path: Path, cli_env: dict, fake_server):
     key, credential, signature, password = "sk-colobench-TOPSECRET-1234", "credential-VALUE-5678", \
         "sig-VALUE-9012", "pw-VALUE-3456"
@@ -291,9 +303,9 @@ instances:
     assert proc.returncode == 0, proc.stderr
     rows = [r for r in read_jsonl(out / "runs" / "solo-ep" / "records" / "ep.jsonl") if not r["ok"]]
     assert rows and all("***" in r["error"] for r in rows)  # the echo was there, scrubbed
-    texts = [proc.stdout, proc.stderr] + [p.read_text(errors="replace") for p in out.rglob("*") if p.is_file()]
+    texts = _everything_written(proc, out)
     for secret in (key, credential, signature):
-        assert not [t[:80] for t in texts if secret in t], secret
+        assert not [name for name, t in texts.items() if secret in t], secret
     assert "visible-value" in (out / "manifest.json").read_text()  # an ordinary header stays readable
     wrong = run_cli(["run", "-e", f"http://user:{password}@127.0.0.1:1/v1", "-m", "fake-model", "-o",
                      str(tmp_path / "x")], env, tmp_path)
@@ -341,11 +353,7 @@ instances:
     out = tmp_path / "run"
     proc = run_cli(["run", str(exp), "-o", str(out), "--env", f"HF_TOKEN={ENV_TOKEN}"], cli_env, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    texts = {"stdout": proc.stdout, "stderr": proc.stderr}
-    from plotly.offline import get_plotlyjs
-    for path in out.rglob("*"):
-        if path.is_file():
-            texts[str(path)] = path.read_text(errors="replace").replace(get_plotlyjs(), "")  # the library's own digits
+    texts = _everything_written(proc, out)
     for secret in (SH_KEY, ENV_TOKEN, NUMERIC_KEY):
         forms = {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}
         assert not [name for name, text in texts.items() for form in forms if form in text], secret
