@@ -14,6 +14,15 @@ file is given). Printed:
   among runs of the same command).
 
 Exit status 0 when both targets hold, 1 otherwise. Figures for docs/benchmarks.md.
+
+    python benchmarks/aa.py --spaced            # three runs >= 10 minutes apart, a hog during one
+
+Spaced mode is the cross-run test: three identical runs of the experiment, `--gap-min` minutes
+between their starts, with a two-process CPU hog (started here, stopped by its pid) running
+through the second. Printed: each pairwise `colobench compare` (target: at most 1 in 20 metrics
+better or worse, and the pairs with the hogged run name the host shift), then a planted
+slowdown: a fake-backend experiment, quiet, against the same with every timing 10% slower and the
+hog running (target: reported worse, most metrics beyond the host shift).
 """
 
 from __future__ import annotations
@@ -25,8 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+import multiprocessing as mp
+import os
+import signal
+
 from colobench import api
-from colobench.analysis.compare import compare, entries, overall
+from colobench.analysis.compare import compare, entries, overall, shifts_of
 
 FLAGGED_TARGET = 1 / 20
 
@@ -38,6 +51,102 @@ def run_once(out: Path, experiment: str | None) -> float:
     if proc.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return time.perf_counter() - t0
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+class Hog:
+    """`n` processes spinning on the CPU, from `start()` to `stop()` (ended by their pids)."""
+
+    def __init__(self, n: int = 2):
+        self.n, self.procs = n, []
+
+    def __enter__(self) -> "Hog":
+        ctx = mp.get_context("spawn")
+        self.procs = [ctx.Process(target=_spin, daemon=True) for _ in range(self.n)]
+        for p in self.procs:
+            p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+            p.join(5)
+
+
+def judged_pair(a: Path, b: Path) -> tuple[int, int, str, bool]:
+    """(flagged better/worse, metrics with an interval, compare's sentence, host shift named)."""
+    sa, sb = api.load_summary(a), api.load_summary(b)
+    shifts = shifts_of([sa.host_reference, sb.host_reference])
+    rows = compare([entries(sa), entries(sb)], shifts=shifts)
+    with_interval = [r for r in rows if r.verdicts[0] not in ("single figure", "no interval")]
+    flagged = [r for r in with_interval if r.verdicts[0] in ("better", "worse")]
+    return len(flagged), len(with_interval), overall(rows, 0, shifts[0], b.name), shifts[0].shifted
+
+
+PLANTED = """name: planted
+repetitions: 5
+instances:
+  - {{name: a, model: fake, backend: fake, fake: {{ttft_ms: {ttft}, tpot_ms: {tpot}}}}}
+  - {{name: b, model: fake, backend: fake, fake: {{ttft_ms: {ttft}, tpot_ms: {tpot}}}}}
+workload: {{requests: 16, batch_size: 4, output_tokens: 16, prompt_tokens: 32}}
+"""
+
+
+def spaced(args: argparse.Namespace) -> int:
+    runs = [args.out / f"spaced-{k}" for k in (1, 2, 3)]
+    started = []
+    for k, run in enumerate(runs):
+        if k:
+            wait = started[-1] + args.gap_min * 60 - time.time()
+            if wait > 0 and not (run / "summary.json").exists():
+                print(f"waiting {wait / 60:.1f} min before run {k + 1}", flush=True)
+                time.sleep(wait)
+        started.append(time.time())
+        if not (run / "summary.json").exists():
+            if k == 1:
+                with Hog():
+                    wall = run_once(run, args.experiment)
+            else:
+                wall = run_once(run, args.experiment)
+            print(f"run {k + 1}{' (CPU hog running)' if k == 1 else ''}: {wall:.0f} s at "
+                  f"{time.strftime('%H:%M:%S')}", flush=True)
+    shares, named = [], []
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        flagged, judged, sentence, shifted = judged_pair(runs[i], runs[j])
+        shares.append(flagged / judged if judged else 0.0)
+        if 1 in (i, j):
+            named.append(shifted)
+        print(f"run {j + 1} against run {i + 1}: {flagged} of {judged} metrics better or worse; {sentence}")
+    quiet, slow = args.out / "planted-a", args.out / "planted-b"
+    for path, factor in ((quiet, 1.0), (slow, 1.1)):
+        spec = path.with_suffix(".yaml")
+        spec.write_text(PLANTED.format(ttft=20 * factor, tpot=4 * factor), encoding="utf-8")
+        if not (path / "summary.json").exists():
+            if factor > 1:
+                with Hog():
+                    run_once(path, str(spec))
+            else:
+                run_once(path, str(spec))
+    sa, sb = api.load_summary(quiet), api.load_summary(slow)
+    shifts = shifts_of([sa.host_reference, sb.host_reference])
+    rows = compare([entries(sa), entries(sb)], shifts=shifts)
+    timed = [r for r in rows if r.verdicts[0] not in ("single figure", "no interval")]
+    worse = [r for r in timed if r.verdicts[0] == "worse"]
+    print(f"planted 10% slowdown with the hog in B: {len(worse)} of {len(timed)} metrics worse; "
+          f"{overall(rows, 0, shifts[0], 'B')}")
+    share = max(shares)
+    print(f"\nspaced A/A: at most {share * 100:.1f}% of metrics better or worse in a pair (target at most "
+          f"{FLAGGED_TARGET * 100:.0f}%); host shift named in {sum(named)} of {len(named)} pairs with the hogged run; "
+          f"planted slowdown: {len(worse)} of {len(timed)} worse")
+    ok = share <= FLAGGED_TARGET and all(named) and len(worse) >= len(timed) / 2
+    print(json.dumps({"max_flagged_share": round(share, 4), "shift_named": named, "planted_worse": len(worse),
+                      "planted_timed": len(timed), "ok": ok}))
+    return 0 if ok else 1
 
 
 def scaling_of(run: Path) -> tuple[str, str]:
@@ -55,8 +164,13 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--experiment", default=None, help="an experiment file (default: the default job)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/colobench-aa"))
+    parser.add_argument("--spaced", action="store_true", help="three runs --gap-min apart, a CPU hog during the second, "
+                        "and a planted slowdown")
+    parser.add_argument("--gap-min", type=float, default=5.0, help="spaced mode: minutes between the runs' starts")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.spaced:
+        return spaced(args)
     shares, verdicts, walls = [], [], []
     print(f"A/A: {args.pairs} pairs of {'the default job' if not args.experiment else args.experiment}")
     for k in range(args.pairs):

@@ -605,6 +605,23 @@ class Advice(Model):
     margin: str = "no interval"
 
 
+class HostReference(Model):
+    """The host reference of a run (`analysis.host_reference`): a fixed CPU and memory-copy
+    workload timed with `threads` threads at the start, between repetitions and at the end, with
+    what else used the CPU and each accelerator's own reference (start and end)."""
+
+    threads: int
+    samples: int
+    cpu_ms: Distribution
+    copy_gb_s: Distribution
+    others_cpu_pct_max: float | None = None  # processes outside the run, % of one core, between samples
+    others_cpu_pct_mean: float | None = None
+    load_1m_max: float | None = None
+    facts: dict[str, Any] = {}  # CPU model, governor, cores, host name, kernel
+    devices: dict[str, dict[str, Any]] = {}  # device -> matmul_tflops, copy_gb_s (or error)
+    timeline: list[dict[str, Any]] = []  # each sample: at, cpu_ms, copy_gb_s, others_cpu_pct
+
+
 class Summary(Model):
     """Everything derived from a run directory; `colobench report` rebuilds it from the files."""
 
@@ -623,6 +640,7 @@ class Summary(Model):
     findings: list[Finding] = []
     advice: list[Advice] = []
     problems: list[str] = []
+    host_reference: HostReference | None = None
 
     def point(self, point_id: str | None = None) -> Point:
         """The point named `point_id`; without one, the only point (a sweep must name one)."""

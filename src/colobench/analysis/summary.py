@@ -17,6 +17,7 @@ from colobench.analysis.advice import Guard, advise
 from colobench.analysis.checks import phase_checks, point_checks, validity
 from colobench.analysis.diagnosis import diagnose
 from colobench.analysis.diagnosis.logscan import RULES, LogRule, rules_from
+from colobench.analysis.host_reference import host_reference
 from colobench.analysis.interference import interference
 from colobench.analysis.model import (SCHEMA, Attempt, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry,
                                       Summary, WorkerOutcome)
@@ -28,7 +29,7 @@ from colobench.analysis.sweeps import batch_scaling
 from colobench.devices import kind_of
 from colobench.records import CorruptFile, RequestRecord, read_jsonl, read_records
 from colobench.rundir import (WORST_FIRST, PlannedRun, RunDir, RunFolder, RunState, WorkerState, is_worker_of,
-                              read_manifest, read_run_state)
+                              read_host_reference, read_manifest, read_run_state)
 from colobench.telemetry.replay import read_samples
 
 FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture", "load_model",
@@ -217,4 +218,5 @@ def summarize_run_dir(run_dir: RunDir, states: dict[str, RunState] | None = None
                    advice=advice, telemetry=manifest.telemetry,
                    idle_power_w=idle_power(read_samples(run_dir.idle_telemetry)),
                    sweep_axes=plan.axes, points=points,
-                   batch_scaling=batch_scaling(points), checks=checks, findings=findings, problems=problems)
+                   batch_scaling=batch_scaling(points), checks=checks, findings=findings, problems=problems,
+                   host_reference=host_reference(read_host_reference(run_dir.host_reference, problems)))

@@ -49,9 +49,20 @@ def stderr() -> Console:
                    force_terminal=sys.stderr.isatty() or None)
 
 
+SIDE_BREAK = "\0--"  # `compare A1 A2 -- B1 B2`: the `--` click would drop, kept (no path holds a NUL)
+
+
+def _args(argv: list[str]) -> list[str]:
+    """The arguments click gets: a `--` between `compare`'s two sides becomes `SIDE_BREAK`."""
+    if argv[:1] == ["compare"] and "--" in argv:
+        k = argv.index("--")
+        return argv[:k] + [SIDE_BREAK] + argv[k + 1:]
+    return argv
+
+
 def main() -> None:
     try:
-        code = app(standalone_mode=False, prog_name="colobench")
+        code = app(args=_args(sys.argv[1:]), standalone_mode=False, prog_name="colobench")
     except ColobenchError as exc:
         stderr().print(f"[red]error:[/] {escape(printable(str(exc)))}", soft_wrap=True)
         sys.exit(exc.exit_code)

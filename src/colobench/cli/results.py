@@ -10,12 +10,12 @@ import typer
 from rich.markup import escape
 
 from colobench import api
-from colobench.analysis.compare import TOLERANCE, entries
+from colobench.analysis.compare import PAIRED_HINT, TOLERANCE, entries, shifts_of
 from colobench.analysis.compare import compare as compare_runs
 from colobench.analysis.diagnosis.logscan import RULES as LOG_RULES
 from colobench.analysis.diagnosis.logscan import rules_from
 from colobench.capacity import load_capacity
-from colobench.cli.app import app, stderr, stdout
+from colobench.cli.app import SIDE_BREAK, app, stderr, stdout
 from colobench.errors import ColobenchError, check_file_target, os_reason, writing
 from colobench.report import exports
 from colobench.report.capacity import print_capacity, write_capacity_html
@@ -82,9 +82,20 @@ def report(
     print(api.dump_json_line(headline(summary)))
 
 
+def _load_run(spec: str) -> tuple[Any, Any]:
+    """(entries, host reference) of RUN_DIR or RUN_DIR:POINT."""
+    path, _, point = spec.partition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
+    try:
+        summary = api.load_summary(path)
+        return entries(summary, point or None), summary.host_reference
+    except ValueError as exc:
+        raise ColobenchError(f"{spec}: {exc}") from None
+
+
 @app.command()
 def compare(
-    runs: list[str] = typer.Argument(..., help="run directories, or RUN_DIR:POINT for a sweep point; the first is the base"),
+    runs: list[str] = typer.Argument(..., help="run directories, or RUN_DIR:POINT for a sweep point; the first is the "
+                                     "base. Several runs per side: A1 A2 A3 -- B1 B2 B3"),
     md: bool = typer.Option(False, "--md", help="print a markdown table"),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="write the comparison as CSV"),
     json_out: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
@@ -93,25 +104,36 @@ def compare(
                                     "called beyond noise", min=0.0, max=1.0),
 ) -> None:
     """Each metric's ratio to the first run, its 95% interval over repetitions, and a verdict:
-    better / worse (the interval lies beyond the tolerance), inconclusive, noise."""
-    if len(runs) < 2:
+    better / worse (the interval lies beyond the tolerance), inconclusive, noise, or host shift
+    (the host reference of the runs moved, and explains the change). With `A1 A2 A3 -- B1 B2 B3`
+    each side is several runs and the interval uses the variance between runs."""
+    if SIDE_BREAK in runs:
+        k = runs.index(SIDE_BREAK)
+        sides = [runs[:k], runs[k + 1:]]
+        if SIDE_BREAK in sides[1] or not sides[0] or not sides[1]:
+            raise ColobenchError("compare A1 A2 -- B1 B2: one `--` between two sides, each with at least one run")
+        labels = ["+".join(side) for side in sides]
+    else:
+        sides = [[r] for r in runs]
+        labels = list(runs)
+    if len(sides) < 2:
         raise ColobenchError("compare needs at least two runs")
     check_file_target(csv_out, "--csv")
     check_file_target(html_out, "--html")
-    loaded = []
-    for spec in runs:
-        path, _, point = spec.partition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
-        try:
-            loaded.append(entries(api.load_summary(path), point or None))
-        except ValueError as exc:
-            raise ColobenchError(f"{spec}: {exc}") from None
-    rows = compare_runs(loaded, tolerance)
+    loaded = [[_load_run(spec) for spec in side] for side in sides]
+    per_side = [[e for e, _ in side] if len(side) > 1 else side[0][0] for side in loaded]
+    hosts = [[h for _, h in side] if len(side) > 1 else side[0][1] for side in loaded]
+    shifts = shifts_of(hosts, tolerance)
+    rows = compare_runs(per_side, tolerance, shifts)
     if not rows:
         raise ColobenchError("the runs share no instance, and do not have one instance per phase to pair")
-    header, table_rows, sentences = comparison_table(rows, runs)
+    header, table_rows, sentences = comparison_table(rows, labels, shifts)
+    if any(s.shifted for s in shifts) or any(v in ("better", "worse", "inconclusive") for r in rows for v in r.verdicts):
+        sentences.append(PAIRED_HINT)
     if json_out:
-        print(api.dump_json_line({"runs": runs, "tolerance": tolerance, "rows": [r.to_dict() for r in rows],
-                                  "overall": sentences}))
+        print(api.dump_json_line({"runs": labels, "sides": sides, "tolerance": tolerance,
+                                  "host_shifts": [s.to_dict() for s in shifts],
+                                  "rows": [r.to_dict() for r in rows], "overall": sentences}))
     elif md:
         print(printable(comparison_markdown(header, table_rows, sentences), one_line=False))
     else:
@@ -121,7 +143,7 @@ def compare(
             exports.write_csv([dict(zip(header, row)) for row in table_rows], csv_out)
     if html_out:
         with writing("--html", html_out):
-            html_out.write_text(comparison_page(header, table_rows, [r.to_dict() for r in rows], runs, sentences),
+            html_out.write_text(comparison_page(header, table_rows, [r.to_dict() for r in rows], labels, sentences),
                                 encoding="utf-8")
         stderr().print(f"wrote {escape(str(html_out))}")
 

@@ -116,7 +116,8 @@ def _start_resource_tracker() -> None:
 def run_local(group: RunGroup, run_dir: RunDir, on_progress: Callable[[str, int], None] | None = None,
               on_event: Callable[[str, str, Any], None] | None = None,
               load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-              prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, RunState]:
+              prompts_files: dict[str, str] | None = None, telemetry: Any = None,
+              reference: Any = None) -> dict[str, RunState]:
     """Run a group's windows in worker processes; return each run's state (also in its run.json)."""
     ctx = mp.get_context("spawn")
     _start_resource_tracker()
@@ -124,7 +125,8 @@ def run_local(group: RunGroup, run_dir: RunDir, on_progress: Callable[[str, int]
     go, stop = [ctx.Event() for _ in group.windows], [ctx.Event() for _ in group.windows]
     shared_start = ctx.Value("q", 0)
     parts = worker_parts(group)
-    state = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event)
+    state = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event,
+                       reference)
     workers = state.workers
     windows = window_payload(group)
 

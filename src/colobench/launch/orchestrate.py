@@ -18,12 +18,13 @@ from typing import Any, Callable
 
 from colobench.backends.openai_admin import check_instances
 from colobench.devices import is_accelerator
-from colobench.launch.local import DiskFull, RunInterrupted
+from colobench.launch.local import DiskFull, RunInterrupted, worker_parts
 from colobench.launch.servers import ServerPool
 from colobench.plan import ExperimentPlan, RunGroup, prompt_key
 from colobench.rundir import ManifestFile, RunDir, RunState, keep_attempt, unfinished_runs
 from colobench.specs import ExperimentSpec
 from colobench.telemetry import TelemetryRecorder, make_samplers
+from colobench.telemetry.host_reference import HostReference
 
 
 class Progress:
@@ -90,6 +91,15 @@ def salted(group: RunGroup, salt: str) -> RunGroup:
     return group.model_copy(update={"runs": runs})
 
 
+def host_reference(plan: ExperimentPlan, run_dir: RunDir) -> HostReference:
+    """The run's host reference: as many threads as its largest group has workers; a reference
+    of each accelerator device too."""
+    threads = max((len(worker_parts(g)) for g in plan.groups), default=1)
+    devices = sorted({i.device for i in plan.instances if is_accelerator(i.device)})
+    pids = tuple(i.endpoint.server_pid for i in plan.instances if i.endpoint and i.endpoint.server_pid)
+    return HostReference(run_dir.host_reference, threads, devices, pids)
+
+
 def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, manifest: ManifestFile,
                prompt_files: dict[str, str], launcher: Launcher, progress: Progress, resume: bool = False,
                source: str = "experiment") -> tuple[bool, list[str]]:
@@ -98,9 +108,12 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
     fields = {name: f"instances[{k}]" for k, name in enumerate(spec.instance_names())}
     servers = ServerPool(spec.servers, spec.keep_servers, run_dir, progress.phase)
     interrupted, problems = False, []
+    reference = host_reference(plan, run_dir)
     try:
+        progress.phase("timing the host reference")
+        reference.sample("start", first=True)
         idle_power(plan, spec, run_dir, manifest, progress)
-        for group in plan.groups:
+        for number, group in enumerate(plan.groups):
             unfinished = unfinished_runs(run_dir, group, resume)
             for run in group.runs:
                 if run.run_id not in unfinished:
@@ -116,6 +129,8 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
             # a group's shared telemetry file (interleaved runs) is appended to: analysis takes each
             # run's samples by its windows, so an earlier attempt's samples are never counted
             label = group_label(group)
+            if number and reference.count:
+                reference.sample(f"before {label}")
             group = servers.up(group, label)  # its managed servers answering, their ports and pids bound in
             group = salted(group, run_dir.root.name)
             if any(i.server for i in group.instances):
@@ -129,12 +144,13 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
                               on_progress=lambda name, n, label=label: progress.requests_done(label, name, n),
                               on_event=lambda kind, name, payload, label=label: progress.worker_event(
                                   label, kind, name, payload),
-                              prompts_files=files, telemetry=spec.telemetry)
+                              prompts_files=files, telemetry=spec.telemetry, reference=reference)
             manifest.group_done(states)
             progress.run_finished(label, group_status(states))
             if servers.starts:  # a server that died during the group is noted; stopped unless kept
                 servers.down(group, label)
                 manifest.servers(servers.manifest())
+        reference.sample("end")
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True
     except DiskFull as exc:

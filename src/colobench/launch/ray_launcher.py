@@ -260,14 +260,16 @@ def _append_files(run_dir: RunDir, files: dict[str, bytes], offset_ns: int) -> N
 
 def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: Callable[[str, int], None] | None = None,
             on_event: Callable[[str, str, Any], None] | None = None, load_timeout_s: float = DEFAULT_LOAD_TIMEOUT_S,
-            prompts_files: dict[str, str] | None = None, telemetry: Any = None) -> dict[str, RunState]:
+            prompts_files: dict[str, str] | None = None, telemetry: Any = None,
+            reference: Any = None) -> dict[str, RunState]:
     """Run a group's windows as Ray actors; return each run's state (also in its run.json)."""
     ray = _import_ray()
     from ray.exceptions import GetTimeoutError, RayActorError  # Ray: imported only when used
 
     parts = worker_parts(group)
     names = list(parts)
-    rs = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "ray", on_progress, on_event)
+    rs = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "ray", on_progress, on_event,
+                    reference)
     workers = rs.workers
     try:
         driver_node = ray.get_runtime_context().get_node_id()

@@ -31,9 +31,11 @@ class GroupState:
 
     def __init__(self, group: RunGroup, run_dir: RunDir, workers: dict[str, str], launcher: str,
                  on_progress: Callable[[str, int], None] | None = None,
-                 on_event: Callable[[str, str, Any], None] | None = None):
-        """`workers`: worker key -> instance name (several keys per instance: client processes)."""
+                 on_event: Callable[[str, str, Any], None] | None = None, reference: Any = None):
+        """`workers`: worker key -> instance name (several keys per instance: client processes);
+        `reference`: the run's `HostReference`, sampled between repetitions."""
         self.group, self.run_dir, self.instance_of = group, run_dir, workers
+        self.reference = reference
         self.names = list(workers)
         self.on_progress, self.on_event = on_progress, on_event
         self.active = [{k for k, name in workers.items() if name in {i.name for i in group.run(w.run_id).instances}}
@@ -159,8 +161,12 @@ class GroupState:
 
     def opening(self, w: int) -> None:
         """Window `w` is about to start (its barrier is complete): its endpoints' counters are read
-        now, before the go, so the scrape never falls inside the window."""
+        now, before the go, so the scrape never falls inside the window; at the first window of a
+        repetition after the first, the host reference is timed (every worker waits at the barrier)."""
         self.scrapes.before(w)
+        windows = self.group.windows
+        if self.reference is not None and w > 0 and windows[w].repetition != windows[w - 1].repetition:
+            self.reference.sample(f"repetition {windows[w].repetition}")
 
     def quota_complete(self, w: int) -> bool:
         """Every live worker active in window `w` has finished its measured quota (the filler of

@@ -21,12 +21,18 @@ def _ratio(row: Any, k: int) -> str:
     return f"{text} {said}"
 
 
-def comparison_table(rows: list[Any], runs: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, cells of each row, one sentence per run after the first)."""
+def comparison_table(rows: list[Any], runs: list[str], shifts: list[Any] | None = None
+                     ) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, cells of each row, one sentence per run after the first: the host reference's,
+    when the runs recorded one, leads it)."""
     table_rows = [[r.subject, r.metric, *(f"{v:,.4g}" if isinstance(v, float) else str(v) for v in r.values),
                    *(_ratio(r, k) for k in range(len(runs) - 1))] for r in rows]
     header = ["subject", "metric", *runs, *(f"{run} / {runs[0]}" for run in runs[1:])]
-    sentences = [f"{runs[k + 1]} against {runs[0]}: {overall(rows, k)}" for k in range(len(runs) - 1)]
+    sentences = []
+    for k in range(len(runs) - 1):
+        shift = shifts[k] if shifts else None
+        sentences.append(f"{runs[k + 1]} against {runs[0]}: {overall(rows, k, shift, runs[k + 1])}")
+
     return header, table_rows, sentences
 
 

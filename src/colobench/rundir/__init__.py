@@ -7,15 +7,16 @@ from colobench.rundir.lifecycle import (DEFAULT_RUNS_DIR, LOCK_NAME, ManifestFil
                                         open_run_dir, process_gone, process_start, remove_if_empty, resumed_manifest,
                                         run_finished, settle_abandoned, spec_from_run_dir, unfinished_runs,
                                         write_json_atomic, write_prompts)
-from colobench.rundir.models import (ENDED, LIVE, WORST_FIRST, ClientWindow, ClockAnchor, InstanceEntry, Manifest,
-                                     MetricsScrape, PlanEntry, PlannedRun, PointEntry, RunState, ServerEntry,
-                                     WorkerInfo, WorkerState, read_manifest, read_run_state, read_scrapes)
+from colobench.rundir.models import (ENDED, LIVE, WORST_FIRST, ClientWindow, ClockAnchor, HostReferenceSample,
+                                     InstanceEntry, Manifest, MetricsScrape, PlanEntry, PlannedRun, PointEntry, RunState, ServerEntry,
+                                     WorkerInfo, WorkerState, read_host_reference, read_manifest, read_run_state,
+                                     read_scrapes)
 from colobench.rundir.paths import LINE_FOLDERS, SERVER_STOP_MARK, RunDir, RunFolder, is_worker_of
 
 __all__ = ["DEFAULT_RUNS_DIR", "LOCK_NAME", "folder_lock", "ENDED", "LIVE", "LINE_FOLDERS", "WORST_FIRST", "ClientWindow", "ClockAnchor",
-           "InstanceEntry", "Manifest", "ManifestFile", "MetricsScrape", "PlanEntry", "PlannedRun", "PointEntry",
+           "HostReferenceSample", "InstanceEntry", "Manifest", "ManifestFile", "MetricsScrape", "PlanEntry", "PlannedRun", "PointEntry",
            "RunDir", "RunFolder", "SERVER_STOP_MARK", "RunState", "ServerEntry", "WorkerInfo", "WorkerState", "is_worker_of",
            "keep_attempt", "make_run_dir", "new_manifest", "open_run_dir", "process_gone", "process_start",
-           "read_manifest", "read_run_state", "read_scrapes",
+           "read_host_reference", "read_manifest", "read_run_state", "read_scrapes",
            "remove_if_empty", "resumed_manifest", "run_finished", "settle_abandoned", "spec_from_run_dir",
            "unfinished_runs", "write_json_atomic", "write_prompts"]

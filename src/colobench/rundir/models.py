@@ -229,6 +229,37 @@ def read_scrapes(path: Any) -> list[MetricsScrape]:
     return out
 
 
+class HostReferenceSample(Stored):
+    """One timing of the host reference (a line of `host_reference.jsonl`, written by
+    `telemetry.host_reference`): when (`start`, `repetition 2`, `before <group>`, `end`), the
+    reference's figures, and the host facts (the first sample only) and device references (the
+    first and the last, where a device is used)."""
+
+    at: str
+    unix_s: float
+    threads: int = Field(ge=1)
+    cpu_ms: float = Field(gt=0)
+    copy_gb_s: float = Field(gt=0)
+    others_cpu_pct: float | None = None
+    load_1m: float | None = None
+    cpu_freq_mhz: float | None = None
+    facts: dict[str, Any] | None = None
+    devices: dict[str, dict[str, Any]] | None = None
+
+
+def read_host_reference(path: Any, problems: list[str] | None = None) -> list[HostReferenceSample]:
+    """The host reference samples of a run (none for a run older than them); a line that is not
+    one is skipped and, with `problems`, named there."""
+    out = []
+    for number, row in enumerate(read_jsonl(path, problems), start=1):
+        try:
+            out.append(HostReferenceSample.model_validate(row))
+        except ValidationError as exc:
+            if problems is not None:
+                problems.append(f"{path}: sample {number} skipped ({_first_line(exc)})")
+    return out
+
+
 class AllocatorMemory(Stored):
     """The device allocator over a run's windows: at its peak and at the end."""
 

@@ -7,6 +7,8 @@ parts of it):
     manifest.json                      spec, plan, environment, devices, servers (before anything runs)
     prompts/<key>.json                 tokenized prompt sets the workers read
     idle_telemetry.jsonl               the accelerators before anything ran (idle power)
+    host_reference.jsonl               the host reference: a fixed workload timed at the start, between
+                                       repetitions and at the end (`HostReferenceSample`)
     runs/[<point>/]<run_id>/           one folder per run (`RunFolder`)
         run.json                       workers, outcome, clock anchor (rewritten as it goes)
         records/<worker>.jsonl         one line per request, appended as each completes
@@ -192,6 +194,10 @@ class RunDir:
     @property
     def idle_telemetry(self) -> Path:
         return self.root / "idle_telemetry.jsonl"
+
+    @property
+    def host_reference(self) -> Path:
+        return self.root / "host_reference.jsonl"
 
     def prompts(self, key: str) -> Path:
         return self.root / PROMPTS / f"{key}.json"
