@@ -340,3 +340,47 @@ def test_difference_against_noise():
     a, b = rng.normal(10, 1, 500), rng.normal(10.5, 1, 500)
     assert difference_is_significant(list(a), list(b)) is True
     assert difference_is_significant(list(a[:250]), list(a[250:])) is False
+
+
+def test_endpoint_pair_gets_a_device_side_cause_or_says_none_is_measurable():
+    """Two endpoints, each 1.6x slower beside the other: the servers' counters name the cause
+    (decode steps slower on the device, requests queued, KV cache full, preemptions); without a
+    scrape or device telemetry, a low finding says no device-side figure was measured."""
+    from colobench.analysis.diagnosis import serving
+    from colobench.analysis.model import ClientServer, ServerEvidence
+
+    def endpoint(phase_name, name, itl, evidence=None):
+        p = phase(records(n=30, itl_ms=itl, name=name), phase_name, name, device="endpoint",
+                  extra={"server": evidence})
+        p.backend = "openai"
+        return p
+
+    def server(itl, queue, kv, preempt, waiting):
+        return ServerEvidence(engine="vllm", windows=3, itl_ms=ClientServer(client=itl, server=itl * 0.98),
+                              queue_ms=queue, kv_cache_usage_pct=kv, preemptions=preempt,
+                              requests_waiting_peak=waiting)
+
+    point = d.PointData("", {})
+    for name in ("a", "b"):
+        point.phases[("solo", name)] = endpoint("solo", name, 10.0, server(10.0, 1.0, 40.0, 0, 0))
+        point.phases[("colocated", name)] = endpoint("colocated", name, 16.0, server(16.0, 30.0, 97.0, 12, 6))
+    found = [f for f in all_findings(point) if f.kind == "server_contention"]
+    assert len(found) == 2 and {f.subjects[0].instance for f in found} == {"a", "b"}
+    title = found[0].title
+    assert "1.60x slower beside its partner" in title and "ITL 1.60x solo" in title
+    assert "(1 -> 30 ms mean wait" in title and "KV cache 97% used" in title and "12 more preemptions" in title
+    assert found[0].severity == "high" and "--max-num-seqs" in found[0].recommendation
+    # no scrape, no device telemetry: said so, not silently nothing
+    blind = d.PointData("", {})
+    for name in ("a", "b"):
+        blind.phases[("solo", name)] = endpoint("solo", name, 10.0)
+        blind.phases[("colocated", name)] = endpoint("colocated", name, 16.0)
+    (first, *_) = serving.server_contention(blind)
+    assert first.severity == "low" and "device-side cause not measurable" in first.title
+    assert "its server's /metrics was not scraped" in first.title and first.evidence["measurable"] is False
+    # in-process instances, or endpoints that did not slow down: nothing
+    calm = d.PointData("", {})
+    for name in ("a", "b"):
+        calm.phases[("solo", name)] = endpoint("solo", name, 10.0)
+        calm.phases[("colocated", name)] = endpoint("colocated", name, 10.2)
+    assert serving.server_contention(calm) == []

@@ -62,6 +62,12 @@ def test_solo_run(tmp_path: Path, cache_dir: Path):
     assert solo["achieved_bandwidth_bytes_s"] > 0 and solo["peak_memory_bytes"] > 0
     assert solo["mbu_pct"] is None and "peak memory bandwidth" in solo["unmeasured"]["mbu_pct"]
     assert solo["energy_j"] is None and solo["unmeasured"]["energy_j"]
+    # the host reference: at the start, before the second repetition, at the end (one worker: one thread)
+    reference = list(read_jsonl(run_dir / "host_reference.jsonl"))
+    assert [s["at"] for s in reference] == ["start", "repetition 2", "end"]
+    assert reference[0]["facts"]["logical_cpus"] >= 1 and all(s["threads"] == 1 for s in reference)
+    host = result.summary.host_reference
+    assert host.samples == 3 and host.cpu_ms.count == 3 and host.cpu_ms.ci95_low is not None
 
 
 def test_colocated_run_via_cli(tmp_path: Path, cli_env: dict):

@@ -321,3 +321,28 @@ def test_advice_margin_over_the_runner_up():
     no_reps = {a.scenario: a for a in advise([_variant("a", {"dtype": "x"}, 1, 1, 1, 1),
                                              _variant("b", {"dtype": "y"}, 2, 2, 2, 2)], ["dtype"])}
     assert no_reps["interactive"].margin == "no interval"
+
+
+def test_advice_margin_of_interleaved_variants_is_paired():
+    """Two variants interleaved in one group (`paired_with`): the host drifted from repetition to
+    repetition (TPOT 20, 26, 32 ms) and moved both alike, variant b 4% slower in every one. Welch
+    on the two sets of repetitions sees only the drift ("within noise"); the paired ratios
+    (1.04, 1.04, 1.04) make the pick clear... of a 4% margin: inside the 5% tolerance, so
+    "inconclusive" rather than "clear"; at 10% it is clear."""
+    from colobench.analysis.model import RepetitionStats
+
+    def with_reps(point: Point, tpots: list[float], paired: bool) -> Point:
+        mt = point.metrics("solo", "m").model_copy(update={"repetition_stats": RepetitionStats(
+            repetitions=[1, 2, 3], p50_tpot_ms=tpots, output_throughput=[1000 / t for t in tpots])})
+        return point.model_copy(update={"phases": {"solo": {"m": mt}},
+                                        "paired_with": [{"a": "b", "b": "a"}[point.id]] if paired else []})
+
+    drift = [20.0, 26.0, 32.0]
+    for factor, paired_margin in ((1.04, "inconclusive"), (1.10, "clear")):
+        for paired in (False, True):
+            a = with_reps(_variant("a", {"dtype": "bfloat16"}, 26.0, 8, 38, 2**30), drift, paired)
+            b = with_reps(_variant("b", {"dtype": "float32"}, 26.0 * factor, 9, 38 / factor, 2**30),
+                          [t * factor for t in drift], paired)
+            advice = {x.scenario: x for x in advise([a, b], ["dtype"])}
+            assert advice["interactive"].choice == "a"
+            assert advice["interactive"].margin == (paired_margin if paired else "within noise")

@@ -211,3 +211,41 @@ def test_decode_bandwidth_over_time_by_hand():
     assert y == pytest.approx([20.0, 100.0]) and x == pytest.approx([0.03, 0.114])
     unknown_peak = mt.model_copy(update={"roofline": Roofline(bytes_per_step=1e9)})
     assert _request_bandwidth(records, Point(phases={"solo": {"a": unknown_peak}}), origin=0) == {}
+
+
+def test_seed_001_table_one_model_versus_two(tmp_path: Path):
+    """The sweep table seed 001 asks for, per point and phase: output tok/s, TTFT and TPOT
+    p50/p99, scaling, utilisation, peak memory, J/token and tokens/J, "unmeasured" with why (no
+    energy counter on a CPU box): in the console, the markdown and the CSV."""
+    import csv as csv_mod
+
+    from rich.console import Console
+
+    from colobench.report.console import print_sweep
+
+    spec = experiment_from_dict({"name": "seed", "repetitions": 1, "instances": [_fake("a"), _fake("b")],
+                                 "workload": {"requests": 4, "output_tokens": 4, "batch_size": [1, 2]}}, "t")
+    summary = api.run_experiment(spec, out=tmp_path / "seed").summary
+    rows = exports.metric_rows(summary)
+    markdown = exports.to_markdown(rows)
+    header = markdown.splitlines()[0]
+    for column in ("output_throughput", "median_ttft_ms", "p99_ttft_ms", "median_tpot_ms", "p99_tpot_ms", "scaling",
+                   "mean_device_util_pct", "peak_memory_bytes", "energy_per_token_j", "tokens_per_j"):
+        assert f"| {column} |" in header, column
+    colocated = [r for r in rows if r["phase"] == "colocated"]
+    assert colocated and all(r["scaling"] is not None for r in colocated)
+    assert all(r["scaling"] is None for r in rows if r["phase"] == "solo")
+    assert all(r["tokens_per_j"] is None and "energy_per_token_j: CPU runs have no energy counter" in r["unmeasured"]
+               for r in rows)
+    assert "| unmeasured | unmeasured |" in markdown
+    assert "- unmeasured tokens_per_j: CPU runs have no energy counter here" in markdown.splitlines()
+    exports.write_csv(rows, tmp_path / "seed.csv")
+    with open(tmp_path / "seed.csv", newline="") as f:
+        written = list(csv_mod.DictReader(f))
+    assert "tokens_per_j" in written[0] and "scaling" in written[0] and "_why" not in written[0]
+    console = Console(record=True, width=250)
+    print_sweep(summary, console)
+    text = console.export_text()
+    for title in ("tok/s", "TTFT p50/p99", "TPOT p50/p99", "scaling", "util %", "peak mem", "mJ/tok, tok/J"):
+        assert title in text, title
+    assert "energy unmeasured (every row): CPU runs have no energy counter here" in text

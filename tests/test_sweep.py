@@ -116,3 +116,60 @@ def test_out_of_range_instance_axis_is_one_line():
                                  "sweep": {"instances.5.workload.rate": [1, 2]}}, "exp.yaml")
     with pytest.raises(SpecError, match="only 1 instances"):
         expand(spec, "exp.yaml")
+
+
+def test_variant_points_are_interleaved_per_repetition():
+    """Sweep points that differ only in a variant axis (dtype here) run in one group: every
+    variant's workers loaded together (`name@point`), each repetition runs every variant, their
+    order rotating; a workload axis (batch size) still separates groups; --order phase-major
+    keeps one run at a time."""
+    data = {"name": "v", "instances": [{"model": "fake", "backend": "fake"}, {"model": "fake", "backend": "fake"}],
+            "workload": {"requests": 4, "batch_size": [2, 4]}, "repetitions": 3,
+            "sweep": {"dtype": ["float32", "bfloat16"]}}
+    plan = plan_experiment(experiment_from_dict(data, "v"), cpu_count=2)
+    assert len(plan.groups) == 2
+    group = plan.groups[0]
+    assert group.points == ["v-fp32-b2", "v-bf16-b2"]
+    assert [i.key for i in group.instances] == ["fake-1@v-fp32-b2", "fake-2@v-fp32-b2", "fake-1@v-bf16-b2",
+                                                 "fake-2@v-bf16-b2"]
+    order = [(w.run_id.split("/")[0], w.repetition) for w in group.windows if w.run_id.endswith("colocated")]
+    assert order == [("v-fp32-b2", 1), ("v-bf16-b2", 1), ("v-bf16-b2", 2), ("v-fp32-b2", 2), ("v-fp32-b2", 3),
+                     ("v-bf16-b2", 3)]
+    assert all(i.workload.batch_size == 2 for i in group.instances)
+    major = plan_experiment(experiment_from_dict({**data, "order": "phase-major"}, "v"), cpu_count=2)
+    assert all(len(g.runs) == 1 and len(g.windows) == 3 for g in major.groups) and len(major.groups) == 12
+    # a workload axis alone: one group per point, as before
+    alone = plan_experiment(experiment_from_dict({**data, "sweep": {}}, "v"), cpu_count=2)
+    assert [g.points for g in alone.groups] == [["v-b2"], ["v-b4"]]
+    assert all(i.member is None for g in alone.groups for i in g.instances)
+    # accelerators: the memory share is divided among the variants loaded together
+    from colobench.plan import RunSpec, ResolvedInstance, interleave_variants
+
+    def runs(point: str) -> list[RunSpec]:
+        inst = ResolvedInstance(name="m", model="tiny", preset="tiny", model_path="/x", backend="transformers",
+                                device="cuda:0", dtype="bfloat16", cpu_threads=1, memory_share=0.5,
+                                workload=group.instances[0].workload)
+        return [RunSpec(run_id=f"{point}/solo-m", point=point, phase="solo", instances=[inst], repetitions=2)]
+
+    (cuda,) = interleave_variants([runs("p1"), runs("p2")])
+    assert [i.memory_share for i in cuda.instances] == [0.25, 0.25]
+
+
+def test_interleaved_variants_run_end_to_end(tmp_path):
+    from colobench import api
+    from colobench.rundir import read_run_state
+
+    spec = experiment_from_dict({
+        "name": "v", "repetitions": 3, "workload": {"requests": 4, "batch_size": 2, "output_tokens": 3},
+        "instances": [{"name": "a", "model": "fake", "backend": "fake", "fake": {"ttft_ms": 1, "tpot_ms": 1}},
+                      {"name": "b", "model": "fake", "backend": "fake", "fake": {"ttft_ms": 1, "tpot_ms": 1}}],
+        "sweep": {"instances.0.env.FOO": ["1", "2"]}}, "v")
+    result = api.run_experiment(spec, out=tmp_path / "v")
+    points = {p.id: p for p in result.summary.points}
+    assert set(points) == {"v-i0foo1", "v-i0foo2"} and points["v-i0foo1"].paired_with == ["v-i0foo2"]
+    for p in points.values():
+        for phase, name, mt in p.rows():
+            assert mt.completed == 12 and mt.repetitions == 3, (p.id, phase, name)
+    state = read_run_state(tmp_path / "v" / "runs" / "v-i0foo2" / "colocated" / "run.json")
+    assert set(state.workers) == {"a@v-i0foo2", "b@v-i0foo2"} and state.status == "completed"
+    assert (tmp_path / "v" / "runs" / "v-i0foo2" / "solo-a" / "records" / "a@v-i0foo2.jsonl").is_file()

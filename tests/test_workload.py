@@ -123,3 +123,26 @@ def test_co_located_open_loop_instances_do_not_share_arrival_times():
     # none shared (the first is 0 and the last (count - 1) / rate in both: the gaps' mean is exact)
     assert len(set(round(x, 9) for x in a[1:-1]) & set(round(x, 9) for x in b[1:-1])) == 0
     assert abs(a[-1] / 39 - 1 / 8) < 0.02 and abs(b[-1] / 39 - 1 / 8) < 0.02  # each still at the asked rate
+
+
+def test_peak_honours_requests_in_whole_batches():
+    """`peak` ran one static batch per repetition whatever -r said (a spread of +- 0.00), and
+    -r 600 at a batch of 256 gave 256 + 256 + 88. Now: -r rounded up to whole batches, two at least."""
+    from colobench.backends.fake import FakeBackend
+    from colobench.loadgen.driver import LoadDriver
+    from colobench.specs.models import WorkloadSpec
+
+    def driver(requests: int, parallel: int, **fields):
+        wl = WorkloadSpec(requests=requests, prompt_tokens=8, output_tokens=2, **fields)
+        return LoadDriver(FakeBackend(), wl, parallel, None, name="a")
+
+    big = driver(600, 256, batch_size="max")
+    assert big.count == 768 and big.raised_to == 768 and [len(b.requests) for b in big.batches] == [256, 256, 256]
+    small = driver(10, 256, batch_size="max")
+    assert small.count == 512 and [len(b.requests) for b in small.batches] == [256, 256]
+    exact = driver(24, 8, batch_size="max")
+    assert exact.count == 24 and exact.raised_to is None and [len(b.requests) for b in exact.batches] == [8, 8, 8]
+    closed = driver(5, 4, load="closed", concurrency="max")
+    assert closed.count == 8 and closed.raised_to == 8  # rounds of full concurrency
+    plain = driver(10, 4, batch_size=4)
+    assert plain.count == 10 and plain.raised_to is None  # a fixed batch keeps -r as given

@@ -58,6 +58,14 @@ class ResolvedInstance(InstanceKnobs):
     quality_probe: bool = False  # record greedy outputs and log-probs for the quality check
     ray: RayPlacement | None = None  # Ray launcher placement (None: derived from the device)
     secret_env: list[str] = []  # `env` variables whose values are secrets (scrubbed by value)
+    # in a group that interleaves several sweep points (variants): `<name>@<point>`, the worker's
+    # name there (its records, logs and messages); None elsewhere, where the name is enough
+    member: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The instance's worker name within its group: `member`, else `name`."""
+        return self.member or self.name
 
     @property
     def in_process(self) -> bool:
@@ -103,12 +111,17 @@ class RunGroup(Frozen):
 
     @property
     def instances(self) -> list[ResolvedInstance]:
-        """Every instance of the group's runs, once each, in order."""
+        """Every instance of the group's runs, once each (by worker name: `key`), in order."""
         seen: dict[str, ResolvedInstance] = {}
         for run in self.runs:
             for inst in run.instances:
-                seen.setdefault(inst.name, inst)
+                seen.setdefault(inst.key, inst)
         return list(seen.values())
+
+    @property
+    def points(self) -> list[str]:
+        """The sweep points whose runs the group holds (several: interleaved variants)."""
+        return list(dict.fromkeys(r.point for r in self.runs))
 
     def run(self, run_id: str) -> RunSpec:
         return next(r for r in self.runs if r.run_id == run_id)
@@ -127,6 +140,54 @@ def group_runs(runs: list[RunSpec], order: str) -> list[RunGroup]:
     reps = max(r.repetitions for r in runs)
     windows = [Window(run_id=r.run_id, repetition=k + 1) for k in range(reps) for r in runs if k < r.repetitions]
     return [RunGroup(point=runs[0].point, runs=runs, windows=windows)]
+
+
+def _variant_signature(runs: list[RunSpec]) -> str | None:
+    """What must be equal for two sweep points to be variants of one another (interleaved in one
+    group): the runs, instances, devices and workloads; not the variant axes (dtype,
+    quantization, graph, attention, env, runtime knobs, a fake backend's timings). None: a point
+    that is never interleaved with others (an endpoint: its server is its own)."""
+    if any(i.backend == "openai" for r in runs for i in r.instances):
+        return None
+    shape = [(r.run_id.rsplit("/", 1)[-1], r.phase, r.repetitions,
+              [(i.name, i.model, i.preset, i.backend, i.device, i.cpu_threads, i.cpu_cores, i.memory_share,
+                i.workload.model_dump(mode="json"), i.ray.model_dump(mode="json") if i.ray else None)
+               for i in r.instances]) for r in runs]
+    return json.dumps(shape, sort_keys=True, default=str)
+
+
+def interleave_variants(points: list[list[RunSpec]]) -> list[RunGroup]:
+    """Sweep points that differ only in variant axes, as one group: every variant's workers
+    loaded together, and each repetition runs every variant (its solo and co-located windows, in
+    the point's order) with the variants' order rotating from one repetition to the next. The
+    variants' differences are then paired by repetition, as a point's solo and co-located phases
+    are: a host that drifts moves them alike. Each instance's worker is `<name>@<point>`; on an
+    accelerator its memory share is divided among the variants loaded beside it. Points that are
+    not variants of another keep a group of their own."""
+    by_signature: dict[str, list[list[RunSpec]]] = {}
+    singles: list[list[RunSpec]] = []
+    for runs in points:
+        signature = _variant_signature(runs) if runs else None
+        (by_signature.setdefault(signature, []) if signature else singles).append(runs)
+    groups: list[tuple[int, RunGroup]] = []
+    order = {id(runs): k for k, runs in enumerate(points)}
+    for runs in singles:
+        groups += [(order[id(runs)], g) for g in group_runs(runs, "interleaved")]
+    for members in by_signature.values():
+        if len(members) == 1:
+            groups += [(order[id(members[0])], g) for g in group_runs(members[0], "interleaved")]
+            continue
+        n = len(members)
+        renamed = [[r.model_copy(update={"instances": [i.model_copy(update={
+            "member": f"{i.name}@{r.point}",
+            "memory_share": i.memory_share / n if kind_of(i.device).accelerator else i.memory_share})
+            for i in r.instances]}) for r in runs] for runs in members]
+        reps = max(r.repetitions for runs in renamed for r in runs)
+        windows = [Window(run_id=r.run_id, repetition=k + 1) for k in range(reps)
+                   for runs in renamed[k % n:] + renamed[:k % n] for r in runs if k < r.repetitions]
+        groups.append((order[id(members[0])], RunGroup(point="", runs=[r for runs in renamed for r in runs],
+                                                       windows=windows)))
+    return [g for _, g in sorted(groups, key=lambda x: x[0])]
 
 
 class PlannedPoint(Frozen):
@@ -230,6 +291,7 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
     points: list[PlannedPoint] = []
     runs: list[RunSpec] = []
     groups: list[RunGroup] = []
+    per_point: list[list[RunSpec]] = []
     quality = any(path.split(".")[-1] in QUALITY_AXES for path in spec.sweep)
     for point in expand(spec, source):
         try:
@@ -247,7 +309,11 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
             point_runs.append(RunSpec(run_id=f"{prefix}colocated", point=point.id, phase="colocated",
                                       instances=resolved, repetitions=point.spec.repetitions))
         runs += point_runs
-        groups += group_runs(point_runs, point.spec.order)
+        per_point.append(point_runs)
+    if spec.order == "phase-major":  # each run alone, its repetitions back to back
+        groups = [g for point_runs in per_point for g in group_runs(point_runs, "phase-major")]
+    else:
+        groups = interleave_variants(per_point)
     return ExperimentPlan(name=spec.name, points=points, runs=runs, cache_dir=str(cache_dir), order=spec.order,
                           groups=groups, quality_reference=quality_reference(spec.sweep))
 

@@ -16,7 +16,10 @@ phase behind the figure is VALID. Each choice comes with its figure, the runner-
 and the variants left out with the reason, so the person can check the pick.
 
 A pick is only as good as its margin over the runner-up: `margin` is `clear` when the ratio's 95%
-interval over repetitions (Welch, as `colobench compare`) lies beyond the 5% tolerance,
+interval over repetitions lies beyond the 5% tolerance (paired by repetition where the two
+variants were interleaved in one group, `Point.paired_with`: Student t over the per-repetition log
+ratios, so a drift of the host that moved both alike cancels; otherwise Welch, as `colobench
+compare`),
 `inconclusive` when it excludes 1 but not the tolerance, `within noise` when it holds 1 (either
 would do; more repetitions decide), `no interval` below 3 repetitions; `single figure` for peak
 memory, which has one value per phase; for sharing, `within noise` when the two scalings'
@@ -31,11 +34,13 @@ long prompts, and a sweep of scenarios alone advises nothing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from colobench.analysis.compare import TOLERANCE, verdict
 from colobench.analysis.distribution import welch
+from colobench.analysis.interference import ratio_interval
 from colobench.analysis.model import Advice, PhaseMetrics, Point
 
 MIN_TOKEN_AGREEMENT = 0.90
@@ -152,10 +157,20 @@ def _margin(scenario: str, best: Point, runner: Point | None, name: str, lower: 
     metric = PER_REPETITION[scenario]
     if mb is None or mr is None or mb.repetition_stats is None or mr.repetition_stats is None:
         return "no interval"
-    cmp = welch(mr.repetition_stats.summary(metric), mb.repetition_stats.summary(metric))  # best / runner-up
-    if cmp is None:
-        return "no interval"
-    v = verdict(cmp.ratio, (cmp.low, cmp.high), higher_is_better=not lower, tolerance=TOLERANCE)
+    if runner.id in best.paired_with:  # interleaved: repetition k of one beside repetition k of the other
+        b, r = mb.repetition_stats.by_repetition(metric), mr.repetition_stats.by_repetition(metric)
+        common = sorted(set(b) & set(r))
+        ratios = [b[k] / r[k] for k in common if r[k]]
+        interval = ratio_interval(ratios) if len(ratios) == len(common) else None
+        if interval is None or not ratios:
+            return "no interval"
+        ratio = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        v = verdict(ratio, interval, higher_is_better=not lower, tolerance=TOLERANCE)
+    else:
+        cmp = welch(mr.repetition_stats.summary(metric), mb.repetition_stats.summary(metric))  # best / runner-up
+        if cmp is None:
+            return "no interval"
+        v = verdict(cmp.ratio, (cmp.low, cmp.high), higher_is_better=not lower, tolerance=TOLERANCE)
     # "worse": the repetitions disagree with the pooled figure that made the pick
     return {"better": "clear", "inconclusive": "inconclusive", "worse": "inconclusive", "noise": "within noise"}.get(v, v)
 

@@ -108,16 +108,20 @@ def verdict(ratio: float, interval: tuple[float, float] | None, higher_is_better
 
 
 def host_share(metrics: Sequence[PhaseMetrics]) -> float:
-    """How much of an instance's time depends on the host CPU, 0-1: its workers' CPU share (% of
-    one core over its windows, the most of the runs compared). An endpoint (its server's CPU is not
-    its worker's) or an instance without host telemetry counts as wholly host-bound: the shift may
-    explain all of its change."""
+    """How much of an instance's time depends on the host CPU, 0-1: its worker's CPU over its
+    measured windows (the process's own CPU time per window, else the host sampler's share of a
+    core), the most of the runs compared. An endpoint (its server's CPU is not its worker's) or an
+    instance with neither figure counts as wholly host-bound: the shift may explain all of it."""
     shares = []
     for mt in metrics:
-        if mt.backend == "openai" or mt.host is None or mt.host.worker_cpu_pct is None \
-                or mt.host.worker_cpu_pct.mean is None:
+        if mt.backend == "openai":
             return 1.0
-        shares.append(min(1.0, mt.host.worker_cpu_pct.mean / 100.0))
+        if mt.client is not None and mt.client.cpu_util_mean is not None:
+            shares.append(min(1.0, mt.client.cpu_util_mean))
+        elif mt.host is not None and mt.host.worker_cpu_pct is not None and mt.host.worker_cpu_pct.mean is not None:
+            shares.append(min(1.0, mt.host.worker_cpu_pct.mean / 100.0))
+        else:
+            return 1.0
     return max(shares) if shares else 1.0
 
 

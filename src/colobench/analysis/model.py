@@ -505,7 +505,7 @@ CHECK_KINDS: tuple[str, ...] = get_args(CheckKind)
 FindingKind = Literal["bandwidth_contention", "bandwidth_near_peak", "compute_contention", "cpu_contention",
                       "client_bound", "host_bound", "warmup_outliers", "throttling", "memory_pressure", "endpoint_down",
                       "failing", "fragmentation", "input_length_variance", "batch_padding", "periodic_stalls",
-                      "unrequested_prefix_cache", "implausible_figure", "unknown"]
+                      "unrequested_prefix_cache", "implausible_figure", "server_contention", "unknown"]
 FINDING_KINDS: tuple[str, ...] = get_args(FindingKind)
 LogFindingKind = Annotated[str, StringConstraints(pattern=r"^log:.+$")]
 
@@ -556,6 +556,9 @@ class Point(Model):
     phases: dict[Phase, dict[str, PhaseMetrics]] = {}
     interference: Interference = Interference()
     energy: Energy = Energy()
+    # sweep points interleaved with this one repetition by repetition (variants): their
+    # differences are paired by repetition number
+    paired_with: list[str] = []
 
     def metrics(self, phase: Phase, name: str) -> PhaseMetrics | None:
         return self.phases.get(phase, {}).get(name)

@@ -99,9 +99,10 @@ def _reasoned(records: list[RequestRecord]) -> bool:
 
 
 TTFT = Metric("ttft", "TTFT", "ms", m.ttft_ns, "time to first token: first token - start (start = when the request "
-              "was due in an open loop, else when it was sent); includes a static batch's prefill", core=True)
+              "was due in an open loop, else when it was sent); includes a static batch's prefill", core=True,
+              markdown=("median", "p99"))
 TPOT = Metric("tpot", "TPOT", "ms", m.tpot_ns, "time per output token after the first: (done - first token) / "
-              "(output tokens - 1); none for a one-token request", core=True)
+              "(output tokens - 1); none for a one-token request", core=True, markdown=("median", "p99"))
 ITL = Metric("itl", "ITL", "ms", m.itl_ns, "inter-token latency: every gap between consecutive tokens (content "
              "chunks over HTTP), pooled over requests", pooled=True, core=True, repetition=("mean",),
              csv=("mean", "p99"), markdown=(), compare=("mean",))
@@ -125,12 +126,15 @@ FIGURES_BEFORE = (
     Figure("request_throughput", "requests/s", "", True, "request_throughput", "request_throughput_req_s",
            ("console", "csv", "compare")),
 )
+# the one-model-versus-two table (seed 001) is the markdown export: output tok/s, TTFT and TPOT
+# p50/p99, scaling, device (on a CPU run, the workers' CPU) utilisation, peak memory, J/token, tokens/J
 FIGURES_AFTER = (
-    Figure("mean_device_util_pct", "device util", "%", tables=("csv",)),
-    Figure("peak_memory_bytes", "peak memory", "bytes"),
+    Figure("mean_device_util_pct", "device util", "%", tables=("csv", "markdown")),
+    Figure("peak_memory_bytes", "peak memory", "bytes", tables=("csv", "markdown", "compare")),
     Figure("achieved_bandwidth_bytes_s", "decode bandwidth", "bytes/s", True, tables=("csv",)),
     Figure("mbu_pct", "MBU", "%", True, tables=("csv", "markdown", "compare")),
-    Figure("energy_per_token_j", "energy per token", "J"),
+    Figure("energy_per_token_j", "energy per token", "J", tables=("csv", "markdown", "compare")),
+    Figure("tokens_per_j", "tokens per joule", "tok/J", True, tables=("csv", "markdown")),
     Figure("slo_attainment", "SLO attainment", "", True, "slo_attainment"),
     Figure("goodput", "goodput", "req/s", True, "goodput"),
 )

@@ -195,6 +195,7 @@ def summarize_run_dir(run_dir: RunDir, states: dict[str, RunState] | None = None
     checks: list[Check] = []
     problems: list[str] = []
     records: dict[tuple[str, str], list[RequestRecord]] = {}
+    paired = plan.paired_points()
     for pp in plan.point_entries():
         # peaks: the experiment's own figures win; a device without a datasheet peak (the CPU) gets
         # the copy bandwidth `colobench devices --probe` measured on this host, if it was measured
@@ -203,6 +204,8 @@ def summarize_run_dir(run_dir: RunDir, states: dict[str, RunState] | None = None
         for run in runs:
             builder.add_run(run)
         point, point_checks_ = builder.build(runs)
+        if paired.get(pp.id):
+            point = point.model_copy(update={"paired_with": paired[pp.id]})
         points.append(point)
         checks += point_checks_
         problems += builder.problems

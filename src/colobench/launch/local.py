@@ -80,13 +80,13 @@ def _death_reason(exitcode: int | None, reported: str | None) -> str:
 
 def worker_parts(group: RunGroup) -> dict[str, tuple[ResolvedInstance, tuple[int, int]]]:
     """Worker key -> (instance, (k, n)): one worker per instance, or n client processes."""
-    return {worker_key(i.name, (k, n)): (i, (k, n)) for i in group.instances
+    return {worker_key(i.key, (k, n)): (i, (k, n)) for i in group.instances
             for n in [i.endpoint.client_processes if i.endpoint else 1] for k in range(n)}
 
 
 def window_payload(group: RunGroup) -> list[dict[str, Any]]:
     """The windows as workers get them: run, repetition, and the instances active in it."""
-    return [{"run_id": w.run_id, "repetition": w.repetition, "active": [i.name for i in group.run(w.run_id).instances]}
+    return [{"run_id": w.run_id, "repetition": w.repetition, "active": [i.key for i in group.run(w.run_id).instances]}
             for w in group.windows]
 
 
@@ -125,7 +125,7 @@ def run_local(group: RunGroup, run_dir: RunDir, on_progress: Callable[[str, int]
     go, stop = [ctx.Event() for _ in group.windows], [ctx.Event() for _ in group.windows]
     shared_start = ctx.Value("q", 0)
     parts = worker_parts(group)
-    state = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "local", on_progress, on_event,
+    state = GroupState(group, run_dir, {k: i.key for k, (i, _) in parts.items()}, "local", on_progress, on_event,
                        reference)
     workers = state.workers
     windows = window_payload(group)
@@ -136,7 +136,7 @@ def run_local(group: RunGroup, run_dir: RunDir, on_progress: Callable[[str, int]
         for key, (inst, part) in parts.items():
             p = ctx.Process(target=worker_main, name=f"colobench-{key}", daemon=True,
                             args=(inst.model_dump(), windows, str(run_dir.root), msgs, go, stop, os.getpid(),
-                                  (prompts_files or {}).get(inst.name), part, shared_start))
+                                  (prompts_files or {}).get(inst.key), part, shared_start))
             p.start()
             procs[key] = p
             workers[key]["pid"] = p.pid

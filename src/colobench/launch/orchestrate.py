@@ -139,7 +139,7 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
                 manifest.servers(servers.manifest())
             counts = [expected_requests(i.workload) for w in group.windows for i in group.run(w.run_id).instances]
             progress.run_started(label, None if None in counts else sum(counts))
-            files = {i.name: prompt_files[key] for i in group.instances if (key := prompt_key(i)) is not None}
+            files = {i.key: prompt_files[key] for i in group.instances if (key := prompt_key(i)) is not None}
             states = launcher(group, run_dir,
                               on_progress=lambda name, n, label=label: progress.requests_done(label, name, n),
                               on_event=lambda kind, name, payload, label=label: progress.worker_event(

@@ -177,7 +177,7 @@ class InstanceWorker:
     def __init__(self, instance: dict, windows: list[dict], prompts: list | None, part: tuple[int, int]):
         self.placement = where()
         self.skew_ns = self.placement["skew_ns"]
-        self.key = worker_key(instance["name"], tuple(part))
+        self.key = worker_key(instance.get("member") or instance["name"], tuple(part))
         self.dir = Path(tempfile.mkdtemp(prefix="colobench-actor-"))
         self.run_dir = RunDir(self.dir)  # the run directory's layout on this node, streamed to the driver's
         self.instance = dict(instance, device=local_device(instance["device"], self.placement["accelerators"]))
@@ -188,7 +188,8 @@ class InstanceWorker:
             path.parent.mkdir()
             path.write_bytes(orjson.dumps(prompts))
             self.prompts_file = str(path)
-        setup_process(self.instance, self.run_dir.run(first_run(instance["name"], windows)), self.key)
+        setup_process(self.instance, self.run_dir.run(first_run(instance.get("member") or instance["name"], windows)),
+                      self.key)
         self.msgs: queue.Queue = queue.Queue()
         self.go = [_StartAt() for _ in windows]
         self.stop_events = [threading.Event() for _ in windows]

@@ -268,7 +268,7 @@ def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: C
 
     parts = worker_parts(group)
     names = list(parts)
-    rs = GroupState(group, run_dir, {k: i.name for k, (i, _) in parts.items()}, "ray", on_progress, on_event,
+    rs = GroupState(group, run_dir, {k: i.key for k, (i, _) in parts.items()}, "ray", on_progress, on_event,
                     reference)
     workers = rs.workers
     try:
@@ -282,7 +282,7 @@ def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: C
     Worker = ray.remote(InstanceWorker)
     actors: dict[str, Any] = {}
     for key, (inst, part) in parts.items():
-        prompts = json.loads(Path(prompts_files[inst.name]).read_text()) if (prompts_files or {}).get(inst.name) else None
+        prompts = json.loads(Path(prompts_files[inst.key]).read_text()) if (prompts_files or {}).get(inst.key) else None
         actors[key] = Worker.options(**actor_options(inst, launch)).remote(inst.model_dump(), windows, prompts, part)
     samplers: dict[str, Any] = {}
     offsets: dict[str, int] = {}
@@ -328,7 +328,7 @@ def run_ray(group: RunGroup, run_dir: RunDir, launch: LaunchSpec, on_progress: C
             place["device"] = physical_device(device, place["accelerators"]) + labels[place["node_id"]]
         for run in rs.runs.values():  # the card each instance really used, by the node's own numbering
             for inst in run["instances"]:
-                used = {info["actors"][k]["device"] for k in placed if parts[k][0].name == inst["name"]}
+                used = {info["actors"][k]["device"] for k in placed if parts[k][0].key == (inst.get("member") or inst["name"])}
                 if len(used) == 1 and used != {inst["device"]}:
                     inst["planned_device"], inst["device"] = inst["device"], used.pop()
         rs.extra["warnings"] = sorted({w for run in rs.runs.values() for w in _split_colocation(run["instances"])})

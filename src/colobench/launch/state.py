@@ -38,7 +38,7 @@ class GroupState:
         self.reference = reference
         self.names = list(workers)
         self.on_progress, self.on_event = on_progress, on_event
-        self.active = [{k for k, name in workers.items() if name in {i.name for i in group.run(w.run_id).instances}}
+        self.active = [{k for k, name in workers.items() if name in {i.key for i in group.run(w.run_id).instances}}
                        for w in group.windows]
         self.workers: dict[str, dict[str, Any]] = {
             k: {"status": "starting", "pid": None, "reason": None, "exitcode": None, "info": None} for k in workers}
@@ -70,7 +70,7 @@ class GroupState:
     # ---- what a reader sees ---------------------------------------------------------------------
 
     def _keys(self, run_id: str) -> list[str]:
-        names = {i.name for i in self.group.run(run_id).instances}
+        names = {i.key for i in self.group.run(run_id).instances}
         return [k for k in self.names if self.instance_of[k] in names]
 
     def _worker_in_run(self, key: str, run_id: str) -> dict[str, Any]:

@@ -87,9 +87,10 @@ def worker_main(instance: dict, windows: list[dict], run_dir: str, queue: Any, g
     die_with_parent(parent_pid)
     register_endpoint(instance.get("endpoint"))
     register_env(instance.get("env"), instance.get("secret_env"))
-    name = worker_key(instance["name"], part)
+    me = instance.get("member") or instance["name"]  # the worker's name in its group (ResolvedInstance.key)
+    name = worker_key(me, part)
     runs = RunDir(run_dir)
-    log = setup_process(instance, runs.run(first_run(instance["name"], windows)), name)
+    log = setup_process(instance, runs.run(first_run(me, windows)), name)
     try:
         _work(instance, windows, runs, queue, go_events, stop_events, parent_pid, prompts_file, part,
               shared_start)
@@ -303,15 +304,16 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
 def _work(instance: dict, windows: list[dict], run_dir: RunDir, queue: Any, go_events: list, stop_events: list,
           parent_pid: int, prompts_file: str | None, part: tuple[int, int], shared_start: Any) -> None:
     inst = ResolvedInstance.model_validate(instance)
-    key = worker_key(inst.name, part)
-    runs = list(dict.fromkeys(w["run_id"] for w in windows if inst.name in w["active"]))
-    first = next(((w["run_id"], w["repetition"]) for w in windows if inst.name in w["active"]), ("first", 0))
+    me = inst.key  # `name`, or `name@point` in a group of interleaved variants
+    key = worker_key(me, part)
+    runs = list(dict.fromkeys(w["run_id"] for w in windows if me in w["active"]))
+    first = next(((w["run_id"], w["repetition"]) for w in windows if me in w["active"]), ("first", 0))
     device, backend, driver, info = _load(inst, key, runs, part, prompts_file, shared_start, first)
     queue.put(("loaded", key, info))
 
     files = _Files(run_dir, key)
     gc_pauses = GcPauses()
-    current = first_run(inst.name, windows)
+    current = first_run(me, windows)
     recorder = Recorder(files.records(current), inst.name, current, repetition=0, warmup=True)
     warm_start = time.perf_counter()
     driver.warmup(recorder)
@@ -327,13 +329,13 @@ def _work(instance: dict, windows: list[dict], run_dir: RunDir, queue: Any, go_e
     free = _free_memory(device)
     health = Health(endpoint=inst.backend == "openai")
     for w, window in enumerate(windows):
-        if inst.name in window["active"]:  # new prompts for every window, made before it starts
+        if me in window["active"]:  # new prompts for every window, made before it starts
             driver.new_window(window["run_id"], window["repetition"])
         queue.put(("ready", key, w))
         _wait_for(go_events[w], parent_pid)
         if shared_start is not None and shared_start.value:
             _until(shared_start.value)  # the window's common start, a little after the go
-        if inst.name not in window["active"]:
+        if me not in window["active"]:
             continue  # another instance's solo window: stay loaded, stay idle
         run_id, rep = window["run_id"], window["repetition"]
         if run_id != current:

@@ -32,6 +32,19 @@ OPEN_LOOP_WARMUP_REQUESTS = 4
 FILLER_SCHEDULE_FACTOR = 50  # a filler schedule this many times the measured one (it stops long before)
 
 
+PEAK_MIN_ROUNDS = 2
+
+
+def peak_requests(requests: int, parallel: int) -> int:
+    """Requests per repetition at "max" batch or concurrency (the `peak` scenario): `requests`
+    rounded up to whole batches (rounds of full concurrency), at least `PEAK_MIN_ROUNDS`: a last
+    batch of 88 after two of 256 would be a different, smaller batch averaged into the peak, and a
+    single batch per repetition has no spread between batches (every request of it shares its
+    token times)."""
+    rounds = max(PEAK_MIN_ROUNDS, -(-requests // parallel))
+    return rounds * parallel
+
+
 def split(total: int, part: tuple[int, int]) -> int:
     """Part k of n's share of `total` (concurrency) when split as evenly as possible."""
     k, n = part
@@ -58,8 +71,10 @@ class LoadDriver:
             # a duration-bounded run cycles through a pool of requests until time is up
             count = wl.requests if not wl.duration_s else max(wl.requests, 4 * parallel)
         self.raised_to = None
-        if self.load != "open" and count < parallel and "max" in (wl.batch_size, wl.concurrency):
-            count = self.raised_to = parallel  # "max" means a full batch (or full concurrency) at least once
+        if self.load != "open" and "max" in (wl.batch_size, wl.concurrency):
+            whole = peak_requests(count, parallel)
+            if whole != count:
+                count = self.raised_to = whole
         self.count = count
         n_warm = wl.warmup_requests if wl.warmup_requests is not None else (
             min(parallel, OPEN_LOOP_WARMUP_REQUESTS) if self.load == "open" else parallel)

@@ -152,7 +152,9 @@ def _length(value: Any) -> str:
 def _bound(wl: dict[str, Any], raised_to: int | None = None) -> str:
     if wl.get("duration_s"):
         return f"{wl['duration_s']:g} s"
-    return f"{raised_to or wl.get('requests')} requests"
+    if raised_to:
+        return f"{raised_to} requests (-r {wl.get('requests')} raised to whole batches at the peak)"
+    return f"{wl.get('requests')} requests"
 
 
 def instance_table(solo: PhaseMetrics | None, coloc: PhaseMetrics | None) -> Table:
@@ -287,34 +289,75 @@ def _fmt_axis(value: Any) -> str:
     return escape(str(value))
 
 
+def _pair(a: float | None, b: float | None) -> str:
+    return "-" if a is None and b is None else f"{_num(a, 1)}/{_num(b, 1)}"
+
+
+def _energy(mt: Any) -> str:
+    """Energy per token (mJ) and tokens per joule, or why not."""
+    if mt.energy_per_token_j is not None:
+        return f"{mt.energy_per_token_j * 1e3:.3g}, {_num(mt.tokens_per_j, 1)}"
+    return "unmeasured" if "energy_j" in mt.unmeasured else "-"
+
+
 def sweep_table(summary: Summary) -> Table:
+    """One row per point, phase and instance: the one-model-versus-two table (seed 001): output
+    tok/s, TTFT and TPOT p50 / p99, scaling, utilisation (the device's; the workers' CPU on a CPU
+    run), peak memory, energy per token and tokens per joule ("unmeasured" where nothing reads
+    power: `sweep_notes` says why). Latencies in ms."""
     axes = summary.sweep_axes
     table = Table(show_edge=False, header_style="bold", title="sweep", title_justify="left")
     widest_id = max((len(p.id) for p in summary.points), default=5)
     # the point id names the row in the advice table and in `compare`: never cut, whatever the width
     table.add_column("point", no_wrap=True, min_width=widest_id)
-    with_slo = any(mt.slo is not None for p in summary.points for _, _, mt in p.rows())
-    for col in [*axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50 ms", "TPOT ms",
-                "E2E p50 ms", "rate req/s", *(["SLO met", "goodput req/s"] if with_slo else []), "scaling",
-                "agreement"]:
+    rows = [(p, phase, name, mt) for p in summary.points for phase, name, mt in p.rows()]
+    with_slo = any(mt.slo is not None for _, _, _, mt in rows)
+    with_rate = any(mt.open_loop is not None for _, _, _, mt in rows)
+    with_agreement = any(mt.token_agreement is not None for _, _, _, mt in rows)
+    columns = [*axes, "instance", "phase", "load", "ok/failed", "tok/s", "TTFT p50/p99", "TPOT p50/p99",
+               *(["rate req/s"] if with_rate else []), *(["SLO met", "goodput req/s"] if with_slo else []),
+               "scaling", "util %", "peak mem", "mJ/tok, tok/J", *(["agreement"] if with_agreement else [])]
+    for col in columns:
         table.add_column(col, justify="left" if col in ("instance", "phase", "load", *axes) else "right")
-    for point in summary.points:
+    for point, phase, name, mt in rows:
         scaling = point.interference.throughput_scaling
-        for phase, name, mt in point.rows():
-            ol = mt.open_loop
-            rate = f"{_num(ol.achieved_rate, 1)}/{_num(ol.requested_rate, 1)}" if ol else "-"
-            table.add_row(escape(point.id), *(_fmt_axis(point.axes.get(a)) for a in axes), escape(name),
-                          phase, f"{mt.load_model or '-'} x{mt.parallel or '-'}", f"{mt.completed}/{mt.failed}",
-                          _num(mt.output_throughput, 1), _num(mt.median_ttft_ms), _pm(mt.distributions.tpot_ms),
-                          _num(mt.median_e2el_ms), rate,
-                          *([f"{mt.slo_attainment * 100:.1f}%" if mt.slo_attainment is not None else "-",
-                             _num(mt.goodput)] if with_slo else []),
-                          f"{scaling:.2f}x" if scaling is not None and phase == "colocated" else "-",
-                          f"{mt.token_agreement * 100:.0f}%" if mt.token_agreement is not None else "-")
+        ol = mt.open_loop
+        table.add_row(escape(point.id), *(_fmt_axis(point.axes.get(a)) for a in axes), escape(name),
+                      phase, f"{mt.load_model or '-'} x{mt.parallel or '-'}", f"{mt.completed}/{mt.failed}",
+                      _num(mt.output_throughput, 1), _pair(mt.median_ttft_ms, mt.p99_ttft_ms),
+                      _pair(mt.median_tpot_ms, mt.p99_tpot_ms),
+                      *([f"{_num(ol.achieved_rate, 1)}/{_num(ol.requested_rate, 1)}" if ol else "-"] if with_rate else []),
+                      *([f"{mt.slo_attainment * 100:.1f}%" if mt.slo_attainment is not None else "-",
+                         _num(mt.goodput)] if with_slo else []),
+                      f"{scaling:.2f}x" if scaling is not None and phase == "colocated" else "-",
+                      _num(mt.mean_device_util_pct, 0) if mt.mean_device_util_pct is not None else "-",
+                      _bytes(mt.peak_memory_bytes), _energy(mt),
+                      *([f"{mt.token_agreement * 100:.0f}%" if mt.token_agreement is not None else "-"]
+                        if with_agreement else []))
+    for point in summary.points:
         if not point.phases:
             table.add_row(escape(point.id), *(_fmt_axis(point.axes.get(a)) for a in axes), "-", "-", "-",
-                          "[red]no data[/]", *["-"] * (9 if with_slo else 7))
+                          "[red]no data[/]", *["-"] * (len(columns) - len(axes) - 4))
     return table
+
+
+def sweep_notes(summary: Summary) -> list[str]:
+    """Why a column of the sweep table is empty or unmeasured, said once: what util % is, and
+    each distinct reason an instance gave for its energy."""
+    rows = [(p.id, name, mt) for p in summary.points for _, name, mt in p.rows()]
+    notes = []
+    on_cpu = any(f.device == "cpu" for p in summary.points for f in p.instances.values())
+    if rows:
+        notes.append("util %: the device's busy share" + ("; on the CPU, the instance's workers' CPU (% of one core)"
+                                                         if on_cpu else ""))
+    reasons: dict[str, list[str]] = {}
+    for point, name, mt in rows:
+        if mt.energy_per_token_j is None and "energy_j" in mt.unmeasured:
+            reasons.setdefault(mt.unmeasured["energy_j"], []).append(f"{point or '-'}/{name}")
+    for why, where in reasons.items():
+        which = "every row" if len(where) == len(rows) else ", ".join(where[:4]) + (" ..." if len(where) > 4 else "")
+        notes.append(f"energy unmeasured ({which}): {why}")
+    return notes
 
 
 def batch_scaling_tables(summary: Summary) -> list[Table]:
@@ -380,6 +423,8 @@ def _margin_text(margin: str) -> str:
 def print_sweep(summary: Summary, console: Console) -> None:
     console.print()
     console.print(sweep_table(summary))
+    for note in sweep_notes(summary):
+        console.print(f"  [dim]{escape(note)}[/]")
     advice = advice_table(summary)
     if advice is not None:
         console.print()

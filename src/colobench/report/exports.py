@@ -23,13 +23,32 @@ COLUMNS = table_keys("csv")
 MARKDOWN_COLUMNS = table_keys("markdown")
 
 
+# a figure the table shows, and the `unmeasured` reason that explains its absence
+UNMEASURED_BY = {"energy_per_token_j": "energy_j", "tokens_per_j": "energy_j", "energy_j": "energy_j",
+                 "mbu_pct": "mbu_pct", "mean_device_util_pct": "mean_device_util_pct",
+                 "peak_memory_bytes": "peak_memory_bytes"}
+
+
+def unmeasured_reasons(mt: Any) -> dict[str, str]:
+    """Column -> why it is empty, for the columns of the tables that an instance left unmeasured."""
+    return {col: mt.unmeasured[key] for col, key in UNMEASURED_BY.items()
+            if getattr(mt, col, None) is None and key in mt.unmeasured}
+
+
 def metric_rows(summary: Summary) -> list[dict[str, Any]]:
-    """One row per point, phase and instance, with axis values and the headline metrics."""
+    """One row per point, phase and instance, with axis values and the headline metrics; the
+    co-located rows carry their point's throughput scaling, and `unmeasured` says why a figure
+    (energy without a power counter, MBU without a peak) is empty."""
     rows = []
     for p in summary.points:
         for phase, name, mt in p.rows():
             row = {"point": p.id, **p.axes, "phase": phase, "instance": name}
             row.update({c: getattr(mt, c, None) for c in COLUMNS})
+            scaling = p.interference.throughput_scaling
+            row["scaling"] = scaling if phase == "colocated" else None
+            reasons = unmeasured_reasons(mt)
+            row["unmeasured"] = "; ".join(f"{k}: {v}" for k, v in reasons.items()) or None
+            row["_why"] = reasons  # for the markdown's notes; not a column
             row["validity"] = mt.validity.verdict if mt.validity else None
             row.update(server_columns(mt))  # the server's own figures, where its /metrics was scraped
             rows.append(row)
@@ -37,9 +56,9 @@ def metric_rows(summary: Summary) -> list[dict[str, Any]]:
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    fields = list(dict.fromkeys(k for row in rows for k in row))
+    fields = list(dict.fromkeys(k for row in rows for k in row if not k.startswith("_")))
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 
@@ -53,12 +72,27 @@ def _cell(value: Any) -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """The table as markdown; a figure left unmeasured reads "unmeasured", and why is said once
+    under the table."""
     if not rows:
         return ""
-    keys = [k for k in rows[0] if k not in COLUMNS and k != "validity" and not k.startswith("server_")] + \
-        (columns or MARKDOWN_COLUMNS) + ["validity"]
+    own = ("validity", "scaling", "unmeasured")
+    keys = [k for k in rows[0] if k not in COLUMNS and k not in own and not k.startswith(("server_", "_"))] + \
+        (columns or MARKDOWN_COLUMNS) + ["scaling", "validity"]
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(_cell(row.get(k)) for k in keys) + " |" for row in rows]
+    notes: dict[str, str] = {}
+    for row in rows:
+        why = row.get("_why") or {}
+        cells = []
+        for k in keys:
+            if row.get(k) is None and k in why:
+                cells.append("unmeasured")
+                notes.setdefault(f"{k}: {why[k]}", "")
+            else:
+                cells.append(_cell(row.get(k)))
+        lines.append("| " + " | ".join(cells) + " |")
+    if notes:
+        lines += ["", *(f"- unmeasured {note}" for note in notes)]
     return "\n".join(lines)
 
 

@@ -82,6 +82,18 @@ class PlanEntry(Stored):
     cache_dir: str | None = None
     order: str = "interleaved"
     quality_reference: dict[str, Any] = {}  # a sweep of quality axes: each one's reference value, by label
+    groups: list[dict[str, Any]] = []  # the groups the runs executed in (`plan.RunGroup` dumped)
+
+    def paired_points(self) -> dict[str, list[str]]:
+        """Point -> the other points interleaved with it in one group (variants whose
+        repetitions were paired); empty for a plan without such groups."""
+        out: dict[str, list[str]] = {}
+        for group in self.groups:
+            points = list(dict.fromkeys(r.get("point", "") for r in group.get("runs", []) if isinstance(r, dict)))
+            if len(points) > 1:
+                for p in points:
+                    out[p] = [q for q in points if q != p]
+        return out
 
     def point_entries(self) -> list[PointEntry]:
         """The points (a plan without a sweep, as old manifests wrote it: one point with id "")."""

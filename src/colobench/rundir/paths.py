@@ -46,7 +46,11 @@ SERVER_STOP_MARK = "[colobench] stopping server"  # written to a managed server'
 
 
 def is_worker_of(key: str, name: str) -> bool:
-    """Whether worker key `key` (`a`, `a.0`, `a.1`) belongs to instance `name`."""
+    """Whether worker key `key` (`a`, `a.0`, `a.1`; in a group of interleaved variants `a@<point>`)
+    belongs to instance `name`. Instance names hold no `@`; an interleaved variant is never an
+    endpoint, so it has no client processes."""
+    if key.startswith(name + "@"):
+        return True
     return key == name or (key.startswith(name + ".") and key[len(name) + 1:].isdigit())
 
 

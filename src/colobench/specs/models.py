@@ -707,7 +707,8 @@ class ExperimentKnobs(SpecModel):
                             gt=0, le=MAX_REPETITIONS)
     order: Literal["interleaved", "phase-major"] = knob(
         "interleaved", help="interleaved: every repetition runs each solo baseline, then all together, with every "
-        "instance loaded throughout (drift spreads over all phases); phase-major: all solo repetitions of each "
+        "instance loaded throughout (drift spreads over all phases), and a sweep's variants (dtype, quantization, "
+        "graph, env, knobs) interleaved per repetition in rotating order; phase-major: all solo repetitions of each "
         "instance, then the co-located ones, each phase in its own processes (a partner is not even loaded)",
         flag="--order", panel="workload")
     cache_dir: str | None = knob(None, help="where presets are built (default $COLOBENCH_CACHE or ~/.cache/colobench)",

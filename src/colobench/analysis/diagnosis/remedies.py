@@ -42,6 +42,13 @@ REMEDIES: dict[tuple[str, str], str] = {
     ("failing", "*"): (
         "Nearly every request of this instance failed, so it was stopped: read the errors above (out of memory "
         "at this batch or concurrency is the usual cause) and lower the load or the context."),
+    ("server_contention", "*"): (
+        "Two servers (or two models of one server) share what the finding names. Batch slots full or "
+        "requests queued: raise the server's --max-num-seqs or lower the offered load; KV cache full or "
+        "preemptions: give each server more KV memory (--gpu-memory-utilization, --kv-cache-memory, shorter "
+        "--max-model-len) or fewer concurrent requests; slower decode steps on a shared device: place the "
+        "servers on separate cards, or serve both models from one engine with one batch; nothing measurable: "
+        "scrape each server's /metrics (--scrape-metrics URL) and sample its device where it runs."),
     ("implausible_figure", "*"): (
         "Fix the figure before reading any bandwidth cause: measure the device's peak (`colobench devices "
         "--probe` times a memory copy and keeps it as the peak of later runs), or, for a model small enough to "
