@@ -16,6 +16,15 @@ import pytest
 
 from colobench.cli.flags import FLAG_KNOBS, build_spec
 
+# every run times a host reference (~0.1 s at each repetition boundary): the tests that check it
+# turn it back on (`host_reference_on`); the rest of the suite does not pay for it
+os.environ["COLOBENCH_HOST_REFERENCE"] = "0"
+
+
+@pytest.fixture
+def host_reference_on(monkeypatch):
+    monkeypatch.setenv("COLOBENCH_HOST_REFERENCE", "1")
+
 _BY_FLAG = {name: k for k in FLAG_KNOBS for name in (k.meta.flag, *k.meta.aliases)}
 
 

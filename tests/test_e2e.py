@@ -29,7 +29,7 @@ def _spec(cache_dir: Path, instances: list[dict], **extra):
                                  "cache_dir": str(cache_dir), **extra}, "test")
 
 
-def test_solo_run(tmp_path: Path, cache_dir: Path):
+def test_solo_run(tmp_path: Path, cache_dir: Path, host_reference_on):
     spec = _spec(cache_dir, [{"model": "tiny", "device": "cpu"}], telemetry={"host_interval_s": 0.1})
     result = api.run_experiment(spec, out=tmp_path / "run")
     run_dir = result.run_dir

@@ -33,7 +33,7 @@ QUIET = [20.0, 20.3, 19.8, 20.1, 20.2, 19.9]
 HOGGED = [40.1, 39.6, 40.4, 40.0, 39.8, 40.2]
 
 
-def test_the_reference_workload_is_written_and_read_back(tmp_path: Path):
+def test_the_reference_workload_is_written_and_read_back(tmp_path: Path, host_reference_on):
     figures = time_workload(1, rounds=2)
     assert figures["cpu_ms"] > 0 and figures["copy_gb_s"] > 0
     ref = HostReference(tmp_path / "host_reference.jsonl", threads=64)
@@ -65,6 +65,13 @@ def test_host_shift_beyond_its_noise_and_within_it():
     same = host_shift(quiet, host_reference(_samples([20.1, 19.9, 20.2, 20.0, 19.8, 20.3])), 0.05)
     assert not same.shifted and same.sentence().startswith("host reference unchanged within its noise")
     assert host_shift(quiet, None, 0.05).unavailable.startswith("not recorded in the second run")
+    # another host: the facts that differ are named beside the figures
+    moved = _samples(QUIET)
+    moved[0] = moved[0].model_copy(update={"facts": {"hostname": "b", "governor": "powersave"}})
+    first = _samples(QUIET)
+    first[0] = first[0].model_copy(update={"facts": {"hostname": "a", "governor": "performance"}})
+    elsewhere = host_shift(host_reference(first), host_reference(moved), 0.05)
+    assert "hostname a -> b; governor performance -> powersave" in elsewhere.sentence()
     other = host_shift(quiet, host_reference(_samples(HOGGED, threads=1)), 0.05)
     assert "not comparable (2 threads against 1" in other.unavailable and not other.shifted
 
@@ -160,3 +167,9 @@ def test_compare_cli_with_two_sides(tmp_path: Path, cli_env: dict):
     assert any("run both variants as a sweep in one run" in s for s in out["overall"])
     bad = run_cli(["compare", files[0], "--"], cli_env, tmp_path)
     assert bad.returncode == 2 and "one `--` between two sides" in bad.stderr
+
+
+def test_the_reference_can_be_turned_off(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("COLOBENCH_HOST_REFERENCE", "0")
+    ref = HostReference(tmp_path / "h.jsonl", threads=1)
+    assert ref.sample("start", first=True) is None and not (tmp_path / "h.jsonl").exists()

@@ -155,7 +155,7 @@ def test_variant_points_are_interleaved_per_repetition():
     assert [i.memory_share for i in cuda.instances] == [0.25, 0.25]
 
 
-def test_interleaved_variants_run_end_to_end(tmp_path):
+def test_interleaved_variants_run_end_to_end(tmp_path, cli_env):
     from colobench import api
     from colobench.rundir import read_run_state
 
@@ -173,3 +173,14 @@ def test_interleaved_variants_run_end_to_end(tmp_path):
     state = read_run_state(tmp_path / "v" / "runs" / "v-i0foo2" / "colocated" / "run.json")
     assert set(state.workers) == {"a@v-i0foo2", "b@v-i0foo2"} and state.status == "completed"
     assert (tmp_path / "v" / "runs" / "v-i0foo2" / "solo-a" / "records" / "a@v-i0foo2.jsonl").is_file()
+    # compare of the two points of this run: paired by repetition, no host shift to read
+    import json
+
+    from conftest import run_cli
+
+    proc = run_cli(["compare", f"{tmp_path / 'v'}:v-i0foo1", f"{tmp_path / 'v'}:v-i0foo2", "--json"], cli_env, tmp_path)
+    out = json.loads(proc.stdout)
+    assert out["paired"] is True and out["host_shifts"] == []
+    judged = [r for r in out["rows"] if r["intervals"][0] is not None]
+    assert judged and all(r["p_values"] == [None] for r in judged)
+    assert any("interleaved in one run" in s for s in out["overall"])

@@ -157,7 +157,7 @@ def _margin(scenario: str, best: Point, runner: Point | None, name: str, lower: 
     metric = PER_REPETITION[scenario]
     if mb is None or mr is None or mb.repetition_stats is None or mr.repetition_stats is None:
         return "no interval"
-    if runner.id in best.paired_with:  # interleaved: repetition k of one beside repetition k of the other
+    if runner.id in (best.paired_with or []):  # interleaved: repetition k of one beside repetition k of the other
         b, r = mb.repetition_stats.by_repetition(metric), mr.repetition_stats.by_repetition(metric)
         common = sorted(set(b) & set(r))
         ratios = [b[k] / r[k] for k in common if r[k]]

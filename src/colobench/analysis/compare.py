@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from colobench.analysis.distribution import MIN_REPETITIONS, Distribution, welch
 from colobench.analysis.host_reference import HostShift, host_shift, pooled
+from colobench.analysis.interference import ratio_interval
 from colobench.analysis.model import HostReference, PhaseMetrics, Summary
 from colobench.analysis.registry import compared
 from colobench.devices import is_accelerator
@@ -157,11 +158,28 @@ def _side_distribution(side: list[PhaseMetrics], per_rep: str) -> Distribution |
     return None if any(m is None for m in means) else Distribution.of_repetitions(means)
 
 
+def _paired(a: PhaseMetrics, b: PhaseMetrics, per_rep: str) -> tuple[float, tuple[float, float]] | None:
+    """b over a from repetition k of each (variants interleaved in one run): the geometric mean
+    of the per-repetition ratios and its Student t interval; None below 3 pairs."""
+    if a.repetition_stats is None or b.repetition_stats is None:
+        return None
+    ra, rb = a.repetition_stats.by_repetition(per_rep), b.repetition_stats.by_repetition(per_rep)
+    common = sorted(set(ra) & set(rb))
+    ratios = [rb[k] / ra[k] for k in common if ra[k] and rb[k]]
+    interval = ratio_interval(ratios) if len(ratios) == len(common) else None
+    if interval is None:
+        return None
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)), interval
+
+
 def compare(runs: list[Entries | list[Entries]], tolerance: float = TOLERANCE,
-            shifts: list[HostShift | None] | None = None) -> list[Row]:
+            shifts: list[HostShift | None] | None = None, paired: bool = False) -> list[Row]:
     """Rows: subject, metric, each side's value, and against the first side the ratio, its
     interval, Welch's p-value and the verdict. A side is one run's entries, or a list of several
-    runs' (each run then one sample). `shifts[k]`: side k+1's host against the first side's."""
+    runs' (each run then one sample). `shifts[k]`: side k+1's host against the first side's.
+    `paired`: the sides are points of one run whose repetitions were interleaved (variants): the
+    interval comes from the per-repetition ratios, repetition k of one against repetition k of
+    the other (no p-value)."""
     sides = [r if isinstance(r, list) else [r] for r in runs]
     flat = [e for side in sides for e in side]
     bounds = [sum(len(s) for s in sides[:k]) for k in range(len(sides) + 1)]
@@ -179,12 +197,14 @@ def compare(runs: list[Entries | list[Entries]], tolerance: float = TOLERANCE,
                 da, db = (_side_distribution(base, per_rep), _side_distribution(other, per_rep)) if per_rep else (None,
                                                                                                                   None)
                 cmp = welch(da, db) if da is not None and db is not None else None
-                # with an interval, the ratio it is about (of the repetition means: a p99's pooled
-                # figure can lie outside it); without one, the ratio of the figures
-                ratio = cmp.ratio if cmp else (b / a if b is not None and a else None)
+                pair = _paired(base[0], other[0], per_rep) if paired and per_rep and len(base) == len(other) == 1 \
+                    else None
+                # with an interval, the ratio it is about (of the repetition means, or the paired
+                # ratios: a p99's pooled figure can lie outside it); without one, the figures' ratio
+                ratio = pair[0] if pair else cmp.ratio if cmp else (b / a if b is not None and a else None)
                 row.ratios.append(ratio)
-                row.intervals.append((cmp.low, cmp.high) if cmp else None)
-                row.p_values.append(cmp.p_value if cmp else None)
+                row.intervals.append(pair[1] if pair else (cmp.low, cmp.high) if cmp else None)
+                row.p_values.append(None if pair else cmp.p_value if cmp else None)
                 if any(_invalid(mt) for mt in base + other):
                     row.verdicts.append("invalid side")  # an INVALID result describes no system: not judged
                 elif ratio is None:
@@ -192,7 +212,7 @@ def compare(runs: list[Entries | list[Entries]], tolerance: float = TOLERANCE,
                 elif per_rep is None:
                     row.verdicts.append("single figure")
                 else:
-                    interval = (cmp.low, cmp.high) if cmp else None
+                    interval = row.intervals[-1]
                     said = verdict(ratio, interval, higher_better, tolerance)
                     shift = shifts[k] if shifts else None
                     if said in ("better", "worse") and shift is not None and shift.shifted and interval[0] > 0:

@@ -29,6 +29,8 @@ from colobench.analysis.model import HostReference
 from colobench.rundir import HostReferenceSample
 
 DEVICE_TOLERANCE = 0.10  # two samples per run, no interval: a device moved only beyond this
+# the facts a sentence names when they differ between two runs: another host, another governor
+HOST_FACTS = ("hostname", "cpu_model", "governor", "logical_cpus", "allowed_cpus", "kernel")
 
 
 def host_reference(samples: list[HostReferenceSample]) -> HostReference | None:
@@ -89,6 +91,7 @@ class HostShift:
     devices: dict[str, float] = field(default_factory=dict)  # device -> slowdown of its own reference
     moved: dict[str, bool] = field(default_factory=dict)  # compute, memory, <device>: beyond its noise
     unavailable: str | None = None  # why there is no shift to judge (not recorded, not comparable)
+    facts: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # host facts that differ: (A's, B's)
 
     @property
     def shifted(self) -> bool:
@@ -108,7 +111,8 @@ class HostShift:
     def to_dict(self) -> dict[str, Any]:
         return {"compute": self.compute, "compute_interval": self.compute_interval, "memory": self.memory,
                 "memory_interval": self.memory_interval, "devices": self.devices, "moved": self.moved,
-                "shifted": self.shifted, "unavailable": self.unavailable}
+                "shifted": self.shifted, "unavailable": self.unavailable,
+                "facts_differ": {k: list(v) for k, v in self.facts.items()}}
 
     def sentence(self, name: str = "B") -> str:
         """'the host ran 18% slower in B (compute 1.18x [1.12, 1.25]; memory copy 1.02x [...])';
@@ -121,6 +125,7 @@ class HostShift:
             if value is not None:
                 parts.append(f"{label} {value:.2f}x" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
         parts += [f"{device} {value:.2f}x" for device, value in self.devices.items()]
+        parts += [f"{key} {a} -> {b}" for key, (a, b) in self.facts.items()]
         detail = "; ".join(parts)
         if not self.shifted:
             return f"host reference unchanged within its noise ({detail})"
@@ -147,7 +152,8 @@ def host_shift(a: HostReference | None, b: HostReference | None, tolerance: floa
     if a.threads != b.threads:
         return HostShift(unavailable=f"not comparable ({a.threads} threads against {b.threads}: runs with different "
                          "numbers of workers)")
-    shift = HostShift()
+    shift = HostShift(facts={k: (a.facts.get(k), b.facts.get(k)) for k in HOST_FACTS
+                             if k in a.facts and k in b.facts and a.facts[k] != b.facts[k]})
     cmp = welch(a.cpu_ms, b.cpu_ms)  # B's time over A's: > 1 is slower
     if a.cpu_ms.mean and b.cpu_ms.mean:
         shift.compute = b.cpu_ms.mean / a.cpu_ms.mean

@@ -558,7 +558,7 @@ class Point(Model):
     energy: Energy = Energy()
     # sweep points interleaved with this one repetition by repetition (variants): their
     # differences are paired by repetition number
-    paired_with: list[str] = []
+    paired_with: list[str] | None = None
 
     def metrics(self, phase: Phase, name: str) -> PhaseMetrics | None:
         return self.phases.get(phase, {}).get(name)

@@ -82,14 +82,24 @@ def report(
     print(api.dump_json_line(headline(summary)))
 
 
-def _load_run(spec: str) -> tuple[Any, Any]:
-    """(entries, host reference) of RUN_DIR or RUN_DIR:POINT."""
+def _load_run(spec: str) -> tuple[Any, Any, tuple[str, str, list[str]] | None]:
+    """(entries, host reference, (run dir, point, points paired with it) or None) of RUN_DIR or
+    RUN_DIR:POINT."""
     path, _, point = spec.partition(":") if ":" in spec and not Path(spec).exists() else (spec, "", "")
     try:
         summary = api.load_summary(path)
-        return entries(summary, point or None), summary.host_reference
+        where = (str(Path(path).resolve()), point, summary.point(point).paired_with or []) if point else None
+        return entries(summary, point or None), summary.host_reference, where
     except ValueError as exc:
         raise ColobenchError(f"{spec}: {exc}") from None
+
+
+def _paired_points(loaded: list[list[Any]]) -> bool:
+    """Two sweep points of one run, interleaved with each other (variants): a paired comparison."""
+    if len(loaded) != 2 or any(len(side) != 1 for side in loaded):
+        return False
+    a, b = loaded[0][0][2], loaded[1][0][2]
+    return a is not None and b is not None and a[0] == b[0] and b[1] in a[2]
 
 
 @app.command()
@@ -121,17 +131,22 @@ def compare(
     check_file_target(csv_out, "--csv")
     check_file_target(html_out, "--html")
     loaded = [[_load_run(spec) for spec in side] for side in sides]
-    per_side = [[e for e, _ in side] if len(side) > 1 else side[0][0] for side in loaded]
-    hosts = [[h for _, h in side] if len(side) > 1 else side[0][1] for side in loaded]
-    shifts = shifts_of(hosts, tolerance)
-    rows = compare_runs(per_side, tolerance, shifts)
+    per_side = [[e for e, _, _ in side] if len(side) > 1 else side[0][0] for side in loaded]
+    hosts = [[h for _, h, _ in side] if len(side) > 1 else side[0][1] for side in loaded]
+    paired = _paired_points(loaded)
+    shifts = [] if paired else shifts_of(hosts, tolerance)  # one run: one host, and the pairs carry it
+    rows = compare_runs(per_side, tolerance, shifts, paired=paired)
     if not rows:
         raise ColobenchError("the runs share no instance, and do not have one instance per phase to pair")
     header, table_rows, sentences = comparison_table(rows, labels, shifts)
-    if any(s.shifted for s in shifts) or any(v in ("better", "worse", "inconclusive") for r in rows for v in r.verdicts):
+    if paired:
+        sentences.append("paired: the two points' repetitions were interleaved in one run; each interval is "
+                         "from the per-repetition ratios")
+    elif any(s.shifted for s in shifts) or any(v in ("better", "worse", "inconclusive") for r in rows
+                                               for v in r.verdicts):
         sentences.append(PAIRED_HINT)
     if json_out:
-        print(api.dump_json_line({"runs": labels, "sides": sides, "tolerance": tolerance,
+        print(api.dump_json_line({"runs": labels, "sides": sides, "tolerance": tolerance, "paired": paired,
                                   "host_shifts": [s.to_dict() for s in shifts],
                                   "rows": [r.to_dict() for r in rows], "overall": sentences}))
     elif md:

@@ -19,7 +19,8 @@ the run is executing):
 
 `threads` is the number of workers the run starts, up to the cores it may use: a hog that halves
 what each core gives two workers halves what the reference's two threads get. A sample costs about
-0.1-0.3 s. Where an instance runs on an accelerator, `device_reference` times the device's own
+0.1 s (and holds its copy buffers, `threads` x 32 MiB, for the run); `COLOBENCH_HOST_REFERENCE=0`
+turns it off (the test suite does). Where an instance runs on an accelerator, `device_reference` times the device's own
 matmul and copy in a short subprocess at the start and the end (the parent never opens a device).
 
 Samples go to `host_reference.jsonl` in the run directory (`HostReferenceSample`); the summary's
@@ -46,8 +47,8 @@ import psutil
 from colobench.devices.cpu import cpu_model_name
 from colobench.errors import os_reason
 
-HASH_MIB = 32  # about 20 ms a round here: several scheduler time slices, so a hog shows
-COPY_MIB = 32
+HASH_MIB = 16  # about 10 ms a round here: a few scheduler time slices, so a hog shows
+COPY_MIB = 16  # per thread: beyond most last-level caches' share of one core
 COPIES = 4  # per thread and round
 ROUNDS = 5
 DEVICE_TIMEOUT_S = 180.0
@@ -78,15 +79,23 @@ def _parallel(threads: int, work: Callable[[int], None]) -> float:
     return time.perf_counter() - t0
 
 
-def time_workload(threads: int, rounds: int = ROUNDS) -> dict[str, float]:
+def copy_buffers(threads: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each thread's source and destination, touched (first-touch page faults are never timed);
+    a `HostReference` keeps them for its run (`threads` x 2 x `COPY_MIB` MiB)."""
+    n = COPY_MIB * (1 << 20) // 8
+    return [(np.ones(n), np.ones(n)) for _ in range(threads)]
+
+
+def time_workload(threads: int, rounds: int = ROUNDS, buffers: list[tuple[np.ndarray, np.ndarray]] | None = None
+                  ) -> dict[str, float]:
     """The reference workload: median CPU round in ms and the memory copy rate in GB/s."""
     block = os.urandom(1 << 20)
     hash_rounds = []
     for _ in range(rounds):
         hash_rounds.append(_parallel(threads, lambda k: [hashlib.sha256(block).digest() for _ in range(HASH_MIB)]))
-    n = COPY_MIB * (1 << 20) // 8
-    src = [np.ones(n) for _ in range(threads)]  # touched: the first-touch page faults are not timed
-    dst = [np.zeros(n) for _ in range(threads)]
+    buffers = buffers or copy_buffers(threads)
+    src, dst = [b[0] for b in buffers], [b[1] for b in buffers]
+    n = src[0].size
     copy_rounds = [_parallel(threads, lambda k: [np.copyto(dst[k], src[k]) for _ in range(COPIES)])
                    for _ in range(rounds)]
     copied = threads * n * 8 * COPIES
@@ -139,16 +148,23 @@ class HostReference:
         self.devices = [d for d in (devices or []) if d != "cpu"]
         self.others = OthersCpu(server_pids)
         self.count = 0
+        self._buffers: list[tuple[np.ndarray, np.ndarray]] | None = None
+        # COLOBENCH_HOST_REFERENCE=0 turns it off (the test suite does: a sample costs ~0.1 s)
+        self.enabled = os.environ.get("COLOBENCH_HOST_REFERENCE", "1") != "0"
 
     def sample(self, at: str, first: bool = False) -> dict[str, Any] | None:
         """One sample labelled `at` ("start", "repetition 2", "end"); `first` adds the host facts
         (and the device references, also taken at the end)."""
+        if not self.enabled:
+            return None
         try:
+            if self._buffers is None:
+                self._buffers = copy_buffers(self.threads)
             data: dict[str, Any] = {"at": at, "unix_s": time.time(), "threads": self.threads,
                                     "others_cpu_pct": self.others.read(), "load_1m": os.getloadavg()[0]}
             freq = psutil.cpu_freq()
             data["cpu_freq_mhz"] = freq.current if freq else None
-            data.update(time_workload(self.threads))
+            data.update(time_workload(self.threads, buffers=self._buffers))
             if first:
                 data["facts"] = host_facts()
             if self.devices and (first or at == "end"):
