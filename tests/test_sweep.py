@@ -169,7 +169,8 @@ def test_interleaved_variants_run_end_to_end(tmp_path, cli_env):
     assert set(points) == {"v-i0foo1", "v-i0foo2"} and points["v-i0foo1"].paired_with == ["v-i0foo2"]
     for p in points.values():
         for phase, name, mt in p.rows():
-            assert mt.completed == 12 and mt.repetitions == 3, (p.id, phase, name)
+            # co-located: only requests with the partner under load count (overlap), up to 12
+            assert mt.repetitions == 3 and (mt.completed == 12 if phase == "solo" else 0 < mt.completed <= 12)
     state = read_run_state(tmp_path / "v" / "runs" / "v-i0foo2" / "colocated" / "run.json")
     assert set(state.workers) == {"a@v-i0foo2", "b@v-i0foo2"} and state.status == "completed"
     assert (tmp_path / "v" / "runs" / "v-i0foo2" / "solo-a" / "records" / "a@v-i0foo2.jsonl").is_file()
