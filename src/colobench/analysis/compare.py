@@ -45,8 +45,9 @@ TOLERANCE = 0.05
 # (summary key, repetition-level values, higher is better); values None: a single figure
 METRICS = compared()
 VERDICTS = ("better", "worse", "inconclusive", "noise", "host shift", "no interval", "single figure", "invalid side")
-PAIRED_HINT = ("for a verdict on a change, run both variants as a sweep in one run (`colobench sweep` or a `sweep:` "
-               "axis): their repetitions are interleaved and paired, so a host shift moves both alike")
+PAIRED_HINT = ("for a verdict on a change, run both variants as a sweep in one run (a list as the flag's value, "
+               "`--dtype float16,bfloat16`, `--env KEY=a,b`, or `sweep:` in YAML), then `colobench compare RUN:POINT1 "
+               "RUN:POINT2`: their repetitions are interleaved and paired, so a host shift moves both alike")
 
 Entries = dict[tuple[str, str], PhaseMetrics]
 
