@@ -173,3 +173,15 @@ def test_the_reference_can_be_turned_off(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("COLOBENCH_HOST_REFERENCE", "0")
     ref = HostReference(tmp_path / "h.jsonl", threads=1)
     assert ref.sample("start", first=True) is None and not (tmp_path / "h.jsonl").exists()
+
+
+def test_device_reference_through_the_devices_layer(monkeypatch):
+    """The device reference's code on the CPU (the same calls a CUDA or Ascend card takes), and
+    the subprocess wrapper's answer when the device cannot be opened: a reason, never a crash."""
+    from colobench.devices.reference import device_reference
+    from colobench.telemetry.host_reference import device_reference_subprocess
+
+    figures = device_reference("cpu", matmul_n=64, copy_mib=1, rounds=2)
+    assert figures["device"] == "cpu" and figures["matmul_tflops"] > 0 and figures["copy_gb_s"] > 0
+    failed = device_reference_subprocess("nosuchkind:0", timeout_s=120)
+    assert set(failed) == {"error"} and failed["error"]
