@@ -32,6 +32,7 @@ from colobench.specs import (INSTANCE_KNOBS, QUALITY_AXES, EndpointConfig, Exper
 from colobench.sweep import expand
 from colobench.typed import Frozen
 from colobench.workload.prompts import PromptJob, prompt_set_key, read_prompt_file
+from colobench.workload.trace import TraceError, read_trace
 
 
 class ResolvedInstance(InstanceKnobs):
@@ -436,6 +437,7 @@ def _check_point(point: PlannedPoint, source: str) -> None:
                                     f"not a preset ({presets}) and no such checkpoint folder", inst.model)
                 if not (path / "config.json").is_file():
                     raise SpecError(source, f"{field}.model", "checkpoint folder has no config.json", inst.model)
+        longest = _trace_check(inst, source, field)
         if inst.backend == "openai":
             if inst.tokenizer and not Path(inst.tokenizer).expanduser().is_dir():
                 raise SpecError(source, f"{field}.tokenizer", "no such tokenizer folder", inst.tokenizer)
@@ -451,10 +453,30 @@ def _check_point(point: PlannedPoint, source: str) -> None:
                                 "synthetic token ids (drop prompts, or use a checkpoint folder)", show_value=False)
             if wl.prompts.file is not None:
                 read_prompt_file(wl.prompts.file)  # missing, empty, malformed: SpecError naming the line
+        elif longest is not None:
+            if context and longest > context:
+                raise SpecError(source, f"{field}.workload.trace", f"the trace's longest request ({longest} tokens, "
+                                f"prompt and output) exceeds the model's context of {context} tokens", show_value=False)
         elif context and wl.max_prompt_tokens() + wl.max_output_tokens() > context:
             raise SpecError(source, f"{field}.workload",
                             f"prompt + output tokens (up to {wl.max_prompt_tokens() + wl.max_output_tokens()}) exceed "
                             f"the model's context of {context} tokens", show_value=False)
+
+
+def _trace_check(inst: ResolvedInstance, source: str, field: str) -> int | None:
+    """A trace the instance replays, read now (a missing file or a bad row is one line naming it):
+    its longest request in tokens, or None without a trace."""
+    wl = inst.workload
+    if wl.trace is None:
+        return None
+    try:
+        trace = read_trace(wl.trace, wl.trace_format).window(0.0, wl.duration_s)
+    except TraceError as exc:
+        raise SpecError(source, f"{field}.workload.trace", str(exc), show_value=False) from None
+    if not trace.rows:
+        raise SpecError(source, f"{field}.workload.duration_s", f"no request of {wl.trace} falls in the first "
+                        f"{wl.duration_s:g} s", show_value=False)
+    return max(r.input_tokens + r.output_tokens for r in trace.rows)
 
 
 def prompt_jobs(plan: ExperimentPlan) -> list[PromptJob]:

@@ -347,6 +347,7 @@ class InstanceFacts(Model):
     load_model: str | None = None
     parallel: int | None = None
     requests_raised_to: int | None = None
+    trace: dict[str, Any] | None = None  # a replayed trace: file, format, requests, span, speed, blocks
     quantization: str | None = None
     graph: str | None = None
     attn_implementation: str | None = None

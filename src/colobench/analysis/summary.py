@@ -33,7 +33,7 @@ from colobench.rundir import (WORST_FIRST, PlannedRun, RunDir, RunFolder, RunSta
 from colobench.telemetry.replay import read_samples
 
 FACT_KEYS = ("parameters", "weight_bytes", "kv_cache_bytes_per_token", "torch_threads", "architecture", "load_model",
-             "parallel", "requests_raised_to", "quantization", "graph", "attn_implementation", "knobs")
+             "parallel", "requests_raised_to", "trace", "quantization", "graph", "attn_implementation", "knobs")
 RECORDING = ("completed",)  # a worker that must have written records in each of its runs
 
 

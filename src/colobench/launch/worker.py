@@ -293,6 +293,8 @@ def _load(inst: ResolvedInstance, key: str, runs: list[str], part: tuple[int, in
     info.update(load_model=driver.load, parallel=parallel, exact_prompts=driver.exact_prompts)
     if driver.raised_to:
         info["requests_raised_to"] = driver.raised_to
+    if driver.trace is not None:
+        info["trace"] = driver.trace.facts(inst.workload.trace_speed)
     if part[1] > 1:
         info["part"] = list(part)
     if driver.load != "static":

@@ -17,14 +17,17 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from colobench import aio
 from colobench.clock import now_ns
 from colobench.loadgen import streaming
 from colobench.loadgen.recorder import Recorder
 from colobench.loadgen.static import run_static
 from colobench.workload.arrivals import arrival_offsets_s, count_for_duration, instance_seed
-from colobench.workload.synthetic import Request, build_requests, static_batches
+from colobench.workload.synthetic import Request, build_requests, static_batches, token_id_range
 from colobench.workload.text_prompts import build_text_requests
+from colobench.workload.trace import block_prompts, read_trace
 
 WARMUP_SEED_OFFSET = 1_000_003
 FILLER_SEED_OFFSET = 2_000_003
@@ -65,7 +68,12 @@ class LoadDriver:
         wl = self.wl = workload
         self.backend, self.load, self.shared_start, self.pool = backend, wl.load_model, shared_start, pool
         self.name, self.salt = name, salt  # the instance, and the run directory's salt (see orchestrate.salted)
-        if self.load == "open":
+        # a replayed trace: its rows (cut to --duration) are the requests, their times the schedule
+        self.trace = read_trace(wl.trace, wl.trace_format).window(0.0, wl.duration_s) \
+            if getattr(wl, "trace", None) else None
+        if self.trace is not None:
+            count = len(self.trace.rows)
+        elif self.load == "open":
             count = count_for_duration(wl.rate, wl.duration_s) if wl.duration_s else wl.requests
         else:
             # a duration-bounded run cycles through a pool of requests until time is up
@@ -88,8 +96,11 @@ class LoadDriver:
         # sessions: the schedule is of session starts, at rate / turns (the rate counts turns)
         turns = wl.sessions.turns if wl.sessions is not None else 1
         units = -(-count // turns)
-        self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness,
-                                         instance_seed(wl.seed, name)).tolist()[k::n] if self.load == "open" else []
+        if self.trace is not None:
+            self.offsets = self.trace.offsets_s(wl.trace_speed)[k::n]
+        else:
+            self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness,
+                                             instance_seed(wl.seed, name)).tolist()[k::n] if self.load == "open" else []
         self.batches = static_batches(self.measured_requests, self.parallel) if self.load == "static" else []
 
     def new_window(self, run_id: str, repetition: int) -> None:
@@ -143,6 +154,8 @@ class LoadDriver:
 
     def _requests(self, count: int, seed: int, salt: tuple[str, ...], verify: bool = True) -> list[Request]:
         wl, backend, pool = self.wl, self.backend, self.pool
+        if self.trace is not None:
+            return self._trace_requests(count, seed, salt, verify)
         shared = getattr(wl, "shared_prefix", None)
         if not backend.vocab_size and not getattr(backend, "prompt_ids", None):  # a server that takes text
             built = build_text_requests(count, wl.prompt_tokens, wl.output_tokens, seed, pool,
@@ -154,6 +167,30 @@ class LoadDriver:
         return build_requests(count, wl.prompt_tokens, wl.output_tokens, backend.vocab_size, seed, pool, salt=salt,
                               id_pool=getattr(backend, "prompt_ids", None), shared_prefix=shared,
                               prefix_salt=(self.name,), sessions=wl.sessions)
+
+    def _trace_requests(self, count: int, seed: int, salt: tuple[str, ...], verify: bool) -> list[Request]:
+        """The trace's rows (cycled past its end) as requests: token ids with its shared blocks
+        (`trace.block_prompts`), or text of its lengths for a server that takes text (shared blocks
+        are not composed as text yet: each text prompt is its own)."""
+        rows = [self.trace.rows[k % len(self.trace.rows)] for k in range(count)]
+        inputs, outputs = [r.input_tokens for r in rows], [r.output_tokens for r in rows]
+        backend = self.backend
+        if not backend.vocab_size and not getattr(backend, "prompt_ids", None):
+            built = build_text_requests(count, inputs, outputs, seed, None,
+                                        getattr(backend, "count_prompt_tokens", None) if verify else None,
+                                        costs=getattr(backend, "word_costs", None), salt=salt)
+            self.prompts_off = max(self.prompts_off, built.off)
+            return built.requests
+        id_pool = getattr(backend, "prompt_ids", None)
+
+        def draw(rng: Any, n: int) -> Any:
+            if id_pool:
+                return np.asarray(id_pool, dtype=np.int64)[rng.integers(0, len(id_pool), size=n)]
+            low, high = token_id_range(backend.vocab_size)
+            return rng.integers(low, high, size=n, dtype=np.int64)
+
+        prompts = block_prompts(rows, draw, seed, salt, self.wl.trace_block_tokens)
+        return [Request(k, prompts[k], outputs[k]) for k in range(count)]
 
     @property
     def exact_prompts(self) -> str | None:
@@ -218,8 +255,13 @@ class LoadDriver:
             wl, (k, n) = self.wl, self.part
             count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
             turns = wl.sessions.turns if wl.sessions is not None else 1
-            offsets = arrival_offsets_s(count, wl.rate / turns, wl.arrival, wl.burstiness,
-                                        instance_seed(wl.seed + FILLER_SEED_OFFSET, self.name)).tolist()[k::n]
+            if self.trace is not None:  # the trace again and again, a mean gap between the replays
+                base = self.trace.offsets_s(wl.trace_speed)
+                period = base[-1] + (base[-1] / max(1, len(base) - 1) if len(base) > 1 else 1.0)
+                offsets = [o + j * period for j in range(FILLER_SCHEDULE_FACTOR) for o in base][k::n]
+            else:
+                offsets = arrival_offsets_s(count, wl.rate / turns, wl.arrival, wl.burstiness,
+                                            instance_seed(wl.seed + FILLER_SEED_OFFSET, self.name)).tolist()[k::n]
             requests = self.fresh(self.filler_requests(), self._filler_salt)  # as many as the offsets take
             cap = self.parallel if wl.concurrency is not None else None
             aio.run(streaming.with_loop_monitor(

@@ -119,6 +119,12 @@ def instance_header(name: str, facts: InstanceFacts, repetitions: int | None,
         shape = f"static batch {parallel or wl.get('batch_size')}"
     elif load == "closed":
         shape = f"closed loop, concurrency {parallel or wl.get('concurrency')}"
+    elif facts.trace:
+        tr = facts.trace
+        speed = f", {tr.get('speed'):g}x speed" if tr.get("speed") not in (None, 1, 1.0) else ""
+        shape = (f"trace {escape(str(tr.get('file')))} ({tr.get('format')}: {tr.get('requests')} requests over "
+                 f"{_num(tr.get('span_s'))} s{speed}, mean prompt {_num(tr.get('mean_input_tokens'), 0)} and output "
+                 f"{_num(tr.get('mean_output_tokens'), 1)} tokens, {tr.get('with_blocks')} with shared blocks)")
     else:
         shape = f"open loop, {wl.get('arrival')} {wl.get('rate')} req/s"
     size = f", {facts.parameters / 1e6:,.1f} M params, {_bytes(facts.weight_bytes)} weights" if facts.parameters else ""
@@ -136,9 +142,12 @@ def instance_header(name: str, facts: InstanceFacts, repetitions: int | None,
         source = wl["prompts"].get("file") or f"builtin:{wl['prompts'].get('builtin')}"
         prompt = (f"{escape(str(source))} ({measured.mean_prompt_tokens:.0f} tokens mean, "
                   f"{measured.min_prompt_tokens}..{measured.max_prompt_tokens})")
+    reps = f"{repetitions if repetitions is not None else '?'} repetitions"
+    if facts.trace:
+        return f"{where}{shape} x {reps}"
     return (f"{where}"
             f"{shape}, prompt {prompt}, output {_length(wl.get('output_tokens'))}, "
-            f"{_bound(wl, facts.requests_raised_to)} x {repetitions if repetitions is not None else '?'} repetitions")
+            f"{_bound(wl, facts.requests_raised_to)} x {reps}")
 
 
 def _length(value: Any) -> str:
@@ -462,8 +471,11 @@ def _phase_lines(label: str, mt: PhaseMetrics) -> list[str]:
         lines.append(f"  {label} SLO: [{colour}]{escape(slo_line(mt.slo))}[/]")
     ol = mt.open_loop
     if ol:
-        lines.append(f"[dim]  {label} open loop: {_num(ol.achieved_rate)} req/s sent for {_num(ol.requested_rate)} "
-                     f"requested, schedule lag mean {_num(ol.mean_schedule_lag_ms, 3)} ms, p99 "
+        # no requested rate: a trace replay, each request due at its trace time
+        sent = (f"open loop: {_num(ol.achieved_rate)} req/s sent for {_num(ol.requested_rate)} requested"
+                if ol.requested_rate is not None else
+                f"trace replay: {_num(ol.achieved_rate)} req/s, each request sent at its trace time")
+        lines.append(f"[dim]  {label} {sent}, schedule lag mean {_num(ol.mean_schedule_lag_ms, 3)} ms, p99 "
                      f"{_num(ol.p99_schedule_lag_ms, 3)} ms[/]")
     if mt.client and mt.backend == "openai":
         sources = ", ".join(f"{k} {v}" for k, v in (mt.token_count_source or {}).items())

@@ -200,6 +200,7 @@ class WorkerInfo(Stored):
     load_model: str | None = None
     parallel: int | None = None
     requests_raised_to: int | None = None
+    trace: dict[str, Any] | None = None  # a replayed trace: file, requests, span, speed (`Trace.facts`)
     load_s: float | None = None
     pid: int | None = None
     nice: int | None = None

@@ -106,6 +106,8 @@ class Knob:
             return f"prefix{_fmt(value.get('tokens'))}" + ("" if share in (None, 1, 1.0) else f"x{_fmt(share)}")
         if style == "cores":
             return "nopin" if value is None else f"pin{_fmt(value if isinstance(value, str) else '.'.join(map(str, value)))}"
+        if style == "trace":
+            return "trace-" + model_label(re.sub(r"\.[A-Za-z0-9]+$", "", str(value))) if value else "notrace"
         if style == "value":
             return _fmt(value)
         return f"{self.id_prefix}{_fmt(value)}"

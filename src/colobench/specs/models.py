@@ -14,6 +14,7 @@ or a device: whether `cuda:3` exists or a checkpoint folder is there is decided 
 
 from __future__ import annotations
 
+import os
 import re
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -283,6 +284,20 @@ class WorkloadSpec(SpecModel):
         "share one)", flag="--shared-prefix", parse="prefix", metavar="TOKENS[:SHARE]", axis=True, id_style="shared")
     sessions: Sessions | None = Field(None, description="multi-turn sessions (closed or open loop): turns, "
                                       "think_time_s; open loop: `rate` counts turns, sessions start at rate / turns")
+    trace: str | None = knob(None, help="replay a trace: Mooncake JSONL or Azure CSV, each request at its time with "
+                             "its lengths and shared blocks (an open loop; --duration cuts it)", flag="--trace",
+                             metavar="FILE", panel="load", axis=True, id_style="trace")
+    trace_speed: float = knob(1.0, help="trace replay: time scale (2 = twice as fast)", flag="--trace-speed",
+                              parse="float", metavar="X", panel="load", axis=True, abbrev="speed", gt=0, le=1000)
+    trace_format: Literal["auto", "mooncake", "azure"] = Field("auto", description="trace file format (auto: .csv "
+                                                               "is Azure, else Mooncake JSONL)")
+    trace_block_tokens: int = Field(512, gt=0, le=65536, description="tokens per hash_ids block of a Mooncake trace")
+
+    @field_validator("trace")
+    @classmethod
+    def _trace_path(cls, value: str | None) -> str | None:
+        """Absolute (no file is read here): the workers and a later --resume find the same file."""
+        return os.path.abspath(os.path.expanduser(value)) if value else value
 
     @field_validator("batch_size", "concurrency")
     @classmethod
@@ -296,6 +311,15 @@ class WorkloadSpec(SpecModel):
     @model_validator(mode="after")
     def _load_fits_fields(self) -> "WorkloadSpec":
         load = self.load_model
+        if self.trace is not None:
+            if load != "open":
+                raise ValueError(f"a trace is replayed in an open loop (each request at its time), not {load!r}")
+            if self.rate is not None:
+                raise ValueError("a trace sets its own arrival times: drop rate (--trace-speed scales them)")
+            if self.prompts is not None or self.sessions is not None or self.shared_prefix is not None:
+                raise ValueError("a trace gives every request's lengths and shared blocks: drop prompts, sessions "
+                                 "and shared_prefix")
+            return self
         if load == "open" and self.rate is None:
             raise ValueError("load 'open' needs a rate (requests/s)")
         if load == "closed" and self.concurrency is None:
@@ -321,7 +345,7 @@ class WorkloadSpec(SpecModel):
     def load_model(self) -> str:
         if self.load:
             return self.load
-        if self.rate is not None:
+        if self.rate is not None or self.trace is not None:
             return "open"
         if self.concurrency is not None:
             return "closed"

@@ -82,9 +82,13 @@ def token_id_range(vocab_size: int) -> tuple[int, int]:
 
 
 def sample_lengths(length: Any, count: int, rng: np.random.Generator) -> np.ndarray:
-    """`count` lengths from a fixed int or a `LengthDist`-like object (mean/std or min/max)."""
+    """`count` lengths from a fixed int, a `LengthDist`-like object (mean/std or min/max), or a
+    sequence of lengths (a trace's: cycled when more are asked for)."""
     if isinstance(length, (int, np.integer)):
         return np.full(count, int(length), dtype=np.int64)
+    if isinstance(length, (list, tuple, np.ndarray)):
+        given = np.asarray(length, dtype=np.int64)
+        return np.resize(given, count) if count else given[:0]
     if getattr(length, "mean", None) is not None:
         drawn = np.rint(rng.normal(length.mean, length.std or 0.0, size=count))
         return np.clip(drawn, 1, length.upper_bound()).astype(np.int64)
