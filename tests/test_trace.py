@@ -156,3 +156,37 @@ def test_two_co_located_instances_replay_two_traces(tmp_path: Path, cli_env: dic
                       cli_env, tmp_path)
     assert missing.returncode == 2 and "none.jsonl: cannot read" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_sessions_keep_their_turn_order_and_times(tmp_path: Path):
+    """A Mooncake conversation trace: a session's turns are sent in order, each at its trace time
+    but never before the answer it follows; TTFT is reported per turn."""
+    import asyncio
+
+    from colobench.analysis.phase import instance_phase_metrics
+    from colobench.backends.fake import FakeBackend
+    from colobench.loadgen import streaming
+    from colobench.loadgen.driver import LoadDriver
+    from colobench.loadgen.recorder import Recorder
+    from colobench.records import RecordWriter, read_records
+    from colobench.specs.models import WorkloadSpec
+
+    rows = [{"timestamp": 0, "input_length": 20, "output_length": 2, "hash_ids": [1], "session_id": "s"},
+            {"timestamp": 1, "input_length": 10, "output_length": 2, "hash_ids": [9]},
+            {"timestamp": 2, "input_length": 40, "output_length": 2, "hash_ids": [1, 2], "session_id": "s"},
+            {"timestamp": 3, "input_length": 60, "output_length": 2, "hash_ids": [1, 2, 3], "session_id": "s"}]
+    wl = WorkloadSpec(trace=str(_mooncake(tmp_path, rows)), trace_block_tokens=16)
+    driver = LoadDriver(FakeBackend(ttft_ms=30, tpot_ms=1), wl, 8, None, name="a")
+    reqs = driver.measured_requests
+    assert [(len(r.prompt), r.session, r.turn) for r in reqs] == [(20, 0, 0), (40, 0, 1), (60, 0, 2), (10, None, 0)]
+    assert [r.at_s for r in reqs] == [None, 0.002, 0.003, None] and driver.offsets == [0.0, 0.001]
+    assert reqs[1].prompt[:16] == reqs[0].prompt[:16] == reqs[2].prompt[:16]  # block 1: the conversation so far
+    path = tmp_path / "records.jsonl"
+    recorder = Recorder(RecordWriter(path), "a", "r", repetition=1)
+    asyncio.run(streaming.open_loop(driver.backend, streaming.sessions_of(reqs), driver.offsets, recorder))
+    records = {(r.session, r.turn): r for r in read_records(path, [])}
+    first, second, third = records[(0, 0)], records[(0, 1)], records[(0, 2)]
+    # the trace said 2 ms after the first turn; its answer took 30 ms or more: sent after the answer
+    assert second.submit_ns >= first.done_ns and third.submit_ns >= second.done_ns
+    metrics = instance_phase_metrics(list(records.values()))
+    assert list(metrics.by_turn) == ["0", "1", "2"] and metrics.by_turn["1"].completed == 1

@@ -295,6 +295,7 @@ class _PhaseFields(Model):
     memory_source: str | None = None  # endpoints: where the server's memory came from
     allocator: Allocator | None = None  # CUDA and Ascend: reserved against allocated (fragmentation)
     by_category: dict[str, CategoryMetrics] = {}  # prompts that name their category: every category's figures
+    by_turn: dict[str, CategoryMetrics] = {}  # multi-turn sessions: each turn's figures ("0" the first)
     slo: SLOResult | None = None  # the instance's latency objectives: attainment and goodput
     goodput: float | None = None  # good requests per second (slo.goodput_req_s)
     slo_attainment: float | None = None  # share of measured requests that met every objective

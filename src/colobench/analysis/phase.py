@@ -137,6 +137,9 @@ def instance_phase_metrics(records: list[RequestRecord], requested_rate: float |
     if any(r.category for r in ok):
         fields["by_category"] = {cat: category_metrics([r for r in ok if (r.category or "uncategorised") == cat])
                                  for cat in sorted({r.category or "uncategorised" for r in ok})}
+    if any(r.turn for r in ok):  # multi-turn sessions: later turns find the earlier ones in the prefix cache
+        fields["by_turn"] = {str(turn): category_metrics([r for r in ok if (r.turn or 0) == turn])
+                             for turn in sorted({r.turn or 0 for r in ok})}
     if any(r.reasoning_chunks for r in ok):
         fields["reasoning_chunks"] = sum(r.reasoning_chunks for r in ok)
     if ok:

@@ -14,6 +14,7 @@ requests alone and its "co-located" latency understates the interference.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Callable, Iterator
 
@@ -96,8 +97,8 @@ class LoadDriver:
         # sessions: the schedule is of session starts, at rate / turns (the rate counts turns)
         turns = wl.sessions.turns if wl.sessions is not None else 1
         units = -(-count // turns)
-        if self.trace is not None:
-            self.offsets = self.trace.offsets_s(wl.trace_speed)[k::n]
+        if self.trace is not None:  # one offset per unit: a request, or a session's first turn
+            self.offsets = [self.trace.rows[u[0]].t_s / wl.trace_speed for u in self.trace.units()][k::n]
         else:
             self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness,
                                              instance_seed(wl.seed, name)).tolist()[k::n] if self.load == "open" else []
@@ -172,7 +173,9 @@ class LoadDriver:
         """The trace's rows (cycled past its end) as requests: token ids with its shared blocks
         (`trace.block_prompts`), or text of its lengths for a server that takes text (shared blocks
         are not composed as text yet: each text prompt is its own)."""
-        rows = [self.trace.rows[k % len(self.trace.rows)] for k in range(count)]
+        # the rows in the order the loops take them: a session's turns together, after its first
+        order = [k for unit in self.trace.units() for k in unit]
+        rows = [self.trace.rows[order[k % len(order)]] for k in range(count)]
         inputs, outputs = [r.input_tokens for r in rows], [r.output_tokens for r in rows]
         backend = self.backend
         if not backend.vocab_size and not getattr(backend, "prompt_ids", None):
@@ -180,7 +183,7 @@ class LoadDriver:
                                         getattr(backend, "count_prompt_tokens", None) if verify else None,
                                         costs=getattr(backend, "word_costs", None), salt=salt)
             self.prompts_off = max(self.prompts_off, built.off)
-            return built.requests
+            return self._with_turns(built.requests, rows)
         id_pool = getattr(backend, "prompt_ids", None)
 
         def draw(rng: Any, n: int) -> Any:
@@ -190,7 +193,27 @@ class LoadDriver:
             return rng.integers(low, high, size=n, dtype=np.int64)
 
         prompts = block_prompts(rows, draw, seed, salt, self.wl.trace_block_tokens)
-        return [Request(k, prompts[k], outputs[k]) for k in range(count)]
+        return self._with_turns([Request(k, prompts[k], outputs[k]) for k in range(count)], rows)
+
+    def _with_turns(self, requests: list[Request], rows: list[Any]) -> list[Request]:
+        """A trace's sessions as multi-turn sessions: turn k of a session is due at its trace time
+        (`at_s`), never before the previous turn's answer. A cycled row (past the trace's end)
+        belongs to a session of its own lap."""
+        speed = self.wl.trace_speed
+        ids: dict[tuple[int, str], int] = {}
+        turns: dict[int, int] = {}
+        lap_len = len(self.trace.rows)
+        out = []
+        for k, (request, row) in enumerate(zip(requests, rows)):
+            if row.session is None:
+                out.append(request)
+                continue
+            session = ids.setdefault((k // lap_len, row.session), len(ids))
+            turn = turns.get(session, -1) + 1
+            turns[session] = turn
+            out.append(dataclasses.replace(request, session=session, turn=turn,
+                                           at_s=row.t_s / speed if turn else None))
+        return out
 
     @property
     def exact_prompts(self) -> str | None:
@@ -256,7 +279,7 @@ class LoadDriver:
             count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
             turns = wl.sessions.turns if wl.sessions is not None else 1
             if self.trace is not None:  # the trace again and again, a mean gap between the replays
-                base = self.trace.offsets_s(wl.trace_speed)
+                base = [self.trace.rows[u[0]].t_s / wl.trace_speed for u in self.trace.units()]
                 period = base[-1] + (base[-1] / max(1, len(base) - 1) if len(base) > 1 else 1.0)
                 offsets = [o + j * period for j in range(FILLER_SCHEDULE_FACTOR) for o in base][k::n]
             else:

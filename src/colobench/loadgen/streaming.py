@@ -101,7 +101,8 @@ async def open_loop(backend: Any, requests: list[Unit], offsets_s: list[float], 
     """Send request k at start + offsets_s[k]; return the start time (ns). Client processes that
     share one schedule pass the same `start_ns`. Stop sending once `until()` is true (the requests
     in flight complete). A session starts at its offset; each later turn is due its think time
-    after the previous answer (and is recorded with that due time)."""
+    after the previous answer (a trace's turn at its own time, but not before that answer), and is
+    recorded with that due time."""
     slots = asyncio.Semaphore(max_concurrency) if max_concurrency else None
     start = start_ns if start_ns is not None else now_ns()
     tasks = []
@@ -121,7 +122,10 @@ async def open_loop(backend: Any, requests: list[Unit], offsets_s: list[float], 
             if k:
                 if stop():
                     return
-                due = now_ns() + int(request.think_s * 1e9)
+                if request.at_s is not None:  # a trace's turn: at its time, never before the answer it follows
+                    due = max(now_ns(), start + int(request.at_s * 1e9))
+                else:
+                    due = now_ns() + int(request.think_s * 1e9)
                 await _sleep_until(due, stop)
             if slots is not None:
                 await slots.acquire()

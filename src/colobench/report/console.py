@@ -477,6 +477,9 @@ def _phase_lines(label: str, mt: PhaseMetrics) -> list[str]:
                 f"trace replay: {_num(ol.achieved_rate)} req/s, each request sent at its trace time")
         lines.append(f"[dim]  {label} {sent}, schedule lag mean {_num(ol.mean_schedule_lag_ms, 3)} ms, p99 "
                      f"{_num(ol.p99_schedule_lag_ms, 3)} ms[/]")
+    if mt.by_turn:  # later turns of a session find the earlier ones in a server's prefix cache
+        turns = "; ".join(f"turn {int(t) + 1}: {_num(c.median_ttft_ms)} ms ({c.completed})" for t, c in mt.by_turn.items())
+        lines.append(f"[dim]  {label} TTFT p50 by turn (requests): {turns}[/]")
     if mt.client and mt.backend == "openai":
         sources = ", ".join(f"{k} {v}" for k, v in (mt.token_count_source or {}).items())
         rss = f", {_bytes(mt.client.rss_bytes_peak)} resident" if mt.client.rss_bytes_peak else ""

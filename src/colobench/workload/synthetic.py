@@ -36,6 +36,8 @@ class Request:
     session: int | None = None  # multi-turn: the session this turn belongs to
     turn: int = 0  # multi-turn: 0 for a session's first request
     think_s: float = 0.0  # multi-turn: the pause after the previous turn's answer before this one
+    at_s: float | None = None  # a trace's later turn: its time from the replay's start (sent then, or
+    # at once when the previous answer came later: a turn never overtakes the answer it follows)
 
     @property
     def asked_prompt_tokens(self) -> int | None:

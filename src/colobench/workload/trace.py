@@ -74,6 +74,21 @@ class Trace:
     def offsets_s(self, speed: float = 1.0) -> list[float]:
         return [r.t_s / speed for r in self.rows]
 
+    def units(self) -> list[list[int]]:
+        """Row indices as the replay sends them: a row alone, or a session's rows together (in
+        time order), ordered by their first row's time."""
+        units: list[list[int]] = []
+        where: dict[str, int] = {}
+        for k, row in enumerate(self.rows):
+            if row.session is None:
+                units.append([k])
+            elif row.session in where:
+                units[where[row.session]].append(k)
+            else:
+                where[row.session] = len(units)
+                units.append([k])
+        return units
+
     def facts(self, speed: float = 1.0) -> dict[str, Any]:
         """What the summary keeps: which trace, how much of it, how fast."""
         shared = sum(1 for r in self.rows if r.hash_ids)
