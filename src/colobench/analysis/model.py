@@ -296,6 +296,7 @@ class _PhaseFields(Model):
     allocator: Allocator | None = None  # CUDA and Ascend: reserved against allocated (fragmentation)
     by_category: dict[str, CategoryMetrics] = {}  # prompts that name their category: every category's figures
     by_turn: dict[str, CategoryMetrics] = {}  # multi-turn sessions: each turn's figures ("0" the first)
+    by_step: list[StepMetrics] = []  # a ramped open loop: each step's rate and latency
     slo: SLOResult | None = None  # the instance's latency objectives: attainment and goodput
     goodput: float | None = None  # good requests per second (slo.goodput_req_s)
     slo_attainment: float | None = None  # share of measured requests that met every objective
@@ -406,6 +407,24 @@ class CategoryMetrics(Model):
     mean_e2el_ms: float | None = None
     p99_e2el_ms: float | None = None
     output_tok_s_per_request: float | None = None
+
+
+class StepMetrics(Model):
+    """One step of a ramped open loop (`workload.ramp`): its requested rate (a linear ramp's mean
+    over the step), what was sent (over every repetition's same step), and its requests' latency."""
+
+    step: int  # 1-based
+    start_s: float  # from the window's start
+    end_s: float
+    requested_rate: float
+    achieved_rate: float | None = None
+    completed: int = 0
+    failed: int = 0
+    median_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    median_tpot_ms: float | None = None
+    p99_tpot_ms: float | None = None
+    mean_e2el_ms: float | None = None
 
 
 class Allocator(Model):

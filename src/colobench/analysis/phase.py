@@ -23,9 +23,10 @@ from colobench.analysis.checks import THRESHOLDS
 from colobench.analysis.distribution import Distribution
 from colobench.analysis.registry import METRICS, STATS
 from colobench.analysis.model import (CategoryMetrics, ClientLoad, Distributions, OpenLoop,
-                                      PhaseMetrics, RepetitionStats, SLOResult)
+                                      PhaseMetrics, RepetitionStats, SLOResult, StepMetrics)
 from colobench.records import FILLER_GRACE_NS, RequestRecord, read_jsonl
 from colobench.rundir import ClientWindow, RunFolder
+from colobench.workload.arrivals import ramp_rates
 
 NS_TO_MS = 1e-6
 # instances start a window within a millisecond of each other (a loaded host: a few), and a worker
@@ -269,3 +270,50 @@ def client_load(folder: RunFolder, worker_keys: list[str], reported: list[Client
         return None
     return ClientLoad(processes=len(worker_keys), cpu_util_mean=_mean(utils), cpu_util_max=max(utils) if utils else None,
                       loop_lag_p99_ms=max(lags) if lags else None, cpu_s=cpu_s)
+
+
+def requested_rate(workload: dict[str, Any]) -> float | None:
+    """The open-loop rate a phase was asked for: `rate`, or a ramp's mean over its steps (a
+    trace's is its own: None)."""
+    rate, ramp = workload.get("rate"), workload.get("ramp")
+    if rate and isinstance(ramp, dict) and ramp.get("to_rate"):
+        rates = ramp_rates(float(rate), float(ramp["to_rate"]), int(ramp.get("steps") or 4))
+        return sum(rates) / len(rates)
+    return rate
+
+
+def ramp_steps(records: list[RequestRecord], workload: dict[str, Any]) -> list[StepMetrics]:
+    """Each step of a ramp (`workload.ramp`, over `duration_s` from `rate`): the requests whose
+    due time fell in it, counted from each repetition's first due time, over every repetition."""
+    ramp, duration, rate = workload.get("ramp"), workload.get("duration_s"), workload.get("rate")
+    if not isinstance(ramp, dict) or not duration or not rate:
+        return []
+    rates = ramp_rates(float(rate), float(ramp["to_rate"]), int(ramp.get("steps") or 4))
+    seg_ns = duration * 1e9 / len(rates)
+    sent = [r for r in records if not r.warmup and not r.load_only]
+    starts = {rep: min(m.start_ns(r) for r in rs) for rep, rs in _by_repetition(sent).items()}
+    steps: list[list[RequestRecord]] = [[] for _ in rates]
+    for r in sent:
+        k = int((m.start_ns(r) - starts[r.repetition]) // seg_ns)
+        steps[min(max(k, 0), len(rates) - 1)].append(r)
+    out = []
+    for k, (requested, rs) in enumerate(zip(rates, steps)):
+        ok = [r for r in rs if r.ok]
+        figures = category_metrics(ok) if ok else None
+        span_s = seg_ns / 1e9 * max(1, len(starts))
+        out.append(StepMetrics(step=k + 1, start_s=k * seg_ns / 1e9, end_s=(k + 1) * seg_ns / 1e9,
+                               requested_rate=requested, achieved_rate=len(rs) / span_s if rs else 0.0,
+                               completed=len(ok), failed=len(rs) - len(ok),
+                               median_ttft_ms=figures.median_ttft_ms if figures else None,
+                               p99_ttft_ms=figures.p99_ttft_ms if figures else None,
+                               median_tpot_ms=figures.median_tpot_ms if figures else None,
+                               p99_tpot_ms=figures.p99_tpot_ms if figures else None,
+                               mean_e2el_ms=figures.mean_e2el_ms if figures else None))
+    return out
+
+
+def _by_repetition(records: list[RequestRecord]) -> dict[int, list[RequestRecord]]:
+    out: dict[int, list[RequestRecord]] = defaultdict(list)
+    for r in records:
+        out[r.repetition].append(r)
+    return out

@@ -21,7 +21,7 @@ from colobench.analysis.host_reference import host_reference
 from colobench.analysis.interference import interference
 from colobench.analysis.model import (SCHEMA, Attempt, Check, Energy, InstanceFacts, PhaseMetrics, Point, RunEntry,
                                       Summary, WorkerOutcome)
-from colobench.analysis.phase import client_load, instance_phase_metrics, overlap
+from colobench.analysis.phase import client_load, instance_phase_metrics, overlap, ramp_steps, requested_rate
 from colobench.analysis.server import server_evidence, server_metrics
 from colobench.analysis.quality import quality_of_points
 from colobench.analysis.resources import allocator, idle_power, instance_resources, shared_energy
@@ -141,7 +141,7 @@ class _PointBuilder:
             self.records[(run.run_id, name)] = records
             keys = list(parts) or [name]
             metrics = instance_phase_metrics(
-                records, inst.workload.get("rate"), inst.objectives or None, peak_memory_bytes=worker.peak_memory_bytes,
+                records, requested_rate(inst.workload), inst.objectives or None, peak_memory_bytes=worker.peak_memory_bytes,
                 allocator=allocator(worker.memory.model_dump() if worker.memory else None),
                 load_model=worker.info.load_model if worker.info else None, backend=inst.backend,
                 parallel=sum((w.info.parallel if w.info else None) or 0 for w in parts.values()) or None,
@@ -152,6 +152,9 @@ class _PointBuilder:
                                        [n for n, k in scraped.items() if n != name and k == scraped[name] and k[0]],
                                        samples),
                 **overlaps.get(name, {}))
+            steps = ramp_steps(records, inst.workload)
+            if steps:
+                metrics = metrics.model_copy(update={"by_step": steps})
             if not metrics.warmup_requests and worker.warmup_requests:  # warmed up in its group's first run
                 metrics = metrics.model_copy(update={"warmup_requests": worker.warmup_requests})
             pids = [w.pid for w in parts.values() if isinstance(w.pid, int)]

@@ -131,6 +131,16 @@ def _one(k: Knob, item: str) -> Any:
         except ValueError:
             raise SpecError("command line", flag, f"{match.group(2)!r} is not a share (0 to 1)", show_value=False) from None
         return {"tokens": int(match.group(1)), "share": share}
+    if parse == "ramp":
+        match = re.fullmatch(r"([0-9.]+)(?::(\d+))?(?::(step|linear))?", item)
+        if not match:
+            raise SpecError("command line", flag, f"{item!r} is not TO_RATE[:STEPS[:step|linear]] (e.g. 40 or 40:8:linear)",
+                            show_value=False)
+        try:
+            to_rate = float(match.group(1))
+        except ValueError:
+            raise SpecError("command line", flag, f"{match.group(1)!r} is not a rate", show_value=False) from None
+        return {"to_rate": to_rate, "steps": int(match.group(2) or 4), "shape": match.group(3) or "step"}
     if parse == "prompts":
         if item == "builtin":
             return {"builtin": "all"}

@@ -25,7 +25,7 @@ from colobench.clock import now_ns
 from colobench.loadgen import streaming
 from colobench.loadgen.recorder import Recorder
 from colobench.loadgen.static import run_static
-from colobench.workload.arrivals import arrival_offsets_s, count_for_duration, instance_seed
+from colobench.workload.arrivals import arrival_offsets_s, count_for_duration, instance_seed, ramp_offsets_s
 from colobench.workload.synthetic import Request, build_requests, static_batches, token_id_range
 from colobench.workload.text_prompts import build_text_requests
 from colobench.workload.trace import block_prompts, read_trace
@@ -72,8 +72,13 @@ class LoadDriver:
         # a replayed trace: its rows (cut to --duration) are the requests, their times the schedule
         self.trace = read_trace(wl.trace, wl.trace_format).window(0.0, wl.duration_s) \
             if getattr(wl, "trace", None) else None
+        ramp = getattr(wl, "ramp", None)
+        self.ramp_offsets = ramp_offsets_s(wl.rate, ramp.to_rate, wl.duration_s, ramp.steps, ramp.shape, wl.arrival,
+                                           wl.burstiness, instance_seed(wl.seed, name)).tolist() if ramp else None
         if self.trace is not None:
             count = len(self.trace.rows)
+        elif self.ramp_offsets is not None:
+            count = max(1, len(self.ramp_offsets))
         elif self.load == "open":
             count = count_for_duration(wl.rate, wl.duration_s) if wl.duration_s else wl.requests
         else:
@@ -99,6 +104,8 @@ class LoadDriver:
         units = -(-count // turns)
         if self.trace is not None:  # one offset per unit: a request, or a session's first turn
             self.offsets = [self.trace.rows[u[0]].t_s / wl.trace_speed for u in self.trace.units()][k::n]
+        elif self.ramp_offsets is not None:
+            self.offsets = (self.ramp_offsets or [0.0])[k::n]
         else:
             self.offsets = arrival_offsets_s(units, wl.rate / turns, wl.arrival, wl.burstiness,
                                              instance_seed(wl.seed, name)).tolist()[k::n] if self.load == "open" else []
@@ -278,7 +285,11 @@ class LoadDriver:
             wl, (k, n) = self.wl, self.part
             count = max(2, len(self.offsets) * n * FILLER_SCHEDULE_FACTOR)
             turns = wl.sessions.turns if wl.sessions is not None else 1
-            if self.trace is not None:  # the trace again and again, a mean gap between the replays
+            if self.ramp_offsets is not None:  # the ramp's top rate, as long as a partner still measures
+                top = wl.ramp.to_rate
+                offsets = arrival_offsets_s(count, top, wl.arrival, wl.burstiness,
+                                            instance_seed(wl.seed + FILLER_SEED_OFFSET, self.name)).tolist()[k::n]
+            elif self.trace is not None:  # the trace again and again, a mean gap between the replays
                 base = [self.trace.rows[u[0]].t_s / wl.trace_speed for u in self.trace.units()]
                 period = base[-1] + (base[-1] / max(1, len(base) - 1) if len(base) > 1 else 1.0)
                 offsets = [o + j * period for j in range(FILLER_SCHEDULE_FACTOR) for o in base][k::n]

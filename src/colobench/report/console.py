@@ -125,6 +125,10 @@ def instance_header(name: str, facts: InstanceFacts, repetitions: int | None,
         shape = (f"trace {escape(str(tr.get('file')))} ({tr.get('format')}: {tr.get('requests')} requests over "
                  f"{_num(tr.get('span_s'))} s{speed}, mean prompt {_num(tr.get('mean_input_tokens'), 0)} and output "
                  f"{_num(tr.get('mean_output_tokens'), 1)} tokens, {tr.get('with_blocks')} with shared blocks)")
+    elif isinstance(wl.get("ramp"), dict):
+        ramp = wl["ramp"]
+        shape = (f"open loop, {wl.get('arrival')}, ramp {_num(wl.get('rate'))} -> {_num(ramp.get('to_rate'))} req/s in "
+                 f"{ramp.get('steps')} {'segments of a line' if ramp.get('shape') == 'linear' else 'steps'}")
     else:
         shape = f"open loop, {wl.get('arrival')} {wl.get('rate')} req/s"
     size = f", {facts.parameters / 1e6:,.1f} M params, {_bytes(facts.weight_bytes)} weights" if facts.parameters else ""
@@ -477,6 +481,11 @@ def _phase_lines(label: str, mt: PhaseMetrics) -> list[str]:
                 f"trace replay: {_num(ol.achieved_rate)} req/s, each request sent at its trace time")
         lines.append(f"[dim]  {label} {sent}, schedule lag mean {_num(ol.mean_schedule_lag_ms, 3)} ms, p99 "
                      f"{_num(ol.p99_schedule_lag_ms, 3)} ms[/]")
+    for step in mt.by_step:  # a ramped open loop: latency against the rate, step by step
+        lines.append(f"[dim]  {label} ramp step {step.step} ({_num(step.start_s, 1)}-{_num(step.end_s, 1)} s): "
+                     f"{_num(step.achieved_rate, 1)} req/s sent for {_num(step.requested_rate, 1)}, TTFT p50/p99 "
+                     f"{_pair(step.median_ttft_ms, step.p99_ttft_ms)} ms, TPOT p50/p99 "
+                     f"{_pair(step.median_tpot_ms, step.p99_tpot_ms)} ms, {step.completed} ok, {step.failed} failed[/]")
     if mt.by_turn:  # later turns of a session find the earlier ones in a server's prefix cache
         turns = "; ".join(f"turn {int(t) + 1}: {_num(c.median_ttft_ms)} ms ({c.completed})" for t, c in mt.by_turn.items())
         lines.append(f"[dim]  {label} TTFT p50 by turn (requests): {turns}[/]")

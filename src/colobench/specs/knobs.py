@@ -106,6 +106,11 @@ class Knob:
             return f"prefix{_fmt(value.get('tokens'))}" + ("" if share in (None, 1, 1.0) else f"x{_fmt(share)}")
         if style == "cores":
             return "nopin" if value is None else f"pin{_fmt(value if isinstance(value, str) else '.'.join(map(str, value)))}"
+        if style == "ramp":
+            if not isinstance(value, dict):
+                return "noramp"
+            return f"ramp{_fmt(value.get('to_rate'))}x{_fmt(value.get('steps', 4))}" + (
+                "lin" if value.get("shape") == "linear" else "")
         if style == "trace":
             return "trace-" + model_label(re.sub(r"\.[A-Za-z0-9]+$", "", str(value))) if value else "notrace"
         if style == "value":

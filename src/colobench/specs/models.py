@@ -226,6 +226,16 @@ def length_lower_bound(length: Length) -> int:
     return max(1, int(length.mean - 3 * (length.std or 0)))
 
 
+class Ramp(SpecModel):
+    """An open-loop rate that ramps within each repetition: from the workload's `rate` to
+    `to_rate` over its `duration_s`, in `steps` steps (`step`: each step at its own constant
+    rate; `linear`: a straight line, reported in `steps` segments)."""
+
+    to_rate: float = Field(gt=0, le=MAX_RATE)
+    steps: int = Field(4, ge=2, le=100)
+    shape: Literal["step", "linear"] = "step"
+
+
 class WorkloadSpec(SpecModel):
     """What one instance is asked to do.
 
@@ -284,6 +294,10 @@ class WorkloadSpec(SpecModel):
         "share one)", flag="--shared-prefix", parse="prefix", metavar="TOKENS[:SHARE]", axis=True, id_style="shared")
     sessions: Sessions | None = Field(None, description="multi-turn sessions (closed or open loop): turns, "
                                       "think_time_s; open loop: `rate` counts turns, sessions start at rate / turns")
+    ramp: Ramp | None = knob(None, help="open loop: a rate that ramps within each repetition, from --rate to TO_RATE "
+                             "over --duration in STEPS steps (step: constant within each; linear: a straight line); "
+                             "metrics per step", flag="--ramp", parse="ramp", metavar="TO_RATE[:STEPS[:step|linear]]",
+                             panel="load", axis=True, id_style="ramp")
     trace: str | None = knob(None, help="replay a trace: Mooncake JSONL or Azure CSV, each request at its time with "
                              "its lengths and shared blocks (an open loop; --duration cuts it)", flag="--trace",
                              metavar="FILE", panel="load", axis=True, id_style="trace")
@@ -320,6 +334,12 @@ class WorkloadSpec(SpecModel):
                 raise ValueError("a trace gives every request's lengths and shared blocks: drop prompts, sessions "
                                  "and shared_prefix")
             return self
+        if self.ramp is not None:
+            if load != "open" or self.rate is None or self.duration_s is None:
+                raise ValueError("a ramp needs an open loop with a start rate and a duration (--rate R --duration S "
+                                 "--ramp TO_RATE)")
+            if self.sessions is not None:
+                raise ValueError("a ramp applies to single requests, not sessions")
         if load == "open" and self.rate is None:
             raise ValueError("load 'open' needs a rate (requests/s)")
         if load == "closed" and self.concurrency is None:

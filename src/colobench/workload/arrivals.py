@@ -67,3 +67,43 @@ def instance_seed(seed: int, instance: str) -> int:
 def count_for_duration(rate: float, duration_s: float) -> int:
     """Arrivals in a window of `duration_s` at `rate`: the schedule then spans the window."""
     return max(1, int(round(rate * duration_s)))
+
+
+def ramp_rates(rate: float, to_rate: float, steps: int) -> list[float]:
+    """The requested rate of each step of a ramp: from `rate` to `to_rate` in `steps` even steps
+    (a linear ramp's mean rate in each of its `steps` segments is the same list)."""
+    if steps < 2:
+        return [rate]
+    return [rate + k * (to_rate - rate) / (steps - 1) for k in range(steps)]
+
+
+def ramp_offsets_s(rate: float, to_rate: float, duration_s: float, steps: int, shape: str = "step",
+                   arrival: str = "poisson", burstiness: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Arrivals of a rate that ramps within one window of `duration_s`. `step`: `steps` segments of
+    equal length, each at its own constant rate (`ramp_rates`), each segment's arrivals drawn as a
+    window of their own (scaled to its rate exactly). `linear`: the rate grows continuously from
+    the first step's to the last's (the intensity lambda(t) is a line); arrivals of the chosen
+    process at rate 1 are mapped through the inverse of the cumulative intensity, so the shape of
+    the gaps (Poisson, gamma bursts) is kept while their density follows the ramp."""
+    rates = ramp_rates(rate, to_rate, steps)
+    if shape == "step":
+        seg = duration_s / len(rates)
+        out = []
+        for k, r in enumerate(rates):
+            n = count_for_duration(r, seg)
+            offsets = arrival_offsets_s(n, r, arrival, burstiness, seed + 7919 * k)
+            out.append(k * seg + offsets[offsets < seg])
+        return np.concatenate(out) if out else np.zeros(0)
+    if shape != "linear":
+        raise ValueError(f"ramp shape must be step or linear (got {shape!r})")
+    lo, hi = rates[0], rates[-1]
+    total = (lo + hi) / 2 * duration_s  # the cumulative intensity at the end: the expected count
+    n = max(1, int(round(total)))
+    unit = arrival_offsets_s(n, 1.0, arrival, burstiness, seed) * (total / max(n - 1, 1)) if n > 1 else np.zeros(1)
+    # Lambda(t) = lo t + (hi - lo) t^2 / (2 D): t = its inverse at each unit-rate arrival
+    slope = (hi - lo) / duration_s
+    if abs(slope) < 1e-12:
+        t = unit / lo
+    else:
+        t = (-lo + np.sqrt(np.maximum(lo * lo + 2 * slope * unit, 0.0))) / slope
+    return t[t < duration_s]
