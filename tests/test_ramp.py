@@ -54,3 +54,36 @@ def test_a_ramped_run_reports_each_step(tmp_path):
     steps = [(s.step, s.requested_rate, s.completed, s.achieved_rate) for s in mt.by_step]
     # 1 s at 10/s then 1 s at 40/s, twice: 20 and 80 requests
     assert steps == [(1, 10, 20, 10), (2, 40, 80, 40)]
+
+
+@pytest.mark.slow
+def test_load_sweep_on_the_fake_shared_device(tmp_path, cli_env):
+    """`run --profile sweep`: the synchronous and throughput steps, then rates evenly between, for
+    both instances alone and co-located; every step a run directory; the curve and the knee in
+    load_sweep.json and on the console. (How close the knee comes to the device's computed
+    capacity is a benchmark figure, not asserted: it rests on this host's timing.)"""
+    import json
+
+    from conftest import run_cli
+    from test_capacity import _shared_device_experiment
+
+    exp = _shared_device_experiment(tmp_path / "e.yaml")
+    out = tmp_path / "sweep"
+    proc = run_cli(["run", str(exp), "--profile", "sweep", "--profile-steps", "2", "--duration", "1",
+                    "--repetitions", "1", "-o", str(out)], cli_env, tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = json.loads((out / "load_sweep.json").read_text())
+    steps = [f.name for f in sorted((out / "steps").iterdir())]
+    assert steps == ["01-synchronous", "02-throughput", "03-rate-1", "04-rate-2"]
+    assert all((out / "steps" / s / "summary.json").is_file() for s in steps)
+    for name in ("a", "b"):
+        points = sweep["points"][name]
+        assert [(p["step"], p["phase"]) for p in points] == [
+            (s, ph) for s in ("synchronous", "throughput", "rate-1", "rate-2") for ph in ("solo", "colocated")]
+        sync, peak = points[0]["achieved_rate"], points[2]["achieved_rate"]
+        rates = [p["requested_rate"] for p in points if p["phase"] == "solo" and p["requested_rate"] is not None]
+        assert len(rates) == 2 and sync < rates[0] < rates[1] < max(peak, rates[1] + 1e-9)
+        assert set(sweep["knee"][name]) == {"solo", "colocated"}
+    assert "load sweep: a" in proc.stdout and "knee (the highest rate" in proc.stdout
+    bad = run_cli(["run", str(exp), "--profile", "ramp", "-o", str(tmp_path / "x")], cli_env, tmp_path)
+    assert bad.returncode == 2 and "the one load profile is sweep" in bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,13 +19,34 @@ from colobench.cli.app import app, stderr, stdout
 from colobench.cli.flags import FLAG_KNOBS, build_spec, for_flags, with_knob_options
 from colobench.cli.progress import CapacityLines, progress_for
 from colobench.errors import ColobenchError, SpecError, os_reason
+from colobench.load_sweep import run_load_sweep
 from colobench.report.capacity import print_capacity, write_capacity_html
+from colobench.report.load_sweep import print_load_sweep
 from colobench.report.console import print_summary
 from colobench.report.headline import headline
 from colobench.rundir import DEFAULT_RUNS_DIR, RunDir
 from colobench.specs import Knob
 
 RUN_KNOBS = [k for k in FLAG_KNOBS if k.name not in ("model",)]
+
+
+def _load_sweep(spec: Any, source: str, out: Optional[Path], steps: int, resume: bool) -> None:
+    """`run --profile sweep`: every step a run under OUT/steps/, the curve and the knees printed."""
+    if resume:
+        raise ColobenchError("--profile sweep cannot --resume: run it again into a new --out")
+    folder = out or Path("colobench-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{spec.name}-sweep"
+    err = stderr()
+    with stopping.stop_on_signals():
+        try:
+            with progress_for(err) as progress:
+                sweep = run_load_sweep(spec, folder, steps, source, progress, lambda text: err.print(escape(text)))
+        except SpecError as exc:
+            raise for_flags(exc) from None
+        except KeyboardInterrupt:
+            err.print(f"[yellow]stopped: the steps so far are in {escape(str(folder))}/load_sweep.json[/]")
+            raise typer.Exit(stopping.exit_code() or 130) from None
+    print_load_sweep(sweep, stdout())
+    err.print(f"load sweep: {escape(str(folder))} (load_sweep.json, one run directory per step under steps/)")
 
 
 @app.command()
@@ -44,6 +66,11 @@ def run(
                                 rich_help_panel="Output", metavar=""),
     json_only: bool = typer.Option(False, "--json", help="print only the whole summary as JSON on stdout",
                                    rich_help_panel="Output", metavar=""),
+    load_profile: Optional[str] = typer.Option(None, "--profile", help="sweep: the latency-versus-load curve in one "
+                                               "command (synchronous, throughput, then rates between; alone and "
+                                               "co-located), into --out", rich_help_panel="Load", metavar="sweep"),
+    profile_steps: int = typer.Option(6, "--profile-steps", min=1, max=50, help="--profile sweep: rates between the "
+                                      "synchronous and the throughput step", rich_help_panel="Load", metavar="N"),
     knobs: dict[Knob, Any] | None = None,
 ) -> None:
     """Run each instance alone, then all together, and report how much they slow each other.
@@ -53,8 +80,13 @@ def run(
     """
     if resume and out is None:
         raise ColobenchError("--resume needs --out: the run directory to resume")
+    if load_profile is not None and load_profile != "sweep":
+        raise ColobenchError(f"--profile {load_profile!r}: the one load profile is sweep")
     spec, source = build_spec(experiment, model, endpoint, knobs or {}, out if resume else None)
     err = stderr()
+    if load_profile == "sweep":
+        _load_sweep(spec, source, out, profile_steps, resume)
+        return
     # Ctrl-C, SIGTERM and SIGHUP: stop the workers, then everything below still happens (a second
     # signal is only noted), and the exit status is 128 + the signal
     with stopping.stop_on_signals():
