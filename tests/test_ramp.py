@@ -74,12 +74,13 @@ def test_load_sweep_on_the_fake_shared_device(tmp_path, cli_env):
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = json.loads((out / "load_sweep.json").read_text())
     steps = [f.name for f in sorted((out / "steps").iterdir())]
-    assert steps == ["01-synchronous", "02-throughput", "03-rate-1", "04-rate-2"]
+    assert steps == ["01-synchronous", "02-throughput", "03-rate-1", "04-rate-2", "05-together-1", "06-together-2"]
     assert all((out / "steps" / s / "summary.json").is_file() for s in steps)
     for name in ("a", "b"):
         points = sweep["points"][name]
         assert [(p["step"], p["phase"]) for p in points] == [
-            (s, ph) for s in ("synchronous", "throughput", "rate-1", "rate-2") for ph in ("solo", "colocated")]
+            (s, ph) for s in ("synchronous", "throughput", "rate-1", "rate-2") for ph in ("solo", "colocated")] + [
+            ("together-1", "colocated"), ("together-2", "colocated")]
         sync, peak = points[0]["achieved_rate"], points[2]["achieved_rate"]
         rates = [p["requested_rate"] for p in points if p["phase"] == "solo" and p["requested_rate"] is not None]
         assert len(rates) == 2 and sync < rates[0] < rates[1] < max(peak, rates[1] + 1e-9)
