@@ -65,3 +65,41 @@ def test_tokenize_text_and_chat(tokenizer_checkpoint: Path):
     chat = next(k for k, p in enumerate(prompts) if p.messages)
     expected = tok.apply_chat_template(list(prompts[chat].messages), add_generation_prompt=True, tokenize=False)
     assert tok.decode(ids[chat]) == expected and expected.endswith("<|assistant|>")
+
+
+def _save_to_disk(folder, columns: dict) -> None:
+    """What `datasets.Dataset.save_to_disk` writes, made with pyarrow: an Arrow stream and state.json."""
+    import json
+
+    import pyarrow as pa
+
+    folder.mkdir()
+    table = pa.table(columns)
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink:
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+    (folder / "state.json").write_text(json.dumps({"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}))
+    (folder / "dataset_info.json").write_text("{}")
+
+
+def test_a_saved_hugging_face_dataset(tmp_path):
+    pytest.importorskip("pyarrow")
+    from colobench.workload.prompts import read_prompt_file
+
+    _save_to_disk(tmp_path / "sharegpt", {"conversations": [
+        [{"from": "human", "value": "What is a KV cache?"}, {"from": "gpt", "value": "Keys and values."}],
+        [{"from": "gpt", "value": "no human turn: skipped"}]]})
+    assert [p.text for p in read_prompt_file(tmp_path / "sharegpt")] == ["What is a KV cache?"]
+    _save_to_disk(tmp_path / "chats", {"messages": [[{"role": "user", "content": "hi"}]]})
+    assert read_prompt_file(tmp_path / "chats")[0].messages == ({"role": "user", "content": "hi"},)
+    _save_to_disk(tmp_path / "alpaca", {"instruction": ["Sort these numbers", ""], "output": ["1 2 3", "x"]})
+    assert [p.text for p in read_prompt_file(tmp_path / "alpaca")] == ["Sort these numbers"]
+    _save_to_disk(tmp_path / "odd", {"label": [1, 2]})
+    with pytest.raises(SpecError, match=r"no prompt column: .* \(it has label\)"):
+        read_prompt_file(tmp_path / "odd")
+    (tmp_path / "dd").mkdir()
+    (tmp_path / "dd" / "dataset_dict.json").write_text('{"splits": ["train", "test"]}')
+    (tmp_path / "dd" / "train").mkdir()
+    (tmp_path / "dd" / "test").mkdir()
+    with pytest.raises(SpecError, match=r"a saved DatasetDict: name one split's folder \(test, train\)"):
+        read_prompt_file(tmp_path / "dd")

@@ -190,3 +190,19 @@ def test_sessions_keep_their_turn_order_and_times(tmp_path: Path):
     assert second.submit_ns >= first.done_ns and third.submit_ns >= second.done_ns
     metrics = instance_phase_metrics(list(records.values()))
     assert list(metrics.by_turn) == ["0", "1", "2"] and metrics.by_turn["1"].completed == 1
+
+
+def test_burstgpt_csv_leaves_out_failed_requests(tmp_path: Path):
+    path = tmp_path / "burst.csv"
+    path.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                    "5,ChatGPT,472,18,490,Conversation log\n"
+                    "45,ChatGPT,1087,0,1087,Conversation log\n"
+                    "118,GPT-4,417,276,693,API log\n")
+    trace = read_trace(path)
+    assert trace.format == "burstgpt" and trace.skipped == 1
+    assert [(r.t_s, r.input_tokens, r.output_tokens) for r in trace.rows] == [(0.0, 472, 18), (113.0, 417, 276)]
+    assert trace.facts()["skipped"] == 1
+    bad = tmp_path / "b.csv"
+    bad.write_text("Timestamp,Model,Request tokens\n1,x,2\n")
+    with pytest.raises(TraceError, match="Response tokens missing"):
+        read_trace(bad, "burstgpt")

@@ -303,8 +303,9 @@ class WorkloadSpec(SpecModel):
                              metavar="FILE", panel="load", axis=True, id_style="trace")
     trace_speed: float = knob(1.0, help="trace replay: time scale (2 = twice as fast)", flag="--trace-speed",
                               parse="float", metavar="X", panel="load", axis=True, abbrev="speed", gt=0, le=1000)
-    trace_format: Literal["auto", "mooncake", "azure"] = Field("auto", description="trace file format (auto: .csv "
-                                                               "is Azure, else Mooncake JSONL)")
+    trace_format: Literal["auto", "mooncake", "azure", "burstgpt"] = Field(
+        "auto", description="trace file format (auto: a .csv naming `Request tokens` is BurstGPT, another .csv Azure, "
+        "else Mooncake JSONL)")
     trace_block_tokens: int = Field(512, gt=0, le=65536, description="tokens per hash_ids block of a Mooncake trace")
 
     @field_validator("trace")

@@ -7,6 +7,11 @@ Accepted files (read from local disk only):
   generation prompt added, as a serving stack would.
 - ShareGPT JSON: a list of `{"conversations": [{"from": "human"|"gpt", "value": ...}, ...]}`; the
   first human turn is the prompt.
+- A Hugging Face dataset saved with `Dataset.save_to_disk` (a folder of Arrow files with its
+  `state.json`; read with pyarrow, no `datasets` needed, nothing downloaded): its `conversations`
+  column (ShareGPT's shape), `messages` (chats), or a text column (`prompt`, `text`, `question`,
+  `instruction`), the first found. A saved `DatasetDict` is one folder per split: name the split's
+  folder.
 
 Tokenisation happens in the parent before anything runs (so a prompt longer than the model's
 context is an error up front) and the ids are handed to the workers; the hot path never
@@ -84,9 +89,59 @@ def read_sharegpt(path: Path, data: Any) -> list[TextPrompt]:
     return prompts
 
 
+TEXT_COLUMNS = ("prompt", "text", "question", "instruction")
+
+
+def read_saved_dataset(path: Path) -> list[TextPrompt]:
+    """Prompts of a dataset saved with `datasets`' `save_to_disk` (see the module docstring)."""
+    if (path / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in path.iterdir() if p.is_dir())
+        raise SpecError(str(path), "", f"a saved DatasetDict: name one split's folder ({', '.join(splits)})",
+                        show_value=False)
+    try:
+        import pyarrow as pa  # optional: the `parquet` extra
+    except ImportError:
+        raise SpecError(str(path), "", "reading a saved Hugging Face dataset needs pyarrow (pip install "
+                        "'colobench[parquet]')", show_value=False) from None
+    try:
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        files = [path / f["filename"] for f in state.get("_data_files", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        files = sorted(path.glob("*.arrow"))
+    if not files:
+        raise SpecError(str(path), "", "no Arrow files (not a folder written by save_to_disk?)", show_value=False)
+    rows: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            with pa.OSFile(str(file)) as source:
+                rows += pa.ipc.open_stream(source).read_all().to_pylist()
+        except (OSError, pa.ArrowException) as exc:
+            raise SpecError(str(file), "", f"not an Arrow stream ({str(exc).splitlines()[0][:120]})",
+                            show_value=False) from None
+    if not rows:
+        return []
+    columns = set(rows[0])
+    if "conversations" in columns:
+        return read_sharegpt(path, rows)
+    if "messages" in columns:
+        return [TextPrompt(messages=_message_list(r["messages"], f"{path}[{k}]", "messages"))
+                for k, r in enumerate(rows) if r.get("messages")]
+    column = next((c for c in TEXT_COLUMNS if c in columns), None)
+    if column is None:
+        raise SpecError(str(path), "", f"no prompt column: looked for conversations, messages, "
+                        f"{', '.join(TEXT_COLUMNS)} (it has {', '.join(sorted(columns))})", show_value=False)
+    return [TextPrompt(text=r[column]) for r in rows if isinstance(r.get(column), str) and r[column]]
+
+
 def read_prompt_file(path: str | Path) -> list[TextPrompt]:
-    """Prompts of a JSONL or ShareGPT JSON file, or a `SpecError` naming the file and line."""
+    """Prompts of a JSONL or ShareGPT JSON file, or a saved Hugging Face dataset's folder, or a
+    `SpecError` naming the file and line."""
     path = Path(path).expanduser()
+    if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
+        prompts = read_saved_dataset(path)
+        if not prompts:
+            raise SpecError(str(path), "", "the dataset holds no prompts", show_value=False)
+        return prompts
     if not path.is_file():
         raise SpecError(str(path), "", "prompt file not found", show_value=False)
     try:

@@ -12,6 +12,9 @@ Poisson traffic of fixed lengths says little about. Two public formats are read:
   `session_id`. The lengths are required: the replay composes token-exact prompts of them.
 - **Azure** (CSV, as the Azure LLM inference traces: `TIMESTAMP,ContextTokens,GeneratedTokens`):
   the timestamp a date-time (`2023-11-16 18:15:46.6805900`) or seconds; no block ids.
+- **BurstGPT** (CSV, as its releases: `Timestamp,Model,Request tokens,Response tokens,Total
+  tokens,Log Type`): seconds from the trace's start; rows with no response tokens (failed
+  requests in the original service) are left out, and `Trace.skipped` says how many.
 
 `read_trace` checks every row and names the file, line and field of the first bad one. Times are
 made relative to the first request (`t_s` from 0, sorted); `speed` divides them (`--trace-speed
@@ -35,7 +38,7 @@ import numpy as np
 from colobench.errors import os_reason
 from colobench.workload.synthetic import derived_seed
 
-FORMATS = ("auto", "mooncake", "azure")
+FORMATS = ("auto", "mooncake", "azure", "burstgpt")
 MOONCAKE_BLOCK_TOKENS = 512
 MAX_TRACE_ROWS = 1_000_000
 
@@ -58,6 +61,7 @@ class Trace:
     path: str
     format: str
     rows: tuple[TraceRow, ...]
+    skipped: int = 0  # rows left out (BurstGPT's failed requests)
 
     @property
     def span_s(self) -> float:
@@ -69,7 +73,7 @@ class Trace:
         rows = rows[:limit] if limit is not None else rows
         t0 = rows[0].t_s if rows else 0.0
         return Trace(self.path, self.format, tuple(TraceRow(r.t_s - t0, r.input_tokens, r.output_tokens, r.hash_ids,
-                                                            r.session) for r in rows))
+                                                            r.session) for r in rows), self.skipped)
 
     def offsets_s(self, speed: float = 1.0) -> list[float]:
         return [r.t_s / speed for r in self.rows]
@@ -96,7 +100,7 @@ class Trace:
                 "speed": speed, "replayed_span_s": self.span_s / speed,
                 "mean_input_tokens": float(np.mean([r.input_tokens for r in self.rows])) if self.rows else None,
                 "mean_output_tokens": float(np.mean([r.output_tokens for r in self.rows])) if self.rows else None,
-                "with_blocks": shared}
+                "with_blocks": shared, "skipped": self.skipped}
 
 
 def _positive_int(value: Any, where: str, name: str) -> int:
@@ -169,9 +173,39 @@ def _azure(path: Path, lines: list[str]) -> list[TraceRow]:
     return rows
 
 
+def _burstgpt(path: Path, lines: list[str]) -> tuple[list[TraceRow], int]:
+    reader = csv.DictReader(lines)
+    names = {(n or "").strip().lower(): n for n in reader.fieldnames or []}
+    need = {"timestamp": "Timestamp", "request tokens": "Request tokens", "response tokens": "Response tokens"}
+    missing = [label for key, label in need.items() if key not in names]
+    if missing:
+        raise TraceError(f"{path}:1: a BurstGPT trace's header names Timestamp, Request tokens and Response tokens "
+                         f"({', '.join(missing)} missing)")
+    rows, skipped = [], 0
+    for number, item in enumerate(reader, start=2):
+        where = f"{path}:{number}"
+        try:
+            t = float(item[names["timestamp"]])
+            request, response = (int(float(item[names[k]])) for k in ("request tokens", "response tokens"))
+        except (TypeError, ValueError):
+            raise TraceError(f"{where}: Timestamp, Request tokens and Response tokens must be numbers") from None
+        if response < 1 or request < 1:  # a failed request of the original service: nothing to replay
+            skipped += 1
+            continue
+        rows.append(TraceRow(t, request, response))
+    return rows, skipped
+
+
+def _kind(path: Path, lines: list[str]) -> str:
+    """auto: a CSV whose header names `Request tokens` is BurstGPT's, another CSV Azure's, else JSONL."""
+    if path.suffix.lower() != ".csv":
+        return "mooncake"
+    return "burstgpt" if lines and "request tokens" in lines[0].lower() else "azure"
+
+
 def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
-    """The trace at `path`, its rows sorted by time from 0. `fmt` auto: `.csv` is Azure, else
-    Mooncake JSONL."""
+    """The trace at `path`, its rows sorted by time from 0. `fmt` auto: a `.csv` is BurstGPT's
+    (its header names `Request tokens`) or Azure's, anything else Mooncake JSONL."""
     path = Path(path)
     if fmt not in FORMATS:
         raise TraceError(f"trace format {fmt!r}: one of {', '.join(FORMATS)}")
@@ -181,9 +215,13 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
         raise TraceError(f"{path}: cannot read ({os_reason(exc)})") from None
     except UnicodeDecodeError:
         raise TraceError(f"{path}: not a UTF-8 text file") from None
-    kind = fmt if fmt != "auto" else ("azure" if path.suffix.lower() == ".csv" else "mooncake")
     lines = text.splitlines()
-    rows = _azure(path, lines) if kind == "azure" else _mooncake(path, lines)
+    kind = fmt if fmt != "auto" else _kind(path, lines)
+    skipped = 0
+    if kind == "burstgpt":
+        rows, skipped = _burstgpt(path, lines)
+    else:
+        rows = _azure(path, lines) if kind == "azure" else _mooncake(path, lines)
     if not rows:
         raise TraceError(f"{path}: no requests in the trace")
     if len(rows) > MAX_TRACE_ROWS:
@@ -191,7 +229,7 @@ def read_trace(path: str | Path, fmt: str = "auto") -> Trace:
     rows.sort(key=lambda r: r.t_s)
     t0 = rows[0].t_s
     return Trace(str(path), kind, tuple(TraceRow(r.t_s - t0, r.input_tokens, r.output_tokens, r.hash_ids, r.session)
-                                        for r in rows))
+                                        for r in rows), skipped)
 
 
 def block_prompts(rows: tuple[TraceRow, ...] | list[TraceRow], draw: Callable[[np.random.Generator, int], np.ndarray],
