@@ -103,3 +103,28 @@ def test_a_saved_hugging_face_dataset(tmp_path):
     (tmp_path / "dd" / "test").mkdir()
     with pytest.raises(SpecError, match=r"a saved DatasetDict: name one split's folder \(test, train\)"):
         read_prompt_file(tmp_path / "dd")
+
+
+def test_output_lengths_from_the_data_and_length_filters(tmp_path):
+    """`prompts: {file, output: data}` takes each request's output length from its reference answer
+    (ShareGPT's reply, a JSONL line's `output`), and the length filters leave prompts out."""
+    from colobench.specs.models import PromptSource
+    from colobench.workload.prompts import PromptJob, prepare_prompt_sets
+    from colobench.workload.synthetic import build_requests
+
+    path = tmp_path / "share.json"
+    path.write_text(json.dumps([
+        {"conversations": [{"from": "human", "value": "one two three"}, {"from": "gpt", "value": "a b c d e"}]},
+        {"conversations": [{"from": "human", "value": "short"}, {"from": "gpt", "value": "x"}]},
+        {"conversations": [{"from": "human", "value": "no reply here"}]},
+        {"conversations": [{"from": "human", "value": "w " * 40}, {"from": "gpt", "value": "y y"}]}]))
+    src = PromptSource(file=str(path), output="data", min_prompt_tokens=2, max_prompt_tokens=20)
+    (entries,) = prepare_prompt_sets([PromptJob("k", src, "a", "m", None)]).values()
+    # words here (no tokenizer: the server counts tokens); "short" is too short, the 40-word one too
+    # long, the one without a reply has no length to take
+    assert entries == [{"text": "one two three", "output_tokens": 5}]
+    requests = build_requests(3, 8, 64, 32000, 0, [{"ids": [5, 6, 7], "output_tokens": 5}, {"ids": [8, 9]}])
+    assert sorted(r.output_tokens for r in requests) in ([5, 5, 64], [5, 64, 64])  # the pool cycles
+    with pytest.raises(SpecError, match="no prompt is left after the length filters"):
+        prepare_prompt_sets([PromptJob("k", PromptSource(file=str(path), min_prompt_tokens=100, output="data"), "a",
+                                       "m", None)])

@@ -190,6 +190,12 @@ class PromptSource(SpecModel):
 
     file: str | None = Field(None, description="JSONL (prompt or messages per line) or ShareGPT JSON")
     builtin: list[str] | Literal["all"] | None = Field(None, description="built-in categories, or all")
+    output: Literal["workload", "data"] = Field("workload", description="output lengths: the workload's "
+                                                "output_tokens, or each prompt's own reference answer (data)")
+    min_prompt_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS, description="leave out shorter prompts")
+    max_prompt_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS, description="leave out longer prompts")
+    max_output_tokens: int | None = Field(None, gt=0, le=MAX_TOKENS, description="output: data: leave out "
+                                          "prompts whose answer is longer")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "PromptSource":

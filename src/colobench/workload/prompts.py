@@ -39,6 +39,7 @@ class TextPrompt:
     text: str | None = None
     messages: tuple[dict[str, str], ...] | None = None
     category: str | None = None
+    reference: str | None = None  # the data's own answer (ShareGPT's reply, a JSONL line's `output`)
 
 
 def _message_list(value: Any, where: str, field: str) -> tuple[dict[str, str], ...]:
@@ -65,10 +66,13 @@ def read_jsonl_prompts(path: Path) -> list[TextPrompt]:
             if not isinstance(obj, dict):
                 raise SpecError(where, "", "each line must be a JSON object", show_value=False)
             category = obj.get("category") if isinstance(obj.get("category"), str) else None
+            reference = next((obj[k] for k in ("output", "completion", "response") if isinstance(obj.get(k), str)),
+                             None)
             if isinstance(obj.get("prompt"), str) and obj["prompt"]:
-                prompts.append(TextPrompt(text=obj["prompt"], category=category))
+                prompts.append(TextPrompt(text=obj["prompt"], category=category, reference=reference))
             elif "messages" in obj:
-                prompts.append(TextPrompt(messages=_message_list(obj["messages"], where, "messages"), category=category))
+                prompts.append(TextPrompt(messages=_message_list(obj["messages"], where, "messages"), category=category,
+                                          reference=reference))
             else:
                 raise SpecError(where, "", "line has neither a 'prompt' string nor a 'messages' list", show_value=False)
     return prompts
@@ -82,10 +86,14 @@ def read_sharegpt(path: Path, data: Any) -> list[TextPrompt]:
         turns = item.get("conversations") if isinstance(item, dict) else None
         if not isinstance(turns, list):
             raise SpecError(str(path), f"[{k}].conversations", "missing or not a list", show_value=False)
-        first = next((t for t in turns if isinstance(t, dict) and t.get("from") in ("human", "user")), None)
+        k_first = next((j for j, t in enumerate(turns) if isinstance(t, dict) and t.get("from") in ("human", "user")),
+                       None)
+        first = turns[k_first] if k_first is not None else None
         if first is None or not isinstance(first.get("value"), str) or not first["value"]:
             continue  # conversations without a human turn are skipped, as in vLLM's benchmark
-        prompts.append(TextPrompt(text=first["value"]))
+        reply = next((t.get("value") for t in turns[k_first + 1:] if isinstance(t, dict)
+                      and t.get("from") in ("gpt", "assistant") and isinstance(t.get("value"), str)), None)
+        prompts.append(TextPrompt(text=first["value"], reference=reply))
     return prompts
 
 
@@ -220,6 +228,35 @@ def _texts(source: Any) -> list[TextPrompt]:
     return builtin_prompts(None if source.builtin == "all" else list(source.builtin))
 
 
+def _kept(entries: list[dict[str, Any]], texts: list[TextPrompt], src: Any, where: str,
+          count: Any) -> list[dict[str, Any]]:
+    """The entries with their data output lengths (`output: data`, counted with `count`) and the
+    source's length filters applied; a SpecError when nothing is left."""
+    out = []
+    for entry, text in zip(entries, texts):
+        prompt_len = len(entry["ids"]) if "ids" in entry else count(text.text or " ".join(
+            m["content"] for m in text.messages or ()))
+        if src.output == "data":
+            if not text.reference:
+                continue  # no answer to take a length from
+            entry = {**entry, "output_tokens": max(1, count(text.reference))}
+        if src.min_prompt_tokens and prompt_len < src.min_prompt_tokens:
+            continue
+        if src.max_prompt_tokens and prompt_len > src.max_prompt_tokens:
+            continue
+        if src.max_output_tokens and entry.get("output_tokens", 0) > src.max_output_tokens:
+            continue
+        out.append(entry)
+    if not out:
+        raise SpecError(where, "", "no prompt is left after the length filters" + (
+            " (output: data keeps only prompts with an answer)" if src.output == "data" else ""), show_value=False)
+    return out
+
+
+def _filtered(src: Any) -> bool:
+    return src.output == "data" or any((src.min_prompt_tokens, src.max_prompt_tokens, src.max_output_tokens))
+
+
 def prepare_prompt_sets(jobs: list[PromptJob], source: str = "experiment") -> dict[str, list[Any]]:
     """Every prompt set of the jobs, keyed by `PromptJob.key`: `{"ids"}` entries (token ids), or
     `{"text"}` / `{"messages"}` entries for servers; each with its `category` when the source
@@ -230,8 +267,11 @@ def prepare_prompt_sets(jobs: list[PromptJob], source: str = "experiment") -> di
         where = job.source.file or "built-in prompts"
         if job.tokenizer is None:
             if job.key not in out:
+                texts = _texts(job.source)
                 out[job.key] = [{**({"text": t.text} if t.text is not None else {"messages": list(t.messages)}),
-                                 **({"category": t.category} if t.category else {})} for t in _texts(job.source)]
+                                 **({"category": t.category} if t.category else {})} for t in texts]
+                if _filtered(job.source):  # no tokenizer here: lengths in words (the server counts tokens)
+                    out[job.key] = _kept(out[job.key], texts, job.source, where, lambda s: len(s.split()))
             if not job.chat_api and any("messages" in p for p in out[job.key]):
                 raise SpecError(where, "", f"chat prompts (messages) need api: chat for {job.instance}",
                                 show_value=False)
@@ -248,12 +288,16 @@ def prepare_prompt_sets(jobs: list[PromptJob], source: str = "experiment") -> di
                 texts = _texts(job.source)
                 out[job.key] = [{"ids": ids, **({"category": t.category} if t.category else {})}
                                 for t, ids in zip(texts, tokenize(texts, tokenizer))]
+                if _filtered(job.source):
+                    out[job.key] = _kept(out[job.key], texts, job.source, where,
+                                         lambda s: len(tokenizer.encode(s, add_special_tokens=False)))
             except SpecError:
                 raise
             except Exception as exc:
                 raise SpecError(where, "", f"cannot tokenize with {job.model}'s tokenizer: "
                                 f"{str(exc).splitlines()[0]}", show_value=False) from None
-        longest = max(len(p["ids"]) for p in out[job.key])
+        longest = max(len(p["ids"]) + p.get("output_tokens", job.max_output_tokens) for p in out[job.key]) \
+            - job.max_output_tokens
         if job.context_tokens and longest + job.max_output_tokens > job.context_tokens:
             raise SpecError(where, "", f"a prompt of {longest} tokens plus {job.max_output_tokens} output tokens "
                             f"exceeds {job.instance}'s context of {job.context_tokens} tokens", show_value=False)

@@ -138,7 +138,9 @@ def build_requests(count: int, prompt_tokens: Any, output_tokens: Any, vocab_siz
     if prompt_pool:
         order = rng.permutation(len(prompt_pool))
         picked = [prompt_pool[order[k % len(order)]] for k in range(count)]
-        return [Request(k, tuple(p["ids"] if isinstance(p, dict) else p), int(outputs[k]),
+        # an entry's own output length (`output: data`: its reference answer's) wins over the workload's
+        return [Request(k, tuple(p["ids"] if isinstance(p, dict) else p),
+                        int(p.get("output_tokens") or outputs[k]) if isinstance(p, dict) else int(outputs[k]),
                         category=p.get("category") if isinstance(p, dict) else None) for k, p in enumerate(picked)]
     lengths = sample_lengths(prompt_tokens, count, rng)
     content = np.random.default_rng(derived_seed(seed, *salt)) if salt else rng

@@ -118,8 +118,8 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
         for k in range(count):
             item = text_pool[order[k % len(order)]]
             messages = tuple(item["messages"]) if item.get("messages") else None
-            requests.append(Request(k, (), int(outputs[k]), text=item.get("text"), messages=messages,
-                                    category=item.get("category")))
+            requests.append(Request(k, (), int(item.get("output_tokens") or outputs[k]), text=item.get("text"),
+                                    messages=messages, category=item.get("category")))
         return TextPrompts(requests, 0, False)
     costs = costs or WordCosts()
     lengths = [int(n) for n in sample_lengths(prompt_tokens, count, rng)]
