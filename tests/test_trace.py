@@ -206,3 +206,24 @@ def test_burstgpt_csv_leaves_out_failed_requests(tmp_path: Path):
     bad.write_text("Timestamp,Model,Request tokens\n1,x,2\n")
     with pytest.raises(TraceError, match="Response tokens missing"):
         read_trace(bad, "burstgpt")
+
+
+def test_text_prompts_share_the_trace_blocks(tmp_path: Path):
+    """A server that takes text: each prompt composed to its length, whole shared blocks as the same
+    words (one-token words by default: 16 words a 16-token block)."""
+    from colobench.loadgen.driver import LoadDriver
+    from colobench.specs.models import WorkloadSpec
+
+    class TextServer:  # what the driver asks of an HTTP backend without a tokenizer
+        vocab_size = 0
+
+    rows = [{"timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [1, 2, 3]},
+            {"timestamp": 1, "input_length": 40, "output_length": 2, "hash_ids": [1, 2, 9]},
+            {"timestamp": 2, "input_length": 40, "output_length": 2, "hash_ids": [5, 6, 7]}]
+    wl = WorkloadSpec(trace=str(_mooncake(tmp_path, rows)), trace_block_tokens=16)
+    reqs = LoadDriver(TextServer(), wl, 4, None, name="a").measured_requests
+    words = [r.text.split() for r in reqs]
+    assert [len(w) for w in words] == [40, 40, 40] and [r.prompt_target for r in reqs] == [40, 40, 40]
+    # "the", then blocks 1 and 2 (16 words each): the same in the first two prompts, not in the third
+    assert words[0][:33] == words[1][:33] and words[0][1:33] != words[2][1:33]
+    assert words[0][33:] != words[1][33:]  # past the whole blocks, each prompt its own

@@ -26,7 +26,7 @@ from colobench.loadgen import streaming
 from colobench.loadgen.recorder import Recorder
 from colobench.loadgen.static import run_static
 from colobench.workload.arrivals import arrival_offsets_s, count_for_duration, instance_seed, ramp_offsets_s
-from colobench.workload.synthetic import Request, build_requests, static_batches, token_id_range
+from colobench.workload.synthetic import Request, build_requests, derived_seed, static_batches, token_id_range
 from colobench.workload.text_prompts import build_text_requests
 from colobench.workload.trace import block_prompts, read_trace
 
@@ -178,17 +178,34 @@ class LoadDriver:
 
     def _trace_requests(self, count: int, seed: int, salt: tuple[str, ...], verify: bool) -> list[Request]:
         """The trace's rows (cycled past its end) as requests: token ids with its shared blocks
-        (`trace.block_prompts`), or text of its lengths for a server that takes text (shared blocks
-        are not composed as text yet: each text prompt is its own)."""
+        (`trace.block_prompts`), or, for a server that takes text, text of its lengths whose whole
+        shared blocks are the same words (a block's words cost `trace_block_tokens` by the
+        measured word costs)."""
         # the rows in the order the loops take them: a session's turns together, after its first
         order = [k for unit in self.trace.units() for k in unit]
         rows = [self.trace.rows[order[k % len(order)]] for k in range(count)]
         inputs, outputs = [r.input_tokens for r in rows], [r.output_tokens for r in rows]
         backend = self.backend
         if not backend.vocab_size and not getattr(backend, "prompt_ids", None):
+            block_tokens = self.wl.trace_block_tokens
+
+            def blocks(costs: Any) -> list[tuple[list[str], int]]:
+                # the whole blocks of each prompt as words costing `block_tokens` each, the same words
+                # for the same block id in this replay; the rest of the prompt its own
+                words: dict[int, list[str]] = {}
+                out = []
+                for row in rows:
+                    full = max(0, min(len(row.hash_ids), (row.input_tokens - costs.base_tokens - 1) // block_tokens))
+                    for h in row.hash_ids[:full]:
+                        if h not in words:
+                            words[h] = costs.compose(block_tokens, np.random.default_rng(
+                                derived_seed(seed, "trace-block", *salt, str(h))))
+                    out.append(([w for h in row.hash_ids[:full] for w in words[h]], full * block_tokens))
+                return out
+
             built = build_text_requests(count, inputs, outputs, seed, None,
                                         getattr(backend, "count_prompt_tokens", None) if verify else None,
-                                        costs=getattr(backend, "word_costs", None), salt=salt)
+                                        costs=getattr(backend, "word_costs", None), salt=salt, blocks=blocks)
             self.prompts_off = max(self.prompts_off, built.off)
             return self._with_turns(built.requests, rows)
         id_pool = getattr(backend, "prompt_ids", None)

@@ -105,11 +105,14 @@ class TextPrompts:
 def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed: int,
                         text_pool: list[dict[str, Any]] | None = None, counter: TokenCounter | None = None, *,
                         costs: WordCosts | None = None, salt: tuple[str, ...] = (), shared_prefix: Any = None,
-                        prefix_salt: tuple[str, ...] = (), sessions: Any = None) -> TextPrompts:
+                        prefix_salt: tuple[str, ...] = (), sessions: Any = None,
+                        blocks: Callable[[WordCosts], list[tuple[list[str], int]]] | None = None) -> TextPrompts:
     """Requests with text prompts for HTTP backends: from `text_pool` (`{"text"}` / `{"messages"}`
     entries, seeded order) or synthetic text of `prompt_tokens` tokens (composed from `costs`,
     checked and fitted with `counter` when there is one). Lengths and output lengths come from
-    `seed`, the words from `seed` and `salt` (see `build_requests`)."""
+    `seed`, the words from `seed` and `salt` (see `build_requests`). `blocks(costs)`: each
+    request's leading words and what they cost in tokens (a trace's shared blocks), its own words
+    composed after them."""
     rng = np.random.default_rng(seed)
     outputs = sample_lengths(output_tokens, count, rng)
     if text_pool:
@@ -133,6 +136,10 @@ def build_text_requests(count: int, prompt_tokens: Any, output_tokens: Any, seed
     heads = [[BASE_WORD] + (prefix if shared[k] else []) for k in range(count)]
     budgets = [n - costs.base_tokens - (shared_prefix.tokens - costs.base_tokens + costs.tail_tokens if shared[k] else 0)
                for k, n in enumerate(lengths)]
+    if blocks is not None:
+        for k, (words, cost) in enumerate(blocks(costs)):
+            heads[k] = [BASE_WORD] + words
+            budgets[k] = lengths[k] - costs.base_tokens - cost
     base_seed = derived_seed(seed, *salt)
 
     def text(k: int) -> str:
