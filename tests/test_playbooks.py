@@ -33,7 +33,7 @@ BLOCK = re.compile(r"```bash\n(# playbook (\d+)\n.*?)```", re.DOTALL)
 EXPECTED: dict[int, list[str]] = {
     1: [r"scaling \d\.\d\dx \[\d\.\d\d, \d\.\d\d\] of ideal 2x", r"TPOT std/mean|stable \(|acceptable \(",
         r"slowdown \(co-located / solo\)", r"logs: \d+ file\(s\) .* and 1 from",
-        r"no difference|differ:|not judged: .* INVALID in one of the runs"],
+        r"no difference|differ:|differs? beyond that|not judged: [\s\S]*? INVALID in one of the runs"],
     2: [r"\| point \| scenario \| phase \| instance \|", r"\| tiny-x2-short \|", r"\| tiny-x2-mixed \|",
         r"scaling \d\.\d\dx", r"\| p99_tpot_ms \|.*\| tokens_per_j \| scaling \| validity \|",
         r"- unmeasured tokens_per_j: CPU runs have no energy counter", r"TTFT p50/p99"],
