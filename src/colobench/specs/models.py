@@ -304,8 +304,8 @@ class WorkloadSpec(SpecModel):
                              "over --duration in STEPS steps (step: constant within each; linear: a straight line); "
                              "metrics per step", flag="--ramp", parse="ramp", metavar="TO_RATE[:STEPS[:step|linear]]",
                              panel="load", axis=True, id_style="ramp")
-    trace: str | None = knob(None, help="replay a trace: Mooncake JSONL or Azure CSV, each request at its time with "
-                             "its lengths and shared blocks (an open loop; --duration cuts it)", flag="--trace",
+    trace: str | None = knob(None, help="replay a trace: Mooncake JSONL, Azure or BurstGPT CSV, each request at its "
+                             "time with its lengths and shared blocks (an open loop; --duration cuts it)", flag="--trace",
                              metavar="FILE", panel="load", axis=True, id_style="trace")
     trace_speed: float = knob(1.0, help="trace replay: time scale (2 = twice as fast)", flag="--trace-speed",
                               parse="float", metavar="X", panel="load", axis=True, abbrev="speed", gt=0, le=1000)
