@@ -128,3 +128,18 @@ def test_output_lengths_from_the_data_and_length_filters(tmp_path):
     with pytest.raises(SpecError, match="no prompt is left after the length filters"):
         prepare_prompt_sets([PromptJob("k", PromptSource(file=str(path), min_prompt_tokens=100, output="data"), "a",
                                        "m", None)])
+
+
+def test_a_text_file_of_lines_in_the_sonnet_style(tmp_path):
+    from colobench.workload.prompts import SONNET_HEADER, SONNET_LINES
+
+    path = tmp_path / "sonnet.txt"
+    lines = [f"line {k} of the poem" for k in range(SONNET_LINES + 5)]
+    path.write_text("\n".join(lines) + "\n\n")
+    prompts = read_prompt_file(path)
+    assert len(prompts) == len(lines) and prompts[0].text.startswith(SONNET_HEADER)
+    assert prompts[0].text.count("\n") == SONNET_LINES and "line 44 of the poem\nline 0 of the poem" in prompts[6].text  # cycling
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(SpecError, match="prompt file holds no prompts"):
+        read_prompt_file(empty)

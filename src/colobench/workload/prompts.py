@@ -12,6 +12,9 @@ Accepted files (read from local disk only):
   column (ShareGPT's shape), `messages` (chats), or a text column (`prompt`, `text`, `question`,
   `instruction`), the first found. A saved `DatasetDict` is one folder per split: name the split's
   folder.
+- A plain `.txt` file of lines, in the style of vLLM's sonnet dataset: prompt k asks to pick
+  lines from `SONNET_LINES` consecutive lines starting at line k (cycling), as vLLM's benchmark
+  asks of Shakespeare's sonnets.
 
 Tokenisation happens in the parent before anything runs (so a prompt longer than the model's
 context is an error up front) and the ids are handed to the workers; the hot path never
@@ -98,6 +101,18 @@ def read_sharegpt(path: Path, data: Any) -> list[TextPrompt]:
 
 
 TEXT_COLUMNS = ("prompt", "text", "question", "instruction")
+SONNET_LINES = 40  # about vLLM's default sonnet input (550 tokens) of sonnet lines
+SONNET_HEADER = "Pick as many lines as you can from these poem lines:\n"
+
+
+def read_lines_prompts(text: str) -> list[TextPrompt]:
+    """Prompts of a text file's lines, in the style of vLLM's sonnet dataset (module docstring)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return []
+    n = min(SONNET_LINES, len(lines))
+    return [TextPrompt(text=SONNET_HEADER + "\n".join(lines[(k + j) % len(lines)] for j in range(n)))
+            for k in range(len(lines))]
 
 
 def read_saved_dataset(path: Path) -> list[TextPrompt]:
@@ -163,7 +178,9 @@ def read_prompt_file(path: str | Path) -> list[TextPrompt]:
     except OSError as exc:
         raise SpecError(str(path), "", f"cannot read the prompt file ({exc.strerror})", show_value=False) from None
     text_head = raw.decode("utf-8")[:4096].lstrip()
-    if text_head.startswith("["):
+    if path.suffix.lower() == ".txt":
+        prompts = read_lines_prompts(raw.decode("utf-8"))
+    elif text_head.startswith("["):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
