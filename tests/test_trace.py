@@ -227,3 +227,36 @@ def test_text_prompts_share_the_trace_blocks(tmp_path: Path):
     # "the", then blocks 1 and 2 (16 words each): the same in the first two prompts, not in the third
     assert words[0][:33] == words[1][:33] and words[0][1:33] != words[2][1:33]
     assert words[0][33:] != words[1][33:]  # past the whole blocks, each prompt its own
+
+
+def test_two_traces_against_the_fake_server(tmp_path: Path, cli_env: dict, fake_server):
+    """The small Mooncake and Azure files replayed through the HTTP client against `colobench
+    fake-server` (text prompts, the server counts them): every request of each trace sent once a
+    repetition, each no earlier than its trace time, and the schedule lag recorded (how close to
+    the trace: benchmarks/trace_replay.py measures it, no time is asserted here)."""
+    from conftest import run_cli
+
+    from colobench.records import read_records
+
+    url, _ = fake_server()
+    mooncake = _mooncake(tmp_path, [{"timestamp": 5.0 * k, "input_length": 40 + k, "output_length": 3,
+                                     "hash_ids": [k % 2]} for k in range(20)])
+    azure = _azure(tmp_path, "".join(f"{0.005 * k:.3f},{30 + k},3\n" for k in range(20)))
+    exp = tmp_path / "http.yaml"
+    exp.write_text("repetitions: 2\nworkload: {concurrency: 32, trace_block_tokens: 16}\ninstances:\n"
+                   f"  - {{name: a, model: fake-model, backend: openai, base_url: \"{url}\", workload: {{trace: {mooncake}}}}}\n"
+                   f"  - {{name: b, model: fake-model, backend: openai, base_url: \"{url}\", workload: {{trace: {azure}}}}}\n")
+    proc = run_cli(["run", str(exp), "-o", str(tmp_path / "run")], cli_env, tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    for name, trace in (("a", read_trace(mooncake)), ("b", read_trace(azure))):
+        records = [r for r in read_records(tmp_path / "run" / "runs" / f"solo-{name}" / "records" / f"{name}.jsonl")
+                   if not r.warmup and not r.load_only]
+        assert len(records) == 2 * len(trace.rows) and all(r.ok for r in records)
+        for rep in (1, 2):
+            mine = sorted((r for r in records if r.repetition == rep), key=lambda r: r.scheduled_ns)
+            start = mine[0].scheduled_ns
+            assert [round((r.scheduled_ns - start) / 1e9, 6) for r in mine] == pytest.approx(
+                [row.t_s for row in trace.rows], abs=1e-6)  # due at the trace's times
+            assert all(r.submit_ns >= r.scheduled_ns for r in mine)  # never early
+    summary = json.loads(run_cli(["report", str(tmp_path / "run"), "--json"], cli_env, tmp_path).stdout)
+    assert summary["points"][0]["phases"]["colocated"]["a"]["open_loop"]["mean_schedule_lag_ms"] is not None
