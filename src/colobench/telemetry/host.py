@@ -19,6 +19,19 @@ OTHERS_MIN_CPU_PCT = 5.0  # of one core
 OTHERS_EVERY_S = 2.0  # walking every process costs milliseconds: not on every sample
 
 
+def own_trees(server_pids: tuple[int, ...] = ()) -> set[int]:
+    """colobench, everything it started (workers, managed servers and their children: vLLM's
+    `VLLM::Worker`), and the process tree of every `server_pid`: the run's own processes."""
+    ours = set()
+    for root in (os.getpid(), *server_pids):
+        try:
+            proc = psutil.Process(root)
+            ours.update([root, *(c.pid for c in proc.children(recursive=True))])
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return ours
+
+
 class HostSampler:
     name = "host"
 
@@ -41,16 +54,7 @@ class HostSampler:
         return proc
 
     def _own_trees(self) -> set[int]:
-        """colobench, everything it started (workers, managed servers and their children: vLLM's
-        `VLLM::Worker`), and the process tree of every `server_pid`: the run's own processes."""
-        ours = set()
-        for root in (os.getpid(), *self.server_pids):
-            try:
-                proc = psutil.Process(root)
-                ours.update([root, *(c.pid for c in proc.children(recursive=True))])
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-        return ours
+        return own_trees(self.server_pids)
 
     def _busiest_others(self, ours: set[int]) -> list[dict[str, Any]]:
         """The processes outside the run (and outside colobench itself, the servers it measures and

@@ -46,6 +46,7 @@ import psutil
 
 from colobench.devices.cpu import cpu_model_name
 from colobench.errors import os_reason
+from colobench.telemetry.host import own_trees
 
 HASH_MIB = 16  # about 10 ms a round here: a few scheduler time slices, so a hog shows
 COPY_MIB = 16  # per thread: beyond most last-level caches' share of one core
@@ -112,18 +113,8 @@ class OthersCpu:
         self._known: dict[int, Any] = {}
         self.read()
 
-    def _ours(self) -> set[int]:
-        ours = set()
-        for root in (os.getpid(), *self.server_pids):
-            try:
-                proc = psutil.Process(root)
-                ours.update([root, *(c.pid for c in proc.children(recursive=True))])
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-        return ours
-
     def read(self) -> float:
-        ours, seen, total = self._ours(), set(), 0.0
+        ours, seen, total = own_trees(self.server_pids), set(), 0.0
         for proc in psutil.process_iter():
             if proc.pid in ours:
                 continue

@@ -152,14 +152,20 @@ def _azure_time(value: str, where: str) -> float:
     return stamp.timestamp()
 
 
-def _azure(path: Path, lines: list[str]) -> list[TraceRow]:
+def _csv(path: Path, lines: list[str], trace: str, labels: tuple[str, ...]) -> tuple[csv.DictReader, dict[str, str]]:
+    """A CSV trace's rows and its header's columns by lower-case name; a header without `labels` is
+    one line naming what is missing."""
     reader = csv.DictReader(lines)
     names = {(n or "").strip().lower(): n for n in reader.fieldnames or []}
-    need = {"timestamp": "TIMESTAMP", "contexttokens": "ContextTokens", "generatedtokens": "GeneratedTokens"}
-    missing = [label for key, label in need.items() if key not in names]
+    missing = [label for label in labels if label.lower() not in names]
     if missing:
-        raise TraceError(f"{path}:1: an Azure trace's header names TIMESTAMP, ContextTokens and GeneratedTokens "
+        raise TraceError(f"{path}:1: {trace} trace's header names {', '.join(labels[:-1])} and {labels[-1]} "
                          f"({', '.join(missing)} missing)")
+    return reader, names
+
+
+def _azure(path: Path, lines: list[str]) -> list[TraceRow]:
+    reader, names = _csv(path, lines, "an Azure", ("TIMESTAMP", "ContextTokens", "GeneratedTokens"))
     rows = []
     for number, item in enumerate(reader, start=2):
         where = f"{path}:{number}"
@@ -174,13 +180,7 @@ def _azure(path: Path, lines: list[str]) -> list[TraceRow]:
 
 
 def _burstgpt(path: Path, lines: list[str]) -> tuple[list[TraceRow], int]:
-    reader = csv.DictReader(lines)
-    names = {(n or "").strip().lower(): n for n in reader.fieldnames or []}
-    need = {"timestamp": "Timestamp", "request tokens": "Request tokens", "response tokens": "Response tokens"}
-    missing = [label for key, label in need.items() if key not in names]
-    if missing:
-        raise TraceError(f"{path}:1: a BurstGPT trace's header names Timestamp, Request tokens and Response tokens "
-                         f"({', '.join(missing)} missing)")
+    reader, names = _csv(path, lines, "a BurstGPT", ("Timestamp", "Request tokens", "Response tokens"))
     rows, skipped = [], 0
     for number, item in enumerate(reader, start=2):
         where = f"{path}:{number}"
