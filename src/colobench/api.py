@@ -18,6 +18,8 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from colobench.analysis.compat import load_summary_data
+from colobench.analysis.instance_profile import solo_profiles
+from colobench.analysis.predict import with_predictions
 from colobench.analysis.model import Summary
 from colobench.analysis.summary import summarize_run_dir
 from colobench.backends.openai_admin import check_instances
@@ -145,6 +147,7 @@ def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | Non
     settled = settle_abandoned(run_dir)
     try:
         summary = summarize_run_dir(run_dir, settled, log_rules).model_copy(update={"run_dir": str(run_dir)})
+        summary = with_predictions(summary)
         if problems:
             summary = summary.model_copy(update={"problems": [*summary.problems, *problems]})
     except CorruptFile as exc:
@@ -153,11 +156,24 @@ def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | Non
         raise ColobenchError(f"{run_dir}: cannot read run directory ({exc.__class__.__name__}: {exc})") from None
     if write:
         try:
+            summary = summary.model_copy(update={"profiles": write_profiles(run_dir, summary)})
             write_json_atomic(run_dir.summary, summary.to_json())
         except OSError as exc:  # a full disk: the summary is still printed, and says why it is not on disk
             summary = summary.model_copy(update={"problems": [
                 *summary.problems, f"{run_dir.summary}: not written ({os_reason(exc)})"]})
     return summary
+
+
+def write_profiles(run_dir: RunDir, summary: Summary) -> dict[str, str]:
+    """Every solo phase's profile (`analysis.instance_profile`) into the run's `profiles/`; what
+    was written, "[point/]instance" -> its path relative to the run directory."""
+    written = {}
+    for (point, name), profile in solo_profiles(summary, str(run_dir.root)).items():
+        path = run_dir.instance_profile(point, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, profile.to_json())
+        written[f"{point}/{name}" if point else name] = str(path.relative_to(run_dir.root))
+    return written
 
 
 def write_html_report(run_dir: Path | str, summary: Summary | None = None) -> Path:

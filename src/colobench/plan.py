@@ -306,7 +306,7 @@ def plan_experiment(spec: ExperimentSpec, auto_device: str = "cpu", cpu_count: i
         if point.spec.solo_baselines or len(resolved) == 1:
             point_runs += [RunSpec(run_id=f"{prefix}solo-{r.name}", point=point.id, phase="solo", instances=[r],
                                    repetitions=point.spec.repetitions) for r in resolved]
-        if len(resolved) > 1:
+        if len(resolved) > 1 and point.spec.colocated:
             point_runs.append(RunSpec(run_id=f"{prefix}colocated", point=point.id, phase="colocated",
                                       instances=resolved, repetitions=point.spec.repetitions))
         runs += point_runs

@@ -248,6 +248,11 @@ class ServerEvidence(Model):
     kv_cache_usage_pct: float | None = None  # the largest seen (see kv_cache_usage_source)
     kv_cache_usage_source: str | None = None
     requests_waiting_peak: float | None = None
+    # the device's own work counters where the server exports them (the fake shared device): device
+    # seconds of this model's prefill and of decode budget, over `window_s` seconds of windows
+    device_prefill_s: float | None = None
+    device_decode_s: float | None = None
+    window_s: float | None = None
     prefix_cache_hits_tokens: float | None = None
     prefix_cache_queries_tokens: float | None = None
     prefix_cache_hit_pct: float | None = None
@@ -472,6 +477,19 @@ class BandwidthBound(Model):
     near_bound: bool | None = None
 
 
+class PredictedSlowdown(Model):
+    """The slowdown `analysis.predict` expected from the solo profiles alone (never from this
+    co-located run), beside the measured one: every co-located run is a validation point."""
+
+    slowdown: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    driver: str | None = None
+    driver_sentence: str = ""
+    method: str = "physics"  # curve (a sensitivity curve of the instance), physics
+    error_pct: dict[str, float | None] = {}  # (predicted / measured - 1) x 100
+    within_interval: dict[str, bool | None] = {}  # the measured slowdown inside the predicted interval
+
+
 class Interference(Model):
     instances: int = 0
     ideal_scaling: int | None = None
@@ -481,6 +499,7 @@ class Interference(Model):
     fairness: float | None = None
     bandwidth_bound: BandwidthBound | None = None
     slowdown: dict[str, Slowdown] = {}
+    predicted: dict[str, PredictedSlowdown] = {}  # from the solo profiles (analysis.predict)
 
 
 class SharedEnergy(Model):
@@ -665,6 +684,7 @@ class Summary(Model):
     advice: list[Advice] = []
     problems: list[str] = []
     host_reference: HostReference | None = None
+    profiles: dict[str, str] = {}  # "[point/]instance" -> its solo profile, relative to the run directory
 
     def point(self, point_id: str | None = None) -> Point:
         """The point named `point_id`; without one, the only point (a sweep must name one)."""

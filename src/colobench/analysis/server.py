@@ -239,6 +239,11 @@ def server_evidence(folder: RunFolder, name: str, model: str | None, records: li
             queue_ms=_hist_mean_ms(usable, chosen.get("queue")))
         if (pre := _sum(usable, chosen.get("preemptions"))) is not None:
             fields["preemptions"] = round(pre)
+        if "device_prefill_s" in chosen or "device_decode_s" in chosen:
+            fields.update(device_prefill_s=_sum(usable, chosen.get("device_prefill_s")),
+                          device_decode_s=_sum(usable, chosen.get("device_decode_s")),
+                          window_s=sum(pairs[w.repetition]["after"].t_ns - pairs[w.repetition]["before"].t_ns
+                                       for w in usable) / 1e9)
         fields.update(_prefix(usable, chosen))
         fields.update(_gauges(usable, chosen, name, samples or [], by_rep))
     return ServerEvidence(**fields)

@@ -41,6 +41,7 @@ class InstanceLine:
     overlap_fraction: float | None
     validity: dict[str, str]  # phase -> VALID / INVALID
     excluded: bool = False  # no partner was under load: no slowdown computed
+    predicted: str | None = None  # the slowdown the solo profiles predicted, with its driver
 
 
 @dataclass
@@ -94,10 +95,18 @@ def card(point: Point, checks: list[Check]) -> Card | None:
                      s.beyond_noise.get("output_throughput") if s else None)
         validity = {phase: by[name].validity.verdict for phase, by in point.phases.items()
                     if name in by and by[name].validity is not None}
+        predicted = None
+        if (pred := inter.predicted.get(name)) is not None and f"{head}_p50" in pred.slowdown:
+            key = f"{head}_p50"
+            lo, hi = pred.intervals[key]
+            err = pred.error_pct.get(key)
+            predicted = (f"predicted {LABELS[head]} p50 {pred.slowdown[key]:.2f}x [{lo:.2f}, {hi:.2f}] from the solo "
+                         f"profiles ({pred.method}" + (f"; off by {err:+.0f}%" if err is not None else "")
+                         + f"); {pred.driver_sentence}")
         out.instances.append(InstanceLine(name=name, device=point.instances[name].device if name in point.instances
                                           else "?", slowdowns=ratios, throughput=tput,
                                           overlap_fraction=mt.overlap_fraction, validity=validity,
-                                          excluded=name in inter.excluded))
+                                          excluded=name in inter.excluded, predicted=predicted))
     return out
 
 

@@ -257,6 +257,8 @@ def card_panel(c: Card) -> Panel:
         overlap = f"overlap {i.overlap_fraction * 100:.0f}%" if i.overlap_fraction is not None else "overlap -"
         ratios = ", ".join(_ratio_text(r) for r in [*i.slowdowns, i.throughput])
         lines.append(f"  [bold]{escape(i.name)}[/]: {ratios}; {overlap}; {validity}")
+        if i.predicted:
+            lines.append(f"[dim]    {escape(i.predicted)}[/]")
     if c.verdict in ("inconclusive", "not judged") and c.sentence:
         lines.append(f"[dim]  {escape(c.sentence)}[/]")
     return Panel("\n".join(lines), title=escape(c.title), title_align="left", expand=False)

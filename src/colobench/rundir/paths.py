@@ -22,9 +22,11 @@ parts of it):
         telemetry.jsonl                device and host samples (an interleaved group: one file beside its runs)
         attempts/<k>/                  an unfinished attempt `--resume` moved aside (the same layout)
     summary.json, report.html          derived, rebuilt by `colobench report`
+    profiles/[<point>/]<instance>.profile.json  each instance's solo profile (derived, with the summary)
 
 A capacity search's folder (`capacity.json`, `capacity.html`, `probes/<k>-<label>/` each a run
-directory, `servers/<name>.log`) and a profile's (`profile.json`, `trace.json`) are named here too.
+directory, `servers/<name>.log`), a characterisation's (`characterize.json`, `runs/<label>/` each a
+run directory, `profiles/`) and a profiler's (`profile.json`, `trace.json`) are named here too.
 A worker's key is its instance's name, or `<name>.<k>` for client process k of an HTTP instance.
 """
 
@@ -256,6 +258,37 @@ class RunDir:
 
     def is_capacity_dir(self) -> bool:
         return self.capacity.is_file() and not self.manifest.exists()
+
+    # ---- solo profiles, and a characterisation's folder -----------------------------------------
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.root / "profiles"
+
+    def instance_profile(self, point: str, instance: str) -> Path:
+        """An instance's solo profile (`analysis.instance_profile`; not the profiler's
+        `profile.json`): `profiles/[<point>/]<instance>.profile.json`."""
+        return self.profiles_dir / point / f"{instance}.profile.json" if point else \
+            self.profiles_dir / f"{instance}.profile.json"
+
+    def profile_files(self) -> list[Path]:
+        return sorted(self.profiles_dir.rglob("*.profile.json")) if self.profiles_dir.is_dir() else []
+
+    @property
+    def characterization(self) -> Path:
+        """What `colobench characterize` found: the probes and what each achieved."""
+        return self.root / "characterize.json"
+
+    def pressure_run(self, label: str) -> "RunDir":
+        """One run of a characterisation (`solo`, or `<resource>-<level>` beside a probe)."""
+        return RunDir(self.root / "runs" / label)
+
+    def probe_log(self, label: str) -> Path:
+        """The stderr of the pressure probe beside run `label` of a characterisation."""
+        return self.root / "runs" / f"{label}.probe.log"
+
+    def is_characterize_dir(self) -> bool:
+        return self.characterization.is_file() and not self.manifest.exists()
 
     # ---- a profile's folder --------------------------------------------------------------------
 

@@ -125,6 +125,18 @@ class FakeServerSettings(Frozen):
     prefill_tok_s: float | None = Field(None, gt=0, allow_inf_nan=False, **_flag(
         "--prefill-tok-s", "shared-device mode (with --decode-tok-s): prompt tokens per second of the device's one "
         "FIFO prefill queue for all --models; prefill pauses decoding; --ttft-ms is then ignored"))
+    # Shapes and hidden penalties of the shared device (`serve.shared_device`), for the co-location
+    # predictor's validation (`benchmarks/predict.py`): all off by default.
+    model_costs: tuple[str, ...] = Field((), **_flag(
+        "--model-costs", "shared device: per-model cost multipliers, comma separated NAME=PREFILL_X:DECODE_X "
+        "(a model whose token costs more of the device)"))
+    cross_model_penalty: float = Field(0.0, ge=0, le=100, **_flag(
+        "--cross-model-penalty", "shared device: the decode budget is divided by 1 + this x (models decoding - 1)"))
+    crowding_penalty: float = Field(0.0, ge=0, le=100, **_flag(
+        "--crowding-penalty", "shared device: past --crowding-streams streams in decode the budget is divided by "
+        "1 + this x (streams - K) / K"))
+    crowding_streams: int = Field(16, ge=1, le=1_000_000, **_flag("--crowding-streams", "shared device: K of "
+                                                                  "--crowding-penalty"))
     stall_s: float = Field(3600.0, ge=0)  # how long a `stall` fault hangs (tests shorten it)
     # the key itself, for a server built in process (the command reads it from `api_key_env`)
     require_api_key: str | None = Field(None, repr=False)
@@ -145,11 +157,25 @@ class FakeServerSettings(Frozen):
             raise ValueError("give at least one served model name")
         return names
 
+    @field_validator("model_costs")
+    @classmethod
+    def _costs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            _parse_cost(item)
+        return value
+
     @model_validator(mode="after")
     def _both_rates(self) -> "FakeServerSettings":
         if (self.decode_tok_s is None) != (self.prefill_tok_s is None):
             raise ValueError("the shared device needs both --decode-tok-s and --prefill-tok-s")
+        unknown = sorted(set(self.costs()) - set(self.models))
+        if unknown:
+            raise ValueError(f"--model-costs names models not served: {', '.join(unknown)}")
         return self
+
+    def costs(self) -> dict[str, tuple[float, float]]:
+        """`--model-costs` as {model: (prefill multiplier, decode multiplier)}."""
+        return dict(_parse_cost(item) for item in self.model_costs)
 
     @property
     def shared_device(self) -> bool:
@@ -174,6 +200,19 @@ class FakeServerSettings(Frozen):
                 f"{timing}, error rate {self.error_rate})")
 
 
+def _parse_cost(item: str) -> tuple[str, tuple[float, float]]:
+    """`NAME=PREFILL_X:DECODE_X` -> (name, (prefill_x, decode_x)); a ValueError naming the item."""
+    name, _, costs = item.partition("=")
+    prefill, _, decode = costs.partition(":")
+    try:
+        pair = (float(prefill), float(decode))
+    except ValueError:
+        pair = (0.0, 0.0)
+    if not name.strip() or not all(0 < x < 1e6 for x in pair):
+        raise ValueError(f"model cost {item!r}: write NAME=PREFILL_X:DECODE_X with positive numbers, e.g. a=1.5:2")
+    return name.strip(), pair
+
+
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> web.Response:
     return web.json_response({"error": {"message": message, "type": kind, "code": status}}, status=status)
 
@@ -194,8 +233,10 @@ class FakeOpenAIServer:
         self.device: SharedDeviceDriver | None = None
         if config.shared_device:
             assert config.decode_tok_s is not None and config.prefill_tok_s is not None
-            self.device = SharedDeviceDriver(SharedDevice(config.decode_tok_s, config.prefill_tok_s,
-                                                          itl_s=config.itl_ms / 1e3))
+            self.device = SharedDeviceDriver(SharedDevice(
+                config.decode_tok_s, config.prefill_tok_s, itl_s=config.itl_ms / 1e3, model_costs=config.costs(),
+                cross_model_penalty=config.cross_model_penalty, crowding_penalty=config.crowding_penalty,
+                crowding_streams=config.crowding_streams))
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -257,8 +298,25 @@ class FakeOpenAIServer:
             "# HELP fake_generation_tokens_total Tokens generated.\n# TYPE fake_generation_tokens_total counter\n"
             f"fake_generation_tokens_total {c['tokens']}\n"
             + self.engine.text()
+            + self._device_text()
         )
         return web.Response(text=text, content_type="text/plain")
+
+    def _device_text(self) -> str:
+        """The shared device's own work counters per model (nominal device seconds, no penalties),
+        as a device's busy-time telemetry would give them: prefill seconds and decode budget used."""
+        if self.device is None:
+            return ""
+        self.device.sync()
+        lines = []
+        for name, kind, help_ in (("colobench:device_prefill_seconds_total", 0, "Device seconds spent prefilling."),
+                                  ("colobench:device_decode_seconds_total", 1, "Decode budget used, in seconds of "
+                                   "the whole budget.")):
+            lines += [f"# HELP {name} {help_}", f"# TYPE {name} counter"]
+            for model in self.config.models:
+                work = self.device.device.work_s.get(model, [0.0, 0.0])
+                lines.append(f'{name}{{model_name="{model}"}} {work[kind]!r}')
+        return "\n".join(lines) + "\n"
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)

@@ -37,6 +37,23 @@ bounded as long as the prompts alone fit: sum_i rate_i * p_i / M < 1). The per-s
 shapes latency below saturation (TPOT = max(C, k/N) with k streams in decode); a backlog grows k
 until N binds, so it does not move the knee.
 
+Per-model costs and hidden penalties (what `benchmarks/predict.py` needs: models of different
+shapes, and interference the co-location predictor cannot read off solo profiles). All off by
+default, so every formula above holds exactly:
+
+* `model_costs[m] = (prefill_x, decode_x)`: a model's prompt token costs prefill_x / M seconds and
+  its decoded token decode_x budget tokens (a bigger model reads more bytes per step). Its solo
+  capacity is 1 / (prefill_x p/M + decode_x (n-1)/N).
+* `cross_model_penalty` kappa: while streams of m distinct models decode at once the budget is
+  N / (1 + kappa (m - 1)) (two sets of weights evict each other from the caches);
+* `crowding_penalty` beta above `crowding_streams` K: with k > K streams in decode the budget is
+  further divided by 1 + beta (k - K) / K (a KV cache past its sweet spot).
+
+The device's own counters (`work_s`: per model, prefill seconds and decode budget used, in
+seconds of the nominal budget N; what `/metrics` exports as `colobench:device_*_seconds_total`)
+count nominal work, never the penalties: a solo run's counters say how much of the device a model
+needs, not how much two models lose together.
+
 `SharedDevice` is the model itself, pure and clock-free: the caller advances it by a duration and
 gets back the tokens emitted meanwhile, each at its exact virtual time, so tests drive it with a
 virtual clock. `SharedDeviceDriver` runs it in real time for the asyncio server: one background
@@ -105,11 +122,21 @@ class SharedDevice:
     """
 
     def __init__(self, decode_tok_s: float, prefill_tok_s: float, itl_s: float = 0.0,
-                 keep_token_times: bool = False):
+                 keep_token_times: bool = False, model_costs: dict[str, tuple[float, float]] | None = None,
+                 cross_model_penalty: float = 0.0, crowding_penalty: float = 0.0, crowding_streams: int = 16):
         if decode_tok_s <= 0 or prefill_tok_s <= 0:
             raise ValueError("decode_tok_s and prefill_tok_s must be > 0")
         if itl_s < 0:
             raise ValueError("itl_s must be >= 0")
+        if cross_model_penalty < 0 or crowding_penalty < 0 or crowding_streams < 1:
+            raise ValueError("penalties must be >= 0 and crowding_streams >= 1")
+        if any(x <= 0 for cost in (model_costs or {}).values() for x in cost):
+            raise ValueError("model costs must be > 0")
+        self.model_costs = dict(model_costs or {})
+        self.cross_model_penalty, self.crowding_penalty = float(cross_model_penalty), float(crowding_penalty)
+        self.crowding_streams = int(crowding_streams)
+        # per model: [prefill seconds, decode budget used in seconds of N] (nominal, no penalties)
+        self.work_s: dict[str, list[float]] = {}
         self.decode_tok_s = float(decode_tok_s)
         self.prefill_tok_s = float(prefill_tok_s)
         self.stream_cap_tok_s = math.inf if itl_s == 0 else 1.0 / itl_s
@@ -128,7 +155,7 @@ class SharedDevice:
         tokens finishes at once (and emits nothing)."""
         request = DeviceRequest(model=model, prompt_tokens=max(0, int(prompt_tokens)),
                                 output_tokens=max(0, int(output_tokens)), arrived_s=self.now_s,
-                                prefill_left_tok=float(max(0, int(prompt_tokens))))
+                                prefill_left_tok=float(max(0, int(prompt_tokens))) * self._cost(model)[0])
         if request.output_tokens == 0:
             request.finished_s = self.now_s
         else:
@@ -172,8 +199,8 @@ class SharedDevice:
         if self.prefill_queue:
             return max(0.0, self.prefill_queue[0].prefill_left_tok) / self.prefill_tok_s
         if self.decoding:
-            rate = self.stream_tok_s()
-            return min(max(0.0, r.emitted - r.decoded_tok) for r in self.decoding) / rate
+            share = self._share_tok_s()
+            return min(max(0.0, r.emitted - r.decoded_tok) / self._rate(r, share) for r in self.decoding)
         return None
 
     # -- state ----------------------------------------------------------------------------------
@@ -183,10 +210,32 @@ class SharedDevice:
         return not self.prefill_queue and not self.decoding
 
     def stream_tok_s(self) -> float:
-        """Each decoding stream's rate now (tokens per second): min(cap, N/k); 0 during prefill."""
+        """Each decoding stream's rate now (tokens per second): min(cap, N/k); 0 during prefill.
+        (With model costs, a stream of decode cost x makes min(cap, share / x).)"""
         if self.prefill_queue or not self.decoding:
             return 0.0
-        return min(self.stream_cap_tok_s, self.decode_tok_s / len(self.decoding))
+        return min(self.stream_cap_tok_s, self._share_tok_s())
+
+    def _cost(self, model: str) -> tuple[float, float]:
+        return self.model_costs.get(model, (1.0, 1.0))
+
+    def _share_tok_s(self) -> float:
+        """Each decoding stream's equal share of the budget, after the hidden penalties."""
+        k = len(self.decoding)
+        budget = self.decode_tok_s
+        models = len({r.model for r in self.decoding})
+        if self.cross_model_penalty and models > 1:
+            budget /= 1.0 + self.cross_model_penalty * (models - 1)
+        if self.crowding_penalty and k > self.crowding_streams:
+            budget /= 1.0 + self.crowding_penalty * (k - self.crowding_streams) / self.crowding_streams
+        return budget / k
+
+    def _rate(self, r: DeviceRequest, share_tok_s: float) -> float:
+        """Stream `r`'s token rate: its share of the budget over its decode cost, capped."""
+        return min(self.stream_cap_tok_s, share_tok_s / self._cost(r.model)[1])
+
+    def _work(self, model: str) -> list[float]:
+        return self.work_s.setdefault(model, [0.0, 0.0])
 
     # -- inside ---------------------------------------------------------------------------------
 
@@ -194,14 +243,18 @@ class SharedDevice:
         if dt_s <= 0:
             return
         if self.prefill_queue:  # prefill has priority, and decode waits
-            self.prefill_queue[0].prefill_left_tok -= dt_s * self.prefill_tok_s
+            head = self.prefill_queue[0]
+            head.prefill_left_tok -= dt_s * self.prefill_tok_s
             self.prefill_busy_s += dt_s
+            self._work(head.model)[0] += dt_s
         elif self.decoding:
-            rate = self.stream_tok_s()
+            share = self._share_tok_s()
             for r in self.decoding:
+                rate = self._rate(r, share)
                 r.decoded_tok += rate * dt_s
+                self.decoded_tokens += rate * dt_s
+                self._work(r.model)[1] += rate * dt_s * self._cost(r.model)[1] / self.decode_tok_s
             self.decode_busy_s += dt_s
-            self.decoded_tokens += rate * dt_s * len(self.decoding)
 
     def _emit(self, r: DeviceRequest, events: list[TokenEvent]) -> None:
         events.append(TokenEvent(r, r.emitted, self.now_s))
@@ -294,6 +347,10 @@ class SharedDeviceDriver:
             self._wake = asyncio.Event()
             self._last_s = self._clock()
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def sync(self) -> None:
+        """Advance the device to now (before reading its counters)."""
+        self._sync()
 
     def _sync(self) -> None:
         """Advance the device to now and wake the streams that got tokens."""

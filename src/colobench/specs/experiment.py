@@ -40,6 +40,8 @@ class ExperimentSpec(ExperimentKnobs):
     scenarios: dict[str, ScenarioSpec] = Field(default_factory=dict, description="user-defined scenarios")
     sweep: dict[str, list[Any]] = Field(default_factory=dict, description="axis path -> values")
     solo_baselines: bool = Field(True, description="run each instance alone before the co-located run")
+    colocated: bool = Field(True, description="run the instances together (false: solo baselines only, as "
+                            "`colobench characterize` runs them under each pressure probe)")
     telemetry: TelemetrySpec = TelemetrySpec()
     launch: LaunchSpec = LaunchSpec()
     log_rules: list[LogRuleSpec] = Field(default_factory=list, description="extra log rules: {pattern, cause, "
@@ -67,6 +69,8 @@ class ExperimentSpec(ExperimentKnobs):
         if dupes:
             raise ValueError(f"instance names must be unique; repeated: {', '.join(dupes)}")
         check_server_names(self.servers, [i.server for i in self.instances])
+        if not self.colocated and not self.solo_baselines:
+            raise ValueError("colocated: false needs solo_baselines (there would be nothing to run)")
         known = self.instance_names()
         for inst in self.instances:
             if inst.reference is not None and inst.reference not in known:

@@ -29,6 +29,10 @@ COUNTERS: dict[str, tuple[str, ...]] = {
     "prompt_tokens": ("vllm:prompt_tokens_total", "sglang:prompt_tokens_total"),
     "generation_tokens": ("vllm:generation_tokens_total", "sglang:generation_tokens_total"),
     "preemptions": ("vllm:num_preemptions_total", "sglang:num_retracted_requests_total"),
+    # a device's own work counters, per model (colobench's fake shared device exports them; a real
+    # engine does not): seconds of prefill, and decode budget used in seconds of the whole budget
+    "device_prefill_s": ("colobench:device_prefill_seconds_total",),
+    "device_decode_s": ("colobench:device_decode_seconds_total",),
 }
 HISTOGRAMS: dict[str, tuple[str, ...]] = {  # seconds
     "ttft": ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds"),

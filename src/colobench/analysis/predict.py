@@ -1,0 +1,386 @@
+"""Predicting co-location from solo profiles: how much instances will slow each other, before
+anyone runs them together.
+
+Each instance comes with its solo profile (`analysis.instance_profile`): its demand on each
+shared resource at its load, its latency alone, and, once characterised, its sensitivity curves
+(slowdown beside a pressure probe at a few levels). For instance i among partners J:
+
+1. **Pressure.** On each resource r, the pressure i will have beside it is what its partners ask
+   alone: P_r = sum over j in J of demand_j,r (at given rates: demand per request x rate). Solo
+   demand is the right measure for open-loop partners (a work-conserving device does the same
+   work per request whoever else is there); a closed-loop partner asks as much as it gets, and its
+   solo demand is the most it can ask.
+2. **Factor per resource.** Where i has a sensitivity curve for r, its slowdown is read off the
+   curve at P_r (linear between the measured levels, through 1 at 0; past the last level the
+   physics shape below, anchored at the last measured point). Where it has none, physics:
+   - time-sliced resources (`device_time`, `compute`: one kernel at a time): i's work waits while
+     the partners' runs; as a processor-sharing queue, its response time goes from S / (1 - u) to
+     S / (1 - u - P) for own demand u: factor (1 - u) / (1 - u - P); at u + P >= 1 the device is
+     saturated (said so, factor capped at `SATURATED_FACTOR`);
+   - a shared budget (`memory_bandwidth`): nothing is lost while the sum stays under the peak; past
+     it every stream's share shrinks: factor max(1, u + P) / max(1, u) (TPOT; TTFT untouched);
+   - host CPU (cores C of the host): factor max(1, (u + P) / C) / max(1, u / C).
+   `device_time` is the coarse fallback: it is used only where neither `compute` nor
+   `memory_bandwidth` is known for i and its partners (they split the same time, and counting
+   both would count it twice).
+3. **Combination.** The factors multiply (independent delays on independent resources). An open
+   loop keeps its throughput unless some resource saturates; a closed loop's throughput falls as
+   its end-to-end time grows (TTFT and TPOT factors weighted by its own TTFT and decode time).
+4. **The driver** is the resource whose factor is largest, said in its unit ("memory bandwidth:
+   together 1.30x the peak").
+
+The interval of each predicted figure adds, on the log scale, the instance's own repetition noise
+(its coefficient of variation: the measured co-located figure has it too), the curve's own
+interval at P (interpolated), and the predictor's error (`MODEL_ERROR`: with a curve, without
+one), as `benchmarks/predict.py` measured it on held-out models. SLO attainment is predicted by
+scaling the solo latency quantiles (p50 factor below the median, p99 factor above p90) and
+reading each objective's share; "meets" is said only when the attainment at the interval's slow
+end reaches the target, "misses" when even its fast end does not, else "inconclusive".
+
+The capacity region of a pair under SLOs (`predict_region`) needs each instance's solo SLO
+capacity (measured by `colobench capacity`). Along each ray of shares f, rate_i = s f_i cap_i; i
+keeps its SLO while rate_i <= cap_i x prod over time-sliced r of (1 - P_r) and its budget
+demand plus the partners' stays under the peak. The boundary s is where the first of them stops
+holding. Physics only: the sensitivity curves were measured at one own load.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from colobench.analysis.instance_profile import InstanceProfile, Quantiles, profile_of
+from colobench.analysis.model import Model, PredictedSlowdown, Summary
+
+PREDICTION_SCHEMA = "colobench.prediction/1"
+KEYS: tuple[str, ...] = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "output_throughput")
+LATENCY_KEYS = KEYS[:4]
+TIME_SLICED = ("device_time", "compute")
+BUDGET = ("memory_bandwidth",)
+SATURATED_FACTOR = 10.0
+# the predictor's own error (log scale, one standard deviation), from benchmarks/predict.py on
+# held-out models (docs/benchmarks.md): with a sensitivity curve for the driving resource, and
+# from physics alone
+MODEL_ERROR = {"curve": 0.06, "physics": 0.15}
+Z95 = 1.96
+DEFAULT_TARGET = 0.99
+
+
+class ResourceEffect(Model):
+    resource: str
+    own: float
+    pressure: float
+    capacity: float  # 1 (a share), or the host's cores
+    factor: dict[str, float] = {}
+    method: str  # curve, curve (extrapolated), physics
+    saturated: bool = False
+
+
+class PredictedInstance(Model):
+    instance: str
+    partners: list[str]
+    rate: float | None = None  # req/s the prediction is for (None: the profile's load)
+    effects: list[ResourceEffect] = []
+    slowdown: dict[str, float] = {}
+    intervals: dict[str, tuple[float, float]] = {}
+    predicted: dict[str, float | None] = {}  # ttft_p50_ms, ..., output_tok_s: co-located figures
+    solo: dict[str, float | None] = {}
+    slo: dict[str, float] | None = None
+    slo_attainment: float | None = None
+    slo_attainment_interval: tuple[float, float] | None = None
+    slo_verdict: Literal["meets", "misses", "inconclusive"] | None = None
+    driver: str | None = None
+    driver_sentence: str = ""
+    saturated: bool = False
+
+
+class RegionPoint(Model):
+    share: float
+    rates: dict[str, float]
+    load: float  # sum of rate_i / cap_i at the boundary (1.0 = perfect sharing)
+    limited_by: str  # instance: resource
+
+
+class PredictedRegion(Model):
+    instances: list[str]
+    solo_caps: dict[str, float]
+    boundary: list[RegionPoint] = []
+    sharing_efficiency: float | None = None
+
+
+class Prediction(Model):
+    schema_: str = PREDICTION_SCHEMA
+    target: float = DEFAULT_TARGET
+    instances: dict[str, PredictedInstance] = {}
+    region: PredictedRegion | None = None
+    notes: list[str] = []
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["schema"] = data.pop("schema_")
+        return data
+
+
+# ---- one resource's factor ----------------------------------------------------------------------
+
+def physics_factor(resource: str, key: str, own: float, pressure: float, capacity: float = 1.0) -> tuple[float, bool]:
+    """(slowdown of `key`, saturated) from the resource's physics (module docstring)."""
+    if pressure <= 0:
+        return 1.0, False
+    if resource in TIME_SLICED:
+        left = 1.0 - own - pressure
+        if left <= 0:
+            return SATURATED_FACTOR, True
+        return min(SATURATED_FACTOR, (1.0 - own) / left), False
+    if resource in BUDGET:
+        if key.startswith("ttft"):
+            return 1.0, own + pressure > 1
+        return max(1.0, own + pressure) / max(1.0, own), own + pressure > 1
+    # host_cpu: cores of the host
+    return max(1.0, (own + pressure) / capacity) / max(1.0, own / capacity), own + pressure > capacity
+
+
+def _curve_points(profile: InstanceProfile, resource: str, key: str) -> list[tuple[float, float, float]]:
+    """(level, slowdown, log half-width of its interval) of a curve, through (0, 1, 0)."""
+    out = [(0.0, 1.0, 0.0)]
+    for lv in profile.sensitivity.get(resource, []):
+        value = lv.slowdown.get(key)
+        if value is None or value <= 0 or lv.level <= 0:
+            continue
+        iv = lv.intervals.get(key)
+        half = (math.log(iv[1]) - math.log(iv[0])) / 2 if iv and iv[0] > 0 else 0.0
+        out.append((lv.level, value, half))
+    return sorted(out)
+
+
+def resource_factor(profile: InstanceProfile, resource: str, key: str, own: float, pressure: float,
+                    capacity: float = 1.0) -> tuple[float, float, str, bool]:
+    """(factor, log half-width of the curve's interval there, method, saturated)."""
+    phys, saturated = physics_factor(resource, key, own, pressure, capacity)
+    points = _curve_points(profile, resource, key)
+    if len(points) < 2 or pressure <= 0:
+        return phys, 0.0, "physics", saturated
+    for (x0, y0, h0), (x1, y1, h1) in zip(points, points[1:]):
+        if pressure <= x1:
+            w = (pressure - x0) / (x1 - x0) if x1 > x0 else 1.0
+            return y0 + w * (y1 - y0), h0 + w * (h1 - h0), "curve", False
+    x_last, y_last, h_last = points[-1]
+    anchor, _ = physics_factor(resource, key, own, x_last, capacity)
+    return min(SATURATED_FACTOR, y_last * phys / anchor if anchor else phys), h_last, "curve (extrapolated)", saturated
+
+
+# ---- one instance among partners ------------------------------------------------------------------
+
+def _used_resources(profiles: list[InstanceProfile]) -> list[str]:
+    fine = any(r in p.demand for p in profiles for r in ("compute", "memory_bandwidth"))
+    used = [r for r in ("compute", "memory_bandwidth", "host_cpu") if any(r in p.demand for p in profiles)]
+    return used if fine else ["device_time", *used]
+
+
+def _scaled(q: Quantiles | None, f50: float, f99: float) -> Quantiles | None:
+    if q is None:
+        return None
+    return Quantiles(mean=q.mean * f50 if q.mean is not None else None,
+                     **{k: (v * (f50 if k in ("min", "p50") else f99) if v is not None else None)
+                        for k, v in (("min", q.min), ("p50", q.p50), ("p90", q.p90), ("p99", q.p99), ("max", q.max))})
+
+
+def slo_attainment(profile: InstanceProfile, factors: dict[str, float]) -> float | None:
+    """The share of requests predicted to meet every objective (independent objectives: their
+    shares multiply, which is conservative when slow TTFT and slow TPOT come together)."""
+    if not profile.slo:
+        return None
+    lat = profile.latency
+    shapes = {"ttft_ms": _scaled(lat.ttft_ms, factors["ttft_p50"], factors["ttft_p99"]),
+              "tpot_ms": _scaled(lat.tpot_ms, factors["tpot_p50"], factors["tpot_p99"]),
+              "e2el_ms": _scaled(lat.e2el_ms, max(factors["ttft_p50"], factors["tpot_p50"]),
+                                 max(factors["ttft_p99"], factors["tpot_p99"]))}
+    share = 1.0
+    for objective, limit in profile.slo.items():
+        q = shapes.get(objective)
+        below = q.share_below(limit) if q is not None else None
+        if below is None:
+            return None
+        share *= below
+    return share
+
+
+def _sentence(e: ResourceEffect) -> str:
+    together = e.own + e.pressure
+    if e.resource == "host_cpu":
+        return f"host CPU: together {together:.2f} cores of {e.capacity:g}"
+    if e.resource in BUDGET:
+        return f"memory bandwidth: together {together:.2f}x the peak"
+    name = "compute" if e.resource == "compute" else "device time"
+    return f"{name}: partners keep the device busy {e.pressure:.0%} of the time, {together:.0%} together"
+
+
+def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], rates: dict[str, float] | None = None,
+                     host_cores: float | None = None, target: float = DEFAULT_TARGET) -> PredictedInstance:
+    """Instance `profile` co-located with `partners`, each at its profiled load or at `rates`."""
+    rates = rates or {}
+
+    def demand(p: InstanceProfile, r: str) -> float:
+        rate = rates.get(p.instance)
+        per = p.per_request(r)
+        return per * rate if rate is not None and per is not None else p.demand_of(r)
+
+    cores = host_cores or max((p.host_cores or 0 for p in [profile, *partners]), default=0) or 1.0
+    factors = {k: 1.0 for k in KEYS}
+    log_var = {k: 0.0 for k in KEYS}
+    effects, methods = [], set()
+    for r in _used_resources([profile, *partners]):
+        own, pressure = demand(profile, r), sum(demand(p, r) for p in partners)
+        capacity = cores if r == "host_cpu" else 1.0
+        eff: dict[str, float] = {}
+        saturated = False
+        method = "physics"
+        for k in LATENCY_KEYS:
+            f, half, method, sat = resource_factor(profile, r, k, own, pressure, capacity)
+            eff[k], saturated = f, saturated or sat
+            factors[k] *= f
+            log_var[k] += (half / Z95) ** 2
+        effects.append(ResourceEffect(resource=r, own=own, pressure=pressure, capacity=capacity, factor=eff,
+                                      method=method, saturated=saturated))
+        if pressure > 0:
+            methods.add("curve" if method.startswith("curve") else "physics")
+    saturated = any(e.saturated for e in effects)
+    lat = profile.latency
+    if profile.load.mode == "open":
+        worst = max((e.own + e.pressure) / e.capacity for e in effects) if effects else 0.0
+        factors["output_throughput"] = 1.0 / worst if saturated and worst > 1 else 1.0
+    else:
+        ttft = lat.ttft_ms.p50 if lat.ttft_ms is not None and lat.ttft_ms.p50 is not None else 0.0
+        decode = (lat.tpot_ms.p50 or 0.0) * max(0.0, (profile.load.mean_output_tokens or 1) - 1) \
+            if lat.tpot_ms is not None else 0.0
+        total = ttft + decode
+        e2e = (ttft * factors["ttft_p50"] + decode * factors["tpot_p50"]) / total if total else factors["tpot_p50"]
+        factors["output_throughput"] = 1.0 / e2e
+        log_var["output_throughput"] = log_var["tpot_p50"]
+    model_sd = MODEL_ERROR["curve" if methods == {"curve"} else "physics"] if methods else 0.0
+    intervals = {}
+    for k in KEYS:
+        noise = profile.noise.get(k, 0.0)
+        half = Z95 * math.sqrt(log_var[k] + noise ** 2 + model_sd ** 2)
+        intervals[k] = (factors[k] * math.exp(-half), factors[k] * math.exp(half))
+    solo = {"ttft_p50_ms": lat.ttft_ms.p50 if lat.ttft_ms else None, "ttft_p99_ms": lat.ttft_ms.p99 if lat.ttft_ms else None,
+            "tpot_p50_ms": lat.tpot_ms.p50 if lat.tpot_ms else None, "tpot_p99_ms": lat.tpot_ms.p99 if lat.tpot_ms else None,
+            "output_tok_s": profile.load.output_tok_s}
+    predicted = {name: (value * factors[key] if value is not None else None)
+                 for (name, value), key in zip(solo.items(), KEYS)}
+    attainment = slo_attainment(profile, factors)
+    verdict, span = None, None
+    if attainment is not None:
+        slow = slo_attainment(profile, {k: intervals[k][1] for k in KEYS}) or 0.0
+        fast = slo_attainment(profile, {k: intervals[k][0] for k in KEYS}) or 0.0
+        span = (slow, fast)
+        verdict = "meets" if slow >= target else "misses" if fast < target else "inconclusive"
+    active = [e for e in effects if e.pressure > 0]
+    driver = max(active, key=lambda e: max(e.factor.values(), default=1.0), default=None)
+    return PredictedInstance(
+        instance=profile.instance, partners=[p.instance for p in partners], rate=rates.get(profile.instance),
+        effects=effects, slowdown=factors, intervals=intervals, predicted=predicted, solo=solo, slo=profile.slo,
+        slo_attainment=attainment, slo_attainment_interval=span, slo_verdict=verdict,
+        driver=driver.resource if driver is not None else None,
+        driver_sentence=_sentence(driver) if driver is not None else "no shared demand measured", saturated=saturated)
+
+
+def predict(profiles: list[InstanceProfile], rates: dict[str, float] | None = None, host_cores: float | None = None,
+            target: float = DEFAULT_TARGET) -> Prediction:
+    """Every instance of `profiles` co-located with all the others."""
+    names = [p.instance for p in profiles]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two profiles of one instance name ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))}): "
+                         "rename one")
+    notes = []
+    for p in profiles:
+        if not p.valid:
+            notes.append(f"{p.instance}: its solo run was INVALID; the prediction rests on unstable figures")
+        if not p.sensitivity:
+            notes.append(f"{p.instance}: no sensitivity curves (run `colobench characterize`): physics only")
+    out = {p.instance: predict_instance(p, [q for q in profiles if q is not p], rates, host_cores, target)
+           for p in profiles}
+    return Prediction(target=target, instances=out, notes=notes)
+
+
+# ---- the capacity region --------------------------------------------------------------------------
+
+def _holds(profiles: list[InstanceProfile], caps: dict[str, float], rates: dict[str, float]) -> str | None:
+    """None when every instance keeps its SLO at `rates`, else "instance: resource" that breaks."""
+    used = _used_resources(profiles)
+    for p in profiles:
+        others = [q for q in profiles if q is not p]
+        limit = caps[p.instance]
+        worst = None
+        for r in used:
+            pressure = sum((q.per_request(r) or 0.0) * rates[q.instance] for q in others)
+            if r in TIME_SLICED:
+                limit *= max(0.0, 1.0 - pressure)
+                worst = worst or (r if pressure > 0 else None)
+            elif r in BUDGET and (per := p.per_request(r)):
+                if per * rates[p.instance] + pressure > 1.0:
+                    return f"{p.instance}: {r}"
+        if rates[p.instance] > limit * (1 + 1e-9):
+            return f"{p.instance}: {worst or 'its own SLO'}"
+    return None
+
+
+def predict_region(profiles: list[InstanceProfile], caps: dict[str, float], shares: list[float]) -> PredictedRegion:
+    """The predicted boundary of two instances' region along rays of `shares` (A's share f)."""
+    if len(profiles) != 2:
+        raise ValueError("the region is predicted for two instances")
+    a, b = (p.instance for p in profiles)
+    boundary = []
+    for f in shares:
+        def rates_at(s: float) -> dict[str, float]:
+            return {a: s * f * caps[a], b: s * (1 - f) * caps[b]}
+        lo, hi = 0.0, 4.0
+        if _holds(profiles, caps, rates_at(hi)) is None:
+            lo = hi
+        else:
+            for _ in range(50):
+                mid = (lo + hi) / 2
+                if _holds(profiles, caps, rates_at(mid)) is None:
+                    lo = mid
+                else:
+                    hi = mid
+        why = _holds(profiles, caps, rates_at(lo * 1.001 + 1e-9)) or "beyond the searched range"
+        boundary.append(RegionPoint(share=f, rates=rates_at(lo), load=lo, limited_by=why))
+    eff = sum(p.load for p in boundary) / len(boundary) if boundary else None
+    return PredictedRegion(instances=[a, b], solo_caps=caps, boundary=boundary, sharing_efficiency=eff)
+
+
+# ---- beside a measured co-located run -------------------------------------------------------------
+
+def with_predictions(summary: Summary, curves: dict[str, InstanceProfile] | None = None) -> Summary:
+    """`summary` with every co-located point's `interference.predicted`: the slowdown its solo
+    phases predicted (with the sensitivity curves of `curves`, matched by instance name, where
+    given), and how far the measurement fell from it."""
+    curves = curves or {}
+    points = []
+    for point in summary.points:
+        coloc = point.phases.get("colocated") or {}
+        profiles = [p for name in coloc if (p := profile_of(summary, point.id, name)) is not None]
+        if len(coloc) < 2 or len(profiles) != len(coloc):
+            points.append(point)
+            continue
+        profiles = [p.model_copy(update={"sensitivity": curves[p.instance].sensitivity})
+                    if p.instance in curves and curves[p.instance].sensitivity else p for p in profiles]
+        prediction = predict(profiles)
+        out = {}
+        for name, inst in prediction.instances.items():
+            measured = point.interference.slowdown.get(name)
+            error, within = {}, {}
+            for key in KEYS:
+                value = getattr(measured, key, None) if measured is not None else None
+                error[key] = (inst.slowdown[key] / value - 1) * 100 if value else None
+                lo, hi = inst.intervals[key]
+                within[key] = lo <= value <= hi if value is not None else None
+            methods = {e.method for e in inst.effects if e.pressure > 0}
+            out[name] = PredictedSlowdown(slowdown=inst.slowdown, intervals=inst.intervals, driver=inst.driver,
+                                          driver_sentence=inst.driver_sentence,
+                                          method="curve" if methods and all(m.startswith("curve") for m in methods)
+                                          else "physics", error_pct=error, within_interval=within)
+        points.append(point.model_copy(update={"interference": point.interference.model_copy(
+            update={"predicted": out})}))
+    return summary.model_copy(update={"points": points})
