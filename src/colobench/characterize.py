@@ -48,6 +48,7 @@ class ProbeOutcome(Model):
     resource: str
     nominal: float
     achieved: float | None = None
+    job_s: float | None = None  # a prefill probe: device seconds per request
     source: str | None = None
     calibration: dict[str, Any] = {}
     run_dir: str | None = None
@@ -185,14 +186,16 @@ def characterize(spec: ExperimentSpec, out: Path, levels: dict[str, tuple[float,
             achieved = final.get("achieved")
             if final.get("error"):
                 outcome = outcome.model_copy(update={"error": final["error"]})
-            outcome = outcome.model_copy(update={"achieved": achieved, "source": final.get("source")})
+            outcome = outcome.model_copy(update={"achieved": achieved, "source": final.get("source"),
+                                                  "job_s": final.get("job_s")})
             result.probes.append(outcome)
             save()
             pressed_profiles = solo_profiles(pressed.summary, str(run_dir.root))
             for key, solo in profiles.items():
                 if key in pressed_profiles and achieved is not None:
                     curves[key].setdefault(resource, []).append(sensitivity_level(
-                        solo, pressed_profiles[key], level, float(achieved), str(run_dir.root.relative_to(out))))
+                        solo, pressed_profiles[key], level, float(achieved), str(run_dir.root.relative_to(out)),
+                        final.get("job_s")))
     written = {}
     for key, profile in profiles.items():
         profile = profile.model_copy(update={"sensitivity": curves[key]})

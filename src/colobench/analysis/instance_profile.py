@@ -130,6 +130,7 @@ class SensitivityLevel(Model):
 
     nominal: float
     level: float
+    probe_job_s: float | None = None  # a prefill probe: the device seconds one of its requests held
     slowdown: dict[str, float | None] = {}
     intervals: dict[str, tuple[float, float] | None] = {}
     run_dir: str | None = None
@@ -310,7 +311,7 @@ def solo_profiles(summary: Summary, run_dir: str | None = None) -> dict[tuple[st
 
 
 def sensitivity_level(solo: InstanceProfile, pressed: InstanceProfile, nominal: float, level: float,
-                      run_dir: str | None = None) -> SensitivityLevel:
+                      run_dir: str | None = None, probe_job_s: float | None = None) -> SensitivityLevel:
     """The slowdown of `pressed` (the instance with a probe beside it) against `solo`: each
     headline's ratio of repetition means with its Welch interval (None below 3 repetitions a side)."""
     slowdown: dict[str, float | None] = {}
@@ -323,4 +324,5 @@ def sensitivity_level(solo: InstanceProfile, pressed: InstanceProfile, nominal: 
             intervals[key] = (cmp.low, cmp.high) if cmp is not None else None
         else:
             slowdown[key], intervals[key] = None, None
-    return SensitivityLevel(nominal=nominal, level=level, slowdown=slowdown, intervals=intervals, run_dir=run_dir)
+    return SensitivityLevel(nominal=nominal, level=level, probe_job_s=probe_job_s, slowdown=slowdown,
+                            intervals=intervals, run_dir=run_dir)

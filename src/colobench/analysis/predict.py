@@ -123,50 +123,92 @@ class Prediction(Model):
 
 # ---- one resource's factor ----------------------------------------------------------------------
 
-def physics_factor(resource: str, key: str, own: float, pressure: float, capacity: float = 1.0) -> tuple[float, bool]:
-    """(slowdown of `key`, saturated) from the resource's physics (module docstring)."""
+class Load(Model):
+    """What one instance puts on a resource: its share, and for prefill (time-sliced, first come
+    first served) the seconds one of its requests holds the device (None: not known)."""
+
+    share: float = 0.0
+    job_s: float | None = None
+
+
+def wait_quantile(loads: list[Load], q: float) -> float:
+    """The q-quantile of the wait in a first-come first-served queue of these loads (M/G/1:
+    mean wait sum(rho_k R_k) / (1 - rho), R_k = job_k / 2 the mean residual of a fixed job; tail
+    P(W > w) = rho exp(-w / theta), theta = mean / rho). Infinite at rho >= 1."""
+    rho = sum(x.share for x in loads)
+    if rho <= 0:
+        return 0.0
+    if rho >= 1:
+        return math.inf
+    mean = sum(x.share * (x.job_s or 0.0) / 2 for x in loads) / (1 - rho)
+    theta = mean / rho
+    return theta * math.log(rho / (1 - q)) if rho > 1 - q else 0.0
+
+
+def physics_factor(resource: str, key: str, own: Load, others: list[Load], capacity: float = 1.0,
+                   solo_ms: float | None = None, decode_left: float = 1.0) -> tuple[float, bool]:
+    """(slowdown of `key`, saturated) on `resource` from its physics (module docstring). `solo_ms`:
+    the instance's own solo figure of `key` (TTFT waits are added to it); `decode_left`: the share
+    of time prefill leaves to decoding (the budget of `memory_bandwidth` is only there then)."""
+    pressure = sum(x.share for x in others)
     if pressure <= 0:
         return 1.0, False
     if resource in TIME_SLICED:
-        left = 1.0 - own - pressure
+        left = 1.0 - own.share - pressure
         if left <= 0:
             return SATURATED_FACTOR, True
-        return min(SATURATED_FACTOR, (1.0 - own) / left), False
+        if key.startswith("ttft") and resource == "compute" and solo_ms and own.job_s is not None \
+                and all(x.job_s is not None for x in others):
+            q = 0.5 if key.endswith("p50") else 0.99
+            extra_s = wait_quantile([own, *others], q) - wait_quantile([own], q)
+            return min(SATURATED_FACTOR, 1.0 + max(0.0, extra_s) * 1e3 / solo_ms), False
+        return min(SATURATED_FACTOR, (1.0 - own.share) / left), False
     if resource in BUDGET:
+        together = (own.share + pressure) / max(1e-9, decode_left)
         if key.startswith("ttft"):
-            return 1.0, own + pressure > 1
-        return max(1.0, own + pressure) / max(1.0, own), own + pressure > 1
-    # host_cpu: cores of the host
-    return max(1.0, (own + pressure) / capacity) / max(1.0, own / capacity), own + pressure > capacity
+            return 1.0, together > 1
+        alone = own.share / max(1e-9, decode_left + pressure)  # what prefill left it alone, roughly
+        return min(SATURATED_FACTOR, max(1.0, together) / max(1.0, alone)), together > 1
+    together = own.share + pressure  # host_cpu: cores of the host
+    return max(1.0, together / capacity) / max(1.0, own.share / capacity), together > capacity
 
 
-def _curve_points(profile: InstanceProfile, resource: str, key: str) -> list[tuple[float, float, float]]:
-    """(level, slowdown, log half-width of its interval) of a curve, through (0, 1, 0)."""
+def _corrections(profile: InstanceProfile, resource: str, key: str, own: Load, capacity: float,
+                 solo_ms: float | None) -> list[tuple[float, float, float]]:
+    """(level, measured / physics at that level, log half-width) of the instance's curve, through
+    (0, 1, 0): how far its own probe runs sat from the physics, which corrects the physics of the
+    partner (a probe's job size and a partner's differ; the hidden costs they share do not)."""
     out = [(0.0, 1.0, 0.0)]
     for lv in profile.sensitivity.get(resource, []):
         value = lv.slowdown.get(key)
         if value is None or value <= 0 or lv.level <= 0:
             continue
+        phys, saturated = physics_factor(resource, key, own, [Load(share=lv.level, job_s=lv.probe_job_s)],
+                                         capacity, solo_ms)
+        if saturated or phys <= 0:
+            continue
         iv = lv.intervals.get(key)
         half = (math.log(iv[1]) - math.log(iv[0])) / 2 if iv and iv[0] > 0 else 0.0
-        out.append((lv.level, value, half))
+        out.append((lv.level, value / phys, half))
     return sorted(out)
 
 
-def resource_factor(profile: InstanceProfile, resource: str, key: str, own: float, pressure: float,
-                    capacity: float = 1.0) -> tuple[float, float, str, bool]:
-    """(factor, log half-width of the curve's interval there, method, saturated)."""
-    phys, saturated = physics_factor(resource, key, own, pressure, capacity)
-    points = _curve_points(profile, resource, key)
+def resource_factor(profile: InstanceProfile, resource: str, key: str, own: Load, others: list[Load],
+                    capacity: float = 1.0, solo_ms: float | None = None, decode_left: float = 1.0
+                    ) -> tuple[float, float, str, bool]:
+    """(factor, log half-width of the curve's interval there, method, saturated): the physics of
+    the partners' load, corrected by the instance's sensitivity curve where it has one."""
+    phys, saturated = physics_factor(resource, key, own, others, capacity, solo_ms, decode_left)
+    pressure = sum(x.share for x in others)
+    points = _corrections(profile, resource, key, own, capacity, solo_ms)
     if len(points) < 2 or pressure <= 0:
         return phys, 0.0, "physics", saturated
-    for (x0, y0, h0), (x1, y1, h1) in zip(points, points[1:]):
+    for (x0, c0, h0), (x1, c1, h1) in zip(points, points[1:]):
         if pressure <= x1:
             w = (pressure - x0) / (x1 - x0) if x1 > x0 else 1.0
-            return y0 + w * (y1 - y0), h0 + w * (h1 - h0), "curve", False
-    x_last, y_last, h_last = points[-1]
-    anchor, _ = physics_factor(resource, key, own, x_last, capacity)
-    return min(SATURATED_FACTOR, y_last * phys / anchor if anchor else phys), h_last, "curve (extrapolated)", saturated
+            return min(SATURATED_FACTOR, phys * (c0 + w * (c1 - c0))), h0 + w * (h1 - h0), "curve", saturated
+    _, c_last, h_last = points[-1]
+    return min(SATURATED_FACTOR, phys * c_last), h_last, "curve (extrapolated)", saturated
 
 
 # ---- one instance among partners ------------------------------------------------------------------
@@ -215,35 +257,47 @@ def _sentence(e: ResourceEffect) -> str:
     return f"{name}: partners keep the device busy {e.pressure:.0%} of the time, {together:.0%} together"
 
 
+def _solo_ms(profile: InstanceProfile, key: str) -> float | None:
+    metric, _, q = key.partition("_")
+    shape = getattr(profile.latency, f"{metric}_ms", None)
+    return getattr(shape, q, None) if shape is not None else None
+
+
 def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], rates: dict[str, float] | None = None,
                      host_cores: float | None = None, target: float = DEFAULT_TARGET) -> PredictedInstance:
     """Instance `profile` co-located with `partners`, each at its profiled load or at `rates`."""
     rates = rates or {}
 
-    def demand(p: InstanceProfile, r: str) -> float:
+    def load(p: InstanceProfile, r: str) -> Load:
         rate = rates.get(p.instance)
         per = p.per_request(r)
-        return per * rate if rate is not None and per is not None else p.demand_of(r)
+        share = per * rate if rate is not None and per is not None else p.demand_of(r)
+        return Load(share=share, job_s=per if r == "compute" else None)
 
     cores = host_cores or max((p.host_cores or 0 for p in [profile, *partners]), default=0) or 1.0
     factors = {k: 1.0 for k in KEYS}
     log_var = {k: 0.0 for k in KEYS}
     effects, methods = [], set()
+    compute_total = load(profile, "compute").share + sum(load(p, "compute").share for p in partners)
     for r in _used_resources([profile, *partners]):
-        own, pressure = demand(profile, r), sum(demand(p, r) for p in partners)
+        own, others = load(profile, r), [load(p, r) for p in partners]
+        pressure = sum(x.share for x in others)
         capacity = cores if r == "host_cpu" else 1.0
         eff: dict[str, float] = {}
         saturated = False
         method = "physics"
         for k in LATENCY_KEYS:
-            f, half, method, sat = resource_factor(profile, r, k, own, pressure, capacity)
+            f, half, method, sat = resource_factor(profile, r, k, own, others, capacity, _solo_ms(profile, k),
+                                                   max(0.0, 1.0 - compute_total))
             eff[k], saturated = f, saturated or sat
             factors[k] *= f
             log_var[k] += (half / Z95) ** 2
-        effects.append(ResourceEffect(resource=r, own=own, pressure=pressure, capacity=capacity, factor=eff,
+        effects.append(ResourceEffect(resource=r, own=own.share, pressure=pressure, capacity=capacity, factor=eff,
                                       method=method, saturated=saturated))
         if pressure > 0:
             methods.add("curve" if method.startswith("curve") else "physics")
+    for k in LATENCY_KEYS:
+        factors[k] = min(SATURATED_FACTOR, factors[k])
     saturated = any(e.saturated for e in effects)
     lat = profile.latency
     if profile.load.mode == "open":

@@ -177,7 +177,7 @@ class EndpointPressure:
         async with aiohttp.ClientSession(timeout=timeout,
                                          connector=aiohttp.TCPConnector(limit=0)) as session:
             calibration = await self.calibrate(session)
-            c0, t0 = self._counter(), time.perf_counter()
+            c0, t0, sent0 = self._counter(), time.perf_counter(), self.sent
             on_ready({"calibration": calibration})
             tasks: set[asyncio.Task] = set()
             if self.resource == "compute":
@@ -201,15 +201,19 @@ class EndpointPressure:
                         await self._one(session, 1, DECODE_OUTPUT_TOKENS)
                 tasks = {asyncio.ensure_future(stream()) for _ in range(self.streams)}
                 await stop.wait()
-            c1, t1 = self._counter(), time.perf_counter()
+            c1, t1, sent1 = self._counter(), time.perf_counter(), self.sent
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         out: dict[str, Any] = {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
         if c0 is not None and c1 is not None and t1 > t0:
             out.update(achieved=(c1 - c0) / (t1 - t0), source=f"the device's own counter {COUNTER[self.resource]}")
+            if self.resource == "compute" and sent1 > sent0:
+                out["job_s"] = (c1 - c0) / (sent1 - sent0)  # device seconds one prefill request held
         else:
             out.update(achieved=self.level, source="the asked level (the server exports no device work counters)")
+            if self.resource == "compute":
+                out["job_s"] = self.service_s
         return out
 
 

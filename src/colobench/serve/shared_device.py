@@ -44,8 +44,9 @@ default, so every formula above holds exactly:
 * `model_costs[m] = (prefill_x, decode_x)`: a model's prompt token costs prefill_x / M seconds and
   its decoded token decode_x budget tokens (a bigger model reads more bytes per step). Its solo
   capacity is 1 / (prefill_x p/M + decode_x (n-1)/N).
-* `cross_model_penalty` kappa: while streams of m distinct models decode at once the budget is
-  N / (1 + kappa (m - 1)) (two sets of weights evict each other from the caches);
+* `cross_model_penalty` kappa: while streams of m distinct models decode at once the budget and
+  every stream's cap are divided by 1 + kappa (m - 1) (two sets of weights evict each other from
+  the caches: every step is slower);
 * `crowding_penalty` beta above `crowding_streams` K: with k > K streams in decode the budget is
   further divided by 1 + beta (k - K) / K (a KV cache past its sweet spot).
 
@@ -232,7 +233,11 @@ class SharedDevice:
 
     def _rate(self, r: DeviceRequest, share_tok_s: float) -> float:
         """Stream `r`'s token rate: its share of the budget over its decode cost, capped."""
-        return min(self.stream_cap_tok_s, share_tok_s / self._cost(r.model)[1])
+        cap = self.stream_cap_tok_s
+        if self.cross_model_penalty:
+            models = len({d.model for d in self.decoding})
+            cap /= 1.0 + self.cross_model_penalty * (models - 1)
+        return min(cap, share_tok_s / self._cost(r.model)[1])
 
     def _work(self, model: str) -> list[float]:
         return self.work_s.setdefault(model, [0.0, 0.0])
