@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Every GPU figure docs/benchmarks.md is missing, on a CUDA machine, in under 8 minutes (each step
-# has a time cap, and the caps add up to 8 minutes):
+# Every GPU figure docs/benchmarks.md is missing, on a CUDA machine, in under 12 minutes (each step
+# has a time cap, and the caps add up to 12 minutes):
 #   copy bandwidth and matmul rate (devices --probe); MBU of the llama-3.2-1b preset at batch 1
 #   and 8, eager and compiled, with NVML GPM's measured DRAM bandwidth beside the modelled one;
 #   the int8 / bf16 ratio with its quality check (when optimum-quanto is importable); a
-#   co-located pair on one card with scaling and energy per token.
+#   co-located pair on one card with scaling and energy per token; co-location predicted from solo
+#   profiles (device probes) against three measured pairs (benchmarks/predict.py --part device).
 # Runs from the source tree (PYTHONPATH=src); optional dependencies stay optional.
 #   benchmarks/gpu.sh                         # cuda:0, llama-3.2-1b
 #   DEVICE=cpu MODEL=tiny benchmarks/gpu.sh   # the same steps on a CPU (checks the script itself)
@@ -55,6 +56,12 @@ fi
 
 step "co-located pair on one card: scaling and energy per token"
 run 70 -m "$MODEL" -m "$MODEL" -d "$DEVICE" --dtype "$DTYPE" -p 128 -n 64 -b 8 -r 6 --repetitions 5 -o "$OUT/pair"
+
+step "co-location predicted from solo profiles: qwen2.5-0.5b and $MODEL beside device probes, 3 pairs measured"
+timeout -s INT -k 20 240 "$PY" benchmarks/predict.py --part device --device "$DEVICE" \
+  --presets qwen2.5-0.5b "$MODEL" qwen2.5-0.5b --reps 3 --cpu-requests 4 --aa 1 --out "$OUT/predict" \
+  > "$OUT/predict.log" 2>&1 || echo "   (exit $?; see $OUT/predict.log)"
+grep -A 6 "predicted from solo profiles" "$OUT/predict.log" | head -n 8
 
 step "figures (markdown rows for docs/benchmarks.md)"
 "$PY" benchmarks/gpu_figures.py "$OUT/eager" "$OUT/compiled" ${INT8:+"$INT8"} "$OUT/pair"

@@ -3,6 +3,8 @@ together, scored against the prediction made before the pair ran, with the A/A n
 
     python benchmarks/predict.py --out /tmp/predict-bench              # the fake shared device (~30 min)
     python benchmarks/predict.py --part cpu --out /tmp/predict-cpu     # tiny checkpoints on this CPU
+    python benchmarks/predict.py --part device --device cuda:0 --out /tmp/predict-gpu   # presets on a card
+    python benchmarks/predict.py --rescore --out /tmp/predict-bench   # score those runs again (no run)
 
 **Fake shared device** (`--part fake`): one `colobench fake-server` serves six "models" whose
 shapes echo real ones (per-model prefill and decode costs: a 7B model's token costs more of the
@@ -33,6 +35,11 @@ weights, built here) run in process, two threads each on this 2-core box (so a p
 the cores, as co-located servers do), closed loop. Profiles with host-CPU probe curves; every pair
 run; TPOT and throughput scored as above.
 
+**Accelerator** (`--part device`): two random-weight presets (`--presets`, 0.5B and 1B by
+default) on `--device`, beside `device_time` and `memory_bandwidth` kernels (`devices.pressure`),
+every pair (a preset with itself included) run time-sliced on the card; `benchmarks/gpu.sh` runs
+it within its budget.
+
 Figures for docs/benchmarks.md; nothing here is asserted.
 """
 
@@ -55,8 +62,8 @@ from typing import Any
 from colobench import api
 from colobench.analysis.instance_profile import InstanceProfile
 from colobench.analysis.predict import predict, predict_region
-from colobench.capacity import run_capacity
-from colobench.characterize import characterize
+from colobench.capacity import load_capacity, run_capacity
+from colobench.characterize import characterize, load_profiles
 from colobench.specs import experiment_from_dict
 
 # name: (prefill cost x, decode cost x, prompt tokens, output tokens, rate req/s)
@@ -69,7 +76,7 @@ ZOO: dict[str, tuple[float, float, int, int, float]] = {
     "tiny-batch": (0.3, 0.3, 128, 128, 20.0),
 }
 DEVICE = {"decode_tok_s": 4000.0, "prefill_tok_s": 60000.0, "itl_ms": 4.0}
-PROBES = {"compute": (0.15, 0.3), "memory_bandwidth": (0.25, 0.5)}
+PROBES = {"compute": (0.15, 0.3), "memory_bandwidth": (0.3, 0.6, 0.9)}
 
 
 def slo_of(name: str) -> dict[str, float]:
@@ -117,7 +124,11 @@ def measure_pair(a: str, b: str, instances: dict[str, dict[str, Any]], out: Path
                  label: str = "") -> dict[str, Any]:
     spec = spec_of(f"{a}--{b}", [instances[a], instances[b]], args)
     result = api.run_experiment(spec, out / f"pair-{a}+{b}{label}", source="benchmark")
-    point = result.summary.point()
+    return measured_of(result.summary, a, b)
+
+
+def measured_of(summary: Any, a: str, b: str) -> dict[str, Any]:
+    point = summary.point()
     measured = {}
     for name in (a, b):
         m, s = point.metrics("colocated", name), point.interference.slowdown.get(name)
@@ -228,6 +239,8 @@ def run_fake(args: argparse.Namespace) -> dict[str, Any]:
                                 note=lambda text: print(f"  characterize: {text}", flush=True))
         profiles = {p.instance: p for p in found.values()}
         print(f"characterized {len(profiles)} models in {time.monotonic() - t0:.0f} s", flush=True)
+        if args.characterize_only:
+            return {"characterized": sorted(profiles)}
         pairs, again = {}, {}
         for k, (a, b) in enumerate(itertools.combinations(ZOO, 2)):
             t1 = time.monotonic()
@@ -295,53 +308,102 @@ def build_checkpoints(folder: Path) -> dict[str, Path]:
     return out
 
 
-def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
+def run_in_process(args: argparse.Namespace, instances: dict[str, dict[str, Any]],
+                   probes: dict[str, tuple[float, ...]], title: str, target: str | None = None) -> dict[str, Any]:
+    """Characterise in-process instances, run every pair, score (the CPU and the accelerator parts)."""
     out = args.out
-    paths = build_checkpoints(out / "checkpoints")
+    t0 = time.monotonic()
+    spec = experiment_from_dict({"name": "zoo", "repetitions": args.reps, "instances": list(instances.values())},
+                                "benchmark")
+    _, found = characterize(spec, out / "characterize", probes, target=target,
+                            note=lambda text: print(f"  characterize: {text}", flush=True))
+    profiles = {p.instance: p for p in found.values()}
+    print(f"characterized {len(profiles)} models in {time.monotonic() - t0:.0f} s", flush=True)
+    pairs, again = {}, {}
+    for a, b in itertools.combinations(instances, 2):
+        spec = experiment_from_dict({"name": f"{a}--{b}", "repetitions": args.reps,
+                                     "instances": [instances[a], instances[b]]}, "benchmark")
+        pairs[(a, b)] = measured_of(api.run_experiment(spec, out / f"pair-{a}+{b}", source="benchmark").summary, a, b)
+        print(f"  pair {a}+{b} done", flush=True)
+    for a, b in list(pairs)[:args.aa]:
+        spec = experiment_from_dict({"name": f"{a}--{b}-aa", "repetitions": args.reps,
+                                     "instances": [instances[a], instances[b]]}, "benchmark")
+        again[(a, b)] = measured_of(api.run_experiment(spec, out / f"pair-{a}+{b}-aa", source="benchmark").summary,
+                                    a, b)
+    scored, physics = score(profiles, pairs, args.slo_target), score(profiles, pairs, args.slo_target, curves=False)
+    floor = noise_floor(pairs, again) if again else None
+    report(title, scored, physics, floor)
+    return {"scored": scored, "physics": physics, "noise_floor": floor}
+
+
+def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    paths = build_checkpoints(args.out / "checkpoints")
     instances = {}
     for name, (*_, batch, prompt, output) in CPU_ZOO.items():
         instances[name] = {"name": name, "model": str(paths[name]), "device": "cpu", "cpu_threads": args.cpu_threads,
                            "workload": {"batch_size": batch, "prompt_tokens": prompt, "output_tokens": output,
                                         "requests": args.cpu_requests * batch}}
-    t0 = time.monotonic()
-    spec = experiment_from_dict({"name": "cpu-zoo", "repetitions": args.reps, "instances": list(instances.values())},
-                                "benchmark")
-    _, found = characterize(spec, out / "characterize", {"host_cpu": tuple(args.cpu_levels)},
-                            note=lambda text: print(f"  characterize: {text}", flush=True))
-    profiles = {p.instance: p for p in found.values()}
-    print(f"characterized {len(profiles)} checkpoints in {time.monotonic() - t0:.0f} s", flush=True)
+    return {**run_in_process(args, instances, {"host_cpu": tuple(args.cpu_levels)},
+                             f"CPU ({os.cpu_count()} cores, {args.cpu_threads} threads an instance): co-located "
+                             "figures predicted from solo profiles"), "zoo": CPU_ZOO}
+
+
+def run_device(args: argparse.Namespace) -> dict[str, Any]:
+    """Random-weight presets on an accelerator (`--device cuda:0`), beside device probes."""
+    instances = {}
+    for k, model in enumerate(args.presets):
+        batch = (8, 8, 1, 32)[k % 4]
+        name = f"{model}-b{batch}"
+        instances[name] = {"name": name, "model": model, "device": args.device, "dtype": "bfloat16",
+                           "workload": {"batch_size": batch, "prompt_tokens": 128, "output_tokens": 64,
+                                        "requests": batch * args.cpu_requests}}
+    return run_in_process(args, instances, {"device_time": (0.3, 0.6), "memory_bandwidth": (0.3, 0.6)},
+                          f"{args.device}: co-located figures predicted from solo profiles", target=args.device)
+
+
+def rescore(args: argparse.Namespace) -> dict[str, Any]:
+    """Score the runs already in `--out` again with today's predictor (no new run)."""
+    out = args.out
+    profiles = {p.instance: p for p in load_profiles(args.profiles or out / "characterize")}
     pairs, again = {}, {}
-    for a, b in itertools.combinations(CPU_ZOO, 2):
-        spec = experiment_from_dict({"name": f"{a}--{b}", "repetitions": args.reps,
-                                     "instances": [instances[a], instances[b]]}, "benchmark")
-        result = api.run_experiment(spec, out / f"pair-{a}+{b}", source="benchmark")
-        point = result.summary.point()
-        pairs[(a, b)] = {}
-        for name in (a, b):
-            m, s = point.metrics("colocated", name), point.interference.slowdown.get(name)
-            if m is None or s is None:
-                continue
-            pairs[(a, b)][name] = {"tpot_p50_ms": m.median_tpot_ms, "ttft_p50_ms": m.median_ttft_ms,
-                                   "output_tok_s": m.output_throughput, "slo_attainment": None,
-                                   "slowdown": {k: getattr(s, k) for k in ("ttft_p50", "tpot_p50", "output_throughput")}}
-        print(f"  pair {a}+{b} done", flush=True)
-    for a, b in list(pairs)[:args.aa]:
-        spec = experiment_from_dict({"name": f"{a}--{b}-aa", "repetitions": args.reps,
-                                     "instances": [instances[a], instances[b]]}, "benchmark")
-        point = api.run_experiment(spec, out / f"pair-{a}+{b}-aa", source="benchmark").summary.point()
-        again[(a, b)] = {n: {"tpot_p50_ms": m.median_tpot_ms, "ttft_p50_ms": m.median_ttft_ms,
-                             "output_tok_s": m.output_throughput}
-                         for n in (a, b) if (m := point.metrics("colocated", n)) is not None}
+    for folder in sorted(out.glob("pair-*")):
+        a, b = folder.name.removeprefix("pair-").removesuffix("-aa").split("+")
+        (again if folder.name.endswith("-aa") else pairs)[(a, b)] = measured_of(api.load_summary(folder), a, b)
     scored, physics = score(profiles, pairs, args.slo_target), score(profiles, pairs, args.slo_target, curves=False)
     floor = noise_floor(pairs, again) if again else None
-    report(f"CPU ({os.cpu_count()} cores, {args.cpu_threads} threads an instance): co-located figures predicted from "
-           "solo profiles", scored, physics, floor)
-    return {"scored": scored, "physics": physics, "noise_floor": floor, "zoo": CPU_ZOO}
+    report(f"rescored {out}: co-located figures predicted from solo profiles, against the measurement", scored,
+           physics, floor)
+    region = []
+    for folder in sorted(out.glob("capacity-*")):
+        a, b = folder.name.removeprefix("capacity-").split("+")
+        cap = load_capacity(folder)
+        caps = {n: s.max_rate for n, s in cap.solo.items() if s.max_rate}
+        if cap.region is None or len(caps) != 2:
+            continue
+        pred = predict_region([profiles[a], profiles[b]], caps, [bp.share for bp in cap.region.boundary])
+        for m, q in zip(cap.region.boundary, pred.boundary):
+            region.append({"pair": f"{a}+{b}", "share": m.share, "measured_load": m.load, "predicted_load": q.load,
+                           "error_pct": round((q.load / m.load - 1) * 100, 1), "limited_by": q.limited_by})
+    for r in region:
+        print(f"  region {r['pair']} f={r['share']:.2f}: measured load {r['measured_load']:.3f}, predicted "
+              f"{r['predicted_load']:.3f} ({r['error_pct']:+.1f}%; {r['limited_by']})")
+    if region:
+        errs = sorted(abs(r["error_pct"]) for r in region)
+        print(f"region: per-direction |error| median {statistics.median(errs):.1f}%, max {errs[-1]:.1f}% over "
+              f"{len(errs)} directions")
+    return {"scored": scored, "physics": physics, "noise_floor": floor, "region": region}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("fake", "cpu"), default="fake")
+    parser.add_argument("--part", choices=("fake", "cpu", "device"), default="fake")
+    parser.add_argument("--device", default="cuda:0", help="device part: the accelerator")
+    parser.add_argument("--presets", nargs="+", default=["qwen2.5-0.5b", "llama-3.2-1b", "qwen2.5-0.5b"],
+                        help="device part: presets, at batch 8, 8, 1, 32 in turn")
+    parser.add_argument("--rescore", action="store_true", help="score the runs already in --out again (no run)")
+    parser.add_argument("--profiles", type=Path, default=None, help="--rescore: profiles from this characterisation "
+                        "(default OUT/characterize)")
+    parser.add_argument("--characterize-only", action="store_true", help="fake: only step 1 (profiles into OUT)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/colobench-predict-bench"))
     parser.add_argument("--only", type=int, default=None, help="the first N models of the zoo (a quick look)")
     parser.add_argument("--reps", type=int, default=3)
@@ -360,11 +422,15 @@ def main() -> None:
         for zoo in (ZOO, CPU_ZOO):
             for name in list(zoo)[args.only:]:
                 del zoo[name]
+    if args.rescore:
+        results = rescore(args)
+        (args.out / "rescored.json").write_text(json.dumps(results, indent=1, default=str))
+        return
     if args.out.exists() and any(args.out.iterdir()):
         raise SystemExit(f"{args.out}: not empty; choose another --out")
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    results = run_fake(args) if args.part == "fake" else run_cpu(args)
+    results = {"fake": run_fake, "cpu": run_cpu, "device": run_device}[args.part](args)
     results["wall_s"] = round(time.monotonic() - started)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"\n{args.part}: {results['wall_s']} s; results in {args.out / 'results.json'}")

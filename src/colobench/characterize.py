@@ -39,7 +39,7 @@ from colobench.specs import ExperimentSpec, experiment_from_dict
 CHARACTERIZE_SCHEMA = "colobench.characterize/1"
 DEFAULT_LEVELS: dict[str, tuple[float, ...]] = {
     "host_cpu": (0.5, 1.0, 2.0), "device_time": (0.25, 0.5, 0.75), "compute": (0.15, 0.3, 0.5),
-    "memory_bandwidth": (0.3, 0.6, 0.9)}
+    "memory_bandwidth": (0.3, 0.6)}
 READY_TIMEOUT_S = 120.0
 
 
@@ -49,6 +49,7 @@ class ProbeOutcome(Model):
     nominal: float
     achieved: float | None = None
     job_s: float | None = None  # a prefill probe: device seconds per request
+    streams: int | None = None  # a decode probe: streams it kept decoding
     source: str | None = None
     calibration: dict[str, Any] = {}
     run_dir: str | None = None
@@ -159,8 +160,18 @@ def characterize(spec: ExperimentSpec, out: Path, levels: dict[str, tuple[float,
     if not profiles:
         raise ColobenchError(f"{base_dir}: no instance completed its solo run; nothing to characterise")
     result = result.model_copy(update={"solo_run": str(base_dir.root.relative_to(out))})
-    save()
     curves: dict[tuple[str, str], dict[str, list[Any]]] = {k: {} for k in profiles}
+
+    def write_all() -> None:
+        """The profiles with the curves so far (after every level: Ctrl-C loses no finished level)."""
+        for key, profile in profiles.items():
+            path = folder.instance_profile(*key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, profile.model_copy(update={"sensitivity": curves[key]}).to_json())
+            result.profiles["/".join(k for k in key if k)] = str(path.relative_to(out))
+        save()
+
+    write_all()
     for resource, values in levels.items():
         for level in values:
             label = f"{resource}-{level:g}"
@@ -170,43 +181,34 @@ def characterize(spec: ExperimentSpec, out: Path, levels: dict[str, tuple[float,
             note(f"{label}: probe on {target}")
             run_dir.root.parent.mkdir(parents=True, exist_ok=True)
             probe = _Probe(target, resource, level, probe_model, api_key_env, folder.probe_log(label))
-            try:
+            pressed, error = None, None
+            try:  # the probe is stopped whatever happens, Ctrl-C included (it runs in its own session)
                 ready = probe.ready()
                 if "error" in ready:
                     raise RuntimeError(ready["error"])
                 outcome = outcome.model_copy(update={"calibration": ready.get("calibration") or {}})
                 pressed = api.run_experiment(_solo_spec(spec, label), run_dir.root, progress, source="characterize")
             except (RuntimeError, ValueError, ColobenchError) as exc:
-                probe.stop()
-                result.probes.append(outcome.model_copy(update={"error": str(exc)}))
-                note(f"{label}: {exc}")
-                save()
-                continue
-            final = probe.stop() or {}
+                error = str(exc)
+            finally:
+                final = probe.stop() or {}
             achieved = final.get("achieved")
-            if final.get("error"):
-                outcome = outcome.model_copy(update={"error": final["error"]})
             outcome = outcome.model_copy(update={"achieved": achieved, "source": final.get("source"),
-                                                  "job_s": final.get("job_s")})
+                                                  "job_s": final.get("job_s"), "streams": final.get("streams"),
+                                                  "error": error or final.get("error")})
             result.probes.append(outcome)
             save()
+            if pressed is None:
+                note(f"{label}: {error}")
+                continue
             pressed_profiles = solo_profiles(pressed.summary, str(run_dir.root))
             for key, solo in profiles.items():
                 if key in pressed_profiles and achieved is not None:
                     curves[key].setdefault(resource, []).append(sensitivity_level(
                         solo, pressed_profiles[key], level, float(achieved), str(run_dir.root.relative_to(out)),
-                        final.get("job_s")))
-    written = {}
-    for key, profile in profiles.items():
-        profile = profile.model_copy(update={"sensitivity": curves[key]})
-        profiles[key] = profile
-        path = folder.instance_profile(*key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, profile.to_json())
-        written["/".join(k for k in key if k)] = str(path.relative_to(out))
-    result = result.model_copy(update={"profiles": written, "probes": list(result.probes)})
-    save()
-    return result, profiles
+                        final.get("job_s"), final.get("streams")))
+            write_all()
+    return result, {key: profile.model_copy(update={"sensitivity": curves[key]}) for key, profile in profiles.items()}
 
 
 def _read_profile(path: Path) -> InstanceProfile:

@@ -6,8 +6,8 @@ pair it predicts. A profile holds:
 
 - **demand** per shared resource, in the resource's own unit, at the measured load:
   - `device_time`: the share of wall time the device executes the instance's work (NVML/npu-smi
-    utilisation in a solo run; the fake shared device's own work counters; on a CPU, the cores
-    its worker kept busy over its threads);
+    utilisation in a solo run; the fake shared device's own work counters); a model on the CPU
+    has none: its device is the host, and its demand is `host_cpu`;
   - `compute`: share of the device's compute (the fake device: prefill seconds per second, its
     exclusive phase; an accelerator: MFU where the FLOPs model gives it);
   - `memory_bandwidth`: share of the peak bandwidth (the fake device: decode budget used; an
@@ -131,6 +131,7 @@ class SensitivityLevel(Model):
     nominal: float
     level: float
     probe_job_s: float | None = None  # a prefill probe: the device seconds one of its requests held
+    probe_streams: float | None = None  # a decode probe: its streams decoding at once
     slowdown: dict[str, float | None] = {}
     intervals: dict[str, tuple[float, float] | None] = {}
     run_dir: str | None = None
@@ -202,20 +203,21 @@ def _demands(m: PhaseMetrics, facts: InstanceFacts) -> tuple[dict[str, Demand], 
     if m.mbu_pct is not None:
         put("memory_bandwidth", m.mbu_pct / 100, "MBU (the bytes model over the measured steps, against the peak)")
     in_process = facts.endpoint is None
-    worker_cores = (m.host.worker_cpu_pct.mean / 100 if m.host is not None and m.host.worker_cpu_pct is not None
-                    and m.host.worker_cpu_pct.mean is not None else None)
+    worker_cores, cores_source = None, ""
+    if m.client is not None and m.client.cpu_util_mean is not None:  # the worker's own CPU time per window
+        worker_cores, cores_source = m.client.cpu_util_mean, "the worker's CPU seconds per second of its windows"
+    elif m.host is not None and m.host.worker_cpu_pct is not None and m.host.worker_cpu_pct.mean is not None:
+        worker_cores, cores_source = m.host.worker_cpu_pct.mean / 100, "the worker's CPU share (host telemetry)"
     dev = m.device_telemetry
     if dev is not None and dev.util_pct is not None and dev.util_pct.mean is not None:
         put("device_time", dev.util_pct.mean / 100, "device utilisation in the solo run (telemetry)")
-    elif in_process and facts.device == "cpu" and worker_cores is not None:
-        put("device_time", min(1.0, worker_cores / max(1, facts.torch_threads or facts.cpu_threads or 1)),
-            "the worker's busy cores over its threads")
     if in_process and worker_cores is not None:
-        put("host_cpu", worker_cores, "the worker's CPU time per second (host telemetry)")
+        put("host_cpu", worker_cores, cores_source)
     for resource in RESOURCES:
         if resource not in out:
             why[f"demand.{resource}"] = {
-                "device_time": "no device utilisation and no device counters in the solo run",
+                "device_time": "the model runs on the host CPU (its demand is host_cpu)" if facts.device == "cpu"
+                and in_process else "no device utilisation and no device counters in the solo run",
                 "compute": "no FLOPs model for this instance and no device counters",
                 "memory_bandwidth": "no bytes model or peak bandwidth for this instance and no device counters",
                 "host_cpu": "an endpoint's server CPU is not the client's: give the server's demand by a probe"
@@ -311,7 +313,8 @@ def solo_profiles(summary: Summary, run_dir: str | None = None) -> dict[tuple[st
 
 
 def sensitivity_level(solo: InstanceProfile, pressed: InstanceProfile, nominal: float, level: float,
-                      run_dir: str | None = None, probe_job_s: float | None = None) -> SensitivityLevel:
+                      run_dir: str | None = None, probe_job_s: float | None = None,
+                      probe_streams: float | None = None) -> SensitivityLevel:
     """The slowdown of `pressed` (the instance with a probe beside it) against `solo`: each
     headline's ratio of repetition means with its Welch interval (None below 3 repetitions a side)."""
     slowdown: dict[str, float | None] = {}
@@ -324,5 +327,6 @@ def sensitivity_level(solo: InstanceProfile, pressed: InstanceProfile, nominal: 
             intervals[key] = (cmp.low, cmp.high) if cmp is not None else None
         else:
             slowdown[key], intervals[key] = None, None
-    return SensitivityLevel(nominal=nominal, level=level, probe_job_s=probe_job_s, slowdown=slowdown,
+    return SensitivityLevel(nominal=nominal, level=level, probe_job_s=probe_job_s, probe_streams=probe_streams,
+                            slowdown=slowdown,
                             intervals=intervals, run_dir=run_dir)

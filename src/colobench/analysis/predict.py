@@ -10,23 +10,31 @@ shared resource at its load, its latency alone, and, once characterised, its sen
    demand is the right measure for open-loop partners (a work-conserving device does the same
    work per request whoever else is there); a closed-loop partner asks as much as it gets, and its
    solo demand is the most it can ask.
-2. **Factor per resource.** Where i has a sensitivity curve for r, its slowdown is read off the
-   curve at P_r (linear between the measured levels, through 1 at 0; past the last level the
-   physics shape below, anchored at the last measured point). Where it has none, physics:
-   - time-sliced resources (`device_time`, `compute`: one kernel at a time): i's work waits while
-     the partners' runs; as a processor-sharing queue, its response time goes from S / (1 - u) to
-     S / (1 - u - P) for own demand u: factor (1 - u) / (1 - u - P); at u + P >= 1 the device is
-     saturated (said so, factor capped at `SATURATED_FACTOR`);
-   - a shared budget (`memory_bandwidth`): nothing is lost while the sum stays under the peak; past
-     it every stream's share shrinks: factor max(1, u + P) / max(1, u) (TPOT; TTFT untouched);
+2. **Physics per resource**, from the demands alone:
+   - time-sliced resources (`device_time`, `compute`: one kernel at a time): i's decode waits while
+     the partners' work runs; as a processor-sharing queue its time goes from S / (1 - u) to
+     S / (1 - u - P) for own demand u: factor (1 - u) / (1 - u - P) (TPOT); at u + P >= 1 the
+     device is saturated (said so, the factor capped at `SATURATED_FACTOR`);
+   - prefill is first come, first served (`compute` and TTFT): an M/G/1 queue of every instance's
+     prefills, each job j seconds (its compute demand per request); the wait's mean is
+     sum(rho_k j_k / 2) / (1 - rho) and its tail rho exp(-w / theta) (theta = mean / rho), so
+     TTFT_q together = TTFT_q alone + w_q(together) - w_q(alone) for q = p50, p99 (`wait_quantile`);
+   - a shared budget (`memory_bandwidth`): nothing is lost while the demands fit in the time that
+     prefill leaves to decoding; past it every stream's share shrinks: factor max(1, (u + P) / d)
+     over the same alone (TPOT; TTFT untouched);
    - host CPU (cores C of the host): factor max(1, (u + P) / C) / max(1, u / C).
    `device_time` is the coarse fallback: it is used only where neither `compute` nor
-   `memory_bandwidth` is known for i and its partners (they split the same time, and counting
-   both would count it twice).
-3. **Combination.** The factors multiply (independent delays on independent resources). An open
+   `memory_bandwidth` is known (they split the same time, and counting both would count it twice).
+3. **Corrected by the instance's own curves.** Where i was characterised on r, each probe level's
+   measured slowdown over the physics at that level (the probe as the only partner, with its own
+   job size) is a correction; the correction at P (linear between levels, 1 at 0, the last one
+   held past the last level) multiplies the physics of the real partners. The physics carries what
+   differs between a probe and a partner (their job sizes), the curve what the physics misses
+   (costs no solo profile shows: two models' weights thrashing a cache, a crowded KV cache).
+4. **Combination.** The factors multiply (independent delays on independent resources). An open
    loop keeps its throughput unless some resource saturates; a closed loop's throughput falls as
    its end-to-end time grows (TTFT and TPOT factors weighted by its own TTFT and decode time).
-4. **The driver** is the resource whose factor is largest, said in its unit ("memory bandwidth:
+5. **The driver** is the resource whose factor is largest, said in its unit ("memory bandwidth:
    together 1.30x the peak").
 
 The interval of each predicted figure adds, on the log scale, the instance's own repetition noise
@@ -129,6 +137,8 @@ class Load(Model):
 
     share: float = 0.0
     job_s: float | None = None
+    streams: float | None = None  # memory_bandwidth: mean requests decoding at once
+    token_s: float | None = None  # memory_bandwidth: seconds of the whole budget one output token takes
 
 
 def wait_quantile(loads: list[Load], q: float) -> float:
@@ -145,8 +155,71 @@ def wait_quantile(loads: list[Load], q: float) -> float:
     return theta * math.log(rho / (1 - q)) if rho > 1 - q else 0.0
 
 
+def poisson_quantile(mean: float, q: float) -> int:
+    """The smallest k with P(K <= k) >= q for K ~ Poisson(mean) (summed term by term: the means
+    here are small, and this keeps scipy out of the predictor)."""
+    if mean <= 0:
+        return 0
+    if mean > 500:  # normal approximation far out
+        return max(0, round(mean + math.sqrt(mean) * (2.33 if q > 0.9 else 0.0)))
+    k, term = 0, math.exp(-mean)
+    total = term
+    while total < q:
+        k += 1
+        term *= mean / k
+        total += term
+    return k
+
+
+def stall_quantile_s(sources: list[tuple[float, float]], decode_s: float, q: float) -> float:
+    """The q-quantile of the time a request's decode is paused by prefills: each source (rate a
+    second, pause in seconds) lands K ~ Poisson(rate x decode_s) prefills in it; the pauses add
+    (the distribution of the sum, by convolution: the counts here are small)."""
+    dist = {0.0: 1.0}
+    for rate, pause_s in sources:
+        mean = rate * decode_s
+        if mean <= 0 or pause_s <= 0:
+            continue
+        pmf, k, term, total = [], 0, math.exp(-mean), 0.0
+        while total < 1 - 1e-6 and k < 400:
+            pmf.append((k * pause_s, term))
+            total += term
+            k += 1
+            term *= mean / k
+        merged: dict[float, float] = {}
+        for a, pa in dist.items():
+            for b, pb in pmf:
+                if pa * pb > 1e-9:
+                    merged[a + b] = merged.get(a + b, 0.0) + pa * pb
+        dist = merged
+    total = 0.0
+    for value in sorted(dist):
+        total += dist[value]
+        if total >= q - 1e-9:
+            return value
+    return max(dist)
+
+
+def tpot_with_stalls_ms(solo_ms: float, tokens: float, alone: list[Load], together: list[Load], q: float) -> float:
+    """TPOT at quantile q with the prefills of `together` instead of `alone` (own first in both):
+    the solo figure less its own stalls is the unpaused decode; each prefill arriving while the
+    request decodes pauses it for its job; the decode grows with the pauses, and so do the
+    prefills landing in it (a few rounds of that fixed point)."""
+    def sources(loads: list[Load]) -> list[tuple[float, float]]:
+        return [(x.share / x.job_s, x.job_s) for x in loads if x.job_s]
+    if sum(x.share for x in together) >= 1:
+        return math.inf
+    solo_stall = stall_quantile_s(sources(alone), tokens * solo_ms / 1e3, q) * 1e3 / tokens
+    base = max(0.3 * solo_ms, solo_ms - solo_stall)
+    tpot = solo_ms
+    for _ in range(4):
+        tpot = base + stall_quantile_s(sources(together), tokens * tpot / 1e3, q) * 1e3 / tokens
+    return tpot
+
+
 def physics_factor(resource: str, key: str, own: Load, others: list[Load], capacity: float = 1.0,
-                   solo_ms: float | None = None, decode_left: float = 1.0) -> tuple[float, bool]:
+                   solo_ms: float | None = None, decode_left: float = 1.0,
+                   decode_tokens: float | None = None) -> tuple[float, bool]:
     """(slowdown of `key`, saturated) on `resource` from its physics (module docstring). `solo_ms`:
     the instance's own solo figure of `key` (TTFT waits are added to it); `decode_left`: the share
     of time prefill leaves to decoding (the budget of `memory_bandwidth` is only there then)."""
@@ -162,53 +235,86 @@ def physics_factor(resource: str, key: str, own: Load, others: list[Load], capac
             q = 0.5 if key.endswith("p50") else 0.99
             extra_s = wait_quantile([own, *others], q) - wait_quantile([own], q)
             return min(SATURATED_FACTOR, 1.0 + max(0.0, extra_s) * 1e3 / solo_ms), False
+        if key.startswith("tpot") and resource == "compute" and solo_ms and decode_tokens and decode_tokens >= 1 \
+                and own.job_s and all(x.job_s for x in others):
+            q = 0.5 if key.endswith("p50") else 0.99
+            tpot = tpot_with_stalls_ms(solo_ms, decode_tokens, [own], [own, *others], q)
+            return min(SATURATED_FACTOR, max(1.0, tpot / solo_ms)), False
         return min(SATURATED_FACTOR, (1.0 - own.share) / left), False
     if resource in BUDGET:
         together = (own.share + pressure) / max(1e-9, decode_left)
         if key.startswith("ttft"):
             return 1.0, together > 1
+        if solo_ms and own.token_s and own.streams is not None and all(x.streams is not None for x in others):
+            # a budget shared equally by the streams decoding: a token of i takes token_s x k / d
+            # seconds with k streams, d the time prefill leaves; alone only its own streams
+            k_alone = max(1.0, own.streams)
+            k_together = k_alone + sum(x.streams or 0.0 for x in others)
+            alone_ms = own.token_s * k_alone / max(1e-9, decode_left + pressure) * 1e3
+            together_ms = own.token_s * k_together / max(1e-9, decode_left) * 1e3
+            return min(SATURATED_FACTOR, max(solo_ms, together_ms) / max(solo_ms, alone_ms)), together > 1
         alone = own.share / max(1e-9, decode_left + pressure)  # what prefill left it alone, roughly
         return min(SATURATED_FACTOR, max(1.0, together) / max(1.0, alone)), together > 1
     together = own.share + pressure  # host_cpu: cores of the host
     return max(1.0, together / capacity) / max(1.0, own.share / capacity), together > capacity
 
 
+def _by_streams(profile: InstanceProfile, resource: str, others: list[Load]) -> bool:
+    """A decode curve is read by streams, not share, where both sides know theirs: what a budget
+    shared equally by streams charges depends on how many there are (a partner of cheap tokens has
+    many streams for its share; the probe's cost one budget token each)."""
+    levels = profile.sensitivity.get(resource, [])
+    return (resource in BUDGET and bool(levels) and all(lv.probe_streams for lv in levels)
+            and all(x.streams is not None for x in others))
+
+
 def _corrections(profile: InstanceProfile, resource: str, key: str, own: Load, capacity: float,
-                 solo_ms: float | None) -> list[tuple[float, float, float]]:
+                 solo_ms: float | None, decode_tokens: float | None = None,
+                 by_streams: bool = False) -> list[tuple[float, float, float]]:
     """(level, measured / physics at that level, log half-width) of the instance's curve, through
     (0, 1, 0): how far its own probe runs sat from the physics, which corrects the physics of the
-    partner (a probe's job size and a partner's differ; the hidden costs they share do not)."""
+    partner (a probe's job size and a partner's differ; the hidden costs they share do not). The
+    level is the probe's share, or its streams (`_by_streams`)."""
     out = [(0.0, 1.0, 0.0)]
     for lv in profile.sensitivity.get(resource, []):
         value = lv.slowdown.get(key)
         if value is None or value <= 0 or lv.level <= 0:
             continue
-        phys, saturated = physics_factor(resource, key, own, [Load(share=lv.level, job_s=lv.probe_job_s)],
-                                         capacity, solo_ms)
+        if key.startswith("ttft") and resource == "compute" and lv.probe_job_s is None:
+            continue  # the probe's prefill size is unknown: its waits cannot be told from the partner's
+        probe = Load(share=lv.level, job_s=lv.probe_job_s, streams=lv.probe_streams)
+        phys, saturated = physics_factor(resource, key, own, [probe], capacity, solo_ms, decode_tokens=decode_tokens)
         if saturated or phys <= 0:
             continue
         iv = lv.intervals.get(key)
         half = (math.log(iv[1]) - math.log(iv[0])) / 2 if iv and iv[0] > 0 else 0.0
-        out.append((lv.level, value / phys, half))
+        out.append((float(lv.probe_streams) if by_streams else lv.level, value / phys, half))
     return sorted(out)
 
 
 def resource_factor(profile: InstanceProfile, resource: str, key: str, own: Load, others: list[Load],
-                    capacity: float = 1.0, solo_ms: float | None = None, decode_left: float = 1.0
-                    ) -> tuple[float, float, str, bool]:
+                    capacity: float = 1.0, solo_ms: float | None = None, decode_left: float = 1.0,
+                    decode_tokens: float | None = None) -> tuple[float, float, str, bool]:
     """(factor, log half-width of the curve's interval there, method, saturated): the physics of
     the partners' load, corrected by the instance's sensitivity curve where it has one."""
-    phys, saturated = physics_factor(resource, key, own, others, capacity, solo_ms, decode_left)
-    pressure = sum(x.share for x in others)
-    points = _corrections(profile, resource, key, own, capacity, solo_ms)
+    phys, saturated = physics_factor(resource, key, own, others, capacity, solo_ms, decode_left, decode_tokens)
+    by_streams = _by_streams(profile, resource, others)
+    pressure = sum((x.streams or 0.0) if by_streams else x.share for x in others)
+    points = _corrections(profile, resource, key, own, capacity, solo_ms, decode_tokens, by_streams)
     if len(points) < 2 or pressure <= 0:
         return phys, 0.0, "physics", saturated
     for (x0, c0, h0), (x1, c1, h1) in zip(points, points[1:]):
         if pressure <= x1:
             w = (pressure - x0) / (x1 - x0) if x1 > x0 else 1.0
-            return min(SATURATED_FACTOR, phys * (c0 + w * (c1 - c0))), h0 + w * (h1 - h0), "curve", saturated
+            return _clamp(phys * (c0 + w * (c1 - c0))), h0 + w * (h1 - h0), "curve", saturated
     _, c_last, h_last = points[-1]
-    return min(SATURATED_FACTOR, phys * c_last), h_last, "curve (extrapolated)", saturated
+    return _clamp(phys * c_last), h_last, "curve (extrapolated)", saturated
+
+
+def _clamp(factor: float) -> float:
+    """A partner never speeds an instance up here (a curve's correction below 1 is the physics
+    overshooting, not a gain), nor slows it past `SATURATED_FACTOR`."""
+    return min(SATURATED_FACTOR, max(1.0, factor))
 
 
 # ---- one instance among partners ------------------------------------------------------------------
@@ -264,34 +370,51 @@ def _solo_ms(profile: InstanceProfile, key: str) -> float | None:
 
 
 def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], rates: dict[str, float] | None = None,
-                     host_cores: float | None = None, target: float = DEFAULT_TARGET) -> PredictedInstance:
-    """Instance `profile` co-located with `partners`, each at its profiled load or at `rates`."""
+                     host_cores: float | None = None, target: float = DEFAULT_TARGET,
+                     partner_tpot: dict[str, float] | None = None) -> PredictedInstance:
+    """Instance `profile` co-located with `partners`, each at its profiled load or at `rates`;
+    `partner_tpot`: each partner's own predicted TPOT factor (a slower partner keeps more streams
+    decoding: the fixed point `predict` iterates)."""
     rates = rates or {}
+    partner_tpot = partner_tpot or {}
 
     def load(p: InstanceProfile, r: str) -> Load:
         rate = rates.get(p.instance)
         per = p.per_request(r)
         share = per * rate if rate is not None and per is not None else p.demand_of(r)
-        return Load(share=share, job_s=per if r == "compute" else None)
+        if r == "compute":
+            return Load(share=share, job_s=per)
+        if r in BUDGET:
+            tokens = max(0.0, (p.load.mean_output_tokens or 1.0) - 1.0)
+            tpot_s = (p.latency.tpot_ms.p50 or 0.0) / 1e3 if p.latency.tpot_ms is not None else 0.0
+            req_s = rate if rate is not None else p.load.request_rate
+            streams = req_s * tokens * tpot_s if req_s is not None and p.load.mode == "open" else p.load.concurrency
+            if streams is not None and p is not profile:
+                streams *= partner_tpot.get(p.instance, 1.0)
+            return Load(share=share, streams=streams, token_s=per / tokens if per is not None and tokens else None)
+        return Load(share=share)
 
     cores = host_cores or max((p.host_cores or 0 for p in [profile, *partners]), default=0) or 1.0
     factors = {k: 1.0 for k in KEYS}
     log_var = {k: 0.0 for k in KEYS}
     effects, methods = [], set()
     compute_total = load(profile, "compute").share + sum(load(p, "compute").share for p in partners)
+    decode_tokens = max(0.0, (profile.load.mean_output_tokens or 1.0) - 1.0)
     for r in _used_resources([profile, *partners]):
         own, others = load(profile, r), [load(p, r) for p in partners]
         pressure = sum(x.share for x in others)
         capacity = cores if r == "host_cpu" else 1.0
         eff: dict[str, float] = {}
         saturated = False
-        method = "physics"
+        used = set()
         for k in LATENCY_KEYS:
-            f, half, method, sat = resource_factor(profile, r, k, own, others, capacity, _solo_ms(profile, k),
-                                                   max(0.0, 1.0 - compute_total))
+            f, half, how, sat = resource_factor(profile, r, k, own, others, capacity, _solo_ms(profile, k),
+                                                max(0.0, 1.0 - compute_total), decode_tokens)
             eff[k], saturated = f, saturated or sat
+            used.add(how)
             factors[k] *= f
             log_var[k] += (half / Z95) ** 2
+        method = next((m for m in ("curve", "curve (extrapolated)") if m in used), "physics")
         effects.append(ResourceEffect(resource=r, own=own.share, pressure=pressure, capacity=capacity, factor=eff,
                                       method=method, saturated=saturated))
         if pressure > 0:
@@ -345,15 +468,19 @@ def predict(profiles: list[InstanceProfile], rates: dict[str, float] | None = No
     names = [p.instance for p in profiles]
     if len(set(names)) != len(names):
         raise ValueError(f"two profiles of one instance name ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))}): "
-                         "rename one")
+                         "rename one: NAME=FILE")
     notes = []
     for p in profiles:
         if not p.valid:
             notes.append(f"{p.instance}: its solo run was INVALID; the prediction rests on unstable figures")
         if not p.sensitivity:
             notes.append(f"{p.instance}: no sensitivity curves (run `colobench characterize`): physics only")
-    out = {p.instance: predict_instance(p, [q for q in profiles if q is not p], rates, host_cores, target)
-           for p in profiles}
+    out: dict[str, PredictedInstance] = {}
+    factors: dict[str, float] = {}
+    for _ in range(3):  # a slower partner decodes longer, so more of its streams share the budget
+        out = {p.instance: predict_instance(p, [q for q in profiles if q is not p], rates, host_cores, target, factors)
+               for p in profiles}
+        factors = {name: inst.slowdown["tpot_p50"] for name, inst in out.items()}
     return Prediction(target=target, instances=out, notes=notes)
 
 

@@ -106,8 +106,9 @@ def _rates(items: list[str]) -> dict[str, float]:
 
 @app.command()
 def predict(
-    sources: list[Path] = typer.Argument(..., help="profiles: .profile.json files, characterize folders or run "
-                                         "directories (their solo phases)", metavar="PROFILE..."),
+    sources: list[str] = typer.Argument(..., help="profiles: .profile.json files, characterize folders or run "
+                                        "directories (their solo phases); NAME=FILE renames a profile (two runs "
+                                        "that both call their instance tiny-1)", metavar="PROFILE..."),
     rate: list[str] = typer.Option([], "--rate", help="INSTANCE=REQ_PER_S: predict at this rate instead of the "
                                    "profiled one (open loop; repeatable)", metavar="NAME=R"),
     capacity: Optional[Path] = typer.Option(None, "--capacity", help="a `colobench capacity` folder of the same "
@@ -117,7 +118,16 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="print the prediction as JSON", metavar=""),
 ) -> None:
     """Predict how much instances slow each other co-located, from their solo profiles alone."""
-    profiles: list[InstanceProfile] = [p for source in sources for p in load_profiles(source)]
+    profiles: list[InstanceProfile] = []
+    for source in sources:
+        name, eq, path = source.partition("=")
+        if eq and name and "/" not in name:
+            found = load_profiles(Path(path))
+            if len(found) != 1:
+                raise ColobenchError(f"{source}: NAME= renames one profile, and {path} holds {len(found)}")
+            profiles.append(found[0].model_copy(update={"instance": name}))
+        else:
+            profiles.extend(load_profiles(Path(source)))
     if len(profiles) < 2:
         raise ColobenchError(f"{len(profiles)} profile(s) given: a co-location needs two or more instances")
     rates = _rates(rate)

@@ -18,9 +18,9 @@ Targets and resources:
 - an endpoint (`http://host:port/v1`, model `--model`): `compute` sends prefill-only requests
   (one output token, fresh random token ids so no prefix cache skips them) at level / s per
   second, s being one such request's time alone, measured first (at most `MAX_IN_FLIGHT` in
-  flight: a probe the device cannot keep up with skips sends, and counts them); `memory_bandwidth` keeps k
-  streams of long outputs decoding, k = level x (tokens/s of 64 streams) / (tokens/s of one),
-  measured first. Where the server exports a device's own work counters (colobench's fake shared
+  flight: a probe the device cannot keep up with skips sends, and counts them); `memory_bandwidth`
+  keeps k streams of long outputs decoding, k = level / (the budget share one stream takes, by the
+  device's counters), or without counters level x (tokens/s of 64 streams) / (tokens/s of one). Where the server exports a device's own work counters (colobench's fake shared
   device: `colobench:device_*_seconds_total`), achieved = the probe model's work seconds per
   second; elsewhere the asked level, said so.
 """
@@ -162,13 +162,23 @@ class EndpointPressure:
                 raise RuntimeError(f"the endpoint {self.base_url} failed every calibration request")
             self.service_s = sorted(times)[len(times) // 2]
             return {"prefill_request_s": self.service_s, "rate_req_s": self.level / self.service_s}
-        one = await self._one(session, 1, 64)
+        c0, t0 = self._counter(), time.perf_counter()
+        one = await self._one(session, 1, DECODE_OUTPUT_TOKENS)
+        c1, t1 = self._counter(), time.perf_counter()
+        if one is None:
+            raise RuntimeError(f"the endpoint {self.base_url} failed a calibration request")
+        if c0 is not None and c1 is not None and c1 > c0:
+            # the device's own counter: the share of the budget one stream takes
+            per_stream_share = (c1 - c0) / (t1 - t0)
+            self.streams = max(0, round(self.level / per_stream_share))
+            return {"stream_share": per_stream_share, "streams": self.streams}
+        # no counters: one stream's tokens/s against the tokens/s of many at once (the budget)
         t0 = time.perf_counter()
         results = await asyncio.gather(*(self._one(session, 1, 64) for _ in range(CALIBRATION_STREAMS)))
         wall = time.perf_counter() - t0
-        if one is None or not all(results):
+        if not all(results):
             raise RuntimeError(f"the endpoint {self.base_url} failed calibration requests")
-        per_stream, total = 64 / one, CALIBRATION_STREAMS * 64 / wall
+        per_stream, total = DECODE_OUTPUT_TOKENS / one, CALIBRATION_STREAMS * 64 / wall
         self.streams = max(0, round(self.level * total / per_stream))
         return {"stream_tok_s": per_stream, "streams_tok_s": total, "streams": self.streams}
 
@@ -206,6 +216,8 @@ class EndpointPressure:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         out: dict[str, Any] = {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
+        if self.resource == "memory_bandwidth":
+            out["streams"] = self.streams
         if c0 is not None and c1 is not None and t1 > t0:
             out.update(achieved=(c1 - c0) / (t1 - t0), source=f"the device's own counter {COUNTER[self.resource]}")
             if self.resource == "compute" and sent1 > sent0:

@@ -40,6 +40,10 @@ all `--models` share ONE simulated device of known capacity instead of each requ
 decode budget of N tokens/s shared equally by all streams, each capped at one token per `itl_ms`.
 `ttft_ms` and `jitter_ms` are then ignored. The solo capacity of a model is
 1 / (p/M + (n-1)/N) requests/s; see `colobench.serve.shared_device` for the semantics and formulas.
+`--model-costs a=2:1.5` makes a model's tokens cost more of the device, and `--cross-model-penalty`
+and `--crowding-penalty` add interference no solo profile shows (for the predictor's validation).
+`/metrics` then also exports the device's own work per model (`colobench:device_prefill_seconds_total`,
+`colobench:device_decode_seconds_total`: nominal seconds, no penalties), as busy-time telemetry would.
 
 Ground truth: with `stamp` on, each chunk carries `colobench_sent_ns` (the server's
 `time.perf_counter_ns()` when it wrote the chunk, on the same host clock as the client's
