@@ -63,7 +63,7 @@ from colobench import api
 from colobench.analysis.instance_profile import InstanceProfile
 from colobench.analysis.predict import predict, predict_region
 from colobench.capacity import load_capacity, run_capacity
-from colobench.characterize import characterize, load_profiles
+from colobench.characterize import capacity_caps, characterize, load_profiles
 from colobench.specs import experiment_from_dict
 
 # name: (prefill cost x, decode cost x, prompt tokens, output tokens, rate req/s)
@@ -257,10 +257,9 @@ def run_fake(args: argparse.Namespace) -> dict[str, Any]:
             spec = spec_of(f"cap-{a}--{b}", [instances[a], instances[b]], args)
             cap = run_capacity(spec, out / f"capacity-{a}+{b}", target=args.slo_target, precision=0.1, probe_s=2.0,
                                rays=5)
-            caps = {n: s.max_rate for n, s in cap.solo.items() if s.max_rate}
+            caps, shares = capacity_caps(out / f"capacity-{a}+{b}")
             if cap.region is None or len(caps) != 2:
                 continue
-            shares = [bp.share for bp in cap.region.boundary]
             pred = predict_region([profiles[a], profiles[b]], caps, shares)
             for measured_point, predicted_point in zip(cap.region.boundary, pred.boundary):
                 region.append({"pair": f"{a}+{b}", "share": measured_point.share, "measured_load": measured_point.load,
@@ -377,10 +376,10 @@ def rescore(args: argparse.Namespace) -> dict[str, Any]:
     for folder in sorted(out.glob("capacity-*")):
         a, b = folder.name.removeprefix("capacity-").split("+")
         cap = load_capacity(folder)
-        caps = {n: s.max_rate for n, s in cap.solo.items() if s.max_rate}
+        caps, shares = capacity_caps(folder)
         if cap.region is None or len(caps) != 2:
             continue
-        pred = predict_region([profiles[a], profiles[b]], caps, [bp.share for bp in cap.region.boundary])
+        pred = predict_region([profiles[a], profiles[b]], caps, shares)
         for m, q in zip(cap.region.boundary, pred.boundary):
             region.append({"pair": f"{a}+{b}", "share": m.share, "measured_load": m.load, "predicted_load": q.load,
                            "error_pct": round((q.load / m.load - 1) * 100, 1), "limited_by": q.limited_by})

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from colobench import api
 from colobench.analysis.instance_profile import InstanceProfile, sensitivity_level, solo_profiles
 from colobench.analysis.model import Model
+from colobench.capacity import load_capacity
 from colobench.errors import ColobenchError, make_dir
 from colobench.rundir import RunDir, write_json_atomic
 from colobench.specs import ExperimentSpec, experiment_from_dict
@@ -241,3 +242,12 @@ def load_profiles(source: Path) -> list[InstanceProfile]:
     raise ColobenchError(f"{source}: holds no profiles (give a .profile.json, a characterize folder or a run "
                          "directory)")
 
+
+
+def capacity_caps(folder: Path) -> tuple[dict[str, float], list[float]]:
+    """What a `colobench capacity` folder measured: each instance's capacity alone, and the shares
+    of the rays its region was searched along."""
+    found = load_capacity(folder)
+    caps = {name: solo.max_rate for name, solo in found.solo.items() if solo.max_rate}
+    shares = [b.share for b in found.region.boundary] if found.region is not None else []
+    return caps, shares

@@ -11,24 +11,30 @@ shared resource at its load, its latency alone, and, once characterised, its sen
    work per request whoever else is there); a closed-loop partner asks as much as it gets, and its
    solo demand is the most it can ask.
 2. **Physics per resource**, from the demands alone:
-   - time-sliced resources (`device_time`, `compute`: one kernel at a time): i's decode waits while
-     the partners' work runs; as a processor-sharing queue its time goes from S / (1 - u) to
-     S / (1 - u - P) for own demand u: factor (1 - u) / (1 - u - P) (TPOT); at u + P >= 1 the
-     device is saturated (said so, the factor capped at `SATURATED_FACTOR`);
-   - prefill is first come, first served (`compute` and TTFT): an M/G/1 queue of every instance's
-     prefills, each job j seconds (its compute demand per request); the wait's mean is
-     sum(rho_k j_k / 2) / (1 - rho) and its tail rho exp(-w / theta) (theta = mean / rho), so
-     TTFT_q together = TTFT_q alone + w_q(together) - w_q(alone) for q = p50, p99 (`wait_quantile`);
-   - a shared budget (`memory_bandwidth`): nothing is lost while the demands fit in the time that
-     prefill leaves to decoding; past it every stream's share shrinks: factor max(1, (u + P) / d)
-     over the same alone (TPOT; TTFT untouched);
-   - host CPU (cores C of the host): factor max(1, (u + P) / C) / max(1, u / C).
-   `device_time` is the coarse fallback: it is used only where neither `compute` nor
-   `memory_bandwidth` is known (they split the same time, and counting both would count it twice).
+   - prefill (`compute`) is first come, first served and pauses decoding. TTFT: an M/G/1 queue of
+     every instance's prefills, each job j seconds (compute demand per request); the wait's mean
+     is sum(rho_k j_k / 2) / (1 - rho) and its tail rho exp(-w / theta) (theta = mean / rho), so
+     TTFT_q together = TTFT_q alone + w_q(together) - w_q(alone) (`wait_quantile`). TPOT: the
+     prefills arriving while a request decodes pause it, K_k ~ Poisson(rate_k x decode time) of
+     them, each for its job; the q-quantile of the pauses (own and partners', convolved), spread
+     over the request's tokens, on top of its unpaused decode (its solo TPOT less its own
+     pauses), with the decode time a fixed point of the pauses (`tpot_with_stalls_ms`). Without
+     job sizes: processor sharing, (1 - u) / (1 - u - P). At u + P >= 1: saturated (said so, the
+     factor capped at `SATURATED_FACTOR`);
+   - the decode budget (`memory_bandwidth`) is shared equally by the streams decoding: a token of
+     i takes token_s x k / d seconds with k streams (its own and the partners', each partner's
+     streams its rate x output tokens x TPOT, itself predicted: `predict` iterates that fixed
+     point) and d the time prefill leaves; alone, k its own streams. Without stream counts: no
+     loss while the demands fit in d, the excess ratio past it (TPOT; TTFT untouched);
+   - host CPU (cores C of the host): factor max(1, (u + P) / C) / max(1, u / C);
+   - `device_time` is the coarse fallback, as processor sharing: used only where neither
+     `compute` nor `memory_bandwidth` is known (they split the same time).
 3. **Corrected by the instance's own curves.** Where i was characterised on r, each probe level's
    measured slowdown over the physics at that level (the probe as the only partner, with its own
    job size) is a correction; the correction at P (linear between levels, 1 at 0, the last one
-   held past the last level) multiplies the physics of the real partners. The physics carries what
+   held past the last level) multiplies the physics of the real partners. A decode curve is read
+   by streams (the probe's against the partners'), since what an equally shared budget charges
+   depends on how many streams share it. The physics carries what
    differs between a probe and a partner (their job sizes), the curve what the physics misses
    (costs no solo profile shows: two models' weights thrashing a cache, a crowded KV cache).
 4. **Combination.** The factors multiply (independent delays on independent resources). An open
@@ -46,10 +52,13 @@ reading each objective's share; "meets" is said only when the attainment at the 
 end reaches the target, "misses" when even its fast end does not, else "inconclusive".
 
 The capacity region of a pair under SLOs (`predict_region`) needs each instance's solo SLO
-capacity (measured by `colobench capacity`). Along each ray of shares f, rate_i = s f_i cap_i; i
-keeps its SLO while rate_i <= cap_i x prod over time-sliced r of (1 - P_r) and its budget
-demand plus the partners' stays under the peak. The boundary s is where the first of them stops
-holding. Physics only: the sensitivity curves were measured at one own load.
+capacity (what `colobench capacity` measured alone). Along each ray of shares f, rate_i =
+s f_i cap_i, and i keeps its SLO while rate_i <= cap_i x (1 - the device share its partners' work
+takes at their rates: their prefill and decode seconds per request times their rates): the
+device time-sliced, each instance's capacity shrunk by what the others take. (Judging each point
+by the predicted SLO attainment from the instances' profiles at the rates their solo probes ran
+at fell 53% from the measured boundary on the fake shared device, time-slicing 7%: the SLO
+capacity there is set by more than the device, which the measured capacities carry.)
 """
 
 from __future__ import annotations
@@ -486,46 +495,48 @@ def predict(profiles: list[InstanceProfile], rates: dict[str, float] | None = No
 
 # ---- the capacity region --------------------------------------------------------------------------
 
+def _device_s(p: InstanceProfile) -> float:
+    """Device seconds one request of `p` takes: prefill and decode work, or its device time."""
+    fine = [x for r in ("compute", "memory_bandwidth") if (x := p.per_request(r)) is not None]
+    if fine:
+        return sum(fine)
+    return p.per_request("device_time") or 0.0
+
+
 def _holds(profiles: list[InstanceProfile], caps: dict[str, float], rates: dict[str, float]) -> str | None:
-    """None when every instance keeps its SLO at `rates`, else "instance: resource" that breaks."""
-    used = _used_resources(profiles)
+    """None when every instance keeps its SLO at `rates`, else "instance: why": time-slicing, each
+    instance's capacity shrinks by the share of the device its partners' work takes."""
     for p in profiles:
-        others = [q for q in profiles if q is not p]
-        limit = caps[p.instance]
-        worst = None
-        for r in used:
-            pressure = sum((q.per_request(r) or 0.0) * rates[q.instance] for q in others)
-            if r in TIME_SLICED:
-                limit *= max(0.0, 1.0 - pressure)
-                worst = worst or (r if pressure > 0 else None)
-            elif r in BUDGET and (per := p.per_request(r)):
-                if per * rates[p.instance] + pressure > 1.0:
-                    return f"{p.instance}: {r}"
-        if rates[p.instance] > limit * (1 + 1e-9):
-            return f"{p.instance}: {worst or 'its own SLO'}"
+        taken = sum(_device_s(q) * rates[q.instance] for q in profiles if q is not p)
+        if rates[p.instance] > caps[p.instance] * max(0.0, 1.0 - taken) * (1 + 1e-9):
+            return f"{p.instance}: partners take {taken:.0%} of the device"
     return None
 
 
 def predict_region(profiles: list[InstanceProfile], caps: dict[str, float], shares: list[float]) -> PredictedRegion:
-    """The predicted boundary of two instances' region along rays of `shares` (A's share f)."""
+    """The predicted boundary of two instances' region along rays of `shares` (A's share f), by
+    time-slicing (`_holds`)."""
     if len(profiles) != 2:
         raise ValueError("the region is predicted for two instances")
     a, b = (p.instance for p in profiles)
     boundary = []
     for f in shares:
-        def rates_at(s: float) -> dict[str, float]:
-            return {a: s * f * caps[a], b: s * (1 - f) * caps[b]}
+        def rates_at(scale: float) -> dict[str, float]:
+            return {a: scale * f * caps[a], b: scale * (1 - f) * caps[b]}
+
+        def bad(scale: float) -> str | None:
+            return _holds(profiles, caps, rates_at(scale))
         lo, hi = 0.0, 4.0
-        if _holds(profiles, caps, rates_at(hi)) is None:
+        if bad(hi) is None:
             lo = hi
         else:
-            for _ in range(50):
+            for _ in range(30):
                 mid = (lo + hi) / 2
-                if _holds(profiles, caps, rates_at(mid)) is None:
+                if bad(mid) is None:
                     lo = mid
                 else:
                     hi = mid
-        why = _holds(profiles, caps, rates_at(lo * 1.001 + 1e-9)) or "beyond the searched range"
+        why = bad(lo * 1.001 + 1e-9) or "beyond the searched range"
         boundary.append(RegionPoint(share=f, rates=rates_at(lo), load=lo, limited_by=why))
     eff = sum(p.load for p in boundary) / len(boundary) if boundary else None
     return PredictedRegion(instances=[a, b], solo_caps=caps, boundary=boundary, sharing_efficiency=eff)

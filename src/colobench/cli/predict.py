@@ -16,8 +16,7 @@ from rich.markup import escape
 from colobench import api, stopping
 from colobench.analysis.instance_profile import RESOURCES, InstanceProfile
 from colobench.analysis.predict import DEFAULT_TARGET, predict as predict_profiles, predict_region
-from colobench.capacity import load_capacity
-from colobench.characterize import DEFAULT_LEVELS, characterize as run_characterize, load_profiles
+from colobench.characterize import DEFAULT_LEVELS, capacity_caps, characterize as run_characterize, load_profiles
 from colobench.cli.app import app, stderr, stdout
 from colobench.cli.flags import build_spec, for_flags, with_knob_options
 from colobench.cli.progress import progress_for
@@ -139,15 +138,13 @@ def predict(
     except ValueError as exc:
         raise ColobenchError(str(exc)) from None
     if capacity is not None:
-        cap = load_capacity(capacity)
-        caps = {name: s.max_rate for name, s in cap.solo.items() if s.max_rate}
+        caps, shares = capacity_caps(capacity)
         missing = [p.instance for p in profiles if p.instance not in caps]
         if missing or len(profiles) != 2:
             raise ColobenchError(f"--capacity {capacity}: the region is predicted for two instances with solo "
                                  f"capacities (missing: {', '.join(missing) or 'none'})")
-        shares = [b.share for b in cap.region.boundary] if cap.region is not None and cap.region.boundary \
-            else [0.1, 0.3, 0.5, 0.7, 0.9]
-        prediction = prediction.model_copy(update={"region": predict_region(profiles, caps, shares)})
+        region = predict_region(profiles, caps, shares or [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
+        prediction = prediction.model_copy(update={"region": region})
     if json_out:
         print(json.dumps(prediction.to_json(), indent=1))
         return
