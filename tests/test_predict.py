@@ -217,6 +217,12 @@ def test_a_co_located_run_carries_its_prediction_beside_the_measurement(tmp_path
         measured = point.interference.slowdown[name].tpot_p50
         assert pred.error_pct["tpot_p50"] == pytest.approx((pred.slowdown["tpot_p50"] / measured - 1) * 100)
         assert pred.method == "physics" and pred.driver == "host_cpu"
+    # the headline card (console and HTML) says it under the measured line
+    from colobench.report.cards import cards
+    from colobench.report.html import cards_html
+    lines = [i.predicted for c in cards(summary) for i in c.instances]
+    assert lines and all(line and "from the solo profiles (physics; off by" in line for line in lines)
+    assert lines[0].split(";")[0] in cards_html(cards(summary), {})
     # every solo phase's profile is written and listed
     assert set(summary.profiles) == set(point.phases["solo"])
     for rel in summary.profiles.values():

@@ -147,7 +147,7 @@ def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | Non
     settled = settle_abandoned(run_dir)
     try:
         summary = summarize_run_dir(run_dir, settled, log_rules).model_copy(update={"run_dir": str(run_dir)})
-        summary = with_predictions(summary)
+        summary = with_predictions(summary, host_cores=host_cores())
         if problems:
             summary = summary.model_copy(update={"problems": [*summary.problems, *problems]})
     except CorruptFile as exc:
@@ -164,11 +164,16 @@ def summarize(run_dir: Path | str, write: bool = True, problems: list[str] | Non
     return summary
 
 
+def host_cores() -> int:
+    """The cores this process may use (a profile's host CPU capacity where its run did not say)."""
+    return len(allowed_cores())
+
+
 def write_profiles(run_dir: RunDir, summary: Summary) -> dict[str, str]:
     """Every solo phase's profile (`analysis.instance_profile`) into the run's `profiles/`; what
     was written, "[point/]instance" -> its path relative to the run directory."""
     written = {}
-    for (point, name), profile in solo_profiles(summary, str(run_dir.root)).items():
+    for (point, name), profile in solo_profiles(summary, str(run_dir.root), host_cores()).items():
         path = run_dir.instance_profile(point, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, profile.to_json())

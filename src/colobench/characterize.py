@@ -157,7 +157,7 @@ def characterize(spec: ExperimentSpec, out: Path, levels: dict[str, tuple[float,
     note("solo runs (no probe)")
     base_dir = folder.pressure_run("solo")
     base = api.run_experiment(_solo_spec(spec, "solo"), base_dir.root, progress, source="characterize")
-    profiles = solo_profiles(base.summary, str(base_dir.root))
+    profiles = solo_profiles(base.summary, str(base_dir.root), api.host_cores())
     if not profiles:
         raise ColobenchError(f"{base_dir}: no instance completed its solo run; nothing to characterise")
     result = result.model_copy(update={"solo_run": str(base_dir.root.relative_to(out))})
@@ -202,7 +202,7 @@ def characterize(spec: ExperimentSpec, out: Path, levels: dict[str, tuple[float,
             if pressed is None:
                 note(f"{label}: {error}")
                 continue
-            pressed_profiles = solo_profiles(pressed.summary, str(run_dir.root))
+            pressed_profiles = solo_profiles(pressed.summary, str(run_dir.root), api.host_cores())
             for key, solo in profiles.items():
                 if key in pressed_profiles and achieved is not None:
                     curves[key].setdefault(resource, []).append(sensitivity_level(
@@ -235,7 +235,7 @@ def load_profiles(source: Path) -> list[InstanceProfile]:
     if files:
         return [_read_profile(f) for f in files]
     if folder.is_run_dir():
-        profiles = solo_profiles(api.load_summary(source), str(source))
+        profiles = solo_profiles(api.load_summary(source), str(source), api.host_cores())
         if profiles:
             return list(profiles.values())
         raise ColobenchError(f"{source}: no instance ran alone in this run (a profile is a solo phase)")

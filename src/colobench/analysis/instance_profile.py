@@ -255,7 +255,8 @@ def _host_cores(summary: Summary) -> int | None:
     return int(cores) if isinstance(cores, (int, float)) and cores > 0 else None
 
 
-def profile_of(summary: Summary, point_id: str, name: str, run_dir: str | None = None) -> InstanceProfile | None:
+def profile_of(summary: Summary, point_id: str, name: str, run_dir: str | None = None,
+               host_cores: int | None = None) -> InstanceProfile | None:
     """Instance `name`'s profile from the solo phase of point `point_id` (None without one)."""
     point = summary.point(point_id)
     m = point.metrics("solo", name)
@@ -297,16 +298,18 @@ def profile_of(summary: Summary, point_id: str, name: str, run_dir: str | None =
         run_dir=run_dir, valid=m.validity is None or m.validity.verdict == "VALID", workload=facts.workload,
         slo=m.slo.objectives if m.slo is not None else None, load=load, latency=latency, demand=demand,
         footprint=_footprint(m, facts), scaling=scaling if len(scaling) > 1 else [], noise=noise,
-        host_cores=_host_cores(summary),
+        host_cores=_host_cores(summary) or host_cores,
         repetition_values=values, unmeasured=unmeasured)
 
 
-def solo_profiles(summary: Summary, run_dir: str | None = None) -> dict[tuple[str, str], InstanceProfile]:
-    """Every instance's profile at every point that ran it alone: (point, instance) -> profile."""
+def solo_profiles(summary: Summary, run_dir: str | None = None,
+                  host_cores: int | None = None) -> dict[tuple[str, str], InstanceProfile]:
+    """Every instance's profile at every point that ran it alone: (point, instance) -> profile;
+    `host_cores`: the cores the run could use, where its host reference did not record them."""
     out = {}
     for point in summary.points:
         for name in point.phases.get("solo", {}):
-            p = profile_of(summary, point.id, name, run_dir)
+            p = profile_of(summary, point.id, name, run_dir, host_cores)
             if p is not None:
                 out[(point.id, name)] = p
     return out

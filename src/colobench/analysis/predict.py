@@ -544,7 +544,8 @@ def predict_region(profiles: list[InstanceProfile], caps: dict[str, float], shar
 
 # ---- beside a measured co-located run -------------------------------------------------------------
 
-def with_predictions(summary: Summary, curves: dict[str, InstanceProfile] | None = None) -> Summary:
+def with_predictions(summary: Summary, curves: dict[str, InstanceProfile] | None = None,
+                     host_cores: int | None = None) -> Summary:
     """`summary` with every co-located point's `interference.predicted`: the slowdown its solo
     phases predicted (with the sensitivity curves of `curves`, matched by instance name, where
     given), and how far the measurement fell from it."""
@@ -552,7 +553,7 @@ def with_predictions(summary: Summary, curves: dict[str, InstanceProfile] | None
     points = []
     for point in summary.points:
         coloc = point.phases.get("colocated") or {}
-        profiles = [p for name in coloc if (p := profile_of(summary, point.id, name)) is not None]
+        profiles = [p for name in coloc if (p := profile_of(summary, point.id, name, host_cores=host_cores)) is not None]
         if len(coloc) < 2 or len(profiles) != len(coloc):
             points.append(point)
             continue

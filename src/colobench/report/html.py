@@ -408,7 +408,8 @@ def cards_html(all_cards: list[Card], colours: dict[str, str]) -> str:
                 continue
             overlap = f"overlap {i.overlap_fraction * 100:.0f}%" if i.overlap_fraction is not None else "overlap -"
             ratios = ", ".join(_ratio_html(r) for r in [*i.slowdowns, i.throughput])
-            lines.append(f"<li>{swatch}<b>{_e(i.name)}</b>: {ratios}; {overlap}; {validity}</li>")
+            predicted = f"<br><small>{_e(i.predicted)}</small>" if i.predicted else ""
+            lines.append(f"<li>{swatch}<b>{_e(i.name)}</b>: {ratios}; {overlap}; {validity}{predicted}</li>")
         why = f"<p><small>{_e(c.sentence)}</small></p>" if c.verdict in ("inconclusive", "not judged") else ""
         out.append(f"<div class='card headline'><h2>{_e(c.title)}</h2><p class='{verdict} big'>{_e(c.scaling_text())}"
                    f"</p><ul>{''.join(lines)}</ul>{why}</div>")
