@@ -31,9 +31,11 @@ penalties.
    the profiles and the measured solo capacities: per-direction error of the boundary.
 
 **CPU** (`--part cpu`): tiny Llama-shaped checkpoints of different widths and depths (random
-weights, built here) run in process, two threads each on this 2-core box (so a pair oversubscribes
-the cores, as co-located servers do), closed loop. Profiles with host-CPU probe curves; every pair
-run; TPOT and throughput scored as above.
+weights, built here) run in process, one thread each by default (`--cpu-threads`), closed loop.
+Profiles with host-CPU probe curves (a probe of 1 and 2 cores); every pair run; TPOT and
+throughput scored as above. Two threads each on a 2-core box collapse beside a 1-core probe
+(OpenMP's threads wait on one another while one is descheduled: a repetition took 7 minutes
+instead of 30 s), which is a finding, not a benchmark that ends.
 
 **Accelerator** (`--part device`): two random-weight presets (`--presets`, 0.5B and 1B by
 default) on `--device`, beside `device_time` and `memory_bandwidth` kernels (`devices.pressure`),
@@ -336,6 +338,8 @@ def run_in_process(args: argparse.Namespace, instances: dict[str, dict[str, Any]
 
 
 def run_cpu(args: argparse.Namespace) -> dict[str, Any]:
+    for name in list(CPU_ZOO)[args.cpu_models:]:
+        del CPU_ZOO[name]
     paths = build_checkpoints(args.out / "checkpoints")
     instances = {}
     for name, (*_, batch, prompt, output) in CPU_ZOO.items():
@@ -413,9 +417,11 @@ def main() -> None:
     parser.add_argument("--cross-model-penalty", type=float, default=0.1)
     parser.add_argument("--crowding-penalty", type=float, default=0.5)
     parser.add_argument("--crowding-streams", type=int, default=12)
-    parser.add_argument("--cpu-threads", type=int, default=2)
+    parser.add_argument("--cpu-threads", type=int, default=1, help="cpu: torch threads an instance (2 on a 2-core "
+                        "box oversubscribes it beside a probe: OpenMP's spinning threads then slow 10x and more)")
     parser.add_argument("--cpu-requests", type=int, default=12, help="cpu: batches a repetition")
     parser.add_argument("--cpu-levels", type=float, nargs="+", default=[1.0, 2.0])
+    parser.add_argument("--cpu-models", type=int, default=3, help="cpu: the first N checkpoints of the zoo")
     args = parser.parse_args()
     if args.only:
         for zoo in (ZOO, CPU_ZOO):

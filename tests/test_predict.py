@@ -155,8 +155,9 @@ def test_a_curve_corrects_the_physics_by_what_the_probe_measured():
 
 
 def test_slo_verdict_meets_misses_and_attainment_from_the_scaled_quantiles():
-    # TPOT 5 ms alone (max 6.5): 1.06x under a light partner, 2.25x under a heavy one
-    meets = predict([profile("a", 0.05, 0.1, 1.0, slo={"tpot_ms": 10.0}), profile("b", 0.05, 0.1, 1.0)]).instances["a"]
+    # TPOT 5 ms alone (max 6.5): about 1x under a light partner, twice and more under a heavy one;
+    # physics alone carries a wide interval (its error on the benchmark: 0.32 on the log scale)
+    meets = predict([profile("a", 0.05, 0.1, 1.0, slo={"tpot_ms": 20.0}), profile("b", 0.05, 0.1, 1.0)]).instances["a"]
     close = predict([profile("a", 0.05, 0.1, 1.0, slo={"tpot_ms": 7.0}), profile("b", 0.05, 0.1, 1.0)]).instances["a"]
     misses = predict([profile("a", 0.1, 0.1, 1.0, slo={"tpot_ms": 7.0}), profile("b", 0.5, 0.1, 1.0)]).instances["a"]
     assert meets.slo_verdict == "meets" and meets.slo_attainment == 1.0
@@ -300,3 +301,17 @@ def test_bad_input_to_predict_and_characterize_is_one_line(tmp_path: Path, cli_e
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_colocated_false_plans_solo_baselines_only():
+    from colobench.errors import SpecError
+    from colobench.plan import plan_experiment
+    from colobench.specs import experiment_from_dict
+
+    fake = {"backend": "fake", "model": "fake"}
+    spec = experiment_from_dict({"name": "s", "colocated": False, "instances": [{**fake, "name": "a"},
+                                                                                 {**fake, "name": "b"}]}, "t")
+    assert [r.run_id for r in plan_experiment(spec).runs] == ["solo-a", "solo-b"]
+    with pytest.raises(SpecError, match="nothing to run"):
+        experiment_from_dict({"name": "s", "colocated": False, "solo_baselines": False,
+                              "instances": [{**fake, "name": "a"}, {**fake, "name": "b"}]}, "t")

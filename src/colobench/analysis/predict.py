@@ -75,10 +75,12 @@ LATENCY_KEYS = KEYS[:4]
 TIME_SLICED = ("device_time", "compute")
 BUDGET = ("memory_bandwidth",)
 SATURATED_FACTOR = 10.0
-# the predictor's own error (log scale, one standard deviation), from benchmarks/predict.py on
-# held-out models (docs/benchmarks.md): with a sensitivity curve for the driving resource, and
-# from physics alone
-MODEL_ERROR = {"curve": 0.06, "physics": 0.15}
+# the predictor's own error (log scale, one standard deviation): the root-mean-square log error of
+# each figure's p50 over the 30 instance-pairs of benchmarks/predict.py's fake shared device
+# (docs/benchmarks.md, 2026-12-05), with every pressure read off the instance's curves, and from
+# physics alone; a p99 takes its p50's (not measured apart)
+MODEL_ERROR = {"curve": {"ttft": 0.05, "tpot": 0.18, "output": 0.06},
+               "physics": {"ttft": 0.06, "tpot": 0.32, "output": 0.06}}
 Z95 = 1.96
 DEFAULT_TARGET = 0.99
 
@@ -443,10 +445,11 @@ def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], 
         e2e = (ttft * factors["ttft_p50"] + decode * factors["tpot_p50"]) / total if total else factors["tpot_p50"]
         factors["output_throughput"] = 1.0 / e2e
         log_var["output_throughput"] = log_var["tpot_p50"]
-    model_sd = MODEL_ERROR["curve" if methods == {"curve"} else "physics"] if methods else 0.0
+    errors = MODEL_ERROR["curve" if methods == {"curve"} else "physics"]
     intervals = {}
     for k in KEYS:
         noise = profile.noise.get(k, 0.0)
+        model_sd = errors[k.split("_")[0]] if methods else 0.0
         half = Z95 * math.sqrt(log_var[k] + noise ** 2 + model_sd ** 2)
         intervals[k] = (factors[k] * math.exp(-half), factors[k] * math.exp(half))
     solo = {"ttft_p50_ms": lat.ttft_ms.p50 if lat.ttft_ms else None, "ttft_p99_ms": lat.ttft_ms.p99 if lat.ttft_ms else None,
