@@ -15,7 +15,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "colobench"
 # and the layers below it, never one above.
 LAYERS = [
     ("cli", ("colobench.cli", "colobench.__main__")),
-    ("api", ("colobench.api", "colobench.capacity", "colobench.load_sweep", "colobench.characterize")),
+    ("api", ("colobench.api", "colobench.capacity", "colobench.load_sweep", "colobench.characterize",
+             "colobench.place")),
     ("profiling", ("colobench.profiling",)),
     ("serve", ("colobench.serve",)),
     ("report", ("colobench.report",)),

@@ -182,6 +182,9 @@ def poisson_quantile(mean: float, q: float) -> int:
     return k
 
 
+MAX_POINTS = 400  # the pause distribution's support, at most (binned past it)
+
+
 def stall_quantile_s(sources: list[tuple[float, float]], decode_s: float, q: float) -> float:
     """The q-quantile of the time a request's decode is paused by prefills: each source (rate a
     second, pause in seconds) lands K ~ Poisson(rate x decode_s) prefills in it; the pauses add
@@ -202,6 +205,13 @@ def stall_quantile_s(sources: list[tuple[float, float]], decode_s: float, q: flo
             for b, pb in pmf:
                 if pa * pb > 1e-9:
                     merged[a + b] = merged.get(a + b, 0.0) + pa * pb
+        if len(merged) > MAX_POINTS:  # many sources: onto a grid of MAX_POINTS steps (keeps it linear)
+            step = max(merged) / MAX_POINTS
+            binned: dict[float, float] = {}
+            for value, prob in merged.items():
+                key = math.ceil(value / step - 1e-9) * step  # rounded up: a quantile never shrinks
+                binned[key] = binned.get(key, 0.0) + prob
+            merged = binned
         dist = merged
     total = 0.0
     for value in sorted(dist):

@@ -1,6 +1,7 @@
 """`colobench characterize` (solo profiles with sensitivity curves), `colobench predict` (the
-co-located figures of instances from their profiles alone) and the hidden `colobench pressure`
-(one pressure probe, the process `characterize` starts beside each run)."""
+co-located figures of instances from their profiles alone), `colobench place` (services onto
+devices from their profiles) and the hidden `colobench pressure` (one pressure probe, the process
+`characterize` starts beside each run)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from colobench.cli.progress import progress_for
 from colobench.cli.run import RUN_KNOBS
 from colobench.errors import ColobenchError, SpecError
 from colobench.loadgen.pressure import run_probe
+from colobench.place import place as run_place
+from colobench.report.placement import print_placement
 from colobench.report.predict import print_prediction, print_profiles
 from colobench.specs import Knob
 
@@ -149,6 +152,20 @@ def predict(
         print(json.dumps(prediction.to_json(), indent=1))
         return
     print_prediction(prediction, stdout())
+
+
+@app.command()
+def place(
+    placement: Path = typer.Argument(..., help="placement YAML: objective, target, devices, services (each a "
+                                     "profile, a rate, an SLO, its memory)", metavar="PLACEMENT.yaml"),
+    json_out: bool = typer.Option(False, "--json", help="print the result as JSON", metavar=""),
+) -> None:
+    """Place services on devices from their profiles: the fewest devices, or the most goodput."""
+    result = run_place(placement)
+    if json_out:
+        print(json.dumps(result.model_dump(mode="json"), indent=1))
+        return
+    print_placement(result, stdout())
 
 
 @app.command(hidden=True)

@@ -1,0 +1,287 @@
+"""Placement: K services onto M devices from their solo profiles, judged by the co-location
+predictor (`analysis.predict`), never by running the pairs.
+
+A *service* is a profiled instance asked to carry a request rate under an SLO, with the memory it
+needs (given, or its profile's peak); a *device* has a memory and a number of cores. A placement
+is a partition of the services into groups, one group per device. A group is *feasible* when its
+memory fits the device and every service in it is predicted to meet its SLO at its rate beside
+the others (`predict_instance` at the rates: the partners' demand per request x their rates).
+A service's *goodput* is its rate x its predicted SLO attainment.
+
+Objectives (`objective`):
+
+- `min_devices`: the fewest devices on which every service meets its SLO (ties: the most
+  headroom, the smallest worst predicted slowdown);
+- `max_goodput`: the most SLO goodput on the devices given (a service that fits nowhere is left
+  out, with goodput 0).
+
+Methods, each returning its best placement:
+
+- `exhaustive`: every partition of the services (Bell(K): 203 for six), the reference optimum;
+- `greedy`: the services by their device demand, largest first, each onto the device where the
+  group stays feasible with the most headroom left (a new device when none does): best fit by the
+  predictor;
+- baselines: `separate` (one service a device), `memory_first_fit` (packed by memory alone, as if
+  co-location cost nothing), `muxserve_greedy` (MuxServe's enumeration-greedy order: services by
+  rate x device demand, largest first, onto the least-loaded device whose memory fits, load being
+  the summed device demand).
+
+Each group's memory split gives each service its need over the device's memory (a vLLM
+`gpu_memory_utilization`), what is left shared in proportion; cores are split in proportion to
+each service's host-CPU demand (equally where unknown).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterator, Literal
+
+from colobench.analysis.instance_profile import InstanceProfile
+from colobench.analysis.model import Model
+from colobench.analysis.predict import DEFAULT_TARGET, predict_instance
+
+GB = 1e9
+Objective = Literal["min_devices", "max_goodput"]
+METHODS = ("exhaustive", "greedy", "separate", "memory_first_fit", "muxserve_greedy")
+EXHAUSTIVE_MAX = 9  # services: Bell(9) = 21,147 partitions
+
+
+class Service(Model):
+    name: str
+    profile: InstanceProfile
+    rate: float  # req/s it must carry
+    slo: dict[str, float] | None = None  # overrides the profile's
+    memory_bytes: float | None = None  # overrides the profile's peak
+
+    def need_bytes(self) -> float:
+        if self.memory_bytes is not None:
+            return self.memory_bytes
+        return float(self.profile.footprint.peak_memory_bytes or 0)
+
+    def device_s(self) -> float:
+        """Device seconds a second at its rate (its demand per request x rate)."""
+        p = self.profile
+        per = sum(x for r in ("compute", "memory_bandwidth") if (x := p.per_request(r)) is not None)
+        return (per or (p.per_request("device_time") or 0.0)) * self.rate
+
+
+class DeviceSpec(Model):
+    name: str
+    memory_bytes: float
+    cores: int | None = None
+
+
+class ServiceOnDevice(Model):
+    service: str
+    attainment: float | None
+    verdict: str | None
+    goodput_req_s: float
+    headroom: float | None  # attainment - target
+    tpot_slowdown: float
+    driver: str
+    memory_fraction: float  # of the device: what `gpu_memory_utilization` would be
+    cores: float | None = None
+
+
+class Group(Model):
+    device: str
+    services: list[ServiceOnDevice]
+    memory_bytes: float
+    fits_memory: bool
+    feasible: bool
+
+    @property
+    def goodput(self) -> float:
+        return sum(s.goodput_req_s for s in self.services)
+
+
+class Placement(Model):
+    method: str
+    groups: list[Group]
+    unplaced: list[str] = []
+    devices_used: int
+    devices_free: int
+    goodput_req_s: float
+    feasible: bool  # every service placed and predicted to meet its SLO
+    why: str = ""  # a baseline's or a runner-up's reason to lose
+
+
+class PlacementResult(Model):
+    objective: Objective
+    target: float
+    best: Placement
+    methods: dict[str, Placement]
+    runners_up: list[Placement] = []
+    optimum_goodput_req_s: float | None = None
+
+
+def _evaluate(services: tuple[Service, ...], device: DeviceSpec, target: float) -> Group:
+    rates = {s.name: s.rate for s in services}
+    profiles = {s.name: s.profile.model_copy(update={"instance": s.name, "slo": s.slo or s.profile.slo})
+                for s in services}
+    need = sum(s.need_bytes() for s in services)
+    spare = max(0.0, device.memory_bytes - need)
+    cpu = {s.name: s.profile.demand_of("host_cpu") for s in services}
+    cpu_total = sum(cpu.values())
+    rows = []
+    for s in services:
+        partners = [profiles[o.name] for o in services if o is not s]
+        pred = predict_instance(profiles[s.name], partners, rates, target=target)
+        attainment = pred.slo_attainment
+        share = s.need_bytes() + (spare * s.need_bytes() / need if need else spare / len(services))
+        cores = None
+        if device.cores:
+            cores = device.cores * (cpu[s.name] / cpu_total if cpu_total else 1 / len(services))
+        rows.append(ServiceOnDevice(
+            service=s.name, attainment=attainment, verdict=pred.slo_verdict,
+            goodput_req_s=s.rate * (attainment if attainment is not None else 1.0),
+            headroom=attainment - target if attainment is not None else None,
+            tpot_slowdown=pred.slowdown["tpot_p50"], driver=pred.driver_sentence,
+            memory_fraction=share / device.memory_bytes if device.memory_bytes else 0.0, cores=cores))
+    fits = need <= device.memory_bytes
+    feasible = fits and all(r.attainment is None or r.attainment >= target for r in rows)
+    return Group(device=device.name, services=rows, memory_bytes=need, fits_memory=fits, feasible=feasible)
+
+
+def partitions(items: list[str], most: int) -> Iterator[list[list[str]]]:
+    """Every partition of `items` into at most `most` non-empty groups."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in partitions(rest, most):
+        for k in range(len(part)):
+            yield part[:k] + [[first, *part[k]]] + part[k + 1:]
+        if len(part) < most:
+            yield [[first], *part]
+
+
+class Placer:
+    """The search over placements of `services` on `devices` (identical devices: the first one's
+    memory and cores stand for all)."""
+
+    def __init__(self, services: list[Service], devices: list[DeviceSpec], objective: Objective = "min_devices",
+                 target: float = DEFAULT_TARGET):
+        if not services or not devices:
+            raise ValueError("a placement needs at least one service and one device")
+        self.services = {s.name: s for s in services}
+        self.devices, self.objective, self.target = devices, objective, target
+        self._group = lru_cache(maxsize=None)(self._group_uncached)
+
+    def _group_uncached(self, names: frozenset[str], k: int) -> Group:
+        members = tuple(self.services[n] for n in sorted(names))
+        return _evaluate(members, self.devices[min(k, len(self.devices) - 1)], self.target)
+
+    def place(self, groups: list[list[str]], method: str, why: str = "") -> Placement:
+        evaluated = [self._group(frozenset(g), k) for k, g in enumerate(groups[:len(self.devices)])]
+        unplaced = [n for g in groups[len(self.devices):] for n in g]
+        if self.objective == "max_goodput":  # a group that misses drops its worst service until it fits
+            evaluated = [self._shed(g, k, unplaced) for k, g in enumerate(evaluated)]
+        placed_ok = all(g.feasible for g in evaluated) and not unplaced
+        return Placement(method=method, groups=evaluated, unplaced=unplaced, devices_used=len(evaluated),
+                         devices_free=len(self.devices) - len(evaluated),
+                         goodput_req_s=sum(g.goodput for g in evaluated if g.fits_memory), feasible=placed_ok, why=why)
+
+    def _shed(self, group: Group, k: int, unplaced: list[str]) -> Group:
+        names = [s.service for s in group.services]
+        while names and not (g := self._group(frozenset(names), k)).feasible:
+            worst = min(g.services, key=lambda s: s.headroom if s.headroom is not None else 0.0)
+            names.remove(worst.service)
+            unplaced.append(worst.service)
+        return self._group(frozenset(names), k) if names else group.model_copy(update={"services": []})
+
+    def score(self, p: Placement) -> tuple:
+        """Larger is better."""
+        worst = min((s.headroom or 0.0 for g in p.groups for s in g.services), default=0.0)
+        if self.objective == "min_devices":  # no placement meets every SLO: the most goodput, then the fewest
+            return (p.feasible, -p.devices_used if p.feasible else p.goodput_req_s, worst,
+                    p.goodput_req_s if p.feasible else -p.devices_used)
+        return (p.goodput_req_s, -p.devices_used, worst)
+
+    # ---- methods --------------------------------------------------------------------------------
+
+    def exhaustive(self) -> tuple[Placement, list[Placement]]:
+        if len(self.services) > EXHAUSTIVE_MAX:
+            raise ValueError(f"{len(self.services)} services: the exhaustive search stops at {EXHAUSTIVE_MAX}")
+        ranked = sorted((self.place(part, "exhaustive") for part in partitions(sorted(self.services),
+                                                                                  len(self.devices))),
+                        key=self.score, reverse=True)
+        return ranked[0], ranked[1:]
+
+    def greedy(self) -> Placement:
+        groups: list[list[str]] = []
+        for s in sorted(self.services.values(), key=lambda s: -s.device_s()):
+            best, best_headroom = None, None
+            for k, g in enumerate(groups):
+                trial = self._group(frozenset([*g, s.name]), k)
+                if not trial.feasible:
+                    continue
+                headroom = min((x.headroom or 0.0 for x in trial.services), default=0.0)
+                if best_headroom is None or headroom > best_headroom:
+                    best, best_headroom = k, headroom
+            if best is None:
+                groups.append([s.name])
+            else:
+                groups[best].append(s.name)
+        return self.place(groups, "greedy")
+
+    def separate(self) -> Placement:
+        return self.place([[n] for n in sorted(self.services)], "separate", "one service a device")
+
+    def memory_first_fit(self) -> Placement:
+        groups: list[list[str]] = []
+        used: list[float] = []
+        for s in sorted(self.services.values(), key=lambda s: -s.need_bytes()):
+            k = next((k for k, u in enumerate(used) if u + s.need_bytes() <= self.devices[min(k, len(self.devices) - 1)]
+                      .memory_bytes), None)
+            if k is None:
+                groups.append([s.name])
+                used.append(s.need_bytes())
+            else:
+                groups[k].append(s.name)
+                used[k] += s.need_bytes()
+        return self.place(groups, "memory_first_fit", "packed by memory alone")
+
+    def muxserve_greedy(self) -> Placement:
+        n = len(self.devices)
+        groups: list[list[str]] = [[] for _ in range(n)]
+        load, mem = [0.0] * n, [0.0] * n
+        overflow: list[list[str]] = []
+        for s in sorted(self.services.values(), key=lambda s: -s.device_s()):
+            fits = [k for k in range(n) if mem[k] + s.need_bytes() <= self.devices[k].memory_bytes]
+            if not fits:
+                overflow.append([s.name])
+                continue
+            k = min(fits, key=lambda k: load[k])
+            groups[k].append(s.name)
+            load[k] += s.device_s()
+            mem[k] += s.need_bytes()
+        return self.place([g for g in groups if g] + overflow, "muxserve_greedy",
+                          "the least-loaded device by summed demand")
+
+    def run(self) -> PlacementResult:
+        methods: dict[str, Placement] = {}
+        runners: list[Placement] = []
+        optimum = None
+        if len(self.services) <= EXHAUSTIVE_MAX:
+            methods["exhaustive"], runners = self.exhaustive()
+            optimum = methods["exhaustive"].goodput_req_s
+        methods["greedy"] = self.greedy()
+        methods["separate"] = self.separate()
+        methods["memory_first_fit"] = self.memory_first_fit()
+        methods["muxserve_greedy"] = self.muxserve_greedy()
+        best = max(methods.values(), key=self.score)
+        runners = [r.model_copy(update={"why": _why_lost(r, best, self.objective)}) for r in runners[:3]]
+        return PlacementResult(objective=self.objective, target=self.target, best=best, methods=methods,
+                               runners_up=runners, optimum_goodput_req_s=optimum)
+
+
+def _why_lost(p: Placement, best: Placement, objective: Objective) -> str:
+    if not p.feasible and best.feasible:
+        missed = [s.service for g in p.groups for s in g.services if s.headroom is not None and s.headroom < 0]
+        return "misses an SLO: " + ", ".join(missed) if missed else "leaves a service out or overfills memory"
+    if objective == "min_devices" and p.devices_used > best.devices_used:
+        return f"{p.devices_used} devices against {best.devices_used}"
+    if p.goodput_req_s < best.goodput_req_s:
+        return f"goodput {p.goodput_req_s:.2f} req/s against {best.goodput_req_s:.2f}"
+    return "less headroom on its tightest service"

@@ -1,0 +1,87 @@
+"""`colobench place`: a placement file read, its profiles loaded, the search run (`analysis.placement`).
+
+    objective: min_devices            # or max_goodput
+    target: 0.99                      # SLO attainment each service must keep
+    devices: {count: 3, memory_gb: 80, cores: 16}
+    services:
+      - {name: chat, profile: runs/prof/profiles/chat.profile.json, rate: 6, slo: {tpot_ms: 40}, memory_gb: 20}
+      - {name: code, profile: runs/prof-code, rate: 2}          # a characterisation or run directory
+
+Every path and value is checked before the search, each error one line naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from colobench.analysis.placement import GB, DeviceSpec, Placer, PlacementResult, Service
+from colobench.characterize import load_profiles
+from colobench.errors import ColobenchError
+from colobench.typed import Frozen
+
+
+class ServiceEntry(Frozen):
+    name: str = Field(min_length=1)
+    profile: str
+    rate: float = Field(gt=0)
+    slo: dict[str, float] | None = None
+    memory_gb: float | None = Field(None, gt=0)
+    instance: str | None = None  # which profile of a folder holding several (default: the one, or `name`)
+
+
+class DevicesEntry(Frozen):
+    count: int = Field(ge=1, le=64)
+    memory_gb: float = Field(gt=0)
+    cores: int | None = Field(None, ge=1)
+    name: str = "device"
+
+
+class PlacementSpec(Frozen):
+    objective: Literal["min_devices", "max_goodput"] = "min_devices"
+    target: float = Field(0.99, ge=0.5, le=1.0)
+    devices: DevicesEntry
+    services: list[ServiceEntry] = Field(min_length=1)
+
+
+def load_placement(path: Path) -> PlacementSpec:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ColobenchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ColobenchError(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        spec = PlacementSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ColobenchError(f"{path}: {where}: {first['msg']}") from None
+    names = [s.name for s in spec.services]
+    if len(set(names)) != len(names):
+        raise ColobenchError(f"{path}: services: two services named {sorted(n for n in names if names.count(n) > 1)[0]}")
+    return spec
+
+
+def place(path: Path) -> PlacementResult:
+    spec = load_placement(path)
+    services = []
+    for k, entry in enumerate(spec.services):
+        source = Path(entry.profile) if Path(entry.profile).is_absolute() else path.parent / entry.profile
+        found = load_profiles(source)
+        want = entry.instance or (entry.name if len(found) > 1 else None)
+        chosen = [p for p in found if want is None or p.instance == want]
+        if len(chosen) != 1:
+            raise ColobenchError(f"{path}: services[{k}].profile: {source} holds {len(found)} profiles "
+                                 f"({', '.join(p.instance for p in found)}); name one with `instance:`")
+        services.append(Service(name=entry.name, profile=chosen[0], rate=entry.rate, slo=entry.slo,
+                                memory_bytes=entry.memory_gb * GB if entry.memory_gb else None))
+    d = spec.devices
+    devices = [DeviceSpec(name=f"{d.name}{k}", memory_bytes=d.memory_gb * GB, cores=d.cores) for k in range(d.count)]
+    try:
+        return Placer(services, devices, spec.objective, spec.target).run()
+    except ValueError as exc:
+        raise ColobenchError(f"{path}: {exc}") from None
