@@ -19,7 +19,8 @@ Methods, each returning its best placement:
 
 - `exhaustive`: every partition of the services (Bell(K): 203 for six), the reference optimum;
 - `greedy`: the services by their device demand, largest first, each onto the device where the
-  group stays feasible with the most headroom left (a new device when none does): best fit by the
+  group stays feasible with the most headroom left (a new device when none does; with
+  `max_goodput` and every device taken, where it adds the most goodput): best fit by the
   predictor;
 - baselines: `separate` (one service a device), `memory_first_fit` (packed by memory alone, as if
   co-location cost nothing), `muxserve_greedy` (MuxServe's enumeration-greedy order: services by
@@ -219,6 +220,10 @@ class Placer:
                 headroom = min((x.headroom or 0.0 for x in trial.services), default=0.0)
                 if best_headroom is None or headroom > best_headroom:
                     best, best_headroom = k, headroom
+            if best is None and self.objective == "max_goodput" and len(groups) >= len(self.devices):
+                # every device is taken: where it adds the most goodput once the group sheds what misses
+                best = max(range(len(groups)), key=lambda k: self._shed(
+                    self._group(frozenset([*groups[k], s.name]), k), k, []).goodput)
             if best is None:
                 groups.append([s.name])
             else:
