@@ -42,14 +42,14 @@ DECODE_TOK_S, PREFILL_TOK_S, ITL_MS = 500.0, 8000.0, 5.0
 SLO = {"tpot_ms": 20.0, "ttft_ms": 100.0}
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
+def start_fake_server(*flags: str) -> tuple[subprocess.Popen, str]:
+    """`colobench fake-server FLAGS` on a free port, in its own session; (process, base URL) once
+    it answers (benchmarks/predict.py starts its device the same way)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "colobench", "fake-server", "--port", str(port), "--models", "a,b",
-                             "--decode-tok-s", str(DECODE_TOK_S), "--prefill-tok-s", str(PREFILL_TOK_S),
-                             "--itl-ms", str(ITL_MS)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "colobench", "fake-server", "--port", str(port), *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}/v1"
     for _ in range(300):
         try:
@@ -58,6 +58,11 @@ def start_server() -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.2)
     raise SystemExit("the fake server did not come up")
+
+
+def start_server() -> tuple[subprocess.Popen, str]:
+    return start_fake_server("--models", "a,b", "--decode-tok-s", str(DECODE_TOK_S), "--prefill-tok-s",
+                             str(PREFILL_TOK_S), "--itl-ms", str(ITL_MS))
 
 
 def experiment(base: str):

@@ -52,15 +52,13 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from capacity import start_fake_server  # benchmarks/capacity.py, beside this script
 from colobench import api
 from colobench.analysis.instance_profile import InstanceProfile
 from colobench.analysis.predict import predict, predict_region
@@ -89,23 +87,12 @@ def slo_of(name: str) -> dict[str, float]:
 
 
 def start_server(penalty: float, crowding: float, crowding_streams: int) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     costs = ",".join(f"{n}={px}:{dx}" for n, (px, dx, *_ ) in ZOO.items())
-    cmd = [sys.executable, "-m", "colobench", "fake-server", "--port", str(port), "--models", ",".join([*ZOO, "probe"]),
-           "--decode-tok-s", str(DEVICE["decode_tok_s"]), "--prefill-tok-s", str(DEVICE["prefill_tok_s"]),
-           "--itl-ms", str(DEVICE["itl_ms"]), "--model-costs", costs, "--cross-model-penalty", str(penalty),
-           "--crowding-penalty", str(crowding), "--crowding-streams", str(crowding_streams), "--no-prefix-cache"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}/v1"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{base}/models", timeout=1).close()
-            return proc, base
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the fake server did not come up")
+    return start_fake_server(
+        "--models", ",".join([*ZOO, "probe"]), "--decode-tok-s", str(DEVICE["decode_tok_s"]), "--prefill-tok-s",
+        str(DEVICE["prefill_tok_s"]), "--itl-ms", str(DEVICE["itl_ms"]), "--model-costs", costs,
+        "--cross-model-penalty", str(penalty), "--crowding-penalty", str(crowding), "--crowding-streams",
+        str(crowding_streams), "--no-prefix-cache")
 
 
 def fake_instance(name: str, base: str) -> dict[str, Any]:

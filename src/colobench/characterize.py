@@ -31,7 +31,9 @@ from typing import Any, Callable
 
 from colobench import api
 from colobench.analysis.instance_profile import InstanceProfile, sensitivity_level, solo_profiles
-from colobench.analysis.model import Model
+from pydantic import Field
+
+from colobench.analysis.model import Model, Schemed
 from colobench.capacity import load_capacity
 from colobench.errors import ColobenchError, make_dir
 from colobench.rundir import RunDir, write_json_atomic
@@ -57,19 +59,14 @@ class ProbeOutcome(Model):
     error: str | None = None
 
 
-class Characterization(Model):
-    schema_: str = CHARACTERIZE_SCHEMA
+class Characterization(Schemed):
+    schema_version: str = Field(CHARACTERIZE_SCHEMA, alias="schema")
     experiment: str
     target: str
     probe_model: str | None = None
     solo_run: str | None = None
     probes: list[ProbeOutcome] = []
     profiles: dict[str, str] = {}  # "[point/]instance" -> profile file, relative to the folder
-
-    def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        data["schema"] = data.pop("schema_")
-        return data
 
 
 def default_target(spec: ExperimentSpec) -> tuple[str, tuple[str, ...], str | None]:

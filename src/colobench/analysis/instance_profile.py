@@ -34,7 +34,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from colobench.analysis.distribution import Distribution, welch
-from colobench.analysis.model import InstanceFacts, Model, PhaseMetrics, Summary
+from pydantic import Field
+
+from colobench.analysis.model import InstanceFacts, Model, PhaseMetrics, Schemed, Summary
 
 PROFILE_SCHEMA = "colobench.profile/1"
 RESOURCES: tuple[str, ...] = ("device_time", "compute", "memory_bandwidth", "host_cpu")
@@ -137,8 +139,8 @@ class SensitivityLevel(Model):
     run_dir: str | None = None
 
 
-class InstanceProfile(Model):
-    schema_: str = PROFILE_SCHEMA
+class InstanceProfile(Schemed):
+    schema_version: str = Field(PROFILE_SCHEMA, alias="schema")
     instance: str
     model: str
     backend: str
@@ -169,15 +171,9 @@ class InstanceProfile(Model):
         d, rate = self.demand.get(resource), self.load.request_rate
         return d.value / rate if d is not None and rate else None
 
-    def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        data["schema"] = data.pop("schema_")
-        return data
-
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "InstanceProfile":
-        data = dict(data)
-        schema = data.pop("schema", None)
+        schema = data.get("schema") if isinstance(data, dict) else None
         if schema != PROFILE_SCHEMA:
             raise ValueError(f"schema is {schema!r}, not {PROFILE_SCHEMA!r}")
         return cls.model_validate(data)

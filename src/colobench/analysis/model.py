@@ -665,10 +665,19 @@ class HostReference(Model):
     timeline: list[dict[str, Any]] = []  # each sample: at, cpu_ms, copy_gb_s, others_cpu_pct
 
 
-class Summary(Model):
-    """Everything derived from a run directory; `colobench report` rebuilds it from the files."""
+class Schemed(Model):
+    """A document written alone (a summary, a profile, a prediction): its `schema` key first."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    schema_version: str = Field("", alias="schema")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Summary(Schemed):
+    """Everything derived from a run directory; `colobench report` rebuilds it from the files."""
 
     schema_version: str = Field(SCHEMA, alias="schema")
     experiment: str
@@ -703,6 +712,3 @@ class Summary(Model):
 
     def checks_of(self, subject: Subject) -> list[Check]:
         return [c for c in self.checks if c.subject == subject]
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)

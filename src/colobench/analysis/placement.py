@@ -39,7 +39,7 @@ from typing import Iterator, Literal
 
 from colobench.analysis.instance_profile import InstanceProfile
 from colobench.analysis.model import Model
-from colobench.analysis.predict import DEFAULT_TARGET, predict_instance
+from colobench.analysis.predict import DEFAULT_TARGET, device_s_per_request, predict_instance
 
 GB = 1e9
 Objective = Literal["min_devices", "max_goodput"]
@@ -61,9 +61,7 @@ class Service(Model):
 
     def device_s(self) -> float:
         """Device seconds a second at its rate (its demand per request x rate)."""
-        p = self.profile
-        per = sum(x for r in ("compute", "memory_bandwidth") if (x := p.per_request(r)) is not None)
-        return (per or (p.per_request("device_time") or 0.0)) * self.rate
+        return device_s_per_request(self.profile) * self.rate
 
 
 class DeviceSpec(Model):

@@ -64,10 +64,12 @@ capacity there is set by more than the device, which the measured capacities car
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from colobench.analysis.instance_profile import InstanceProfile, Quantiles, profile_of
-from colobench.analysis.model import Model, PredictedSlowdown, Summary
+from pydantic import Field
+
+from colobench.analysis.model import Model, PredictedSlowdown, Schemed, Summary
 
 PREDICTION_SCHEMA = "colobench.prediction/1"
 KEYS: tuple[str, ...] = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "output_throughput")
@@ -127,17 +129,12 @@ class PredictedRegion(Model):
     sharing_efficiency: float | None = None
 
 
-class Prediction(Model):
-    schema_: str = PREDICTION_SCHEMA
+class Prediction(Schemed):
+    schema_version: str = Field(PREDICTION_SCHEMA, alias="schema")
     target: float = DEFAULT_TARGET
     instances: dict[str, PredictedInstance] = {}
     region: PredictedRegion | None = None
     notes: list[str] = []
-
-    def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json")
-        data["schema"] = data.pop("schema_")
-        return data
 
 
 # ---- one resource's factor ----------------------------------------------------------------------
@@ -508,7 +505,7 @@ def predict(profiles: list[InstanceProfile], rates: dict[str, float] | None = No
 
 # ---- the capacity region --------------------------------------------------------------------------
 
-def _device_s(p: InstanceProfile) -> float:
+def device_s_per_request(p: InstanceProfile) -> float:
     """Device seconds one request of `p` takes: prefill and decode work, or its device time."""
     fine = [x for r in ("compute", "memory_bandwidth") if (x := p.per_request(r)) is not None]
     if fine:
@@ -520,7 +517,7 @@ def _holds(profiles: list[InstanceProfile], caps: dict[str, float], rates: dict[
     """None when every instance keeps its SLO at `rates`, else "instance: why": time-slicing, each
     instance's capacity shrinks by the share of the device its partners' work takes."""
     for p in profiles:
-        taken = sum(_device_s(q) * rates[q.instance] for q in profiles if q is not p)
+        taken = sum(device_s_per_request(q) * rates[q.instance] for q in profiles if q is not p)
         if rates[p.instance] > caps[p.instance] * max(0.0, 1.0 - taken) * (1 + 1e-9):
             return f"{p.instance}: partners take {taken:.0%} of the device"
     return None
