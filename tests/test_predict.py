@@ -315,3 +315,13 @@ def test_colocated_false_plans_solo_baselines_only():
     with pytest.raises(SpecError, match="nothing to run"):
         experiment_from_dict({"name": "s", "colocated": False, "solo_baselines": False,
                               "instances": [{**fake, "name": "a"}, {**fake, "name": "b"}]}, "t")
+
+
+def test_endpoints_without_device_counters_get_no_prediction_rather_than_a_confident_one(tmp_path: Path):
+    copy = Path(shutil.copytree(FIXTURES / "endpoint", tmp_path / "endpoint"))
+    summary = api.summarize(copy, write=False)
+    predicted = summary.point().interference.predicted
+    assert predicted and all(p.method == "unmeasured" and not p.slowdown for p in predicted.values())
+    from colobench.report.cards import cards
+    assert all(i.predicted.startswith("no prediction: the solo profiles measured no shared demand")
+               for c in cards(summary) for i in c.instances)

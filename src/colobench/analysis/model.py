@@ -485,7 +485,7 @@ class PredictedSlowdown(Model):
     intervals: dict[str, tuple[float, float]] = {}
     driver: str | None = None
     driver_sentence: str = ""
-    method: str = "physics"  # curve (a sensitivity curve of the instance), physics
+    method: str = "physics"  # curve (a sensitivity curve of the instance), physics, unmeasured (no demand)
     error_pct: dict[str, float | None] = {}  # (predicted / measured - 1) x 100
     within_interval: dict[str, bool | None] = {}  # the measured slowdown inside the predicted interval
 

@@ -72,6 +72,8 @@ from pydantic import Field
 from colobench.analysis.model import Model, PredictedSlowdown, Schemed, Summary
 
 PREDICTION_SCHEMA = "colobench.prediction/1"
+NO_DEMAND = ("the solo profiles measured no shared demand (no device telemetry, no device counters in the "
+             "server's /metrics, no host CPU of an in-process worker): nothing to predict from")
 KEYS: tuple[str, ...] = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "output_throughput")
 LATENCY_KEYS = KEYS[:4]
 TIME_SLICED = ("device_time", "compute")
@@ -489,6 +491,8 @@ def predict(profiles: list[InstanceProfile], rates: dict[str, float] | None = No
         raise ValueError(f"two profiles of one instance name ({', '.join(sorted(n for n in set(names) if names.count(n) > 1))}): "
                          "rename one: NAME=FILE")
     notes = []
+    if not any(p.demand for p in profiles):
+        notes.append(NO_DEMAND + "; the slowdowns below are the noise alone")
     for p in profiles:
         if not p.valid:
             notes.append(f"{p.instance}: its solo run was INVALID; the prediction rests on unstable figures")
@@ -571,6 +575,11 @@ def with_predictions(summary: Summary, curves: dict[str, InstanceProfile] | None
                     if p.instance in curves and curves[p.instance].sensitivity else p for p in profiles]
         prediction = predict(profiles)
         out = {}
+        if not any(p.demand for p in profiles):  # nothing to predict from: say so, never a confident 1.00x
+            out = {name: PredictedSlowdown(method="unmeasured", driver_sentence=NO_DEMAND) for name in coloc}
+            points.append(point.model_copy(update={"interference": point.interference.model_copy(
+                update={"predicted": out})}))
+            continue
         for name, inst in prediction.instances.items():
             measured = point.interference.slowdown.get(name)
             error, within = {}, {}

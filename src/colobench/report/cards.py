@@ -96,7 +96,9 @@ def card(point: Point, checks: list[Check]) -> Card | None:
         validity = {phase: by[name].validity.verdict for phase, by in point.phases.items()
                     if name in by and by[name].validity is not None}
         predicted = None
-        if (pred := inter.predicted.get(name)) is not None and f"{head}_p50" in pred.slowdown:
+        if (pred := inter.predicted.get(name)) is not None and pred.method == "unmeasured":
+            predicted = f"no prediction: {pred.driver_sentence}"
+        elif pred is not None and f"{head}_p50" in pred.slowdown:
             key = f"{head}_p50"
             lo, hi = pred.intervals[key]
             err = pred.error_pct.get(key)
