@@ -84,3 +84,45 @@ def test_place_cli_reads_a_file_and_bad_input_is_one_line(tmp_path: Path, cli_en
                           capture_output=True, text=True, env=cli_env, timeout=120)
     assert proc.returncode == 2 and "services.0.rate" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_devices_that_differ_get_the_service_that_only_fits_the_big_one():
+    services = [service("big", 0.05, memory_gb=60), service("s1", 0.05, memory_gb=10),
+                service("s2", 0.05, memory_gb=10)]
+    small_first = [DeviceSpec(name="l4", memory_bytes=24 * GB, cores=4), DeviceSpec(name="h100", memory_bytes=80 * GB,
+                                                                                      cores=16)]
+    result = Placer(services, small_first, "min_devices", target=0.99).run()
+    best = result.best
+    assert best.feasible and best.devices_used == 1  # all three fit the 80 GB one: 80 >= 60 + 10 + 10
+    assert best.groups[0].device == "h100"
+    tight = [service("big", 0.05, memory_gb=70), *services[1:]]
+    best = Placer(tight, small_first, "min_devices", target=0.99).run().best
+    where = {s.service: g.device for g in best.groups for s in g.services}
+    assert best.feasible and where["big"] == "h100" and best.devices_used == 2
+    assert {where["s1"], where["s2"]} & {"l4"}  # the rest goes where it fits
+    # the cores split follows the device's own count
+    assert sum(s.cores for g in best.groups if g.device == "l4" for s in g.services) == pytest.approx(4)
+
+
+def test_local_search_climbs_from_a_bad_start_to_the_optimum():
+    services = [service("h1", 0.3), service("h2", 0.3), service("l1", 0.05), service("l2", 0.05)]
+    placer = Placer(services, devices(2), "max_goodput", target=0.99)
+    start = placer.place([["h1", "h2"], ["l1", "l2"]], "start")  # the two heavy ones together: one is shed
+    assert start.goodput_req_s == pytest.approx(3.0)
+    climbed = placer.local_search([["h1", "h2"], ["l1", "l2"]], "local")
+    assert climbed.goodput_req_s == pytest.approx(4.0) and climbed.feasible
+    assert climbed.goodput_req_s == pytest.approx(placer.run().optimum_goodput_req_s)
+
+
+def test_a_devices_list_in_the_file_and_its_errors(tmp_path: Path):
+    from colobench.errors import ColobenchError
+    from colobench.place import load_placement, device_specs
+    spec = {"devices": [{"name": "h100", "count": 2, "memory_gb": 80}, {"name": "l4", "count": 1, "memory_gb": 24}],
+            "services": [{"name": "a", "profile": "a.profile.json", "rate": 1}]}
+    (tmp_path / "p.yaml").write_text(json.dumps(spec))
+    names = [(d.name, d.memory_bytes) for d in device_specs(load_placement(tmp_path / "p.yaml"))]
+    assert names == [("h1000", 80 * GB), ("h1001", 80 * GB), ("l40", 24 * GB)]
+    spec["devices"][1]["name"] = "h100"
+    (tmp_path / "p.yaml").write_text(json.dumps(spec))
+    with pytest.raises(ColobenchError, match="devices: two kinds named h100"):
+        load_placement(tmp_path / "p.yaml")

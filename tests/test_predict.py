@@ -19,7 +19,7 @@ import pytest
 from colobench import api
 from colobench.analysis.instance_profile import (Demand, InstanceProfile, Latency, LoadFacts, Quantiles,
                                                  SensitivityLevel)
-from colobench.analysis.predict import Load, predict, predict_region, wait_quantile
+from colobench.analysis.predict import Load, predict, predict_instance, predict_region, wait_quantile
 from colobench.devices.pressure import DevicePressure
 from colobench.loadgen.pressure import run_probe
 from colobench.serve.shared_device import SharedDevice
@@ -325,3 +325,17 @@ def test_endpoints_without_device_counters_get_no_prediction_rather_than_a_confi
     from colobench.report.cards import cards
     assert all(i.predicted.startswith("no prediction: the solo profiles measured no shared demand")
                for c in cards(summary) for i in c.instances)
+
+
+def test_a_rate_past_the_profiled_one_queues_behind_its_own_extra_requests():
+    a = profile("a", 0.1, 0.0, 10.0, slo={"tpot_ms": 10.0})  # 10 ms of prefill a request
+    same = predict_instance(a, [], {"a": 10.0})
+    assert all(v == pytest.approx(1.0) for v in same.slowdown.values())
+    below = predict_instance(a, [], {"a": 5.0})  # below the profile: its measured figures stand
+    assert all(v == pytest.approx(1.0) for v in below.slowdown.values())
+    twice = predict_instance(a, [], {"a": 20.0})
+    assert twice.slowdown["ttft_p99"] > 1.2 and twice.slowdown["tpot_p50"] > 1.1  # the extra prefills queue and pause
+    partner = profile("b", 0.1, 0.0, 10.0)
+    # the extra load of itself weighs like a partner of its shape at the same extra rate
+    beside = predict_instance(a, [partner], {"a": 10.0, "b": 10.0})
+    assert twice.slowdown == pytest.approx(beside.slowdown, rel=0.02)

@@ -2,7 +2,8 @@
 
     objective: min_devices            # or max_goodput
     target: 0.99                      # SLO attainment each service must keep
-    devices: {count: 3, memory_gb: 80, cores: 16}
+    devices: {count: 3, memory_gb: 80, cores: 16}   # identical devices; or a list of kinds:
+    # devices: [{name: h100, count: 2, memory_gb: 80, cores: 16}, {name: l4, count: 1, memory_gb: 24, cores: 8}]
     services:
       - {name: chat, profile: runs/prof/profiles/chat.profile.json, rate: 6, slo: {tpot_ms: 40}, memory_gb: 20}
       - {name: code, profile: runs/prof-code, rate: 2}          # a characterisation or run directory
@@ -43,7 +44,7 @@ class DevicesEntry(Frozen):
 class PlacementSpec(Frozen):
     objective: Literal["min_devices", "max_goodput"] = "min_devices"
     target: float = Field(0.99, ge=0.5, le=1.0)
-    devices: DevicesEntry
+    devices: DevicesEntry | list[DevicesEntry]
     services: list[ServiceEntry] = Field(min_length=1)
 
 
@@ -60,10 +61,21 @@ def load_placement(path: Path) -> PlacementSpec:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ColobenchError(f"{path}: {where}: {first['msg']}") from None
+    if isinstance(spec.devices, list):
+        kinds = [d.name for d in spec.devices]
+        if len(set(kinds)) != len(kinds):
+            raise ColobenchError(f"{path}: devices: two kinds named {sorted(n for n in kinds if kinds.count(n) > 1)[0]}")
     names = [s.name for s in spec.services]
     if len(set(names)) != len(names):
         raise ColobenchError(f"{path}: services: two services named {sorted(n for n in names if names.count(n) > 1)[0]}")
     return spec
+
+
+def device_specs(spec: PlacementSpec) -> list[DeviceSpec]:
+    """Every device, named `<kind name><k>` (k counts within its kind)."""
+    kinds = spec.devices if isinstance(spec.devices, list) else [spec.devices]
+    return [DeviceSpec(name=f"{d.name}{k}", memory_bytes=d.memory_gb * GB, cores=d.cores)
+            for d in kinds for k in range(d.count)]
 
 
 def place(path: Path) -> PlacementResult:
@@ -79,8 +91,7 @@ def place(path: Path) -> PlacementResult:
                                  f"({', '.join(p.instance for p in found)}); name one with `instance:`")
         services.append(Service(name=entry.name, profile=chosen[0], rate=entry.rate, slo=entry.slo,
                                 memory_bytes=entry.memory_gb * GB if entry.memory_gb else None))
-    d = spec.devices
-    devices = [DeviceSpec(name=f"{d.name}{k}", memory_bytes=d.memory_gb * GB, cores=d.cores) for k in range(d.count)]
+    devices = device_specs(spec)
     try:
         return Placer(services, devices, spec.objective, spec.target).run()
     except ValueError as exc:

@@ -34,6 +34,7 @@ each service's host-CPU demand (equally where unknown).
 
 from __future__ import annotations
 
+import itertools
 from functools import lru_cache
 from typing import Iterator, Literal
 
@@ -156,30 +157,44 @@ def partitions(items: list[str], most: int) -> Iterator[list[list[str]]]:
 
 
 class Placer:
-    """The search over placements of `services` on `devices` (identical devices: the first one's
-    memory and cores stand for all)."""
+    """The search over placements of `services` on `devices`. Group k of a placement goes onto
+    device k; devices are ordered largest first (memory, then cores), so a search that opens
+    devices one by one takes the roomiest first, and for devices that differ the exhaustive search
+    tries every assignment of a partition's groups to them."""
 
     def __init__(self, services: list[Service], devices: list[DeviceSpec], objective: Objective = "min_devices",
                  target: float = DEFAULT_TARGET):
         if not services or not devices:
             raise ValueError("a placement needs at least one service and one device")
         self.services = {s.name: s for s in services}
-        self.devices, self.objective, self.target = devices, objective, target
-        self._group = lru_cache(maxsize=None)(self._group_uncached)
+        self.devices = sorted(devices, key=lambda d: (-d.memory_bytes, -(d.cores or 0)))
+        self.objective, self.target = objective, target
+        self.identical = len({(d.memory_bytes, d.cores) for d in devices}) == 1
+        self._evaluated = lru_cache(maxsize=None)(self._group_uncached)
 
-    def _group_uncached(self, names: frozenset[str], k: int) -> Group:
+    def _group(self, names: frozenset[str], k: int) -> Group:
+        d = self.devices[k]
+        return self._evaluated(names, d.memory_bytes, d.cores).model_copy(update={"device": d.name})
+
+    def _group_uncached(self, names: frozenset[str], memory_bytes: float, cores: int | None) -> Group:
         members = tuple(self.services[n] for n in sorted(names))
-        return _evaluate(members, self.devices[min(k, len(self.devices) - 1)], self.target)
+        return _evaluate(members, DeviceSpec(name="", memory_bytes=memory_bytes, cores=cores), self.target)
 
     def place(self, groups: list[list[str]], method: str, why: str = "") -> Placement:
-        evaluated = [self._group(frozenset(g), k) for k, g in enumerate(groups[:len(self.devices)])]
+        """A placement whose `groups[k]` goes onto device k (an empty group leaves its device free;
+        groups past the last device are left out)."""
+        if self.identical:
+            groups = [g for g in groups if g]
+        slots = list(enumerate(groups[:len(self.devices)]))
+        evaluated = [(k, self._group(frozenset(g), k)) for k, g in slots if g]
         unplaced = [n for g in groups[len(self.devices):] for n in g]
         if self.objective == "max_goodput":  # a group that misses drops its worst service until it fits
-            evaluated = [self._shed(g, k, unplaced) for k, g in enumerate(evaluated)]
-        placed_ok = all(g.feasible for g in evaluated) and not unplaced
-        return Placement(method=method, groups=evaluated, unplaced=unplaced, devices_used=len(evaluated),
-                         devices_free=len(self.devices) - len(evaluated),
-                         goodput_req_s=sum(g.goodput for g in evaluated if g.fits_memory), feasible=placed_ok, why=why)
+            evaluated = [(k, self._shed(g, k, unplaced)) for k, g in evaluated]
+        used = [g for _, g in evaluated if g.services]
+        return Placement(method=method, groups=used, unplaced=unplaced, devices_used=len(used),
+                         devices_free=len(self.devices) - len(used),
+                         goodput_req_s=sum(g.goodput for g in used if g.fits_memory),
+                         feasible=all(g.feasible for g in used) and not unplaced, why=why)
 
     def _shed(self, group: Group, k: int, unplaced: list[str]) -> Group:
         names = [s.service for s in group.services]
@@ -199,34 +214,94 @@ class Placer:
 
     # ---- methods --------------------------------------------------------------------------------
 
+    def _assignments(self, part: list[list[str]]) -> Iterator[list[list[str]]]:
+        """The partition's groups in every order onto distinct devices (one order when the devices
+        are identical)."""
+        if self.identical or len(part) <= 1 and len(self.devices) <= 1:
+            yield part
+            return
+        for chosen in itertools.permutations(range(len(self.devices)), len(part)):
+            ordered: list[list[str]] = [[] for _ in self.devices]
+            for group, k in zip(part, chosen):
+                ordered[k] = group
+            yield ordered
+
     def exhaustive(self) -> tuple[Placement, list[Placement]]:
         if len(self.services) > EXHAUSTIVE_MAX:
             raise ValueError(f"{len(self.services)} services: the exhaustive search stops at {EXHAUSTIVE_MAX}")
-        ranked = sorted((self.place(part, "exhaustive") for part in partitions(sorted(self.services),
-                                                                                  len(self.devices))),
-                        key=self.score, reverse=True)
+        ranked = sorted((self.place(order, "exhaustive")
+                         for part in partitions(sorted(self.services), len(self.devices))
+                         for order in self._assignments(part)), key=self.score, reverse=True)
         return ranked[0], ranked[1:]
 
     def greedy(self) -> Placement:
-        groups: list[list[str]] = []
+        """Best fit by predicted headroom, then improved by local search."""
+        slots: list[list[str]] = [[] for _ in self.devices]
+        extra: list[list[str]] = []
         for s in sorted(self.services.values(), key=lambda s: -s.device_s()):
             best, best_headroom = None, None
-            for k, g in enumerate(groups):
+            for k, g in enumerate(slots):
+                if not g:
+                    continue
                 trial = self._group(frozenset([*g, s.name]), k)
                 if not trial.feasible:
                     continue
                 headroom = min((x.headroom or 0.0 for x in trial.services), default=0.0)
                 if best_headroom is None or headroom > best_headroom:
                     best, best_headroom = k, headroom
-            if best is None and self.objective == "max_goodput" and len(groups) >= len(self.devices):
-                # every device is taken: where it adds the most goodput once the group sheds what misses
-                best = max(range(len(groups)), key=lambda k: self._shed(
-                    self._group(frozenset([*groups[k], s.name]), k), k, []).goodput)
             if best is None:
-                groups.append([s.name])
+                best = next((k for k, g in enumerate(slots) if not g), None)
+            if best is None and self.objective == "max_goodput":
+                # every device is taken: where it adds the most goodput once the group sheds what misses
+                best = max(range(len(slots)), key=lambda k: self._shed(
+                    self._group(frozenset([*slots[k], s.name]), k), k, []).goodput)
+            if best is None:
+                extra.append([s.name])
             else:
-                groups[best].append(s.name)
-        return self.place(groups, "greedy")
+                slots[best].append(s.name)
+        return self.local_search(slots + extra, "greedy")
+
+    def local_search(self, slots: list[list[str]], method: str, rounds: int = 50) -> Placement:
+        """Moves of one service to another device (or off every device), and swaps of two, while
+        one improves the score: first improvement, until none does (a local optimum)."""
+        slots = [list(g) for g in slots]
+        while len(slots) < len(self.devices):
+            slots.append([])
+        current = self.place(slots, method)
+        for _ in range(rounds):
+            improved = False
+            for trial in self._neighbours(slots):
+                candidate = self.place(trial, method)
+                if self.score(candidate) > self.score(current):
+                    slots, current, improved = trial, candidate, True
+                    break
+            if not improved:
+                break
+        return current
+
+    def _neighbours(self, slots: list[list[str]]) -> Iterator[list[list[str]]]:
+        n = len(self.devices)
+        where = [(k, name) for k, g in enumerate(slots) for name in g]
+        for k, name in where:  # move one
+            for j in range(n):
+                if j != k:
+                    trial = [list(g) for g in slots]
+                    trial[k].remove(name)
+                    while len(trial) <= j:
+                        trial.append([])
+                    trial[j].append(name)
+                    yield [g for g in trial[:n]] + [g for g in trial[n:] if g]
+        for (k, a), (j, b) in itertools.combinations(where, 2):  # swap two
+            if k != j:
+                trial = [list(g) for g in slots]
+                trial[k][trial[k].index(a)] = b
+                trial[j][trial[j].index(b)] = a
+                yield trial
+        if not self.identical:  # two devices trade their groups
+            for k, j in itertools.combinations(range(n), 2):
+                trial = [list(g) for g in slots]
+                trial[k], trial[j] = trial[j], trial[k]
+                yield trial
 
     def separate(self) -> Placement:
         return self.place([[n] for n in sorted(self.services)], "separate", "one service a device")
@@ -259,8 +334,7 @@ class Placer:
             groups[k].append(s.name)
             load[k] += s.device_s()
             mem[k] += s.need_bytes()
-        return self.place([g for g in groups if g] + overflow, "muxserve_greedy",
-                          "the least-loaded device by summed demand")
+        return self.place(groups + overflow, "muxserve_greedy", "the least-loaded device by summed demand")
 
     def run(self) -> PlacementResult:
         methods: dict[str, Placement] = {}

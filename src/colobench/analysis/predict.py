@@ -79,6 +79,7 @@ LATENCY_KEYS = KEYS[:4]
 TIME_SLICED = ("device_time", "compute")
 BUDGET = ("memory_bandwidth",)
 SATURATED_FACTOR = 10.0
+SELF_LOAD_TOLERANCE = 0.05  # an asked rate within 5% of the profiled one is the profiled one
 # the predictor's own error (log scale, one standard deviation): the root-mean-square log error of
 # each figure's p50 over the 30 instance-pairs of benchmarks/predict.py's fake shared device
 # (docs/benchmarks.md, 2026-12-05), with every pressure read off the instance's curves, and from
@@ -397,6 +398,17 @@ def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], 
     decoding: the fixed point `predict` iterates)."""
     rates = rates or {}
     partner_tpot = partner_tpot or {}
+    own_rate, measured_rate = rates.get(profile.instance), profile.load.request_rate
+    if (own_rate is not None and measured_rate and profile.load.mode == "open"
+            and own_rate > measured_rate * (1 + SELF_LOAD_TOLERANCE)):
+        # asked for more than its profile measured: the extra requests are a partner of its own
+        # shape (they queue for the same prefill and share the same decode budget), and its solo
+        # figures stand for the measured rate. Less than measured is left at the measured figures:
+        # the physics has no solo baseline below them (conservative).
+        twin = profile.model_copy(update={"instance": f"{profile.instance} (its load past the profile's)"})
+        partners = [*partners, twin]
+        rates = {**rates, profile.instance: measured_rate, twin.instance: own_rate - measured_rate}
+        partner_tpot = {**partner_tpot, twin.instance: partner_tpot.get(profile.instance, 1.0)}
 
     def load(p: InstanceProfile, r: str) -> Load:
         rate = rates.get(p.instance)
