@@ -66,6 +66,33 @@ def spec_error(data: dict) -> str:
 # ---- the spec ------------------------------------------------------------------------------------
 
 
+def test_a_servers_args_become_flags_and_a_list_of_them_a_sweep_of_servers():
+    from colobench.sweep import all_servers, expand
+    data = experiment(servers=[{"name": "fake", "command": FAKE, "args": {"itl_ms": [1, 3], "no_prefix_cache": True,
+                                                                          "verbose": False}}])
+    spec = experiment_from_dict(data, "e.yaml")
+    assert list(spec.sweep) == ["servers.fake.args.itl_ms"]
+    points = expand(spec)
+    assert [p.id for p in points] == ["m-itl_ms1", "m-itl_ms3"]
+    assert points[0].axes == {"fake.itl_ms": 1}
+    for point, itl in zip(points, ("1", "3")):
+        (server,) = point.spec.servers
+        assert server.name == f"fake.{point.id}" and point.spec.instances[0].server == server.name
+        assert server.full_command()[len(FAKE):] == ["--no-prefix-cache", "--itl-ms", itl]
+    assert sorted(s.name for s in all_servers(spec)) == ["fake.m-itl_ms1", "fake.m-itl_ms3"]
+    # an env axis by its path, and a server no axis touches keeps its name
+    spec = experiment_from_dict(experiment(sweep={"servers.fake.env.X": ["a", "b"]}), "e.yaml")
+    assert [p.spec.servers[0].env for p in expand(spec)] == [{"X": "a"}, {"X": "b"}]
+    assert [p.spec.servers[0].name for p in expand(experiment_from_dict(experiment(), "e.yaml"))] == ["fake"]
+
+
+def test_a_server_axis_naming_no_server_or_a_bad_flag_is_refused():
+    assert "no server named 'nope'" in spec_error(experiment(sweep={"servers.nope.args.x": [1, 2]}))
+    assert "is not a flag name" in spec_error(experiment(servers=[{"name": "fake", "command": FAKE,
+                                                                   "args": {"--bad": 1}}]))
+
+
+
 def test_a_managed_instance_gets_its_url_when_its_server_has_a_port():
     spec = experiment_from_dict(experiment(instances=[{"name": "a", "backend": "openai", "server": "fake",
                                                         "model": "fake-model", "metrics_url": "auto"}]), "e.yaml")
@@ -248,6 +275,24 @@ def test_run_with_a_managed_fake_server(tmp_path: Path, cli_env: dict, cache_dir
     assert "server-fake.log" in found[0]["evidence"]["lines"][0]
     diagnose = run_cli(["diagnose", str(out)], cli_env, tmp_path)
     assert diagnose.returncode == 0 and "out of memory" in diagnose.stdout.lower()
+
+
+def test_a_sweep_over_a_servers_flag_starts_one_server_per_point(tmp_path: Path, cli_env: dict, cache_dir: Path):
+    """servers.fake.args.itl_ms: [1, 8]: each point runs on its own server, started with its flag,
+    and the slower flag measures slower."""
+    exp = managed_yaml(tmp_path / "e.yaml", cache_dir, [*FAKE, "--ttft-ms", "1"], 6, "    args: {itl_ms: [1, 8]}")
+    out = tmp_path / "run"
+    proc = run_cli(["run", str(exp), "-o", str(out)], {**cli_env, "CLIENT_KEY": "k"}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    entries = server_entries(out)
+    assert sorted(e["name"] for e in entries) == ["fake.managed-itl_ms1", "fake.managed-itl_ms8"]
+    for e in entries:
+        flag = e["command"][e["command"].index("--itl-ms") + 1]
+        assert e["name"].endswith(f"itl_ms{flag}") and gone(e["pid"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sweep_axes"] == ["fake.itl_ms"]
+    tpot = {p["axes"]["fake.itl_ms"]: p["phases"]["solo"]["a"]["median_tpot_ms"] for p in summary["points"]}
+    assert tpot[8] > 4 * tpot[1]
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ def expand(spec: ExperimentSpec, source: str = "experiment") -> list[Point]:
         try:
             for path, value in zip(paths, combo):
                 apply_axis(data, path, value)
+            _own_servers(data, base, point_id)
             point_spec = ExperimentSpec.model_validate(data)
         except ValidationError as err:
             raise validation_error_to_spec_error(err, where) from None
@@ -60,6 +61,25 @@ def expand(spec: ExperimentSpec, source: str = "experiment") -> list[Point]:
             raise SpecError(where, "", str(err), show_value=False) from None
         points.append(Point(point_id, {axis_label(p): v for p, v in zip(paths, combo)}, point_spec))
     return points
+
+
+def _own_servers(data: dict[str, Any], base: dict[str, Any], point_id: str) -> None:
+    """A server an axis changed (its args or env) is a different server at every point: renamed
+    `<name>.<point id>`, with its instances, so each point starts its own and its log is its own."""
+    before = {s["name"]: s for s in base.get("servers") or []}
+    renamed = {}
+    for server in data.get("servers") or []:
+        if server != before.get(server["name"]):
+            renamed[server["name"]] = server["name"] = f"{server['name']}.{point_id}"
+    for inst in data.get("instances") or []:
+        if inst.get("server") in renamed:
+            inst["server"] = renamed[inst["server"]]
+
+
+def all_servers(spec: ExperimentSpec) -> list:
+    """Every managed server of every point (a server a sweep changes, once per point)."""
+    found = {s.name: s for point in expand(spec) if point.spec is not None for s in point.spec.servers}
+    return list(found.values())
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -23,6 +23,7 @@ from colobench.launch.servers import ServerPool
 from colobench.plan import ExperimentPlan, RunGroup, prompt_key
 from colobench.rundir import ManifestFile, RunDir, RunState, keep_attempt, unfinished_runs
 from colobench.specs import ExperimentSpec
+from colobench.sweep import all_servers
 from colobench.telemetry import TelemetryRecorder, make_samplers
 from colobench.telemetry.host_reference import HostReference
 
@@ -106,7 +107,7 @@ def run_groups(spec: ExperimentSpec, plan: ExperimentPlan, run_dir: RunDir, mani
     """Run every group of the plan; returns (interrupted, problems the run directory could not
     record: a full disk)."""
     fields = {name: f"instances[{k}]" for k, name in enumerate(spec.instance_names())}
-    servers = ServerPool(spec.servers, spec.keep_servers, run_dir, progress.phase)
+    servers = ServerPool(all_servers(spec), spec.keep_servers, run_dir, progress.phase)
     interrupted, problems = False, []
     reference = host_reference(plan, run_dir)
     try:

@@ -65,6 +65,7 @@ from colobench.rundir import SERVER_STOP_MARK, RunDir
 from colobench.secrets import register_command, register_env, scrub, scrub_data
 from colobench.specs import ExperimentSpec, experiment_from_dict
 from colobench.specs.servers import PORT, ServerSpec
+from colobench.sweep import all_servers
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long to shut down cleanly, then SIGKILL
 KILL_WAIT_S = 5.0
@@ -117,7 +118,7 @@ def register_secrets(servers: list[ServerSpec]) -> None:
     message show `***` (see `colobench.secrets`)."""
     for spec in servers:
         register_env(spec.env, spec.secret_env)
-        register_command(spec.command)
+        register_command(spec.full_command())
 
 
 def _prctl() -> Any:
@@ -171,7 +172,7 @@ class ManagedServer:
     def __init__(self, spec: ServerSpec, log_path: Path, port: int | None = None):
         self.spec, self.name, self.log_path = spec, spec.name, Path(log_path)
         self.port = port or spec.port or free_port()
-        self.command = [part.replace(PORT, str(self.port)) for part in spec.command]
+        self.command = [part.replace(PORT, str(self.port)) for part in spec.full_command()]
         self.proc: subprocess.Popen | None = None
         self.ready_s: float | None = None
         self.pinned: list[int] | None = None  # the leader's cores, read back
@@ -515,16 +516,20 @@ def check_servers(spec: ExperimentSpec, plan: ExperimentPlan, source: str = "exp
     """Before anything runs or is written: every server an instance uses can be started here (its
     program found, its device present, its cores ours, its fixed port free), and the secrets of
     every server command are registered."""
-    register_secrets(spec.servers)
+    servers = all_servers(spec)
+    register_secrets(servers)
     used = {i.server for i in plan.instances if i.server}
     if used and spec.launch.kind == "ray" and spec.launch.address != "local":
         raise SpecError(source, "servers", "managed servers listen on 127.0.0.1 of this host, where Ray actors on "
                         "other nodes cannot reach them: use the local launcher (or launch.address: local)",
                         show_value=False)
     allowed = allowed_cores()
-    for k, server in enumerate(spec.servers):
+    names = [s.name for s in spec.servers]
+    for server in servers:
         if server.name not in used:
             continue
+        # a server a sweep changed is `<name>.<point id>`: its field is its base's
+        k = next(k for k, n in enumerate(names) if server.name == n or server.name.startswith(f"{n}."))
         field_ = f"servers[{k}]"
         if shutil.which(server.command[0]) is None:
             raise SpecError(source, f"{field_}.command", "no such program (not on PATH, or not executable)",

@@ -9,9 +9,12 @@ An axis is a path into the experiment and a list of values:
     instances.1.workload.rate  one instance only
     instances.*.env.KEY        an environment variable (alias: env.KEY)
     scenario, repetitions      experiment-wide knobs
+    servers.NAME.args.KEY      a managed server's flag (`--key-with-dashes VALUE`), e.g.
+                               servers.vllm-a.args.gpu_memory_utilization: [0.3, 0.45, 0.6]
+    servers.NAME.env.KEY       a managed server's environment variable
 
 Lists written in place of a value in YAML (`batch_size: [1, 2, 4, 8]`, `env: {KEY: [0, 2]}`,
-`prompts: [{file: a.jsonl}, {builtin: all}]`) become axes too, except for fields whose own value
+`prompts: [{file: a.jsonl}, {builtin: all}]`, a server's `args: {max_num_seqs: [8, 32]}`) become axes too, except for fields whose own value
 is a list (`cpu_affinity: [0, 1]` pins to two cores): sweep those under `sweep:`.
 """
 
@@ -30,6 +33,8 @@ TOP_AXES = {k.name: k for k in EXPERIMENT_KNOBS if k.meta.axis}
 QUALITY_AXES = tuple(k.name for k in INSTANCE_KNOBS if k.meta.quality)  # axes whose points compare outputs
 
 _PATH = re.compile(r"^(workload\.(\w+)|instances\.(\*|\d+)\.(workload\.|env\.)?(\w+)|(\w+))$")
+# a server name may hold dots, so a server axis is read by this pattern, never split on "."
+SERVER_PATH = re.compile(r"^servers\.([A-Za-z0-9][\w.-]*)\.(args|env)\.(\w+)$")
 
 
 def canonical_path(name: str) -> str:
@@ -62,10 +67,12 @@ def normalise_axes(axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
     for name, values in axes.items():
         path = canonical_path(name)
         match = _PATH.match(path)
-        if not match or axis_knob(path) is None or (match.group(6) and path not in TOP_AXES):
+        if SERVER_PATH.match(path):
+            pass
+        elif not match or axis_knob(path) is None or (match.group(6) and path not in TOP_AXES):
             raise ValueError(f"unknown sweep axis {name!r}: use a workload field ({', '.join(WORKLOAD_AXES)}), an "
                              f"instance field ({', '.join(INSTANCE_AXES)}), env.KEY, {', '.join(TOP_AXES)}, or a "
-                             "path like instances.0.workload.rate")
+                             "path like instances.0.workload.rate or servers.NAME.args.KEY")
         if not isinstance(values, list) or not values:
             raise ValueError(f"sweep axis {name!r} needs a non-empty list of values")
         if len({repr(v) for v in values}) != len(values):
@@ -100,6 +107,15 @@ def lift_inline_axes(data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(inst.get("workload"), dict):
             _lift(inst["workload"], WORKLOAD_AXES, f"instances.{k}.workload.", sweep)
     _lift(data, TOP_AXES, "", sweep)
+    for server in data.get("servers") or []:
+        if not isinstance(server, dict) or not isinstance(server.get("name"), str):
+            continue
+        for part in ("args", "env"):
+            values = server.get(part)
+            if isinstance(values, dict):
+                for key, value in list(values.items()):
+                    if isinstance(value, list):
+                        sweep[f"servers.{server['name']}.{part}.{key}"] = values.pop(key)
     if sweep:
         data["sweep"] = sweep
     return data
@@ -107,6 +123,14 @@ def lift_inline_axes(data: dict[str, Any]) -> dict[str, Any]:
 
 def apply_axis(data: dict[str, Any], path: str, value: Any) -> None:
     """Set one axis value in an experiment's plain data (in place)."""
+    server = SERVER_PATH.match(path)
+    if server:
+        name, part, key = server.groups()
+        found = [s for s in data.get("servers") or [] if isinstance(s, dict) and s.get("name") == name]
+        if not found:
+            raise ValueError(f"sweep axis {path!r}: no server named {name!r} under servers:")
+        found[0][part] = {**(found[0].get(part) or {}), key: value}
+        return
     parts = path.split(".")
     if parts[0] == "workload":
         data.setdefault("workload", {})[parts[1]] = value
@@ -125,7 +149,12 @@ def apply_axis(data: dict[str, Any], path: str, value: Any) -> None:
 
 
 def axis_label(path: str) -> str:
-    """The readable name of an axis in summaries: batch_size, dtype, env.X, batch_size[1]."""
+    """The readable name of an axis in summaries: batch_size, dtype, env.X, batch_size[1],
+    vllm-a.gpu_memory_utilization, vllm-a.env.X."""
+    server = SERVER_PATH.match(path)
+    if server:
+        name, part, key = server.groups()
+        return f"{name}.{key}" if part == "args" else f"{name}.env.{key}"
     parts = path.split(".")
     label = f"env.{parts[-1]}" if len(parts) > 1 and parts[-2] == "env" else parts[-1]
     if parts[0] == "instances" and parts[1] != "*":
@@ -136,11 +165,15 @@ def axis_label(path: str) -> str:
 def quality_reference(sweep: dict[str, list[Any]]) -> dict[str, Any]:
     """The first value of each quality axis of a sweep (dtype, quantization, graph, ...), by its
     label: the point every variant's outputs are compared with."""
-    return {axis_label(p): values[0] for p, values in sweep.items() if p.split(".")[-1] in QUALITY_AXES}
+    return {axis_label(p): values[0] for p, values in sweep.items()
+            if p.split(".")[-1] in QUALITY_AXES and not SERVER_PATH.match(p)}
 
 
 def id_part(path: str, value: Any) -> str:
-    """One axis value in a point id: `b8`, `bf16`, `int8`, `i1rate4`, `task_queue_enable2`."""
+    """One axis value in a point id: `b8`, `bf16`, `int8`, `i1rate4`, `task_queue_enable2`,
+    `gpu_memory_utilization0.3` (a server's flag)."""
+    if SERVER_PATH.match(path):
+        return f"{path.split('.')[-1].lower()}{re.sub(r'[^A-Za-z0-9._-]+', '', str(value))}"
     parts = path.split(".")
     prefix = f"i{parts[1]}" if parts[0] == "instances" and parts[1] != "*" else ""
     if len(parts) > 1 and parts[-2] == "env":

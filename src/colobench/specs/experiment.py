@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from colobench.specs.axes import lift_inline_axes, normalise_axes
+from colobench.specs.axes import SERVER_PATH, lift_inline_axes, normalise_axes
 from colobench.specs.knobs import model_label
 from colobench.specs.models import (AdviceSpec, ExperimentKnobs, InstanceSpec, LaunchSpec, LogRuleSpec, ScenarioSpec,
                                     TelemetrySpec, WorkloadSpec)
@@ -69,6 +69,10 @@ class ExperimentSpec(ExperimentKnobs):
         if dupes:
             raise ValueError(f"instance names must be unique; repeated: {', '.join(dupes)}")
         check_server_names(self.servers, [i.server for i in self.instances])
+        for path in self.sweep:
+            server = SERVER_PATH.match(path)
+            if server and server.group(1) not in {s.name for s in self.servers}:
+                raise ValueError(f"sweep axis {path!r}: no server named {server.group(1)!r} under servers:")
         if not self.colocated and not self.solo_baselines:
             raise ValueError("colocated: false needs solo_baselines (there would be nothing to run)")
         known = self.instance_names()

@@ -12,6 +12,7 @@ servers:
     command: [vllm, serve, meta-llama/Llama-3.2-1B, --port, "{port}"]   # {port}: a free port colobench picks
     device: cuda:0              # CUDA_VISIBLE_DEVICES=0 (ASCEND_RT_VISIBLE_DEVICES for npu:N; cpu hides every card)
     cpu_affinity: [0, 1, 2, 3]  # the server's whole process tree pinned to these cores
+    args: {gpu_memory_utilization: 0.45}   # appended as --gpu-memory-utilization 0.45 (a list: a sweep axis)
     ready_path: /v1/models      # ready when GET http://127.0.0.1:<port><ready_path> answers 200
     ready_timeout_s: 600
 instances:
@@ -35,6 +36,7 @@ PORT = "{port}"  # replaced in every command element, and in a managed instance'
 assert PORT in MANAGED_BASE_URL
 SERVER_DEVICE = re.compile(r"^(cpu|(cuda|npu):\d+)$")
 MAX_CORE = 65_535
+FLAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 class ServerSpec(SpecModel):
@@ -43,6 +45,10 @@ class ServerSpec(SpecModel):
     name: str = Field(description="what instances call it (`server: NAME`) and its log's name")
     command: list[str] = Field(min_length=1, description="the program and its arguments; '{port}' in any of them "
                                "becomes the server's port")
+    args: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="flags appended to the command, each `--key-with-dashes VALUE` "
+        "(`gpu_memory_utilization: 0.3` is `--gpu-memory-utilization 0.3`; true: the bare flag; false: left out); "
+        "a sweep axis as servers.NAME.args.KEY")
     env: dict[str, str] = Field(default_factory=dict, description="added to colobench's environment (wins over "
                                 "what `device` sets)")
     device: str | None = Field(None, description="cpu, cuda:N or npu:N: the only device the server sees")
@@ -64,6 +70,25 @@ class ServerSpec(SpecModel):
         if not value[0].strip():
             raise ValueError("the first element must be the program to run")
         return value
+
+    @field_validator("args")
+    @classmethod
+    def _flag_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not FLAG_NAME.match(key):
+                raise ValueError(f"{key!r} is not a flag name (letters, digits, '_' and '-'; no leading '-')")
+        return value
+
+    def full_command(self) -> list[str]:
+        """The command with its `args` rendered as flags after it."""
+        flags: list[str] = []
+        for key, value in self.args.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                flags.append(flag)
+            elif value is not False:
+                flags += [flag, str(value)]
+        return [*self.command, *flags]
 
     @field_validator("env", mode="before")
     @classmethod
