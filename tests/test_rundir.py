@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).with_name("fixtures") / "rundir_v1"
 RUN_DIRS = ("fake-sweep", "tiny-pair", "endpoint", "resume")
 # fields the summary gained since these directories were written, which they have nothing for
 # (their value is None): the server's per-window evidence (their scrapes spanned whole groups)
-NEW_FIELDS = (".server", "host_reference", ".paired_with", ".trace", ".by_step", ".by_turn", "profiles")  # keys a newer colobench adds: None for an older directory
+NEW_FIELDS = (".server", "host_reference", ".paired_with", ".trace", ".by_step", ".by_turn", "profiles", ".server_cpu_cores")  # keys a newer colobench adds: None for an older directory
 
 
 def _leaves(data, prefix=""):

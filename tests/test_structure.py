@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "colobench"
 LAYERS = [
     ("cli", ("colobench.cli", "colobench.__main__")),
     ("api", ("colobench.api", "colobench.capacity", "colobench.load_sweep", "colobench.characterize",
-             "colobench.place")),
+             "colobench.place", "colobench.place_verify")),
     ("profiling", ("colobench.profiling",)),
     ("serve", ("colobench.serve",)),
     ("report", ("colobench.report",)),

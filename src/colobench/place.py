@@ -26,19 +26,26 @@ from colobench.typed import Frozen
 
 
 class ServiceEntry(Frozen):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     profile: str
     rate: float = Field(gt=0)
     slo: dict[str, float] | None = None
     memory_gb: float | None = Field(None, gt=0)
     instance: str | None = None  # which profile of a folder holding several (default: the one, or `name`)
+    memory_arg: str | None = None  # --verify: the server flag its memory fraction goes to (vLLM: gpu_memory_utilization)
 
 
 class DevicesEntry(Frozen):
     count: int = Field(ge=1, le=64)
     memory_gb: float = Field(gt=0)
     cores: int | None = Field(None, ge=1)
-    name: str = "device"
+    name: str = Field("device", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    accelerator: Literal["cuda", "npu", "cpu"] | None = None  # --verify: cuda:N / npu:N each, or cpu
+
+
+class VerifyEntry(Frozen):
+    duration_s: float = Field(60.0, gt=0, le=24 * 3600)
+    repetitions: int = Field(1, ge=1, le=20)
 
 
 class PlacementSpec(Frozen):
@@ -46,6 +53,7 @@ class PlacementSpec(Frozen):
     target: float = Field(0.99, ge=0.5, le=1.0)
     devices: DevicesEntry | list[DevicesEntry]
     services: list[ServiceEntry] = Field(min_length=1)
+    verify: VerifyEntry = VerifyEntry()
 
 
 def load_placement(path: Path) -> PlacementSpec:
@@ -72,14 +80,23 @@ def load_placement(path: Path) -> PlacementSpec:
 
 
 def device_specs(spec: PlacementSpec) -> list[DeviceSpec]:
-    """Every device, named `<kind name><k>` (k counts within its kind)."""
+    """Every device, named `<kind name><k>` (k counts within its kind). Devices with cores take
+    consecutive host cores from 0, in the file's order; accelerators number from 0 per kind."""
     kinds = spec.devices if isinstance(spec.devices, list) else [spec.devices]
-    return [DeviceSpec(name=f"{d.name}{k}", memory_bytes=d.memory_gb * GB, cores=d.cores)
-            for d in kinds for k in range(d.count)]
+    out, next_core, index = [], 0, {"cuda": 0, "npu": 0}
+    for d in kinds:
+        for k in range(d.count):
+            core_ids = list(range(next_core, next_core + d.cores)) if d.cores else None
+            next_core += d.cores or 0
+            acc = d.accelerator
+            if acc in index:
+                acc, index[d.accelerator] = f"{acc}:{index[acc]}", index[acc] + 1
+            out.append(DeviceSpec(name=f"{d.name}{k}", memory_bytes=d.memory_gb * GB, cores=d.cores,
+                                  core_ids=core_ids, accelerator=acc))
+    return out
 
 
-def place(path: Path) -> PlacementResult:
-    spec = load_placement(path)
+def load_services(path: Path, spec: PlacementSpec) -> list[Service]:
     services = []
     for k, entry in enumerate(spec.services):
         source = Path(entry.profile) if Path(entry.profile).is_absolute() else path.parent / entry.profile
@@ -91,8 +108,12 @@ def place(path: Path) -> PlacementResult:
                                  f"({', '.join(p.instance for p in found)}); name one with `instance:`")
         services.append(Service(name=entry.name, profile=chosen[0], rate=entry.rate, slo=entry.slo,
                                 memory_bytes=entry.memory_gb * GB if entry.memory_gb else None))
-    devices = device_specs(spec)
+    return services
+
+
+def place(path: Path) -> PlacementResult:
+    spec = load_placement(path)
     try:
-        return Placer(services, devices, spec.objective, spec.target).run()
+        return Placer(load_services(path, spec), device_specs(spec), spec.objective, spec.target).run()
     except ValueError as exc:
         raise ColobenchError(f"{path}: {exc}") from None

@@ -139,6 +139,19 @@ class SensitivityLevel(Model):
     run_dir: str | None = None
 
 
+class Observation(Model):
+    """A co-location measured after the profile (`colobench place --verify`): who ran beside it, at
+    what rates, and its measured slowdowns against those the predictor gave beforehand. The
+    predictor multiplies its own figure by measured / predicted when it meets the same partners
+    again at rates within `OBSERVED_RATE_TOLERANCE`: a measurement beats the physics."""
+    partners: list[str]
+    rates: dict[str, float]
+    measured: dict[str, float | None]  # slowdown factors by key (ttft_p50, tpot_p99, ...)
+    predicted: dict[str, float | None]
+    slo_attainment: float | None = None
+    run_dir: str | None = None
+
+
 class InstanceProfile(Schemed):
     schema_version: str = Field(PROFILE_SCHEMA, alias="schema")
     instance: str
@@ -160,6 +173,7 @@ class InstanceProfile(Schemed):
     noise: dict[str, float] = {}  # coefficient of variation over repetitions of the headline figures
     repetition_values: dict[str, list[float]] = {}  # each headline figure, per repetition (Welch intervals)
     unmeasured: dict[str, str] = {}
+    observed: list[Observation] = []  # co-locations measured since (fed back by `colobench place --verify`)
 
     def demand_of(self, resource: str) -> float:
         d = self.demand.get(resource)
@@ -209,6 +223,8 @@ def _demands(m: PhaseMetrics, facts: InstanceFacts) -> tuple[dict[str, Demand], 
         put("device_time", dev.util_pct.mean / 100, "device utilisation in the solo run (telemetry)")
     if in_process and worker_cores is not None:
         put("host_cpu", worker_cores, cores_source)
+    if not in_process and m.server_cpu_cores is not None:
+        put("host_cpu", m.server_cpu_cores, "its server's process tree, CPU seconds per second (host telemetry)")
     for resource in RESOURCES:
         if resource not in out:
             why[f"demand.{resource}"] = {
@@ -216,7 +232,8 @@ def _demands(m: PhaseMetrics, facts: InstanceFacts) -> tuple[dict[str, Demand], 
                 and in_process else "no device utilisation and no device counters in the solo run",
                 "compute": "no FLOPs model for this instance and no device counters",
                 "memory_bandwidth": "no bytes model or peak bandwidth for this instance and no device counters",
-                "host_cpu": "an endpoint's server CPU is not the client's: give the server's demand by a probe"
+                "host_cpu": "an endpoint's server CPU is not the client's, and its process was not sampled (give "
+                "`server_pid`, or let colobench start it)"
                 if not in_process else "no host telemetry samples in the solo run"}[resource]
     return out, why
 

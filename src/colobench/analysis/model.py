@@ -315,6 +315,7 @@ class _PhaseFields(Model):
     host: HostWindow | None = None
     device_telemetry: DeviceWindow | None = None
     mean_device_util_pct: float | None = None
+    server_cpu_cores: float | None = None  # an endpoint's server process tree: CPU seconds per second (psutil)
     achieved_bandwidth_bytes_s: float | None = None
     mbu_pct: float | None = None
     mfu_pct: float | None = None

@@ -69,6 +69,8 @@ class DeviceSpec(Model):
     name: str
     memory_bytes: float
     cores: int | None = None
+    core_ids: list[int] | None = None  # the host cores it stands for (`--verify` pins to them)
+    accelerator: str | None = None  # cuda:N, npu:N or cpu (`--verify` starts its servers there)
 
 
 class ServiceOnDevice(Model):
@@ -115,6 +117,38 @@ class PlacementResult(Model):
     optimum_goodput_req_s: float | None = None
 
 
+VERIFY_SCHEMA = "colobench.placement-verify/1"
+
+
+class VerifiedService(Model):
+    service: str
+    device: str
+    cores: list[int] | None = None
+    memory_fraction: float
+    memory_applied: str  # how the split reached the service, or why it did not
+    predicted_attainment: float | None
+    predicted_verdict: str | None
+    measured_attainment: float | None = None
+    measured_good: int = 0
+    measured_requests: int = 0
+    measured_verdict: Literal["meets", "misses", "inconclusive"] | None = None
+    predicted_slowdown: dict[str, float | None] = {}
+    measured_slowdown: dict[str, float | None] = {}
+    false_meet: bool = False  # predicted to meet, measured to miss
+
+
+class PlacementVerification(Model):
+    schema_version: str = VERIFY_SCHEMA
+    placement: Placement
+    target: float
+    run_dir: str
+    services: list[VerifiedService]
+    missed: list[str] = []  # services the measurement says miss their SLO
+    notes: list[str] = []
+    profiles_dir: str
+    placement_file: str
+
+
 def _evaluate(services: tuple[Service, ...], device: DeviceSpec, target: float) -> Group:
     rates = {s.name: s.rate for s in services}
     profiles = {s.name: s.profile.model_copy(update={"instance": s.name, "slo": s.slo or s.profile.slo})
@@ -126,7 +160,7 @@ def _evaluate(services: tuple[Service, ...], device: DeviceSpec, target: float) 
     rows = []
     for s in services:
         partners = [profiles[o.name] for o in services if o is not s]
-        pred = predict_instance(profiles[s.name], partners, rates, target=target)
+        pred = predict_instance(profiles[s.name], partners, rates, host_cores=device.cores, target=target)
         attainment = pred.slo_attainment
         share = s.need_bytes() + (spare * s.need_bytes() / need if need else spare / len(services))
         cores = None

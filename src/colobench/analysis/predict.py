@@ -66,7 +66,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from colobench.analysis.instance_profile import InstanceProfile, Quantiles, profile_of
+from colobench.analysis.instance_profile import InstanceProfile, Observation, Quantiles, profile_of
 from pydantic import Field
 
 from colobench.analysis.model import Model, PredictedSlowdown, Schemed, Summary
@@ -80,6 +80,7 @@ TIME_SLICED = ("device_time", "compute")
 BUDGET = ("memory_bandwidth",)
 SATURATED_FACTOR = 10.0
 SELF_LOAD_TOLERANCE = 0.05  # an asked rate within 5% of the profiled one is the profiled one
+TWIN_SUFFIX = " (its load past the profile's)"
 # the predictor's own error (log scale, one standard deviation): the root-mean-square log error of
 # each figure's p50 over the 30 instance-pairs of benchmarks/predict.py's fake shared device
 # (docs/benchmarks.md, 2026-12-05), with every pressure read off the instance's curves, and from
@@ -116,6 +117,7 @@ class PredictedInstance(Model):
     driver: str | None = None
     driver_sentence: str = ""
     saturated: bool = False
+    observed_in: str | None = None  # a measured co-location corrected it (`colobench place --verify`)
 
 
 class RegionPoint(Model):
@@ -390,6 +392,20 @@ def _solo_ms(profile: InstanceProfile, key: str) -> float | None:
     return getattr(shape, q, None) if shape is not None else None
 
 
+OBSERVED_RATE_TOLERANCE = 0.2  # an observation stands for rates within 20% of those it ran at
+
+
+def observed(profile: InstanceProfile, partners: list[str], rates: dict[str, float]) -> Observation | None:
+    """The latest measured co-location of `profile` beside exactly `partners` at about `rates`."""
+    want = sorted(n for n in partners if not n.endswith(TWIN_SUFFIX))
+    for seen in reversed(profile.observed):
+        if sorted(seen.partners) != want:
+            continue
+        if all(abs(rates.get(n, r) / r - 1) <= OBSERVED_RATE_TOLERANCE for n, r in seen.rates.items() if r):
+            return seen
+    return None
+
+
 def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], rates: dict[str, float] | None = None,
                      host_cores: float | None = None, target: float = DEFAULT_TARGET,
                      partner_tpot: dict[str, float] | None = None) -> PredictedInstance:
@@ -405,7 +421,7 @@ def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], 
         # shape (they queue for the same prefill and share the same decode budget), and its solo
         # figures stand for the measured rate. Less than measured is left at the measured figures:
         # the physics has no solo baseline below them (conservative).
-        twin = profile.model_copy(update={"instance": f"{profile.instance} (its load past the profile's)"})
+        twin = profile.model_copy(update={"instance": f"{profile.instance}{TWIN_SUFFIX}"})
         partners = [*partners, twin]
         rates = {**rates, profile.instance: measured_rate, twin.instance: own_rate - measured_rate}
         partner_tpot = {**partner_tpot, twin.instance: partner_tpot.get(profile.instance, 1.0)}
@@ -451,6 +467,13 @@ def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], 
                                       method=method, saturated=saturated))
         if pressure > 0:
             methods.add("curve" if method.startswith("curve") else "physics")
+    seen = observed(profile, [p.instance for p in partners], rates)
+    if seen is not None:  # this co-location was measured: the measurement corrects the physics
+        for k in LATENCY_KEYS:
+            m, pr = seen.measured.get(k), seen.predicted.get(k)
+            if m and pr:
+                factors[k] *= m / pr
+        methods.add("observed")
     for k in LATENCY_KEYS:
         factors[k] = min(SATURATED_FACTOR, factors[k])
     saturated = any(e.saturated for e in effects)
@@ -492,7 +515,9 @@ def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], 
         effects=effects, slowdown=factors, intervals=intervals, predicted=predicted, solo=solo, slo=profile.slo,
         slo_attainment=attainment, slo_attainment_interval=span, slo_verdict=verdict,
         driver=driver.resource if driver is not None else None,
-        driver_sentence=_sentence(driver) if driver is not None else "no shared demand measured", saturated=saturated)
+        driver_sentence=(_sentence(driver) if driver is not None else "no shared demand measured")
+        + (f"; corrected by the co-location measured in {seen.run_dir or 'a verify run'}" if seen is not None else ""),
+        saturated=saturated, observed_in=seen.run_dir if seen is not None else None)
 
 
 def predict(profiles: list[InstanceProfile], rates: dict[str, float] | None = None, host_cores: float | None = None,

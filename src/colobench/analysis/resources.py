@@ -67,6 +67,14 @@ def server_memory(samples: list[dict[str, Any]], name: str, windows: list[tuple[
     return int(top["metrics"]["rss_bytes"]), str(top["metrics"].get("source") or "server")
 
 
+def server_cpu(samples: list[dict[str, Any]], name: str, windows: list[tuple[int, int]]) -> float | None:
+    """An endpoint's server's process tree CPU in some windows: the mean, in cores (a server on this
+    host: managed, or named by `server_pid`)."""
+    rows = in_windows([s for s in samples if s["device"] == f"server:{name}"], windows)
+    values = [s["metrics"]["cpu_pct"] for s in rows if isinstance(s["metrics"].get("cpu_pct"), (int, float))]
+    return sum(values) / len(values) / 100 if values else None
+
+
 def instance_resources(samples: list[dict[str, Any]], facts: InstanceFacts, device: str, metrics: PhaseMetrics,
                        worker_keys: list[str], pids: list[int], overrides: dict[str, dict[str, float]],
                        shared_device: bool, name: str = "") -> dict[str, Any]:
@@ -91,6 +99,7 @@ def instance_resources(samples: list[dict[str, Any]], facts: InstanceFacts, devi
     # peak memory, best source first: the device's per-process figure, the framework's own peak
     # (already in metrics), the worker's resident set; an endpoint's is its server's or unmeasured
     if not kind.visible:
+        out["server_cpu_cores"] = server_cpu(samples, name, windows)
         served = server_memory(samples, name, windows)
         if served is not None:
             out["peak_memory_bytes"], out["memory_source"] = served

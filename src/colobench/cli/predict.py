@@ -22,10 +22,11 @@ from colobench.cli.app import app, stderr, stdout
 from colobench.cli.flags import build_spec, for_flags, with_knob_options
 from colobench.cli.progress import progress_for
 from colobench.cli.run import RUN_KNOBS
-from colobench.errors import ColobenchError, SpecError
+from colobench.errors import ColobenchError, SpecError, writing
 from colobench.loadgen.pressure import run_probe
 from colobench.place import place as run_place
-from colobench.report.placement import print_placement
+from colobench.place_verify import verify as run_verify
+from colobench.report.placement import placement_page, print_placement, print_verification
 from colobench.report.predict import print_prediction, print_profiles
 from colobench.specs import Knob
 
@@ -159,13 +160,53 @@ def place(
     placement: Path = typer.Argument(..., help="placement YAML: objective, target, devices, services (each a "
                                      "profile, a rate, an SLO, its memory)", metavar="PLACEMENT.yaml"),
     json_out: bool = typer.Option(False, "--json", help="print the result as JSON", metavar=""),
+    verify: bool = typer.Option(False, "--verify", help="start the placement (managed servers pinned to their cores, "
+                                "memory split applied), drive every service at its rate, and measure it against "
+                                "the prediction", metavar=""),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="--verify: its folder (default colobench-runs/"
+                                       "<time>-place-verify)", metavar="DIR"),
+    duration: Optional[float] = typer.Option(None, "--duration", help="--verify: seconds each repetition runs "
+                                             "(default: the file's verify.duration_s, 60)", metavar="S"),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="write the placement page here (with --verify "
+                                            "it is also DIR/placement.html)", metavar="FILE"),
 ) -> None:
-    """Place services on devices from their profiles: the fewest devices, or the most goodput."""
+    """Place services on devices from their profiles: the fewest devices, or the most goodput.
+
+    With --verify the chosen placement is run and measured; the profiles gain what was measured.
+    """
+    if duration is not None and duration <= 0:
+        raise ColobenchError(f"--duration: {duration} must be > 0")
     result = run_place(placement)
+    verified = None
+    if verify:
+        folder = out or Path("colobench-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-place-verify"
+        err = stderr()
+        with stopping.stop_on_signals():
+            try:
+                with progress_for(err) as progress:
+                    verified = run_verify(placement, result, folder, progress, duration)
+            except SpecError as exc:
+                raise for_flags(exc) from None
+            except KeyboardInterrupt:
+                err.print(f"[yellow]stopped: what was measured is in {escape(str(folder))}[/]")
+                raise typer.Exit(stopping.exit_code() or 130) from None
+        with writing("--out", folder / "placement.html"):
+            (folder / "placement.html").write_text(placement_page(result, verified), encoding="utf-8")
+    if html_out is not None:
+        with writing("--html", html_out):
+            html_out.write_text(placement_page(result, verified), encoding="utf-8")
+        stderr().print(f"wrote {escape(str(html_out))}")
     if json_out:
-        print(json.dumps(result.model_dump(mode="json"), indent=1))
-        return
-    print_placement(result, stdout())
+        data = result.model_dump(mode="json")
+        if verified is not None:
+            data["verify"] = verified.model_dump(mode="json")
+        print(json.dumps(data, indent=1))
+    else:
+        print_placement(result, stdout())
+        if verified is not None:
+            print_verification(verified, stdout())
+    if verified is not None and verified.missed:
+        raise typer.Exit(1)
 
 
 @app.command(hidden=True)

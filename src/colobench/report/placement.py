@@ -1,13 +1,20 @@
 """`colobench place`'s tables: the chosen placement (each device, its services, memory split,
 cores, predicted attainment and headroom, the driver), the methods beside each other, and the
-runners-up with why they lost."""
+runners-up with why they lost; `--verify`'s measured-against-predicted table; and the placement
+page (`placement.html`: devices as columns, each service a block as tall as its memory share and
+as dark as its load, predicted and measured attainment side by side).
+
+The page is hand-written HTML and CSS, no plotting library: stacked blocks in columns are what a
+table of flex boxes draws, and the page stays one small offline file. Every text is escaped."""
 
 from __future__ import annotations
+
+import html
 
 from rich.console import Console
 from rich.table import Table
 
-from colobench.analysis.placement import PlacementResult
+from colobench.analysis.placement import PlacementResult, PlacementVerification
 from colobench.text import printable
 
 
@@ -36,3 +43,97 @@ def print_placement(result: PlacementResult, console: Console) -> None:
     for p in result.runners_up:
         groups = " | ".join("+".join(s.service for s in g.services) for g in p.groups)
         console.print(f"runner-up: {printable(groups)}: {printable(p.why)}")
+
+
+def print_verification(v: PlacementVerification, console: Console) -> None:
+    table = Table(title=f"placement verified (target {v.target:.0%}): measured against predicted",
+                  title_justify="left")
+    for col in ("device", "service", "cores", "memory", "predicted", "measured", "TPOT p50 x pred/meas",
+                "TTFT p99 x pred/meas"):
+        table.add_column(col, overflow="fold")
+    for r in v.services:
+        pred = f"{r.predicted_attainment:.1%} ({r.predicted_verdict})" if r.predicted_attainment is not None else "-"
+        meas = (f"{r.measured_attainment:.1%} of {r.measured_requests} ({r.measured_verdict})"
+                if r.measured_attainment is not None else "-")
+        if r.false_meet:
+            meas = f"[red]{meas}[/]"
+
+        def pair(k: str) -> str:
+            p, m = r.predicted_slowdown.get(k), r.measured_slowdown.get(k)
+            return f"{p:.2f} / {m:.2f}" if p is not None and m is not None else "-"
+        cores = ",".join(map(str, r.cores)) if r.cores else "-"
+        table.add_row(printable(r.device), printable(r.service), cores, f"{r.memory_fraction:.2f}", pred, meas,
+                      pair("tpot_p50"), pair("ttft_p99"))
+    console.print(table)
+    for r in v.services:
+        if not r.memory_applied.startswith("not applied"):
+            continue
+        console.print(f"{printable(r.service)}: memory split {printable(r.memory_applied)}")
+    for note in v.notes:
+        console.print(printable(note))
+    if v.missed:
+        console.print(f"[red]misses its SLO when run: {', '.join(printable(n) for n in v.missed)}[/]")
+    else:
+        console.print("every service run met its SLO or was inconclusive" if any(
+            r.measured_verdict == "inconclusive" for r in v.services) else "every service run met its SLO")
+    console.print(f"fed back: {printable(v.profiles_dir)}; plan again with `colobench place "
+                  f"{printable(v.placement_file)}`")
+
+
+def _pct(x: float | None) -> str:
+    return f"{x:.1%}" if x is not None else "-"
+
+
+PAGE_STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
+.devices{display:flex;gap:16px;align-items:flex-end}.device{width:220px}
+.stack{height:360px;border:2px solid #444;display:flex;flex-direction:column-reverse;background:#f4f4f4}
+.svc{border-top:1px solid #fff;color:#fff;font-size:12px;padding:2px 4px;overflow:hidden}
+.free{color:#666;font-size:12px;padding:2px 4px}.miss{outline:3px solid #d62728;outline-offset:-3px}
+h2{font-size:15px;margin:6px 0}table{border-collapse:collapse;margin-top:18px}
+td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}td:first-child,th:first-child{text-align:left}"""
+
+
+def placement_page(result: PlacementResult, verified: PlacementVerification | None = None) -> str:
+    """One offline HTML page of the chosen placement (and its verification)."""
+    e = html.escape
+    best = result.best
+    measured = {r.service: r for r in verified.services} if verified else {}
+    columns = []
+    for g in best.groups:
+        blocks = []
+        for s in g.services:
+            m = measured.get(s.service)
+            shade = max(0.25, min(1.0, 0.25 + s.tpot_slowdown - 1.0))
+            tip = (f"{s.service}: memory {s.memory_fraction:.0%}, predicted {_pct(s.attainment)}"
+                   + (f", measured {_pct(m.measured_attainment)} ({m.measured_verdict})" if m else "") + f"; {s.driver}")
+            miss = " miss" if m is not None and m.measured_verdict == "misses" else ""
+            blocks.append(f"<div class='svc{miss}' title='{e(tip)}' style='height:{s.memory_fraction * 100:.1f}%;"
+                          f"background:rgba(31,119,180,{shade:.2f})'>{e(s.service)}<br>pred {_pct(s.attainment)}"
+                          + (f"<br>meas {_pct(m.measured_attainment)}" if m else "") + "</div>")
+        columns.append(f"<div class='device'><h2>{e(g.device)}</h2><div class='stack'>{''.join(blocks)}</div>"
+                       f"<div class='free'>{g.memory_bytes / 1e9:.0f} GB needed</div></div>")
+    for k in range(best.devices_free):
+        columns.append("<div class='device'><h2>free</h2><div class='stack'><div class='free'>no service</div></div>"
+                       "</div>")
+    rows = []
+    for g in best.groups:
+        for s in g.services:
+            m = measured.get(s.service)
+            rows.append(f"<tr><td>{e(s.service)}</td><td>{e(g.device)}</td><td>{s.memory_fraction:.2f}</td>"
+                        f"<td>{_pct(s.attainment)} ({e(str(s.verdict))})</td>"
+                        f"<td>{_pct(m.measured_attainment) if m else '-'}"
+                        f"{' (' + e(str(m.measured_verdict)) + ')' if m else ''}</td>"
+                        f"<td>{s.tpot_slowdown:.2f}</td><td>{e(s.driver)}</td></tr>")
+    methods = "".join(
+        f"<tr><td>{e(name)}</td><td>{p.devices_used}</td><td>{p.goodput_req_s:.2f}</td>"
+        f"<td>{'yes' if p.feasible else 'no'}</td></tr>" for name, p in result.methods.items())
+    left = f"<p>left out: {e(', '.join(best.unplaced))}</p>" if best.unplaced else ""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>colobench placement</title>"
+            f"<style>{PAGE_STYLE}</style></head><body><h1>Placement ({e(result.objective)}, target "
+            f"{result.target:.0%}): {e(best.method)}</h1><p>Each column a device; each block a service, as tall as its "
+            "memory share, darker the more it is predicted to slow down; a red outline: measured to miss its SLO."
+            f"</p><div class='devices'>{''.join(columns)}</div>{left}"
+            "<table><tr><th>service</th><th>device</th><th>memory</th><th>predicted attainment</th>"
+            f"<th>measured attainment</th><th>TPOT x (pred)</th><th>driver</th></tr>{''.join(rows)}</table>"
+            "<table><tr><th>method</th><th>devices</th><th>goodput req/s (predicted)</th><th>every SLO met</th></tr>"
+            f"{methods}</table></body></html>")
