@@ -24,6 +24,7 @@ from colobench.cli.progress import progress_for
 from colobench.cli.run import RUN_KNOBS
 from colobench.errors import ColobenchError, SpecError, writing
 from colobench.loadgen.pressure import run_probe
+from colobench.analysis.placement import METHODS
 from colobench.place import place as run_place
 from colobench.place_verify import verify as run_verify
 from colobench.report.placement import placement_page, print_placement, print_verification
@@ -169,6 +170,8 @@ def place(
                                              "(default: the file's verify.duration_s, 60)", metavar="S"),
     html_out: Optional[Path] = typer.Option(None, "--html", help="write the placement page here (with --verify "
                                             "it is also DIR/placement.html)", metavar="FILE"),
+    method: Optional[str] = typer.Option(None, "--method", help="show and verify this method's placement instead of "
+                                         "the best: " + ", ".join(METHODS), metavar="NAME"),
 ) -> None:
     """Place services on devices from their profiles: the fewest devices, or the most goodput.
 
@@ -176,7 +179,14 @@ def place(
     """
     if duration is not None and duration <= 0:
         raise ColobenchError(f"--duration: {duration} must be > 0")
+    if method is not None and method not in METHODS:
+        raise ColobenchError(f"--method: {method!r} is not one of {', '.join(METHODS)}")
     result = run_place(placement)
+    if method is not None:
+        if method not in result.methods:
+            raise ColobenchError(f"--method {method}: not run for this placement (more services than the exhaustive "
+                                 "search takes)")
+        result = result.model_copy(update={"best": result.methods[method]})
     verified = None
     if verify:
         folder = out or Path("colobench-runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-place-verify"
