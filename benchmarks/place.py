@@ -102,12 +102,17 @@ def _simulate_group(job: tuple) -> tuple[frozenset, dict[str, tuple[int, int, di
 class Truth:
     """The simulated attainment of every group of one problem's services, computed once each."""
 
-    def __init__(self, services: list[Service], device: SimDevice, sim_s: float, pool: ProcessPoolExecutor):
+    def __init__(self, services: list[Service], device: SimDevice, sim_s: float, pool: ProcessPoolExecutor,
+                 cache: dict[str, Any]):
         self.services = {s.name: s for s in services}
         groups = [frozenset(c) for r in range(1, len(services) + 1) for c in itertools.combinations(self.services, r)]
         jobs = [(device, [(n, self.services[n].rate, self.services[n].slo) for n in sorted(g)], sim_s, 1)
                 for g in groups]
-        self.counts = dict(pool.map(_simulate_group, jobs))
+        keys = [repr(job) for job in jobs]
+        todo = [job for job, key in zip(jobs, keys) if key not in cache]
+        for job, (_, counts) in zip(todo, pool.map(_simulate_group, todo)):
+            cache[repr(job)] = counts
+        self.counts = {g: {n: tuple(v) for n, v in cache[key].items()} for g, key in zip(groups, keys)}
 
     def goodput(self, group: frozenset) -> float:
         return sum(self.services[n].rate * good / total if total else 0.0
