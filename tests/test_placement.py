@@ -126,3 +126,14 @@ def test_a_devices_list_in_the_file_and_its_errors(tmp_path: Path):
     (tmp_path / "p.yaml").write_text(json.dumps(spec))
     with pytest.raises(ColobenchError, match="devices: two kinds named h100"):
         load_placement(tmp_path / "p.yaml")
+
+
+def test_the_placement_page_draws_each_device_with_its_needs_and_escapes_names():
+    from colobench.report.placement import placement_page
+    services = [service("<b>h1</b>", 0.3, memory_gb=20), service("l1", 0.05, memory_gb=20)]
+    result = Placer(services, devices(2), "min_devices", target=0.99).run()
+    page = placement_page(result)
+    assert "<b>h1</b>" not in page and "&lt;b&gt;h1&lt;/b&gt;" in page
+    assert page.count("class='device'") == 2  # the one used and the one left free
+    assert "height:25.0%" in page  # 20 of 80 GB needed
+    assert "<script" not in page

@@ -83,6 +83,8 @@ class ServiceOnDevice(Model):
     driver: str
     memory_fraction: float  # of the device: what `gpu_memory_utilization` would be
     cores: float | None = None
+    need_fraction: float = 0.0  # of the device's memory: what it needs (the rest of its fraction is spare)
+    load: float = 0.0  # device seconds a second it brings at its rate (its demand per request x rate)
 
 
 class Group(Model):
@@ -149,6 +151,15 @@ class PlacementVerification(Model):
     placement_file: str
 
 
+def _load(s: Service, device: DeviceSpec) -> float:
+    """The share of the device a service keeps busy at its rate: device seconds a second, or for a
+    model served by the host CPU, its cores over the device's."""
+    if (busy := s.device_s()) > 0:
+        return busy
+    per = s.profile.per_request("host_cpu")
+    return per * s.rate / device.cores if per is not None and device.cores else 0.0
+
+
 def _evaluate(services: tuple[Service, ...], device: DeviceSpec, target: float) -> Group:
     rates = {s.name: s.rate for s in services}
     profiles = {s.name: s.profile.model_copy(update={"instance": s.name, "slo": s.slo or s.profile.slo})
@@ -171,7 +182,8 @@ def _evaluate(services: tuple[Service, ...], device: DeviceSpec, target: float) 
             goodput_req_s=s.rate * (attainment if attainment is not None else 1.0),
             headroom=attainment - target if attainment is not None else None,
             tpot_slowdown=pred.slowdown["tpot_p50"], driver=pred.driver_sentence,
-            memory_fraction=share / device.memory_bytes if device.memory_bytes else 0.0, cores=cores))
+            memory_fraction=share / device.memory_bytes if device.memory_bytes else 0.0, cores=cores,
+            need_fraction=s.need_bytes() / device.memory_bytes if device.memory_bytes else 0.0, load=_load(s, device)))
     fits = need <= device.memory_bytes
     feasible = fits and all(r.attainment is None or r.attainment >= target for r in rows)
     return Group(device=device.name, services=rows, memory_bytes=need, fits_memory=fits, feasible=feasible)

@@ -88,7 +88,8 @@ PAGE_STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}
 .devices{display:flex;gap:16px;align-items:flex-end}.device{width:220px}
 .stack{height:360px;border:2px solid #444;display:flex;flex-direction:column-reverse;background:#f4f4f4}
 .svc{border-top:1px solid #fff;color:#fff;font-size:12px;padding:2px 4px;overflow:hidden}
-.free{color:#666;font-size:12px;padding:2px 4px}.miss{outline:3px solid #d62728;outline-offset:-3px}
+.free{color:#666;font-size:12px;padding:2px 4px}.spare{color:#888;font-size:11px;padding:2px 4px;
+background:repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 6px,#e8e8e8 6px,#e8e8e8 12px)}td.text{text-align:left}.miss{outline:3px solid #d62728;outline-offset:-3px}
 h2{font-size:15px;margin:6px 0}table{border-collapse:collapse;margin-top:18px}
 td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}td:first-child,th:first-child{text-align:left}"""
 
@@ -107,11 +108,15 @@ def placement_page(result: PlacementResult, verified: PlacementVerification | No
             tip = (f"{s.service}: memory {s.memory_fraction:.0%}, predicted {_pct(s.attainment)}"
                    + (f", measured {_pct(m.measured_attainment)} ({m.measured_verdict})" if m else "") + f"; {s.driver}")
             miss = " miss" if m is not None and m.measured_verdict == "misses" else ""
-            blocks.append(f"<div class='svc{miss}' title='{e(tip)}' style='height:{s.memory_fraction * 100:.1f}%;"
-                          f"background:rgba(31,119,180,{shade:.2f})'>{e(s.service)}<br>pred {_pct(s.attainment)}"
-                          + (f"<br>meas {_pct(m.measured_attainment)}" if m else "") + "</div>")
-        columns.append(f"<div class='device'><h2>{e(g.device)}</h2><div class='stack'>{''.join(blocks)}</div>"
-                       f"<div class='free'>{g.memory_bytes / 1e9:.0f} GB needed</div></div>")
+            blocks.append(f"<div class='svc{miss}' title='{e(tip)}' style='height:{min(100.0, s.need_fraction * 100):.1f}%;"
+                          f"background:rgba(31,119,180,{shade:.2f})'>{e(s.service)}<br>load {s.load:.0%} · pred "
+                          f"{_pct(s.attainment)}" + (f" · meas {_pct(m.measured_attainment)}" if m else "") + "</div>")
+        spare = max(0.0, 1.0 - sum(s.need_fraction for s in g.services))
+        load = sum(s.load for s in g.services)
+        columns.append(f"<div class='device'><h2>{e(g.device)}</h2><div class='stack'>{''.join(blocks)}"
+                       f"<div class='spare' style='height:{spare * 100:.1f}%'>{spare:.0%} spare, shared in proportion"
+                       f"</div></div><div class='free'>{g.memory_bytes / 1e9:.1f} GB needed; load {load:.0%} of the "
+                       "device</div></div>")
     for k in range(best.devices_free):
         columns.append("<div class='device'><h2>free</h2><div class='stack'><div class='free'>no service</div></div>"
                        "</div>")
@@ -123,15 +128,17 @@ def placement_page(result: PlacementResult, verified: PlacementVerification | No
                         f"<td>{_pct(s.attainment)} ({e(str(s.verdict))})</td>"
                         f"<td>{_pct(m.measured_attainment) if m else '-'}"
                         f"{' (' + e(str(m.measured_verdict)) + ')' if m else ''}</td>"
-                        f"<td>{s.tpot_slowdown:.2f}</td><td>{e(s.driver)}</td></tr>")
+                        f"<td>{s.tpot_slowdown:.2f}</td><td class='text'>{e(s.driver)}</td></tr>")
     methods = "".join(
         f"<tr><td>{e(name)}</td><td>{p.devices_used}</td><td>{p.goodput_req_s:.2f}</td>"
         f"<td>{'yes' if p.feasible else 'no'}</td></tr>" for name, p in result.methods.items())
     left = f"<p>left out: {e(', '.join(best.unplaced))}</p>" if best.unplaced else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>colobench placement</title>"
             f"<style>{PAGE_STYLE}</style></head><body><h1>Placement ({e(result.objective)}, target "
-            f"{result.target:.0%}): {e(best.method)}</h1><p>Each column a device; each block a service, as tall as its "
-            "memory share, darker the more it is predicted to slow down; a red outline: measured to miss its SLO."
+            f"{result.target:.0%}): {e(best.method)}</h1><p>Each column a device; each block a service, as tall as "
+            "the memory it needs (the spare memory on top is split in proportion), darker the more it is predicted to "
+            "slow down; load: the device seconds a second it brings at its rate; a red outline: measured to miss its "
+            "SLO."
             f"</p><div class='devices'>{''.join(columns)}</div>{left}"
             "<table><tr><th>service</th><th>device</th><th>memory</th><th>predicted attainment</th>"
             f"<th>measured attainment</th><th>TPOT x (pred)</th><th>driver</th></tr>{''.join(rows)}</table>"
