@@ -197,7 +197,7 @@ def greedy_verified(services: list[Service], devs: list[DeviceSpec], objective: 
         p = Placer(services, devs, objective, target).greedy()
         misses = truth.misses(p, target)
         measured = truth.of(p, devs)
-        tried.append(((not misses, measured) if objective == "max_goodput" else (not misses, -len(misses), measured), p))
+        tried.append(((measured,) if objective == "max_goodput" else (not misses, -len(misses), measured), p))
         if not misses or k == rounds:
             break
         services = feed_back(services, p, truth, target)
