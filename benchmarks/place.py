@@ -230,6 +230,8 @@ def main() -> None:
     vs_ff: dict[str, list[float]] = {m: [] for m in every}
     meets = {m: 0 for m in every}
     false_meets = {m: 0 for m in every}
+    confident = {m: 0 for m in every}
+    confident_false = {m: 0 for m in every}
     devices_used: dict[str, list[int]] = {m: [] for m in every}
     rounds_used: list[int] = []
     fewest: list[int] = []
@@ -267,6 +269,9 @@ def main() -> None:
                     meets[m] += 1
                     false_meets[m] += bool(truth.misses(p, args.target))
                     devices_used[m].append(p.devices_used)
+                if p.confident:
+                    confident[m] += 1
+                    confident_false[m] += bool(truth.misses(p, args.target))
             print(f"  problem {n + 1}/{args.problems}: {len(services)} services on {len(devs)} devices, true optimum "
                   f"{opt:.2f} req/s, greedy {ratio['greedy'][-1]:.1%}, verified {ratio[VERIFIED][-1]:.1%} in "
                   f"{rounds_used[-1]} run(s), first fit {ratio['memory_first_fit'][-1]:.1%}"
@@ -285,6 +290,8 @@ def main() -> None:
               f"{statistics.mean(finite) if finite else float('nan'):>11.2f}x"
               f"{meets[m]:>14}/{args.problems:<5}{false_meets[m]:>13}{mean_dev:>14.2f}")
     print(f"{VERIFIED}: {statistics.mean(rounds_used):.1f} verification runs on average (at most {args.rounds})")
+    print("min_devices placements whose every verdict is 'meets' (the interval's slow end), and of them the ones "
+          "the simulation says miss: " + ", ".join(f"{m} {confident[m]}/{confident_false[m]}" for m in every))
     if fewest:
         print(f"truth: fewest devices where every service meets its SLO (simulated), mean {statistics.mean(fewest):.2f}"
               f" over {len(fewest)} problems")

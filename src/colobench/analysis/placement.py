@@ -38,6 +38,8 @@ import itertools
 from functools import lru_cache
 from typing import Iterator, Literal
 
+from pydantic import computed_field
+
 from colobench.analysis.instance_profile import InstanceProfile
 from colobench.analysis.model import Model
 from colobench.analysis.predict import DEFAULT_TARGET, device_s_per_request, predict_instance
@@ -106,8 +108,22 @@ class Placement(Model):
     devices_used: int
     devices_free: int
     goodput_req_s: float
-    feasible: bool  # every service placed and predicted to meet its SLO
+    feasible: bool  # every service placed and predicted to meet its SLO (the point estimate)
     why: str = ""  # a baseline's or a runner-up's reason to lose
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def inconclusive(self) -> list[str]:
+        """Services predicted to meet at the point estimate whose interval's slow end does not: the
+        placement is feasible, but only a run (`--verify`) says it meets."""
+        return [s.service for g in self.groups for s in g.services if s.verdict == "inconclusive"]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def confident(self) -> bool:
+        """Feasible, and every service's verdict "meets" (its interval's slow end keeps the target)."""
+        return self.feasible and not self.inconclusive and all(
+            s.verdict in ("meets", None) for g in self.groups for s in g.services)
 
 
 class PlacementResult(Model):

@@ -33,12 +33,16 @@ def print_placement(result: PlacementResult, console: Console) -> None:
     console.print(table)
     if best.unplaced:
         console.print(f"left out: {', '.join(printable(n) for n in best.unplaced)}")
+    if best.feasible and best.inconclusive:
+        console.print(f"[yellow]every SLO met by the point estimate; inconclusive within the prediction's interval: "
+                      f"{', '.join(printable(n) for n in best.inconclusive)} (run it: --verify)[/]")
     methods = Table(title="methods (predicted)", title_justify="left")
     for col in ("method", "devices", "goodput req/s", "every SLO met", "vs optimum"):
         methods.add_column(col)
     for name, p in result.methods.items():
         vs = (f"{p.goodput_req_s / result.optimum_goodput_req_s:.1%}" if result.optimum_goodput_req_s else "-")
-        methods.add_row(name, str(p.devices_used), f"{p.goodput_req_s:.2f}", "yes" if p.feasible else "no", vs)
+        met = ("yes" if p.confident else "yes (point estimate)") if p.feasible else "no"
+        methods.add_row(name, str(p.devices_used), f"{p.goodput_req_s:.2f}", met, vs)
     console.print(methods)
     for p in result.runners_up:
         groups = " | ".join("+".join(s.service for s in g.services) for g in p.groups)
