@@ -3,7 +3,7 @@
 # `transformers serve` processes of a tiny checkpoint (random weights, a real tokenizer; built
 # here, no download), profiled alone on one core each, placed on two one-core "devices" (a core
 # set is the device a CPU server runs on), then the chosen placement and memory-only first fit's
-# both run and measured against their predictions.
+# both run and measured against their predictions, then planned again from the fed-back profiles.
 #
 #     benchmarks/place_verify_cpu.sh [OUT_DIR] [CHECKPOINT]      # ~6 minutes on 2 cores
 #

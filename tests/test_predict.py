@@ -339,3 +339,17 @@ def test_a_rate_past_the_profiled_one_queues_behind_its_own_extra_requests():
     # the extra load of itself weighs like a partner of its shape at the same extra rate
     beside = predict_instance(a, [partner], {"a": 10.0, "b": 10.0})
     assert twice.slowdown == pytest.approx(beside.slowdown, rel=0.02)
+
+
+def test_host_cores_are_a_queue_for_arrivals_and_a_fluid_for_busy_workers():
+    from colobench.analysis.predict import physics_factor
+    own, partner = Load(share=0.3), Load(share=0.3)
+    # one core, Poisson arrivals: processor sharing, (1 - 0.3) / (1 - 0.6)
+    assert physics_factor("host_cpu", "tpot_p50", own, [partner], 1.0, queued=True)[0] == pytest.approx(1.75)
+    # the same on 16 cores waits almost never
+    assert physics_factor("host_cpu", "tpot_p50", own, [partner], 16.0, queued=True)[0] == pytest.approx(1.0, abs=1e-6)
+    # past the cores: saturated
+    assert physics_factor("host_cpu", "ttft_p99", own, [Load(share=0.8)], 1.0, queued=True) == (5.0, True)
+    # workers always busy (a closed loop): each wants its cores, nothing waits while they fit
+    assert physics_factor("host_cpu", "tpot_p50", Load(share=1.0), [Load(share=1.0)], 2.0) == (1.0, False)
+    assert physics_factor("host_cpu", "tpot_p50", Load(share=1.0), [Load(share=1.0)], 1.0)[0] == pytest.approx(2.0)

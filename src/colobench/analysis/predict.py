@@ -26,7 +26,11 @@ shared resource at its load, its latency alone, and, once characterised, its sen
      streams its rate x output tokens x TPOT, itself predicted: `predict` iterates that fixed
      point) and d the time prefill leaves; alone, k its own streams. Without stream counts: no
      loss while the demands fit in d, the excess ratio past it (TPOT; TTFT untouched);
-   - host CPU (cores C of the host): factor max(1, (u + P) / C) / max(1, u / C);
+   - host CPU (cores C of the host): for an open loop the cores as an M/M/c queue (requests arrive
+     at random, so a server waits whenever every core is busy: Erlang C): factor R(C, u + P) /
+     R(C, u), R the mean response over service time (on one core (1 - u) / (1 - u - P), processor
+     sharing), saturated past C; for a closed loop (workers always busy, nothing arrives to wait)
+     max(1, (u + P) / C) / max(1, u / C);
    - `device_time` is the coarse fallback, as processor sharing: used only where neither
      `compute` nor `memory_bandwidth` is known (they split the same time).
 3. **Corrected by the instance's own curves.** Where i was characterised on r, each probe level's
@@ -242,7 +246,7 @@ def tpot_with_stalls_ms(solo_ms: float, tokens: float, alone: list[Load], togeth
 
 def physics_factor(resource: str, key: str, own: Load, others: list[Load], capacity: float = 1.0,
                    solo_ms: float | None = None, decode_left: float = 1.0,
-                   decode_tokens: float | None = None) -> tuple[float, bool]:
+                   decode_tokens: float | None = None, queued: bool = False) -> tuple[float, bool]:
     """(slowdown of `key`, saturated) on `resource` from its physics (module docstring). `solo_ms`:
     the instance's own solo figure of `key` (TTFT waits are added to it); `decode_left`: the share
     of time prefill leaves to decoding (the budget of `memory_bandwidth` is only there then)."""
@@ -279,7 +283,29 @@ def physics_factor(resource: str, key: str, own: Load, others: list[Load], capac
         alone = own.share / max(1e-9, decode_left + pressure)  # what prefill left it alone, roughly
         return min(SATURATED_FACTOR, max(1.0, together) / max(1.0, alone)), together > 1
     together = own.share + pressure  # host_cpu: cores of the host
-    return max(1.0, together / capacity) / max(1.0, own.share / capacity), together > capacity
+    if not queued:  # closed loop: workers always busy, no arrivals to queue: each wants its cores
+        return max(1.0, together / capacity) / max(1.0, own.share / capacity), together > capacity
+    if together >= capacity:
+        return min(SATURATED_FACTOR, max(SATURATED_FACTOR / 2, together / capacity)), True
+    # requests arrive at random, so the cores are a queue (M/M/c, c the cores): a process waits when
+    # every core is busy (Erlang C), which one core shared by servers at 60% feels long before the
+    # fluid `together <= capacity` says anything (on one core: (1 - own) / (1 - together))
+    return min(SATURATED_FACTOR, _response_factor(capacity, together) / _response_factor(capacity, own.share)), False
+
+
+def _response_factor(cores: float, load: float) -> float:
+    """Mean response over service time of an M/M/c queue with `load` cores offered on `cores`."""
+    c = max(1, math.floor(cores))
+    a = min(load * c / cores, c * (1 - 1e-9))  # the load on the whole cores the queue has
+    if a <= 0:
+        return 1.0
+    term, total = 1.0, 1.0  # a^k / k!, summed for k < c
+    for k in range(1, c):
+        term *= a / k
+        total += term
+    last = term * a / c * c / (c - a)
+    wait = last / (total + last)  # Erlang C: the chance a request waits
+    return 1.0 + wait / (c - a)
 
 
 def _by_streams(profile: InstanceProfile, resource: str, others: list[Load]) -> bool:
@@ -306,7 +332,8 @@ def _corrections(profile: InstanceProfile, resource: str, key: str, own: Load, c
         if key.startswith("ttft") and resource == "compute" and lv.probe_job_s is None:
             continue  # the probe's prefill size is unknown: its waits cannot be told from the partner's
         probe = Load(share=lv.level, job_s=lv.probe_job_s, streams=lv.probe_streams)
-        phys, saturated = physics_factor(resource, key, own, [probe], capacity, solo_ms, decode_tokens=decode_tokens)
+        phys, saturated = physics_factor(resource, key, own, [probe], capacity, solo_ms, decode_tokens=decode_tokens,
+                                         queued=profile.load.mode == "open")
         if saturated or phys <= 0:
             continue
         iv = lv.intervals.get(key)
@@ -320,7 +347,8 @@ def resource_factor(profile: InstanceProfile, resource: str, key: str, own: Load
                     decode_tokens: float | None = None) -> tuple[float, float, str, bool]:
     """(factor, log half-width of the curve's interval there, method, saturated): the physics of
     the partners' load, corrected by the instance's sensitivity curve where it has one."""
-    phys, saturated = physics_factor(resource, key, own, others, capacity, solo_ms, decode_left, decode_tokens)
+    phys, saturated = physics_factor(resource, key, own, others, capacity, solo_ms, decode_left, decode_tokens,
+                                     queued=profile.load.mode == "open")
     by_streams = _by_streams(profile, resource, others)
     pressure = sum((x.streams or 0.0) if by_streams else x.share for x in others)
     points = _corrections(profile, resource, key, own, capacity, solo_ms, decode_tokens, by_streams)
