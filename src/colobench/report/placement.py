@@ -14,7 +14,7 @@ import html
 from rich.console import Console
 from rich.table import Table
 
-from colobench.analysis.placement import PlacementResult, PlacementVerification
+from colobench.analysis.placement import Placement, PlacementResult, PlacementVerification
 from colobench.text import printable
 
 
@@ -41,12 +41,16 @@ def print_placement(result: PlacementResult, console: Console) -> None:
         methods.add_column(col)
     for name, p in result.methods.items():
         vs = (f"{p.goodput_req_s / result.optimum_goodput_req_s:.1%}" if result.optimum_goodput_req_s else "-")
-        met = ("yes" if p.confident else "yes (point estimate)") if p.feasible else "no"
-        methods.add_row(name, str(p.devices_used), f"{p.goodput_req_s:.2f}", met, vs)
+        methods.add_row(name, str(p.devices_used), f"{p.goodput_req_s:.2f}", _met(p), vs)
     console.print(methods)
     for p in result.runners_up:
         groups = " | ".join("+".join(s.service for s in g.services) for g in p.groups)
         console.print(f"runner-up: {printable(groups)}: {printable(p.why)}")
+
+
+def _met(p: Placement) -> str:
+    """Whether every SLO is met: with confidence (every verdict "meets"), by the point estimate, or not."""
+    return ("yes" if p.confident else "yes (point estimate)") if p.feasible else "no"
 
 
 def print_verification(v: PlacementVerification, console: Console) -> None:
@@ -135,7 +139,7 @@ def placement_page(result: PlacementResult, verified: PlacementVerification | No
                         f"<td>{s.tpot_slowdown:.2f}</td><td class='text'>{e(s.driver)}</td></tr>")
     methods = "".join(
         f"<tr><td>{e(name)}</td><td>{p.devices_used}</td><td>{p.goodput_req_s:.2f}</td>"
-        f"<td>{'yes' if p.feasible else 'no'}</td></tr>" for name, p in result.methods.items())
+        f"<td>{_met(p)}</td></tr>" for name, p in result.methods.items())
     left = f"<p>left out: {e(', '.join(best.unplaced))}</p>" if best.unplaced else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>colobench placement</title>"
             f"<style>{PAGE_STYLE}</style></head><body><h1>Placement ({e(result.objective)}, target "
