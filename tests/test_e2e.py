@@ -52,7 +52,13 @@ def test_solo_run(tmp_path: Path, cache_dir: Path, host_reference_on):
     assert written["points"][0]["phases"]["solo"]["tiny"]["completed"] == 8
     # host telemetry on the records' clock, and the resource keys with reasons where null
     samples = list(read_jsonl(run_dir / "runs" / "solo-tiny" / "telemetry.jsonl"))
-    assert samples and all(s["source"] == "host" and "tiny" in s["metrics"]["workers"] for s in samples[1:])
+    # every sample is the host's; those inside the measured window see the worker (one taken while it
+    # starts or after it exits may not: how soon depends on how busy the host is)
+    start, end = min(r["submit_ns"] for r in measured), max(r["token_ns"][-1] for r in measured)
+    inside = [s for s in samples if start <= s["t_ns"] <= end]
+    assert samples and all(s["source"] == "host" for s in samples)
+    assert all("tiny" in s["metrics"]["workers"] for s in inside)
+    assert any("tiny" in s["metrics"]["workers"] for s in samples)
     first, last = min(r["submit_ns"] for r in records), max(r["done_ns"] for r in records)
     assert samples[0]["t_ns"] <= last and samples[-1]["t_ns"] >= first  # same clock as the records
     assert json.loads((run_dir / "manifest.json").read_text())["telemetry"]["solo-tiny"] == {"host": "ok"}
