@@ -42,9 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from colobench.analysis.capacity import attainment_verdict
-from colobench.analysis.instance_profile import Observation
 from colobench.analysis.placement import GB, DeviceSpec, Placement, Placer, Service, partitions
-from colobench.analysis.predict import SATURATED_FACTOR, predict_instance
+from colobench.analysis.predict import SATURATED_FACTOR, observation
 from colobench.characterize import load_profiles
 from colobench.serve.simulate import SimDevice, SimService, simulate
 
@@ -164,25 +163,17 @@ def feed_back(services: list[Service], placement: Placement, truth: Truth, targe
     """What `colobench place --verify` does, on the simulated device: every service of the
     placement gains the co-location it ran in (measured / predicted slowdowns)."""
     by_name = {s.name: s for s in services}
-    rates = {s.name: s.rate for s in services}
     updated = dict(by_name)
     for g in placement.groups:
         names = [x.service for x in g.services]
         counts = truth.counts[frozenset(names)]
-        for n in names:
-            s = by_name[n]
-            me = s.profile.model_copy(update={"instance": n, "slo": s.slo})
-            partners = [by_name[o].profile.model_copy(update={"instance": o, "slo": by_name[o].slo})
-                        for o in names if o != n]
-            predicted = predict_instance(me, partners, rates, target=target).slowdown
-            solo = {"ttft_p50": me.latency.ttft_ms.p50, "ttft_p99": me.latency.ttft_ms.p99,
-                    "tpot_p50": me.latency.tpot_ms.p50, "tpot_p99": me.latency.tpot_ms.p99}
-            q = counts[n][2]
-            measured = {k: (q[k] / solo[k] if q[k] is not None and solo[k] else SATURATED_FACTOR) for k in solo}
-            seen = Observation(partners=[p.instance for p in partners], rates={o: rates[o] for o in names},
-                               measured=measured, predicted={k: predicted.get(k) for k in solo},
-                               slo_attainment=counts[n][0] / counts[n][1] if counts[n][1] else None)
-            updated[n] = s.model_copy(update={"profile": s.profile.model_copy(
+        for x in g.services:
+            s = by_name[x.service]
+            good, total, quantiles = counts[x.service]
+            seen = observation(s.profile, [o for o in names if o != x.service], {o: by_name[o].rate for o in names},
+                               quantiles, x.slowdown, good / total if total else None,
+                               unmeasured_factor=SATURATED_FACTOR)
+            updated[x.service] = s.model_copy(update={"profile": s.profile.model_copy(
                 update={"observed": [*s.profile.observed, seen]})})
     return [updated[s.name] for s in services]
 

@@ -14,7 +14,7 @@ Every path and value is checked before the search, each error one line naming th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import yaml
 from pydantic import Field, ValidationError
@@ -111,9 +111,21 @@ def load_services(path: Path, spec: PlacementSpec) -> list[Service]:
     return services
 
 
-def place(path: Path) -> PlacementResult:
+class Problem(NamedTuple):
+    """A placement file read once: its spec, its services (profiles loaded), its devices."""
+    path: Path
+    spec: PlacementSpec
+    services: list[Service]
+    devices: list[DeviceSpec]
+
+
+def load_problem(path: Path) -> Problem:
     spec = load_placement(path)
+    return Problem(path, spec, load_services(path, spec), device_specs(spec))
+
+
+def place(problem: Problem) -> PlacementResult:
     try:
-        return Placer(load_services(path, spec), device_specs(spec), spec.objective, spec.target).run()
+        return Placer(problem.services, problem.devices, problem.spec.objective, problem.spec.target).run()
     except ValueError as exc:
-        raise ColobenchError(f"{path}: {exc}") from None
+        raise ColobenchError(f"{problem.path}: {exc}") from None

@@ -33,18 +33,18 @@ import yaml
 
 from colobench import api
 from colobench.analysis.capacity import attainment_verdict
-from colobench.analysis.instance_profile import InstanceProfile, Observation
+from colobench.analysis.instance_profile import InstanceProfile
 from colobench.analysis.placement import (DeviceSpec, Placement, PlacementResult, PlacementVerification, Service,
                                           VerifiedService)
-from colobench.analysis.predict import predict_instance
+from colobench.analysis.predict import LATENCY_KEYS, observation
 from colobench.api import Progress
 from colobench.errors import ColobenchError, make_dir
-from colobench.place import device_specs, load_placement, load_services
+from colobench.place import Problem
 from colobench.rundir import RunDir, spec_from_run_dir, write_json_atomic
 from colobench.specs import experiment_from_dict
 from colobench.sweep import expand
 
-KEYS = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")
+KEYS = LATENCY_KEYS
 FIGURES = {"ttft_p50": "median_ttft_ms", "ttft_p99": "p99_ttft_ms", "tpot_p50": "median_tpot_ms",
            "tpot_p99": "p99_tpot_ms"}
 
@@ -148,23 +148,17 @@ def experiment_of(path: Path, placement: Placement, services: dict[str, Service]
     return data, rows, notes
 
 
-def _solo(profile: InstanceProfile) -> dict[str, float | None]:
-    ttft, tpot = profile.latency.ttft_ms, profile.latency.tpot_ms
-    return {"ttft_p50": ttft.p50 if ttft else None, "ttft_p99": ttft.p99 if ttft else None,
-            "tpot_p50": tpot.p50 if tpot else None, "tpot_p99": tpot.p99 if tpot else None}
-
-
-def verify(path: Path, result: PlacementResult, out: Path, progress: Progress | None = None,
+def verify(problem: Problem, result: PlacementResult, out: Path, progress: Progress | None = None,
            duration_s: float | None = None) -> PlacementVerification:
-    spec = load_placement(path)
+    path, spec = problem.path, problem.spec
     placement = result.best
     if not placement.groups:
         raise ColobenchError(f"{path}: the placement puts no service on a device; nothing to verify")
     if out.exists() and any(out.iterdir()):
         raise ColobenchError(f"--out {out}: folder exists and is not empty; choose another")
-    services = {s.name: s for s in load_services(path, spec)}
+    services = {s.name: s for s in problem.services}
     entries = {e.name: {**e.model_dump(), "index": k} for k, e in enumerate(spec.services)}
-    devices = {d.name: d for d in device_specs(spec)}
+    devices = {d.name: d for d in problem.devices}
     data, rows, notes = experiment_of(path, placement, services, entries, devices,
                                       duration_s or spec.verify.duration_s, spec.verify.repetitions)
     if placement.unplaced:
@@ -175,16 +169,13 @@ def verify(path: Path, result: PlacementResult, out: Path, progress: Progress | 
     point = run.summary.point()
     phase = "colocated" if data["colocated"] else "solo"
     group_of = {s.service: [o.service for o in g.services] for g in placement.groups for s in g.services}
-    rates = {n: s.rate for n, s in services.items()}
+    planned = {s.service: s for g in placement.groups for s in g.services}
     fed: dict[str, InstanceProfile] = {}
     for i, row in enumerate(rows):
         svc = services[row.service]
         profile = svc.profile.model_copy(update={"instance": row.service, "slo": svc.slo or svc.profile.slo})
-        partners = [services[n].profile.model_copy(update={"instance": n, "slo": services[n].slo or
-                                                           services[n].profile.slo})
-                    for n in group_of[row.service] if n != row.service]
-        predicted = predict_instance(profile, partners, rates, host_cores=devices[row.device].cores, target=spec.target)
-        got: dict[str, Any] = {"predicted_slowdown": {k: predicted.slowdown.get(k) for k in KEYS}}
+        partners = [n for n in group_of[row.service] if n != row.service]
+        got: dict[str, Any] = {"predicted_slowdown": {k: planned[row.service].slowdown.get(k) for k in KEYS}}
         m = point.metrics(phase, row.service)
         if m is None:
             notes.append(f"{row.service}: no measurement (see {out / 'run'})")
@@ -195,14 +186,12 @@ def verify(path: Path, result: PlacementResult, out: Path, progress: Progress | 
             verdict = attainment_verdict(m.slo.good, m.slo.requests, spec.target)
             got.update(measured_good=m.slo.good, measured_requests=m.slo.requests, measured_attainment=m.slo.attainment,
                        measured_verdict={"pass": "meets", "fail": "misses"}.get(verdict, "inconclusive"))
-        solo = _solo(profile)
-        got["measured_slowdown"] = {k: (getattr(m, FIGURES[k]) / solo[k]
-                                        if getattr(m, FIGURES[k]) is not None and solo[k] else None) for k in KEYS}
+        seen = observation(profile, partners, {n: services[n].rate for n in group_of[row.service]},
+                           {k: getattr(m, FIGURES[k]) for k in KEYS}, got["predicted_slowdown"],
+                           got.get("measured_attainment"), str(out / "run"))
+        got["measured_slowdown"] = seen.measured
         got["false_meet"] = row.predicted_verdict == "meets" and got.get("measured_verdict") == "misses"
-        rows[i] = row = row.model_copy(update=got)
-        seen = Observation(partners=[p.instance for p in partners], rates={n: rates[n] for n in group_of[row.service]},
-                           measured=row.measured_slowdown, predicted=row.predicted_slowdown,
-                           slo_attainment=row.measured_attainment, run_dir=str(out / "run"))
+        rows[i] = row.model_copy(update=got)
         fed[row.service] = profile.model_copy(update={"observed": [*profile.observed, seen]})
     profiles_dir = out / "profiles"
     make_dir(profiles_dir, "--out")

@@ -81,7 +81,7 @@ class ServiceOnDevice(Model):
     verdict: str | None
     goodput_req_s: float
     headroom: float | None  # attainment - target
-    tpot_slowdown: float
+    slowdown: dict[str, float]  # predicted, by key (ttft_p50, tpot_p99, ...)
     driver: str
     memory_fraction: float  # of the device: what `gpu_memory_utilization` would be
     cores: float | None = None
@@ -197,7 +197,7 @@ def _evaluate(services: tuple[Service, ...], device: DeviceSpec, target: float) 
             service=s.name, attainment=attainment, verdict=pred.slo_verdict,
             goodput_req_s=s.rate * (attainment if attainment is not None else 1.0),
             headroom=attainment - target if attainment is not None else None,
-            tpot_slowdown=pred.slowdown["tpot_p50"], driver=pred.driver_sentence,
+            slowdown=pred.slowdown, driver=pred.driver_sentence,
             memory_fraction=share / device.memory_bytes if device.memory_bytes else 0.0, cores=cores,
             need_fraction=s.need_bytes() / device.memory_bytes if device.memory_bytes else 0.0, load=_load(s, device)))
     fits = need <= device.memory_bytes

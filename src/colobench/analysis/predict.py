@@ -414,7 +414,8 @@ def _sentence(e: ResourceEffect) -> str:
     return f"{name}: partners keep the device busy {e.pressure:.0%} of the time, {together:.0%} together"
 
 
-def _solo_ms(profile: InstanceProfile, key: str) -> float | None:
+def solo_ms(profile: InstanceProfile, key: str) -> float | None:
+    """The profile's solo figure of a latency key (`tpot_p99`: its TPOT p99 in ms)."""
     metric, _, q = key.partition("_")
     shape = getattr(profile.latency, f"{metric}_ms", None)
     return getattr(shape, q, None) if shape is not None else None
@@ -432,6 +433,22 @@ def observed(profile: InstanceProfile, partners: list[str], rates: dict[str, flo
         if all(abs(rates.get(n, r) / r - 1) <= OBSERVED_RATE_TOLERANCE for n, r in seen.rates.items() if r):
             return seen
     return None
+
+
+def observation(profile: InstanceProfile, partners: list[str], rates: dict[str, float],
+                measured_ms: dict[str, float | None], predicted: dict[str, float], slo_attainment: float | None = None,
+                run_dir: str | None = None, unmeasured_factor: float | None = None) -> Observation:
+    """A co-location measured beside `partners` at `rates`, as the profile keeps it: each latency
+    figure measured (ms) over the profile's solo one, beside what was predicted. A figure not
+    measured counts as `unmeasured_factor` (a device too overloaded to finish its requests:
+    `SATURATED_FACTOR`), or is left out."""
+    measured = {}
+    for k in LATENCY_KEYS:
+        ms, solo = measured_ms.get(k), solo_ms(profile, k)
+        measured[k] = ms / solo if ms is not None and solo else unmeasured_factor
+    return Observation(partners=list(partners), rates=dict(rates), measured=measured,
+                       predicted={k: predicted.get(k) for k in LATENCY_KEYS}, slo_attainment=slo_attainment,
+                       run_dir=run_dir)
 
 
 def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], rates: dict[str, float] | None = None,
@@ -484,7 +501,7 @@ def predict_instance(profile: InstanceProfile, partners: list[InstanceProfile], 
         saturated = False
         used = set()
         for k in LATENCY_KEYS:
-            f, half, how, sat = resource_factor(profile, r, k, own, others, capacity, _solo_ms(profile, k),
+            f, half, how, sat = resource_factor(profile, r, k, own, others, capacity, solo_ms(profile, k),
                                                 max(0.0, 1.0 - compute_total), decode_tokens)
             eff[k], saturated = f, saturated or sat
             used.add(how)

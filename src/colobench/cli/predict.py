@@ -25,7 +25,7 @@ from colobench.cli.run import RUN_KNOBS
 from colobench.errors import ColobenchError, SpecError, writing
 from colobench.loadgen.pressure import run_probe
 from colobench.analysis.placement import METHODS
-from colobench.place import place as run_place
+from colobench.place import load_problem, place as run_place
 from colobench.place_verify import verify as run_verify
 from colobench.report.placement import placement_page, print_placement, print_verification
 from colobench.report.predict import print_prediction, print_profiles
@@ -181,7 +181,8 @@ def place(
         raise ColobenchError(f"--duration: {duration} must be > 0")
     if method is not None and method not in METHODS:
         raise ColobenchError(f"--method: {method!r} is not one of {', '.join(METHODS)}")
-    result = run_place(placement)
+    problem = load_problem(placement)
+    result = run_place(problem)
     if method is not None:
         if method not in result.methods:
             raise ColobenchError(f"--method {method}: not run for this placement (more services than the exhaustive "
@@ -194,7 +195,7 @@ def place(
         with stopping.stop_on_signals():
             try:
                 with progress_for(err) as progress:
-                    verified = run_verify(placement, result, folder, progress, duration)
+                    verified = run_verify(problem, result, folder, progress, duration)
             except SpecError as exc:
                 raise for_flags(exc) from None
             except KeyboardInterrupt:

@@ -28,7 +28,7 @@ def print_placement(result: PlacementResult, console: Console) -> None:
         for s in g.services:
             att = f"{s.attainment:.1%} ({s.verdict})" if s.attainment is not None else "no SLO"
             table.add_row(printable(g.device), printable(s.service), f"{s.memory_fraction:.2f}",
-                          f"{s.cores:.1f}" if s.cores is not None else "-", att, f"{s.tpot_slowdown:.2f}",
+                          f"{s.cores:.1f}" if s.cores is not None else "-", att, f"{s.slowdown['tpot_p50']:.2f}",
                           printable(s.driver))
     console.print(table)
     if best.unplaced:
@@ -112,7 +112,7 @@ def placement_page(result: PlacementResult, verified: PlacementVerification | No
         blocks = []
         for s in g.services:
             m = measured.get(s.service)
-            shade = max(0.25, min(1.0, 0.25 + s.tpot_slowdown - 1.0))
+            shade = max(0.25, min(1.0, 0.25 + s.slowdown["tpot_p50"] - 1.0))
             tip = (f"{s.service}: memory {s.memory_fraction:.0%}, predicted {_pct(s.attainment)}"
                    + (f", measured {_pct(m.measured_attainment)} ({m.measured_verdict})" if m else "") + f"; {s.driver}")
             miss = " miss" if m is not None and m.measured_verdict == "misses" else ""
@@ -136,7 +136,7 @@ def placement_page(result: PlacementResult, verified: PlacementVerification | No
                         f"<td>{_pct(s.attainment)} ({e(str(s.verdict))})</td>"
                         f"<td>{_pct(m.measured_attainment) if m else '-'}"
                         f"{' (' + e(str(m.measured_verdict)) + ')' if m else ''}</td>"
-                        f"<td>{s.tpot_slowdown:.2f}</td><td class='text'>{e(s.driver)}</td></tr>")
+                        f"<td>{s.slowdown['tpot_p50']:.2f}</td><td class='text'>{e(s.driver)}</td></tr>")
     methods = "".join(
         f"<tr><td>{e(name)}</td><td>{p.devices_used}</td><td>{p.goodput_req_s:.2f}</td>"
         f"<td>{_met(p)}</td></tr>" for name, p in result.methods.items())

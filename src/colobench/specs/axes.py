@@ -14,8 +14,9 @@ An axis is a path into the experiment and a list of values:
     servers.NAME.env.KEY       a managed server's environment variable
 
 Lists written in place of a value in YAML (`batch_size: [1, 2, 4, 8]`, `env: {KEY: [0, 2]}`,
-`prompts: [{file: a.jsonl}, {builtin: all}]`, a server's `args: {max_num_seqs: [8, 32]}`) become axes too, except for fields whose own value
-is a list (`cpu_affinity: [0, 1]` pins to two cores): sweep those under `sweep:`.
+`prompts: [{file: a.jsonl}, {builtin: all}]`, a server's `args: {max_num_seqs: [8, 32]}`) become
+axes too, except for fields whose own value is a list (`cpu_affinity: [0, 1]` pins to two cores):
+sweep those under `sweep:`.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def normalise_axes(axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
     for name, values in axes.items():
         path = canonical_path(name)
         match = _PATH.match(path)
-        if SERVER_PATH.match(path):
-            pass
-        elif not match or axis_knob(path) is None or (match.group(6) and path not in TOP_AXES):
+        known = SERVER_PATH.match(path) or (match and axis_knob(path) is not None
+                                            and not (match.group(6) and path not in TOP_AXES))
+        if not known:
             raise ValueError(f"unknown sweep axis {name!r}: use a workload field ({', '.join(WORKLOAD_AXES)}), an "
                              f"instance field ({', '.join(INSTANCE_AXES)}), env.KEY, {', '.join(TOP_AXES)}, or a "
                              "path like instances.0.workload.rate or servers.NAME.args.KEY")
@@ -169,15 +170,20 @@ def quality_reference(sweep: dict[str, list[Any]]) -> dict[str, Any]:
             if p.split(".")[-1] in QUALITY_AXES and not SERVER_PATH.match(p)}
 
 
+def _id_safe(value: Any) -> str:
+    """A value as it may appear in a point id (a folder name)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "", str(value))
+
+
 def id_part(path: str, value: Any) -> str:
     """One axis value in a point id: `b8`, `bf16`, `int8`, `i1rate4`, `task_queue_enable2`,
     `gpu_memory_utilization0.3` (a server's flag)."""
     if SERVER_PATH.match(path):
-        return f"{path.split('.')[-1].lower()}{re.sub(r'[^A-Za-z0-9._-]+', '', str(value))}"
+        return f"{path.split('.')[-1].lower()}{_id_safe(value)}"
     parts = path.split(".")
     prefix = f"i{parts[1]}" if parts[0] == "instances" and parts[1] != "*" else ""
     if len(parts) > 1 and parts[-2] == "env":
-        return f"{prefix}{parts[-1].lower()}{re.sub(r'[^A-Za-z0-9._-]+', '', str(value))}"
+        return f"{prefix}{parts[-1].lower()}{_id_safe(value)}"
     knob = axis_knob(path)
     assert knob is not None, path  # normalise_axes refused unknown paths
     return f"{prefix}{knob.id_part(value)}"
